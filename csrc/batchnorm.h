@@ -1,0 +1,73 @@
+/*
+ * batchnorm.h -- batch-normalization kernels (Ioffe & Szegedy 2015, Algorithm 1) and their backward.
+ *
+ * Layout: x is C-contiguous and viewed as (outer, C, inner): C channels, `inner` contiguous
+ * elements per (outer, channel) slab.  NCHW is (N, C, H*W); channels-last and (N, C) are
+ * (rows, C, 1).  Every channel holds count = outer * inner values.
+ *
+ * Statistics are exact to float64 rounding: each cache-resident segment is reduced by the
+ * two-pass algorithm (mean, then the sum of squared deviations from it) in float64, and segments
+ * are combined with Chan et al.'s pairwise update in a fixed order.  No E[x^2] - E[x]^2.
+ * Per-channel quantities (mean, var, invstd, dgamma, dbeta) are returned in float64.
+ *
+ * Results are bitwise identical for any n_threads and any instruction-set path: work is split
+ * into blocks fixed by the shape alone, partial results are merged in block order, and every
+ * reduction uses FB_LANES virtual lanes with no FMA contraction.
+ */
+#ifndef FASTBN_BATCHNORM_H
+#define FASTBN_BATCHNORM_H
+
+#include "fastbn.h"
+
+#define FB_BN_DECLARE(T, DT)                                                                       \
+    /* Training forward: per-channel mean, biased var and invstd = 1/sqrt(var + eps) (float64),  \
+     * and y = (x - mean) * invstd * gamma + beta.  gamma/beta may be NULL (no affine part).    */ \
+    fb_status fb_bn_train_##DT(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,        \
+                               const T *gamma, const T *beta, double eps, double *mean,          \
+                               double *var, double *invstd, int n_threads);                      \
+    /* Inference: y = (x - rmean) / sqrt(rvar + eps) * gamma + beta. */                          \
+    fb_status fb_bn_infer_##DT(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,        \
+                               const T *rmean, const T *rvar, const T *gamma, const T *beta,     \
+                               double eps, int n_threads);                                       \
+    /* Backward through the batch statistics: dbeta = sum(dy), dgamma = sum(dy * xhat),          \
+     * dx = gamma * invstd * (dy - dbeta/count - xhat * dgamma/count), xhat = (x-mean)*invstd.  */ \
+    fb_status fb_bn_backward_##DT(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,      \
+                                  int64_t inner, const double *mean, const double *invstd,       \
+                                  const T *gamma, double *dgamma, double *dbeta, int n_threads); \
+    /* r = (1 - momentum) * r + momentum * batch, with the unbiased variance for rvar; channels  \
+     * whose batch statistics are not finite are left as they are.  Byte strides; either buffer \
+     * may be NULL.  Returns the number of channels left as they were.                          */ \
+    int64_t fb_bn_update_running_##DT(T *rmean, int64_t rmean_stride, T *rvar,                   \
+                                      int64_t rvar_stride, const double *mean, const double *var, \
+                                      int64_t C, int64_t count, double momentum);
+
+FB_BN_DECLARE(float, f32)
+FB_BN_DECLARE(double, f64)
+
+/* Choose the instruction-set path (FB_ISA_*); returns 0, or -1 if it cannot run here. */
+int fb_bn_set_isa(int isa);
+int fb_bn_get_isa(void);
+
+/* One instruction set's kernels (the running-statistics update is not a hot loop). */
+typedef struct {
+    fb_status (*train_f32)(const float *, float *, int64_t, int64_t, int64_t, const float *,
+                           const float *, double, double *, double *, double *, int);
+    fb_status (*train_f64)(const double *, double *, int64_t, int64_t, int64_t, const double *,
+                           const double *, double, double *, double *, double *, int);
+    fb_status (*infer_f32)(const float *, float *, int64_t, int64_t, int64_t, const float *,
+                           const float *, const float *, const float *, double, int);
+    fb_status (*infer_f64)(const double *, double *, int64_t, int64_t, int64_t, const double *,
+                           const double *, const double *, const double *, double, int);
+    fb_status (*backward_f32)(const float *, const float *, float *, int64_t, int64_t, int64_t,
+                              const double *, const double *, const float *, double *, double *, int);
+    fb_status (*backward_f64)(const double *, const double *, double *, int64_t, int64_t, int64_t,
+                              const double *, const double *, const double *, double *, double *, int);
+} fb_bn_table;
+
+extern const fb_bn_table fb_bn_table_scalar;
+#if defined(FB_X86_ISAS)
+extern const fb_bn_table fb_bn_table_avx2;
+extern const fb_bn_table fb_bn_table_avx512;
+#endif
+
+#endif /* FASTBN_BATCHNORM_H */

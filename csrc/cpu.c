@@ -1,0 +1,64 @@
+/* cpu.c -- runtime CPU feature detection, portable beyond glibc (no ifunc). */
+#include "cpu.h"
+
+#if defined(FB_X86_ISAS) && (defined(__GNUC__) || defined(__clang__))
+#define FB_DETECT_GNU 1
+#elif defined(FB_X86_ISAS) && defined(_MSC_VER)
+#include <intrin.h>
+#include <immintrin.h>
+#define FB_DETECT_MSVC 1
+#endif
+
+#if defined(FB_DETECT_MSVC)
+static int fb_msvc_supports(int isa)
+{
+    int r[4];
+    __cpuid(r, 0);
+    if (r[0] < 7) return 0;
+    __cpuid(r, 1);
+    int osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, fma = (r[2] >> 12) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned long long xcr0 = _xgetbv(0);
+    if ((xcr0 & 0x6) != 0x6) return 0;
+    __cpuidex(r, 7, 0);
+    int avx2 = (r[1] >> 5) & 1;
+    if (isa == FB_ISA_AVX2) return avx2 && fma;
+    int f = (r[1] >> 16) & 1, dq = (r[1] >> 17) & 1, bw = (r[1] >> 30) & 1, vl = (r[1] >> 31) & 1;
+    return avx2 && fma && f && dq && bw && vl && (xcr0 & 0xe6) == 0xe6;
+}
+#endif
+
+int fb_cpu_supports(int isa)
+{
+    if (isa == FB_ISA_SCALAR) return 1;
+#if defined(FB_DETECT_GNU)
+    __builtin_cpu_init();
+    if (isa == FB_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == FB_ISA_AVX512)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return 0;
+#elif defined(FB_DETECT_MSVC)
+    return fb_msvc_supports(isa);
+#else
+    return 0;
+#endif
+}
+
+int fb_cpu_best_isa(void)
+{
+    for (int isa = FB_ISA_COUNT - 1; isa > FB_ISA_SCALAR; isa--)
+        if (fb_cpu_supports(isa)) return isa;
+    return FB_ISA_SCALAR;
+}
+
+const char *fb_isa_name(int isa)
+{
+    switch (isa) {
+    case FB_ISA_AVX2: return "avx2";
+    case FB_ISA_AVX512: return "avx512";
+    default: return "scalar";
+    }
+}

@@ -1,0 +1,20 @@
+/*
+ * parallel.h -- a fork-safe, deterministic parallel-for.
+ *
+ * Threads are started for the call and joined before it returns: there is no persistent pool, so
+ * a process forked after a parallel call never inherits a half-alive pool, and nothing competes
+ * with NumPy's BLAS or torch between calls.  Tasks are indexed; a task writes only its own outputs,
+ * so which thread runs a task never changes a result.
+ */
+#ifndef FASTBN_PARALLEL_H
+#define FASTBN_PARALLEL_H
+
+#include <stdint.h>
+
+typedef void (*fb_task_fn)(void *ctx, int64_t task);
+
+/* Run fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads (the caller's included).
+ * If a thread cannot be started the remaining tasks run on the threads that could. */
+void fb_parallel_for(int64_t n_tasks, int n_threads, fb_task_fn fn, void *ctx);
+
+#endif

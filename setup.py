@@ -1,0 +1,84 @@
+"""Build fastbn: Cython glue over plain-C kernels.
+
+Each extension module is one Cython file, its C dispatch/API sources, and kernel bodies that are
+compiled once per instruction set (scalar baseline, AVX2, AVX-512 on x86-64) with that set's own
+flags.  The module picks one set at import from CPUID, so one build runs on any x86-64.
+Set FASTBN_SANITIZE=1 to build with -fsanitize=address,undefined.
+"""
+import os
+import platform
+import sys
+from glob import glob
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# (module, Cython glue, dispatch/API C sources, kernel bodies compiled once per instruction set)
+MODULES = [
+    ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c"], ["csrc/batchnorm_kernels.c"]),
+]
+COMMON_SOURCES = ["csrc/parallel.c", "csrc/cpu.c"]
+
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+SANITIZE = os.environ.get("FASTBN_SANITIZE", "") not in ("", "0")
+
+# Flags per instruction set, for GCC/Clang and for MSVC.  Never -march=native.
+ISA_FLAGS_GNU = {
+    "scalar": [],
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
+               "-mprefer-vector-width=512"],
+}
+ISA_FLAGS_MSVC = {"scalar": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}
+ISAS = list(ISA_FLAGS_GNU) if X86 else ["scalar"]
+
+
+class BuildExt(build_ext):
+    """build_ext that first compiles each module's kernel bodies once per instruction set."""
+
+    def build_extension(self, ext):
+        msvc = self.compiler.compiler_type == "msvc"
+        base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99"]
+        if SANITIZE and not msvc:
+            base = ["-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=off", "-std=c99",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+            ext.extra_link_args = ext.extra_link_args + ["-fsanitize=address,undefined"]
+        macros = [("FB_X86_ISAS", "1")] if X86 else []
+        ext.define_macros = ext.define_macros + macros
+        ext.extra_compile_args = base + (["-pthread"] if not msvc else [])
+        if not msvc:
+            ext.extra_link_args = ext.extra_link_args + ["-pthread"]
+        objects = []
+        for isa in ISAS:
+            flags = (ISA_FLAGS_MSVC if msvc else ISA_FLAGS_GNU)[isa]
+            objects += self.compiler.compile(
+                ISA_SOURCES[ext.name],
+                output_dir=os.path.join(self.build_temp, isa),
+                macros=macros + [("FB_ISA_SUFFIX", "_" + isa)],
+                include_dirs=["csrc"],
+                extra_postargs=base + flags,
+                depends=ext.depends,
+            )
+        ext.extra_objects = objects
+        super().build_extension(ext)
+
+
+ISA_SOURCES = {name: isa_sources for name, _, _, isa_sources in MODULES}
+
+
+def extension(name, pyx, sources, isa_sources):
+    return Extension(name, [pyx] + sources + COMMON_SOURCES, include_dirs=["csrc"],
+                     depends=glob("csrc/*.h") + isa_sources)
+
+
+setup(
+    ext_modules=cythonize(
+        [extension(*m) for m in MODULES],
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
+                             "initializedcheck": False, "cdivision": True},
+    ),
+    cmdclass={"build_ext": BuildExt},
+    package_dir={"": "src"},
+    packages=["fastbn", "fastbn.bench"],
+)

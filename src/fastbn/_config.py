@@ -1,0 +1,148 @@
+"""Process-wide settings: the thread count and the instruction-set path of the kernels.
+
+Threads are started per call and joined before it returns (see ``csrc/parallel.h``): there is no
+persistent pool, so forking after a call is safe, and nothing spins between calls beside NumPy's
+BLAS or torch.  Results are bitwise identical for any thread count.
+"""
+import os
+
+from fastbn._validation import integer
+
+ISA_NAMES = ("scalar", "avx2", "avx512")
+
+_kernel_modules = []   # Cython modules exposing set_isa/get_isa/cpu_supports/best_isa
+
+
+def _physical_cores():
+    """Physical cores this process may run on (Linux topology), else the logical CPU count."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            with open(base + "physical_package_id") as f1, open(base + "core_id") as f2:
+                cores.add((f1.read().strip(), f2.read().strip()))
+        except OSError:
+            return len(cpus) or 1
+    return len(cores) or 1
+
+
+def _default_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return _physical_cores()
+
+
+_num_threads = _default_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.  Results do not depend on it, only speed does.
+
+    Examples
+    --------
+    >>> import fastbn
+    >>> old = fastbn.get_num_threads()
+    >>> fastbn.set_num_threads(1)
+    >>> fastbn.get_num_threads()
+    1
+    >>> fastbn.set_num_threads(old)
+    """
+    global _num_threads
+    _num_threads = integer(n, "n", minimum=1)
+
+
+def get_num_threads():
+    """Number of threads the kernels use (default: physical cores, or ``OMP_NUM_THREADS``).
+
+    Examples
+    --------
+    >>> import fastbn
+    >>> fastbn.get_num_threads() >= 1
+    True
+    """
+    return _num_threads
+
+
+def _register(module):
+    """Called by each kernel module's Python wrapper at import: apply the chosen ISA to it."""
+    _kernel_modules.append(module)
+    module.set_isa(_isa)
+
+
+def _isa_index(name):
+    if name not in ISA_NAMES:
+        raise ValueError(f"isa: expected one of {', '.join(ISA_NAMES)}, got {name!r}")
+    return ISA_NAMES.index(name)
+
+
+def _initial_isa():
+    from fastbn import _batchnorm
+    forced = os.environ.get("FASTBN_FORCE_ISA", "").strip().lower()
+    if not forced:
+        return _batchnorm.best_isa()
+    isa = _isa_index(forced)
+    if not _batchnorm.cpu_supports(isa):
+        raise RuntimeError(f"FASTBN_FORCE_ISA={forced}: this CPU or build cannot run {forced}")
+    return isa
+
+
+_isa = _initial_isa()
+
+
+def set_isa(name):
+    """Force an instruction-set path ('scalar', 'avx2' or 'avx512') for every kernel.
+
+    Meant for tests and benchmarks: every path gives the same bits, only speed differs.
+    """
+    global _isa
+    isa = _isa_index(name)
+    for module in _kernel_modules:
+        if not module.cpu_supports(isa):
+            raise ValueError(f"isa: {name} cannot run on this CPU or build")
+    for module in _kernel_modules:
+        module.set_isa(isa)
+    _isa = isa
+
+
+def get_isa():
+    """Name of the instruction-set path in use."""
+    return ISA_NAMES[_isa]
+
+
+def available_isas():
+    """Instruction-set paths that can run here, in increasing order."""
+    from fastbn import _batchnorm
+    return [name for i, name in enumerate(ISA_NAMES) if _batchnorm.cpu_supports(i)]
+
+
+def show_config():
+    """Print the build, the instruction set in use and the thread count.
+
+    Examples
+    --------
+    >>> import fastbn
+    >>> fastbn.show_config()  # doctest: +ELLIPSIS
+    fastbn ...
+    """
+    import platform
+
+    import numpy as np
+
+    from fastbn import __version__
+    print(f"fastbn {__version__}")
+    print(f"  python        {platform.python_version()} ({platform.machine()})")
+    print(f"  numpy         {np.__version__}")
+    print(f"  isa in use    {get_isa()}  (available: {', '.join(available_isas())};"
+          f" FASTBN_FORCE_ISA={os.environ.get('FASTBN_FORCE_ISA', '')!r})")
+    print(f"  threads       {get_num_threads()}  (per-call threads, no persistent pool;"
+          f" physical cores {_physical_cores()})")

@@ -1,0 +1,119 @@
+"""Argument checks shared by the public API.
+
+Every check names the argument it rejects and says what was expected, and raises before anything
+is written: TypeError for a wrong kind or dtype, ValueError for a wrong value or shape.
+"""
+import math
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_TooHardError = getattr(np, "exceptions", np).TooHardError
+
+
+def integer(value, name, minimum=None):
+    """``value`` as a Python int (bools rejected), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an integer, got a bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
+    """``value`` as a Python float in [lo, hi] (or open bounds); NaN is rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    below = value <= lo if lo_open else value < lo
+    above = value >= hi if hi_open else value > hi
+    if math.isnan(value) or below or above:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise ValueError(f"{name}: expected a number in {lb}{lo:g}, {hi:g}{rb}, got {value!r}")
+    return value
+
+
+def float_array(a, name):
+    """``a`` as a float32 or float64 ndarray; other dtypes are a TypeError, never cast."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected a float32 or float64 array ({e})") from None
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    return a
+
+
+def same_dtype(a, name, dtype, of="x"):
+    if a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} (the dtype of {of}), got {a.dtype}")
+
+
+def normalize_axis(axis, ndim, name="axis"):
+    axis = integer(axis, name)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-d array, "
+                         f"got {axis}")
+    return axis % ndim
+
+
+def vector(v, name, length, dtype, *, inplace=False):
+    """A 1-d array of ``length`` elements of ``dtype``.
+
+    Array-likes that are not ndarrays are converted, unless ``inplace`` (a buffer that is updated
+    in place must be an ndarray and writeable).  An ndarray of another dtype is a TypeError.
+    """
+    if not isinstance(v, np.ndarray):
+        if inplace:
+            raise TypeError(f"{name}: expected a writeable numpy array (it is updated in place), "
+                            f"got {type(v).__name__}")
+        try:
+            v = np.asarray(v, dtype=dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected a 1-d array of {length} numbers ({e})") from None
+    same_dtype(v, name, dtype)
+    if v.shape != (length,):
+        raise ValueError(f"{name}: expected shape ({length},) (one value per channel), got {v.shape}")
+    if inplace and not v.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array (it is updated in place), "
+                         "got a read-only one")
+    return v
+
+
+def output(out, name, shape, dtype):
+    """Check a caller-provided output array."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array, got a read-only one")
+    return out
+
+
+def no_overlap(written, others):
+    """Raise if an array that will be written shares memory with any other named array.
+
+    ``written`` and ``others`` are sequences of (name, array or None).
+    """
+    for i, (wname, w) in enumerate(written):
+        if w is None or w.size == 0:
+            continue
+        for oname, o in list(written[i + 1:]) + list(others):
+            if o is None or o.size == 0:
+                continue
+            try:
+                overlap = np.shares_memory(w, o, max_work=10000)
+            except _TooHardError:
+                overlap = True
+            if overlap:
+                raise ValueError(f"{wname}: must not share memory with {oname}")

@@ -1,0 +1,71 @@
+"""``python -m fastbn.bench``: fastbn against its baselines, one table.
+
+Columns: fastbn's median time; the baseline (the plain-NumPy reference, or the NumPy idiom a user
+writes today) and fastbn's speed-up over it; fastbn's time as a multiple of ``np.copyto`` of the
+same tensor (the memory roofline: 1.0 would be a copy's speed); PyTorch CPU and fastbn's speed-up
+over it, when torch is installed.  Each case area lives in its own module of this package.
+"""
+import argparse
+import importlib
+import sys
+
+from fastbn import _config
+from fastbn.bench._harness import markdown, measure, row
+
+AREAS = ["batchnorm"]
+
+
+def _torch_threads(n):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastbn.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small inputs, few rounds (a smoke run)")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--rounds", type=int, default=None, help="timing rounds per case")
+    p.add_argument("--only", default="", help="run only cases whose kernel contains this text")
+    p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch column")
+    p.add_argument("--output", default=None, help="also write the Markdown table to this file")
+    args = p.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    rounds = args.rounds or (3 if args.quick else 15)
+    torch_ok = False
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            torch_ok = True
+        except ImportError:
+            pass
+    print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, rounds={rounds}, "
+          f"torch={'yes' if torch_ok else 'not installed'}", file=sys.stderr)
+    rows = []
+    saved = _config.get_num_threads()
+    try:
+        for n in threads:
+            _config.set_num_threads(n)
+            _torch_threads(n)
+            for area in AREAS:
+                module = importlib.import_module(f"fastbn.bench.{area}")
+                for case in module.cases(quick=args.quick, torch=torch_ok):
+                    if args.only and args.only not in case.kernel:
+                        continue
+                    case.threads = n
+                    rows.append(row(case, measure(case, rounds, min_time=0.05 if args.quick else 0.3)))
+                    print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+    finally:
+        _config.set_num_threads(saved)
+    table = markdown(rows)
+    print(table)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

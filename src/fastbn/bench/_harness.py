@@ -1,0 +1,89 @@
+"""The measuring part of ``python -m fastbn.bench``: cases, interleaved timing, the table.
+
+A :class:`Case` names one kernel on one input and holds callables for each contender: fastbn,
+the plain-NumPy reference (or the NumPy idiom users write today), PyTorch when installed, and
+``np.copyto`` of the same tensor -- the memory roofline.  Contenders are timed in turn, round after
+round, so that load from other processes on a shared machine falls on all of them alike; the
+table reports medians and ratios.
+"""
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    kernel: str                    # what is computed, e.g. "bn train"
+    shape: str                     # the input, e.g. "(32,64,56,56) NCHW f32"
+    fastbn: Callable[[], object]
+    reference: Optional[Callable[[], object]] = None
+    reference_label: str = "reference"
+    torch: Optional[Callable[[], object]] = None
+    copy_of: Optional[np.ndarray] = None   # the tensor whose np.copyto is the roofline
+    threads: Optional[int] = None          # filled in by the runner
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def copy_timer(a):
+    """A callable that copies ``a`` into a preallocated array of the same shape."""
+    dst = np.empty_like(a)
+    return lambda: np.copyto(dst, a)
+
+
+def _time_once(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(case, rounds, min_time=0.2):
+    """Median seconds of each contender of ``case``, timed interleaved, round by round."""
+    contenders = {"fastbn": case.fastbn}
+    if case.reference is not None:
+        contenders["reference"] = case.reference
+    if case.torch is not None:
+        contenders["torch"] = case.torch
+    if case.copy_of is not None:
+        contenders["copyto"] = copy_timer(case.copy_of)
+    for fn in contenders.values():   # warm up: page in outputs, load code
+        fn()
+    samples = {k: [] for k in contenders}
+    t_start = time.perf_counter()
+    r = 0
+    while r < rounds or (time.perf_counter() - t_start < min_time and r < 50 * rounds):
+        order = list(contenders.items())
+        if r % 2:
+            order.reverse()
+        for name, fn in order:
+            samples[name].append(_time_once(fn))
+        r += 1
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
+def _ms(t):
+    return "" if t is None else (f"{t * 1e3:.3f}" if t < 0.01 else f"{t * 1e3:.2f}")
+
+
+def _ratio(a, b):
+    return "" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+COLUMNS = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms", "speed-up",
+           "x copyto", "torch ms", "vs torch"]
+
+
+def row(case, t):
+    f = t["fastbn"]
+    return [case.kernel, case.shape, str(case.threads), _ms(f),
+            case.reference_label if "reference" in t else "", _ms(t.get("reference")),
+            _ratio(t.get("reference"), f), _ratio(f, t.get("copyto")), _ms(t.get("torch")),
+            _ratio(t.get("torch"), f)]
+
+
+def markdown(rows):
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Benchmark cases for batch norm: training forward, inference forward, backward."""
+import numpy as np
+
+import fastbn
+from fastbn import reference
+from fastbn.bench._harness import Case
+
+# (label, shape, channel axis)
+SHAPES = [
+    ("NCHW", (32, 64, 56, 56), 1),
+    ("NHWC", (32, 56, 56, 64), -1),
+    ("NC", (4096, 1024), 1),
+]
+QUICK_SHAPES = [("NCHW", (8, 16, 14, 14), 1), ("NHWC", (8, 14, 14, 16), -1), ("NC", (256, 64), 1)]
+
+
+def _torch_fns(x, dy, axis, C, mean, invstd):
+    import torch
+    tx = torch.from_numpy(x)
+    if axis != 1:   # channels-last: torch's native NHWC memory format, or (N, C) as is
+        tx = tx.permute(0, 3, 1, 2) if x.ndim == 4 else tx
+    tdy = torch.from_numpy(dy)
+    tdy = tdy.permute(0, 3, 1, 2) if (axis != 1 and x.ndim == 4) else tdy
+    w, b = torch.ones(C), torch.zeros(C)
+    rm, rv = torch.zeros(C), torch.ones(C)
+
+    def train():
+        with torch.no_grad():
+            return torch.nn.functional.batch_norm(tx, rm, rv, w, b, training=True, momentum=0.1)
+
+    def infer():
+        with torch.no_grad():
+            return torch.nn.functional.batch_norm(tx, rm, rv, w, b, training=False)
+
+    save_mean, save_invstd = torch.from_numpy(mean), torch.from_numpy(invstd)
+
+    def backward():
+        return torch.ops.aten.native_batch_norm_backward(
+            tdy, tx, w, rm, rv, save_mean, save_invstd, True, 1e-5, [True, True, True])
+
+    return train, infer, backward
+
+
+def cases(quick=False, torch=False):
+    out = []
+    for label, shape, axis in (QUICK_SHAPES if quick else SHAPES):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(shape, dtype=np.float32) * 2 + 3
+        dy = rng.standard_normal(shape, dtype=np.float32)
+        C = shape[axis]
+        g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        y = np.empty_like(x)
+        _, mean, invstd = fastbn.batch_norm_train(x, axis=axis)
+        name = "(" + ",".join(map(str, shape)) + f") {label} f32"
+        t_train = t_infer = t_back = None
+        if torch:
+            t_train, t_infer, t_back = _torch_fns(x, dy, axis, C, mean, invstd)
+        out += [
+            Case("bn train", name,
+                 lambda: fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                                 running_var=rv, out=y),
+                 lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                                    running_var=rv),
+                 torch=t_train, copy_of=x),
+            Case("bn infer", name,
+                 lambda: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=y),
+                 lambda: reference.batch_norm_infer(x, rm, rv, g, b, axis=axis),
+                 torch=t_infer, copy_of=x),
+            Case("bn backward", name,
+                 lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=y),
+                 lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis),
+                 torch=t_back, copy_of=x),
+        ]
+    return out

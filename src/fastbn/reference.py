@@ -1,0 +1,84 @@
+"""Plain-NumPy reference implementations, written from the formulas.
+
+They are the oracle of the tests and the baseline of the benchmarks: readable first, no
+validation, no tricks.  Each has the signature and the results of its fastbn twin.
+"""
+import numpy as np
+
+from fastbn.batchnorm import BatchNormGrads, BatchNormResult
+
+
+def _channel_view(a, x, axis):
+    """Reshape a per-channel vector so it broadcasts against x along ``axis``."""
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    return np.reshape(a, shape)
+
+
+def _reduce_axes(x, axis):
+    axis = axis % x.ndim
+    return tuple(i for i in range(x.ndim) if i != axis), axis
+
+
+def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
+                     running_var=None, momentum=0.1, out=None):
+    """Ioffe & Szegedy (2015), Algorithm 1, with PyTorch's running-statistics update."""
+    axes, axis = _reduce_axes(x, axis)
+    n = x.size // x.shape[axis]
+    mean = x.mean(axis=axes, keepdims=True)                        # mini-batch mean
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)         # mini-batch variance (biased)
+    invstd = 1.0 / np.sqrt(var + eps)
+    y = (x - mean) * invstd                                        # normalize
+    if gamma is not None:
+        y = y * _channel_view(gamma, x, axis)                      # scale
+    if beta is not None:
+        y = y + _channel_view(beta, x, axis)                       # shift
+    mean, var, invstd = mean.reshape(-1), var.reshape(-1), invstd.reshape(-1)
+    finite = np.isfinite(mean) & np.isfinite(var)
+    if running_mean is not None:
+        new = (1 - momentum) * running_mean + momentum * mean
+        running_mean[finite] = new[finite]
+    if running_var is not None:
+        new = (1 - momentum) * running_var + momentum * var * n / (n - 1)   # unbiased
+        running_var[finite] = new[finite]
+    y = y.astype(x.dtype, copy=False)
+    if out is not None:
+        out[...] = y
+        y = out
+    return BatchNormResult(y, mean.astype(x.dtype), invstd.astype(x.dtype))
+
+
+def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axis=1, eps=1e-5,
+                     out=None):
+    """Normalize with fixed statistics: (x - running_mean) / sqrt(running_var + eps) * gamma + beta."""
+    axis = axis % x.ndim
+    y = (x - _channel_view(running_mean, x, axis)) / np.sqrt(_channel_view(running_var, x, axis) + eps)
+    if gamma is not None:
+        y = y * _channel_view(gamma, x, axis)
+    if beta is not None:
+        y = y + _channel_view(beta, x, axis)
+    y = y.astype(x.dtype, copy=False)
+    if out is not None:
+        out[...] = y
+        y = out
+    return y
+
+
+def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+    """Backward pass through the batch statistics (Ioffe & Szegedy 2015, section 3)."""
+    axes, axis = _reduce_axes(x, axis)
+    n = x.size // x.shape[axis]
+    mean, invstd = _channel_view(mean, x, axis), _channel_view(invstd, x, axis)
+    xhat = (x - mean) * invstd
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    g = 1.0 if gamma is None else _channel_view(gamma, x, axis)
+    dxhat = dy * g
+    # dL/dx = invstd / n * (n * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+    dx = invstd / n * (n * dxhat - dxhat.sum(axis=axes, keepdims=True)
+                       - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
+    dx = dx.astype(x.dtype, copy=False)
+    if out is not None:
+        out[...] = dx
+        dx = out
+    return BatchNormGrads(dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype))

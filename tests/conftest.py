@@ -1,0 +1,29 @@
+"""Shared fixtures: every test that takes `threads` or `isa` runs at each value."""
+import numpy as np
+import pytest
+
+import fastbn
+from fastbn import _config
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
+def threads(request):
+    saved = fastbn.get_num_threads()
+    fastbn.set_num_threads(request.param)
+    yield request.param
+    fastbn.set_num_threads(saved)
+
+
+@pytest.fixture(params=list(_config.ISA_NAMES))
+def isa(request):
+    if request.param not in _config.available_isas():
+        pytest.skip(f"{request.param} cannot run on this CPU")
+    saved = _config.get_isa()
+    _config.set_isa(request.param)
+    yield request.param
+    _config.set_isa(saved)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -39,7 +39,7 @@ class BuildExt(build_ext):
 
     def build_extension(self, ext):
         msvc = self.compiler.compiler_type == "msvc"
-        base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99"]
+        base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99", "-Wno-psabi"]
         if SANITIZE and not msvc:
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=off", "-std=c99",
                     "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]

@@ -1,73 +1,150 @@
 /*
  * batchnorm_body.h -- the batch-norm kernels for one element type.
  *
- * Included by batchnorm_kernels.c once per dtype with FB_T (float or double) and FB_DT (f32 or
- * f64) defined.  See batchnorm.h for the layout, the algorithms and the guarantees; the helpers it
- * uses (plans, Chan's merge, constants) are defined once in batchnorm_kernels.c.
+ * Included by batchnorm_kernels.c once per dtype with FB_T (float or double), FB_DT (f32 or f64)
+ * and the vector of that element type (FB_TV*) defined.  See batchnorm.h for the layout and the
+ * guarantees, and batchnorm_kernels.c for the shared helpers.
+ *
+ * Numerics
+ *   Statistics: each segment (a slab run of up to FB_SEG values, or a row chunk of one column) is
+ *   reduced with shifted sums in float64, the shift k being the segment's first value:
+ *   S1 = sum(x - k), S2 = sum((x - k)^2), mean = k + S1/n, M2 = S2 - S1^2/n.  Since
+ *   (x_0 - mean)^2 <= M2, S1^2/n <= n*M2, so the subtraction loses at most a factor (2n + 1) of
+ *   float64 epsilon relative to M2 (n <= 4096: about 1e-12 relative) -- never the catastrophic
+ *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order.
+ *   Elementwise transforms run in the data type: the mean is split as mh + mlo (mh = mean rounded
+ *   to T), y = (x - mh) * a + c with c = b - mlo * a, so x - mh cancels exactly where it matters
+ *   and each output carries a few rounding errors of T relative to its largest term.  Where
+ *   x - mh could overflow in T (|mean| >= 2^102) the float64 formula is used instead.
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
 
-/* ---- reductions over contiguous runs, FB_LANES virtual lanes ----------------------------- */
+/* ---- per-channel coefficients of the elementwise passes ----------------------------------- */
 
-/* Two-pass mean and sum of squared deviations of p[0..n), n >= 1. */
-static void FN(run_stats)(const T *FB_RESTRICT p, int64_t n, double *mean, double *m2)
+/* Forward: y = (x - m) * s + c.   Backward: dx = dy * g + ((x - m) * s + c). */
+typedef struct {
+    double m, s, g, c;   /* the float64 formula, used when `exact` */
+    T tm, ts, tg, tc;    /* the same in T, the mean split as tm + (m - tm), folded into tc */
+    int exact;
+} FN(coef);
+
+static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 {
-    double acc[FB_LANES] = {0};
-    int64_t i = 0;
-    for (; i + FB_LANES <= n; i += FB_LANES)
-        for (int l = 0; l < FB_LANES; l++) acc[l] += (double)p[i + l];
-    for (int l = 0; i < n; i++, l++) acc[l] += (double)p[i];
-    const double mu = fb_lanes_total(acc) / (double)n;
-
-    double sq[FB_LANES] = {0};
-    for (i = 0; i + FB_LANES <= n; i += FB_LANES)
-        for (int l = 0; l < FB_LANES; l++) {
-            const double d = (double)p[i + l] - mu;
-            sq[l] += d * d;
-        }
-    for (int l = 0; i < n; i++, l++) {
-        const double d = (double)p[i] - mu;
-        sq[l] += d * d;
-    }
-    *mean = mu;
-    *m2 = fb_lanes_total(sq);
+    FN(coef) co;
+    co.m = m, co.s = s, co.g = g, co.c = c;
+    co.tm = (T)m;
+    co.ts = (T)s;
+    co.tg = (T)g;
+    co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
+    co.exact = isfinite(m) && fabs(m) >= 0x1p102;
+    return co;
 }
 
-/* acc_dy += dy, acc_dyx += dy * (x - mu) over a run, lane by lane. */
-static void FN(run_grad_sums)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, int64_t n, double mu,
-                              double *FB_RESTRICT acc_dy, double *FB_RESTRICT acc_dyx)
+/* ---- contiguous runs ---------------------------------------------------------------------- */
+
+/* Shifted sums of p[0..n) added into FB_LANES lanes (lane l takes the i = l mod FB_LANES). */
+static void FN(run_shifted_sums)(const T *FB_RESTRICT p, int64_t n, double k,
+                                 double s1[FB_LANES], double s2[FB_LANES])
 {
+    const fb_vd kv = fb_vd_set1(k);
+    fb_vd a[FB_NV], b[FB_NV];
+    for (int j = 0; j < FB_NV; j++) a[j] = fb_vd_load_f64(s1 + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + j * FB_VD_W);
     int64_t i = 0;
     for (; i + FB_LANES <= n; i += FB_LANES)
-        for (int l = 0; l < FB_LANES; l++) {
-            const double g = (double)dy[i + l];
-            acc_dy[l] += g;
-            acc_dyx[l] += g * ((double)x[i + l] - mu);
+        for (int j = 0; j < FB_NV; j++) {
+            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(p + i + j * FB_VD_W), kv);
+            a[j] = fb_vd_add(a[j], d);
+            b[j] = fb_vd_add(b[j], fb_vd_mul(d, d));
         }
+    for (int j = 0; j < FB_NV; j++) fb_vd_store_f64(s1 + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + j * FB_VD_W, b[j]);
+    for (int l = 0; i < n; i++, l++) {
+        const double d = (double)p[i] - k;
+        s1[l] += d;
+        s2[l] += d * d;
+    }
+}
+
+/* (mean, M2) of p[0..n), n >= 1, shifted by p[0]. */
+static void FN(run_stats)(const T *p, int64_t n, double *mean, double *m2)
+{
+    double s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
+    const double k = (double)p[0];
+    FN(run_shifted_sums)(p, n, k, s1, s2);
+    fb_shifted_result(k, (double)n, fb_lanes_total(s1), fb_lanes_total(s2), mean, m2);
+}
+
+/* y = (x - m) * s + c over a run; with `stream`, through non-temporal stores where aligned. */
+static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, const FN(coef) *co,
+                          int stream)
+{
+    int64_t i = 0;
+    if (co->exact) {
+        for (; i < n; i++) y[i] = (T)(((double)x[i] - co->m) * co->s + co->c);
+        return;
+    }
+    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
+    int64_t head = stream ? fb_stream_head(y, sizeof(T)) : -1;
+    if (head >= 0) {
+        for (; i < head && i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
+    } else {
+        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
+    }
+#undef FB_APPLY
+    for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+}
+
+/* sdy += dy, sdyx += dy * (x - mu), FB_LANES lanes each. */
+static void FN(run_grad_sums)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, int64_t n, double mu,
+                              double sdy[FB_LANES], double sdyx[FB_LANES])
+{
+    const fb_vd mv = fb_vd_set1(mu);
+    fb_vd a[FB_NV], b[FB_NV];
+    for (int j = 0; j < FB_NV; j++) a[j] = fb_vd_load_f64(sdy + j * FB_VD_W), b[j] = fb_vd_load_f64(sdyx + j * FB_VD_W);
+    int64_t i = 0;
+    for (; i + FB_LANES <= n; i += FB_LANES)
+        for (int j = 0; j < FB_NV; j++) {
+            const fb_vd g = FB_VD_LOAD_T(dy + i + j * FB_VD_W);
+            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + j * FB_VD_W), mv);
+            a[j] = fb_vd_add(a[j], g);
+            b[j] = fb_vd_add(b[j], fb_vd_mul(g, d));
+        }
+    for (int j = 0; j < FB_NV; j++) fb_vd_store_f64(sdy + j * FB_VD_W, a[j]), fb_vd_store_f64(sdyx + j * FB_VD_W, b[j]);
     for (int l = 0; i < n; i++, l++) {
         const double g = (double)dy[i];
-        acc_dy[l] += g;
-        acc_dyx[l] += g * ((double)x[i] - mu);
+        sdy[l] += g;
+        sdyx[l] += g * ((double)x[i] - mu);
     }
 }
 
-/* y = (x - mu) * s + b over a run. */
-static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, double mu, double s,
-                          double b)
-{
-    for (int64_t i = 0; i < n; i++) y[i] = (T)(((double)x[i] - mu) * s + b);
-}
-
-/* dx = a * dy + k * (x - mu) + c over a run. */
+/* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply. */
 static void FN(run_grad_apply)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, T *FB_RESTRICT dx,
-                               int64_t n, double mu, double a, double k, double c)
+                               int64_t n, const FN(coef) *co, int stream)
 {
-    for (int64_t i = 0; i < n; i++)
-        dx[i] = (T)((double)dy[i] * a + ((double)x[i] - mu) * k + c);
+    int64_t i = 0;
+    if (co->exact) {
+        for (; i < n; i++)
+            dx[i] = (T)((double)dy[i] * co->g + (((double)x[i] - co->m) * co->s + co->c));
+        return;
+    }
+    const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
+    const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
+                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+    int64_t head = stream ? fb_stream_head(dx, sizeof(T)) : -1;
+    if (head >= 0) {
+        for (; i < head && i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
+        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
+    } else {
+        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
+    }
+#undef FB_GRAD
+    for (; i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
 }
 
-/* ---- slab path: one task per channel, its data cache-resident between passes ------------- */
+/* ---- slab path: one task per channel, its data cache-resident between the two passes ------ */
 
 typedef struct {
     const T *x, *dy;
@@ -77,6 +154,9 @@ typedef struct {
     double eps;
     double *mean, *var, *invstd;  /* train: outputs; backward: mean, invstd are inputs */
     double *dgamma, *dbeta;
+    const FN(coef) *coefs;        /* inference: one per channel */
+    int64_t per_task;             /* inference: slabs per task */
+    int stream;                   /* write outputs with non-temporal stores */
 } FN(slab_ctx);
 
 static void FN(slab_train_task)(void *vctx, int64_t c)
@@ -94,14 +174,14 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
         }
     }
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
-    k->mean[c] = mu;
-    k->var[c] = var;
-    k->invstd[c] = invstd;
-    const double scale = k->gamma ? (double)k->gamma[c] * invstd : invstd;
-    const double shift = k->beta ? (double)k->beta[c] : 0.0;
-    for (int64_t o = 0; o < k->outer; o++)
-        FN(run_apply)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner, mu, scale,
-                      shift);
+    k->mean[c] = mu, k->var[c] = var, k->invstd[c] = invstd;
+    const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
+                                      k->beta ? (double)k->beta[c] : 0.0);
+    /* Second pass in reverse: the slabs read last are the surest to still be in cache. */
+    for (int64_t o = k->outer - 1; o >= 0; o--)
+        FN(run_apply)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner, &co,
+                      k->stream);
+    if (k->stream) fb_stream_fence();
 }
 
 static void FN(slab_backward_task)(void *vctx, int64_t c)
@@ -109,21 +189,29 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
     const int64_t inner = k->inner, stride = k->C * inner;
     const double mu = k->mean[c], invstd = k->invstd[c];
-    double acc_dy[FB_LANES] = {0}, acc_dyx[FB_LANES] = {0};
+    double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
     for (int64_t o = 0; o < k->outer; o++)
         FN(run_grad_sums)(k->dy + o * stride + c * inner, k->x + o * stride + c * inner, inner, mu,
-                          acc_dy, acc_dyx);
-    const double sdy = fb_lanes_total(acc_dy), sdyx = fb_lanes_total(acc_dyx);
-    const double count = (double)k->outer * (double)inner;
-    k->dbeta[c] = sdy;
-    k->dgamma[c] = sdyx * invstd;
-    const double g = k->gamma ? (double)k->gamma[c] : 1.0;
-    const double a = g * invstd;
-    const double kx = -a * invstd * invstd * (sdyx / count);
-    const double c0 = -a * (sdy / count);
-    for (int64_t o = 0; o < k->outer; o++)
+                          sdy, sdyx);
+    double coef[3];
+    fb_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
+                  k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
+    const FN(coef) gco = FN(make_coef)(mu, coef[0], coef[1], coef[2]);
+    for (int64_t o = k->outer - 1; o >= 0; o--)   /* reverse, as in slab_train_task */
         FN(run_grad_apply)(k->dy + o * stride + c * inner, k->x + o * stride + c * inner,
-                           k->y + o * stride + c * inner, inner, mu, a, kx, c0);
+                           k->y + o * stride + c * inner, inner, &gco, k->stream);
+    if (k->stream) fb_stream_fence();
+}
+
+static void FN(slab_apply_task)(void *vctx, int64_t task)
+{
+    const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
+    const int64_t n_slabs = k->outer * k->C, j0 = task * k->per_task;
+    const int64_t j1 = j0 + k->per_task < n_slabs ? j0 + k->per_task : n_slabs;
+    for (int64_t j = j0; j < j1; j++)
+        FN(run_apply)(k->x + j * k->inner, k->y + j * k->inner, k->inner, &k->coefs[j % k->C],
+                      k->stream);
+    if (k->stream) fb_stream_fence();
 }
 
 /* ---- rows path: (rows, V) with V = C * inner virtual channels, tiled (row chunk, column tile) */
@@ -132,10 +220,17 @@ typedef struct {
     fb_rows_plan p;
     const T *x, *dy;
     T *y;
-    double *r1, *r2;           /* per row chunk and virtual channel: mean & m2, or sdy & sdyx */
-    double *tmp;               /* per task: 2 * CT doubles */
-    const double *vm, *va, *vk, *vc; /* per virtual channel: mean, and apply coefficients */
+    double *r1, *r2;          /* per row chunk and virtual channel: mean & M2, or sdy & sdyx */
+    const FN(coef) *coefs;    /* per real channel */
+    const double *vm;         /* per virtual channel: the mean (backward sums) */
+    T *tm, *ts, *tg, *tc;     /* per virtual channel, repeated `group` times: coefficients in T */
+    int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
+    int exact, backward, stream;
 } FN(rows_ctx);
+
+/* Rows are taken four at a time: each accumulator gains ((r0 + r1) + (r2 + r3)), which halves
+ * the accumulator traffic twice over; the order is fixed by the plan, like everything else. */
+#define FB_ROWS_AT_ONCE 4
 
 static void FN(rows_stats_task)(void *vctx, int64_t task)
 {
@@ -143,38 +238,50 @@ static void FN(rows_stats_task)(void *vctx, int64_t task)
     const fb_rows_plan *p = &k->p;
     int64_t r0, r1, v0, w;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
-    const int64_t ch = task / p->n_ctiles;
-    double *FB_RESTRICT cm = k->r1 + ch * p->V + v0, *FB_RESTRICT cm2 = k->r2 + ch * p->V + v0;
-    double *FB_RESTRICT bm = k->tmp + task * 2 * p->CT, *FB_RESTRICT bm2 = bm + p->CT;
-    double n = 0.0;
-    for (int64_t r = r0; r < r1; r += p->B) {
-        const int64_t re = r + p->B < r1 ? r + p->B : r1;
-        const double nb = (double)(re - r);
-        for (int64_t v = 0; v < w; v++) bm[v] = 0.0, bm2[v] = 0.0;
-        for (int64_t i = r; i < re; i++) {
-            const T *FB_RESTRICT row = k->x + i * p->V + v0;
-            for (int64_t v = 0; v < w; v++) bm[v] += (double)row[v];
+    double sh[FB_TILE_COLS], s1[FB_TILE_COLS], s2[FB_TILE_COLS];
+    const int64_t V = p->V;
+    const T *first = k->x + r0 * V + v0;
+    for (int64_t v = 0; v < w; v++) sh[v] = (double)first[v], s1[v] = 0.0, s2[v] = 0.0;
+    int64_t i = r0;
+    for (; i + FB_ROWS_AT_ONCE <= r1; i += FB_ROWS_AT_ONCE) {
+        const T *FB_RESTRICT a = k->x + i * V + v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
+                *FB_RESTRICT d = c + V;
+        int64_t v = 0;
+        for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            const fb_vd kv = fb_vd_load_f64(sh + v);
+            const fb_vd da = fb_vd_sub(FB_VD_LOAD_T(a + v), kv), db = fb_vd_sub(FB_VD_LOAD_T(b + v), kv);
+            const fb_vd dc = fb_vd_sub(FB_VD_LOAD_T(c + v), kv), dd = fb_vd_sub(FB_VD_LOAD_T(d + v), kv);
+            const fb_vd t1 = fb_vd_add(fb_vd_add(da, db), fb_vd_add(dc, dd));
+            const fb_vd t2 = fb_vd_add(fb_vd_add(fb_vd_mul(da, da), fb_vd_mul(db, db)),
+                                       fb_vd_add(fb_vd_mul(dc, dc), fb_vd_mul(dd, dd)));
+            fb_vd_store_f64(s1 + v, fb_vd_add(fb_vd_load_f64(s1 + v), t1));
+            fb_vd_store_f64(s2 + v, fb_vd_add(fb_vd_load_f64(s2 + v), t2));
         }
-        for (int64_t v = 0; v < w; v++) bm[v] /= nb;
-        for (int64_t i = r; i < re; i++) {
-            const T *FB_RESTRICT row = k->x + i * p->V + v0;
-            for (int64_t v = 0; v < w; v++) {
-                const double d = (double)row[v] - bm[v];
-                bm2[v] += d * d;
-            }
+        for (; v < w; v++) {
+            const double da = (double)a[v] - sh[v], db = (double)b[v] - sh[v];
+            const double dc = (double)c[v] - sh[v], dd = (double)d[v] - sh[v];
+            s1[v] += (da + db) + (dc + dd);
+            s2[v] += (da * da + db * db) + (dc * dc + dd * dd);
         }
-        if (n == 0.0) {
-            for (int64_t v = 0; v < w; v++) cm[v] = bm[v], cm2[v] = bm2[v];
-        } else {
-            const double f = nb / (n + nb), g = n * nb / (n + nb);
-            for (int64_t v = 0; v < w; v++) {
-                const double delta = bm[v] - cm[v];
-                cm[v] += delta * f;
-                cm2[v] += bm2[v] + delta * delta * g;
-            }
-        }
-        n += nb;
     }
+    for (; i < r1; i++) {
+        const T *FB_RESTRICT row = k->x + i * V + v0;
+        int64_t v = 0;
+        for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(row + v), fb_vd_load_f64(sh + v));
+            fb_vd_store_f64(s1 + v, fb_vd_add(fb_vd_load_f64(s1 + v), d));
+            fb_vd_store_f64(s2 + v, fb_vd_add(fb_vd_load_f64(s2 + v), fb_vd_mul(d, d)));
+        }
+        for (; v < w; v++) {
+            const double d = (double)row[v] - sh[v];
+            s1[v] += d;
+            s2[v] += d * d;
+        }
+    }
+    const int64_t ch = task / p->n_ctiles;
+    for (int64_t v = 0; v < w; v++)
+        fb_shifted_result(sh[v], (double)(r1 - r0), s1[v], s2[v], &k->r1[ch * V + v0 + v],
+                          &k->r2[ch * V + v0 + v]);
 }
 
 static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
@@ -183,14 +290,47 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
     const fb_rows_plan *p = &k->p;
     int64_t r0, r1, v0, w;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
-    const int64_t ch = task / p->n_ctiles;
-    double *FB_RESTRICT sdy = k->r1 + ch * p->V + v0, *FB_RESTRICT sdyx = k->r2 + ch * p->V + v0;
+    const int64_t V = p->V, ch = task / p->n_ctiles;
+    double *FB_RESTRICT sdy = k->r1 + ch * V + v0, *FB_RESTRICT sdyx = k->r2 + ch * V + v0;
     const double *FB_RESTRICT vm = k->vm + v0;
     for (int64_t v = 0; v < w; v++) sdy[v] = 0.0, sdyx[v] = 0.0;
-    for (int64_t i = r0; i < r1; i++) {
-        const T *FB_RESTRICT xr = k->x + i * p->V + v0;
-        const T *FB_RESTRICT gr = k->dy + i * p->V + v0;
-        for (int64_t v = 0; v < w; v++) {
+    int64_t i = r0;
+    for (; i + FB_ROWS_AT_ONCE <= r1; i += FB_ROWS_AT_ONCE) {
+        const T *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
+        int64_t v = 0;
+        for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            const fb_vd m = fb_vd_load_f64(vm + v);
+            fb_vd g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
+            for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
+                g[j] = FB_VD_LOAD_T(ga + j * V + v);
+                e[j] = fb_vd_mul(g[j], fb_vd_sub(FB_VD_LOAD_T(xa + j * V + v), m));
+            }
+            const fb_vd t1 = fb_vd_add(fb_vd_add(g[0], g[1]), fb_vd_add(g[2], g[3]));
+            const fb_vd t2 = fb_vd_add(fb_vd_add(e[0], e[1]), fb_vd_add(e[2], e[3]));
+            fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), t1));
+            fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), t2));
+        }
+        for (; v < w; v++) {
+            double g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
+            for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
+                g[j] = (double)ga[j * V + v];
+                e[j] = g[j] * ((double)xa[j * V + v] - vm[v]);
+            }
+            sdy[v] += (g[0] + g[1]) + (g[2] + g[3]);
+            sdyx[v] += (e[0] + e[1]) + (e[2] + e[3]);
+        }
+    }
+    for (; i < r1; i++) {
+        const T *FB_RESTRICT xr = k->x + i * V + v0;
+        const T *FB_RESTRICT gr = k->dy + i * V + v0;
+        int64_t v = 0;
+        for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            const fb_vd g = FB_VD_LOAD_T(gr + v);
+            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
+            fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
+            fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), fb_vd_mul(g, d)));
+        }
+        for (; v < w; v++) {
             const double g = (double)gr[v];
             sdy[v] += g;
             sdyx[v] += g * ((double)xr[v] - vm[v]);
@@ -198,43 +338,100 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
     }
 }
 
-/* y = (x - vm) * va + vc; with dy: y = dy * va + (x - vm) * vk + vc. */
+/* One row segment: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) * ts + tc), the
+ * coefficients per element; non-temporal stores where `stream` and aligned. */
+static void FN(row_apply)(const T *FB_RESTRICT xr, const T *FB_RESTRICT gr, T *FB_RESTRICT yr,
+                          int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
+                          const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream)
+{
+#define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
+#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
+                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
+#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
+    int64_t v = 0, head = stream ? fb_stream_head(yr, sizeof(T)) : -1;
+    if (!gr) {
+        if (head >= 0) {
+            for (; v < head && v < w; v++) yr[v] = FB_ROW_T(v);
+            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
+        } else {
+            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
+        }
+        for (; v < w; v++) yr[v] = FB_ROW_T(v);
+    } else {
+        if (head >= 0) {
+            for (; v < head && v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
+        } else {
+            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
+        }
+        for (; v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+    }
+#undef FB_ROW_T
+#undef FB_ROW_V
+#undef FB_ROW_G
+}
+
 static void FN(rows_apply_task)(void *vctx, int64_t task)
 {
     const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
     const fb_rows_plan *p = &k->p;
     int64_t r0, r1, v0, w;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
-    const double *FB_RESTRICT vm = k->vm + v0, *FB_RESTRICT va = k->va + v0;
-    const double *FB_RESTRICT vk = k->vk ? k->vk + v0 : NULL, *FB_RESTRICT vc = k->vc + v0;
-    for (int64_t i = r0; i < r1; i++) {
+    /* `group` whole rows form one run of group * V elements when the tile spans the rows. */
+    const int64_t group = w == p->V ? k->group : 1;
+    for (int64_t i = r0; i < r1; i += group) {
+        const int64_t rows = r1 - i < group ? r1 - i : group, n = rows * w;
         const T *FB_RESTRICT xr = k->x + i * p->V + v0;
         T *FB_RESTRICT yr = k->y + i * p->V + v0;
-        if (k->dy) {
-            const T *FB_RESTRICT gr = k->dy + i * p->V + v0;
-            for (int64_t v = 0; v < w; v++)
-                yr[v] = (T)((double)gr[v] * va[v] + ((double)xr[v] - vm[v]) * vk[v] + vc[v]);
+        const T *FB_RESTRICT gr = k->backward ? k->dy + i * p->V + v0 : NULL;
+        if (k->exact) {
+            for (int64_t v = 0; v < n; v++) {
+                const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];
+                const double t = ((double)xr[v] - co->m) * co->s + co->c;
+                yr[v] = (T)(gr ? (double)gr[v] * co->g + t : t);
+            }
         } else {
-            for (int64_t v = 0; v < w; v++) yr[v] = (T)(((double)xr[v] - vm[v]) * va[v] + vc[v]);
+            FN(row_apply)(xr, gr, yr, n, k->tm + v0, k->ts + v0, k->tg + v0, k->tc + v0, k->stream);
         }
     }
+    if (k->stream) fb_stream_fence();
 }
 
-/* Per-channel (n, mean, m2) from the row-chunk results: virtual channel, then chunk order. */
-static void FN(rows_merge_stats)(const fb_rows_plan *p, const double *cm, const double *cm2,
-                                 int64_t C, int64_t inner, double *mean, double *m2)
+/* Spread per-channel coefficients over the virtual channels, `group` periods; 1 if any channel
+ * needs the float64 path. */
+static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
 {
+    int exact = 0;
+    const int64_t V = k->p.V;
     for (int64_t c = 0; c < C; c++) {
-        double n = 0.0, mu = 0.0, s = 0.0;
-        for (int64_t i = 0; i < inner; i++)
-            for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
-                const int64_t v = c * inner + i;
-                fb_chan_merge(&n, &mu, &s, (double)fb_rows_chunk_len(p, ch), cm[ch * p->V + v],
-                              cm2[ch * p->V + v]);
+        const FN(coef) *co = &k->coefs[c];
+        exact |= co->exact;
+        for (int64_t r = 0; r < k->group; r++)
+            for (int64_t i = 0; i < inner; i++) {
+                const int64_t v = r * V + c * inner + i;
+                k->tm[v] = co->tm, k->ts[v] = co->ts, k->tg[v] = co->tg, k->tc[v] = co->tc;
             }
-        mean[c] = mu;
-        m2[c] = s;
     }
+    return exact;
+}
+
+/* Scratch of the rows path: chunk results (unless `coefs_only`), coefficients. */
+static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
+{
+    const int64_t V = k->p.V, n_results = coefs_only ? 0 : k->p.n_rchunks * V;
+    k->group = V < FB_RUN ? FB_RUN / V : 1;
+    const int64_t P = k->group * V;
+    const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
+                         sizeof(FN(coef)) * (size_t)C + sizeof(T) * (size_t)(4 * P);
+    char *s = (char *)malloc(bytes);
+    if (!s) return NULL;
+    k->r1 = (double *)s;
+    k->r2 = k->r1 + n_results;
+    k->vm = k->r2 + n_results;
+    k->coefs = (const FN(coef) *)(k->vm + V);
+    k->tm = (T *)(k->coefs + C);
+    k->ts = k->tm + P, k->tg = k->ts + P, k->tc = k->tg + P;
+    return s;
 }
 
 /* ---- public kernels ----------------------------------------------------------------------- */
@@ -248,49 +445,38 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     if (outer == 0 || inner == 0) return FB_EINVAL;
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     if (inner >= FB_SLAB_MIN) {
-        FN(slab_ctx) k = {x, NULL, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, NULL, NULL};
+        FN(slab_ctx) k = {x, NULL, y, outer, C, inner, gamma, beta, eps, mean, var, invstd,
+                          NULL, NULL, NULL, 0, fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
         fb_parallel_for(C, n_threads, FN(slab_train_task), &k);
         return FB_OK;
     }
-    const fb_rows_plan p = fb_rows_plan_make(outer, C * inner);
-    const int64_t V = p.V, n_tasks = p.n_rchunks * p.n_ctiles;
-    double *scratch = (double *)malloc(sizeof(double) * (size_t)(2 * p.n_rchunks * V + 2 * n_tasks * p.CT + 3 * V));
+    FN(rows_ctx) k;
+    memset(&k, 0, sizeof k);
+    k.p = fb_rows_plan_make(outer, C, inner);
+    k.x = x, k.y = y;
+    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
-    FN(rows_ctx) k = {p, x, NULL, y, scratch, scratch + p.n_rchunks * V,
-                      scratch + 2 * p.n_rchunks * V, NULL, NULL, NULL, NULL};
+    const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
     fb_parallel_for(n_tasks, n_threads, FN(rows_stats_task), &k);
-    FN(rows_merge_stats)(&p, k.r1, k.r2, C, inner, mean, var);
-    double *vm = k.tmp + 2 * n_tasks * p.CT, *va = vm + V, *vc = va + V;
+    FN(coef) *coefs = (FN(coef) *)k.coefs;
     for (int64_t c = 0; c < C; c++) {
-        var[c] /= (double)(outer * inner);
-        invstd[c] = 1.0 / sqrt(var[c] + eps);
-        const double a = gamma ? (double)gamma[c] * invstd[c] : invstd[c];
-        const double b = beta ? (double)beta[c] : 0.0;
+        double n = 0.0, mu = 0.0, m2 = 0.0;
         for (int64_t i = 0; i < inner; i++)
-            vm[c * inner + i] = mean[c], va[c * inner + i] = a, vc[c * inner + i] = b;
+            for (int64_t ch = 0; ch < k.p.n_rchunks; ch++) {
+                const int64_t at = ch * k.p.V + c * inner + i;
+                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(&k.p, ch), k.r1[at], k.r2[at]);
+            }
+        mean[c] = mu;
+        var[c] = m2 / n;
+        invstd[c] = 1.0 / sqrt(var[c] + eps);
+        coefs[c] = FN(make_coef)(mu, gamma ? (double)gamma[c] * invstd[c] : invstd[c], 0.0,
+                                 beta ? (double)beta[c] : 0.0);
     }
-    k.vm = vm, k.va = va, k.vc = vc;
+    k.exact = FN(rows_spread)(&k, C, inner);
     fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
     free(scratch);
     return FB_OK;
-}
-
-typedef struct {
-    const T *x;
-    T *y;
-    int64_t C, inner, per_task, n_slabs;
-    const double *m, *a, *b;
-} FN(apply_ctx);
-
-static void FN(apply_slabs_task)(void *vctx, int64_t task)
-{
-    const FN(apply_ctx) *k = (const FN(apply_ctx) *)vctx;
-    const int64_t j0 = task * k->per_task;
-    const int64_t j1 = j0 + k->per_task < k->n_slabs ? j0 + k->per_task : k->n_slabs;
-    for (int64_t j = j0; j < j1; j++) {
-        const int64_t c = j % k->C;
-        FN(run_apply)(k->x + j * k->inner, k->y + j * k->inner, k->inner, k->m[c], k->a[c], k->b[c]);
-    }
 }
 
 static fb_status FN(infer)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
@@ -300,31 +486,30 @@ static fb_status FN(infer)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
     n_threads = fb_threads_for(outer * C * inner, n_threads);
-    const int slabs = inner >= FB_SLAB_MIN;
-    const fb_rows_plan p = fb_rows_plan_make(outer, C * inner);
-    const int64_t V = slabs ? C : p.V;
-    double *coef = (double *)malloc(sizeof(double) * (size_t)(3 * V));
-    if (!coef) return FB_ENOMEM;
-    double *vm = coef, *va = coef + V, *vc = coef + 2 * V;
+    FN(rows_ctx) k;
+    memset(&k, 0, sizeof k);
+    k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
+    k.x = x, k.y = y;
+    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    void *scratch = FN(rows_alloc)(&k, C, 1);
+    if (!scratch) return FB_ENOMEM;
+    FN(coef) *coefs = (FN(coef) *)k.coefs;
     for (int64_t c = 0; c < C; c++) {
         const double invstd = 1.0 / sqrt((double)rvar[c] + eps);
-        const double a = gamma ? (double)gamma[c] * invstd : invstd;
-        const double b = beta ? (double)beta[c] : 0.0;
-        const int64_t rep = slabs ? 1 : inner;
-        for (int64_t i = 0; i < rep; i++)
-            vm[c * rep + i] = (double)rmean[c], va[c * rep + i] = a, vc[c * rep + i] = b;
+        coefs[c] = FN(make_coef)((double)rmean[c], gamma ? (double)gamma[c] * invstd : invstd, 0.0,
+                                 beta ? (double)beta[c] : 0.0);
     }
-    if (slabs) {
-        const int64_t n_slabs = outer * C;
-        int64_t per_task = (FB_CHUNK_ELEMS + inner - 1) / inner;
-        const int64_t n_tasks = (n_slabs + per_task - 1) / per_task;
-        FN(apply_ctx) k = {x, y, C, inner, per_task, n_slabs, vm, va, vc};
-        fb_parallel_for(n_tasks, n_threads, FN(apply_slabs_task), &k);
+    if (inner >= FB_SLAB_MIN) {
+        const int64_t per_task = (FB_CHUNK_ELEMS + inner - 1) / inner;
+        FN(slab_ctx) s = {x, NULL, y, outer, C, inner, NULL, NULL, 0.0, NULL, NULL, NULL,
+                          NULL, NULL, coefs, per_task,
+                          fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
+        fb_parallel_for((outer * C + per_task - 1) / per_task, n_threads, FN(slab_apply_task), &s);
     } else {
-        FN(rows_ctx) k = {p, x, NULL, y, NULL, NULL, NULL, vm, va, NULL, vc};
-        fb_parallel_for(p.n_rchunks * p.n_ctiles, n_threads, FN(rows_apply_task), &k);
+        k.exact = FN(rows_spread)(&k, C, inner);
+        fb_parallel_for(k.p.n_rchunks * k.p.n_ctiles, n_threads, FN(rows_apply_task), &k);
     }
-    free(coef);
+    free(scratch);
     return FB_OK;
 }
 
@@ -337,35 +522,37 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
     if (outer == 0 || inner == 0) return FB_EINVAL;
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     if (inner >= FB_SLAB_MIN) {
-        FN(slab_ctx) k = {x, dy, dx, outer, C, inner, gamma, NULL, 0.0,
-                          (double *)mean, NULL, (double *)invstd, dgamma, dbeta};
+        FN(slab_ctx) k = {x, dy, dx, outer, C, inner, gamma, NULL, 0.0, (double *)mean, NULL,
+                          (double *)invstd, dgamma, dbeta, NULL, 0,
+                          fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
         fb_parallel_for(C, n_threads, FN(slab_backward_task), &k);
         return FB_OK;
     }
-    const fb_rows_plan p = fb_rows_plan_make(outer, C * inner);
-    const int64_t V = p.V, n_tasks = p.n_rchunks * p.n_ctiles;
-    double *scratch = (double *)malloc(sizeof(double) * (size_t)(2 * p.n_rchunks * V + 4 * V));
+    FN(rows_ctx) k;
+    memset(&k, 0, sizeof k);
+    k.p = fb_rows_plan_make(outer, C, inner);
+    k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
+    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
-    double *vm = scratch + 2 * p.n_rchunks * V, *va = vm + V, *vk = va + V, *vc = vk + V;
+    double *vm = (double *)k.vm;
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < inner; i++) vm[c * inner + i] = mean[c];
-    FN(rows_ctx) k = {p, x, dy, dx, scratch, scratch + p.n_rchunks * V, NULL, vm, va, vk, vc};
+    const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
     fb_parallel_for(n_tasks, n_threads, FN(rows_grad_sums_task), &k);
-    const double count = (double)outer * (double)inner;
+    FN(coef) *coefs = (FN(coef) *)k.coefs;
     for (int64_t c = 0; c < C; c++) {
-        double sdy = 0.0, sdyx = 0.0;
+        double sdy = 0.0, sdyx = 0.0, coef[3];
         for (int64_t i = 0; i < inner; i++)
-            for (int64_t ch = 0; ch < p.n_rchunks; ch++) {
-                sdy += k.r1[ch * V + c * inner + i];
-                sdyx += k.r2[ch * V + c * inner + i];
+            for (int64_t ch = 0; ch < k.p.n_rchunks; ch++) {
+                sdy += k.r1[ch * k.p.V + c * inner + i];
+                sdyx += k.r2[ch * k.p.V + c * inner + i];
             }
-        dbeta[c] = sdy;
-        dgamma[c] = sdyx * invstd[c];
-        const double g = gamma ? (double)gamma[c] : 1.0, a = g * invstd[c];
-        const double kx = -a * invstd[c] * invstd[c] * (sdyx / count), c0 = -a * (sdy / count);
-        for (int64_t i = 0; i < inner; i++)
-            va[c * inner + i] = a, vk[c * inner + i] = kx, vc[c * inner + i] = c0;
+        fb_grad_coefs(sdy, sdyx, (double)outer * (double)inner, invstd[c],
+                      gamma ? (double)gamma[c] : 1.0, &dbeta[c], &dgamma[c], coef);
+        coefs[c] = FN(make_coef)(mean[c], coef[0], coef[1], coef[2]);
     }
+    k.exact = FN(rows_spread)(&k, C, inner);
     fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
     free(scratch);
     return FB_OK;

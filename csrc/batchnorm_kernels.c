@@ -8,9 +8,11 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "batchnorm.h"
 #include "parallel.h"
+#include "simd.h"
 
 #ifndef FB_ISA_SUFFIX
 #define FB_ISA_SUFFIX _scalar
@@ -18,12 +20,39 @@
 
 /* Blocking constants.  They depend on nothing but these numbers and the shape, so the work
  * split -- and the merge order -- is the same for every thread count. */
-#define FB_SEG 4096             /* slab path: elements per two-pass segment (L1-resident)   */
+#define FB_SEG 4096             /* slab path: values per shifted-sum segment                 */
 #define FB_SLAB_MIN 32          /* inner extents below this take the rows path               */
 #define FB_TILE_COLS 1024       /* rows path: virtual channels per column tile               */
-#define FB_BLOCK_ELEMS 4096     /* rows path: elements per two-pass row block (L1-resident)  */
-#define FB_CHUNK_ELEMS 65536    /* elements per task                                          */
+#define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
+#define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
+#define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */
 #define FB_PAR_MIN 65536        /* below this many elements, one thread                      */
+#define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)   */
+
+static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
+
+#define FB_NV (FB_LANES / FB_VD_W)   /* vectors per FB_LANES lanes */
+
+/* Mean and M2 of n values from their shifted sums S1 = sum(x - k), S2 = sum((x - k)^2). */
+static inline void fb_shifted_result(double k, double n, double s1, double s2, double *mean, double *m2)
+{
+    *mean = k + s1 / n;
+    double q = s2 - s1 * (s1 / n);
+    *m2 = q < 0.0 ? 0.0 : q;   /* rounding only; NaN stays NaN */
+}
+
+/* Backward coefficients of one channel from sdy = sum(dy), sdyx = sum(dy * (x - mean)):
+ * dbeta, dgamma, and dx = dy * g + ((x - mean) * s + c) as coef = {s, g, c}. */
+static inline void fb_grad_coefs(double sdy, double sdyx, double count, double invstd, double gamma,
+                                 double *dbeta, double *dgamma, double coef[3])
+{
+    const double g = gamma * invstd;
+    *dbeta = sdy;
+    *dgamma = sdyx * invstd;
+    coef[0] = -g * invstd * invstd * (sdyx / count);
+    coef[1] = g;
+    coef[2] = -g * (sdy / count);
+}
 
 static inline int fb_threads_for(int64_t n_elems, int n_threads)
 {
@@ -46,19 +75,19 @@ static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb,
 
 /* The rows path's tiling of an (R, V) matrix into (row chunk, column tile) tasks. */
 typedef struct {
-    int64_t R, V, CT, B, CH, n_rchunks, n_ctiles;
+    int64_t R, C, inner, V, CT, CH, n_rchunks, n_ctiles;
 } fb_rows_plan;
 
-static fb_rows_plan fb_rows_plan_make(int64_t R, int64_t V)
+static fb_rows_plan fb_rows_plan_make(int64_t R, int64_t C, int64_t inner)
 {
     fb_rows_plan p;
-    p.R = R, p.V = V;
+    p.R = R, p.C = C, p.inner = inner, p.V = C * inner;
+    const int64_t V = p.V;
     p.CT = V < FB_TILE_COLS ? V : FB_TILE_COLS;
     if (p.CT < 1) p.CT = 1;
-    p.B = FB_BLOCK_ELEMS / p.CT;
-    if (p.B < 1) p.B = 1;
-    p.CH = (FB_CHUNK_ELEMS / p.CT) / p.B * p.B;
-    if (p.CH < p.B) p.CH = p.B;
+    p.CH = FB_CHUNK_ELEMS / p.CT;
+    if (p.CH > FB_CHUNK_ROWS_MAX) p.CH = FB_CHUNK_ROWS_MAX;
+    if (p.CH < 1) p.CH = 1;
     p.n_rchunks = (R + p.CH - 1) / p.CH;
     p.n_ctiles = (V + p.CT - 1) / p.CT;
     return p;
@@ -80,17 +109,46 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
     *w = p->V - *v0 < p->CT ? p->V - *v0 : p->CT;
 }
 
+/* Each dtype: its element type, and the vector of that type for the elementwise passes. */
 #define FB_T float
 #define FB_DT f32
+#define FB_TV fb_vf
+#define FB_TV_W FB_VF_W
+#define FB_TV_SET1 fb_vf_set1
+#define FB_TV_LOAD fb_vf_load
+#define FB_TV_STORE fb_vf_store
+#define FB_TV_STREAM fb_vf_stream
+#define FB_TV_ADD fb_vf_add
+#define FB_TV_SUB fb_vf_sub
+#define FB_TV_MUL fb_vf_mul
+#define FB_VD_LOAD_T fb_vd_load_f32
 #include "batchnorm_body.h"
 #undef FB_T
 #undef FB_DT
+#undef FB_TV
+#undef FB_TV_W
+#undef FB_TV_SET1
+#undef FB_TV_LOAD
+#undef FB_TV_STORE
+#undef FB_TV_STREAM
+#undef FB_TV_ADD
+#undef FB_TV_SUB
+#undef FB_TV_MUL
+#undef FB_VD_LOAD_T
 
 #define FB_T double
 #define FB_DT f64
+#define FB_TV fb_vd
+#define FB_TV_W FB_VD_W
+#define FB_TV_SET1 fb_vd_set1
+#define FB_TV_LOAD fb_vd_load_f64
+#define FB_TV_STORE fb_vd_store_f64
+#define FB_TV_STREAM fb_vd_stream
+#define FB_TV_ADD fb_vd_add
+#define FB_TV_SUB fb_vd_sub
+#define FB_TV_MUL fb_vd_mul
+#define FB_VD_LOAD_T fb_vd_load_f64
 #include "batchnorm_body.h"
-#undef FB_T
-#undef FB_DT
 
 const fb_bn_table FB_CAT(fb_bn_table, FB_ISA_SUFFIX) = {
     train_f32, train_f64, infer_f32, infer_f64, backward_f32, backward_f64,

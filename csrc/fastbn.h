@@ -32,7 +32,7 @@ enum { FB_ISA_SCALAR = 0, FB_ISA_AVX2 = 1, FB_ISA_AVX512 = 2, FB_ISA_COUNT = 3 }
 #define FB_CAT3(a, b, c) FB_CAT(FB_CAT(a, b), c)
 
 /* Virtual lane width of every reduction: fixed, whatever the vector width of the path. */
-#define FB_LANES 16
+#define FB_LANES 32
 
 /* Sum FB_LANES partial sums in a fixed pairwise order. */
 static inline double fb_lanes_total(const double *acc)

@@ -1,0 +1,127 @@
+/*
+ * simd.h -- native-width vectors for the kernels: fb_vd (FB_VD_W doubles), fb_vf (FB_VF_W floats).
+ *
+ * With GCC or Clang these are vector extensions of the translation unit's native width (zmm on
+ * AVX-512, ymm on AVX2, xmm on the SSE2 baseline).  Elsewhere (MSVC) they are small structs with
+ * loops.  Operations are element-wise IEEE add/sub/mul and conversions, so the width never
+ * changes a result: reductions keep FB_LANES virtual lanes (FB_LANES / FB_VD_W vectors), and with
+ * -ffp-contract=off no multiply-add is fused.
+ */
+#ifndef FASTBN_SIMD_H
+#define FASTBN_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+
+/* The native width of the translation unit's instruction set. */
+#if defined(__AVX512F__)
+#define FB_VBYTES 64
+#elif defined(__AVX__)
+#define FB_VBYTES 32
+#else
+#define FB_VBYTES 16
+#endif
+#define FB_VD_W (FB_VBYTES / 8)
+#define FB_VF_W (FB_VBYTES / 4)
+
+typedef double fb_vd __attribute__((vector_size(FB_VBYTES)));
+typedef float fb_vhf __attribute__((vector_size(FB_VBYTES / 2)));  /* FB_VD_W floats */
+typedef float fb_vf __attribute__((vector_size(FB_VBYTES)));
+
+static inline fb_vd fb_vd_set1(double a) { return a - (fb_vd){0}; }
+static inline fb_vd fb_vd_add(fb_vd a, fb_vd b) { return a + b; }
+static inline fb_vd fb_vd_sub(fb_vd a, fb_vd b) { return a - b; }
+static inline fb_vd fb_vd_mul(fb_vd a, fb_vd b) { return a * b; }
+static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd v; memcpy(&v, p, sizeof v); return v; }
+static inline fb_vd fb_vd_load_f32(const float *p)
+{
+    fb_vhf v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, fb_vd);
+}
+static inline void fb_vd_store_f64(double *p, fb_vd v) { memcpy(p, &v, sizeof v); }
+static inline void fb_vd_store_f32(float *p, fb_vd v)
+{
+    fb_vhf f = __builtin_convertvector(v, fb_vhf);
+    memcpy(p, &f, sizeof f);
+}
+static inline fb_vf fb_vf_set1(float a) { return a - (fb_vf){0}; }
+static inline fb_vf fb_vf_add(fb_vf a, fb_vf b) { return a + b; }
+static inline fb_vf fb_vf_sub(fb_vf a, fb_vf b) { return a - b; }
+static inline fb_vf fb_vf_mul(fb_vf a, fb_vf b) { return a * b; }
+static inline fb_vf fb_vf_load(const float *p) { fb_vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, &v, sizeof v); }
+
+/* Non-temporal stores (p aligned to FB_VBYTES): outputs that do not fit in cache are written
+ * without first reading their lines.  Ordered by fb_stream_fence() before a task ends. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FB_HAVE_STREAM 1
+#if defined(__AVX512F__)
+static inline void fb_vf_stream(float *p, fb_vf v) { _mm512_stream_ps(p, (__m512)v); }
+static inline void fb_vd_stream(double *p, fb_vd v) { _mm512_stream_pd(p, (__m512d)v); }
+#elif defined(__AVX__)
+static inline void fb_vf_stream(float *p, fb_vf v) { _mm256_stream_ps(p, (__m256)v); }
+static inline void fb_vd_stream(double *p, fb_vd v) { _mm256_stream_pd(p, (__m256d)v); }
+#else
+static inline void fb_vf_stream(float *p, fb_vf v) { _mm_stream_ps(p, (__m128)v); }
+static inline void fb_vd_stream(double *p, fb_vd v) { _mm_stream_pd(p, (__m128d)v); }
+#endif
+static inline void fb_stream_fence(void) { _mm_sfence(); }
+#else
+#define FB_HAVE_STREAM 0
+static inline void fb_vf_stream(float *p, fb_vf v) { memcpy(p, &v, sizeof v); }
+static inline void fb_vd_stream(double *p, fb_vd v) { memcpy(p, &v, sizeof v); }
+static inline void fb_stream_fence(void) {}
+#endif
+
+#else /* portable fallback */
+
+#define FB_VD_W 2
+#define FB_VF_W 4
+
+typedef struct { double v[FB_VD_W]; } fb_vd;
+typedef struct { float v[FB_VF_W]; } fb_vf;
+#define FB_VD_OP(name, op)                                                                         \
+    static inline fb_vd fb_vd_##name(fb_vd a, fb_vd b)                                            \
+    {                                                                                              \
+        for (int i = 0; i < FB_VD_W; i++) a.v[i] = a.v[i] op b.v[i];                              \
+        return a;                                                                                  \
+    }
+#define FB_VF_OP(name, op)                                                                         \
+    static inline fb_vf fb_vf_##name(fb_vf a, fb_vf b)                                            \
+    {                                                                                              \
+        for (int i = 0; i < FB_VF_W; i++) a.v[i] = a.v[i] op b.v[i];                              \
+        return a;                                                                                  \
+    }
+FB_VD_OP(add, +) FB_VD_OP(sub, -) FB_VD_OP(mul, *)
+FB_VF_OP(add, +) FB_VF_OP(sub, -) FB_VF_OP(mul, *)
+static inline fb_vd fb_vd_set1(double a) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = a; return r; }
+static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd r; memcpy(r.v, p, sizeof r.v); return r; }
+static inline fb_vd fb_vd_load_f32(const float *p) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = p[i]; return r; }
+static inline void fb_vd_store_f64(double *p, fb_vd v) { memcpy(p, v.v, sizeof v.v); }
+static inline void fb_vd_store_f32(float *p, fb_vd v) { for (int i = 0; i < FB_VD_W; i++) p[i] = (float)v.v[i]; }
+static inline fb_vf fb_vf_set1(float a) { fb_vf r; for (int i = 0; i < FB_VF_W; i++) r.v[i] = a; return r; }
+static inline fb_vf fb_vf_load(const float *p) { fb_vf r; memcpy(r.v, p, sizeof r.v); return r; }
+static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, v.v, sizeof v.v); }
+#define FB_HAVE_STREAM 0
+#define FB_VBYTES 16
+static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }
+static inline void fb_vd_stream(double *p, fb_vd v) { fb_vd_store_f64(p, v); }
+static inline void fb_stream_fence(void) {}
+
+#endif
+
+static inline fb_vd fb_vd_zero(void) { return fb_vd_set1(0.0); }
+
+/* Elements of `size` bytes to write before p is FB_VBYTES-aligned; -1 if it never will be. */
+static inline int64_t fb_stream_head(const void *p, size_t size)
+{
+    const size_t off = (size_t)((uintptr_t)p % FB_VBYTES);
+    if (off % size) return -1;
+    return off ? (int64_t)((FB_VBYTES - off) / size) : 0;
+}
+
+#endif /* FASTBN_SIMD_H */

@@ -139,7 +139,10 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                          g, b, eps, stats[0], stats[1], stats[2], _config.get_num_threads())
     y = _deliver(y, out)
     if (rm is not None or rv is not None) and C:
-        skipped = _batchnorm.update_running(rm, rv, stats[0], stats[1], count, momentum)
+        # The glue's fused type is resolved from its first argument, so it must not be None:
+        # without running_mean, a throw-away buffer of x's dtype takes its place.
+        rm_arg = rm if rm is not None else np.zeros(C, dtype)
+        skipped = _batchnorm.update_running(rm_arg, rv, stats[0], stats[1], count, momentum)
         if skipped:
             warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
                           "statistics; their running statistics were not updated",

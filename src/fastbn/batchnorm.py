@@ -38,7 +38,12 @@ def _input(x, name="x"):
 
 
 def _optional_vector(a, name, C, dtype):
-    return None if a is None else np.ascontiguousarray(v.vector(a, name, C, dtype))
+    """The validated array itself (not a copy), so that overlap checks see the caller's memory."""
+    return None if a is None else v.vector(a, name, C, dtype)
+
+
+def _contiguous(a):
+    return None if a is None else np.ascontiguousarray(a)
 
 
 def _result_buffer(out, x, name="out"):
@@ -136,10 +141,14 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     outer, C, inner = _layout(x.shape, axis)
     if C:
         _batchnorm.train(np.ascontiguousarray(x).reshape(-1), y.reshape(-1), outer, C, inner,
-                         g, b, eps, stats[0], stats[1], stats[2], _config.get_num_threads())
+                         _contiguous(g), _contiguous(b), eps, stats[0], stats[1], stats[2],
+                         _config.get_num_threads())
     y = _deliver(y, out)
     if (rm is not None or rv is not None) and C:
-        skipped = _batchnorm.update_running(rm, rv, stats[0], stats[1], count, momentum)
+        # The glue's fused type is resolved from its first argument, so it must not be None:
+        # without running_mean, a throw-away buffer of x's dtype takes its place.
+        rm_arg = rm if rm is not None else np.zeros(C, dtype)
+        skipped = _batchnorm.update_running(rm_arg, rv, stats[0], stats[1], count, momentum)
         if skipped:
             warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
                           "statistics; their running statistics were not updated",
@@ -183,8 +192,8 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = x.dtype, x.shape[axis]
     eps = v.real(eps, "eps", lo=0.0)
-    rm = np.ascontiguousarray(v.vector(running_mean, "running_mean", C, dtype))
-    rv = np.ascontiguousarray(v.vector(running_var, "running_var", C, dtype))
+    rm = v.vector(running_mean, "running_mean", C, dtype)
+    rv = v.vector(running_var, "running_var", C, dtype)
     g = _optional_vector(gamma, "gamma", C, dtype)
     b = _optional_vector(beta, "beta", C, dtype)
     y = _result_buffer(out, x)
@@ -193,7 +202,8 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     if x.size:
         outer, C, inner = _layout(x.shape, axis)
         _batchnorm.infer(np.ascontiguousarray(x).reshape(-1), y.reshape(-1), outer, C, inner,
-                         rm, rv, g, b, eps, _config.get_num_threads())
+                         _contiguous(rm), _contiguous(rv), _contiguous(g), _contiguous(b), eps,
+                         _config.get_num_threads())
     return _deliver(y, out)
 
 
@@ -260,6 +270,6 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         m = np.ascontiguousarray(mean, dtype=np.float64)
         s = np.ascontiguousarray(invstd, dtype=np.float64)
         _batchnorm.backward(np.ascontiguousarray(dy).reshape(-1), np.ascontiguousarray(x).reshape(-1),
-                            dx.reshape(-1), outer, C, inner, m, s, g, grads[0], grads[1],
-                            _config.get_num_threads())
+                            dx.reshape(-1), outer, C, inner, m, s, _contiguous(g), grads[0],
+                            grads[1], _config.get_num_threads())
     return BatchNormGrads(_deliver(dx, out), grads[0].astype(dtype), grads[1].astype(dtype))

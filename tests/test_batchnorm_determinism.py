@@ -1,0 +1,79 @@
+"""Bitwise reproducibility of the batch-norm kernels.
+
+Specification: on inputs large enough to be split across threads (>= 65536 elements) and on both C
+layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
+is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
+(each equal to the scalar path's bits).
+"""
+import numpy as np
+import pytest
+
+import fastbn
+from fastbn import _config
+from bn_helpers import make_inputs
+
+BIG = [((16, 32, 160), 1), ((4096, 24), 1), ((2048, 8, 5), 1), ((8, 32, 32, 16), -1)]
+BIG_IDS = ["NCL-slab", "NC-rows", "NCL-rows-virtual", "NHWC"]
+
+
+def _inputs(shape, axis, dtype):
+    rng = np.random.default_rng(2024)
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype, offset=100.0)
+    dy = rng.standard_normal(shape).astype(dtype)
+    return x, gamma, beta, dy
+
+
+def run_all(x, gamma, beta, dy, axis):
+    """Every output of the three kernels (and the running-statistics update) for these inputs."""
+    C = x.shape[axis]
+    rm, rv = np.zeros(C, x.dtype), np.ones(C, x.dtype)
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, axis=axis, running_mean=rm,
+                                              running_var=rv)
+    yi = fastbn.batch_norm_infer(x, rm, rv, gamma, beta, axis=axis)
+    dx, dgamma, dbeta = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis)
+    return [y, mean, invstd, rm, rv, yi, dx, dgamma, dbeta]
+
+
+def scalar_one_thread(args, axis):
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        return run_all(*args, axis)
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+
+
+def assert_same_bits(got, want):
+    names = ["y", "mean", "invstd", "running_mean", "running_var", "infer y", "dx", "dgamma", "dbeta"]
+    for name, g, w in zip(names, got, want):
+        assert g.dtype == w.dtype and g.tobytes() == w.tobytes(), f"{name} differs"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
+def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, threads, isa):
+    args = _inputs(shape, axis, dtype)
+    want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
+    assert fastbn.get_num_threads() == threads and _config.get_isa() == isa
+    assert_same_bits(run_all(*args, axis), want)
+
+
+@pytest.mark.parametrize("shape, axis", BIG[:2], ids=BIG_IDS[:2])
+def test_repeated_runs_give_the_same_bits(shape, axis):
+    args = _inputs(shape, axis, np.float32)
+    first = run_all(*args, axis)
+    for _ in range(3):
+        assert_same_bits(run_all(*args, axis), first)
+
+
+def test_more_threads_than_cores_give_the_same_bits():
+    args = _inputs((4096, 24), 1, np.float64)
+    want = scalar_one_thread(args, 1)
+    saved = fastbn.get_num_threads()
+    try:
+        fastbn.set_num_threads(7)
+        assert_same_bits(run_all(*args, 1), want)
+    finally:
+        fastbn.set_num_threads(saved)

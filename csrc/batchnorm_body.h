@@ -12,10 +12,14 @@
  *   (x_0 - mean)^2 <= M2, S1^2/n <= n*M2, so the subtraction loses at most a factor (2n + 1) of
  *   float64 epsilon relative to M2 (n <= 4096: about 1e-12 relative) -- never the catastrophic
  *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order.
- *   Elementwise transforms run in the data type: the mean is split as mh + mlo (mh = mean rounded
- *   to T), y = (x - mh) * a + c with c = b - mlo * a, so x - mh cancels exactly where it matters
- *   and each output carries a few rounding errors of T relative to its largest term.  Where
- *   x - mh could overflow in T (|mean| >= 2^102) the float64 formula is used instead.
+ *   Elementwise passes run in the data type T, as PyTorch's do: the mean is split as mh + mlo
+ *   (mh = mean rounded to T), y = (x - mh) * s + c' with c' = c - mlo * s, so x - mh is exact
+ *   wherever x is within a factor 2 of the mean (the far-from-zero data that matter) and nothing
+ *   cancels catastrophically.  With u the unit roundoff of T (2^-24 for float32), each output obeys
+ *       forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
+ *       backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
+ *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
+ *   Where x - mh could overflow in T (|mean| >= 2^102) the float64 formula is used instead.
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
@@ -43,22 +47,29 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 
 /* ---- contiguous runs ---------------------------------------------------------------------- */
 
-/* Shifted sums of p[0..n) added into FB_LANES lanes (lane l takes the i = l mod FB_LANES). */
+/* Shifted sums of p[0..n) added into FB_LANES lanes (lane l takes the i = l mod FB_LANES).
+ * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
+ * the run (which callers keep L1-sized); the order of the additions within a lane is the same
+ * whatever FB_LG is, so every instruction set gives the same bits. */
 static void FN(run_shifted_sums)(const T *FB_RESTRICT p, int64_t n, double k,
                                  double s1[FB_LANES], double s2[FB_LANES])
 {
     const fb_vd kv = fb_vd_set1(k);
-    fb_vd a[FB_NV], b[FB_NV];
-    for (int j = 0; j < FB_NV; j++) a[j] = fb_vd_load_f64(s1 + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + j * FB_VD_W);
-    int64_t i = 0;
-    for (; i + FB_LANES <= n; i += FB_LANES)
-        for (int j = 0; j < FB_NV; j++) {
-            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(p + i + j * FB_VD_W), kv);
-            a[j] = fb_vd_add(a[j], d);
-            b[j] = fb_vd_add(b[j], fb_vd_mul(d, d));
-        }
-    for (int j = 0; j < FB_NV; j++) fb_vd_store_f64(s1 + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + j * FB_VD_W, b[j]);
-    for (int l = 0; i < n; i++, l++) {
+    const int64_t full = n - n % FB_LANES;
+    for (int g = 0; g < FB_LANES; g += FB_LG) {
+        fb_vd a[FB_NVG], b[FB_NVG];
+        for (int j = 0; j < FB_NVG; j++)
+            a[j] = fb_vd_load_f64(s1 + g + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + g + j * FB_VD_W);
+        for (int64_t i = 0; i < full; i += FB_LANES)
+            for (int j = 0; j < FB_NVG; j++) {
+                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(p + i + g + j * FB_VD_W), kv);
+                a[j] = fb_vd_add(a[j], d);
+                b[j] = fb_vd_add(b[j], fb_vd_mul(d, d));
+            }
+        for (int j = 0; j < FB_NVG; j++)
+            fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
+    }
+    for (int64_t i = full, l = 0; i < n; i++, l++) {
         const double d = (double)p[i] - k;
         s1[l] += d;
         s2[l] += d * d;
@@ -96,26 +107,30 @@ static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, c
     for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
 }
 
-/* sdy += dy, sdyx += dy * (x - mu), FB_LANES lanes each. */
+/* sdy += dy, sdyx += dy * (x - mu), FB_LANES lanes each, visited as in run_shifted_sums. */
 static void FN(run_grad_sums)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, int64_t n, double mu,
                               double sdy[FB_LANES], double sdyx[FB_LANES])
 {
     const fb_vd mv = fb_vd_set1(mu);
-    fb_vd a[FB_NV], b[FB_NV];
-    for (int j = 0; j < FB_NV; j++) a[j] = fb_vd_load_f64(sdy + j * FB_VD_W), b[j] = fb_vd_load_f64(sdyx + j * FB_VD_W);
-    int64_t i = 0;
-    for (; i + FB_LANES <= n; i += FB_LANES)
-        for (int j = 0; j < FB_NV; j++) {
-            const fb_vd g = FB_VD_LOAD_T(dy + i + j * FB_VD_W);
-            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + j * FB_VD_W), mv);
-            a[j] = fb_vd_add(a[j], g);
-            b[j] = fb_vd_add(b[j], fb_vd_mul(g, d));
-        }
-    for (int j = 0; j < FB_NV; j++) fb_vd_store_f64(sdy + j * FB_VD_W, a[j]), fb_vd_store_f64(sdyx + j * FB_VD_W, b[j]);
-    for (int l = 0; i < n; i++, l++) {
-        const double g = (double)dy[i];
-        sdy[l] += g;
-        sdyx[l] += g * ((double)x[i] - mu);
+    const int64_t full = n - n % FB_LANES;
+    for (int g = 0; g < FB_LANES; g += FB_LG) {
+        fb_vd a[FB_NVG], b[FB_NVG];
+        for (int j = 0; j < FB_NVG; j++)
+            a[j] = fb_vd_load_f64(sdy + g + j * FB_VD_W), b[j] = fb_vd_load_f64(sdyx + g + j * FB_VD_W);
+        for (int64_t i = 0; i < full; i += FB_LANES)
+            for (int j = 0; j < FB_NVG; j++) {
+                const fb_vd gv = FB_VD_LOAD_T(dy + i + g + j * FB_VD_W);
+                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), mv);
+                a[j] = fb_vd_add(a[j], gv);
+                b[j] = fb_vd_add(b[j], fb_vd_mul(gv, d));
+            }
+        for (int j = 0; j < FB_NVG; j++)
+            fb_vd_store_f64(sdy + g + j * FB_VD_W, a[j]), fb_vd_store_f64(sdyx + g + j * FB_VD_W, b[j]);
+    }
+    for (int64_t i = full, l = 0; i < n; i++, l++) {
+        const double gv = (double)dy[i];
+        sdy[l] += gv;
+        sdyx[l] += gv * ((double)x[i] - mu);
     }
 }
 
@@ -190,9 +205,10 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const int64_t inner = k->inner, stride = k->C * inner;
     const double mu = k->mean[c], invstd = k->invstd[c];
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
-    for (int64_t o = 0; o < k->outer; o++)
-        FN(run_grad_sums)(k->dy + o * stride + c * inner, k->x + o * stride + c * inner, inner, mu,
-                          sdy, sdyx);
+    for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
+        for (int64_t s = 0; s < inner; s += FB_SEG)
+            FN(run_grad_sums)(k->dy + o * stride + c * inner + s, k->x + o * stride + c * inner + s,
+                              inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
     double coef[3];
     fb_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);

@@ -31,7 +31,12 @@
 
 static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
 
-#define FB_NV (FB_LANES / FB_VD_W)   /* vectors per FB_LANES lanes */
+/* Lanes a reduction keeps in registers at once: four vectors per accumulator. */
+#define FB_NVG 4
+#define FB_LG (FB_NVG * FB_VD_W < FB_LANES ? FB_NVG * FB_VD_W : FB_LANES)
+#if FB_LANES % (FB_NVG * 2) != 0 || FB_SEG % FB_LANES != 0
+#error "FB_LANES must split into vector groups and FB_SEG into whole lane rounds"
+#endif
 
 /* Mean and M2 of n values from their shifted sums S1 = sum(x - k), S2 = sum((x - k)^2). */
 static inline void fb_shifted_result(double k, double n, double s1, double s2, double *mean, double *m2)

@@ -10,6 +10,7 @@ import platform
 import sys
 from glob import glob
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -68,7 +69,8 @@ ISA_SOURCES = {name: isa_sources for name, _, _, isa_sources in MODULES}
 
 
 def extension(name, pyx, sources, isa_sources):
-    return Extension(name, [pyx] + sources + COMMON_SOURCES, include_dirs=["csrc"],
+    return Extension(name, [pyx] + sources + COMMON_SOURCES, include_dirs=["csrc", numpy.get_include()],
+                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                      depends=glob("csrc/*.h") + isa_sources)
 
 

@@ -5,18 +5,23 @@ Design
 Three layers, called in one direction only:
 
 1. ``fastbn.batchnorm`` (Python) validates every argument -- dtypes agree, shapes fit, outputs
-   are writeable and overlap nothing -- makes ``x`` C-contiguous, and flattens arrays to 1-d.
-2. This module takes typed memoryviews (``const`` for inputs, so read-only arrays are
-   accepted), releases the GIL and calls one C kernel.  The fused type ``floating`` picks the
-   ``_f32`` or ``_f64`` kernel; callers have already made every array agree with ``x``.
+   are writeable and overlap nothing -- and makes every array the kernel reads or writes
+   C-contiguous (the running buffers excepted: they are updated in place through their stride).
+2. This module takes those ndarrays, reads their data pointers through the NumPy C API (no
+   buffer acquisition: a call costs well under a microsecond here), releases the GIL and calls the
+   ``_f32`` or ``_f64`` kernel by the dtype of ``x``.  It re-checks the few facts memory safety
+   rests on (dtype agreement, contiguity, sizes), so a wrong call raises instead of reading
+   out of bounds.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
    or touch the GIL.  ``_check`` turns the status into a Python exception here.
 
-Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 buffers that the
+Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 arrays that the
 caller owns.
 """
-from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t
+
+cnp.import_array()
 
 cdef extern from "fastbn.h":
     ctypedef enum fb_status:
@@ -27,7 +32,6 @@ cdef extern from "fastbn.h":
 cdef extern from "cpu.h":
     int fb_cpu_supports(int isa) nogil
     int fb_cpu_best_isa() nogil
-    const char *fb_isa_name(int isa) nogil
 
 cdef extern from "batchnorm.h":
     fb_status fb_bn_train_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
@@ -70,9 +74,26 @@ cdef int _check(fb_status status) except -1:
     return 0
 
 
-cdef inline const floating *_opt(const floating[::1] a):
-    """Pointer to an optional input, NULL for None."""
-    return NULL if a is None else &a[0]
+cdef bint _is_f32(cnp.ndarray x) except -1:
+    """True for float32, False for float64; anything else is a caller's bug."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t == cnp.NPY_FLOAT32:
+        return True
+    if t == cnp.NPY_FLOAT64:
+        return False
+    raise TypeError(f"fastbn._batchnorm: expected float32 or float64, got {x.dtype}")
+
+
+cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
+    """Data pointer of a C-contiguous array of `typenum` with `size` elements; NULL for None."""
+    if a is None:
+        return NULL
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or cnp.PyArray_SIZE(arr) != size):
+        raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous array of {size} "
+                         f"elements of the dtype of x")
+    return cnp.PyArray_DATA(arr)
 
 
 def cpu_supports(int isa):
@@ -93,71 +114,113 @@ def get_isa():
     return fb_bn_get_isa()
 
 
-def train(const floating[::1] x, floating[::1] y, int64_t outer, int64_t C, int64_t inner,
-          const floating[::1] gamma, const floating[::1] beta, double eps,
-          double[::1] mean, double[::1] var, double[::1] invstd, int n_threads):
-    """Training forward; see fb_bn_train_* in csrc/batchnorm.h."""
+def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, gamma, beta,
+          double eps, cnp.ndarray stats, int n_threads):
+    """Training forward; see fb_bn_train_* in csrc/batchnorm.h.  stats: (3, C) float64 receiving
+    mean, var, invstd."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *px = _data(x, t, n, "x")
+    cdef void *py = _data(y, t, n, "y")
+    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pb = _data(beta, t, C, "beta")
+    cdef double *ps = <double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
     cdef fb_status st
-    cdef const floating *g = _opt(gamma)
-    cdef const floating *b = _opt(beta)
     with nogil:
-        if floating is float:
-            st = fb_bn_train_f32(&x[0], &y[0], outer, C, inner, g, b, eps,
-                                 &mean[0], &var[0], &invstd[0], n_threads)
+        if f32:
+            st = fb_bn_train_f32(<const float *>px, <float *>py, outer, C, inner,
+                                 <const float *>pg, <const float *>pb, eps, ps, ps + C,
+                                 ps + 2 * C, n_threads)
         else:
-            st = fb_bn_train_f64(&x[0], &y[0], outer, C, inner, g, b, eps,
-                                 &mean[0], &var[0], &invstd[0], n_threads)
+            st = fb_bn_train_f64(<const double *>px, <double *>py, outer, C, inner,
+                                 <const double *>pg, <const double *>pb, eps, ps, ps + C,
+                                 ps + 2 * C, n_threads)
     _check(st)
 
 
-def infer(const floating[::1] x, floating[::1] y, int64_t outer, int64_t C, int64_t inner,
-          const floating[::1] rmean, const floating[::1] rvar,
-          const floating[::1] gamma, const floating[::1] beta, double eps, int n_threads):
+def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, rmean, rvar,
+          gamma, beta, double eps, int n_threads):
     """Inference forward with running statistics; see fb_bn_infer_*."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *px = _data(x, t, n, "x")
+    cdef void *py = _data(y, t, n, "y")
+    cdef void *pm = _data(rmean, t, C, "running_mean")
+    cdef void *pv = _data(rvar, t, C, "running_var")
+    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pb = _data(beta, t, C, "beta")
+    if pm == NULL or pv == NULL:
+        raise ValueError("fastbn._batchnorm: running statistics are required")
     cdef fb_status st
-    cdef const floating *g = _opt(gamma)
-    cdef const floating *b = _opt(beta)
     with nogil:
-        if floating is float:
-            st = fb_bn_infer_f32(&x[0], &y[0], outer, C, inner, &rmean[0], &rvar[0],
-                                 g, b, eps, n_threads)
+        if f32:
+            st = fb_bn_infer_f32(<const float *>px, <float *>py, outer, C, inner,
+                                 <const float *>pm, <const float *>pv, <const float *>pg,
+                                 <const float *>pb, eps, n_threads)
         else:
-            st = fb_bn_infer_f64(&x[0], &y[0], outer, C, inner, &rmean[0], &rvar[0],
-                                 g, b, eps, n_threads)
+            st = fb_bn_infer_f64(<const double *>px, <double *>py, outer, C, inner,
+                                 <const double *>pm, <const double *>pv, <const double *>pg,
+                                 <const double *>pb, eps, n_threads)
     _check(st)
 
 
-def backward(const floating[::1] dy, const floating[::1] x, floating[::1] dx, int64_t outer,
-             int64_t C, int64_t inner, const double[::1] mean, const double[::1] invstd,
-             const floating[::1] gamma, double[::1] dgamma, double[::1] dbeta, int n_threads):
-    """Backward through the batch statistics; see fb_bn_backward_*."""
+def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64_t C,
+             int64_t inner, cnp.ndarray mean, cnp.ndarray invstd, gamma, cnp.ndarray grads,
+             int n_threads):
+    """Backward through the batch statistics; see fb_bn_backward_*.  mean, invstd: float64 (C,);
+    grads: (2, C) float64 receiving dgamma, dbeta."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *pdy = _data(dy, t, n, "dy")
+    cdef void *px = _data(x, t, n, "x")
+    cdef void *pdx = _data(dx, t, n, "dx")
+    cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
+    cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
+    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef double *pgr = <double *>_data(grads, cnp.NPY_FLOAT64, 2 * C, "grads")
     cdef fb_status st
-    cdef const floating *g = _opt(gamma)
     with nogil:
-        if floating is float:
-            st = fb_bn_backward_f32(&dy[0], &x[0], &dx[0], outer, C, inner, &mean[0], &invstd[0],
-                                    g, &dgamma[0], &dbeta[0], n_threads)
+        if f32:
+            st = fb_bn_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
+                                    C, inner, pm, ps, <const float *>pg, pgr, pgr + C, n_threads)
         else:
-            st = fb_bn_backward_f64(&dy[0], &x[0], &dx[0], outer, C, inner, &mean[0], &invstd[0],
-                                    g, &dgamma[0], &dbeta[0], n_threads)
+            st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
+                                    outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
+                                    n_threads)
     _check(st)
 
 
-def update_running(floating[:] rmean, floating[:] rvar, const double[::1] mean,
-                   const double[::1] var, int64_t count, double momentum):
-    """Momentum update of the running buffers (either may be None); returns the number of
-    channels skipped because their batch statistics were not finite."""
-    cdef int64_t C = mean.shape[0], skipped
-    cdef floating *rm = NULL
-    cdef floating *rv = NULL
-    cdef int64_t sm = 0, sv = 0
-    if rmean is not None:
-        rm, sm = &rmean[0], rmean.strides[0]
-    if rvar is not None:
-        rv, sv = &rvar[0], rvar.strides[0]
+cdef char *_buffer_1d(object a, int typenum, Py_ssize_t C, int64_t *stride) except? NULL:
+    """Data pointer and byte stride of a writeable 1-d array of C elements; NULL for None."""
+    if a is None:
+        return NULL
+    cdef cnp.ndarray arr = <cnp.ndarray?>a
+    if (cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != 1
+            or cnp.PyArray_DIM(arr, 0) != C or not cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError("fastbn._batchnorm: running buffers must be writeable 1-d arrays of C "
+                         "elements of the dtype of x")
+    stride[0] = cnp.PyArray_STRIDE(arr, 0)
+    return <char *>cnp.PyArray_DATA(arr)
+
+
+def update_running(rmean, rvar, cnp.ndarray stats, int64_t count, double momentum, int typenum):
+    """Momentum update of the running buffers (either may be None) from stats (3, C) float64;
+    returns the number of channels skipped because their batch statistics were not finite."""
+    cdef Py_ssize_t C = cnp.PyArray_DIM(stats, 1)
+    cdef int64_t sm = 0, sv = 0, skipped
+    cdef char *rm = _buffer_1d(rmean, typenum, C, &sm)
+    cdef char *rv = _buffer_1d(rvar, typenum, C, &sv)
+    cdef const double *ps = <const double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError("fastbn._batchnorm: running buffers must be float32 or float64")
     with nogil:
-        if floating is float:
-            skipped = fb_bn_update_running_f32(rm, sm, rv, sv, &mean[0], &var[0], C, count, momentum)
+        if typenum == cnp.NPY_FLOAT32:
+            skipped = fb_bn_update_running_f32(<float *>rm, sm, <float *>rv, sv, ps, ps + C, C,
+                                               count, momentum)
         else:
-            skipped = fb_bn_update_running_f64(rm, sm, rv, sv, &mean[0], &var[0], C, count, momentum)
+            skipped = fb_bn_update_running_f64(<double *>rm, sm, <double *>rv, sv, ps, ps + C, C,
+                                               count, momentum)
     return skipped

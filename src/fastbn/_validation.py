@@ -103,13 +103,15 @@ def output(out, name, shape, dtype):
 def no_overlap(written, others):
     """Raise if an array that will be written shares memory with any other named array.
 
-    ``written`` and ``others`` are sequences of (name, array or None).
+    ``written`` and ``others`` are sequences of (name, array or None).  Memory bounds are compared
+    first (cheap); only arrays whose bounds meet are checked exactly.
     """
+    others = [(name, a) for name, a in others if a is not None and a.size]
     for i, (wname, w) in enumerate(written):
         if w is None or w.size == 0:
             continue
-        for oname, o in list(written[i + 1:]) + list(others):
-            if o is None or o.size == 0:
+        for oname, o in list(written[i + 1:]) + others:
+            if o is None or o.size == 0 or not np.may_share_memory(w, o):
                 continue
             try:
                 overlap = np.shares_memory(w, o, max_work=10000)

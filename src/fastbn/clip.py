@@ -172,7 +172,7 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
     >>> np.round(g[0], 6), np.round(g[1], 6)      # each scaled by 1 / (5 + 1e-6)
     (array([0.6, 0. ]), array([0.8]))
     >>> before = g[1].copy()
-    >>> round(fastbn.clip_grad_norm(g, 1.0), 6)    # now within the bound: left unchanged
+    >>> round(fastbn.clip_grad_norm(g, 10.0), 6)   # within the bound: left unchanged
     1.0
     >>> bool(g[1][0] == before[0])
     True

@@ -15,7 +15,9 @@
  * bitwise identical for any n_threads and every instruction-set path.  pow is the one libm
  * function called per element (general p only), the same function on every path.
  *
- * Scaling writes a[i] = (T)((double)a[i] * coef): one float64 multiply, rounded once.
+ * Scaling writes a[i] = a[i] * (T)coef: the coefficient is rounded once to the array's type (as
+ * PyTorch multiplies a float32 tensor by a float32 coefficient), then one multiply in T -- which
+ * gives the bits of (T)((double)a[i] * (double)(T)coef), since that double product is exact.
  */
 #ifndef FASTBN_CLIP_H
 #define FASTBN_CLIP_H

@@ -17,6 +17,14 @@
 #endif
 
 #define FB_CLIP_ADD(a, b) ((a) + (b))
+#define FB_CLIP_ACC (2 * FB_LANES)   /* accumulators per reduction, see clip_body.h */
+/* Prefetch distance of the reductions, in elements (a hint only: it changes no result). */
+#define FB_CLIP_AHEAD 1024
+#if defined(__GNUC__) || defined(__clang__)
+#define FB_CLIP_PREFETCH(addr) __builtin_prefetch((addr), 0, 3)
+#else
+#define FB_CLIP_PREFETCH(addr) ((void)0)
+#endif
 
 static inline double fb_clip_lanes_max(const double *acc)
 {

@@ -5,7 +5,7 @@ Tolerances: totals are sums of non-negative terms accumulated in float64; fastbn
 16384-element blocks) and the reference (NumPy's pairwise sum) each err by at most about
 (terms per partial sum) * 2**-53 ~ 1e-13 relative here, so rtol=1e-12 is the analysis' bound, not
 a loosening.  Scaled values are checked bit for bit against the documented formula
-(T)((double)x * coef) with coef computed from the returned total.
+T(float64(x) * float64(T(coef))) with coef computed from the returned total.
 """
 import math
 
@@ -32,12 +32,12 @@ def copies(grads):
 
 
 def expected_scaled(originals, total, max_norm):
-    """The documented arithmetic: coef = max_norm / (total + 1e-6); each element becomes
-    (T)((double)x * coef) when coef < 1."""
+    """The documented arithmetic: coef = max_norm / (total + 1e-6); when coef < 1 each element
+    becomes T(float64(x) * float64(T(coef))), T the array's dtype."""
     coef = max_norm / (total + 1e-6)
     if coef >= 1.0:
         return copies(originals)
-    return [(g.astype(np.float64) * coef).astype(g.dtype) for g in originals]
+    return [(g.astype(np.float64) * float(g.dtype.type(coef))).astype(g.dtype) for g in originals]
 
 
 def assert_bitwise(actual, expected):

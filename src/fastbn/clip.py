@@ -136,8 +136,9 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
 
     PyTorch's ``clip_grad_norm_``: with ``total = global_norm(grads, norm_type)`` and
     ``coef = max_norm / (total + 1e-6)``, every array is multiplied by ``coef`` when
-    ``coef < 1``; otherwise nothing is written.  Each element becomes
-    ``(T)((double)x * coef)``: one float64 multiply rounded once to the array's dtype.
+    ``coef < 1``; otherwise nothing is written.  Each element becomes ``x * T(coef)``: the
+    coefficient is rounded to the array's dtype ``T`` (as PyTorch does for float32 tensors), then
+    one multiply in ``T`` -- the bits of ``T(float64(x) * float64(T(coef)))``.
 
     Parameters
     ----------

@@ -110,7 +110,7 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:        # a NaN coef scales too, as torch's clamp(coef, max=1) does
         for g in grads:
-            g[...] = (g.astype(np.float64) * coef).astype(g.dtype)
+            g[...] = (g.astype(np.float64) * float(g.dtype.type(coef))).astype(g.dtype)
     return total
 
 

@@ -3,6 +3,7 @@
 Public API
 ----------
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
+global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 reference : plain-NumPy twins of the kernels (the test oracle and benchmark baseline)
 """
@@ -11,11 +12,12 @@ __version__ = "0.1.0"
 from fastbn._config import get_num_threads, set_num_threads, show_config
 from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backward,
                               batch_norm_infer, batch_norm_train)
+from fastbn.clip import clip_by_norm, clip_grad_norm, clip_grad_value, global_norm
 from fastbn.layers import BatchNorm
 from fastbn import reference
 
 __all__ = [
     "__version__", "batch_norm_train", "batch_norm_infer", "batch_norm_backward",
     "BatchNormResult", "BatchNormGrads", "BatchNorm", "set_num_threads", "get_num_threads",
-    "show_config", "reference",
+    "show_config", "reference", "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
 ]

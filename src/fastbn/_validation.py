@@ -119,3 +119,36 @@ def no_overlap(written, others):
                 overlap = True
             if overlap:
                 raise ValueError(f"{wname}: must not share memory with {oname}")
+
+
+def _byte_bounds(a):
+    """[lo, hi) of the bytes an ndarray can touch."""
+    lo = hi = a.__array_interface__["data"][0]
+    for n, s in zip(a.shape, a.strides):
+        if s < 0:
+            lo += s * (n - 1)
+        else:
+            hi += s * (n - 1)
+    return lo, hi + a.itemsize
+
+
+def disjoint(named):
+    """Raise if two of the named arrays share memory (``named``: sequence of (name, ndarray)).
+
+    Arrays are sorted by their byte bounds, and only pairs whose bounds overlap are checked
+    exactly, so a long list costs O(n log n) plus the exact checks of interleaved views.
+    """
+    spans = sorted((*_byte_bounds(a), k) for k, (_, a) in enumerate(named) if a.size)
+    open_spans = []   # (hi, k) of arrays whose bounds may still overlap the next one
+    for lo, hi, k in spans:
+        open_spans = [(h, j) for h, j in open_spans if h > lo]
+        for _, j in open_spans:
+            try:
+                overlap = np.shares_memory(named[j][1], named[k][1], max_work=10000)
+            except _TooHardError:
+                overlap = True
+            if overlap:
+                first, second = sorted((j, k))
+                raise ValueError(f"{named[second][0]}: must not share memory with "
+                                 f"{named[first][0]} (both are updated in place)")
+        open_spans.append((hi, k))

@@ -82,3 +82,45 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         out[...] = dx
         dx = out
     return BatchNormGrads(dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype))
+
+
+# ---- gradient clipping ---------------------------------------------------------------------
+
+def _as_list(grads):
+    return [grads] if isinstance(grads, np.ndarray) else list(grads)
+
+
+def global_norm(grads, norm_type=2.0):
+    """(sum of |x|**p over every element of every array) ** (1/p), max |x| for p = inf."""
+    flat = [np.abs(np.asarray(g, dtype=np.float64)).ravel() for g in _as_list(grads)]
+    a = np.concatenate(flat) if flat else np.zeros(0)
+    if a.size == 0:
+        return 0.0
+    if norm_type == np.inf:
+        return float(np.max(a))
+    return float(np.sum(a ** norm_type) ** (1.0 / norm_type))
+
+
+def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
+    """PyTorch's clip_grad_norm_: scale by coef = max_norm / (total + 1e-6) when coef < 1."""
+    grads = _as_list(grads)
+    total = global_norm(grads, norm_type)
+    if error_if_nonfinite and not np.isfinite(total):
+        raise ValueError("grads: the total norm is non-finite")
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1.0:        # a NaN coef scales too, as torch's clamp(coef, max=1) does
+        for g in grads:
+            g[...] = (g.astype(np.float64) * float(g.dtype.type(coef))).astype(g.dtype)
+    return total
+
+
+def clip_grad_value(grads, clip_value):
+    """Clamp in place to [-clip_value, clip_value] (the bound in each array's dtype)."""
+    for g in _as_list(grads):
+        c = g.dtype.type(clip_value)
+        np.clip(g, -c, c, out=g)
+
+
+def clip_by_norm(grad, max_norm):
+    """clip_grad_norm of one array with the 2-norm."""
+    return clip_grad_norm([grad], max_norm)

@@ -22,6 +22,7 @@ class Case:
     reference_label: str = "reference"
     torch: Optional[Callable[[], object]] = None
     copy_of: Optional[np.ndarray] = None   # the tensor whose np.copyto is the roofline
+    roofline: Optional[Callable[[], object]] = None   # a custom roofline, timed instead of copy_of
     threads: Optional[int] = None          # filled in by the runner
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -46,7 +47,9 @@ def measure(case, rounds, min_time=0.2):
         contenders["reference"] = case.reference
     if case.torch is not None:
         contenders["torch"] = case.torch
-    if case.copy_of is not None:
+    if case.roofline is not None:
+        contenders["copyto"] = case.roofline
+    elif case.copy_of is not None:
         contenders["copyto"] = copy_timer(case.copy_of)
     for fn in contenders.values():   # warm up: page in outputs, load code
         fn()

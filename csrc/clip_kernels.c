@@ -1,0 +1,114 @@
+/*
+ * clip_kernels.c -- the clipping loops, compiled once per instruction set.
+ *
+ * setup.py compiles this file with -DFB_ISA_SUFFIX=_scalar, _avx2, _avx512 and that set's -m
+ * flags; each object exports one fb_clip_table.  One task is one block of the plan (see clip.h):
+ * it reads its array's dtype and calls that dtype's loop from clip_body.h.  A task writes only its
+ * own partial or its own block's elements, so the thread that runs it never changes a result.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "clip.h"
+#include "parallel.h"
+
+#ifndef FB_ISA_SUFFIX
+#define FB_ISA_SUFFIX _scalar
+#endif
+
+#define FB_CLIP_ADD(a, b) ((a) + (b))
+#define FB_CLIP_ACC (2 * FB_LANES)   /* accumulators per reduction, see clip_body.h */
+/* Prefetch distance of the reductions, in elements (a hint only: it changes no result). */
+#define FB_CLIP_AHEAD 1024
+#if defined(__GNUC__) || defined(__clang__)
+#define FB_CLIP_PREFETCH(addr) __builtin_prefetch((addr), 0, 3)
+#else
+#define FB_CLIP_PREFETCH(addr) ((void)0)
+#endif
+
+static inline double fb_clip_lanes_max(const double *acc)
+{
+    double m = acc[0];
+    for (int l = 1; l < FB_LANES; l++) m = fb_clip_max(m, acc[l]);
+    return m;
+}
+
+static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
+{
+    const int64_t rest = plan->size[plan->arr[b]] - plan->start[b];
+    return rest < FB_CLIP_BLOCK ? rest : FB_CLIP_BLOCK;
+}
+
+#define FB_T float
+#define FB_DT f32
+#include "clip_body.h"
+#undef FB_T
+#undef FB_DT
+
+#define FB_T double
+#define FB_DT f64
+#include "clip_body.h"
+#undef FB_T
+#undef FB_DT
+
+typedef struct {
+    const fb_clip_plan *plan;
+    int kind;
+    double pw, coef, clip_value;
+    double *part;
+} fb_clip_ctx;
+
+static void partial_task(void *vctx, int64_t b)
+{
+    const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
+    const fb_clip_plan *pl = k->plan;
+    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
+    if (pl->dtype[a] == FB_CLIP_F32)
+        k->part[b] = block_partial_f32((const float *)pl->data[a] + pl->start[b] * s, n, s, k->kind, k->pw);
+    else
+        k->part[b] = block_partial_f64((const double *)pl->data[a] + pl->start[b] * s, n, s, k->kind, k->pw);
+}
+
+static void scale_task(void *vctx, int64_t b)
+{
+    const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
+    const fb_clip_plan *pl = k->plan;
+    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
+    if (pl->dtype[a] == FB_CLIP_F32)
+        block_scale_f32((float *)pl->data[a] + pl->start[b] * s, n, s, k->coef);
+    else
+        block_scale_f64((double *)pl->data[a] + pl->start[b] * s, n, s, k->coef);
+}
+
+static void clamp_task(void *vctx, int64_t b)
+{
+    const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
+    const fb_clip_plan *pl = k->plan;
+    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
+    const double c = k->clip_value;
+    if (pl->dtype[a] == FB_CLIP_F32)
+        block_clamp_f32((float *)pl->data[a] + pl->start[b] * s, n, s,
+                        c > (double)FLT_MAX ? (float)INFINITY : (float)c);
+    else
+        block_clamp_f64((double *)pl->data[a] + pl->start[b] * s, n, s, c);
+}
+
+static void partials(const fb_clip_plan *plan, int kind, double p, double *part, int n_threads)
+{
+    fb_clip_ctx k = {plan, kind, p, 0.0, 0.0, part};
+    fb_parallel_for(plan->n_blocks, n_threads, partial_task, &k);
+}
+
+static void scale(const fb_clip_plan *plan, double coef, int n_threads)
+{
+    fb_clip_ctx k = {plan, 0, 0.0, coef, 0.0, NULL};
+    fb_parallel_for(plan->n_blocks, n_threads, scale_task, &k);
+}
+
+static void clamp(const fb_clip_plan *plan, double clip_value, int n_threads)
+{
+    fb_clip_ctx k = {plan, 0, 0.0, 0.0, clip_value, NULL};
+    fb_parallel_for(plan->n_blocks, n_threads, clamp_task, &k);
+}
+
+const fb_clip_table FB_CAT(fb_clip_table, FB_ISA_SUFFIX) = {partials, scale, clamp};

@@ -1,0 +1,269 @@
+"""Gradient clipping for lists of NumPy arrays: by global norm, by value, by one array's norm.
+
+The semantics are PyTorch's (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``); the loops
+are C (``csrc/clip*``) reached through the Cython module ``fastbn._clip``, one C call over the
+whole list.  The plain-NumPy twin of every function is in :mod:`fastbn.reference`.
+
+Arrays may have any strides.  An array that NumPy can view as 1-d with one stride is handed to
+the kernel as such a view; any other is copied to a contiguous buffer, processed there and
+copied back -- the same arithmetic on the same values in the same order, so the same bits.
+"""
+import math
+
+import numpy as np
+
+from fastbn import _clip, _config
+from fastbn import _validation as v
+
+_config._register(_clip)
+
+
+def _elements(grads, name):
+    """``grads`` as a list of (label, ndarray): a bare array is a list of one."""
+    if isinstance(grads, np.ndarray):
+        return [(name, grads)]
+    if isinstance(grads, (str, bytes, dict)) or not hasattr(grads, "__iter__"):
+        raise TypeError(f"{name}: expected an ndarray or a sequence of ndarrays, "
+                        f"got {type(grads).__name__}")
+    return [(f"{name}[{k}]", a) for k, a in enumerate(grads)]
+
+
+def _flat(a):
+    """(1-d single-stride array over a's elements in C order, whether it is a copy)."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1), False
+    if a.flags.aligned:
+        try:
+            f = np.reshape(a, -1, copy=False)
+            if f.strides[0] % a.itemsize == 0:
+                return f, False
+        except (ValueError, TypeError):   # a copy would be needed (TypeError: NumPy < 2.1)
+            pass
+    return np.ascontiguousarray(a).reshape(-1), True
+
+
+def _prepare(grads, name, inplace):
+    """Validate every array, then return (labels, originals, flat arrays, which are copies)."""
+    items = _elements(grads, name)
+    arrays = []
+    for label, a in items:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{label}: expected a numpy ndarray, got {type(a).__name__}")
+        if a.dtype not in v.FLOAT_DTYPES:
+            raise TypeError(f"{label}: expected a float32 or float64 array, got dtype {a.dtype}")
+        if inplace and not a.flags.writeable:
+            raise ValueError(f"{label}: expected a writeable array (it is updated in place), "
+                             "got a read-only one")
+        arrays.append(a)
+    if inplace:
+        v.disjoint([(label, a) for (label, _), a in zip(items, arrays)])
+    flats, copied = [], []
+    for a in arrays:
+        f, c = _flat(a)
+        flats.append(f)
+        copied.append(c)
+    return [label for label, _ in items], arrays, flats, copied
+
+
+def _copy_back(arrays, flats, copied):
+    for a, f, c in zip(arrays, flats, copied):
+        if c:
+            np.copyto(a, f.reshape(a.shape))
+
+
+def _norm_type(norm_type):
+    return v.real(norm_type, "norm_type", lo=0.0, lo_open=True)
+
+
+def _norm_call(grads, name, norm_type, clip, max_norm, inplace):
+    labels, arrays, flats, copied = _prepare(grads, name, inplace)
+    acc = np.empty(len(flats), dtype=np.float64)
+    total, scaled = _clip.norm(flats, norm_type, clip, max_norm, acc, _config.get_num_threads())
+    return labels, arrays, flats, copied, acc, total, scaled
+
+
+def global_norm(grads, norm_type=2.0):
+    """The p-norm of all elements of all arrays together.
+
+    ``(sum over every element x of every array of |x|**p) ** (1/p)``, or ``max |x|`` for
+    ``p = inf``: the norm of the arrays concatenated into one vector.
+
+    Parameters
+    ----------
+    grads : ndarray or sequence of ndarrays
+        float32 or float64 arrays, mixed dtypes allowed, any shapes and strides; read-only arrays
+        are fine.  An empty sequence has norm 0.0.
+    norm_type : float, default 2.0
+        ``p > 0``, or ``math.inf`` for the max-abs norm.
+
+    Returns
+    -------
+    float
+        The norm, accumulated in float64 (so 1e8 float32 values lose no precision).  NaN if any
+        element is NaN; inf if any is infinite (and none is NaN).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message (``grads[3]: ...`` for an element).
+
+    Notes
+    -----
+    Each array is cut into blocks of 16384 elements; block partials (sums over 16 float64 lanes,
+    ``pow(|x|, p)`` terms for general ``p``) are merged in a fixed order, so the result is bitwise
+    identical for any thread count and instruction set.
+
+    Examples
+    --------
+    >>> import math, numpy as np, fastbn
+    >>> grads = [np.array([3.0, 0.0]), np.array([[4.0]], dtype=np.float32)]
+    >>> fastbn.global_norm(grads)
+    5.0
+    >>> fastbn.global_norm(grads, norm_type=1.0)
+    7.0
+    >>> fastbn.global_norm(grads, norm_type=math.inf)
+    4.0
+    >>> fastbn.global_norm([])
+    0.0
+    """
+    p = _norm_type(norm_type)
+    *_, total, _ = _norm_call(grads, "grads", p, 0, 0.0, inplace=False)
+    return float(total)
+
+
+def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
+    """Scale the arrays in place so that their global norm is at most ``max_norm``.
+
+    PyTorch's ``clip_grad_norm_``: with ``total = global_norm(grads, norm_type)`` and
+    ``coef = max_norm / (total + 1e-6)``, every array is multiplied by ``coef`` when
+    ``coef < 1``; otherwise nothing is written.  Each element becomes ``x * T(coef)``: the
+    coefficient is rounded to the array's dtype ``T`` (as PyTorch does for float32 tensors), then
+    one multiply in ``T`` -- the bits of ``T(float64(x) * float64(T(coef)))``.
+
+    Parameters
+    ----------
+    grads : ndarray or sequence of ndarrays
+        Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
+    max_norm : float
+        ``>= 0`` (``inf`` never clips).
+    norm_type : float, default 2.0
+        ``p > 0``, or ``math.inf``.
+    error_if_nonfinite : bool, default False
+        If True and the total norm is NaN or infinite, raise a ValueError naming the first array
+        whose own norm is non-finite, and change nothing.  If False, do what PyTorch does: a NaN
+        total makes ``coef`` NaN and every element NaN; an infinite total makes ``coef`` 0, so
+        finite elements become 0 (with their sign) and infinite ones NaN.
+
+    Returns
+    -------
+    float
+        The total norm before clipping.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> g = [np.array([3.0, 0.0]), np.array([4.0])]
+    >>> fastbn.clip_grad_norm(g, 1.0)
+    5.0
+    >>> np.round(g[0], 6), np.round(g[1], 6)      # each scaled by 1 / (5 + 1e-6)
+    (array([0.6, 0. ]), array([0.8]))
+    >>> before = g[1].copy()
+    >>> round(fastbn.clip_grad_norm(g, 10.0), 6)   # within the bound: left unchanged
+    1.0
+    >>> bool(g[1][0] == before[0])
+    True
+    """
+    max_norm = v.real(max_norm, "max_norm", lo=0.0)
+    p = _norm_type(norm_type)
+    if not isinstance(error_if_nonfinite, (bool, np.bool_)):
+        raise TypeError(f"error_if_nonfinite: expected a bool, got {type(error_if_nonfinite).__name__}")
+    clip = 2 if error_if_nonfinite else 1
+    labels, arrays, flats, copied, acc, total, scaled = _norm_call(grads, "grads", p, clip,
+                                                                   max_norm, inplace=True)
+    if error_if_nonfinite and not math.isfinite(total):
+        bad = [k for k in range(len(arrays)) if not math.isfinite(acc[k])]
+        where = labels[bad[0]] if bad else "grads"
+        raise ValueError(f"{where}: the total norm of order {p:g} is non-finite ({total}), so "
+                         "nothing was scaled (this is the first array whose norm is non-finite); "
+                         "pass error_if_nonfinite=False to scale anyway")
+    if scaled:
+        _copy_back(arrays, flats, copied)
+    return float(total)
+
+
+def clip_grad_value(grads, clip_value):
+    """Clamp every element of the arrays in place to ``[-clip_value, clip_value]``.
+
+    PyTorch's ``clip_grad_value_``: ``x < -c -> -c``, ``x > c -> c``, otherwise (NaN included)
+    ``x``.  The bound ``c`` is first rounded to each array's dtype.
+
+    Parameters
+    ----------
+    grads : ndarray or sequence of ndarrays
+        Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
+    clip_value : float
+        ``>= 0`` (``inf`` leaves everything as is).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> g = np.array([-3.0, 0.5, 2.0, np.nan])
+    >>> fastbn.clip_grad_value(g, 1.0)
+    >>> g
+    array([-1. ,  0.5,  1. ,  nan])
+    """
+    clip_value = v.real(clip_value, "clip_value", lo=0.0)
+    _, arrays, flats, copied = _prepare(grads, "grads", inplace=True)
+    _clip.value(flats, clip_value, _config.get_num_threads())
+    _copy_back(arrays, flats, copied)
+
+
+def clip_by_norm(grad, max_norm):
+    """Scale one array in place so that its 2-norm is at most ``max_norm``; return its norm.
+
+    ``clip_grad_norm([grad], max_norm)``: multiplied by ``max_norm / (norm + 1e-6)`` when that is
+    below 1, else unchanged.
+
+    Parameters
+    ----------
+    grad : ndarray
+        A writeable float32 or float64 array, any shape and strides.
+    max_norm : float
+        ``>= 0``.
+
+    Returns
+    -------
+    float
+        The 2-norm of ``grad`` before clipping.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> g = np.array([6.0, 8.0])
+    >>> fastbn.clip_by_norm(g, 5.0)
+    10.0
+    >>> np.round(g, 6)                             # scaled by 5 / (10 + 1e-6)
+    array([3., 4.])
+    """
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"grad: expected a numpy ndarray, got {type(grad).__name__}")
+    max_norm = v.real(max_norm, "max_norm", lo=0.0)
+    _, arrays, flats, copied, _, total, scaled = _norm_call(grad, "grad", 2.0, 1, max_norm,
+                                                         inplace=True)
+    if scaled:
+        _copy_back(arrays, flats, copied)
+    return float(total)

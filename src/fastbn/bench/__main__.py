@@ -31,6 +31,8 @@ def main(argv=None):
     p.add_argument("--only", default="", help="run only cases whose kernel contains this text")
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch column")
     p.add_argument("--output", default=None, help="also write the Markdown table to this file")
+    p.add_argument("--update-readme", default=None, metavar="README",
+                   help="replace the table between the bench markers of this Markdown file")
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     rounds = args.rounds or (3 if args.quick else 15)
@@ -64,7 +66,29 @@ def main(argv=None):
     if args.output:
         with open(args.output, "w") as f:
             f.write(table + "\n")
+    if args.update_readme:
+        _update_readme(args.update_readme, table, threads, rounds, torch_ok)
     return 0
+
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _update_readme(path, table, threads, rounds, torch_ok):
+    """Put the table (and how it was made) between the bench markers of a Markdown file."""
+    import platform
+    with open(path) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path}: no {START} ... {END} markers")
+    cpu = platform.processor() or platform.machine()
+    how = (f"`python -m fastbn.bench --threads {','.join(map(str, threads))}` on {cpu}, "
+           f"isa {_config.get_isa()}, {rounds} interleaved rounds, medians; "
+           f"torch {'2.13 CPU' if torch_ok else 'not installed'}.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{START}\n{how}\n\n{table}\n{END}{tail}")
 
 
 if __name__ == "__main__":

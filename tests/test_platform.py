@@ -1,0 +1,130 @@
+"""Threads, instruction-set paths and portability.
+
+Specification:
+- ``FASTBN_FORCE_ISA`` picks the instruction-set path at import; ``show_config`` reports it and the
+  thread count; an unknown or unsupported value is refused with a message naming the variable.
+- A process forked after a multi-threaded call (multiprocessing's default on Linux) runs kernels
+  without hanging: fastbn has no persistent thread pool to inherit.
+- The thread count defaults to ``OMP_NUM_THREADS`` when set; bad values of ``set_num_threads``
+  are refused.
+- One build runs on any x86-64: under ``qemu-x86_64 -cpu Nehalem`` (no AVX) fastbn picks the
+  scalar path and gives exactly the bits the scalar path gives here.
+"""
+import multiprocessing
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbn
+from fastbn import _config
+
+PKG_PARENT = os.path.dirname(os.path.dirname(fastbn.__file__))
+
+
+def run_python(code, env_extra=None, prefix=()):
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT)
+    env.pop("FASTBN_FORCE_ISA", None)
+    env.update(env_extra or {})
+    return subprocess.run([*prefix, sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("isa", list(_config.ISA_NAMES))
+def test_force_isa_environment_variable_selects_the_path(isa):
+    r = run_python("import fastbn; fastbn.show_config()", {"FASTBN_FORCE_ISA": isa})
+    if isa not in _config.available_isas():
+        assert r.returncode != 0 and "FASTBN_FORCE_ISA" in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert f"isa in use    {isa}" in r.stdout
+
+
+def test_unknown_isa_name_is_refused():
+    r = run_python("import fastbn", {"FASTBN_FORCE_ISA": "sse9"})
+    assert r.returncode != 0 and "isa" in r.stderr and "sse9" in r.stderr
+    with pytest.raises(ValueError, match="isa"):
+        _config.set_isa("sse9")
+
+
+def test_show_config_reports_isa_and_threads(capsys):
+    fastbn.show_config()
+    text = capsys.readouterr().out
+    assert f"isa in use    {_config.get_isa()}" in text
+    assert f"threads       {fastbn.get_num_threads()}" in text
+
+
+def test_omp_num_threads_sets_the_default():
+    r = run_python("import fastbn; print(fastbn.get_num_threads())", {"OMP_NUM_THREADS": "3"})
+    assert r.returncode == 0 and r.stdout.strip() == "3"
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                      ("2", TypeError), (True, TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    with pytest.raises(exc, match="^n:"):
+        fastbn.set_num_threads(bad)
+
+
+def _child_work(q):
+    x = np.random.default_rng(1).standard_normal((64, 32, 40), dtype=np.float32)
+    y, mean, invstd = fastbn.batch_norm_train(x)
+    q.put(float(np.abs(y).sum()))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")
+def test_fork_after_a_parallel_call_does_not_hang(threads):
+    x = np.random.default_rng(1).standard_normal((64, 32, 40), dtype=np.float32)
+    expected = float(np.abs(fastbn.batch_norm_train(x).y).sum())   # threads run, then end
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_work, args=(q,))
+    p.start()
+    p.join(60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "the forked child hung"
+    assert p.exitcode == 0 and q.get(timeout=5) == expected
+
+
+SMOKE = r"""
+import numpy as np, fastbn, sys
+from fastbn import _config
+rng = np.random.default_rng(7)
+out = {"isa": np.array(_config.get_isa())}
+# Inputs from integers and IEEE division only: NumPy's own SIMD math (cos, exp, ...) may differ
+# between CPUs, fastbn's results must not.
+ints = lambda shape: rng.integers(-10**6, 10**6, shape) / 997.0
+for dt in (np.float32, np.float64):
+    for shape, axis in [((33, 5, 40), 1), ((300, 7), 1), ((4, 6, 6, 9), -1)]:
+        x = (ints(shape) + 1e3).astype(dt)
+        g = (1.0 + np.abs(ints(shape[axis])) / 1e3).astype(dt)
+        y, m, s = fastbn.batch_norm_train(x, g, None, axis=axis)
+        dx, dg, db = fastbn.batch_norm_backward(ints(shape).astype(dt), x, m, s, g, axis=axis)
+        key = f"{np.dtype(dt).name}{shape}"
+        for name, a in (("y", y), ("m", m), ("s", s), ("dx", dx), ("dg", dg), ("db", db)):
+            out[key + name] = a
+np.savez(sys.argv[1] if len(sys.argv) > 1 else "smoke.npz", **out)
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user is not installed")
+def test_runs_on_an_old_cpu_under_qemu_with_the_scalar_bits(tmp_path):
+    old, here = tmp_path / "nehalem.npz", tmp_path / "scalar.npz"
+    code = SMOKE.replace('sys.argv[1] if len(sys.argv) > 1 else "smoke.npz"', repr(str(old)))
+    r = run_python(code, prefix=("qemu-x86_64", "-cpu", "Nehalem"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = SMOKE.replace('sys.argv[1] if len(sys.argv) > 1 else "smoke.npz"', repr(str(here)))
+    r = run_python(code, {"FASTBN_FORCE_ISA": "scalar"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = np.load(old), np.load(here)
+    assert str(a["isa"]) == "scalar"
+    for key in b.files:
+        if key != "isa":
+            assert np.array_equal(a[key], b[key]), key

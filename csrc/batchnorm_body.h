@@ -1,16 +1,16 @@
 /*
  * batchnorm_body.h -- the batch-norm kernels for one element type.
  *
- * Included by batchnorm_kernels.c once per dtype with FB_T (float or double), FB_DT (f32 or f64)
- * and the vector of that element type (FB_TV*) defined.  See batchnorm.h for the layout and the
+ * Included by batchnorm_kernels.c once per dtype with FB_T (float or double), FB_DT (f32 or f64),
+ * the vector of that element type (FB_TV*) and FB_VD_LOAD_T (load T as float64) defined.  See batchnorm.h for the layout and the
  * guarantees, and batchnorm_kernels.c for the shared helpers.
  *
  * Numerics
- *   Statistics: each segment (a slab run of up to FB_SEG values, or a row chunk of one column) is
- *   reduced with shifted sums in float64, the shift k being the segment's first value:
+ *   Statistics: each segment (slab pieces gathered to FB_SEG values or a few more, or a row chunk
+ *   of one column) is reduced with shifted sums in float64, the shift k being its first value:
  *   S1 = sum(x - k), S2 = sum((x - k)^2), mean = k + S1/n, M2 = S2 - S1^2/n.  Since
  *   (x_0 - mean)^2 <= M2, S1^2/n <= n*M2, so the subtraction loses at most a factor (2n + 1) of
- *   float64 epsilon relative to M2 (n <= 4096: about 1e-12 relative) -- never the catastrophic
+ *   float64 epsilon relative to M2 (n < 8192: about 2e-12 relative) -- never the catastrophic
  *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order.
  *   Elementwise passes run in the data type T, as PyTorch's do: the mean is split as mh + mlo
  *   (mh = mean rounded to T), y = (x - mh) * s + c' with c' = c - mlo * s, so x - mh is exact
@@ -76,16 +76,6 @@ static void FN(run_shifted_sums)(const T *FB_RESTRICT p, int64_t n, double k,
     }
 }
 
-/* (mean, M2) of p[0..n), n >= 1, shifted by p[0]. */
-static void FN(run_stats)(const T *p, int64_t n, double *mean, double *m2)
-{
-    double s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
-    const double k = (double)p[0];
-    FN(run_shifted_sums)(p, n, k, s1, s2);
-    fb_shifted_result(k, (double)n, fb_lanes_total(s1), fb_lanes_total(s2), mean, m2);
-}
-
-/* y = (x - m) * s + c over a run; with `stream`, through non-temporal stores where aligned. */
 static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, const FN(coef) *co,
                           int stream)
 {
@@ -178,14 +168,24 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
 {
     const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
     const int64_t inner = k->inner, stride = k->C * inner;
-    double n = 0.0, mu = 0.0, m2 = 0.0;
+    /* A segment gathers pieces of at most FB_SEG values (whole small slabs, or FB_SEG-long parts
+     * of large ones) until it holds FB_SEG values or more; its shift is its first value. */
+    double n = 0.0, mu = 0.0, m2 = 0.0, shift = 0.0, s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
+    int64_t count = 0;
     for (int64_t o = 0; o < k->outer; o++) {
         const T *slab = k->x + o * stride + c * inner;
         for (int64_t s = 0; s < inner; s += FB_SEG) {
             const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
-            double smu, sm2;
-            FN(run_stats)(slab + s, len, &smu, &sm2);
-            fb_chan_merge(&n, &mu, &m2, (double)len, smu, sm2);
+            if (count == 0) shift = (double)slab[s];
+            FN(run_shifted_sums)(slab + s, len, shift, s1, s2);
+            count += len;
+            if (count >= FB_SEG || (o == k->outer - 1 && s + len == inner)) {
+                double smu, sm2;
+                fb_shifted_result(shift, (double)count, fb_lanes_total(s1), fb_lanes_total(s2), &smu, &sm2);
+                fb_chan_merge(&n, &mu, &m2, (double)count, smu, sm2);
+                for (int l = 0; l < FB_LANES; l++) s1[l] = 0.0, s2[l] = 0.0;
+                count = 0;
+            }
         }
     }
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
@@ -425,7 +425,8 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
         for (int64_t r = 0; r < k->group; r++)
             for (int64_t i = 0; i < inner; i++) {
                 const int64_t v = r * V + c * inner + i;
-                k->tm[v] = co->tm, k->ts[v] = co->ts, k->tg[v] = co->tg, k->tc[v] = co->tc;
+                k->tm[v] = co->tm, k->ts[v] = co->ts, k->tc[v] = co->tc;
+                if (k->backward) k->tg[v] = co->tg;
             }
     }
     return exact;
@@ -435,7 +436,11 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
 static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
 {
     const int64_t V = k->p.V, n_results = coefs_only ? 0 : k->p.n_rchunks * V;
+    /* Runs of about FB_RUN values, but no more copies of the coefficients than a quarter of
+     * the rows: a small input must not pay for spreading them. */
     k->group = V < FB_RUN ? FB_RUN / V : 1;
+    if (k->group > (k->p.R + 3) / 4) k->group = (k->p.R + 3) / 4;
+    if (k->group < 1) k->group = 1;
     const int64_t P = k->group * V;
     const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
                          sizeof(FN(coef)) * (size_t)C + sizeof(T) * (size_t)(4 * P);

@@ -9,6 +9,8 @@ import operator
 
 import numpy as np
 
+from fastbn._util import extent_overlaps
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _TooHardError = getattr(np, "exceptions", np).TooHardError
 
@@ -28,6 +30,8 @@ def integer(value, name, minimum=None):
 
 def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     """``value`` as a Python float in [lo, hi] (or open bounds); NaN is rejected."""
+    if type(value) is float and lo < value < hi:    # the common case, cheaply
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     value = float(value)
@@ -103,23 +107,19 @@ def output(out, name, shape, dtype):
 def no_overlap(written, others):
     """Raise if an array that will be written shares memory with any other named array.
 
-    ``written`` and ``others`` are sequences of (name, array or None).  Memory bounds are compared
-    first (cheap); only arrays whose bounds meet are checked exactly.
+    ``written`` and ``others`` are sequences of (name, ndarray or None).  Memory extents are
+    compared first (cheap, in Cython); only pairs whose extents meet are checked exactly.
     """
-    others = [(name, a) for name, a in others if a is not None and a.size]
-    for i, (wname, w) in enumerate(written):
-        if w is None or w.size == 0:
-            continue
-        for oname, o in list(written[i + 1:]) + others:
-            if o is None or o.size == 0 or not np.may_share_memory(w, o):
-                continue
-            try:
-                overlap = np.shares_memory(w, o, max_work=10000)
-            except _TooHardError:
-                overlap = True
-            if overlap:
-                raise ValueError(f"{wname}: must not share memory with {oname}")
-
+    written, others = list(written), list(others)
+    candidates = written + others
+    for i, j in extent_overlaps(written, others):
+        (wname, w), (oname, o) = written[i], candidates[j]
+        try:
+            overlap = np.shares_memory(w, o, max_work=10000)
+        except _TooHardError:
+            overlap = True
+        if overlap:
+            raise ValueError(f"{wname}: must not share memory with {oname}")
 
 def _byte_bounds(a):
     """[lo, hi) of the bytes an ndarray can touch."""

@@ -1,0 +1,48 @@
+"""Small helpers of the Python layer that must be cheap: memory extents for overlap checks.
+
+Design: ``extent_overlaps`` compares the byte extents [lowest, highest] of arrays read straight from
+their NumPy headers (tens of nanoseconds per array), so the exact and costlier
+``numpy.shares_memory`` only runs for pairs whose extents meet.
+"""
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef void _extent(cnp.ndarray a, Py_ssize_t *lo, Py_ssize_t *hi):
+    """Lowest and one-past-highest byte address an array touches (size > 0)."""
+    cdef Py_ssize_t start = <Py_ssize_t>cnp.PyArray_DATA(a), low = start, high = start
+    cdef int i
+    cdef Py_ssize_t span
+    for i in range(cnp.PyArray_NDIM(a)):
+        span = (cnp.PyArray_DIM(a, i) - 1) * cnp.PyArray_STRIDE(a, i)
+        if span < 0:
+            low += span
+        else:
+            high += span
+    lo[0] = low
+    hi[0] = high + cnp.PyArray_ITEMSIZE(a)
+
+
+def extent_overlaps(list written, list others):
+    """Pairs (i, j), j indexing written + others and j > i, such that the arrays of written[i]
+    and of that entry (entries are (name, ndarray or None)) have meeting byte extents.  Entries
+    whose array is None or empty are skipped."""
+    cdef list pairs = []
+    cdef list candidates = written + others
+    cdef Py_ssize_t i, j, n_w = len(written), n = len(candidates)
+    cdef Py_ssize_t wlo, whi, olo, ohi
+    cdef object w, o
+    for i in range(n_w):
+        w = (<tuple>written[i])[1]
+        if w is None or cnp.PyArray_SIZE(<cnp.ndarray>w) == 0:
+            continue
+        _extent(<cnp.ndarray>w, &wlo, &whi)
+        for j in range(i + 1, n):
+            o = (<tuple>candidates[j])[1]
+            if o is None or cnp.PyArray_SIZE(<cnp.ndarray>o) == 0:
+                continue
+            _extent(<cnp.ndarray>o, &olo, &ohi)
+            if wlo < ohi and olo < whi:
+                pairs.append((i, j))
+    return pairs

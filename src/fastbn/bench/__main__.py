@@ -45,7 +45,7 @@ def main(argv=None):
             pass
     print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, rounds={rounds}, "
           f"torch={'yes' if torch_ok else 'not installed'}", file=sys.stderr)
-    rows = []
+    rows, timings = [], {}
     saved = _config.get_num_threads()
     try:
         for n in threads:
@@ -57,11 +57,16 @@ def main(argv=None):
                     if args.only and args.only not in case.kernel:
                         continue
                     case.threads = n
-                    rows.append(row(case, measure(case, rounds, min_time=0.05 if args.quick else 0.3)))
+                    t = measure(case, rounds, min_time=0.05 if args.quick else 0.3)
+                    rows.append(row(case, t))
+                    timings[(case.kernel, case.shape, n)] = t["fastbn"]
                     print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
     finally:
         _config.set_num_threads(saved)
     table = markdown(rows)
+    scaling = thread_scaling(timings, threads)
+    if scaling:
+        table += "\n\n" + scaling
     print(table)
     if args.output:
         with open(args.output, "w") as f:
@@ -69,6 +74,20 @@ def main(argv=None):
     if args.update_readme:
         _update_readme(args.update_readme, table, threads, rounds, torch_ok)
     return 0
+
+
+def thread_scaling(timings, threads):
+    """A table of fastbn's speed-up at each thread count over one thread (empty if one count)."""
+    if len(threads) < 2 or 1 not in threads:
+        return ""
+    others = [n for n in threads if n != 1]
+    lines = ["| kernel | input | " + " | ".join(f"{n} threads vs 1" for n in others) + " |",
+             "|---|---|" + "---|" * len(others)]
+    for (kernel, shape, n), t1 in timings.items():
+        if n == 1 and all((kernel, shape, m) in timings for m in others):
+            cells = [f"{t1 / timings[(kernel, shape, m)]:.2f}x" for m in others]
+            lines.append(f"| {kernel} | {shape} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -7,8 +7,7 @@ global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 reference : plain-NumPy twins of the kernels (the test oracle and benchmark baseline)
 """
-__version__ = "0.1.0"
-
+from fastbn._version import __version__
 from fastbn._config import get_num_threads, set_num_threads, show_config
 from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backward,
                               batch_norm_infer, batch_norm_train)

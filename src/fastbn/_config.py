@@ -10,7 +10,7 @@ from fastbn._validation import integer
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
-_kernel_modules = []   # Cython modules exposing set_isa/get_isa/cpu_supports/best_isa
+_kernel_modules: list = []   # Cython modules exposing set_isa/get_isa/cpu_supports/best_isa
 
 
 def _physical_cores():

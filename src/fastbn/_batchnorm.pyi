@@ -1,0 +1,60 @@
+"""Stub of the compiled module fastbn._batchnorm (src/fastbn/_batchnorm.pyx).
+
+Low-level glue: the arrays must already be validated and laid out by :mod:`fastbn.batchnorm`.
+"""
+from typing import Optional, Tuple
+
+import numpy as np
+
+ISA_NAMES: Tuple[str, str, str]
+
+def cpu_supports(isa: int) -> bool: ...
+def best_isa() -> int: ...
+def set_isa(isa: int) -> None: ...
+def get_isa() -> int: ...
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    gamma: Optional[np.ndarray],
+    beta: Optional[np.ndarray],
+    eps: float,
+    stats: np.ndarray,
+    n_threads: int,
+) -> None: ...
+def infer(
+    x: np.ndarray,
+    y: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    rmean: Optional[np.ndarray],
+    rvar: Optional[np.ndarray],
+    gamma: Optional[np.ndarray],
+    beta: Optional[np.ndarray],
+    eps: float,
+    n_threads: int,
+) -> None: ...
+def backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    dx: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    gamma: Optional[np.ndarray],
+    grads: np.ndarray,
+    n_threads: int,
+) -> None: ...
+def update_running(
+    rmean: Optional[np.ndarray],
+    rvar: Optional[np.ndarray],
+    stats: np.ndarray,
+    count: int,
+    momentum: float,
+    typenum: int,
+) -> int: ...

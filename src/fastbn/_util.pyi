@@ -1,0 +1,9 @@
+"""Stub of the compiled module fastbn._util (src/fastbn/_util.pyx)."""
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+def extent_overlaps(
+    written: List[Tuple[str, Optional[np.ndarray]]],
+    others: List[Tuple[str, Optional[np.ndarray]]],
+) -> List[Tuple[int, int]]: ...

@@ -63,7 +63,36 @@ class BatchNorm:
         self._cache = None
 
     def forward(self, x, training=True):
-        """Normalize ``x``; in training mode with batch statistics (updating the running ones)."""
+        """Normalize ``x``; in training mode with batch statistics (updating the running ones).
+
+        Parameters
+        ----------
+        x : ndarray of float32 or float64, ndim >= 2
+            Same dtype as the layer, ``num_features`` channels along the layer's ``axis``.
+        training : bool, default True
+            True: :func:`~fastbn.batch_norm_train` with the batch statistics, and the running
+            statistics (if tracked) updated in place.  False: :func:`~fastbn.batch_norm_infer`
+            with the running statistics (or the batch ones when they are not tracked).
+
+        Returns
+        -------
+        y : ndarray, same shape and dtype as ``x``
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2, eps=0.0, momentum=0.5)
+        >>> x = np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32)
+        >>> bn.forward(x)                        # batch means 1, 20; variances 1, 100
+        array([[-1., -1.],
+               [ 1.,  1.]], dtype=float32)
+        >>> bn.running_mean                      # 0.5 * 0 + 0.5 * batch mean
+        array([ 0.5, 10. ], dtype=float32)
+        >>> bn.running_var                       # 0.5 * 1 + 0.5 * unbiased variance (2, 200)
+        array([  1.5, 100.5], dtype=float32)
+        >>> bn.forward(x, training=False).shape  # inference: the running statistics
+        (2, 2)
+        """
         if training or self.running_mean is None:
             y, mean, invstd = batch_norm_train(
                 x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
@@ -79,7 +108,37 @@ class BatchNorm:
     __call__ = forward
 
     def backward(self, dy):
-        """Return dL/dx for the last forward and store ``dgamma`` and ``dbeta``."""
+        """Return dL/dx for the last :meth:`forward` and store ``dgamma`` and ``dbeta``.
+
+        Parameters
+        ----------
+        dy : ndarray
+            Gradient of the loss with respect to the last output; its shape and dtype.
+
+        Returns
+        -------
+        dx : ndarray, same shape and dtype as the last input
+            Through the batch statistics after a training forward; after an inference forward
+            the running statistics are constants and the layer is affine in ``x``.
+
+        Raises
+        ------
+        RuntimeError
+            If :meth:`forward` was never called.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> x = np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32)
+        >>> y = bn(x)
+        >>> dx = bn.backward(np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32))
+        >>> dx                                   # a constant shift of y has no gradient
+        array([[0., 0.],
+               [0., 0.]], dtype=float32)
+        >>> bn.dbeta, bn.dgamma
+        (array([2., 0.], dtype=float32), array([0., 0.], dtype=float32))
+        """
         if self._cache is None:
             raise RuntimeError("backward: call forward first")
         kind, x, mean, invstd = self._cache
@@ -101,7 +160,27 @@ class BatchNorm:
         return dx
 
     def parameters(self):
-        """``[(gamma, dgamma), (beta, dbeta)]`` for an optimizer (empty when not affine)."""
+        """``[(gamma, dgamma), (beta, dbeta)]`` for an optimizer (empty when not affine).
+
+        Returns
+        -------
+        list of (ndarray, ndarray or None)
+            Each parameter with its gradient from the last :meth:`backward` (None before one);
+            update the parameters in place.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> x = np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32)
+        >>> _ = bn.backward(np.ones_like(bn(x)))
+        >>> for p, g in bn.parameters():         # one step of gradient descent
+        ...     p -= 0.1 * g
+        >>> bn.beta
+        array([-0.2, -0.2], dtype=float32)
+        >>> fastbn.BatchNorm(2, affine=False).parameters()
+        []
+        """
         if self.gamma is None:
             return []
         return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]

@@ -27,3 +27,8 @@ def isa(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_report_header(config):
+    """Which fastbn the run tests: the source tree or an installed wheel."""
+    return f"fastbn {fastbn.__version__} from {fastbn.__file__} (isa {_config.get_isa()})"

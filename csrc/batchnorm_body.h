@@ -455,6 +455,38 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     return s;
 }
 
+/* Per-channel statistics and coefficients of the rows path, FB_FINISH_CHANNELS channels a
+ * task: each channel merges its virtual channels, then its row chunks, in a fixed order. */
+typedef struct {
+    FN(rows_ctx) *k;
+    const T *gamma, *beta;
+    double eps;
+    double *mean, *var, *invstd;
+} FN(rows_finish_ctx);
+
+static void FN(rows_finish_task)(void *vctx, int64_t task)
+{
+    const FN(rows_finish_ctx) *f = (const FN(rows_finish_ctx) *)vctx;
+    const FN(rows_ctx) *k = f->k;
+    const fb_rows_plan *p = &k->p;
+    const int64_t c0 = task * FB_FINISH_CHANNELS;
+    const int64_t c1 = c0 + FB_FINISH_CHANNELS < p->C ? c0 + FB_FINISH_CHANNELS : p->C;
+    FN(coef) *coefs = (FN(coef) *)k->coefs;
+    for (int64_t c = c0; c < c1; c++) {
+        double n = 0.0, mu = 0.0, m2 = 0.0;
+        for (int64_t i = 0; i < p->inner; i++)
+            for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
+                const int64_t at = ch * p->V + c * p->inner + i;
+                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(p, ch), k->r1[at], k->r2[at]);
+            }
+        f->mean[c] = mu;
+        f->var[c] = m2 / n;
+        f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
+        coefs[c] = FN(make_coef)(mu, f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
+                                 0.0, f->beta ? (double)f->beta[c] : 0.0);
+    }
+}
+
 /* ---- public kernels ----------------------------------------------------------------------- */
 
 static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
@@ -480,20 +512,9 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     if (!scratch) return FB_ENOMEM;
     const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
     fb_parallel_for(n_tasks, n_threads, FN(rows_stats_task), &k);
-    FN(coef) *coefs = (FN(coef) *)k.coefs;
-    for (int64_t c = 0; c < C; c++) {
-        double n = 0.0, mu = 0.0, m2 = 0.0;
-        for (int64_t i = 0; i < inner; i++)
-            for (int64_t ch = 0; ch < k.p.n_rchunks; ch++) {
-                const int64_t at = ch * k.p.V + c * inner + i;
-                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(&k.p, ch), k.r1[at], k.r2[at]);
-            }
-        mean[c] = mu;
-        var[c] = m2 / n;
-        invstd[c] = 1.0 / sqrt(var[c] + eps);
-        coefs[c] = FN(make_coef)(mu, gamma ? (double)gamma[c] * invstd[c] : invstd[c], 0.0,
-                                 beta ? (double)beta[c] : 0.0);
-    }
+    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd};
+    fb_parallel_for((C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, n_threads,
+                    FN(rows_finish_task), &f);
     k.exact = FN(rows_spread)(&k, C, inner);
     fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
     free(scratch);

@@ -17,7 +17,7 @@ from setuptools.command.build_ext import build_ext
 
 # (module, Cython glue, dispatch/API C sources, kernel bodies compiled once per instruction set)
 MODULES = [
-    ("fastbn._util", "src/fastbn/_util.pyx", [], []),
+    ("fastbn._util", "src/fastbn/_util.pyx", [], []),   # CPU queries, memory extents
     ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c"], ["csrc/batchnorm_kernels.c"]),
     ("fastbn._clip", "src/fastbn/_clip.pyx", ["csrc/clip.c"], ["csrc/clip_kernels.c"]),
 ]

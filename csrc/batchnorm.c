@@ -5,28 +5,7 @@
 #include "batchnorm.h"
 #include "cpu.h"
 
-static const fb_bn_table *fb_bn_tables[FB_ISA_COUNT] = {
-    &fb_bn_table_scalar,
-#if defined(FB_X86_ISAS)
-    &fb_bn_table_avx2,
-    &fb_bn_table_avx512,
-#else
-    NULL, NULL,
-#endif
-};
-
-static int fb_bn_isa = FB_ISA_SCALAR;
-static const fb_bn_table *fb_bn = &fb_bn_table_scalar;
-
-int fb_bn_set_isa(int isa)
-{
-    if (isa < 0 || isa >= FB_ISA_COUNT || !fb_bn_tables[isa] || !fb_cpu_supports(isa)) return -1;
-    fb_bn_isa = isa;
-    fb_bn = fb_bn_tables[isa];
-    return 0;
-}
-
-int fb_bn_get_isa(void) { return fb_bn_isa; }
+FB_ISA_DISPATCH(fb_bn, fb_bn_table)
 
 #define FB_BN_DEFINE(T, DT)                                                                        \
     fb_status fb_bn_train_##DT(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,        \

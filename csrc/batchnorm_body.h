@@ -47,12 +47,17 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 
 /* ---- contiguous runs ---------------------------------------------------------------------- */
 
-/* Shifted sums of p[0..n) added into FB_LANES lanes (lane l takes the i = l mod FB_LANES).
+/* The two sums of both passes over a run, added into FB_LANES lanes (lane l takes the
+ * i = l mod FB_LANES), with d = x - k and w = q if given (constant has_q), else w = d:
+ *     s1 += w,  s2 += w * d
+ * Statistics: q absent, k the shift, so s1 = sum(x - k), s2 = sum((x - k)^2).
+ * Backward:   q = dy, k the mean,    so s1 = sum(dy),    s2 = sum(dy * (x - mean)).
  * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
  * whatever FB_LG is, so every instruction set gives the same bits. */
-static void FN(run_shifted_sums)(const T *FB_RESTRICT p, int64_t n, double k,
-                                 double s1[FB_LANES], double s2[FB_LANES])
+static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
+                                        const int has_q, int64_t n, double k,
+                                        double s1[FB_LANES], double s2[FB_LANES])
 {
     const fb_vd kv = fb_vd_set1(k);
     const int64_t full = n - n % FB_LANES;
@@ -62,17 +67,18 @@ static void FN(run_shifted_sums)(const T *FB_RESTRICT p, int64_t n, double k,
             a[j] = fb_vd_load_f64(s1 + g + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + g + j * FB_VD_W);
         for (int64_t i = 0; i < full; i += FB_LANES)
             for (int j = 0; j < FB_NVG; j++) {
-                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(p + i + g + j * FB_VD_W), kv);
-                a[j] = fb_vd_add(a[j], d);
-                b[j] = fb_vd_add(b[j], fb_vd_mul(d, d));
+                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
+                const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
+                a[j] = fb_vd_add(a[j], w);
+                b[j] = fb_vd_add(b[j], fb_vd_mul(w, d));
             }
         for (int j = 0; j < FB_NVG; j++)
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
     }
     for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double d = (double)p[i] - k;
-        s1[l] += d;
-        s2[l] += d * d;
+        const double d = (double)x[i] - k, w = has_q ? (double)q[i] : d;
+        s1[l] += w;
+        s2[l] += w * d;
     }
 }
 
@@ -95,33 +101,6 @@ static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, c
     }
 #undef FB_APPLY
     for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
-}
-
-/* sdy += dy, sdyx += dy * (x - mu), FB_LANES lanes each, visited as in run_shifted_sums. */
-static void FN(run_grad_sums)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, int64_t n, double mu,
-                              double sdy[FB_LANES], double sdyx[FB_LANES])
-{
-    const fb_vd mv = fb_vd_set1(mu);
-    const int64_t full = n - n % FB_LANES;
-    for (int g = 0; g < FB_LANES; g += FB_LG) {
-        fb_vd a[FB_NVG], b[FB_NVG];
-        for (int j = 0; j < FB_NVG; j++)
-            a[j] = fb_vd_load_f64(sdy + g + j * FB_VD_W), b[j] = fb_vd_load_f64(sdyx + g + j * FB_VD_W);
-        for (int64_t i = 0; i < full; i += FB_LANES)
-            for (int j = 0; j < FB_NVG; j++) {
-                const fb_vd gv = FB_VD_LOAD_T(dy + i + g + j * FB_VD_W);
-                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), mv);
-                a[j] = fb_vd_add(a[j], gv);
-                b[j] = fb_vd_add(b[j], fb_vd_mul(gv, d));
-            }
-        for (int j = 0; j < FB_NVG; j++)
-            fb_vd_store_f64(sdy + g + j * FB_VD_W, a[j]), fb_vd_store_f64(sdyx + g + j * FB_VD_W, b[j]);
-    }
-    for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double gv = (double)dy[i];
-        sdy[l] += gv;
-        sdyx[l] += gv * ((double)x[i] - mu);
-    }
 }
 
 /* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply. */
@@ -177,7 +156,7 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
         for (int64_t s = 0; s < inner; s += FB_SEG) {
             const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
             if (count == 0) shift = (double)slab[s];
-            FN(run_shifted_sums)(slab + s, len, shift, s1, s2);
+            FN(run_pair_sums)(slab + s, NULL, 0, len, shift, s1, s2);
             count += len;
             if (count >= FB_SEG || (o == k->outer - 1 && s + len == inner)) {
                 double smu, sm2;
@@ -207,8 +186,8 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
         for (int64_t s = 0; s < inner; s += FB_SEG)
-            FN(run_grad_sums)(k->dy + o * stride + c * inner + s, k->x + o * stride + c * inner + s,
-                              inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
+            FN(run_pair_sums)(k->x + o * stride + c * inner + s, k->dy + o * stride + c * inner + s,
+                              1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
     double coef[3];
     fb_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
@@ -455,6 +434,38 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     return s;
 }
 
+/* Per-channel statistics and coefficients of the rows path, FB_FINISH_CHANNELS channels a
+ * task: each channel merges its virtual channels, then its row chunks, in a fixed order. */
+typedef struct {
+    FN(rows_ctx) *k;
+    const T *gamma, *beta;
+    double eps;
+    double *mean, *var, *invstd;
+} FN(rows_finish_ctx);
+
+static void FN(rows_finish_task)(void *vctx, int64_t task)
+{
+    const FN(rows_finish_ctx) *f = (const FN(rows_finish_ctx) *)vctx;
+    const FN(rows_ctx) *k = f->k;
+    const fb_rows_plan *p = &k->p;
+    const int64_t c0 = task * FB_FINISH_CHANNELS;
+    const int64_t c1 = c0 + FB_FINISH_CHANNELS < p->C ? c0 + FB_FINISH_CHANNELS : p->C;
+    FN(coef) *coefs = (FN(coef) *)k->coefs;
+    for (int64_t c = c0; c < c1; c++) {
+        double n = 0.0, mu = 0.0, m2 = 0.0;
+        for (int64_t i = 0; i < p->inner; i++)
+            for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
+                const int64_t at = ch * p->V + c * p->inner + i;
+                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(p, ch), k->r1[at], k->r2[at]);
+            }
+        f->mean[c] = mu;
+        f->var[c] = m2 / n;
+        f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
+        coefs[c] = FN(make_coef)(mu, f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
+                                 0.0, f->beta ? (double)f->beta[c] : 0.0);
+    }
+}
+
 /* ---- public kernels ----------------------------------------------------------------------- */
 
 static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
@@ -480,20 +491,9 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     if (!scratch) return FB_ENOMEM;
     const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
     fb_parallel_for(n_tasks, n_threads, FN(rows_stats_task), &k);
-    FN(coef) *coefs = (FN(coef) *)k.coefs;
-    for (int64_t c = 0; c < C; c++) {
-        double n = 0.0, mu = 0.0, m2 = 0.0;
-        for (int64_t i = 0; i < inner; i++)
-            for (int64_t ch = 0; ch < k.p.n_rchunks; ch++) {
-                const int64_t at = ch * k.p.V + c * inner + i;
-                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(&k.p, ch), k.r1[at], k.r2[at]);
-            }
-        mean[c] = mu;
-        var[c] = m2 / n;
-        invstd[c] = 1.0 / sqrt(var[c] + eps);
-        coefs[c] = FN(make_coef)(mu, gamma ? (double)gamma[c] * invstd[c] : invstd[c], 0.0,
-                                 beta ? (double)beta[c] : 0.0);
-    }
+    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd};
+    fb_parallel_for((C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, n_threads,
+                    FN(rows_finish_task), &f);
     k.exact = FN(rows_spread)(&k, C, inner);
     fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
     free(scratch);

@@ -26,6 +26,7 @@
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */
+#define FB_FINISH_CHANNELS 128  /* rows path: channels per task of the final merge            */
 #define FB_PAR_MIN 65536        /* below this many elements, one thread                      */
 #define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)   */
 

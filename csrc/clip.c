@@ -8,28 +8,7 @@
 
 #define FB_CLIP_PAR_MIN 65536   /* below this many elements in all, one thread */
 
-static const fb_clip_table *fb_clip_tables[FB_ISA_COUNT] = {
-    &fb_clip_table_scalar,
-#if defined(FB_X86_ISAS)
-    &fb_clip_table_avx2,
-    &fb_clip_table_avx512,
-#else
-    NULL, NULL,
-#endif
-};
-
-static int fb_clip_isa = FB_ISA_SCALAR;
-static const fb_clip_table *fb_clip = &fb_clip_table_scalar;
-
-int fb_clip_set_isa(int isa)
-{
-    if (isa < 0 || isa >= FB_ISA_COUNT || !fb_clip_tables[isa] || !fb_cpu_supports(isa)) return -1;
-    fb_clip_isa = isa;
-    fb_clip = fb_clip_tables[isa];
-    return 0;
-}
-
-int fb_clip_get_isa(void) { return fb_clip_isa; }
+FB_ISA_DISPATCH(fb_clip, fb_clip_table)
 
 /* Build the plan; *scratch owns arr/start (free it).  Returns FB_EINVAL / FB_ENOMEM / FB_OK. */
 static fb_status plan_make(int64_t n, void *const *data, const int64_t *size, const int64_t *stride,

@@ -11,4 +11,27 @@ int fb_cpu_supports(int isa);
 /* "scalar", "avx2", "avx512". */
 const char *fb_isa_name(int isa);
 
+/* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the
+ * kernels files to define PREFIX_table_scalar (and _avx2, _avx512 on x86), and defines the table
+ * in use, `static const TYPE *PREFIX`, with PREFIX_set_isa(isa) (0, or -1 if isa cannot run
+ * here) and PREFIX_get_isa(). */
+#if defined(FB_X86_ISAS)
+#define FB_ISA_TABLES(prefix) &prefix##_table_scalar, &prefix##_table_avx2, &prefix##_table_avx512
+#else
+#define FB_ISA_TABLES(prefix) &prefix##_table_scalar, NULL, NULL
+#endif
+#define FB_ISA_DISPATCH(prefix, type)                                                              \
+    static const type *prefix##_tables[FB_ISA_COUNT] = {FB_ISA_TABLES(prefix)};                   \
+    static int prefix##_isa = FB_ISA_SCALAR;                                                       \
+    static const type *prefix = &prefix##_table_scalar;                                           \
+    int prefix##_set_isa(int isa)                                                                  \
+    {                                                                                              \
+        if (isa < 0 || isa >= FB_ISA_COUNT || !prefix##_tables[isa] || !fb_cpu_supports(isa))     \
+            return -1;                                                                             \
+        prefix##_isa = isa;                                                                        \
+        prefix = prefix##_tables[isa];                                                             \
+        return 0;                                                                                  \
+    }                                                                                              \
+    int prefix##_get_isa(void) { return prefix##_isa; }
+
 #endif

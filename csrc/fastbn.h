@@ -46,8 +46,10 @@ static inline double fb_lanes_total(const double *acc)
 
 #if defined(_MSC_VER)
 #define FB_RESTRICT __restrict
+#define FB_INLINE __forceinline
 #else
 #define FB_RESTRICT __restrict__
+#define FB_INLINE inline __attribute__((always_inline))
 #endif
 
 #endif /* FASTBN_H */

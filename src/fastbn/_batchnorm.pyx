@@ -29,10 +29,6 @@ cdef extern from "fastbn.h":
         FB_ENOMEM
         FB_EINVAL
 
-cdef extern from "cpu.h":
-    int fb_cpu_supports(int isa) nogil
-    int fb_cpu_best_isa() nogil
-
 cdef extern from "batchnorm.h":
     fb_status fb_bn_train_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
                               const float *gamma, const float *beta, double eps, double *mean,
@@ -94,15 +90,6 @@ cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
         raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous array of {size} "
                          f"elements of the dtype of x")
     return cnp.PyArray_DATA(arr)
-
-
-def cpu_supports(int isa):
-    """Whether the CPU (and this build) can run instruction set ``isa`` (an index of ISA_NAMES)."""
-    return bool(fb_cpu_supports(isa))
-
-
-def best_isa():
-    return fb_cpu_best_isa()
 
 
 def set_isa(int isa):

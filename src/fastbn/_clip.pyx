@@ -28,9 +28,6 @@ cdef extern from "fastbn.h":
         FB_ENOMEM
         FB_EINVAL
 
-cdef extern from "cpu.h":
-    int fb_cpu_supports(int isa) nogil
-    int fb_cpu_best_isa() nogil
 
 cdef extern from "clip.h":
     enum:
@@ -53,15 +50,6 @@ cdef int _check(fb_status status) except -1:
     if status != FB_OK:
         raise ValueError("fastbn: the kernel rejected the arguments it was given")
     return 0
-
-
-def cpu_supports(int isa):
-    """Whether the CPU (and this build) can run instruction set ``isa`` (an index of ISA_NAMES)."""
-    return bool(fb_cpu_supports(isa))
-
-
-def best_isa():
-    return fb_cpu_best_isa()
 
 
 def set_isa(int isa):

@@ -6,11 +6,12 @@ BLAS or torch.  Results are bitwise identical for any thread count.
 """
 import os
 
+from fastbn import _util
 from fastbn._validation import integer
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
-_kernel_modules: list = []   # Cython modules exposing set_isa/get_isa/cpu_supports/best_isa
+_kernel_modules: list = []   # Cython kernel modules exposing set_isa/get_isa
 
 
 def _physical_cores():
@@ -86,12 +87,11 @@ def _isa_index(name):
 
 
 def _initial_isa():
-    from fastbn import _batchnorm
     forced = os.environ.get("FASTBN_FORCE_ISA", "").strip().lower()
     if not forced:
-        return _batchnorm.best_isa()
+        return _util.best_isa()
     isa = _isa_index(forced)
-    if not _batchnorm.cpu_supports(isa):
+    if not _util.cpu_supports(isa):
         raise RuntimeError(f"FASTBN_FORCE_ISA={forced}: this CPU or build cannot run {forced}")
     return isa
 
@@ -106,9 +106,8 @@ def set_isa(name):
     """
     global _isa
     isa = _isa_index(name)
-    for module in _kernel_modules:
-        if not module.cpu_supports(isa):
-            raise ValueError(f"isa: {name} cannot run on this CPU or build")
+    if not _util.cpu_supports(isa):
+        raise ValueError(f"isa: {name} cannot run on this CPU or build")
     for module in _kernel_modules:
         module.set_isa(isa)
     _isa = isa
@@ -121,8 +120,7 @@ def get_isa():
 
 def available_isas():
     """Instruction-set paths that can run here, in increasing order."""
-    from fastbn import _batchnorm
-    return [name for i, name in enumerate(ISA_NAMES) if _batchnorm.cpu_supports(i)]
+    return [name for i, name in enumerate(ISA_NAMES) if _util.cpu_supports(i)]
 
 
 def show_config():

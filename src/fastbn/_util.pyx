@@ -1,4 +1,5 @@
-"""Small helpers of the Python layer that must be cheap: memory extents for overlap checks.
+"""Small helpers of the Python layer: which instruction sets can run here, and memory extents
+for overlap checks (which must be cheap).
 
 Design: ``extent_overlaps`` compares the byte extents [lowest, highest] of arrays read straight from
 their NumPy headers (tens of nanoseconds per array), so the exact and costlier
@@ -7,6 +8,21 @@ their NumPy headers (tens of nanoseconds per array), so the exact and costlier
 cimport numpy as cnp
 
 cnp.import_array()
+
+cdef extern from "cpu.h":
+    int fb_cpu_supports(int isa) nogil
+    int fb_cpu_best_isa() nogil
+
+
+def cpu_supports(int isa):
+    """Whether the CPU (and this build) can run instruction set ``isa`` (an index of
+    fastbn._config.ISA_NAMES)."""
+    return bool(fb_cpu_supports(isa))
+
+
+def best_isa():
+    """The most capable instruction set that can run here."""
+    return fb_cpu_best_isa()
 
 
 cdef void _extent(cnp.ndarray a, Py_ssize_t *lo, Py_ssize_t *hi):

@@ -6,7 +6,8 @@ Specification:
 - The package is typed (``py.typed``) and every compiled module has a ``.pyi`` stub beside it
   that declares every public name the module defines.
 - Every public function, class and method has a numpydoc docstring with an Examples section
-  (those examples run as doctests: ``--doctest-modules``).
+  (those examples run as doctests: ``--doctest-modules``); a ``fastbn.reference`` function has
+  its fastbn twin's signature and points to the twin's documentation.
 """
 import ast
 import importlib
@@ -56,6 +57,9 @@ def test_compiled_module_has_a_complete_stub(name):
 
 
 def _public_api():
+    for name, obj in vars(fastbn.reference).items():
+        if inspect.isfunction(obj) and not name.startswith("_"):
+            yield f"reference.{name}", obj
     for name in fastbn.__all__:
         obj = getattr(fastbn, name)
         if inspect.isfunction(obj) or inspect.isclass(obj) and not issubclass(obj, tuple):
@@ -71,5 +75,9 @@ def test_public_function_has_a_numpydoc_example(name, obj):
     doc = inspect.getdoc(obj) or ""
     assert re.search(r"^Examples\n-{8}\n", doc, re.M), f"{name}: no Examples section"
     assert ">>> " in doc.split("Examples", 1)[1], f"{name}: the Examples section has no doctest"
-    if inspect.signature(obj).parameters.keys() - {"self"}:
+    if name.startswith("reference."):   # documented by its fastbn twin, same parameters
+        twin = getattr(fastbn, name.split(".")[1])
+        assert f":func:`fastbn.{twin.__name__}`" in doc, f"{name}: does not name its fastbn twin"
+        assert inspect.signature(obj) == inspect.signature(twin), f"{name}: not the twin's signature"
+    elif inspect.signature(obj).parameters.keys() - {"self"}:
         assert re.search(r"^Parameters\n-{10}\n", doc, re.M), f"{name}: no Parameters section"

@@ -22,7 +22,19 @@ def _reduce_axes(x, axis):
 
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
                      running_var=None, momentum=0.1, out=None):
-    """Ioffe & Szegedy (2015), Algorithm 1, with PyTorch's running-statistics update."""
+    """Ioffe & Szegedy (2015), Algorithm 1, with PyTorch's running-statistics update.
+
+    The twin of :func:`fastbn.batch_norm_train` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> reference.batch_norm_train(x, eps=0.0).y
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    """
     axes, axis = _reduce_axes(x, axis)
     n = x.size // x.shape[axis]
     mean = x.mean(axis=axes, keepdims=True)                        # mini-batch mean
@@ -50,7 +62,19 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
 def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axis=1, eps=1e-5,
                      out=None):
-    """Normalize with fixed statistics: (x - running_mean) / sqrt(running_var + eps) * gamma + beta."""
+    """Normalize with fixed statistics: (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
+
+    The twin of :func:`fastbn.batch_norm_infer` (same parameters and result), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> reference.batch_norm_infer(x, np.array([1.0, 2.0]), np.array([4.0, 1.0]), eps=0.0)
+    array([[0., 0.],
+           [1., 2.]])
+    """
     axis = axis % x.ndim
     y = (x - _channel_view(running_mean, x, axis)) / np.sqrt(_channel_view(running_var, x, axis) + eps)
     if gamma is not None:
@@ -65,7 +89,19 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
 
 
 def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
-    """Backward pass through the batch statistics (Ioffe & Szegedy 2015, section 3)."""
+    """Backward pass through the batch statistics (Ioffe & Szegedy 2015, section 3).
+
+    The twin of :func:`fastbn.batch_norm_backward` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> _, mean, invstd = reference.batch_norm_train(x, eps=0.0)
+    >>> reference.batch_norm_backward(np.ones_like(x), x, mean, invstd).dbeta
+    array([2., 2.])
+    """
     axes, axis = _reduce_axes(x, axis)
     n = x.size // x.shape[axis]
     mean, invstd = _channel_view(mean, x, axis), _channel_view(invstd, x, axis)
@@ -91,7 +127,17 @@ def _as_list(grads):
 
 
 def global_norm(grads, norm_type=2.0):
-    """(sum of |x|**p over every element of every array) ** (1/p), max |x| for p = inf."""
+    """(sum of |x|**p over every element of every array) ** (1/p), max |x| for p = inf.
+
+    The twin of :func:`fastbn.global_norm`, in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.global_norm([np.array([3.0]), np.array([4.0], dtype=np.float32)])
+    5.0
+    """
     flat = [np.abs(np.asarray(g, dtype=np.float64)).ravel() for g in _as_list(grads)]
     a = np.concatenate(flat) if flat else np.zeros(0)
     if a.size == 0:
@@ -102,7 +148,20 @@ def global_norm(grads, norm_type=2.0):
 
 
 def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
-    """PyTorch's clip_grad_norm_: scale by coef = max_norm / (total + 1e-6) when coef < 1."""
+    """PyTorch's clip_grad_norm_: scale by coef = max_norm / (total + 1e-6) when coef < 1.
+
+    The twin of :func:`fastbn.clip_grad_norm`, in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> g = [np.array([3.0, 4.0])]
+    >>> reference.clip_grad_norm(g, 1.0)
+    5.0
+    >>> np.round(g[0], 6)
+    array([0.6, 0.8])
+    """
     grads = _as_list(grads)
     total = global_norm(grads, norm_type)
     if error_if_nonfinite and not np.isfinite(total):
@@ -115,12 +174,35 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
 
 
 def clip_grad_value(grads, clip_value):
-    """Clamp in place to [-clip_value, clip_value] (the bound in each array's dtype)."""
+    """Clamp in place to [-clip_value, clip_value] (the bound in each array's dtype).
+
+    The twin of :func:`fastbn.clip_grad_value`, in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> g = np.array([-3.0, 0.5, 2.0])
+    >>> reference.clip_grad_value(g, 1.0)
+    >>> g
+    array([-1. ,  0.5,  1. ])
+    """
     for g in _as_list(grads):
         c = g.dtype.type(clip_value)
         np.clip(g, -c, c, out=g)
 
 
 def clip_by_norm(grad, max_norm):
-    """clip_grad_norm of one array with the 2-norm."""
+    """clip_grad_norm of one array with the 2-norm.
+
+    The twin of :func:`fastbn.clip_by_norm`, in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> g = np.array([6.0, 8.0])
+    >>> reference.clip_by_norm(g, 5.0)
+    10.0
+    """
     return clip_grad_norm([grad], max_norm)

@@ -21,6 +21,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     try:
+        from fastbn import init  # noqa: F401  (the weight initializers, fastbn.init)
         from fastbn.demo import experiments as ex
         from fastbn.demo import report
         data = ex.load_data()

@@ -80,8 +80,9 @@ def activation_figure(stds, path):
         ax.set_yscale("log")
         ax.set_xlabel("hidden layer")
         ax.set_ylabel("std of activations")
-        ax.set_title(f"{activation}: activations at initialization (zero init: 0, not drawn)",
-                     fontsize=10)
+        note = "; std near 1: saturated at +-1" if activation == "tanh" else ""
+        ax.set_title(f"{activation}, {len(values)} layers at initialization "
+                     f"(zero init: 0, not drawn{note})", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -260,7 +260,8 @@ def test_experiment_list_covers_the_issue():
     deep = [e for e in runs if e.group == "deep-relu30"]
     assert {e.scheme for e in deep} == {"xavier", "he"} and {e.depth for e in deep} == {30}
     sig = [e for e in runs if e.group == "deep-sigmoid10"]
-    assert {e.batch_norm for e in sig} == {False, True} and {e.activation for e in sig} == {"sigmoid"}
+    assert {e.batch_norm for e in sig} == {False, True}
+    assert {e.activation for e in sig} == {"sigmoid"}
     hi = [e for e in runs if e.group == "high-lr"]
     assert {e.batch_norm for e in hi} == {False, True}
     assert all(e.lr > runs[0].lr for e in hi)

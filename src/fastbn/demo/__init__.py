@@ -13,7 +13,7 @@ _INSTALL = "pip install 'fastbn[demo]'  (or: pip install scikit-learn matplotlib
 
 
 def require(module, package):
-    """Import ``module`` (from the pip ``package``), or raise ImportError saying how to install it."""
+    """Import ``module`` (of the pip ``package``), or raise ImportError saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:

@@ -188,7 +188,7 @@ class SGD:
         self._velocity = None
 
     def step(self, params):
-        """Update ``[(param, grad), ...]`` in place (the same parameters, in the same order, each step)."""
+        """Update ``[(param, grad), ...]`` in place: the same parameters in the same order each step."""
         if self._velocity is None:
             self._velocity = [np.zeros_like(p) for p, _ in params]
         if len(params) != len(self._velocity):

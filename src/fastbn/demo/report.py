@@ -119,7 +119,8 @@ def markdown(results, stds, *, header):
               f"Std of each hidden layer's output (after the nonlinearity) for the whole training "
               f"set, fresh networks of {depth} layers (Glorot & Bengio 2010, Figure 6).", "",
               f"![activation std per layer]({ACTIVATIONS_PNG})", "",
-              "| activation | init | " + " | ".join(f"layer {i}" for i in range(1, depth + 1)) + " |",
+              "| activation | init | "
+              + " | ".join(f"layer {i}" for i in range(1, depth + 1)) + " |",
               "|---|---|" + "---|" * depth]
     for (activation, scheme, bn), values in stds.items():
         label = ex.SCHEMES[scheme][0] + (" + BN" if bn else "")

@@ -84,5 +84,5 @@ setup(
     ),
     cmdclass={"build_ext": BuildExt},
     package_dir={"": "src"},
-    packages=["fastbn", "fastbn.bench"],
+    packages=["fastbn", "fastbn.bench", "fastbn.demo"],
 )

@@ -140,6 +140,22 @@ def mlp(sizes, *, activation, init, batch_norm=False, rng=None, dtype=np.float32
     Each hidden layer is ``Dense -> activation``, or ``Dense (no bias) -> BatchNorm ->
     activation`` with ``batch_norm`` (normalization before the nonlinearity, as in Ioffe &
     Szegedy 2015).  Every Dense layer, the output layer included, is initialized by ``init``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn.demo.nn import SGD, accuracy, mlp, train_step
+    >>> init = lambda shape, *, dtype, rng: rng.normal(0, 0.1, shape).astype(dtype)
+    >>> model = mlp([4, 8, 3], activation="relu", init=init, batch_norm=True, rng=0)
+    >>> [type(layer).__name__ for layer in model.layers]
+    ['Dense', 'BatchNorm', 'ReLU', 'Dense']
+    >>> x = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
+    >>> labels = np.arange(16) % 3
+    >>> loss, norm = train_step(model, SGD(lr=0.1), x, labels, max_norm=1.0)
+    >>> loss > 0 and norm > 0
+    True
+    >>> 0.0 <= accuracy(model, x, labels) <= 1.0
+    True
     """
     rng = np.random.default_rng(rng)
     act = ACTIVATIONS[activation]
@@ -161,6 +177,16 @@ def softmax_cross_entropy(logits, labels):
     loss : float
     dlogits : ndarray like ``logits``
         ``(softmax(logits) - onehot(labels)) / n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn.demo.nn import softmax_cross_entropy
+    >>> loss, d = softmax_cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+    >>> round(loss, 6) == round(float(np.log(4)), 6)    # uniform over 4 classes
+    True
+    >>> d[0]
+    array([-0.375,  0.125,  0.125,  0.125])
     """
     n = logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
@@ -180,6 +206,16 @@ class SGD:
 
         v = momentum * v + g        (v = 0 before the first step)
         p = p - lr * v
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn.demo.nn import SGD
+    >>> p, g = np.array([1.0]), np.array([0.5])
+    >>> opt = SGD(lr=0.1, momentum=0.9)
+    >>> opt.step([(p, g)]); opt.step([(p, g)])           # v = 0.5, then 0.9 * 0.5 + 0.5
+    >>> p
+    array([0.855])
     """
 
     def __init__(self, lr, momentum=0.0):

@@ -17,6 +17,7 @@ from setuptools.command.build_ext import build_ext
 # (module, Cython glue, dispatch/API C sources, kernel bodies compiled once per instruction set)
 MODULES = [
     ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c"], ["csrc/batchnorm_kernels.c"]),
+    ("fastbn._random", "src/fastbn/_random.pyx", ["csrc/init.c"], ["csrc/init_kernels.c"]),
 ]
 COMMON_SOURCES = ["csrc/parallel.c", "csrc/cpu.c"]
 

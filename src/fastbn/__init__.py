@@ -4,6 +4,7 @@ Public API
 ----------
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 set_num_threads, get_num_threads, show_config
+init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
 reference : plain-NumPy twins of the kernels (the test oracle and benchmark baseline)
 """
 __version__ = "0.1.0"
@@ -12,10 +13,10 @@ from fastbn._config import get_num_threads, set_num_threads, show_config
 from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backward,
                               batch_norm_infer, batch_norm_train)
 from fastbn.layers import BatchNorm
-from fastbn import reference
+from fastbn import init, reference
 
 __all__ = [
     "__version__", "batch_norm_train", "batch_norm_infer", "batch_norm_backward",
     "BatchNormResult", "BatchNormGrads", "BatchNorm", "set_num_threads", "get_num_threads",
-    "show_config", "reference",
+    "show_config", "reference", "init",
 ]

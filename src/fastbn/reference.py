@@ -124,3 +124,61 @@ def clip_grad_value(grads, clip_value):
 def clip_by_norm(grad, max_norm):
     """clip_grad_norm of one array with the 2-norm."""
     return clip_grad_norm([grad], max_norm)
+
+
+# ---- weight initializers: the NumPy idioms users write today (rng: a numpy Generator) --------
+
+def _fans(shape):
+    """Keras' rule for the (..., in, out) layout: the receptive field is the product of the rest."""
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def uniform(shape, low, high, rng, dtype=np.float32):
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def normal(shape, mean, std, rng, dtype=np.float32):
+    return (rng.standard_normal(shape, dtype=dtype) * dtype(std) + dtype(mean)).astype(dtype)
+
+
+def truncated_normal(shape, mean, std, a, b, rng, dtype=np.float32):
+    """Rejection: draw N(0, 1), redraw whatever falls outside [a, b]."""
+    z = rng.standard_normal(int(np.prod(shape)))
+    bad = (z < a) | (z > b)
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = (z < a) | (z > b)
+    return (mean + std * z).reshape(shape).astype(dtype)
+
+
+def glorot_uniform(shape, rng, dtype=np.float32):
+    fan_in, fan_out = _fans(shape)
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(shape, -a, a, rng, dtype)
+
+
+def glorot_normal(shape, rng, dtype=np.float32):
+    fan_in, fan_out = _fans(shape)
+    return normal(shape, 0.0, np.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
+
+
+def he_uniform(shape, rng, dtype=np.float32):
+    a = np.sqrt(6.0 / _fans(shape)[0])
+    return uniform(shape, -a, a, rng, dtype)
+
+
+def he_normal(shape, rng, dtype=np.float32):
+    return normal(shape, 0.0, np.sqrt(2.0 / _fans(shape)[0]), rng, dtype)
+
+
+def orthogonal(shape, rng, gain=1.0, dtype=np.float32):
+    """QR of a Gaussian matrix (rows: all axes but the last), signs of diag(R) folded in."""
+    rows, cols = int(np.prod(shape[:-1])), shape[-1]
+    g = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(g)
+    q *= np.sign(np.diagonal(r))
+    m = q if rows >= cols else q.T
+    return (gain * m).reshape(shape).astype(dtype)

@@ -485,6 +485,11 @@ def he_normal(shape, a=0.0, mode="fan_in", nonlinearity="relu", *, gain=None, in
     return _scaled(shape, "normal", std, dtype, rng, out)
 
 
+def _lecun_std(shape, gain, in_axis, out_axis):
+    """LeCun's standard deviation, gain / sqrt(fan_in)."""
+    return _gain(gain) / math.sqrt(_fan(_shape(shape), "fan_in", in_axis, out_axis))
+
+
 def lecun_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
                   out=None):
     """LeCun: uniform on [-a, a], a = gain * sqrt(3 / fan_in).
@@ -495,9 +500,7 @@ def lecun_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32,
     >>> lecun_uniform((10, 5), rng=0).shape
     (10, 5)
     """
-    gain = _gain(gain)
-    std = gain / math.sqrt(_fan(_shape(shape), "fan_in", in_axis, out_axis))
-    return _scaled(shape, "uniform", std, dtype, rng, out)
+    return _scaled(shape, "uniform", _lecun_std(shape, gain, in_axis, out_axis), dtype, rng, out)
 
 
 def lecun_normal(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
@@ -510,9 +513,7 @@ def lecun_normal(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, 
     >>> lecun_normal((10, 5), rng=0).shape
     (10, 5)
     """
-    gain = _gain(gain)
-    std = gain / math.sqrt(_fan(_shape(shape), "fan_in", in_axis, out_axis))
-    return _scaled(shape, "normal", std, dtype, rng, out)
+    return _scaled(shape, "normal", _lecun_std(shape, gain, in_axis, out_axis), dtype, rng, out)
 
 
 def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_normal", *,

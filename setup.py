@@ -20,6 +20,7 @@ MODULES = [
     ("fastbn._util", "src/fastbn/_util.pyx", [], []),   # CPU queries, memory extents
     ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c"], ["csrc/batchnorm_kernels.c"]),
     ("fastbn._clip", "src/fastbn/_clip.pyx", ["csrc/clip.c"], ["csrc/clip_kernels.c"]),
+    ("fastbn._random", "src/fastbn/_random.pyx", ["csrc/init.c"], ["csrc/init_kernels.c"]),
 ]
 COMMON_SOURCES = ["csrc/parallel.c", "csrc/cpu.c"]
 

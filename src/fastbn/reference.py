@@ -206,3 +206,163 @@ def clip_by_norm(grad, max_norm):
     10.0
     """
     return clip_grad_norm([grad], max_norm)
+
+
+# ---- weight initializers: the NumPy idioms users write today (rng: a numpy Generator) --------
+
+def _fans(shape):
+    """Keras' rule for the (..., in, out) layout: the receptive field is the product of the rest."""
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def uniform(shape, low, high, rng, dtype=np.float32):
+    """``rng.uniform(low, high, shape)`` in ``dtype``.
+
+    The NumPy idiom users write today for :func:`fastbn.init.uniform`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.uniform((3, 4), -1.0, 1.0, np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.abs(w) <= 1))
+    ((3, 4), dtype('float32'), True)
+    """
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def normal(shape, mean, std, rng, dtype=np.float32):
+    """``mean + std * rng.standard_normal(shape)`` in ``dtype``.
+
+    The NumPy idiom users write today for :func:`fastbn.init.normal`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.normal((3, 4), 0.0, 0.1, np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.isfinite(w)))
+    ((3, 4), dtype('float32'), True)
+    """
+    return (rng.standard_normal(shape, dtype=dtype) * dtype(std) + dtype(mean)).astype(dtype)
+
+
+def truncated_normal(shape, mean, std, a, b, rng, dtype=np.float32):
+    """Rejection: draw N(0, 1), redraw whatever falls outside [a, b].
+
+    The NumPy idiom users write today for :func:`fastbn.init.truncated_normal`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.truncated_normal((3, 4), 0.0, 1.0, -2.0, 2.0, np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.abs(w) <= 2))
+    ((3, 4), dtype('float32'), True)
+    """
+    z = rng.standard_normal(int(np.prod(shape)))
+    bad = (z < a) | (z > b)
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = (z < a) | (z > b)
+    return (mean + std * z).reshape(shape).astype(dtype)
+
+
+def glorot_uniform(shape, rng, dtype=np.float32):
+    """Glorot/Xavier uniform on ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))`` ((..., in, out) layout).
+
+    The NumPy idiom users write today for :func:`fastbn.init.glorot_uniform`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.glorot_uniform((3, 4), np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.abs(w) <= np.sqrt(6 / 7)))
+    ((3, 4), dtype('float32'), True)
+    """
+    fan_in, fan_out = _fans(shape)
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    return uniform(shape, -a, a, rng, dtype)
+
+
+def glorot_normal(shape, rng, dtype=np.float32):
+    """Glorot/Xavier normal, std ``sqrt(2 / (fan_in + fan_out))`` (not truncated).
+
+    The NumPy idiom users write today for :func:`fastbn.init.glorot_normal`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.glorot_normal((3, 4), np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.isfinite(w)))
+    ((3, 4), dtype('float32'), True)
+    """
+    fan_in, fan_out = _fans(shape)
+    return normal(shape, 0.0, np.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
+
+
+def he_uniform(shape, rng, dtype=np.float32):
+    """He/Kaiming uniform on ``U(-a, a)``, ``a = sqrt(6 / fan_in)``.
+
+    The NumPy idiom users write today for :func:`fastbn.init.he_uniform`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.he_uniform((3, 4), np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.abs(w) <= np.sqrt(2)))
+    ((3, 4), dtype('float32'), True)
+    """
+    a = np.sqrt(6.0 / _fans(shape)[0])
+    return uniform(shape, -a, a, rng, dtype)
+
+
+def he_normal(shape, rng, dtype=np.float32):
+    """He/Kaiming normal, std ``sqrt(2 / fan_in)`` (not truncated).
+
+    The NumPy idiom users write today for :func:`fastbn.init.he_normal`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.he_normal((3, 4), np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.all(np.isfinite(w)))
+    ((3, 4), dtype('float32'), True)
+    """
+    return normal(shape, 0.0, np.sqrt(2.0 / _fans(shape)[0]), rng, dtype)
+
+
+def orthogonal(shape, rng, gain=1.0, dtype=np.float32):
+    """QR of a Gaussian matrix (rows: all axes but the last), signs of diag(R) folded in.
+
+    The NumPy idiom users write today for :func:`fastbn.init.orthogonal`
+    (the benchmark baseline; another random stream, so another sample of the same law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> w = reference.orthogonal((3, 4), np.random.default_rng(0))
+    >>> w.shape, w.dtype, bool(np.allclose(w @ w.T, np.eye(3), atol=1e-5))
+    ((3, 4), dtype('float32'), True)
+    """
+    rows, cols = int(np.prod(shape[:-1])), shape[-1]
+    g = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(g)
+    q *= np.sign(np.diagonal(r))
+    m = q if rows >= cols else q.T
+    return (gain * m).reshape(shape).astype(dtype)

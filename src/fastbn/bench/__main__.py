@@ -12,7 +12,7 @@ import sys
 from fastbn import _config
 from fastbn.bench._harness import markdown, measure, row
 
-AREAS = ["batchnorm", "clip"]
+AREAS = ["batchnorm", "clip", "init"]
 
 
 def _torch_threads(n):

@@ -1,0 +1,202 @@
+/*
+ * init_kernels.c -- the initializer hot loops, compiled once per instruction set.
+ *
+ * setup.py compiles this file with -DFB_ISA_SUFFIX=_scalar, _avx2, _avx512 and that set's -m
+ * flags; each object exports one fb_init_table.  The per-dtype pieces (how random words become
+ * uniforms, how a float splits into exponent and mantissa, how many series terms reach the
+ * dtype's precision) are defined here; init_body.h holds everything else, once for both dtypes.
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "init.h"
+#include "parallel.h"
+#include "philox.h"
+
+#ifndef FB_ISA_SUFFIX
+#define FB_ISA_SUFFIX _scalar
+#endif
+
+/* Blocking: fixed numbers, so the split into tasks never depends on the thread count (and does
+ * not matter anyway: a value depends only on its index). */
+#define FB_INIT_TASK 4096        /* values per task (a multiple of every chunk size) */
+#define FB_INIT_PAR_MIN 65536    /* below this many values, one thread */
+
+/* ---- series and rational coefficients, float64, rounded to T at compile time -------------- */
+
+/* log: R(z) = z * sum_k fb_log_coef[k] z^k, fb_log_coef[k] = 2 / (2k + 3). */
+static const double fb_log_coef[10] = {
+    2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21,
+};
+/* sin: (-1)^(k+1) / (2k+3)!, k = 0..7 */
+static const double fb_sin_coef[8] = {
+    -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800, 1.0 / 6227020800.0,
+    -1.0 / 1307674368000.0, 1.0 / 355687428096000.0,
+};
+/* cos: (-1)^k / (2k+4)!, k = 0..6 */
+static const double fb_cos_coef[7] = {
+    1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800, 1.0 / 479001600,
+    -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
+};
+/* Wichura (1988), Algorithm AS 241, PPND16: coefficients in increasing powers. */
+static const double fb_as241_a[8] = {
+    3.3871328727963666080e+0, 1.3314166789178437745e+2, 1.9715909503065514427e+3,
+    1.3731693765509461125e+4, 4.5921953931549871457e+4, 6.7265770927008700853e+4,
+    3.3430575583588128105e+4, 2.5090809287301226727e+3,
+};
+static const double fb_as241_b[8] = {
+    1.0, 4.2313330701600911252e+1, 6.8718700749205790830e+2, 5.3941960214247511077e+3,
+    2.1213794301586595867e+4, 3.9307895800092710610e+4, 2.8729085735721942674e+4,
+    5.2264952788528545610e+3,
+};
+static const double fb_as241_c[8] = {
+    1.42343711074968357734e+0, 4.63033784615654529590e+0, 5.76949722146069140550e+0,
+    3.64784832476320460504e+0, 1.27045825245236838258e+0, 2.41780725177450611770e-1,
+    2.27238449892691845833e-2, 7.74545014278341407640e-4,
+};
+static const double fb_as241_d[8] = {
+    1.0, 2.05319162663775882187e+0, 1.67638483018380384940e+0, 6.89767334985100004550e-1,
+    1.48103976427480074590e-1, 1.51986665636164571966e-2, 5.47593808499534494600e-4,
+    1.05075007164441684324e-9,
+};
+static const double fb_as241_e[8] = {
+    6.65790464350110377720e+0, 5.46378491116411436990e+0, 1.78482653991729133580e+0,
+    2.96560571828504891230e-1, 2.65321895265761230930e-2, 1.24266094738807843860e-3,
+    2.71155556874348757815e-5, 2.01033439929228813265e-7,
+};
+static const double fb_as241_f[8] = {
+    1.0, 5.99832206555887937690e-1, 1.36929880922735805310e-1, 1.48753612908506148525e-2,
+    7.86869131145613259100e-4, 1.84631831751005468180e-5, 1.42151175831644588870e-7,
+    2.04426310338993978564e-15,
+};
+
+/* ---- float32: one 32-bit word per uniform ----------------------------------------------- */
+
+/* u in [0, 1): 24 random bits, k * 2^-24 (int32 -> float conversions are exact here). */
+static inline float fb_u01_f32(uint32_t a, uint32_t b)
+{
+    (void)b;
+    return (float)(int32_t)(a >> 8) * 0x1p-24f;
+}
+/* u1 in [2^-32, 1] for Box-Muller's radius: 31 bits, (k + 1/2) 2^-31 rounded once to float
+ * (exact below 2^-8, where the tail of the radius lives). */
+static inline float fb_u1_f32(uint32_t a, uint32_t b)
+{
+    (void)b;
+    return ((float)(int32_t)(a >> 1) + 0.5f) * 0x1p-31f;
+}
+/* The position in the quadrant, in (0, 1): bits 7..29, (2k + 1) 2^-24, exact.  Bits 30..31 are
+ * the quadrant. */
+static inline float fb_quarter_f32(uint32_t a, uint32_t b)
+{
+    (void)b;
+    return (float)(int32_t)((a >> 7) & 0x7FFFFFu) * 0x1p-23f + 0x1p-24f;
+}
+/* x = 2^k m with m in [sqrt(1/2), sqrt(2)) for positive normal x (musl's logf split). */
+static inline float fb_split_f32(float x, int32_t *k)
+{
+    uint32_t ix;
+    memcpy(&ix, &x, sizeof ix);
+    ix -= 0x3f3504f3u;
+    *k = (int32_t)ix >> 23;
+    ix = (ix & 0x007fffffu) + 0x3f3504f3u;
+    float m;
+    memcpy(&m, &ix, sizeof m);
+    return m;
+}
+
+/* ---- float64: two 32-bit words per uniform ---------------------------------------------- */
+
+/* u in [0, 1): 53 random bits (22 of a, 31 of b), k * 2^-53, exact. */
+static inline double fb_u01_f64(uint32_t a, uint32_t b)
+{
+    return (double)(int32_t)(a >> 10) * 0x1p-22 + (double)(int32_t)(b >> 1) * 0x1p-53;
+}
+/* u1 in (0, 1]: (k + 1) 2^-53, exact. */
+static inline double fb_u1_f64(uint32_t a, uint32_t b) { return fb_u01_f64(a, b) + 0x1p-53; }
+/* The position in the quadrant, in (0, 1): 30 bits of a and 22 of b, (2k + 1) 2^-53, exact. */
+static inline double fb_quarter_f64(uint32_t a, uint32_t b)
+{
+    return (double)(int32_t)(a & 0x3FFFFFFFu) * 0x1p-30 + (double)(int32_t)(b >> 10) * 0x1p-52 +
+           0x1p-53;
+}
+static inline double fb_split_f64(double x, int32_t *k)
+{
+    uint64_t ix;
+    memcpy(&ix, &x, sizeof ix);
+    ix -= UINT64_C(0x3fe6a09e00000000);
+    *k = (int32_t)((int64_t)ix >> 52);
+    ix = (ix & UINT64_C(0x000fffffffffffff)) + UINT64_C(0x3fe6a09e00000000);
+    double m;
+    memcpy(&m, &ix, sizeof m);
+    return m;
+}
+
+#define FB_T float
+#define FB_DT f32
+#define FB_V 4
+#define FB_WPU 1
+#define FB_LOG_TERMS 4
+#define FB_SIN_TERMS 4
+#define FB_COS_TERMS 4
+#define FB_LN2_HI 6.93359375e-01 /* 9 significant bits: k * FB_LN2_HI is exact */
+#define FB_LN2_LO -2.12194440054690582e-04
+#define FB_SQRT sqrtf
+#define FB_UINT uint32_t
+#define FB_TINY FLT_MIN
+#include "init_body.h"
+#undef FB_T
+#undef FB_DT
+#undef FB_V
+#undef FB_WPU
+#undef FB_LOG_TERMS
+#undef FB_SIN_TERMS
+#undef FB_COS_TERMS
+#undef FB_LN2_HI
+#undef FB_LN2_LO
+#undef FB_SQRT
+#undef FB_UINT
+#undef FB_TINY
+
+#define FB_T double
+#define FB_DT f64
+#define FB_V 2
+#define FB_WPU 2
+#define FB_LOG_TERMS 10
+#define FB_SIN_TERMS 8
+#define FB_COS_TERMS 7
+#define FB_LN2_HI 6.93147180369123816490e-01 /* fdlibm: 32 trailing zero bits */
+#define FB_LN2_LO 1.90821492927058770002e-10
+#define FB_SQRT sqrt
+#define FB_UINT uint64_t
+#define FB_TINY DBL_MIN
+#include "init_body.h"
+#undef FB_T
+#undef FB_DT
+#undef FB_V
+#undef FB_WPU
+#undef FB_LOG_TERMS
+#undef FB_SIN_TERMS
+#undef FB_COS_TERMS
+#undef FB_LN2_HI
+#undef FB_LN2_LO
+#undef FB_SQRT
+#undef FB_UINT
+#undef FB_TINY
+
+static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4])
+{
+    if (n_blocks < 0) return FB_EINVAL;
+    for (int64_t g = 0; g < n_blocks; g += FB_PHILOX_LANES) {
+        uint32_t w[4][FB_PHILOX_LANES];
+        fb_philox4x32_10_lanes(block0 + (uint64_t)g, seed, seed + 2, w);
+        for (int l = 0; l < FB_PHILOX_LANES && g + l < n_blocks; l++)
+            for (int j = 0; j < 4; j++) out[4 * (g + l) + j] = w[j][l];
+    }
+    return FB_OK;
+}
+
+const fb_init_table FB_CAT(fb_init_table, FB_ISA_SUFFIX) = {
+    fill_f32, fill_f64, eval_f32, eval_f64, words,
+};

@@ -1,0 +1,99 @@
+"""Benchmark cases for the weight initializers: one row per initializer family on a (4096, 4096)
+float32 weight (16.7M values), against the NumPy idiom a user writes today.
+
+Baselines: ``rng.uniform(-a, a, n).astype(np.float32)`` for the uniform family,
+``rng.standard_normal(n, dtype=np.float32) * std`` for the normal family, and
+``scipy.stats.truncnorm.rvs`` for the truncated normal.  truncnorm.rvs takes seconds on 16.7M
+values, so it runs on 1/16 of them and its time is multiplied by 16 (its cost is linear in n);
+the Case notes say so.  fastbn allocates its result like the baselines do; the "(out=)" rows
+fill a preallocated array, which is the kernel alone.
+"""
+import math
+
+import numpy as np
+
+from fastbn import init
+from fastbn.bench._harness import Case
+
+SHAPE, QUICK_SHAPE = (4096, 4096), (256, 256)
+TRUNCNORM_SUBSAMPLE = 16
+
+
+def _torch_fn(name, shape, **kw):
+    import torch
+    t = torch.empty(shape)
+    fn = getattr(torch.nn.init, name)
+    return lambda: fn(t, **kw)
+
+
+def cases(quick=False, torch=False):
+    shape = QUICK_SHAPE if quick else SHAPE
+    n = math.prod(shape)
+    fan_in, fan_out = shape
+    rng = np.random.default_rng(0)
+    out = np.empty(shape, np.float32)
+    label = "(" + ",".join(map(str, shape)) + ") f32"
+    glorot_a = math.sqrt(6.0 / (fan_in + fan_out))
+    he_std = math.sqrt(2.0 / fan_in)
+
+    def uniform_baseline(a):
+        return lambda: rng.uniform(-a, a, n).astype(np.float32)
+
+    def normal_baseline(std):
+        return lambda: rng.standard_normal(n, dtype=np.float32) * np.float32(std)
+
+    sub = 1 if quick else TRUNCNORM_SUBSAMPLE
+
+    def truncnorm_baseline(std):
+        """scipy on n/sub values, called sub times: the time of n values (linear in n)."""
+        from scipy import stats
+
+        def run():
+            for _ in range(sub):
+                stats.truncnorm.rvs(-2.0, 2.0, scale=std, size=n // sub, random_state=rng)
+        return run
+
+    # (kernel, fastbn call, baseline, baseline label, torch function name and kwargs, notes)
+    rows = [
+        ("init glorot_uniform", lambda: init.glorot_uniform(shape, rng=rng),
+         uniform_baseline(glorot_a), "np uniform", ("xavier_uniform_", {})),
+        ("init glorot_uniform (out=)", lambda: init.glorot_uniform(shape, rng=rng, out=out),
+         uniform_baseline(glorot_a), "np uniform", ("xavier_uniform_", {})),
+        ("init he_uniform", lambda: init.he_uniform(shape, rng=rng),
+         uniform_baseline(math.sqrt(3) * he_std), "np uniform",
+         ("kaiming_uniform_", {"nonlinearity": "relu"})),
+        ("init lecun_uniform", lambda: init.lecun_uniform(shape, rng=rng),
+         uniform_baseline(math.sqrt(3.0 / fan_in)), "np uniform", None),
+        ("init glorot_normal", lambda: init.glorot_normal(shape, rng=rng),
+         normal_baseline(math.sqrt(2.0 / (fan_in + fan_out))), "np standard_normal",
+         ("xavier_normal_", {})),
+        ("init he_normal", lambda: init.he_normal(shape, rng=rng), normal_baseline(he_std),
+         "np standard_normal", ("kaiming_normal_", {"nonlinearity": "relu"})),
+        ("init he_normal (out=)", lambda: init.he_normal(shape, rng=rng, out=out),
+         normal_baseline(he_std), "np standard_normal",
+         ("kaiming_normal_", {"nonlinearity": "relu"})),
+        ("init lecun_normal", lambda: init.lecun_normal(shape, rng=rng),
+         normal_baseline(math.sqrt(1.0 / fan_in)), "np standard_normal", None),
+        ("init truncated_normal", lambda: init.truncated_normal(shape, 0.0, 0.02, rng=rng),
+         truncnorm_baseline(0.02), "scipy truncnorm.rvs" + (
+             "" if quick else f" (n/{TRUNCNORM_SUBSAMPLE} x{TRUNCNORM_SUBSAMPLE})"),
+         ("trunc_normal_", {"std": 0.02, "a": -0.04, "b": 0.04})),
+        ("init variance_scaling", lambda: init.variance_scaling(shape, rng=rng),
+         truncnorm_baseline(math.sqrt(1.0 / fan_in) / init.TRUNCATION_STD),
+         "scipy truncnorm.rvs" + ("" if quick else f" (n/{TRUNCNORM_SUBSAMPLE} x{TRUNCNORM_SUBSAMPLE})"),
+         None),
+        ("init orthogonal", lambda: init.orthogonal((1024, 1024), rng=rng),
+         lambda: np.linalg.qr(rng.standard_normal((1024, 1024)))[0].astype(np.float32),
+         "np qr(standard_normal)", None),
+    ]
+    result = []
+    for kernel, fast, base, base_label, torch_spec in rows:
+        t = None
+        if torch and torch_spec is not None:
+            t = _torch_fn(torch_spec[0], shape, **torch_spec[1])
+        in_label = "(1024,1024) f32" if kernel == "init orthogonal" else label
+        notes = ("baseline time = 16 calls on n/16 values" if "truncnorm" in base_label and not quick
+                 else "")
+        result.append(Case(kernel, in_label, fast, base, base_label, torch=t,
+                           copy_of=None if kernel == "init orthogonal" else out, notes=notes))
+    return result

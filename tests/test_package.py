@@ -86,7 +86,10 @@ def test_public_function_has_a_numpydoc_example(name, obj):
                 f"{name}: not the twin's signature"
         else:                              # an initializer's NumPy idiom (rng: a Generator)
             assert f":func:`fastbn.init.{short}`" in doc, f"{name}: does not name its fastbn twin"
-    elif name.startswith("init."):
-        pass   # fastbn.init: Examples on every initializer; Parameters sections not written yet
     elif inspect.signature(obj).parameters.keys() - {"self"}:
         assert re.search(r"^Parameters\n-{10}\n", doc, re.M), f"{name}: no Parameters section"
+        if name.startswith("init."):   # and each parameter of an initializer is described
+            section = doc.split("Parameters\n----------\n", 1)[1].split("\n\n", 1)[0]
+            for param in inspect.signature(obj).parameters:
+                assert re.search(rf"^(\w+, )*{param}(, \w+)* :", section, re.M), \
+                    f"{name}: {param} undocumented"

@@ -16,6 +16,7 @@ Shapes follow the ``x @ W`` convention by default: (in, out) for dense layers an
 (kh, kw, in, out) for convolutions (``in_axis=-2, out_axis=-1``); PyTorch's (out, in, kh, kw) is
 ``in_axis=1, out_axis=0``.
 """
+import inspect
 import math
 import numbers
 
@@ -183,6 +184,56 @@ _GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_tran
           "relu": math.sqrt(2.0), "leaky_relu": None, "selu": 3.0 / 4}
 
 
+# ---- shared numpydoc entries ----------------------------------------------------------------
+
+_PARAMS = {
+    "shape": "shape : int or tuple of int\n    The weight's shape (non-negative integers).",
+    "value": "value : float\n    The value of every element.",
+    "mean": "mean : float, default 0.0\n    Mean of the normal law.",
+    "std": "std : float, default 1.0\n    Standard deviation of the normal law, ``>= 0``.",
+    "gain": "gain : float, default 1.0\n    Multiplies the standard deviation (``>= 0``).",
+    "a_he": ("a : float, default 0.0\n    Negative slope of a leaky ReLU, used by "
+             "``calculate_gain(nonlinearity, a)``."),
+    "mode_he": ("mode : {'fan_in', 'fan_out'}, default 'fan_in'\n    Preserve the variance of the "
+                "forward ('fan_in') or of the backward pass ('fan_out')."),
+    "nonlinearity_he": ("nonlinearity : str, default 'relu'\n    The activation after the layer "
+                        "(see :func:`calculate_gain`)."),
+    "gain_he": ("gain : float, optional\n    Overrides ``calculate_gain(nonlinearity, a)`` when "
+                "given."),
+    "scale": "scale : float, default 1.0\n    Target variance times the fan (``> 0``).",
+    "mode_vs": ("mode : {'fan_in', 'fan_out', 'fan_avg'}, default 'fan_in'\n    Which fan "
+                "divides ``scale``."),
+    "distribution": ("distribution : {'truncated_normal', 'normal', 'uniform'}, default "
+                     "'truncated_normal'\n    The law of the values."),
+    "in_axis": ("in_axis : int, default -2\n    Axis of the input units; all axes but "
+                "``in_axis`` and ``out_axis`` form the receptive field."),
+    "out_axis": "out_axis : int, default -1\n    Axis of the output units.",
+    "dtype": "dtype : float32 or float64, default float32\n    Generated natively in this dtype.",
+    "rng": ("rng : None, int or numpy.random.Generator\n    The seed: None for fresh entropy, "
+            "an int, or a Generator (advanced\n    deterministically, and only if the call "
+            "succeeds)."),
+    "out": ("out : ndarray, optional\n    Filled in place and returned: the same shape and dtype, "
+            "writeable (any strides)."),
+    "nonlinearity": ("nonlinearity : str\n    'linear', 'conv1d', 'conv2d', 'conv3d', "
+                     "'conv_transpose1d/2d/3d', 'sigmoid', 'tanh', 'relu', 'leaky_relu' or "
+                     "'selu'."),
+    "param": "param : float, optional\n    The negative slope of 'leaky_relu' (default 0.01).",
+}
+_RETURNS_WEIGHT = "ndarray\n    A new array of ``shape`` and ``dtype``, or ``out`` filled in place."
+
+
+def _document(*names, returns=_RETURNS_WEIGHT):
+    """Insert numpydoc Parameters (from _PARAMS) and Returns sections before Examples."""
+    def decorate(fn):
+        params = "\n".join(_PARAMS[n] for n in names)
+        block = f"Parameters\n----------\n{params}\n\nReturns\n-------\n{returns}\n\n"
+        doc = inspect.cleandoc(fn.__doc__)
+        fn.__doc__ = doc.replace("Examples\n--------", block + "Examples\n--------", 1)
+        return fn
+    return decorate
+
+
+@_document("nonlinearity", "param", returns="float\n    The gain.")
 def calculate_gain(nonlinearity, param=None):
     """The recommended gain for a nonlinearity (PyTorch's values).
 
@@ -216,6 +267,7 @@ def _const(value, shape, dtype, rng, out):
     return out
 
 
+@_document("shape", "dtype", "rng", "out")
 def zeros(shape, *, dtype=np.float32, rng=None, out=None):
     """All zeros.  (Every unit then learns the same feature: use it for biases.)
 
@@ -229,6 +281,7 @@ def zeros(shape, *, dtype=np.float32, rng=None, out=None):
     return _const(0.0, shape, dtype, rng, out)
 
 
+@_document("shape", "dtype", "rng", "out")
 def ones(shape, *, dtype=np.float32, rng=None, out=None):
     """All ones (e.g. the gamma of a batch norm).
 
@@ -241,6 +294,7 @@ def ones(shape, *, dtype=np.float32, rng=None, out=None):
     return _const(1.0, shape, dtype, rng, out)
 
 
+@_document("shape", "value", "dtype", "rng", "out")
 def constant(shape, value, *, dtype=np.float32, rng=None, out=None):
     """All ``value``.
 
@@ -294,6 +348,7 @@ def uniform(shape, low=0.0, high=1.0, *, dtype=np.float32, rng=None, out=None):
     return _fill("uniform", (low, high), shape, dtype, rng, out)
 
 
+@_document("shape", "mean", "std", "dtype", "rng", "out")
 def normal(shape, mean=0.0, std=1.0, *, dtype=np.float32, rng=None, out=None):
     """Normal N(mean, std**2), by the Box-Muller transform computed in ``dtype``.
 
@@ -352,9 +407,27 @@ def truncated_normal(shape, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float3
 
     Parameters
     ----------
-    a, b : float
+    shape : int or tuple of int
+        The weight's shape (non-negative integers).
+    mean : float, default 0.0
+        Mean of the normal law before truncation.
+    std : float, default 1.0
+        Standard deviation of the normal law before truncation, ``>= 0``.
+    a, b : float, defaults -2.0 and 2.0
         Finite, ``a < b``; the interval must hold probability mass representable in ``dtype``
         (about |a|, |b| < 13 for float32, < 37 for float64 on the far side).
+    dtype : float32 or float64, default float32
+        Generated natively in this dtype.
+    rng : None, int or numpy.random.Generator
+        The seed: None for fresh entropy, an int, or a Generator (advanced deterministically,
+        and only if the call succeeds).
+    out : ndarray, optional
+        Filled in place and returned: the same shape and dtype, writeable (any strides).
+
+    Returns
+    -------
+    ndarray
+        A new array of ``shape`` and ``dtype``, or ``out`` filled in place.
 
     Examples
     --------
@@ -408,6 +481,7 @@ def _gain(gain):
     return gain
 
 
+@_document("shape", "gain", "in_axis", "out_axis", "dtype", "rng", "out")
 def glorot_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
                    out=None):
     """Glorot & Bengio (2010): uniform on [-a, a], a = gain * sqrt(6 / (fan_in + fan_out)).
@@ -427,6 +501,7 @@ def glorot_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32
     return _scaled(shape, "uniform", std, dtype, rng, out)
 
 
+@_document("shape", "gain", "in_axis", "out_axis", "dtype", "rng", "out")
 def glorot_normal(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
                   out=None):
     """Glorot & Bengio (2010): N(0, sigma**2), sigma = gain * sqrt(2 / (fan_in + fan_out))
@@ -452,6 +527,7 @@ def _he_std(shape, a, mode, nonlinearity, gain, in_axis, out_axis):
     return g / math.sqrt(_fan(_shape(shape), mode, in_axis, out_axis))
 
 
+@_document("shape", "a_he", "mode_he", "nonlinearity_he", "gain_he", "in_axis", "out_axis", "dtype", "rng", "out")
 def he_uniform(shape, a=0.0, mode="fan_in", nonlinearity="relu", *, gain=None, in_axis=-2,
                out_axis=-1, dtype=np.float32, rng=None, out=None):
     """He et al. (2015): uniform on [-bound, bound], bound = gain * sqrt(3 / fan), with
@@ -470,6 +546,7 @@ def he_uniform(shape, a=0.0, mode="fan_in", nonlinearity="relu", *, gain=None, i
     return _scaled(shape, "uniform", std, dtype, rng, out)
 
 
+@_document("shape", "a_he", "mode_he", "nonlinearity_he", "gain_he", "in_axis", "out_axis", "dtype", "rng", "out")
 def he_normal(shape, a=0.0, mode="fan_in", nonlinearity="relu", *, gain=None, in_axis=-2,
               out_axis=-1, dtype=np.float32, rng=None, out=None):
     """He et al. (2015): N(0, sigma**2), sigma = gain / sqrt(fan) (sqrt(2 / fan_in) for ReLU),
@@ -490,6 +567,7 @@ def _lecun_std(shape, gain, in_axis, out_axis):
     return _gain(gain) / math.sqrt(_fan(_shape(shape), "fan_in", in_axis, out_axis))
 
 
+@_document("shape", "gain", "in_axis", "out_axis", "dtype", "rng", "out")
 def lecun_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
                   out=None):
     """LeCun: uniform on [-a, a], a = gain * sqrt(3 / fan_in).
@@ -503,6 +581,7 @@ def lecun_uniform(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32,
     return _scaled(shape, "uniform", _lecun_std(shape, gain, in_axis, out_axis), dtype, rng, out)
 
 
+@_document("shape", "gain", "in_axis", "out_axis", "dtype", "rng", "out")
 def lecun_normal(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, rng=None,
                  out=None):
     """LeCun: N(0, sigma**2), sigma = gain / sqrt(fan_in), untruncated (for SELU networks).
@@ -516,6 +595,7 @@ def lecun_normal(shape, gain=1.0, *, in_axis=-2, out_axis=-1, dtype=np.float32, 
     return _scaled(shape, "normal", _lecun_std(shape, gain, in_axis, out_axis), dtype, rng, out)
 
 
+@_document("shape", "scale", "mode_vs", "distribution", "in_axis", "out_axis", "dtype", "rng", "out")
 def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_normal", *,
                      in_axis=-2, out_axis=-1, dtype=np.float32, rng=None, out=None):
     """Keras' VarianceScaling: values of variance ``scale / fan``.
@@ -543,6 +623,7 @@ def variance_scaling(shape, scale=1.0, mode="fan_in", distribution="truncated_no
     return _scaled(shape, distribution, std, dtype, rng, out)
 
 
+@_document("shape", "gain", "out_axis", "dtype", "rng", "out")
 def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=None):
     """Saxe et al. (2014): a (semi-)orthogonal matrix times ``gain``.
 

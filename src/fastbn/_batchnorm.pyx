@@ -13,12 +13,14 @@ Three layers, called in one direction only:
    rests on (dtype agreement, contiguity, sizes), so a wrong call raises instead of reading
    out of bounds.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
-   or touch the GIL.  ``_check`` turns the status into a Python exception here.
+   or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
+   exception here.
 
 Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 arrays that the
 caller owns.
 """
 cimport numpy as cnp
+from fastbn._util cimport check_status
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -61,13 +63,6 @@ cdef extern from "batchnorm.h":
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
-
-cdef int _check(fb_status status) except -1:
-    if status == FB_ENOMEM:
-        raise MemoryError("fastbn: could not allocate scratch memory for the kernel")
-    if status != FB_OK:
-        raise ValueError("fastbn: the kernel rejected the sizes it was given")
-    return 0
 
 
 cdef bint _is_f32(cnp.ndarray x) except -1:
@@ -123,7 +118,7 @@ def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
             st = fb_bn_train_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pg, <const double *>pb, eps, ps, ps + C,
                                  ps + 2 * C, n_threads)
-    _check(st)
+    check_status(st)
 
 
 def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, rmean, rvar,
@@ -150,7 +145,7 @@ def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
             st = fb_bn_infer_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pm, <const double *>pv, <const double *>pg,
                                  <const double *>pb, eps, n_threads)
-    _check(st)
+    check_status(st)
 
 
 def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64_t C,
@@ -177,7 +172,7 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
             st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                     outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
                                     n_threads)
-    _check(st)
+    check_status(st)
 
 
 cdef char *_buffer_1d(object a, int typenum, Py_ssize_t C, int64_t *stride) except? NULL:

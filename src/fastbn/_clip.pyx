@@ -13,13 +13,16 @@ Three layers, called in one direction only:
    nanoseconds per array), releases the GIL and makes ONE C call over the whole list.  The
    buffers are held until the call returns.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
-   or touch the GIL.  ``_check`` turns the status into a Python exception here.
+   or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
+   exception here.
 
 Mixed float32/float64 lists need no fused types: the dtype travels per array as a code.
 """
 from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
+
+from fastbn._util cimport check_status
 from libc.string cimport memset
 
 cdef extern from "fastbn.h":
@@ -43,13 +46,6 @@ cdef extern from "clip.h":
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
-
-cdef int _check(fb_status status) except -1:
-    if status == FB_ENOMEM:
-        raise MemoryError("fastbn: could not allocate scratch memory for the kernel")
-    if status != FB_OK:
-        raise ValueError("fastbn: the kernel rejected the arguments it was given")
-    return 0
 
 
 def set_isa(int isa):
@@ -117,7 +113,7 @@ def norm(list arrays, double norm_type, int clip, double max_norm, double[::1] a
     with nogil:
         st = fb_clip_norm(al.n, al.data, al.size, al.stride, al.dtype, norm_type, clip, max_norm,
                           accp, &total, &scaled, n_threads)
-    _check(st)
+    check_status(st)
     return total, bool(scaled)
 
 
@@ -127,4 +123,4 @@ def value(list arrays, double clip_value, int n_threads):
     cdef fb_status st
     with nogil:
         st = fb_clip_value(al.n, al.data, al.size, al.stride, al.dtype, clip_value, n_threads)
-    _check(st)
+    check_status(st)

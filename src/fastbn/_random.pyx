@@ -19,8 +19,9 @@ Three layers, called in one direction only:
 2. This module takes the typed memoryview, releases the GIL and calls one C kernel; the fused
    type ``floating`` picks the float32 or float64 kernel (both generate natively in their own
    type: no float64 detour for float32).
-3. The C kernels fill the buffer and return an ``fb_status``; ``_check`` turns it into an
-   exception.  They never allocate Python objects or touch the GIL.
+3. The C kernels fill the buffer and return an ``fb_status``, which
+   ``fastbn._util.check_status`` turns into an exception.  They never allocate Python objects
+   or touch the GIL.
 
 Also exposed for the tests: ``philox_words`` (raw generator output, checked against Random123's
 known-answer vectors) and ``eval_math`` (the in-house log, sin, cos and normal quantile that
@@ -28,6 +29,8 @@ the kernels use per element, so that their stated accuracy can be checked).
 """
 from cython cimport floating
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+from fastbn._util cimport check_status
 
 import numpy as np
 
@@ -57,13 +60,6 @@ FUNCTIONS = {"log": FB_FN_LOG, "sin": FB_FN_SIN, "cos": FB_FN_COS,
              "ndtri_lower": FB_FN_NDTRI_LOWER}
 
 
-cdef int _check(fb_status status) except -1:
-    if status == FB_ENOMEM:
-        raise MemoryError("fastbn: could not allocate scratch memory for the kernel")
-    if status != FB_OK:
-        raise ValueError("fastbn: the kernel rejected the sizes it was given")
-    return 0
-
 
 def set_isa(int isa):
     if fb_init_set_isa(isa) != 0:
@@ -92,7 +88,7 @@ def fill(floating[::1] out, str law, const uint32_t[::1] seed, params, int n_thr
             st = fb_init_fill_f32(&out[0], n, code, &seed[0], p, n_threads)
         else:
             st = fb_init_fill_f64(&out[0], n, code, &seed[0], p, n_threads)
-    _check(st)
+    check_status(st)
 
 
 def eval_math(str name, const floating[::1] x, floating[::1] y):
@@ -109,7 +105,7 @@ def eval_math(str name, const floating[::1] x, floating[::1] y):
             st = fb_init_eval_f32(code, &x[0], &y[0], n)
         else:
             st = fb_init_eval_f64(code, &x[0], &y[0], n)
-    _check(st)
+    check_status(st)
 
 
 def philox_words(const uint32_t[::1] seed, uint64_t block0, int64_t n_blocks):
@@ -124,5 +120,5 @@ def philox_words(const uint32_t[::1] seed, uint64_t block0, int64_t n_blocks):
         return out
     with nogil:
         st = fb_init_words(&o[0, 0], n_blocks, block0, &seed[0])
-    _check(st)
+    check_status(st)
     return out

@@ -1,5 +1,6 @@
-"""Small helpers of the Python layer: which instruction sets can run here, and memory extents
-for overlap checks (which must be cheap).
+"""Small helpers shared by the layers: which instruction sets can run here, memory extents for
+overlap checks (which must be cheap), and -- for the other glue modules, through _util.pxd --
+the translation of a kernel's status into an exception.
 
 Design: ``extent_overlaps`` compares the byte extents [lowest, highest] of arrays read straight from
 their NumPy headers (tens of nanoseconds per array), so the exact and costlier
@@ -9,9 +10,24 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef extern from "fastbn.h":
+    ctypedef enum fb_status:
+        FB_OK
+        FB_ENOMEM
+        FB_EINVAL
+
 cdef extern from "cpu.h":
     int fb_cpu_supports(int isa) nogil
     int fb_cpu_best_isa() nogil
+
+
+cdef int check_status(int status) except -1:
+    """Turn a kernel's fb_status into a Python exception (every glue module calls this)."""
+    if status == FB_ENOMEM:
+        raise MemoryError("fastbn: could not allocate scratch memory for the kernel")
+    if status != FB_OK:
+        raise ValueError("fastbn: the kernel rejected the arguments it was given")
+    return 0
 
 
 def cpu_supports(int isa):

@@ -114,8 +114,6 @@ static inline void fb_stream_fence(void) {}
 
 #endif
 
-static inline fb_vd fb_vd_zero(void) { return fb_vd_set1(0.0); }
-
 /* Elements of `size` bytes to write before p is FB_VBYTES-aligned; -1 if it never will be. */
 static inline int64_t fb_stream_head(const void *p, size_t size)
 {

@@ -56,6 +56,13 @@ cdef void _extent(cnp.ndarray a, Py_ssize_t *lo, Py_ssize_t *hi):
     hi[0] = high + cnp.PyArray_ITEMSIZE(a)
 
 
+def byte_extent(cnp.ndarray a):
+    """[lowest, one past highest) byte address a non-empty array touches."""
+    cdef Py_ssize_t lo, hi
+    _extent(a, &lo, &hi)
+    return lo, hi
+
+
 def extent_overlaps(list written, list others):
     """Pairs (i, j), j indexing written + others and j > i, such that the arrays of written[i]
     and of that entry (entries are (name, ndarray or None)) have meeting byte extents.  Entries

@@ -9,7 +9,7 @@ import operator
 
 import numpy as np
 
-from fastbn._util import extent_overlaps
+from fastbn._util import byte_extent, extent_overlaps
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _TooHardError = getattr(np, "exceptions", np).TooHardError
@@ -121,24 +121,13 @@ def no_overlap(written, others):
         if overlap:
             raise ValueError(f"{wname}: must not share memory with {oname}")
 
-def _byte_bounds(a):
-    """[lo, hi) of the bytes an ndarray can touch."""
-    lo = hi = a.__array_interface__["data"][0]
-    for n, s in zip(a.shape, a.strides):
-        if s < 0:
-            lo += s * (n - 1)
-        else:
-            hi += s * (n - 1)
-    return lo, hi + a.itemsize
-
-
 def disjoint(named):
     """Raise if two of the named arrays share memory (``named``: sequence of (name, ndarray)).
 
     Arrays are sorted by their byte bounds, and only pairs whose bounds overlap are checked
     exactly, so a long list costs O(n log n) plus the exact checks of interleaved views.
     """
-    spans = sorted((*_byte_bounds(a), k) for k, (_, a) in enumerate(named) if a.size)
+    spans = sorted((*byte_extent(a), k) for k, (_, a) in enumerate(named) if a.size)
     open_spans = []   # (hi, k) of arrays whose bounds may still overlap the next one
     for lo, hi, k in spans:
         open_spans = [(h, j) for h, j in open_spans if h > lo]

@@ -44,12 +44,21 @@ static inline double fb_lanes_total(const double *acc)
     return t[0];
 }
 
+/* FB_UNROLL: unroll the next loop completely (a fixed-count loop inside a loop the compiler
+ * should vectorize, such as a polynomial's Horner steps: GCC does not vectorize a loop nest
+ * with an inner loop left rolled). */
 #if defined(_MSC_VER)
 #define FB_RESTRICT __restrict
 #define FB_INLINE __forceinline
+#define FB_UNROLL
+#elif defined(__clang__)
+#define FB_RESTRICT __restrict__
+#define FB_INLINE inline __attribute__((always_inline))
+#define FB_UNROLL _Pragma("unroll")
 #else
 #define FB_RESTRICT __restrict__
 #define FB_INLINE inline __attribute__((always_inline))
+#define FB_UNROLL _Pragma("GCC unroll 64")
 #endif
 
 #endif /* FASTBN_H */

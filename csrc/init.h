@@ -15,7 +15,7 @@
  * Laws (T = the output type; every operation below is done in T, no float64 detour for float32):
  *   uniform    : low + (high - low) * u, u on [0, 1) with 24 (float32) or 53 (float64) random bits,
  *                clamped to [low, high] (only rounding can reach high).
- *   normal     : mean + std * z, z by Box-Muller: r = sqrt(-2 log u1), u1 in (0, 1] with 32 / 53
+ *   normal     : mean + std * z, z by Box-Muller: r = sqrt(-2 log u1), u1 in (0, 1] with 31 / 53
  *                bits; the angle from 25 / 54 bits (2 quadrant bits + a uniform point of the
  *                quadrant); z0 = r cos(angle), z1 = r sin(angle).
  *   truncnorm  : inverse CDF without rejection: U uniform on [0, 1) (24 / 53 bits),
@@ -24,8 +24,10 @@
  *                of p, q goes through the lower-tail quantile (so both tails keep full relative
  *                precision), x = +-ndtri(min(p, q)); y = mean + std * x clamped to [lo, hi] (the
  *                interval's ends in T, which rounding alone can cross).
- * log, sin, cos and ndtri are the in-house polynomial/rational functions of init_body.h: libm is
- * never called per element, so bits are the same on every ISA path and every machine.
+ * log, sin, cos and ndtri are the in-house polynomial/rational functions of init_body.h, evaluated
+ * with explicit fused multiply-adds (the instruction on the AVX2 / AVX-512 paths, libm's correctly
+ * rounded fma on the scalar path) and otherwise separately rounded operations: no other libm
+ * function is called per element, so bits are the same on every ISA path and every machine.
  */
 #ifndef FASTBN_INIT_H
 #define FASTBN_INIT_H

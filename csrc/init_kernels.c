@@ -25,20 +25,48 @@
 
 /* ---- series and rational coefficients, float64, rounded to T at compile time -------------- */
 
-/* log: R(z) = z * sum_k fb_log_coef[k] z^k, fb_log_coef[k] = 2 / (2k + 3). */
-static const double fb_log_coef[10] = {
-    2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21,
+/* The in-house log, sin and cos evaluate these polynomials (init_body.h):
+ *   log: log1p(f) = f + f^2 (-1/2 + f P(f)),  f in [sqrt(1/2) - 1, sqrt(2) - 1]
+ *   sin: sin(x) = x + x z P(z),               z = x^2 in [0, (pi/4)^2]
+ *   cos: cos(x) = 1 + z (-1/2 + z Q(z)),      z = x^2 in [0, (pi/4)^2]
+ * Each interpolates its function at the Chebyshev nodes of the interval, computed in 60-digit
+ * arithmetic by tools/fit_polynomials.py, which printed these arrays (coefficients in increasing
+ * powers; the error is relative to the function's value). */
+/* interpolation error 0.051 x 2^-24 */
+static const double fb_log_coef_f32[9] = {
+    0.33333331180030048052, -0.249999969579508820448, 0.200007157488921017427,
+    -0.166678023195012540738, 0.142490576456974804036, -0.124256873314511061134,
+    0.116854199234867393078, -0.114797338466376355559, 0.0697161147145117783167,
 };
-/* sin: (-1)^(k+1) / (2k+3)!, k = 0..7 */
-static const double fb_sin_coef[8] = {
-    -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800, 1.0 / 6227020800.0,
-    -1.0 / 1307674368000.0, 1.0 / 355687428096000.0,
+/* interpolation error 0.055 x 2^-53 */
+static const double fb_log_coef_f64[20] = {
+    0.333333333333333373918, -0.249999999999999300288, 0.199999999999932239471,
+    -0.1666666666669730466, 0.142857142875917380451, -0.124999999971092666347,
+    0.111111109098410724722, -0.0999999999631727024476, 0.0909091987599820152724,
+    -0.0833334505641320359824, 0.0769198812013374958269, -0.0714223204915847047378,
+    0.066719855552712918166, -0.0626503186951806371304, 0.0583701835146499913608,
+    -0.0536828038805054841635, 0.0537187789066478009123, -0.0612956198072790589315,
+    0.0566642324205217994305, -0.0250612280952824642165,
 };
-/* cos: (-1)^k / (2k+4)!, k = 0..6 */
-static const double fb_cos_coef[7] = {
-    1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800, 1.0 / 479001600,
-    -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
+/* interpolation error 0.23 x 2^-24 */
+static const double fb_sin_coef_f32[3] = {
+    -0.1666666466231437862, 0.00833274827062974948488, -1.95878908804123857859e-4,
 };
+/* interpolation error 0.12 x 2^-53 */
+static const double fb_sin_coef_f64[6] = {
+    -0.166666666666666646235, 0.00833333333333094848555, -1.9841269836758574323e-4,
+    2.75573161025524401188e-6, -2.50511318450036244168e-8, 1.59181292948666086668e-10,
+};
+/* interpolation error 0.018 x 2^-24 */
+static const double fb_cos_coef_f32[3] = {
+    0.0416666646595022067724, -0.00138883030358948660366, 2.45479420850715725125e-5,
+};
+/* interpolation error 0.0061 x 2^-53 */
+static const double fb_cos_coef_f64[6] = {
+    0.0416666666666666653887, -0.00138888888888873972367, 2.48015872987656879273e-5,
+    -2.7557317271729792882e-7, 2.08761462684031978934e-9, -1.13826324255217180054e-11,
+};
+
 /* Wichura (1988), Algorithm AS 241, PPND16: coefficients in increasing powers. */
 static const double fb_as241_a[8] = {
     3.3871328727963666080e+0, 1.3314166789178437745e+2, 1.9715909503065514427e+3,
@@ -79,19 +107,21 @@ static inline float fb_u01_f32(uint32_t a, uint32_t b)
     (void)b;
     return (float)(int32_t)(a >> 8) * 0x1p-24f;
 }
-/* u1 in [2^-32, 1] for Box-Muller's radius: 31 bits, (k + 1/2) 2^-31 rounded once to float
+/* u1 in [2^-32, 1] for Box-Muller's radius: 31 bits, (k + 1/2) 2^-31 by one fused multiply-add
  * (exact below 2^-8, where the tail of the radius lives). */
 static inline float fb_u1_f32(uint32_t a, uint32_t b)
 {
     (void)b;
-    return ((float)(int32_t)(a >> 1) + 0.5f) * 0x1p-31f;
+    return fmaf((float)(int32_t)(a >> 1), 0x1p-31f, 0x1p-32f);
 }
-/* The position in the quadrant, in (0, 1): bits 7..29, (2k + 1) 2^-24, exact.  Bits 30..31 are
- * the quadrant. */
-static inline float fb_quarter_f32(uint32_t a, uint32_t b)
+/* The angle's offset from its quadrant's centre, in (-pi/4, pi/4): (2k + 1) 2^-24 pi/2 - pi/4 for
+ * the 23 bits k = bits 7..29 (bits 30..31 are the quadrant), by one fused multiply-add. */
+static inline float fb_angle_f32(uint32_t a, uint32_t b)
 {
     (void)b;
-    return (float)(int32_t)((a >> 7) & 0x7FFFFFu) * 0x1p-23f + 0x1p-24f;
+    const float c1 = (float)(1.57079632679489661923 * 0x1p-23);
+    const float c0 = (float)(1.57079632679489661923 * 0x1p-24 - 0.785398163397448309616);
+    return fmaf((float)(int32_t)((a >> 7) & 0x7FFFFFu), c1, c0);
 }
 /* x = 2^k m with m in [sqrt(1/2), sqrt(2)) for positive normal x (musl's logf split). */
 static inline float fb_split_f32(float x, int32_t *k)
@@ -115,11 +145,13 @@ static inline double fb_u01_f64(uint32_t a, uint32_t b)
 }
 /* u1 in (0, 1]: (k + 1) 2^-53, exact. */
 static inline double fb_u1_f64(uint32_t a, uint32_t b) { return fb_u01_f64(a, b) + 0x1p-53; }
-/* The position in the quadrant, in (0, 1): 30 bits of a and 22 of b, (2k + 1) 2^-53, exact. */
-static inline double fb_quarter_f64(uint32_t a, uint32_t b)
+/* The same from 52 bits: k1 = bits 0..29 of a, k2 = bits 10..31 of b, the angle's offset
+ * (2 (k1 2^22 + k2) + 1) 2^-53 pi/2 - pi/4 by two fused multiply-adds. */
+static inline double fb_angle_f64(uint32_t a, uint32_t b)
 {
-    return (double)(int32_t)(a & 0x3FFFFFFFu) * 0x1p-30 + (double)(int32_t)(b >> 10) * 0x1p-52 +
-           0x1p-53;
+    const double hp = 1.57079632679489661923, c0 = hp * 0x1p-53 - 0.785398163397448309616;
+    return fma((double)(int32_t)(a & 0x3FFFFFFFu), hp * 0x1p-30,
+               fma((double)(int32_t)(b >> 10), hp * 0x1p-52, c0));
 }
 static inline double fb_split_f64(double x, int32_t *k)
 {
@@ -133,13 +165,21 @@ static inline double fb_split_f64(double x, int32_t *k)
     return m;
 }
 
+/* FB_FMA(a, b, c) = a * b + c rounded once: the fused instruction on the AVX2 / AVX-512 paths
+ * (compiled with -mfma, where the compiler inlines it), libm's correctly rounded fma on the
+ * scalar path: the same bits either way.  Every other operation is separately rounded
+ * (-ffp-contract=off), so no path fuses on its own. */
 #define FB_T float
 #define FB_DT f32
+#define FB_FMA fmaf
 #define FB_V 4
 #define FB_WPU 1
-#define FB_LOG_TERMS 4
-#define FB_SIN_TERMS 4
-#define FB_COS_TERMS 4
+#define FB_LOG_COEF fb_log_coef_f32
+#define FB_LOG_TERMS 9
+#define FB_SIN_COEF fb_sin_coef_f32
+#define FB_SIN_TERMS 3
+#define FB_COS_COEF fb_cos_coef_f32
+#define FB_COS_TERMS 3
 #define FB_LN2_HI 6.93359375e-01 /* 9 significant bits: k * FB_LN2_HI is exact */
 #define FB_LN2_LO -2.12194440054690582e-04
 #define FB_SQRT sqrtf
@@ -148,11 +188,15 @@ static inline double fb_split_f64(double x, int32_t *k)
 #include "init_body.h"
 #undef FB_T
 #undef FB_DT
+#undef FB_FMA
 #undef FB_V
 #undef FB_WPU
 #undef FB_LOG_TERMS
+#undef FB_LOG_COEF
 #undef FB_SIN_TERMS
 #undef FB_COS_TERMS
+#undef FB_SIN_COEF
+#undef FB_COS_COEF
 #undef FB_LN2_HI
 #undef FB_LN2_LO
 #undef FB_SQRT
@@ -161,11 +205,15 @@ static inline double fb_split_f64(double x, int32_t *k)
 
 #define FB_T double
 #define FB_DT f64
+#define FB_FMA fma
 #define FB_V 2
 #define FB_WPU 2
-#define FB_LOG_TERMS 10
-#define FB_SIN_TERMS 8
-#define FB_COS_TERMS 7
+#define FB_LOG_COEF fb_log_coef_f64
+#define FB_LOG_TERMS 20
+#define FB_SIN_COEF fb_sin_coef_f64
+#define FB_SIN_TERMS 6
+#define FB_COS_COEF fb_cos_coef_f64
+#define FB_COS_TERMS 6
 #define FB_LN2_HI 6.93147180369123816490e-01 /* fdlibm: 32 trailing zero bits */
 #define FB_LN2_LO 1.90821492927058770002e-10
 #define FB_SQRT sqrt
@@ -174,11 +222,15 @@ static inline double fb_split_f64(double x, int32_t *k)
 #include "init_body.h"
 #undef FB_T
 #undef FB_DT
+#undef FB_FMA
 #undef FB_V
 #undef FB_WPU
 #undef FB_LOG_TERMS
+#undef FB_LOG_COEF
 #undef FB_SIN_TERMS
 #undef FB_COS_TERMS
+#undef FB_SIN_COEF
+#undef FB_COS_COEF
 #undef FB_LN2_HI
 #undef FB_LN2_LO
 #undef FB_SQRT
@@ -188,9 +240,11 @@ static inline double fb_split_f64(double x, int32_t *k)
 static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4])
 {
     if (n_blocks < 0) return FB_EINVAL;
+    fb_philox_key key;
+    fb_philox_schedule(seed, seed + 2, &key);
     for (int64_t g = 0; g < n_blocks; g += FB_PHILOX_LANES) {
         uint32_t w[4][FB_PHILOX_LANES];
-        fb_philox4x32_10_lanes(block0 + (uint64_t)g, seed, seed + 2, w);
+        fb_philox4x32_10_lanes(block0 + (uint64_t)g, &key, w);
         for (int l = 0; l < FB_PHILOX_LANES && g + l < n_blocks; l++)
             for (int j = 0; j < 4; j++) out[4 * (g + l) + j] = w[j][l];
     }

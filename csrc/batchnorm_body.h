@@ -392,8 +392,8 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     if (k->stream) fb_stream_fence();
 }
 
-/* Spread per-channel coefficients over the virtual channels, `group` periods; 1 if any channel
- * needs the float64 path. */
+/* Spread per-channel coefficients over the virtual channels, `group` periods (one period
+ * written, then copied); 1 if any channel needs the float64 path. */
 static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
 {
     int exact = 0;
@@ -401,13 +401,16 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
     for (int64_t c = 0; c < C; c++) {
         const FN(coef) *co = &k->coefs[c];
         exact |= co->exact;
-        for (int64_t r = 0; r < k->group; r++)
-            for (int64_t i = 0; i < inner; i++) {
-                const int64_t v = r * V + c * inner + i;
-                k->tm[v] = co->tm, k->ts[v] = co->ts, k->tc[v] = co->tc;
-                if (k->backward) k->tg[v] = co->tg;
-            }
+        for (int64_t i = 0; i < inner; i++) {
+            const int64_t v = c * inner + i;
+            k->tm[v] = co->tm, k->ts[v] = co->ts, k->tc[v] = co->tc;
+            if (k->backward) k->tg[v] = co->tg;
+        }
     }
+    T *const arrays[4] = {k->tm, k->ts, k->tc, k->tg};
+    for (int a = 0; a < (k->backward ? 4 : 3); a++)
+        for (int64_t r = 1; r < k->group; r++)
+            memcpy(arrays[a] + r * V, arrays[a], (size_t)V * sizeof(T));
     return exact;
 }
 

@@ -56,3 +56,33 @@ def update_running(
     momentum: float,
     typenum: int,
 ) -> int: ...
+def train_plain(
+    x: object,
+    gamma: object,
+    beta: object,
+    axis: object,
+    eps: object,
+    running_mean: object,
+    running_var: object,
+    momentum: object,
+    n_threads: int,
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, int]]: ...
+def infer_plain(
+    x: object,
+    running_mean: object,
+    running_var: object,
+    gamma: object,
+    beta: object,
+    axis: object,
+    eps: object,
+    n_threads: int,
+) -> Optional[np.ndarray]: ...
+def backward_plain(
+    dy: object,
+    x: object,
+    mean: object,
+    invstd: object,
+    gamma: object,
+    axis: object,
+    n_threads: int,
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...

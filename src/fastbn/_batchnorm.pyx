@@ -18,9 +18,21 @@ Three layers, called in one direction only:
 
 Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 arrays that the
 caller owns.
+
+Small calls
+-----------
+A (32, 64) batch costs about a microsecond in C, so checking ten arguments in Python would
+dominate it.  ``train_plain``, ``infer_plain`` and ``backward_plain`` take the public functions'
+arguments as they came and handle the plain case entirely here, in C-level checks: exact
+ndarrays of the right dtype and shape (x, dy, gamma, beta C-contiguous), a Python int axis and
+Python floats in range, no ``out``, and running buffers whose memory does not meet the inputs'.
+Anything else -- including every bad argument -- makes them return None *before writing
+anything*, and the public function then runs its full validation (which raises with the
+argument's name) and the general path.  Both paths call the same kernels, so they give the same
+bits (tests/test_bn_errors.py checks both).
 """
 cimport numpy as cnp
-from fastbn._util cimport check_status
+from fastbn._util cimport check_status, extents_meet
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -206,3 +218,171 @@ def update_running(rmean, rvar, cnp.ndarray stats, int64_t count, double momentu
             skipped = fb_bn_update_running_f64(<double *>rm, sm, <double *>rv, sv, ps, ps + C, C,
                                                count, momentum)
     return skipped
+
+
+# ---- the plain case of the public functions (see "Small calls" above) ------------------------
+
+cdef int _float_type(object a):
+    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous plain ndarray of that dtype, else -1."""
+    if type(a) is not cnp.ndarray:
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        return -1
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        return -1
+    return t
+
+
+cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint contiguous,
+                        bint writeable):
+    """a is a plain 1-d ndarray of type t and length C (or None when optional)."""
+    if a is None:
+        return optional
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == t and cnp.PyArray_NDIM(arr) == 1
+            and cnp.PyArray_DIM(arr, 0) == C
+            and (not contiguous or cnp.PyArray_IS_C_CONTIGUOUS(arr))
+            and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
+
+
+cdef int _plain_axis(object axis, int ndim):
+    """The normalized channel axis, or -1 if axis is not a plain int in range."""
+    if type(axis) is not int:
+        return -1
+    cdef long a = axis
+    if a < -ndim or a >= ndim:
+        return -1
+    return <int>(a + ndim if a < 0 else a)
+
+
+cdef bint _layout(cnp.ndarray x, int axis, int64_t *outer, int64_t *C, int64_t *inner):
+    cdef int i
+    outer[0] = 1
+    inner[0] = 1
+    for i in range(axis):
+        outer[0] *= cnp.PyArray_DIM(x, i)
+    for i in range(axis + 1, cnp.PyArray_NDIM(x)):
+        inner[0] *= cnp.PyArray_DIM(x, i)
+    C[0] = cnp.PyArray_DIM(x, axis)
+    return True
+
+
+cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
+    """A new 1-d array of type t holding src[0..C)."""
+    cdef cnp.npy_intp n = C
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &n, t, 0)
+    cdef Py_ssize_t i
+    cdef float *o32
+    cdef double *o64
+    if t == cnp.NPY_FLOAT32:
+        o32 = <float *>cnp.PyArray_DATA(out)
+        for i in range(C):
+            o32[i] = <float>src[i]
+    else:
+        o64 = <double *>cnp.PyArray_DATA(out)
+        for i in range(C):
+            o64[i] = src[i]
+    return out
+
+
+def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, int n_threads):
+    """(y, mean, invstd, skipped) of batch_norm_train in the plain case, else None."""
+    cdef int t = _float_type(x)
+    if t < 0 or type(eps) is not float or type(momentum) is not float:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int ax = _plain_axis(axis, cnp.PyArray_NDIM(xa))
+    cdef double e = eps, mom = momentum
+    if ax < 0 or cnp.PyArray_NDIM(xa) < 2 or not (e >= 0.0) or not (0.0 <= mom <= 1.0):
+        return None
+    cdef int64_t outer, C, inner
+    _layout(xa, ax, &outer, &C, &inner)
+    if C < 1 or outer * inner < 2:
+        return None
+    if not (_plain_vector(gamma, t, C, True, True, False)
+            and _plain_vector(beta, t, C, True, True, False)
+            and _plain_vector(running_mean, t, C, True, False, True)
+            and _plain_vector(running_var, t, C, True, False, True)):
+        return None
+    for w in (running_mean, running_var):
+        if w is not None and (extents_meet(w, x) or extents_meet(w, gamma)
+                              or extents_meet(w, beta)):
+            return None
+    if extents_meet(running_mean, running_var):
+        return None
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    cdef cnp.npy_intp sdims[2]
+    sdims[0] = 3
+    sdims[1] = C
+    cdef cnp.ndarray stats = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
+    train(xa, y, outer, C, inner, gamma, beta, e, stats, n_threads)
+    cdef int64_t skipped = 0
+    if running_mean is not None or running_var is not None:
+        skipped = update_running(running_mean, running_var, stats, outer * inner, mom, t)
+    cdef const double *ps = <const double *>cnp.PyArray_DATA(stats)
+    return y, _vector_of(ps, C, t), _vector_of(ps + 2 * C, C, t), skipped
+
+
+def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads):
+    """y of batch_norm_infer in the plain case, else None."""
+    cdef int t = _float_type(x)
+    if t < 0 or type(eps) is not float:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int ax = _plain_axis(axis, cnp.PyArray_NDIM(xa))
+    cdef double e = eps
+    if ax < 0 or cnp.PyArray_NDIM(xa) < 2 or not (e >= 0.0):
+        return None
+    cdef int64_t outer, C, inner
+    _layout(xa, ax, &outer, &C, &inner)
+    if C < 1 or outer * inner < 1:
+        return None
+    if not (_plain_vector(running_mean, t, C, False, True, False)
+            and _plain_vector(running_var, t, C, False, True, False)
+            and _plain_vector(gamma, t, C, True, True, False)
+            and _plain_vector(beta, t, C, True, True, False)):
+        return None
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    infer(xa, y, outer, C, inner, running_mean, running_var, gamma, beta, e, n_threads)
+    return y
+
+
+def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads):
+    """(dx, dgamma, dbeta) of batch_norm_backward in the plain case, else None."""
+    cdef int t = _float_type(x)
+    if t < 0 or _float_type(dy) != t:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
+    cdef int nd = cnp.PyArray_NDIM(xa)
+    cdef int ax = _plain_axis(axis, nd)
+    if ax < 0 or nd < 2 or cnp.PyArray_NDIM(dya) != nd:
+        return None
+    cdef int i
+    for i in range(nd):
+        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
+            return None
+    cdef int64_t outer, C, inner
+    _layout(xa, ax, &outer, &C, &inner)
+    if C < 1 or outer * inner < 1:
+        return None
+    if not (_plain_vector(mean, t, C, False, True, False)
+            and _plain_vector(invstd, t, C, False, True, False)
+            and _plain_vector(gamma, t, C, True, True, False)):
+        return None
+    cdef cnp.ndarray dx = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), t, 0)
+    cdef cnp.npy_intp gdims[2]
+    gdims[0] = 2
+    gdims[1] = C
+    cdef cnp.ndarray grads = cnp.PyArray_EMPTY(2, gdims, cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray m, s
+    if t == cnp.NPY_FLOAT64:
+        m, s = mean, invstd
+    else:
+        m = cnp.PyArray_Cast(<cnp.ndarray>mean, cnp.NPY_FLOAT64)
+        s = cnp.PyArray_Cast(<cnp.ndarray>invstd, cnp.NPY_FLOAT64)
+    backward(dya, xa, dx, outer, C, inner, m, s, gamma, grads, n_threads)
+    cdef const double *pg = <const double *>cnp.PyArray_DATA(grads)
+    return dx, _vector_of(pg, C, t), _vector_of(pg + C, C, t)

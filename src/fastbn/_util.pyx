@@ -63,6 +63,18 @@ def byte_extent(cnp.ndarray a):
     return lo, hi
 
 
+cdef bint extents_meet(object a, object b) except -1:
+    """Whether the byte extents of arrays a and b meet (None or an empty array: never)."""
+    cdef Py_ssize_t alo, ahi, blo, bhi
+    if a is None or b is None:
+        return False
+    if cnp.PyArray_SIZE(<cnp.ndarray>a) == 0 or cnp.PyArray_SIZE(<cnp.ndarray>b) == 0:
+        return False
+    _extent(<cnp.ndarray>a, &alo, &ahi)
+    _extent(<cnp.ndarray>b, &blo, &bhi)
+    return alo < bhi and blo < ahi
+
+
 def extent_overlaps(list written, list others):
     """Pairs (i, j), j indexing written + others and j > i, such that the arrays of written[i]
     and of that entry (entries are (name, ndarray or None)) have meeting byte extents.  Entries
@@ -70,18 +82,8 @@ def extent_overlaps(list written, list others):
     cdef list pairs = []
     cdef list candidates = written + others
     cdef Py_ssize_t i, j, n_w = len(written), n = len(candidates)
-    cdef Py_ssize_t wlo, whi, olo, ohi
-    cdef object w, o
     for i in range(n_w):
-        w = (<tuple>written[i])[1]
-        if w is None or cnp.PyArray_SIZE(<cnp.ndarray>w) == 0:
-            continue
-        _extent(<cnp.ndarray>w, &wlo, &whi)
         for j in range(i + 1, n):
-            o = (<tuple>candidates[j])[1]
-            if o is None or cnp.PyArray_SIZE(<cnp.ndarray>o) == 0:
-                continue
-            _extent(<cnp.ndarray>o, &olo, &ohi)
-            if wlo < ohi and olo < whi:
+            if extents_meet((<tuple>written[i])[1], (<tuple>candidates[j])[1]):
                 pairs.append((i, j))
     return pairs

@@ -62,6 +62,12 @@ def _deliver(buf, out):
     return buf
 
 
+def _warn_skipped(skipped, C):
+    warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
+                  "statistics; their running statistics were not updated",
+                  RuntimeWarning, stacklevel=3)
+
+
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
                      running_var=None, momentum=0.1, out=None):
     """Batch-normalize ``x`` with the statistics of the batch (training mode).
@@ -122,6 +128,14 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     >>> mean
     array([ 2., 20.], dtype=float32)
     """
+    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+        plain = _batchnorm.train_plain(x, gamma, beta, axis, eps, running_mean, running_var,
+                                       momentum, _config.get_num_threads())
+        if plain is not None:
+            y, mean, invstd, skipped = plain
+            if skipped:
+                _warn_skipped(skipped, mean.shape[0])
+            return BatchNormResult(y, mean, invstd)
     x = _input(x)
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = x.dtype, x.shape[axis]
@@ -148,9 +162,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if (rm is not None or rv is not None) and C:
         skipped = _batchnorm.update_running(rm, rv, stats, count, momentum, x.dtype.num)
         if skipped:
-            warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
-                          "statistics; their running statistics were not updated",
-                          RuntimeWarning, stacklevel=2)
+            _warn_skipped(skipped, C)
     return BatchNormResult(y, stats[0].astype(dtype), stats[2].astype(dtype))
 
 
@@ -187,6 +199,11 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     array([[0., 0.],
            [1., 2.]])
     """
+    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+        y = _batchnorm.infer_plain(x, running_mean, running_var, gamma, beta, axis, eps,
+                                   _config.get_num_threads())
+        if y is not None:
+            return y
     x = _input(x)
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = x.dtype, x.shape[axis]
@@ -247,6 +264,11 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     >>> dbeta
     array([2., 2.])
     """
+    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+        plain = _batchnorm.backward_plain(dy, x, mean, invstd, gamma, axis,
+                                          _config.get_num_threads())
+        if plain is not None:
+            return BatchNormGrads(*plain)
     x = _input(x)
     dy = v.float_array(dy, "dy")
     v.same_dtype(dy, "dy", x.dtype)

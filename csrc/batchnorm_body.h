@@ -495,8 +495,10 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
     fb_parallel_for(n_tasks, n_threads, FN(rows_stats_task), &k);
     FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd};
-    fb_parallel_for((C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, n_threads,
-                    FN(rows_finish_task), &f);
+    /* The merge is a few nanoseconds per partial result: threads only pay off for many. */
+    const int64_t merges = C * inner * k.p.n_rchunks;
+    fb_parallel_for((C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS,
+                    fb_threads_for(merges, n_threads), FN(rows_finish_task), &f);
     k.exact = FN(rows_spread)(&k, C, inner);
     fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
     free(scratch);

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from fastbn import _config
-from fastbn.bench._harness import markdown, measure, row
+from fastbn.bench._harness import markdown, measure, measure_threads, row
 
 AREAS = ["batchnorm", "clip", "init"]
 
@@ -45,7 +45,7 @@ def main(argv=None):
             pass
     print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, rounds={rounds}, "
           f"torch={'yes' if torch_ok else 'not installed'}", file=sys.stderr)
-    rows, timings = [], {}
+    rows, scaling_cases = [], []
     saved = _config.get_num_threads()
     try:
         for n in threads:
@@ -59,12 +59,13 @@ def main(argv=None):
                     case.threads = n
                     t = measure(case, rounds, min_time=0.05 if args.quick else 0.3)
                     rows.append(row(case, t))
-                    timings[(case.kernel, case.shape, n)] = t["fastbn"]
                     print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
+                    if n == threads[0]:
+                        scaling_cases.append(case)
+        scaling = thread_scaling(scaling_cases, threads, rounds)
     finally:
         _config.set_num_threads(saved)
     table = markdown(rows)
-    scaling = thread_scaling(timings, threads)
     if scaling:
         table += "\n\n" + scaling
     print(table)
@@ -76,18 +77,22 @@ def main(argv=None):
     return 0
 
 
-def thread_scaling(timings, threads):
-    """A table of fastbn's speed-up at each thread count over one thread (empty if one count)."""
+def thread_scaling(cases, threads, rounds):
+    """A table of fastbn's speed-up at each thread count over one thread (empty if one count),
+    measured by :func:`measure_threads`: fastbn alone, its thread counts interleaved."""
     if len(threads) < 2 or 1 not in threads:
         return ""
     others = [n for n in threads if n != 1]
-    lines = ["| kernel | input | " + " | ".join(f"{n} threads vs 1" for n in others) + " |",
-             "|---|---|" + "---|" * len(others)]
-    for (kernel, shape, n), t1 in timings.items():
-        if n == 1 and all((kernel, shape, m) in timings for m in others):
-            cells = [f"{t1 / timings[(kernel, shape, m)]:.2f}x" for m in others]
-            lines.append(f"| {kernel} | {shape} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    lines = ["| kernel | input | 1 thread ms | " + " | ".join(f"{n} threads vs 1" for n in others)
+             + " |", "|---|---|---|" + "---|" * len(others)]
+    for case in cases:
+        t = measure_threads(case.fastbn, threads, rounds, _config.set_num_threads)
+        cells = [f"{t[1] / t[m]:.2f}x" for m in others]
+        lines.append(f"| {case.kernel} | {case.shape} | {t[1] * 1e3:.3f} | " + " | ".join(cells)
+                     + " |")
+        print("  scaling " + lines[-1], file=sys.stderr, flush=True)
+    return ("Thread scaling: fastbn alone, its thread counts interleaved round by round "
+            f"({rounds} rounds, medians).\n\n" + "\n".join(lines))
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -66,6 +66,25 @@ def measure(case, rounds, min_time=0.2):
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+def measure_threads(fn, threads, rounds, set_threads):
+    """Median seconds of ``fn`` at each thread count, the counts interleaved round by round.
+
+    The thread-scaling measure: fastbn against itself only.  Interleaved with the other
+    contenders, a second thread often starts on a core that another contender's runtime is
+    still spinning on (OpenMP, OpenBLAS) or that the hypervisor of a shared machine parked
+    while a single-threaded contender ran, which measures the machine rather than the kernel.
+    """
+    for n in threads:   # warm up at each count
+        set_threads(n)
+        fn()
+    samples = {n: [] for n in threads}
+    for r in range(rounds):
+        for n in (threads if r % 2 == 0 else threads[::-1]):
+            set_threads(n)
+            samples[n].append(_time_once(fn))
+    return {n: float(np.median(v)) for n, v in samples.items()}
+
+
 def _ms(t):
     return "" if t is None else (f"{t * 1e3:.3f}" if t < 0.01 else f"{t * 1e3:.2f}")
 

@@ -8,6 +8,7 @@ over it, when torch is installed.  Each case area lives in its own module of thi
 import argparse
 import importlib
 import sys
+import time
 
 from fastbn import _config
 from fastbn.bench._harness import markdown, measure, measure_threads, row
@@ -83,6 +84,7 @@ def thread_scaling(cases, threads, rounds):
     if len(threads) < 2 or 1 not in threads:
         return ""
     others = [n for n in threads if n != 1]
+    time.sleep(1.0)   # let the BLAS / OpenMP workers of the last contenders stop spinning
     lines = ["| kernel | input | 1 thread ms | " + " | ".join(f"{n} threads vs 1" for n in others)
              + " |", "|---|---|---|" + "---|" * len(others)]
     for case in cases:

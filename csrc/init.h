@@ -6,11 +6,12 @@
  * a contiguous buffer of n values; value i depends only on (seed, i, dtype, law, parameters):
  * never on the thread count, the ISA path, or how the caller splits or places the buffer.
  *
- * Mapping of random bits to values.  Values are made in chunks of FB_PHILOX_LANES blocks (16
- * blocks of 128 bits).  Each block carries V = 16 / sizeof(T) values: 4 for float32, 2 for
- * float64, for every law.  Chunk c holds values [16*V*c, 16*V*(c+1)); its value 16*j + l comes
- * from block 16*c + l: word j (float32 uniform / truncated normal), words 2j, 2j+1 (float64
- * uniform / truncated normal), or the Box-Muller pair made of the block's words (normals).
+ * Mapping of random bits to values.  Values are made in chunks of L = FB_PHILOX_LANES = 64 blocks
+ * of 128 bits (chunks this wide keep enough independent work in flight to fill the core).  Each
+ * block carries V = 16 / sizeof(T) values: 4 for float32, 2 for float64, for every law.  Chunk c
+ * holds values [L*V*c, L*V*(c+1)); its value L*j + l comes from block L*c + l: word j (float32
+ * uniform / truncated normal), words 2j, 2j+1 (float64 uniform / truncated normal), or the
+ * Box-Muller pair made of the block's words (normals).
  *
  * Laws (T = the output type; every operation below is done in T, no float64 detour for float32):
  *   uniform    : low + (high - low) * u, u on [0, 1) with 24 (float32) or 53 (float64) random bits,

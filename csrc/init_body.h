@@ -119,7 +119,7 @@ typedef struct {
     T p[FB_INIT_NPARAMS]; /* the law's parameters, in T */
 } FN(law);
 
-/* Value 16*j + l of the chunk: words j*WPU .. j*WPU + WPU - 1 of lane l (init.h). */
+/* Value NL*j + l of the chunk: words j*WPU .. j*WPU + WPU - 1 of lane l (init.h). */
 #define WA(w, j, l) (w)[(j) * FB_WPU][l]
 #define WB(w, j, l) (w)[(j) * FB_WPU + FB_WPU - 1][l]
 

@@ -21,7 +21,7 @@
 #define FB_PHILOX_W0 UINT32_C(0x9E3779B9)  /* golden ratio */
 #define FB_PHILOX_W1 UINT32_C(0xBB67AE85)  /* sqrt(3) - 1 */
 #define FB_PHILOX_ROUNDS 10
-#define FB_PHILOX_LANES 16                 /* blocks per call of the lanes function */
+#define FB_PHILOX_LANES 64                 /* blocks per call of the lanes function */
 
 /* One Philox round on (x0, x1, x2, x3) with round key (k0, k1). */
 #define FB_PHILOX_ROUND(x0, x1, x2, x3, k0, k1)                                 \
@@ -92,40 +92,42 @@ static inline void fb_philox4x32_10_lanes(uint64_t block0, const fb_philox_key *
                                           uint32_t w[4][FB_PHILOX_LANES])
 {
 #if defined(__AVX512F__)
-    /* 16 lanes = groups a (blocks 0..7) and b (8..15) of 8 64-bit lanes. */
+    /* 16 lanes at a time = groups a (blocks h..h+7) and b (h+8..h+15) of 8 64-bit lanes. */
     const __m512i m0 = _mm512_set1_epi64(FB_PHILOX_M0), m1 = _mm512_set1_epi64(FB_PHILOX_M1);
-    const __m512i ba = _mm512_add_epi64(_mm512_set1_epi64((long long)block0),
-                                        _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
-    const __m512i bb = _mm512_add_epi64(ba, _mm512_set1_epi64(8));
-    /* round 0 (see fb_philox_key) */
-    const __m512i pa = _mm512_mul_epu32(ba, m0), pb = _mm512_mul_epu32(bb, m0);
-    const __m512i f0 = _mm512_set1_epi64((long long)s->first_x0);
-    const __m512i f2 = _mm512_set1_epi64((long long)s->first_x2);
-    __m512i a0 = _mm512_xor_si512(_mm512_srli_epi64(ba, 32), f0);
-    __m512i b0 = _mm512_xor_si512(_mm512_srli_epi64(bb, 32), f0);
-    __m512i a1 = _mm512_set1_epi64((long long)s->first_x1), b1 = a1;
-    __m512i a2 = _mm512_xor_si512(_mm512_srli_epi64(pa, 32), f2);
-    __m512i b2 = _mm512_xor_si512(_mm512_srli_epi64(pb, 32), f2);
-    __m512i a3 = pa, b3 = pb;
-    for (int r = 1; r < FB_PHILOX_ROUNDS; r++) {
-        const __m512i k0 = _mm512_set1_epi64((long long)s->round_key[r][0]);
-        const __m512i k1 = _mm512_set1_epi64((long long)s->round_key[r][1]);
-        const __m512i pa0 = _mm512_mul_epu32(a0, m0), pa1 = _mm512_mul_epu32(a2, m1);
-        const __m512i pb0 = _mm512_mul_epu32(b0, m0), pb1 = _mm512_mul_epu32(b2, m1);
-        a0 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pa1, 32), a1, k0, 0x96);
-        a2 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pa0, 32), a3, k1, 0x96);
-        b0 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pb1, 32), b1, k0, 0x96);
-        b2 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pb0, 32), b3, k1, 0x96);
-        a1 = pa1, a3 = pa0, b1 = pb1, b3 = pb0;
-    }
-    /* low halves of a then b -> 16 consecutive words, one permute per word row */
     const __m512i lo = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    _mm512_storeu_si512((void *)w[0], _mm512_permutex2var_epi32(a0, lo, b0));
-    _mm512_storeu_si512((void *)w[1], _mm512_permutex2var_epi32(a1, lo, b1));
-    _mm512_storeu_si512((void *)w[2], _mm512_permutex2var_epi32(a2, lo, b2));
-    _mm512_storeu_si512((void *)w[3], _mm512_permutex2var_epi32(a3, lo, b3));
+    for (int h = 0; h < FB_PHILOX_LANES; h += 16) {
+        const __m512i ba = _mm512_add_epi64(_mm512_set1_epi64((long long)(block0 + (uint64_t)h)),
+                                            _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+        const __m512i bb = _mm512_add_epi64(ba, _mm512_set1_epi64(8));
+        /* round 0 (see fb_philox_key) */
+        const __m512i pa = _mm512_mul_epu32(ba, m0), pb = _mm512_mul_epu32(bb, m0);
+        const __m512i f0 = _mm512_set1_epi64((long long)s->first_x0);
+        const __m512i f2 = _mm512_set1_epi64((long long)s->first_x2);
+        __m512i a0 = _mm512_xor_si512(_mm512_srli_epi64(ba, 32), f0);
+        __m512i b0 = _mm512_xor_si512(_mm512_srli_epi64(bb, 32), f0);
+        __m512i a1 = _mm512_set1_epi64((long long)s->first_x1), b1 = a1;
+        __m512i a2 = _mm512_xor_si512(_mm512_srli_epi64(pa, 32), f2);
+        __m512i b2 = _mm512_xor_si512(_mm512_srli_epi64(pb, 32), f2);
+        __m512i a3 = pa, b3 = pb;
+        for (int r = 1; r < FB_PHILOX_ROUNDS; r++) {
+            const __m512i k0 = _mm512_set1_epi64((long long)s->round_key[r][0]);
+            const __m512i k1 = _mm512_set1_epi64((long long)s->round_key[r][1]);
+            const __m512i pa0 = _mm512_mul_epu32(a0, m0), pa1 = _mm512_mul_epu32(a2, m1);
+            const __m512i pb0 = _mm512_mul_epu32(b0, m0), pb1 = _mm512_mul_epu32(b2, m1);
+            a0 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pa1, 32), a1, k0, 0x96);
+            a2 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pa0, 32), a3, k1, 0x96);
+            b0 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pb1, 32), b1, k0, 0x96);
+            b2 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(pb0, 32), b3, k1, 0x96);
+            a1 = pa1, a3 = pa0, b1 = pb1, b3 = pb0;
+        }
+        /* low halves of a then b -> 16 consecutive words, one permute per word row */
+        _mm512_storeu_si512((void *)&w[0][h], _mm512_permutex2var_epi32(a0, lo, b0));
+        _mm512_storeu_si512((void *)&w[1][h], _mm512_permutex2var_epi32(a1, lo, b1));
+        _mm512_storeu_si512((void *)&w[2][h], _mm512_permutex2var_epi32(a2, lo, b2));
+        _mm512_storeu_si512((void *)&w[3][h], _mm512_permutex2var_epi32(a3, lo, b3));
+    }
 #elif defined(__AVX2__)
-    /* 16 lanes = two passes over groups a, b of 4 64-bit lanes (16 ymm registers). */
+    /* 8 lanes at a time = groups a, b of 4 64-bit lanes (16 ymm registers). */
     const __m256i m0 = _mm256_set1_epi64x(FB_PHILOX_M0), m1 = _mm256_set1_epi64x(FB_PHILOX_M1);
     for (int h = 0; h < FB_PHILOX_LANES; h += 8) {
         const __m256i ba = _mm256_add_epi64(_mm256_set1_epi64x((long long)(block0 + (uint64_t)h)),

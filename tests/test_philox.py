@@ -46,7 +46,7 @@ def test_kernel_matches_known_answers(isa, ctr, key, expected):
 def test_every_lane_matches_reference(isa):
     seed = np.array([0x01234567, 0x89ABCDEF, 0xDEADBEEF, 0x0BADF00D], dtype=np.uint32)
     block0 = (1 << 32) - 7          # crosses the carry into the second counter word
-    words = _random.philox_words(seed, block0, 37)   # 2 full groups of 16 lanes and a tail
+    words = _random.philox_words(seed, block0, 133)   # 2 full groups of 64 lanes and a tail
     for i, row in enumerate(words):
         b = block0 + i
         ctr = (b & MASK, b >> 32, int(seed[2]), int(seed[3]))

@@ -27,7 +27,6 @@
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */
 #define FB_FINISH_CHANNELS 128  /* rows path: channels per task of the final merge            */
-#define FB_PAR_MIN 65536        /* below this many elements, one thread                      */
 #define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)   */
 
 static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
@@ -62,7 +61,7 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
 
 static inline int fb_threads_for(int64_t n_elems, int n_threads)
 {
-    return (n_elems < FB_PAR_MIN || n_threads < 1) ? 1 : n_threads;
+    return (n_elems < FB_PAR_MIN_ELEMS || n_threads < 1) ? 1 : n_threads;
 }
 
 /* Chan, Golub & LeVeque's update: fold (nb, mb, m2b) into (n, mean, m2). */

@@ -5,8 +5,8 @@
 
 #include "clip.h"
 #include "cpu.h"
+#include "parallel.h"
 
-#define FB_CLIP_PAR_MIN 65536   /* below this many elements in all, one thread */
 
 FB_ISA_DISPATCH(fb_clip, fb_clip_table)
 
@@ -42,7 +42,7 @@ static fb_status plan_make(int64_t n, void *const *data, const int64_t *size, co
 
 static int threads_for(int64_t n_elems, int n_threads)
 {
-    return (n_elems < FB_CLIP_PAR_MIN || n_threads < 1) ? 1 : n_threads;
+    return (n_elems < FB_PAR_MIN_ELEMS || n_threads < 1) ? 1 : n_threads;
 }
 
 fb_status fb_clip_norm(int64_t n, void *const *data, const int64_t *size, const int64_t *stride,

@@ -21,7 +21,7 @@
 /* Blocking: fixed numbers, so the split into tasks never depends on the thread count (and does
  * not matter anyway: a value depends only on its index). */
 #define FB_INIT_TASK 4096        /* values per task (a multiple of every chunk size) */
-#define FB_INIT_PAR_MIN 65536    /* below this many values, one thread */
+#define FB_INIT_PAR_MIN (FB_PAR_MIN_ELEMS / 2) /* one thread below (a value costs about 2 elements) */
 
 /* ---- series and rational coefficients, float64, rounded to T at compile time -------------- */
 

@@ -13,6 +13,12 @@
 
 typedef void (*fb_task_fn)(void *ctx, int64_t task);
 
+/* Below this many elements a kernel runs on the calling thread: starting and joining a thread
+ * costs 40-70 us on the 2-core shared machines fastbn is tuned on, about the time a batch-norm
+ * pass takes over 2^18 float32 elements, so threads only pay off from about twice that.  The
+ * threshold changes how many threads run, never a result. */
+#define FB_PAR_MIN_ELEMS ((int64_t)1 << 19)
+
 /* Run fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads (the caller's included).
  * If a thread cannot be started the remaining tasks run on the threads that could. */
 void fb_parallel_for(int64_t n_tasks, int n_threads, fb_task_fn fn, void *ctx);

@@ -307,7 +307,7 @@ def test_global_norm_accepts_read_only_and_broadcast_arrays():
 
 def _determinism_input():
     rng = np.random.default_rng(7)
-    sizes = [70000, 16384, 16385, 3, 100000, 1]
+    sizes = [300000, 16384, 16385, 3, 200000, 1]   # in all above FB_PAR_MIN_ELEMS = 2^19
     grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)).astype(
         np.float32 if k % 2 else np.float64) for k, n in enumerate(sizes)]
     grads.append(rng.standard_normal((400, 300))[:, ::2])            # strided

@@ -189,7 +189,7 @@ LAWS = [
     lambda s, **k: init.truncated_normal(s, 0.0, 1.0, -1.0, 3.0, **k),
 ]
 LAW_IDS = ["uniform", "normal", "truncnorm"]
-DET_SHAPE = (300, 1001)          # odd size: a partial chunk, several tasks
+DET_SHAPE = (300, 1001)          # odd size: a partial chunk, several tasks, threaded (> 2^18)
 
 
 @pytest.mark.parametrize("law", LAWS, ids=LAW_IDS)

@@ -66,23 +66,37 @@ def measure(case, rounds, min_time=0.2):
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
-def measure_threads(fn, threads, rounds, set_threads):
-    """Median seconds of ``fn`` at each thread count, the counts interleaved round by round.
+def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
+    """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
+    each other only: ``{n: seconds}`` plus ``"copyto"`` (None without a roofline).
 
-    The thread-scaling measure: fastbn against itself only.  Interleaved with the other
+    This is the thread-scaling measure, and a warm roofline.  Interleaved with the other
     contenders, a second thread often starts on a core that another contender's runtime is
     still spinning on (OpenMP, OpenBLAS) or that the hypervisor of a shared machine parked
-    while a single-threaded contender ran, which measures the machine rather than the kernel.
+    while a single-threaded contender ran, which measures the machine rather than the kernel;
+    and the copy, like every contender there, mostly meets caches the others just filled.
     """
-    for n in threads:   # warm up at each count
-        set_threads(n)
-        fn()
-    samples = {n: [] for n in threads}
-    for r in range(rounds):
-        for n in (threads if r % 2 == 0 else threads[::-1]):
+    copy = case.roofline or (copy_timer(case.copy_of) if case.copy_of is not None else None)
+    contenders = []
+    for n in threads:
+        contenders.append((n, n, case.fastbn))
+    if copy is not None:
+        contenders.append(("copyto", 1, copy))
+    t_end = time.perf_counter() + warmup   # warm up, alternating: wakes the cores it will use
+    while True:
+        for _, n, fn in contenders:
             set_threads(n)
-            samples[n].append(_time_once(fn))
-    return {n: float(np.median(v)) for n, v in samples.items()}
+            fn()
+        if time.perf_counter() >= t_end:
+            break
+    samples = {key: [] for key, _, _ in contenders}
+    for r in range(rounds):
+        for key, n, fn in (contenders if r % 2 == 0 else contenders[::-1]):
+            set_threads(n)
+            samples[key].append(_time_once(fn))
+    out = {key: float(np.median(v)) for key, v in samples.items()}
+    out.setdefault("copyto", None)
+    return out
 
 
 def _ms(t):

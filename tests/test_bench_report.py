@@ -1,0 +1,60 @@
+"""``python -m fastbn.bench`` (the main job) runs and writes the tables it promises.
+
+Specification:
+- A quick run at 1 and 2 threads prints one Markdown row per kernel, input and thread count, with a
+  positive fastbn time and a speed-up over its baseline, and the "alone" table with the thread
+  scaling and the warm-copy roofline of every kernel.
+- ``--update-readme`` replaces only what lies between the bench markers.
+"""
+import re
+
+import pytest
+
+from fastbn.bench import __main__ as bench
+
+pytest.importorskip("scipy")   # the truncated-normal baseline
+
+
+def _rows(table, columns):
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and line.count("|") == columns + 1
+            and not line.startswith("| kernel")]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "table.md"
+    readme = out.parent / "README.md"
+    readme.write_text("before\n<!-- bench:start -->\nold table\n<!-- bench:end -->\nafter\n")
+    assert bench.main(["--quick", "--threads", "1,2", "--no-torch", "--rounds", "1",
+                       "--output", str(out), "--update-readme", str(readme)]) == 0
+    return out.read_text(), readme.read_text()
+
+
+def test_every_kernel_has_a_row_at_each_thread_count(report):
+    table, _ = report
+    rows = _rows(table, 10)
+    kernels = {r[0] for r in rows}
+    assert {"bn train", "bn infer", "bn backward", "global_norm", "clip_grad_norm",
+            "clip_grad_value", "init he_normal", "init truncated_normal"} <= kernels
+    for case in {(r[0], r[1]) for r in rows}:
+        assert sorted(r[2] for r in rows if (r[0], r[1]) == case) == ["1", "2"], case
+    for r in rows:
+        assert float(r[3]) > 0 and float(r[6]) > 0   # fastbn ms, speed-up over the baseline
+
+
+def test_the_alone_table_has_scaling_and_a_warm_copy(report):
+    table, _ = report
+    alone = _rows(table.split("fastbn alone")[1], 6)
+    assert {r[0] for r in alone} >= {"bn train", "bn backward", "init he_normal"}
+    for r in alone:
+        assert float(r[2]) > 0 and re.fullmatch(r"\d+\.\d\dx", r[5])
+        if r[0].startswith("bn"):
+            assert float(r[3]) > 0 and float(r[4]) > 0   # warm copy ms, x warm copy
+
+
+def test_update_readme_replaces_only_the_marked_table(report):
+    table, readme = report
+    assert readme.startswith("before\n<!-- bench:start -->\n")
+    assert readme.endswith("<!-- bench:end -->\nafter\n")
+    assert "old table" not in readme and table in readme

@@ -47,7 +47,9 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        Number of threads, at least 1.  Results do not depend on it, only speed does.
+        Number of threads, at least 1: the most a call uses.  Calls on fewer than 2**19 elements
+        (2**18 initializer values) run on one thread, because starting a thread costs more than
+        it saves there.  Results do not depend on it, only speed does.
 
     Examples
     --------

@@ -56,6 +56,7 @@ def update_running(
     momentum: float,
     typenum: int,
 ) -> int: ...
+def layout(x: np.ndarray, axis: int) -> Tuple[int, int, int]: ...
 def train_plain(
     x: object,
     gamma: object,

@@ -259,6 +259,7 @@ cdef int _plain_axis(object axis, int ndim):
 
 
 cdef bint _layout(cnp.ndarray x, int axis, int64_t *outer, int64_t *C, int64_t *inner):
+    """(outer, C, inner) of x seen as C-contiguous with channel axis ``axis`` (normalized)."""
     cdef int i
     outer[0] = 1
     inner[0] = 1
@@ -268,6 +269,16 @@ cdef bint _layout(cnp.ndarray x, int axis, int64_t *outer, int64_t *C, int64_t *
         inner[0] *= cnp.PyArray_DIM(x, i)
     C[0] = cnp.PyArray_DIM(x, axis)
     return True
+
+
+def layout(cnp.ndarray x, int axis):
+    """(outer, C, inner): the products of x's dimensions before, at and after ``axis`` (in
+    [0, x.ndim)), the three extents every kernel takes."""
+    if not 0 <= axis < cnp.PyArray_NDIM(x):
+        raise ValueError("fastbn._batchnorm: axis out of range")
+    cdef int64_t outer, C, inner
+    _layout(x, axis, &outer, &C, &inner)
+    return outer, C, inner
 
 
 cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):

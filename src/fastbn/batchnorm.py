@@ -4,7 +4,6 @@ Validation and layout dispatch live here; the loops are C (``csrc/batchnorm_*``)
 the Cython module ``fastbn._batchnorm``.  The plain-NumPy twin of every function is in
 :mod:`fastbn.reference`.
 """
-import math
 import warnings
 from collections import namedtuple
 
@@ -22,11 +21,6 @@ BatchNormGrads.__doc__ = """Result of :func:`batch_norm_backward`: gradients wit
 gamma and beta."""
 
 _config._register(_batchnorm)
-
-
-def _layout(shape, axis):
-    """(outer, C, inner) of a C-contiguous array whose channel axis is ``axis``."""
-    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
 def _input(x, name="x"):
@@ -138,10 +132,11 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
             return BatchNormResult(y, mean, invstd)
     x = _input(x)
     axis = v.normalize_axis(axis, x.ndim)
-    dtype, C = x.dtype, x.shape[axis]
+    dtype = x.dtype
+    outer, C, inner = _batchnorm.layout(x, axis)
     eps = v.real(eps, "eps", lo=0.0)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
-    count = x.size // C if C else math.prod(x.shape[:axis] + x.shape[axis + 1:])
+    count = outer * inner
     if count < 2:
         raise ValueError(f"x: expected more than 1 value per channel in training, got {count} "
                          f"(shape {x.shape}, channel axis {axis})")
@@ -154,7 +149,6 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                  [("x", x), ("gamma", g), ("beta", b)])
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
-    outer, C, inner = _layout(x.shape, axis)
     if C:
         _batchnorm.train(np.ascontiguousarray(x), y, outer, C, inner, _contiguous(g),
                          _contiguous(b), eps, stats, _config.get_num_threads())
@@ -216,7 +210,7 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     v.no_overlap([("out", out)], [("x", x), ("running_mean", rm), ("running_var", rv),
                                   ("gamma", g), ("beta", b)])
     if x.size:
-        outer, C, inner = _layout(x.shape, axis)
+        outer, C, inner = _batchnorm.layout(x, axis)
         _batchnorm.infer(np.ascontiguousarray(x), y, outer, C, inner, _contiguous(rm),
                          _contiguous(rv), _contiguous(g), _contiguous(b), eps,
                          _config.get_num_threads())
@@ -275,18 +269,17 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
     axis = v.normalize_axis(axis, x.ndim)
-    dtype, C = x.dtype, x.shape[axis]
+    dtype = x.dtype
+    outer, C, inner = _batchnorm.layout(x, axis)
     mean = v.vector(mean, "mean", C, dtype)
     invstd = v.vector(invstd, "invstd", C, dtype)
     g = _optional_vector(gamma, "gamma", C, dtype)
-    count = x.size // C if C else math.prod(x.shape[:axis] + x.shape[axis + 1:])
-    if count < 1:
+    if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
     dx = _result_buffer(out, x)
     v.no_overlap([("out", out)], [("dy", dy), ("x", x), ("mean", mean), ("invstd", invstd),
                                   ("gamma", g)])
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
-    outer, C, inner = _layout(x.shape, axis)
     if C:
         m = np.ascontiguousarray(mean, dtype=np.float64)
         s = np.ascontiguousarray(invstd, dtype=np.float64)

@@ -40,19 +40,24 @@ def _time_once(fn):
     return time.perf_counter() - t0
 
 
-def measure(case, rounds, min_time=0.2):
-    """Median seconds of each contender of ``case``, timed interleaved, round by round."""
-    contenders = {"fastbn": case.fastbn}
-    if case.reference is not None:
-        contenders["reference"] = case.reference
-    if case.torch is not None:
-        contenders["torch"] = case.torch
+def _roofline(case):
+    """The case's roofline as a callable: its custom one, else a copy of ``copy_of``; or None."""
     if case.roofline is not None:
-        contenders["copyto"] = case.roofline
-    elif case.copy_of is not None:
-        contenders["copyto"] = copy_timer(case.copy_of)
-    for fn in contenders.values():   # warm up: page in outputs, load code
-        fn()
+        return case.roofline
+    return copy_timer(case.copy_of) if case.copy_of is not None else None
+
+
+def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0):
+    """Median seconds of each callable of the dict ``contenders``, timed in turn round after
+    round (the order reversed every other round), at least ``rounds`` rounds and ``min_time``
+    seconds.  First a warm-up: a call of each, repeated for ``warmup`` seconds (pages in
+    outputs, loads code, wakes the cores the calls will use)."""
+    t_end = time.perf_counter() + warmup
+    while True:
+        for fn in contenders.values():
+            fn()
+        if time.perf_counter() >= t_end:
+            break
     samples = {k: [] for k in contenders}
     t_start = time.perf_counter()
     r = 0
@@ -66,6 +71,26 @@ def measure(case, rounds, min_time=0.2):
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+def measure(case, rounds, min_time=0.2):
+    """Median seconds of each contender of ``case``, timed interleaved, round by round."""
+    contenders = {"fastbn": case.fastbn}
+    if case.reference is not None:
+        contenders["reference"] = case.reference
+    if case.torch is not None:
+        contenders["torch"] = case.torch
+    roofline = _roofline(case)
+    if roofline is not None:
+        contenders["copyto"] = roofline
+    return _interleaved(contenders, rounds, min_time)
+
+
+def _at_threads(fn, n, set_threads):
+    def call():
+        set_threads(n)
+        return fn()
+    return call
+
+
 def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
     """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
     each other only: ``{n: seconds}`` plus ``"copyto"`` (None without a roofline).
@@ -76,25 +101,11 @@ def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
     while a single-threaded contender ran, which measures the machine rather than the kernel;
     and the copy, like every contender there, mostly meets caches the others just filled.
     """
-    copy = case.roofline or (copy_timer(case.copy_of) if case.copy_of is not None else None)
-    contenders = []
-    for n in threads:
-        contenders.append((n, n, case.fastbn))
-    if copy is not None:
-        contenders.append(("copyto", 1, copy))
-    t_end = time.perf_counter() + warmup   # warm up, alternating: wakes the cores it will use
-    while True:
-        for _, n, fn in contenders:
-            set_threads(n)
-            fn()
-        if time.perf_counter() >= t_end:
-            break
-    samples = {key: [] for key, _, _ in contenders}
-    for r in range(rounds):
-        for key, n, fn in (contenders if r % 2 == 0 else contenders[::-1]):
-            set_threads(n)
-            samples[key].append(_time_once(fn))
-    out = {key: float(np.median(v)) for key, v in samples.items()}
+    contenders = {n: _at_threads(case.fastbn, n, set_threads) for n in threads}
+    roofline = _roofline(case)
+    if roofline is not None:
+        contenders["copyto"] = roofline
+    out = _interleaved(contenders, rounds, warmup=warmup)
     out.setdefault("copyto", None)
     return out
 

@@ -586,3 +586,17 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
 
 #undef FN
 #undef T
+
+/* The dtype's parameters, so that the next dtype can define its own. */
+#undef FB_T
+#undef FB_DT
+#undef FB_TV
+#undef FB_TV_W
+#undef FB_TV_SET1
+#undef FB_TV_LOAD
+#undef FB_TV_STORE
+#undef FB_TV_STREAM
+#undef FB_TV_ADD
+#undef FB_TV_SUB
+#undef FB_TV_MUL
+#undef FB_VD_LOAD_T

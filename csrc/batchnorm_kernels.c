@@ -128,18 +128,6 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
 #define FB_TV_MUL fb_vf_mul
 #define FB_VD_LOAD_T fb_vd_load_f32
 #include "batchnorm_body.h"
-#undef FB_T
-#undef FB_DT
-#undef FB_TV
-#undef FB_TV_W
-#undef FB_TV_SET1
-#undef FB_TV_LOAD
-#undef FB_TV_STORE
-#undef FB_TV_STREAM
-#undef FB_TV_ADD
-#undef FB_TV_SUB
-#undef FB_TV_MUL
-#undef FB_VD_LOAD_T
 
 #define FB_T double
 #define FB_DT f64

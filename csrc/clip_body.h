@@ -106,3 +106,7 @@ static void FN(block_clamp)(T *FB_RESTRICT p, int64_t n, int64_t s, T hi)
 #undef FB_CLIP_REDUCE
 #undef FN
 #undef T
+
+/* The dtype's parameters, so that the next dtype can define its own. */
+#undef FB_T
+#undef FB_DT

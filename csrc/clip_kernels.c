@@ -42,14 +42,10 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
 #define FB_T float
 #define FB_DT f32
 #include "clip_body.h"
-#undef FB_T
-#undef FB_DT
 
 #define FB_T double
 #define FB_DT f64
 #include "clip_body.h"
-#undef FB_T
-#undef FB_DT
 
 typedef struct {
     const fb_clip_plan *plan;

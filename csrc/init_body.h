@@ -262,3 +262,21 @@ static fb_status FN(eval)(int fn, const T *x, T *y, int64_t n)
 #undef NL
 #undef T
 #undef FN
+
+/* The dtype's parameters, so that the next dtype can define its own. */
+#undef FB_T
+#undef FB_DT
+#undef FB_FMA
+#undef FB_V
+#undef FB_WPU
+#undef FB_LOG_TERMS
+#undef FB_LOG_COEF
+#undef FB_SIN_TERMS
+#undef FB_COS_TERMS
+#undef FB_SIN_COEF
+#undef FB_COS_COEF
+#undef FB_LN2_HI
+#undef FB_LN2_LO
+#undef FB_SQRT
+#undef FB_UINT
+#undef FB_TINY

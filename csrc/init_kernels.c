@@ -186,22 +186,6 @@ static inline double fb_split_f64(double x, int32_t *k)
 #define FB_UINT uint32_t
 #define FB_TINY FLT_MIN
 #include "init_body.h"
-#undef FB_T
-#undef FB_DT
-#undef FB_FMA
-#undef FB_V
-#undef FB_WPU
-#undef FB_LOG_TERMS
-#undef FB_LOG_COEF
-#undef FB_SIN_TERMS
-#undef FB_COS_TERMS
-#undef FB_SIN_COEF
-#undef FB_COS_COEF
-#undef FB_LN2_HI
-#undef FB_LN2_LO
-#undef FB_SQRT
-#undef FB_UINT
-#undef FB_TINY
 
 #define FB_T double
 #define FB_DT f64
@@ -220,22 +204,6 @@ static inline double fb_split_f64(double x, int32_t *k)
 #define FB_UINT uint64_t
 #define FB_TINY DBL_MIN
 #include "init_body.h"
-#undef FB_T
-#undef FB_DT
-#undef FB_FMA
-#undef FB_V
-#undef FB_WPU
-#undef FB_LOG_TERMS
-#undef FB_LOG_COEF
-#undef FB_SIN_TERMS
-#undef FB_COS_TERMS
-#undef FB_SIN_COEF
-#undef FB_COS_COEF
-#undef FB_LN2_HI
-#undef FB_LN2_LO
-#undef FB_SQRT
-#undef FB_UINT
-#undef FB_TINY
 
 static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4])
 {

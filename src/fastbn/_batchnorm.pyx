@@ -299,19 +299,31 @@ cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
     return out
 
 
+cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int64_t *C,
+                  int64_t *inner) except -2:
+    """The type of x (NPY_FLOAT32/64) and its layout when x is a plain C-contiguous float array of
+    ndim >= 2 with a plain int axis, at least one channel and min_count values per channel;
+    else -1."""
+    cdef int t = _float_type(x)
+    if t < 0 or cnp.PyArray_NDIM(<cnp.ndarray>x) < 2:
+        return -1
+    cdef int ax = _plain_axis(axis, cnp.PyArray_NDIM(<cnp.ndarray>x))
+    if ax < 0:
+        return -1
+    _layout(<cnp.ndarray>x, ax, outer, C, inner)
+    if C[0] < 1 or outer[0] * inner[0] < min_count:
+        return -1
+    return t
+
+
 def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, int n_threads):
     """(y, mean, invstd, skipped) of batch_norm_train in the plain case, else None."""
-    cdef int t = _float_type(x)
+    cdef int64_t outer, C, inner
+    cdef int t = _plain_x(x, axis, 2, &outer, &C, &inner)
     if t < 0 or type(eps) is not float or type(momentum) is not float:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef int ax = _plain_axis(axis, cnp.PyArray_NDIM(xa))
     cdef double e = eps, mom = momentum
-    if ax < 0 or cnp.PyArray_NDIM(xa) < 2 or not (e >= 0.0) or not (0.0 <= mom <= 1.0):
-        return None
-    cdef int64_t outer, C, inner
-    _layout(xa, ax, &outer, &C, &inner)
-    if C < 1 or outer * inner < 2:
+    if not (e >= 0.0) or not (0.0 <= mom <= 1.0):
         return None
     if not (_plain_vector(gamma, t, C, True, True, False)
             and _plain_vector(beta, t, C, True, True, False)
@@ -324,6 +336,7 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
             return None
     if extents_meet(running_mean, running_var):
         return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
     cdef cnp.npy_intp sdims[2]
     sdims[0] = 3
@@ -339,23 +352,19 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
 
 def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads):
     """y of batch_norm_infer in the plain case, else None."""
-    cdef int t = _float_type(x)
+    cdef int64_t outer, C, inner
+    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
     if t < 0 or type(eps) is not float:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef int ax = _plain_axis(axis, cnp.PyArray_NDIM(xa))
     cdef double e = eps
-    if ax < 0 or cnp.PyArray_NDIM(xa) < 2 or not (e >= 0.0):
-        return None
-    cdef int64_t outer, C, inner
-    _layout(xa, ax, &outer, &C, &inner)
-    if C < 1 or outer * inner < 1:
+    if not (e >= 0.0):
         return None
     if not (_plain_vector(running_mean, t, C, False, True, False)
             and _plain_vector(running_var, t, C, False, True, False)
             and _plain_vector(gamma, t, C, True, True, False)
             and _plain_vector(beta, t, C, True, True, False)):
         return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
     infer(xa, y, outer, C, inner, running_mean, running_var, gamma, beta, e, n_threads)
     return y
@@ -363,22 +372,18 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
 
 def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads):
     """(dx, dgamma, dbeta) of batch_norm_backward in the plain case, else None."""
-    cdef int t = _float_type(x)
+    cdef int64_t outer, C, inner
+    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
     if t < 0 or _float_type(dy) != t:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
     cdef int nd = cnp.PyArray_NDIM(xa)
-    cdef int ax = _plain_axis(axis, nd)
-    if ax < 0 or nd < 2 or cnp.PyArray_NDIM(dya) != nd:
+    if cnp.PyArray_NDIM(dya) != nd:
         return None
     cdef int i
     for i in range(nd):
         if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
             return None
-    cdef int64_t outer, C, inner
-    _layout(xa, ax, &outer, &C, &inner)
-    if C < 1 or outer * inner < 1:
-        return None
     if not (_plain_vector(mean, t, C, False, True, False)
             and _plain_vector(invstd, t, C, False, True, False)
             and _plain_vector(gamma, t, C, True, True, False)):

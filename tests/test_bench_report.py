@@ -5,12 +5,16 @@ Specification:
   positive fastbn time and a speed-up over its baseline, and the "alone" table with the thread
   scaling and the warm-copy roofline of every kernel.
 - ``--update-readme`` replaces only what lies between the bench markers.
+- The harness times each contender in its steady state: a fast contender's timed call follows an
+  untimed call of its own, a slow one's does not; every contender gets the same number of
+  samples, in an order reversed every other round.
 """
 import re
 
 import pytest
 
 from fastbn.bench import __main__ as bench
+from fastbn.bench import _harness
 
 pytest.importorskip("scipy")   # the truncated-normal baseline
 
@@ -58,3 +62,22 @@ def test_update_readme_replaces_only_the_marked_table(report):
     assert readme.startswith("before\n<!-- bench:start -->\n")
     assert readme.endswith("<!-- bench:end -->\nafter\n")
     assert "old table" not in readme and table in readme
+
+
+def test_each_timed_call_follows_a_call_of_its_own_contender():
+    calls = []
+
+    def contender(name, seconds=0.0):
+        def fn():
+            calls.append(name)
+            _harness._busy_wait(seconds)
+        return fn
+
+    t = _harness._interleaved({"fast": contender("fast"), "other": contender("other"),
+                               "slow": contender("slow", 0.02)},
+                              rounds=4, settle=0.001, lead_below=0.01)
+    assert set(t) == {"fast", "other", "slow"} and t["slow"] >= 0.02 > t["fast"]
+    rounds = calls[3:]   # after the warm-up call of each
+    assert rounds[:5] == ["fast", "fast", "other", "other", "slow"]
+    assert rounds[5:10] == ["slow", "other", "other", "fast", "fast"]
+    assert rounds.count("slow") == 4 and rounds.count("fast") == 8

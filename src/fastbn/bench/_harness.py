@@ -47,17 +47,32 @@ def _roofline(case):
     return copy_timer(case.copy_of) if case.copy_of is not None else None
 
 
-def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0):
+def _busy_wait(seconds):
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        pass
+
+
+def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_below=0.0):
     """Median seconds of each callable of the dict ``contenders``, timed in turn round after
     round (the order reversed every other round), at least ``rounds`` rounds and ``min_time``
-    seconds.  First a warm-up: a call of each, repeated for ``warmup`` seconds (pages in
-    outputs, loads code, wakes the cores the calls will use)."""
+    seconds.
+
+    First a warm-up: a call of each, repeated for ``warmup`` seconds (pages in outputs, loads
+    code, wakes the cores the calls will use).  In the rounds, each contender's turn is
+    ``settle`` seconds of busy waiting, then -- if its warm-up call took less than
+    ``lead_below`` seconds -- an untimed call, then the timed call.  So each timed call follows
+    a call of the same contender, as in a loop: its caches and its threads are in their steady
+    state, whatever ran before it (see :data:`SETTLE`)."""
     t_end = time.perf_counter() + warmup
+    first = {}
     while True:
-        for fn in contenders.values():
-            fn()
+        for name, fn in contenders.items():
+            t = _time_once(fn)
+            first.setdefault(name, t)
         if time.perf_counter() >= t_end:
             break
+    lead = {name for name, t in first.items() if t < lead_below}
     samples = {k: [] for k in contenders}
     t_start = time.perf_counter()
     r = 0
@@ -66,13 +81,30 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0):
         if r % 2:
             order.reverse()
         for name, fn in order:
+            _busy_wait(settle)
+            if name in lead:
+                fn()
             samples[name].append(_time_once(fn))
         r += 1
     return {k: float(np.median(v)) for k, v in samples.items()}
 
 
+# The main table's turn of each contender (see _interleaved): SETTLE seconds of busy waiting,
+# then an untimed call if the contender takes under LEAD_BELOW seconds, then the timed call.
+# A runtime with a persistent pool leaves its workers spinning after a call (torch's OpenMP:
+# about 5 ms on the machines fastbn is tuned on; OpenBLAS): a contender timed in that window
+# shares a core with them.  And a contender timed right after another meets the caches that one
+# left (the reference's temporaries evict the input) and a core idle since it started.  The
+# untimed call puts every contender in its own steady state, as in a loop -- torch's pool
+# awake, fastbn's input in cache -- and the timed call measures the kernel, not its neighbour.
+# The wait is busy, on the calling thread, so that its core does not go idle.
+SETTLE = 0.008
+LEAD_BELOW = 0.05
+
+
 def measure(case, rounds, min_time=0.2):
-    """Median seconds of each contender of ``case``, timed interleaved, round by round."""
+    """Median seconds of each contender of ``case``, timed interleaved, round by round, each in
+    its steady state (:data:`SETTLE`)."""
     contenders = {"fastbn": case.fastbn}
     if case.reference is not None:
         contenders["reference"] = case.reference
@@ -81,7 +113,7 @@ def measure(case, rounds, min_time=0.2):
     roofline = _roofline(case)
     if roofline is not None:
         contenders["copyto"] = roofline
-    return _interleaved(contenders, rounds, min_time)
+    return _interleaved(contenders, rounds, min_time, settle=SETTLE, lead_below=LEAD_BELOW)
 
 
 def _at_threads(fn, n, set_threads):

@@ -437,13 +437,16 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     return s;
 }
 
-/* Per-channel statistics and coefficients of the rows path, FB_FINISH_CHANNELS channels a
- * task: each channel merges its virtual channels, then its row chunks, in a fixed order. */
+/* Per-channel results and coefficients of the rows path, FB_FINISH_CHANNELS channels a task:
+ * each channel merges its virtual channels, then its row chunks, in a fixed order.  Training:
+ * mean, var, invstd from the chunks' mean and M2.  Backward: dgamma, dbeta from the chunks'
+ * sums, with mean and invstd given. */
 typedef struct {
     FN(rows_ctx) *k;
     const T *gamma, *beta;
     double eps;
-    double *mean, *var, *invstd;
+    double *mean, *var, *invstd;   /* backward: mean, invstd are inputs */
+    double *dgamma, *dbeta;
 } FN(rows_finish_ctx);
 
 static void FN(rows_finish_task)(void *vctx, int64_t task)
@@ -455,6 +458,18 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
     const int64_t c1 = c0 + FB_FINISH_CHANNELS < p->C ? c0 + FB_FINISH_CHANNELS : p->C;
     FN(coef) *coefs = (FN(coef) *)k->coefs;
     for (int64_t c = c0; c < c1; c++) {
+        if (k->backward) {
+            double sdy = 0.0, sdyx = 0.0, coef[3];
+            for (int64_t i = 0; i < p->inner; i++)
+                for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
+                    sdy += k->r1[ch * p->V + c * p->inner + i];
+                    sdyx += k->r2[ch * p->V + c * p->inner + i];
+                }
+            fb_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
+                          f->gamma ? (double)f->gamma[c] : 1.0, &f->dbeta[c], &f->dgamma[c], coef);
+            coefs[c] = FN(make_coef)(f->mean[c], coef[0], coef[1], coef[2]);
+            continue;
+        }
         double n = 0.0, mu = 0.0, m2 = 0.0;
         for (int64_t i = 0; i < p->inner; i++)
             for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
@@ -467,6 +482,27 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
         coefs[c] = FN(make_coef)(mu, f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
                                  0.0, f->beta ? (double)f->beta[c] : 0.0);
     }
+}
+
+static void FN(rows_spread_then)(void *vctx)
+{
+    FN(rows_ctx) *k = ((FN(rows_finish_ctx) *)vctx)->k;
+    k->exact = FN(rows_spread)(k, k->p.C, k->p.inner);
+}
+
+/* The rows path of training and backward, on threads started once: the reductions over
+ * (row chunk, column tile) tasks, the per-channel finish, then the elementwise pass. */
+static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
+{
+    FN(rows_ctx) *k = f->k;
+    const int64_t n_tasks = k->p.n_rchunks * k->p.n_ctiles;
+    const fb_phase phases[3] = {
+        {n_tasks, k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},
+        {(k->p.C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, FN(rows_finish_task), f,
+         FN(rows_spread_then)},
+        {n_tasks, FN(rows_apply_task), k, NULL},
+    };
+    fb_parallel_phases(phases, 3, n_threads);
 }
 
 /* ---- public kernels ----------------------------------------------------------------------- */
@@ -492,15 +528,8 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
     void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
-    const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
-    fb_parallel_for(n_tasks, n_threads, FN(rows_stats_task), &k);
-    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd};
-    /* The merge is a few nanoseconds per partial result: threads only pay off for many. */
-    const int64_t merges = C * inner * k.p.n_rchunks;
-    fb_parallel_for((C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS,
-                    fb_threads_for(merges, n_threads), FN(rows_finish_task), &f);
-    k.exact = FN(rows_spread)(&k, C, inner);
-    fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
+    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd, NULL, NULL};
+    FN(rows_run)(&f, n_threads);
     free(scratch);
     return FB_OK;
 }
@@ -564,22 +593,9 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
     double *vm = (double *)k.vm;
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < inner; i++) vm[c * inner + i] = mean[c];
-    const int64_t n_tasks = k.p.n_rchunks * k.p.n_ctiles;
-    fb_parallel_for(n_tasks, n_threads, FN(rows_grad_sums_task), &k);
-    FN(coef) *coefs = (FN(coef) *)k.coefs;
-    for (int64_t c = 0; c < C; c++) {
-        double sdy = 0.0, sdyx = 0.0, coef[3];
-        for (int64_t i = 0; i < inner; i++)
-            for (int64_t ch = 0; ch < k.p.n_rchunks; ch++) {
-                sdy += k.r1[ch * k.p.V + c * inner + i];
-                sdyx += k.r2[ch * k.p.V + c * inner + i];
-            }
-        fb_grad_coefs(sdy, sdyx, (double)outer * (double)inner, invstd[c],
-                      gamma ? (double)gamma[c] : 1.0, &dbeta[c], &dgamma[c], coef);
-        coefs[c] = FN(make_coef)(mean[c], coef[0], coef[1], coef[2]);
-    }
-    k.exact = FN(rows_spread)(&k, C, inner);
-    fb_parallel_for(n_tasks, n_threads, FN(rows_apply_task), &k);
+    FN(rows_finish_ctx) f = {&k, gamma, NULL, 0.0, (double *)mean, NULL, (double *)invstd,
+                             dgamma, dbeta};
+    FN(rows_run)(&f, n_threads);
     free(scratch);
     return FB_OK;
 }

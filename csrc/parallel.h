@@ -23,4 +23,18 @@ typedef void (*fb_task_fn)(void *ctx, int64_t task);
  * If a thread cannot be started the remaining tasks run on the threads that could. */
 void fb_parallel_for(int64_t n_tasks, int n_threads, fb_task_fn fn, void *ctx);
 
+/* One pass of a multi-pass kernel: its tasks, then `then(ctx)` (if not NULL) on one thread once
+ * every task has finished -- a serial step between passes, such as merging partial results. */
+typedef struct {
+    int64_t n_tasks;
+    fb_task_fn fn;
+    void *ctx;
+    void (*then)(void *ctx);
+} fb_phase;
+
+/* Run the phases in order on up to n_threads threads started once for all of them: no task of a
+ * phase starts before the previous phase (and its `then`) has finished.  The threads wait for each
+ * other between phases by spinning briefly, then yielding. */
+void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads);
+
 #endif

@@ -1,0 +1,93 @@
+/*
+ * bandwidth.c -- what this machine's memory gives one and two threads, for the access patterns
+ * of fastbn's passes; the ceiling of their thread scaling.  Not part of the package.
+ *
+ *     cc -O2 -mavx2 -pthread tools/bandwidth.c -o /tmp/bandwidth && /tmp/bandwidth
+ *
+ * Each pattern runs over the (32, 64, 56, 56) float32 tensor of the benchmark report (and a
+ * second and third array of that size): one thread over all of it, then two threads over a half
+ * each (started and joined per run, as fastbn does), interleaved, 41 runs, medians.  Outputs use
+ * non-temporal stores, as fastbn's large outputs do.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { READ1, READ2, READ1_WRITE1, READ2_WRITE1, N_PATTERNS };
+static const char *NAMES[N_PATTERNS] = {
+    "read x (statistics)", "read x, dy (backward sums)", "read x, write y (normalize)",
+    "read x, dy, write dx (backward apply)"};
+static const int STREAMS[N_PATTERNS] = {1, 2, 2, 3};
+
+typedef struct {
+    const float *a, *b;
+    float *out;
+    size_t n;
+    int pattern;
+    float sink;
+} job;
+
+static void *run(void *p)
+{
+    job *j = (job *)p;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < j->n; i += 8) {
+        __m256 v = _mm256_load_ps(j->a + i);
+        if (j->pattern == READ2 || j->pattern == READ2_WRITE1) v = _mm256_add_ps(v, _mm256_load_ps(j->b + i));
+        if (j->pattern >= READ1_WRITE1) _mm256_stream_ps(j->out + i, v);
+        else acc = _mm256_add_ps(acc, v);
+    }
+    _mm_sfence();
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    j->sink = t[0];
+    return NULL;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *x, const void *y)
+{
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+int main(void)
+{
+    const size_t n = (size_t)32 * 64 * 56 * 56, bytes = n * sizeof(float);
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *out = aligned_alloc(64, bytes);
+    if (!a || !b || !out) return 1;
+    memset(a, 0, bytes), memset(b, 0, bytes), memset(out, 0, bytes);
+    enum { RUNS = 41 };
+    printf("%-40s %12s %12s %8s\n", "pattern", "1 thread", "2 threads", "scaling");
+    for (int p = 0; p < N_PATTERNS; p++) {
+        double t[3][RUNS];
+        for (int r = 0; r < RUNS; r++)
+            for (int T = 1; T <= 2; T++) {
+                job jobs[2];
+                pthread_t th;
+                for (int k = 0; k < T; k++)
+                    jobs[k] = (job){a + n / T * k, b + n / T * k, out + n / T * k, n / T, p, 0.0f};
+                const double t0 = now();
+                if (T == 2 && pthread_create(&th, NULL, run, &jobs[1]) != 0) return 1;
+                run(&jobs[0]);
+                if (T == 2) pthread_join(th, NULL);
+                t[T][r] = now() - t0;
+            }
+        qsort(t[1], RUNS, sizeof(double), cmp);
+        qsort(t[2], RUNS, sizeof(double), cmp);
+        const double moved = (double)STREAMS[p] * (double)bytes, t1 = t[1][RUNS / 2], t2 = t[2][RUNS / 2];
+        printf("%-40s %7.1f GB/s %7.1f GB/s %7.2fx\n", NAMES[p], moved / t1 / 1e9, moved / t2 / 1e9, t1 / t2);
+    }
+    free(a), free(b), free(out);
+    return 0;
+}

@@ -34,7 +34,8 @@ typedef struct {
 
 /* Run the phases in order on up to n_threads threads started once for all of them: no task of a
  * phase starts before the previous phase (and its `then`) has finished.  The threads wait for each
- * other between phases by spinning briefly, then yielding. */
+ * other between phases by spinning briefly, then yielding.  At most 8 phases (more run on the
+ * calling thread alone). */
 void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads);
 
 #endif

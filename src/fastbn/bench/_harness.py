@@ -127,11 +127,9 @@ def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
     """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
     each other only: ``{n: seconds}`` plus ``"copyto"`` (None without a roofline).
 
-    This is the thread-scaling measure, and a warm roofline.  Interleaved with the other
-    contenders, a second thread often starts on a core that another contender's runtime is
-    still spinning on (OpenMP, OpenBLAS) or that the hypervisor of a shared machine parked
-    while a single-threaded contender ran, which measures the machine rather than the kernel;
-    and the copy, like every contender there, mostly meets caches the others just filled.
+    This is the thread-scaling measure: the thread counts take turns back to back, with nothing
+    else between them, so the machine's state (caches, idle cores, other tenants' load) falls
+    on each alike and the ratio is the kernel's own.
     """
     contenders = {n: _at_threads(case.fastbn, n, set_threads) for n in threads}
     roofline = _roofline(case)

@@ -7,6 +7,7 @@ typedef HANDLE fb_thread;
 #else
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 typedef pthread_t fb_thread;
 #endif
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
@@ -80,13 +81,16 @@ static void fb_run_tasks(fb_job *job, int ph)
         p->fn(p->ctx, t);
 }
 
-/* A started thread: each phase's tasks, then report and wait for the caller to close the phase. */
+/* A worker's part in a job: each phase's tasks, then report and wait for the caller to close the
+ * phase.  Its report after the last phase is its last access to the job, which lives on the
+ * caller's stack. */
 static void fb_worker(fb_job *job)
 {
-    for (int ph = 0; ph < job->n_phases; ph++) {
+    const int n_phases = job->n_phases;
+    for (int ph = 0; ph < n_phases; ph++) {
         fb_run_tasks(job, ph);
-        if (ph == job->n_phases - 1) break;   /* the join closes the last phase */
         fb_atomic_add(&job->arrived, 1);
+        if (ph == n_phases - 1) break;
         fb_wait_at_least(&job->phase_done, ph + 1);
     }
 }
@@ -105,6 +109,158 @@ static void fb_run_serially(const fb_phase *phases, int n_phases)
     }
 }
 
+/* The caller's part in a job with `helpers` other threads: it takes part in every phase and
+ * closes it -- once every helper has reported, it runs `then` and lets them into the next phase.
+ * It returns when every helper has reported the last phase. */
+static void fb_lead(fb_job *job, int helpers)
+{
+    const fb_phase *phases = job->phases;
+    const int n_phases = job->n_phases;
+    for (int ph = 0; ph < n_phases; ph++) {
+        fb_run_tasks(job, ph);
+        fb_wait_at_least(&job->arrived, (int64_t)helpers * (ph + 1));
+        if (phases[ph].then) phases[ph].then(phases[ph].ctx);
+        if (ph < n_phases - 1) fb_atomic_store(&job->phase_done, ph + 1);
+    }
+}
+
+/* The job on threads started for this call alone and joined before it returns: the way of a call
+ * that finds the pool busy (another thread's call holds it) and of platforms without the pool. */
+static void fb_run_on_own_threads(fb_job *job, int helpers)
+{
+    fb_thread threads[FB_MAX_THREADS];
+    int started = 0;
+    for (int i = 0; i < helpers; i++) {
+#if defined(_WIN32)
+        threads[started] = CreateThread(NULL, 0, fb_thread_main, job, 0, NULL);
+        if (threads[started] == NULL) break;
+#else
+        if (pthread_create(&threads[started], NULL, fb_thread_main, job) != 0) break;
+#endif
+        started++;
+    }
+    fb_lead(job, started);
+    for (int i = 0; i < started; i++) {
+#if defined(_WIN32)
+        WaitForSingleObject(threads[i], INFINITE);
+        CloseHandle(threads[i]);
+#else
+        pthread_join(threads[i], NULL);
+#endif
+    }
+}
+
+#if !defined(_WIN32)
+#define FB_HAVE_POOL 1
+/* The pool: helper threads started by the first parallel call and kept, each asleep on its own
+ * condition variable between calls (no spinning, so nothing competes with BLAS or torch).  One
+ * call at a time uses it; a call that finds it busy starts its own threads.  Starting and joining
+ * a thread costs 60-70 us of the caller's time on the machines fastbn is tuned on; waking a
+ * sleeping helper costs the caller one signal. */
+typedef struct {
+    pthread_cond_t wake;
+    int64_t posted;      /* jobs posted to this helper */
+    fb_job *job;         /* the last one */
+} fb_helper;
+
+static pthread_mutex_t fb_pool_busy = PTHREAD_MUTEX_INITIALIZER;   /* held by the call using it */
+static pthread_mutex_t fb_pool_mu = PTHREAD_MUTEX_INITIALIZER;     /* guards the helpers' slots */
+static int fb_pool_size = 0;                                        /* changed with `busy` held */
+static fb_helper fb_pool_helper[FB_MAX_THREADS];
+
+static void *fb_helper_main(void *arg)
+{
+    fb_helper *me = (fb_helper *)arg;
+    int64_t done = 0;   /* a new helper has had no job: its first may be posted before it runs */
+    pthread_mutex_lock(&fb_pool_mu);
+    for (;;) {
+        while (me->posted == done) pthread_cond_wait(&me->wake, &fb_pool_mu);
+        done = me->posted;
+        fb_job *job = me->job;
+        pthread_mutex_unlock(&fb_pool_mu);
+        fb_worker(job);
+        pthread_mutex_lock(&fb_pool_mu);
+    }
+    return NULL;
+}
+
+/* fork: the child has none of the helpers, so it starts its own.  No call is in flight while the
+ * locks are held across the fork. */
+static void fb_pool_prepare(void)
+{
+    pthread_mutex_lock(&fb_pool_busy);
+    pthread_mutex_lock(&fb_pool_mu);
+}
+
+static void fb_pool_parent(void)
+{
+    pthread_mutex_unlock(&fb_pool_mu);
+    pthread_mutex_unlock(&fb_pool_busy);
+}
+
+static void fb_pool_child(void)
+{
+    fb_pool_size = 0;   /* fb_pool_grow initializes each slot afresh */
+    pthread_mutex_unlock(&fb_pool_mu);
+    pthread_mutex_unlock(&fb_pool_busy);
+}
+
+static pthread_once_t fb_pool_once = PTHREAD_ONCE_INIT;
+static int fb_pool_forkable = 0;
+static void fb_pool_init(void)
+{
+    fb_pool_forkable = pthread_atfork(fb_pool_prepare, fb_pool_parent, fb_pool_child) == 0;
+}
+
+/* Start helpers until there are `want`, how many there are.  Helpers block the asynchronous
+ * signals, which go to the interpreter's threads.  Called with `busy` held. */
+static int fb_pool_grow(int want)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
+    for (size_t i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++)
+        sigdelset(&all, synchronous[i]);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (fb_pool_size < want) {
+        fb_helper *h = &fb_pool_helper[fb_pool_size];
+        pthread_cond_init(&h->wake, NULL);
+        h->posted = 0, h->job = NULL;
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int failed = pthread_create(&thread, &attr, fb_helper_main, h);
+        pthread_attr_destroy(&attr);
+        if (failed) {
+            pthread_cond_destroy(&h->wake);
+            break;
+        }
+        fb_pool_size++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return fb_pool_size < want ? fb_pool_size : want;
+}
+
+/* The job on the pool's helpers; 0 if the pool is busy or cannot be used. */
+static int fb_pool_run(fb_job *job, int helpers)
+{
+    pthread_once(&fb_pool_once, fb_pool_init);
+    if (!fb_pool_forkable || pthread_mutex_trylock(&fb_pool_busy) != 0) return 0;
+    helpers = fb_pool_grow(helpers);
+    pthread_mutex_lock(&fb_pool_mu);
+    for (int i = 0; i < helpers; i++) {
+        fb_pool_helper[i].job = job;
+        fb_pool_helper[i].posted++;
+        pthread_cond_signal(&fb_pool_helper[i].wake);
+    }
+    pthread_mutex_unlock(&fb_pool_mu);
+    fb_lead(job, helpers);
+    pthread_mutex_unlock(&fb_pool_busy);
+    return 1;
+}
+#endif
+
 void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
 {
     if (n_phases <= 0) return;
@@ -120,35 +276,10 @@ void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
     fb_job job;
     job.phases = phases, job.n_phases = n_phases, job.arrived = 0, job.phase_done = 0;
     for (int ph = 0; ph < FB_MAX_PHASES; ph++) job.next[ph] = 0;
-    fb_thread threads[FB_MAX_THREADS];
-    int started = 0;
-    for (int i = 0; i < n_threads - 1; i++) {
-#if defined(_WIN32)
-        threads[started] = CreateThread(NULL, 0, fb_thread_main, &job, 0, NULL);
-        if (threads[started] == NULL) break;
-#else
-        if (pthread_create(&threads[started], NULL, fb_thread_main, &job) != 0) break;
+#ifdef FB_HAVE_POOL
+    if (fb_pool_run(&job, n_threads - 1)) return;
 #endif
-        started++;
-    }
-    /* The caller takes part in every phase and closes it: once every started thread has
-     * reported, it runs `then` and lets them into the next phase. */
-    for (int ph = 0; ph < n_phases; ph++) {
-        fb_run_tasks(&job, ph);
-        if (ph == n_phases - 1) break;
-        fb_wait_at_least(&job.arrived, (int64_t)started * (ph + 1));
-        if (phases[ph].then) phases[ph].then(phases[ph].ctx);
-        fb_atomic_store(&job.phase_done, ph + 1);
-    }
-    for (int i = 0; i < started; i++) {
-#if defined(_WIN32)
-        WaitForSingleObject(threads[i], INFINITE);
-        CloseHandle(threads[i]);
-#else
-        pthread_join(threads[i], NULL);
-#endif
-    }
-    if (phases[n_phases - 1].then) phases[n_phases - 1].then(phases[n_phases - 1].ctx);
+    fb_run_on_own_threads(&job, n_threads - 1);
 }
 
 void fb_parallel_for(int64_t n_tasks, int n_threads, fb_task_fn fn, void *ctx)

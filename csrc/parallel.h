@@ -1,10 +1,13 @@
 /*
  * parallel.h -- a fork-safe, deterministic parallel-for.
  *
- * Threads are started for the call and joined before it returns: there is no persistent pool, so
- * a process forked after a parallel call never inherits a half-alive pool, and nothing competes
- * with NumPy's BLAS or torch between calls.  Tasks are indexed; a task writes only its own outputs,
- * so which thread runs a task never changes a result.
+ * Parallel calls run on a pool of helper threads, started by the first call that needs them and
+ * asleep between calls (each on its own condition variable: nothing spins beside NumPy's BLAS or
+ * torch).  A fork handler gives a forked child an empty pool, so a process forked after a parallel
+ * call never inherits a half-alive one.  One call at a time uses the pool; a call that finds it
+ * busy (from another thread) starts and joins threads of its own, as every call does on Windows.
+ * Tasks are indexed; a task writes only its own outputs, so which thread runs a task never changes
+ * a result.
  */
 #ifndef FASTBN_PARALLEL_H
 #define FASTBN_PARALLEL_H
@@ -13,10 +16,11 @@
 
 typedef void (*fb_task_fn)(void *ctx, int64_t task);
 
-/* Below this many elements a kernel runs on the calling thread: starting and joining a thread
- * costs 40-70 us on the 2-core shared machines fastbn is tuned on, about the time a batch-norm
- * pass takes over 2^18 float32 elements, so threads only pay off from about twice that.  The
- * threshold changes how many threads run, never a result. */
+/* Below this many elements a kernel runs on the calling thread: waking a sleeping helper's core
+ * takes tens of microseconds on the 2-core shared machines fastbn is tuned on (starting and
+ * joining a thread, 60-70 us), about the time a batch-norm pass takes over 2^18 float32
+ * elements, so threads only pay off from about twice that (measured: on 2^17 and 2^18 elements
+ * two threads are slower than one).  The threshold changes how many threads run, never a result. */
 #define FB_PAR_MIN_ELEMS ((int64_t)1 << 19)
 
 /* Run fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads (the caller's included).

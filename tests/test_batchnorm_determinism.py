@@ -78,3 +78,33 @@ def test_more_threads_than_cores_give_the_same_bits():
         assert_same_bits(run_all(*args, 1), want)
     finally:
         fastbn.set_num_threads(saved)
+
+
+def test_concurrent_calls_from_several_threads_give_the_same_bits():
+    # One call at a time runs on fastbn's pool of helper threads; calls that find it busy start
+    # threads of their own.  Either way each call gets its own results, bit for bit.
+    import threading
+    args = _inputs((32768, 24), 1, np.float32)
+    want = scalar_one_thread(args, 1)
+    saved = fastbn.get_num_threads()
+    results, errors = [], []
+
+    def worker():
+        try:
+            for _ in range(5):
+                results.append(run_all(*args, 1))
+        except BaseException as e:   # pragma: no cover - reported below
+            errors.append(e)
+
+    try:
+        fastbn.set_num_threads(2)
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fastbn.set_num_threads(saved)
+    assert not errors and len(results) == 20
+    for got in results:
+        assert_same_bits(got, want)

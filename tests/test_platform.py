@@ -4,9 +4,10 @@ Specification:
 - ``FASTBN_FORCE_ISA`` picks the instruction-set path at import; ``show_config`` reports it and the
   thread count; an unknown or unsupported value is refused with a message naming the variable.
 - A process forked after a multi-threaded call (multiprocessing's default on Linux) runs kernels
-  on threads without hanging: fastbn has no persistent thread pool to inherit.  (Where the
-  platform cannot start any thread in a forked child -- qemu-user 7.2 when the parent has another
-  thread alive -- the test skips, having checked that with a plain Python thread.)
+  on threads without hanging: the child has none of the parent's pool of helper threads, and a
+  fork handler lets it start its own.  (Where the platform cannot start any thread in a forked
+  child -- qemu-user 7.2 when the parent has another thread alive -- the test skips, having
+  checked that with a plain Python thread.)
 - The thread count defaults to ``OMP_NUM_THREADS`` when set; bad values of ``set_num_threads``
   are refused.
 - One build runs on any x86-64: under ``qemu-x86_64 -cpu Nehalem`` (no AVX) fastbn picks the
@@ -118,7 +119,7 @@ def _forked(target):
 def test_fork_after_a_parallel_call_does_not_hang(threads):
     x = np.random.default_rng(1).standard_normal(FORK_SHAPE, dtype=np.float32)
     assert x.size >= 2**19
-    expected = float(np.abs(fastbn.batch_norm_train(x).y).sum())   # threads run, then end
+    expected = float(np.abs(fastbn.batch_norm_train(x).y).sum())   # the pool's helpers start
     got, exitcode = _forked(_child_runs_fastbn)
     if got is None and _forked(_child_starts_a_plain_thread)[0] is None:
         # qemu-user 7.2 aborts or hangs a forked child that starts any thread while the parent

@@ -1,8 +1,9 @@
 """Process-wide settings: the thread count and the instruction-set path of the kernels.
 
-Threads are started per call and joined before it returns (see ``csrc/parallel.h``): there is no
-persistent pool, so forking after a call is safe, and nothing spins between calls beside NumPy's
-BLAS or torch.  Results are bitwise identical for any thread count.
+Parallel calls run on a pool of helper threads started by the first of them (see
+``csrc/parallel.h``).  Between calls the helpers sleep -- nothing spins beside NumPy's BLAS or
+torch -- and a fork handler gives a forked child a pool of its own.  Results are bitwise identical
+for any thread count.
 """
 import os
 
@@ -144,5 +145,5 @@ def show_config():
     print(f"  numpy         {np.__version__}")
     print(f"  isa in use    {get_isa()}  (available: {', '.join(available_isas())};"
           f" FASTBN_FORCE_ISA={os.environ.get('FASTBN_FORCE_ISA', '')!r})")
-    print(f"  threads       {get_num_threads()}  (per-call threads, no persistent pool;"
+    print(f"  threads       {get_num_threads()}  (a pool of helpers, asleep between calls;"
           f" physical cores {_physical_cores()})")

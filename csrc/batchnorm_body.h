@@ -457,8 +457,8 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
     const int64_t c0 = task * FB_FINISH_CHANNELS;
     const int64_t c1 = c0 + FB_FINISH_CHANNELS < p->C ? c0 + FB_FINISH_CHANNELS : p->C;
     FN(coef) *coefs = (FN(coef) *)k->coefs;
-    for (int64_t c = c0; c < c1; c++) {
-        if (k->backward) {
+    if (k->backward) {
+        for (int64_t c = c0; c < c1; c++) {
             double sdy = 0.0, sdyx = 0.0, coef[3];
             for (int64_t i = 0; i < p->inner; i++)
                 for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
@@ -468,18 +468,32 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
             fb_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
                           f->gamma ? (double)f->gamma[c] : 1.0, &f->dbeta[c], &f->dgamma[c], coef);
             coefs[c] = FN(make_coef)(f->mean[c], coef[0], coef[1], coef[2]);
-            continue;
         }
-        double n = 0.0, mu = 0.0, m2 = 0.0;
-        for (int64_t i = 0; i < p->inner; i++)
-            for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
-                const int64_t at = ch * p->V + c * p->inner + i;
-                fb_chan_merge(&n, &mu, &m2, (double)fb_rows_chunk_len(p, ch), k->r1[at], k->r2[at]);
+        return;
+    }
+    /* Training: Chan's merge of every channel's chunks in the same fixed order; the merge weights
+     * depend on the counts alone, so one step serves every channel of the task at once. */
+    double mu[FB_FINISH_CHANNELS], m2[FB_FINISH_CHANNELS], n = 0.0;
+    const int64_t w = c1 - c0;
+    for (int64_t i = 0; i < p->inner; i++)
+        for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
+            const double nb = (double)fb_rows_chunk_len(p, ch);
+            const double *FB_RESTRICT m = k->r1 + ch * p->V + c0 * p->inner + i;
+            const double *FB_RESTRICT q = k->r2 + ch * p->V + c0 * p->inner + i;
+            if (n == 0.0) {
+                for (int64_t j = 0; j < w; j++) mu[j] = m[j * p->inner], m2[j] = q[j * p->inner];
+            } else {
+                const double nt = n + nb, wm = nb / nt, wq = n * nb / nt;
+                for (int64_t j = 0; j < w; j++)
+                    fb_chan_step(&mu[j], &m2[j], m[j * p->inner], q[j * p->inner], wm, wq);
             }
-        f->mean[c] = mu;
-        f->var[c] = m2 / n;
+            n += nb;
+        }
+    for (int64_t c = c0; c < c1; c++) {
+        f->mean[c] = mu[c - c0];
+        f->var[c] = m2[c - c0] / n;
         f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
-        coefs[c] = FN(make_coef)(mu, f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
+        coefs[c] = FN(make_coef)(f->mean[c], f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
                                  0.0, f->beta ? (double)f->beta[c] : 0.0);
     }
 }

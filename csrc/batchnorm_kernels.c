@@ -26,7 +26,7 @@
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */
-#define FB_FINISH_CHANNELS 128  /* rows path: channels per task of the final merge            */
+#define FB_FINISH_CHANNELS 32   /* rows path: channels per task of the final merge            */
 #define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)   */
 
 static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
@@ -64,6 +64,16 @@ static inline int fb_threads_for(int64_t n_elems, int n_threads)
     return (n_elems < FB_PAR_MIN_ELEMS || n_threads < 1) ? 1 : n_threads;
 }
 
+/* One step of Chan, Golub & LeVeque's update, with weights wm = nb / (n + nb) and
+ * wq = n * nb / (n + nb) that depend on the counts alone: fold a part's mean mb and M2 m2b into a
+ * running mean and M2 of n values. */
+static inline void fb_chan_step(double *mean, double *m2, double mb, double m2b, double wm, double wq)
+{
+    const double delta = mb - *mean;
+    *mean += delta * wm;
+    *m2 += m2b + delta * delta * wq;
+}
+
 /* Chan, Golub & LeVeque's update: fold (nb, mb, m2b) into (n, mean, m2). */
 static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb, double mb, double m2b)
 {
@@ -72,9 +82,8 @@ static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb,
         *n = nb, *mean = mb, *m2 = m2b;
         return;
     }
-    const double nt = *n + nb, delta = mb - *mean;
-    *mean += delta * (nb / nt);
-    *m2 += m2b + delta * delta * (*n * nb / nt);
+    const double nt = *n + nb;
+    fb_chan_step(mean, m2, mb, m2b, nb / nt, *n * nb / nt);
     *n = nt;
 }
 

@@ -6,6 +6,8 @@
  * torch).  A fork handler gives a forked child an empty pool, so a process forked after a parallel
  * call never inherits a half-alive one.  One call at a time uses the pool; a call that finds it
  * busy (from another thread) starts and joins threads of its own, as every call does on Windows.
+ * Each extension module links its own copy of this file, so each has its own pool (batch norm,
+ * clipping and the initializers: at most three sets of sleeping helpers).
  * Tasks are indexed; a task writes only its own outputs, so which thread runs a task never changes
  * a result.
  */

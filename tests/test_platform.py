@@ -129,6 +129,41 @@ def test_fork_after_a_parallel_call_does_not_hang(threads):
     assert exitcode == 0 and got == expected
 
 
+POOL_THREADS = r"""
+import numpy as np, fastbn
+
+def threads():
+    with open("/proc/self/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("Threads:")))
+
+fastbn.set_num_threads(2)
+x = np.random.default_rng(0).standard_normal((64, 32, 320), dtype=np.float32)
+grads = [np.ones((700, 1000), np.float32) for _ in range(2)]
+def calls():
+    y, mean, invstd = fastbn.batch_norm_train(x)
+    fastbn.batch_norm_backward(x, x, mean, invstd)
+    fastbn.clip_grad_norm(grads, 1.0)
+    fastbn.init.he_normal((1024, 1024), rng=1)
+before = threads()
+calls()
+after_first = threads()
+for _ in range(20):
+    calls()
+print(before, after_first, threads())
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="counts threads in /proc")
+def test_the_pool_starts_its_helpers_once():
+    # Each extension module (batch norm, clipping, initializers) keeps one sleeping helper for a
+    # second thread; later calls reuse them, and start no more.
+    r = run_python(POOL_THREADS)
+    assert r.returncode == 0, r.stderr
+    before, after_first, after_many = map(int, r.stdout.split())
+    assert after_first - before == 3
+    assert after_many == after_first
+
+
 SMOKE = r"""
 import numpy as np, fastbn, sys
 from fastbn import _config

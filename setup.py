@@ -15,14 +15,19 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# (module, Cython glue, dispatch/API C sources, kernel bodies compiled once per instruction set)
+# (module, Cython glue, dispatch/API C sources, kernel bodies compiled once per instruction set).
+# _util holds the process's pool of threads (parallel.c); the kernel modules call it through
+# parallel_client.c.
 MODULES = [
-    ("fastbn._util", "src/fastbn/_util.pyx", [], []),   # CPU queries, memory extents
-    ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c"], ["csrc/batchnorm_kernels.c"]),
-    ("fastbn._clip", "src/fastbn/_clip.pyx", ["csrc/clip.c"], ["csrc/clip_kernels.c"]),
-    ("fastbn._random", "src/fastbn/_random.pyx", ["csrc/init.c"], ["csrc/init_kernels.c"]),
+    ("fastbn._util", "src/fastbn/_util.pyx", ["csrc/parallel.c"], []),   # CPU, extents, threads
+    ("fastbn._batchnorm", "src/fastbn/_batchnorm.pyx", ["csrc/batchnorm.c", "csrc/parallel_client.c"],
+     ["csrc/batchnorm_kernels.c"]),
+    ("fastbn._clip", "src/fastbn/_clip.pyx", ["csrc/clip.c", "csrc/parallel_client.c"],
+     ["csrc/clip_kernels.c"]),
+    ("fastbn._random", "src/fastbn/_random.pyx", ["csrc/init.c", "csrc/parallel_client.c"],
+     ["csrc/init_kernels.c"]),
 ]
-COMMON_SOURCES = ["csrc/parallel.c", "csrc/cpu.c"]
+COMMON_SOURCES = ["csrc/cpu.c"]
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 SANITIZE = os.environ.get("FASTBN_SANITIZE", "") not in ("", "0")

@@ -101,14 +101,6 @@ static DWORD WINAPI fb_thread_main(LPVOID arg) { fb_worker((fb_job *)arg); retur
 static void *fb_thread_main(void *arg) { fb_worker((fb_job *)arg); return NULL; }
 #endif
 
-static void fb_run_serially(const fb_phase *phases, int n_phases)
-{
-    for (int ph = 0; ph < n_phases; ph++) {
-        for (int64_t t = 0; t < phases[ph].n_tasks; t++) phases[ph].fn(phases[ph].ctx, t);
-        if (phases[ph].then) phases[ph].then(phases[ph].ctx);
-    }
-}
-
 /* The caller's part in a job with `helpers` other threads: it takes part in every phase and
  * closes it -- once every helper has reported, it runs `then` and lets them into the next phase.
  * It returns when every helper has reported the last phase. */
@@ -270,7 +262,7 @@ void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
     if (n_threads > FB_MAX_THREADS) n_threads = FB_MAX_THREADS;
     if ((int64_t)n_threads > most) n_threads = (int)most;
     if (n_threads <= 1 || n_phases > FB_MAX_PHASES) {
-        fb_run_serially(phases, n_phases);
+        fb_phases_serially(phases, n_phases);
         return;
     }
     fb_job job;
@@ -280,10 +272,4 @@ void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
     if (fb_pool_run(&job, n_threads - 1)) return;
 #endif
     fb_run_on_own_threads(&job, n_threads - 1);
-}
-
-void fb_parallel_for(int64_t n_tasks, int n_threads, fb_task_fn fn, void *ctx)
-{
-    const fb_phase one = {n_tasks, fn, ctx, NULL};
-    fb_parallel_phases(&one, 1, n_threads);
 }

@@ -32,10 +32,13 @@ argument's name) and the general path.  Both paths call the same kernels, so the
 bits (tests/test_bn_errors.py checks both).
 """
 cimport numpy as cnp
-from fastbn._util cimport check_status, extents_meet
+from fastbn._util cimport check_status, extents_meet, fb_parallel_install, parallel_impl
 from libc.stdint cimport int64_t
 
 cnp.import_array()
+
+# Kernels run their threads on _util's pool: one pool per process.
+fb_parallel_install(parallel_impl())
 
 cdef extern from "fastbn.h":
     ctypedef enum fb_status:

@@ -22,8 +22,11 @@ from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyO
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
 
-from fastbn._util cimport check_status
+from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
 from libc.string cimport memset
+
+# Kernels run their threads on _util's pool: one pool per process.
+fb_parallel_install(parallel_impl())
 
 cdef extern from "fastbn.h":
     ctypedef enum fb_status:

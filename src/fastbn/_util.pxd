@@ -1,6 +1,16 @@
 # Declarations the Cython glue modules share (cimported from fastbn._util).
 
 cdef int check_status(int status) except -1
+
+# The process's pool of threads is _util's (csrc/parallel.c); each kernel module installs it into
+# its parallel_client.c when imported:  fb_parallel_install(parallel_impl())
+cdef extern from "parallel.h":
+    ctypedef struct fb_phase:
+        pass
+    ctypedef void (*fb_phases_impl)(const fb_phase *phases, int n_phases, int n_threads) noexcept nogil
+    void fb_parallel_install(fb_phases_impl impl) noexcept nogil
+
+cdef fb_phases_impl parallel_impl() noexcept
 cimport numpy as cnp
 
 # Whether the byte extents of two arrays meet (None or empty: never).

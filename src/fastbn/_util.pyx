@@ -1,6 +1,6 @@
 """Small helpers shared by the layers: which instruction sets can run here, memory extents for
 overlap checks (which must be cheap), and -- for the other glue modules, through _util.pxd --
-the translation of a kernel's status into an exception.
+the translation of a kernel's status into an exception and the process's one pool of threads.
 
 Design: ``extent_overlaps`` compares the byte extents [lowest, highest] of arrays read straight from
 their NumPy headers (tens of nanoseconds per array), so the exact and costlier
@@ -19,6 +19,15 @@ cdef extern from "fastbn.h":
 cdef extern from "cpu.h":
     int fb_cpu_supports(int isa) nogil
     int fb_cpu_best_isa() nogil
+
+
+cdef extern from "parallel.h":
+    void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads) noexcept nogil
+
+
+cdef fb_phases_impl parallel_impl() noexcept:
+    """The pool's fb_parallel_phases, for the kernel modules to install (see _util.pxd)."""
+    return fb_parallel_phases
 
 
 cdef int check_status(int status) except -1:

@@ -208,6 +208,7 @@ static void fb_pool_init(void)
  * signals, which go to the interpreter's threads.  Called with `busy` held. */
 static int fb_pool_grow(int want)
 {
+    if (fb_pool_size >= want) return want;   /* every call after the first: no system call */
     sigset_t all, old;
     sigfillset(&all);
     const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};

@@ -4,10 +4,13 @@
  *
  *     cc -O2 -mavx2 -pthread tools/bandwidth.c -o /tmp/bandwidth && /tmp/bandwidth
  *
- * Each pattern runs over the (32, 64, 56, 56) float32 tensor of the benchmark report (and a
- * second and third array of that size): one thread over all of it, then two threads over a half
- * each (started and joined per run, as fastbn does), interleaved, 41 runs, medians.  Outputs use
- * non-temporal stores, as fastbn's large outputs do.
+ * Each pattern runs over a float32 tensor of the benchmark report -- (32, 64, 56, 56), then
+ * (4096, 1024) -- and a second and third array of that size: one thread over all of it, then two
+ * threads over a half each (started and joined per run), interleaved, 41 runs, medians.  Outputs
+ * use non-temporal stores, as fastbn's large outputs do.  The last pattern is a whole backward's
+ * traffic, its two passes back to back (each thread's second pass starts when its own first pass
+ * ends, with no barrier between the threads): the floor under fastbn's batch_norm_backward, and
+ * under any implementation that reads x and dy twice.
  */
 #include <immintrin.h>
 #include <pthread.h>
@@ -17,11 +20,11 @@
 #include <string.h>
 #include <time.h>
 
-enum { READ1, READ2, READ1_WRITE1, READ2_WRITE1, N_PATTERNS };
+enum { READ1, READ2, READ1_WRITE1, READ2_WRITE1, BACKWARD, N_PATTERNS };
 static const char *NAMES[N_PATTERNS] = {
     "read x (statistics)", "read x, dy (backward sums)", "read x, write y (normalize)",
-    "read x, dy, write dx (backward apply)"};
-static const int STREAMS[N_PATTERNS] = {1, 2, 2, 3};
+    "read x, dy, write dx (backward apply)", "backward: both passes"};
+static const int STREAMS[N_PATTERNS] = {1, 2, 2, 3, 5};
 
 typedef struct {
     const float *a, *b;
@@ -34,6 +37,13 @@ typedef struct {
 static void *run(void *p)
 {
     job *j = (job *)p;
+    if (j->pattern == BACKWARD) {
+        job pass = *j;
+        pass.pattern = READ2, run(&pass);
+        pass.pattern = READ2_WRITE1, run(&pass);
+        j->sink = pass.sink;
+        return NULL;
+    }
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < j->n; i += 8) {
         __m256 v = _mm256_load_ps(j->a + i);
@@ -63,31 +73,37 @@ static int cmp(const void *x, const void *y)
 
 int main(void)
 {
-    const size_t n = (size_t)32 * 64 * 56 * 56, bytes = n * sizeof(float);
-    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *out = aligned_alloc(64, bytes);
-    if (!a || !b || !out) return 1;
-    memset(a, 0, bytes), memset(b, 0, bytes), memset(out, 0, bytes);
+    static const struct { const char *name; size_t n; } TENSORS[] = {
+        {"(32, 64, 56, 56)", (size_t)32 * 64 * 56 * 56}, {"(4096, 1024)", (size_t)4096 * 1024}};
     enum { RUNS = 41 };
-    printf("%-40s %12s %12s %8s\n", "pattern", "1 thread", "2 threads", "scaling");
-    for (int p = 0; p < N_PATTERNS; p++) {
-        double t[3][RUNS];
-        for (int r = 0; r < RUNS; r++)
-            for (int T = 1; T <= 2; T++) {
-                job jobs[2];
-                pthread_t th;
-                for (int k = 0; k < T; k++)
-                    jobs[k] = (job){a + n / T * k, b + n / T * k, out + n / T * k, n / T, p, 0.0f};
-                const double t0 = now();
-                if (T == 2 && pthread_create(&th, NULL, run, &jobs[1]) != 0) return 1;
-                run(&jobs[0]);
-                if (T == 2) pthread_join(th, NULL);
-                t[T][r] = now() - t0;
-            }
-        qsort(t[1], RUNS, sizeof(double), cmp);
-        qsort(t[2], RUNS, sizeof(double), cmp);
-        const double moved = (double)STREAMS[p] * (double)bytes, t1 = t[1][RUNS / 2], t2 = t[2][RUNS / 2];
-        printf("%-40s %7.1f GB/s %7.1f GB/s %7.2fx\n", NAMES[p], moved / t1 / 1e9, moved / t2 / 1e9, t1 / t2);
+    for (size_t s = 0; s < sizeof TENSORS / sizeof TENSORS[0]; s++) {
+        const size_t n = TENSORS[s].n, bytes = n * sizeof(float);
+        float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *out = aligned_alloc(64, bytes);
+        if (!a || !b || !out) return 1;
+        memset(a, 0, bytes), memset(b, 0, bytes), memset(out, 0, bytes);
+        printf("%s float32\n%-40s %21s %21s %8s\n", TENSORS[s].name, "pattern", "1 thread", "2 threads",
+               "scaling");
+        for (int p = 0; p < N_PATTERNS; p++) {
+            double t[3][RUNS];
+            for (int r = 0; r < RUNS; r++)
+                for (int T = 1; T <= 2; T++) {
+                    job jobs[2];
+                    pthread_t th;
+                    for (int k = 0; k < T; k++)
+                        jobs[k] = (job){a + n / T * k, b + n / T * k, out + n / T * k, n / T, p, 0.0f};
+                    const double t0 = now();
+                    if (T == 2 && pthread_create(&th, NULL, run, &jobs[1]) != 0) return 1;
+                    run(&jobs[0]);
+                    if (T == 2) pthread_join(th, NULL);
+                    t[T][r] = now() - t0;
+                }
+            qsort(t[1], RUNS, sizeof(double), cmp);
+            qsort(t[2], RUNS, sizeof(double), cmp);
+            const double moved = (double)STREAMS[p] * (double)bytes, t1 = t[1][RUNS / 2], t2 = t[2][RUNS / 2];
+            printf("%-40s %6.3f ms %5.1f GB/s %6.3f ms %5.1f GB/s %7.2fx\n", NAMES[p], t1 * 1e3,
+                   moved / t1 / 1e9, t2 * 1e3, moved / t2 / 1e9, t1 / t2);
+        }
+        free(a), free(b), free(out);
     }
-    free(a), free(b), free(out);
     return 0;
 }

@@ -37,6 +37,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     rounds = args.rounds or (3 if args.quick else 15)
+    min_time = 0.05 if args.quick else 0.3   # seconds each case is timed, at least
     torch_ok = False
     if not args.no_torch:
         try:
@@ -58,12 +59,12 @@ def main(argv=None):
                     if args.only and args.only not in case.kernel:
                         continue
                     case.threads = n
-                    t = measure(case, rounds, min_time=0.05 if args.quick else 0.3)
+                    t = measure(case, rounds, min_time)
                     rows.append(row(case, t))
                     print("  " + " | ".join(rows[-1]), file=sys.stderr, flush=True)
                     if n == threads[0]:
                         scaling_cases.append(case)
-        scaling = thread_scaling(scaling_cases, threads, rounds)
+        scaling = thread_scaling(scaling_cases, threads, rounds, min_time)
     finally:
         _config.set_num_threads(saved)
     table = markdown(rows)
@@ -78,7 +79,7 @@ def main(argv=None):
     return 0
 
 
-def thread_scaling(cases, threads, rounds):
+def thread_scaling(cases, threads, rounds, min_time):
     """fastbn alone (see :func:`measure_alone`): its time on one thread against a warm copy, and
     its speed-up at each other thread count (empty without 1 and another count)."""
     if len(threads) < 2 or 1 not in threads:
@@ -89,7 +90,7 @@ def thread_scaling(cases, threads, rounds):
              + " | ".join(f"{n} threads vs 1" for n in others) + " |",
              "|---|---|---|---|---|" + "---|" * len(others)]
     for case in cases:
-        t = measure_alone(case, threads, rounds, _config.set_num_threads)
+        t = measure_alone(case, threads, rounds, _config.set_num_threads, min_time)
         copy = t["copyto"]
         cells = [f"{t[1] * 1e3:.3f}", "" if copy is None else f"{copy * 1e3:.3f}",
                  "" if copy is None else f"{t[1] / copy:.2f}"]
@@ -97,7 +98,7 @@ def thread_scaling(cases, threads, rounds):
         lines.append(f"| {case.kernel} | {case.shape} | " + " | ".join(cells) + " |")
         print("  alone " + lines[-1], file=sys.stderr, flush=True)
     return ("fastbn alone: its thread counts and a copy of the same tensor interleaved with each "
-            f"other only ({rounds} rounds, medians).\n\n" + "\n".join(lines))
+            f"other only ({rounds} rounds or more, medians).\n\n" + "\n".join(lines))
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -112,7 +113,7 @@ def _update_readme(path, table, threads, rounds, torch_ok):
         raise SystemExit(f"{path}: no {START} ... {END} markers")
     cpu = platform.processor() or platform.machine()
     how = (f"`python -m fastbn.bench --threads {','.join(map(str, threads))}` on {cpu}, "
-           f"isa {_config.get_isa()}, {rounds} interleaved rounds, medians; "
+           f"isa {_config.get_isa()}, {rounds} or more interleaved rounds, medians; "
            f"torch {'2.13 CPU' if torch_ok else 'not installed'}.")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)

@@ -123,9 +123,10 @@ def _at_threads(fn, n, set_threads):
     return call
 
 
-def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
+def measure_alone(case, threads, rounds, set_threads, min_time=0.3, warmup=0.2):
     """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
-    each other only: ``{n: seconds}`` plus ``"copyto"`` (None without a roofline).
+    each other only, at least ``rounds`` rounds and ``min_time`` seconds: ``{n: seconds}`` plus
+    ``"copyto"`` (None without a roofline).
 
     This is the thread-scaling measure: the thread counts take turns back to back, with nothing
     else between them, so the machine's state (caches, idle cores, other tenants' load) falls
@@ -135,7 +136,7 @@ def measure_alone(case, threads, rounds, set_threads, warmup=0.2):
     roofline = _roofline(case)
     if roofline is not None:
         contenders["copyto"] = roofline
-    out = _interleaved(contenders, rounds, warmup=warmup)
+    out = _interleaved(contenders, rounds, min_time, warmup=warmup)
     out.setdefault("copyto", None)
     return out
 

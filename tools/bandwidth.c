@@ -71,39 +71,44 @@ static int cmp(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* Every pattern over arrays of n floats, one thread and two: 0, or 1 if memory or a thread failed. */
+static int report(const char *name, size_t n)
+{
+    enum { RUNS = 41 };
+    const size_t bytes = n * sizeof(float);
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *out = aligned_alloc(64, bytes);
+    int failed = !a || !b || !out;
+    if (!failed) memset(a, 0, bytes), memset(b, 0, bytes), memset(out, 0, bytes);
+    printf("%s float32\n%-40s %21s %21s %8s\n", name, "pattern", "1 thread", "2 threads", "scaling");
+    for (int p = 0; p < N_PATTERNS && !failed; p++) {
+        double t[3][RUNS];
+        for (int r = 0; r < RUNS && !failed; r++)
+            for (int T = 1; T <= 2; T++) {
+                job jobs[2];
+                pthread_t th;
+                for (int k = 0; k < T; k++)
+                    jobs[k] = (job){a + n / T * k, b + n / T * k, out + n / T * k, n / T, p, 0.0f};
+                const double t0 = now();
+                if (T == 2 && pthread_create(&th, NULL, run, &jobs[1]) != 0) {
+                    failed = 1;
+                    break;
+                }
+                run(&jobs[0]);
+                if (T == 2) pthread_join(th, NULL);
+                t[T][r] = now() - t0;
+            }
+        if (failed) break;
+        qsort(t[1], RUNS, sizeof(double), cmp);
+        qsort(t[2], RUNS, sizeof(double), cmp);
+        const double moved = (double)STREAMS[p] * (double)bytes, t1 = t[1][RUNS / 2], t2 = t[2][RUNS / 2];
+        printf("%-40s %6.3f ms %5.1f GB/s %6.3f ms %5.1f GB/s %7.2fx\n", NAMES[p], t1 * 1e3,
+               moved / t1 / 1e9, t2 * 1e3, moved / t2 / 1e9, t1 / t2);
+    }
+    free(a), free(b), free(out);
+    return failed;
+}
+
 int main(void)
 {
-    static const struct { const char *name; size_t n; } TENSORS[] = {
-        {"(32, 64, 56, 56)", (size_t)32 * 64 * 56 * 56}, {"(4096, 1024)", (size_t)4096 * 1024}};
-    enum { RUNS = 41 };
-    for (size_t s = 0; s < sizeof TENSORS / sizeof TENSORS[0]; s++) {
-        const size_t n = TENSORS[s].n, bytes = n * sizeof(float);
-        float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes), *out = aligned_alloc(64, bytes);
-        if (!a || !b || !out) return 1;
-        memset(a, 0, bytes), memset(b, 0, bytes), memset(out, 0, bytes);
-        printf("%s float32\n%-40s %21s %21s %8s\n", TENSORS[s].name, "pattern", "1 thread", "2 threads",
-               "scaling");
-        for (int p = 0; p < N_PATTERNS; p++) {
-            double t[3][RUNS];
-            for (int r = 0; r < RUNS; r++)
-                for (int T = 1; T <= 2; T++) {
-                    job jobs[2];
-                    pthread_t th;
-                    for (int k = 0; k < T; k++)
-                        jobs[k] = (job){a + n / T * k, b + n / T * k, out + n / T * k, n / T, p, 0.0f};
-                    const double t0 = now();
-                    if (T == 2 && pthread_create(&th, NULL, run, &jobs[1]) != 0) return 1;
-                    run(&jobs[0]);
-                    if (T == 2) pthread_join(th, NULL);
-                    t[T][r] = now() - t0;
-                }
-            qsort(t[1], RUNS, sizeof(double), cmp);
-            qsort(t[2], RUNS, sizeof(double), cmp);
-            const double moved = (double)STREAMS[p] * (double)bytes, t1 = t[1][RUNS / 2], t2 = t[2][RUNS / 2];
-            printf("%-40s %6.3f ms %5.1f GB/s %6.3f ms %5.1f GB/s %7.2fx\n", NAMES[p], t1 * 1e3,
-                   moved / t1 / 1e9, t2 * 1e3, moved / t2 / 1e9, t1 / t2);
-        }
-        free(a), free(b), free(out);
-    }
-    return 0;
+    return report("(32, 64, 56, 56)", (size_t)32 * 64 * 56 * 56) || report("(4096, 1024)", (size_t)4096 * 1024);
 }

@@ -8,6 +8,8 @@ Specification:
 - The harness times each contender in its steady state: a fast contender's timed call follows an
   untimed call of its own, a slow one's does not; every contender gets the same number of
   samples, in an order reversed every other round.
+- The thread-scaling measure (fastbn alone) runs at least its rounds and its minimum time, like
+  the main table's.
 """
 import re
 
@@ -81,3 +83,16 @@ def test_each_timed_call_follows_a_call_of_its_own_contender():
     assert rounds[:5] == ["fast", "fast", "other", "other", "slow"]
     assert rounds[5:10] == ["slow", "other", "other", "fast", "fast"]
     assert rounds.count("slow") == 4 and rounds.count("fast") == 8
+
+
+def test_the_alone_measure_runs_for_its_minimum_time():
+    calls = {1: 0, 2: 0}
+
+    def at_threads(n):
+        calls[n] += 1
+
+    case = _harness.Case("k", "s", fastbn=lambda: None)
+    t = _harness.measure_alone(case, [1, 2], rounds=3, set_threads=at_threads, min_time=0.05,
+                               warmup=0.0)
+    assert set(t) == {1, 2, "copyto"} and t["copyto"] is None
+    assert calls[1] == calls[2] > 3 + 1   # far more than 3 rounds (and the warm-up call) of a no-op

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastbn
+from fastbn import reference
 
 SENTINEL = -12345.0
 SHAPE = (6, 3, 4)
@@ -301,6 +302,17 @@ def test_zero_channels(dtype):
     assert fastbn.batch_norm_infer(x, np.zeros(0, dtype), np.ones(0, dtype)).shape == x.shape
     dx, dgamma, dbeta = fastbn.batch_norm_backward(x, x.copy(), mean, invstd)
     assert dx.shape == x.shape and dgamma.shape == dbeta.shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_reference_twin_also_takes_zero_channels(dtype):
+    x, none = np.ones((5, 0, 4), dtype), np.zeros(0, dtype)
+    for impl in (fastbn, reference):
+        y, mean, invstd = impl.batch_norm_train(x, none, none, running_mean=none.copy(),
+                                                running_var=none.copy())
+        dx, dgamma, dbeta = impl.batch_norm_backward(x, x, mean, invstd, none)
+        assert y.shape == dx.shape == x.shape and y.dtype == dx.dtype == np.dtype(dtype), impl
+        assert mean.shape == invstd.shape == dgamma.shape == dbeta.shape == (0,), impl
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (0, 3, 5), (4, 3, 0)])

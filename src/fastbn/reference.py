@@ -36,7 +36,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
            [ 1.,  1.]])
     """
     axes, axis = _reduce_axes(x, axis)
-    n = x.size // x.shape[axis]
+    n = x.size // max(x.shape[axis], 1)                            # values per channel
     mean = x.mean(axis=axes, keepdims=True)                        # mini-batch mean
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)         # mini-batch variance (biased)
     invstd = 1.0 / np.sqrt(var + eps)
@@ -103,7 +103,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     array([2., 2.])
     """
     axes, axis = _reduce_axes(x, axis)
-    n = x.size // x.shape[axis]
+    n = x.size // max(x.shape[axis], 1)                            # values per channel
     mean, invstd = _channel_view(mean, x, axis), _channel_view(invstd, x, axis)
     xhat = (x - mean) * invstd
     dbeta = dy.sum(axis=axes)

@@ -62,8 +62,8 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
     code, wakes the cores the calls will use).  In the rounds, each contender's turn is
     ``settle`` seconds of busy waiting, then -- if its warm-up call took less than
     ``lead_below`` seconds -- an untimed call, then the timed call.  So each timed call follows
-    a call of the same contender, as in a loop: its caches and its threads are in their steady
-    state, whatever ran before it (see :data:`SETTLE`)."""
+    a call of the same contender, as in a loop: its threads are awake and its code and buffers
+    warm, whatever ran before it (see :data:`SETTLE`)."""
     t_end = time.perf_counter() + warmup
     first = {}
     while True:
@@ -95,8 +95,10 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
 # about 5 ms on the machines fastbn is tuned on; OpenBLAS): a contender timed in that window
 # shares a core with them.  And a contender timed right after another meets the caches that one
 # left (the reference's temporaries evict the input) and a core idle since it started.  The
-# untimed call puts every contender in its own steady state, as in a loop -- torch's pool
-# awake, fastbn's input in cache -- and the timed call measures the kernel, not its neighbour.
+# untimed call puts every contender in its own state, as in a loop -- torch's pool awake, its
+# code and buffers warm -- and the timed call measures the kernel, not its neighbour.  (One call
+# does not bring back all of a large input that a neighbour evicted from the last-level cache:
+# a few more calls make the largest cases 10-45% faster, fastbn's and torch's alike.)
 # The wait is busy, on the calling thread, so that its core does not go idle.
 SETTLE = 0.008
 LEAD_BELOW = 0.05

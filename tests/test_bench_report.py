@@ -5,8 +5,8 @@ Specification:
   positive fastbn time and a speed-up over its baseline, and the "alone" table with the thread
   scaling and the warm-copy roofline of every kernel.
 - ``--update-readme`` replaces only what lies between the bench markers.
-- The harness times each contender in its steady state: a fast contender's timed call follows an
-  untimed call of its own, a slow one's does not; every contender gets the same number of
+- The harness times each contender after a call of its own: a fast contender's timed call follows
+  an untimed call of its own, a slow one's does not; every contender gets the same number of
   samples, in an order reversed every other round.
 - The thread-scaling measure (fastbn alone) runs at least its rounds and its minimum time, like
   the main table's.
@@ -95,4 +95,4 @@ def test_the_alone_measure_runs_for_its_minimum_time():
     t = _harness.measure_alone(case, [1, 2], rounds=3, set_threads=at_threads, min_time=0.05,
                                warmup=0.0)
     assert set(t) == {1, 2, "copyto"} and t["copyto"] is None
-    assert calls[1] == calls[2] > 3 + 1   # far more than 3 rounds (and the warm-up call) of a no-op
+    assert calls[1] == calls[2] > 3 + 1   # more than 3 rounds and the warm-up call of a no-op

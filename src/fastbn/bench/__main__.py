@@ -11,7 +11,7 @@ import sys
 import time
 
 from fastbn import _config
-from fastbn.bench._harness import markdown, measure, measure_alone, row
+from fastbn.bench._harness import MIN_TIME, markdown, measure, measure_alone, row
 
 AREAS = ["batchnorm", "clip", "init"]
 
@@ -37,7 +37,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     rounds = args.rounds or (3 if args.quick else 15)
-    min_time = 0.05 if args.quick else 0.3   # seconds each case is timed, at least
+    min_time = 0.05 if args.quick else MIN_TIME
     torch_ok = False
     if not args.no_torch:
         try:

@@ -103,10 +103,13 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
 SETTLE = 0.008
 LEAD_BELOW = 0.05
 
+# Seconds each case is timed at least, in both tables: a millisecond kernel gets more rounds.
+MIN_TIME = 0.3
 
-def measure(case, rounds, min_time=0.2):
-    """Median seconds of each contender of ``case``, timed interleaved, round by round, each in
-    its steady state (:data:`SETTLE`)."""
+
+def measure(case, rounds, min_time=MIN_TIME):
+    """Median seconds of each contender of ``case``, timed interleaved, round by round, each
+    after a call of its own (:data:`SETTLE`)."""
     contenders = {"fastbn": case.fastbn}
     if case.reference is not None:
         contenders["reference"] = case.reference
@@ -125,7 +128,7 @@ def _at_threads(fn, n, set_threads):
     return call
 
 
-def measure_alone(case, threads, rounds, set_threads, min_time=0.3, warmup=0.2):
+def measure_alone(case, threads, rounds, set_threads, min_time=MIN_TIME, warmup=0.2):
     """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
     each other only, at least ``rounds`` rounds and ``min_time`` seconds: ``{n: seconds}`` plus
     ``"copyto"`` (None without a roofline).

@@ -3,13 +3,17 @@
 Specification:
 - A quick run at 1 and 2 threads prints one Markdown row per kernel, input and thread count, with a
   positive fastbn time and a speed-up over its baseline, and the "alone" table with the thread
-  scaling and the warm-copy roofline of every kernel.
+  scaling and the warm-copy roofline of every kernel, and the roofline's own scaling when it is
+  cut into parts run on as many threads.
 - ``--update-readme`` replaces only what lies between the bench markers.
 - The harness times each contender after a call of its own: a fast contender's timed call follows
   an untimed call of its own, a slow one's does not; every contender gets the same number of
   samples, in an order reversed every other round.
 - The thread-scaling measure (fastbn alone) runs at least its rounds and its minimum time, like
   the main table's.
+- Both tables time each case in windows spread over the run -- the whole list of cases, then the
+  whole list again -- and give each contender the median of its window medians: one window that
+  falls in a burst of load moves no figure.
 """
 import re
 
@@ -33,7 +37,7 @@ def report(tmp_path_factory):
     readme = out.parent / "README.md"
     readme.write_text("before\n<!-- bench:start -->\nold table\n<!-- bench:end -->\nafter\n")
     assert bench.main(["--quick", "--threads", "1,2", "--no-torch", "--rounds", "1",
-                       "--output", str(out), "--update-readme", str(readme)]) == 0
+                       "--windows", "2", "--output", str(out), "--update-readme", str(readme)]) == 0
     return out.read_text(), readme.read_text()
 
 
@@ -50,13 +54,16 @@ def test_every_kernel_has_a_row_at_each_thread_count(report):
 
 
 def test_the_alone_table_has_scaling_and_a_warm_copy(report):
-    table, _ = report
-    alone = _rows(table.split("fastbn alone")[1], 6)
-    assert {r[0] for r in alone} >= {"bn train", "bn backward", "init he_normal"}
+    table, readme = report
+    assert "the median of 2 windows spread over the run" in table.split("fastbn alone")[1]
+    assert "interleaved rounds: the median of 2 windows" in readme
+    alone = _rows(table.split("fastbn alone")[1], 7)
+    assert {r[0] for r in alone} >= {"bn train", "bn backward", "init he_normal", "clip_grad_norm"}
     for r in alone:
         assert float(r[2]) > 0 and re.fullmatch(r"\d+\.\d\dx", r[5])
-        if r[0].startswith("bn"):
+        if r[0].startswith(("bn", "clip", "global")):
             assert float(r[3]) > 0 and float(r[4]) > 0   # warm copy ms, x warm copy
+            assert re.fullmatch(r"\d+\.\d\dx", r[6])       # the copy's own scaling
 
 
 def test_update_readme_replaces_only_the_marked_table(report):
@@ -94,5 +101,38 @@ def test_the_alone_measure_runs_for_its_minimum_time():
     case = _harness.Case("k", "s", fastbn=lambda: None)
     t = _harness.measure_alone(case, [1, 2], rounds=3, set_threads=at_threads, min_time=0.05,
                                warmup=0.0)
-    assert set(t) == {1, 2, "copyto"} and t["copyto"] is None
+    assert set(t) == {1, 2, "copyto", ("copyto", 2)}
+    assert t["copyto"] is None and t[("copyto", 2)] is None
     assert calls[1] == calls[2] > 3 + 1   # more than 3 rounds and the warm-up call of a no-op
+
+
+def test_cases_are_timed_in_windows_spread_over_the_run():
+    calls = []
+    seconds = {"a": iter([1.0, 9.0, 2.0]), "b": iter([5.0, 4.0, 6.0])}
+
+    def job(key):
+        def run():
+            calls.append(key)
+            return {"fastbn": next(seconds[key]), "copyto": None}
+        return run
+
+    t = _harness.in_windows({"a": job("a"), "b": job("b")}, windows=3)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert t == {"a": {"fastbn": 2.0, "copyto": None}, "b": {"fastbn": 5.0, "copyto": None}}
+
+
+def test_the_roofline_cut_into_parts_does_the_whole_work():
+    import numpy as np
+    from fastbn.bench import clip
+
+    a, dst = np.arange(30.0).reshape(5, 6), np.zeros((5, 6))
+    parts = _harness.split_copy(a, 2, dst)
+    assert len(parts) == 2
+    parts[0]()
+    assert (dst[:3] == a[:3]).all() and (dst[3:] == 0).all()
+    parts[1]()
+    np.testing.assert_array_equal(dst, a)
+    grads = [np.ones(n) for n in (5, 1, 7, 3, 9)]
+    runs = clip._split(grads, 2)
+    assert [a for r in runs for a in r] == grads and len(runs) == 2
+    assert abs(sum(a.size for a in runs[0]) - sum(a.size for a in runs[1])) <= 9

@@ -7,6 +7,7 @@ round, so that load from other processes on a shared machine falls on all of the
 table reports medians and ratios.
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -23,6 +24,9 @@ class Case:
     torch: Optional[Callable[[], object]] = None
     copy_of: Optional[np.ndarray] = None   # the tensor whose np.copyto is the roofline
     roofline: Optional[Callable[[], object]] = None   # a custom roofline, timed instead of copy_of
+    # the custom roofline cut into m parts that may run at once (the thread-scaling table's
+    # ceiling); for copy_of, the copy cut along the first axis
+    roofline_split: Optional[Callable[[int], list]] = None
     threads: Optional[int] = None          # filled in by the runner
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -32,6 +36,34 @@ def copy_timer(a):
     """A callable that copies ``a`` into a preallocated array of the same shape."""
     dst = np.empty_like(a)
     return lambda: np.copyto(dst, a)
+
+
+def split_copy(a, parts, dst=None):
+    """``np.copyto`` of ``a`` (into ``dst``, or a new array) cut into ``parts`` pieces along its
+    first axis: one callable each."""
+    dst = np.empty_like(a) if dst is None else dst
+    return [lambda s=s, d=d: np.copyto(d, s)
+            for s, d in zip(np.array_split(a, parts), np.array_split(dst, parts))]
+
+
+def _roofline_parts(case, parts):
+    """The case's roofline cut into ``parts`` callables that may run at once, or None."""
+    if case.roofline_split is not None:
+        return case.roofline_split(parts)
+    if case.roofline is None and case.copy_of is not None:
+        return split_copy(case.copy_of, parts)
+    return None
+
+
+def _at_once(parts, pool):
+    """A callable that runs ``parts`` at once: the first on the calling thread, the others on the
+    threads of ``pool`` (NumPy releases the GIL in its loops, so they run in parallel)."""
+    def run():
+        pending = [pool.submit(p) for p in parts[1:]]
+        parts[0]()
+        for f in pending:
+            f.result()
+    return run
 
 
 def _time_once(fn):
@@ -103,8 +135,36 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
 SETTLE = 0.008
 LEAD_BELOW = 0.05
 
-# Seconds each case is timed at least, in both tables: a millisecond kernel gets more rounds.
+# Seconds each case is timed at least in each window, in both tables: a millisecond kernel gets
+# more rounds.
 MIN_TIME = 0.3
+
+# Each case is timed in WINDOWS windows spread over the run: the runner goes through its whole list
+# of cases, then through it again (see :func:`in_windows`).  Load from other tenants on the shared
+# machines fastbn is tuned on comes in bursts of seconds, longer than a case's window: one window
+# of a case can fall in a burst (a two-thread row then loses a fifth of its speed-up), the next
+# ones rarely do.  Each contender's figure is the median of its window medians, so one bad window
+# moves nothing.
+WINDOWS = 3
+
+
+def in_windows(jobs, windows):
+    """Run every job of the dict ``jobs`` (key -> callable returning ``{contender: seconds}``)
+    ``windows`` times, the whole dict in order each time, and return, for each key, each
+    contender's median over the windows (None where a window has None)."""
+    seen = {key: [] for key in jobs}
+    for _ in range(windows):
+        for key, job in jobs.items():
+            seen[key].append(job())
+    return {key: _median_of(ts) for key, ts in seen.items()}
+
+
+def _median_of(per_window):
+    out = {}
+    for name in per_window[0]:
+        ts = [t[name] for t in per_window if t[name] is not None]
+        out[name] = float(np.median(ts)) if ts else None
+    return out
 
 
 def measure(case, rounds, min_time=MIN_TIME):
@@ -129,20 +189,36 @@ def _at_threads(fn, n, set_threads):
 
 
 def measure_alone(case, threads, rounds, set_threads, min_time=MIN_TIME, warmup=0.2):
-    """Median seconds of fastbn at each thread count and of the case's copy, interleaved with
-    each other only, at least ``rounds`` rounds and ``min_time`` seconds: ``{n: seconds}`` plus
-    ``"copyto"`` (None without a roofline).
+    """Median seconds of fastbn at each thread count, of the case's roofline (``"copyto"``, None
+    without one) and of that roofline cut into n parts run at once on n Python threads
+    (``("copyto", n)`` for each thread count n > 1), interleaved with each other only, at least
+    ``rounds`` rounds and ``min_time`` seconds.
 
     This is the thread-scaling measure: the thread counts take turns back to back, with nothing
     else between them, so the machine's state (caches, idle cores, other tenants' load) falls
-    on each alike and the ratio is the kernel's own.
+    on each alike and the ratio is the kernel's own.  The roofline on n threads against one is
+    what the machine's memory gave n threads at the same moment: the ceiling of a memory-bound
+    kernel's scaling (a little under it, as waking the Python threads takes some microseconds).
     """
     contenders = {n: _at_threads(case.fastbn, n, set_threads) for n in threads}
     roofline = _roofline(case)
+    pools = []
     if roofline is not None:
         contenders["copyto"] = roofline
-    out = _interleaved(contenders, rounds, min_time, warmup=warmup)
+        for n in threads:
+            parts = _roofline_parts(case, n) if n > 1 else None
+            if parts:
+                pools.append(ThreadPoolExecutor(max_workers=n - 1))
+                contenders[("copyto", n)] = _at_once(parts, pools[-1])
+    try:
+        out = _interleaved(contenders, rounds, min_time, warmup=warmup)
+    finally:
+        for pool in pools:
+            pool.shutdown()
     out.setdefault("copyto", None)
+    for n in threads:
+        if n > 1:
+            out.setdefault(("copyto", n), None)
     return out
 
 

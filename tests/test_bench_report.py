@@ -11,15 +11,18 @@ Specification:
   samples, in an order reversed every other round.
 - The thread-scaling measure (fastbn alone) runs at least its rounds and its minimum time, like
   the main table's.
+- The report makes glibc's malloc reuse freed memory, so that every contender that allocates
+  meets the same heap: a large array allocated after another was freed takes no new pages.
 - Both tables time each case in windows spread over the run -- the whole list of cases, then the
   whole list again -- and give each contender the median of its window medians: one window that
   falls in a burst of load moves no figure.
 """
 import re
+import sys
 
 import pytest
 
-from fastbn.bench import __main__ as bench
+from child import run_python
 from fastbn.bench import _harness
 
 pytest.importorskip("scipy")   # the truncated-normal baseline
@@ -33,11 +36,15 @@ def _rows(table, columns):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """The quick report, run as a user runs it: in a process of its own (it changes how that
+    process's malloc reuses memory)."""
     out = tmp_path_factory.mktemp("bench") / "table.md"
     readme = out.parent / "README.md"
     readme.write_text("before\n<!-- bench:start -->\nold table\n<!-- bench:end -->\nafter\n")
-    assert bench.main(["--quick", "--threads", "1,2", "--no-torch", "--rounds", "1",
-                       "--windows", "2", "--output", str(out), "--update-readme", str(readme)]) == 0
+    r = run_python(None, args=["-m", "fastbn.bench", "--quick", "--threads", "1,2", "--no-torch",
+                               "--rounds", "1", "--windows", "2", "--output", str(out),
+                               "--update-readme", str(readme)])
+    assert r.returncode == 0, r.stderr
     return out.read_text(), readme.read_text()
 
 
@@ -136,3 +143,26 @@ def test_the_roofline_cut_into_parts_does_the_whole_work():
     runs = clip._split(grads, 2)
     assert [a for r in runs for a in r] == grads and len(runs) == 2
     assert abs(sum(a.size for a in runs[0]) - sum(a.size for a in runs[1])) <= 9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_report_reuses_freed_memory():
+    code = """if 1:
+        import resource, numpy as np
+        from fastbn.bench import _harness
+        def faults_of_a_new_64mb_array():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            np.ones((4096, 4096), np.float32)
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        faults_of_a_new_64mb_array()
+        fresh = faults_of_a_new_64mb_array()
+        reuse = _harness.reuse_freed_memory()
+        faults_of_a_new_64mb_array()
+        print(fresh, reuse, faults_of_a_new_64mb_array())
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    fresh, reuse, reused = r.stdout.split()
+    if reuse == "False":
+        pytest.skip("not glibc")
+    assert int(fresh) >= 32 > int(reused)   # 64 MB: 32 huge pages or 16384 small ones, or none

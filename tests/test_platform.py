@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import threading
 
@@ -26,17 +25,8 @@ import numpy as np
 import pytest
 
 import fastbn
+from child import run_python
 from fastbn import _config
-
-PKG_PARENT = os.path.dirname(os.path.dirname(fastbn.__file__))
-
-
-def run_python(code, env_extra=None, prefix=()):
-    env = dict(os.environ, PYTHONPATH=PKG_PARENT)
-    env.pop("FASTBN_FORCE_ISA", None)
-    env.update(env_extra or {})
-    return subprocess.run([*prefix, sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.mark.parametrize("isa", list(_config.ISA_NAMES))

@@ -12,7 +12,7 @@ import time
 
 from fastbn import _config
 from fastbn.bench._harness import (MIN_TIME, WINDOWS, in_windows, markdown, measure,
-                                   measure_alone, row)
+                                   measure_alone, reuse_freed_memory, row)
 
 AREAS = ["batchnorm", "clip", "init"]
 
@@ -50,9 +50,11 @@ def main(argv=None):
             torch_ok = True
         except ImportError:
             pass
+    reuse = reuse_freed_memory()
     print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, "
           f"{windows} windows of {rounds} rounds or more, "
-          f"torch={'yes' if torch_ok else 'not installed'}", file=sys.stderr)
+          f"torch={'yes' if torch_ok else 'not installed'}, "
+          f"freed memory reused: {'yes' if reuse else 'no (not glibc)'}", file=sys.stderr)
     saved = _config.get_num_threads()
     try:
         cases = {(n, i): case for n in threads for i, case in enumerate(_cases(args, n, torch_ok))}
@@ -71,7 +73,7 @@ def main(argv=None):
         with open(args.output, "w") as f:
             f.write(table + "\n")
     if args.update_readme:
-        _update_readme(args.update_readme, table, threads, _how(windows, rounds), torch_ok)
+        _update_readme(args.update_readme, table, threads, _how(windows, rounds), torch_ok, reuse)
     return 0
 
 
@@ -153,7 +155,7 @@ def _how(windows, rounds):
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def _update_readme(path, table, threads, how_timed, torch_ok):
+def _update_readme(path, table, threads, how_timed, torch_ok, reuse):
     """Put the table (and how it was made) between the bench markers of a Markdown file."""
     import platform
     with open(path) as f:
@@ -163,7 +165,8 @@ def _update_readme(path, table, threads, how_timed, torch_ok):
     cpu = platform.processor() or platform.machine()
     how = (f"`python -m fastbn.bench --threads {','.join(map(str, threads))}` on {cpu}, "
            f"isa {_config.get_isa()}, interleaved rounds: {how_timed}; "
-           f"torch {'2.13 CPU' if torch_ok else 'not installed'}.")
+           f"torch {'2.13 CPU' if torch_ok else 'not installed'}; freed memory "
+           f"{'reused (glibc mallopt)' if reuse else 'not pinned (not glibc)'}.")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     with open(path, "w") as f:

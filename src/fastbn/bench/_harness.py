@@ -6,6 +6,8 @@ the plain-NumPy reference (or the NumPy idiom users write today), PyTorch when i
 round, so that load from other processes on a shared machine falls on all of them alike; the
 table reports medians and ratios.
 """
+import ctypes
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +32,29 @@ class Case:
     threads: Optional[int] = None          # filled in by the runner
     notes: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def reuse_freed_memory():
+    """Make glibc's malloc keep freed memory and serve every allocation from it (``M_MMAP_MAX``
+    0, ``M_TRIM_THRESHOLD`` the largest); return whether it could (glibc only).
+
+    Memory new from the OS costs its first writer the OS's zeroing of the pages: 6-8 ms for a
+    (4096, 4096) float32 array on the machines fastbn is tuned on, about as much on two threads
+    as on one.  By default glibc maps every allocation of 32 MB or more afresh, smaller ones only
+    while its threshold has not risen, and reuses a freed block when one is large enough -- so
+    whether a contender's output pays the zeroing depended on what ran before it, and a row could
+    pay it on one thread and not on two.  The report calls this first: every contender that
+    allocates (fastbn without ``out=``, the NumPy baselines, torch) then reuses memory, as in a
+    loop that allocates the same arrays every step.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4   # glibc's malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def copy_timer(a):

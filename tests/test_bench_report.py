@@ -3,8 +3,8 @@
 Specification:
 - A quick run at 1 and 2 threads prints one Markdown row per kernel, input and thread count, with a
   positive fastbn time and a speed-up over its baseline, and the "alone" table with the thread
-  scaling and the warm-copy roofline of every kernel, and the roofline's own scaling when it is
-  cut into parts run on as many threads.
+  scaling and the warm-copy roofline of every kernel, and for a copy roofline the copy's own
+  scaling when it is cut into parts run on as many threads.
 - ``--update-readme`` replaces only what lies between the bench markers.
 - The harness times each contender after a call of its own: a fast contender's timed call follows
   an untimed call of its own, a slow one's does not; every contender gets the same number of
@@ -70,6 +70,7 @@ def test_the_alone_table_has_scaling_and_a_warm_copy(report):
         assert float(r[2]) > 0 and re.fullmatch(r"\d+\.\d\dx", r[5])
         if r[0].startswith(("bn", "clip", "global")):
             assert float(r[3]) > 0 and float(r[4]) > 0   # warm copy ms, x warm copy
+        if r[0].startswith("bn"):
             assert re.fullmatch(r"\d+\.\d\dx", r[6])       # the copy's own scaling
 
 
@@ -128,9 +129,8 @@ def test_cases_are_timed_in_windows_spread_over_the_run():
     assert t == {"a": {"fastbn": 2.0, "copyto": None}, "b": {"fastbn": 5.0, "copyto": None}}
 
 
-def test_the_roofline_cut_into_parts_does_the_whole_work():
+def test_the_copy_cut_into_parts_does_the_whole_copy():
     import numpy as np
-    from fastbn.bench import clip
 
     a, dst = np.arange(30.0).reshape(5, 6), np.zeros((5, 6))
     parts = _harness.split_copy(a, 2, dst)
@@ -139,10 +139,6 @@ def test_the_roofline_cut_into_parts_does_the_whole_work():
     assert (dst[:3] == a[:3]).all() and (dst[3:] == 0).all()
     parts[1]()
     np.testing.assert_array_equal(dst, a)
-    grads = [np.ones(n) for n in (5, 1, 7, 3, 9)]
-    runs = clip._split(grads, 2)
-    assert [a for r in runs for a in r] == grads and len(runs) == 2
-    assert abs(sum(a.size for a in runs[0]) - sum(a.size for a in runs[1])) <= 9
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

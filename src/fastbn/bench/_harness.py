@@ -26,9 +26,6 @@ class Case:
     torch: Optional[Callable[[], object]] = None
     copy_of: Optional[np.ndarray] = None   # the tensor whose np.copyto is the roofline
     roofline: Optional[Callable[[], object]] = None   # a custom roofline, timed instead of copy_of
-    # the custom roofline cut into m parts that may run at once (the thread-scaling table's
-    # ceiling); for copy_of, the copy cut along the first axis
-    roofline_split: Optional[Callable[[int], list]] = None
     threads: Optional[int] = None          # filled in by the runner
     notes: str = ""
     extra: dict = field(default_factory=dict)
@@ -40,9 +37,9 @@ def reuse_freed_memory():
 
     Memory new from the OS costs its first writer the OS's zeroing of the pages: 6-8 ms for a
     (4096, 4096) float32 array on the machines fastbn is tuned on, about as much on two threads
-    as on one.  By default glibc maps every allocation of 32 MB or more afresh, smaller ones only
-    while its threshold has not risen, and reuses a freed block when one is large enough -- so
-    whether a contender's output pays the zeroing depended on what ran before it, and a row could
+    as on one.  By default glibc serves a large allocation from a freed block of its heap when one
+    is large enough, and otherwise maps new memory, which it returns to the OS when freed -- so
+    whether a contender's output paid the zeroing depended on what ran before it, and a row could
     pay it on one thread and not on two.  The report calls this first: every contender that
     allocates (fastbn without ``out=``, the NumPy baselines, torch) then reuses memory, as in a
     loop that allocates the same arrays every step.
@@ -72,9 +69,9 @@ def split_copy(a, parts, dst=None):
 
 
 def _roofline_parts(case, parts):
-    """The case's roofline cut into ``parts`` callables that may run at once, or None."""
-    if case.roofline_split is not None:
-        return case.roofline_split(parts)
+    """The case's copy cut into ``parts`` callables that may run at once; None for a custom
+    roofline (the clipping rows': on Python threads, a loop over many arrays contends for the GIL
+    between NumPy calls) or none."""
     if case.roofline is None and case.copy_of is not None:
         return split_copy(case.copy_of, parts)
     return None

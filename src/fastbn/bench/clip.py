@@ -18,8 +18,10 @@ The "x copyto" column is fastbn's time over a roofline measured here, not a copy
 ``global_norm`` reading every array once (``np.max`` per array, the fastest NumPy single pass we
 found, faster than ``np.sum`` and ``np.vdot``); for ``clip_grad_norm`` that read plus one in-place
 scaling pass (``np.multiply(a, 1.0, out=a)`` per array: one read and one write of every value);
-for ``clip_grad_value`` the in-place pass alone.  The thread-scaling table runs the same roofline
-on n Python threads, the list cut into n runs of consecutive arrays.  BLAS (``np.vdot``) is limited to the benchmark's
+for ``clip_grad_value`` the in-place pass alone.  The thread-scaling table gives these rooflines
+no two-thread figure: on two Python threads, looping over 161 arrays, they contend for the GIL
+between NumPy calls and measure that rather than the memory (``tools/bandwidth.c`` measures
+these patterns).  BLAS (``np.vdot``) is limited to the benchmark's
 thread count with threadpoolctl when it is installed.
 """
 import math
@@ -101,16 +103,6 @@ def _scale_all(grads):
         np.multiply(a, 1.0, out=a)
 
 
-def _split(grads, parts):
-    """The list cut into ``parts`` runs of consecutive arrays with about equal numbers of values."""
-    total = sum(a.size for a in grads)
-    runs, done = [[] for _ in range(parts)], 0
-    for a in grads:
-        runs[min(parts - 1, done * parts // max(total, 1))].append(a)
-        done += a.size
-    return [r for r in runs if r]
-
-
 def _make(shapes, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s, dtype=np.float32) * 1e-2 for s in shapes]
@@ -145,19 +137,15 @@ def cases(quick=False, torch=False):
         Case("global_norm", name, lambda: fastbn.global_norm(g_fb),
              _limited(lambda: numpy_global_norm(g_np)), reference_label="np.vdot per array",
              torch=t_norm, roofline=lambda: _read_all(g_roof),
-             roofline_split=lambda m: [lambda g=g: _read_all(g) for g in _split(g_roof, m)],
              notes="roofline: np.max of every array (one read)"),
         Case("clip_grad_norm", name, _shrinking(fastbn.clip_grad_norm, g_fb, start),
              _limited(_shrinking(numpy_clip_grad_norm, g_np, start)),
              reference_label="np.vdot + a *= c", torch=t_clip,
              roofline=lambda: (_read_all(g_roof), _scale_all(g_roof)),
-             roofline_split=lambda m: [lambda g=g: (_read_all(g), _scale_all(g))
-                                       for g in _split(g_roof, m)],
              notes="roofline: np.max of every array, then np.multiply(a, 1.0, out=a) of every array"),
         Case("clip_grad_value", name, lambda: fastbn.clip_grad_value(g_fb, 1e-2),
              lambda: [np.clip(a, -1e-2, 1e-2, out=a) for a in g_np],
              reference_label="np.clip per array", torch=t_value,
              roofline=lambda: _scale_all(g_roof),
-             roofline_split=lambda m: [lambda g=g: _scale_all(g) for g in _split(g_roof, m)],
              notes="roofline: np.multiply(a, 1.0, out=a) of every array (one read, one write)"),
     ]

@@ -212,15 +212,15 @@ def _at_threads(fn, n, set_threads):
 
 def measure_alone(case, threads, rounds, set_threads, min_time=MIN_TIME, warmup=0.2):
     """Median seconds of fastbn at each thread count, of the case's roofline (``"copyto"``, None
-    without one) and of that roofline cut into n parts run at once on n Python threads
-    (``("copyto", n)`` for each thread count n > 1), interleaved with each other only, at least
-    ``rounds`` rounds and ``min_time`` seconds.
+    without one) and, for a copy roofline, of the copy cut into n parts run at once on n Python
+    threads (``("copyto", n)`` for each thread count n > 1, else None), interleaved with each
+    other only, at least ``rounds`` rounds and ``min_time`` seconds.
 
     This is the thread-scaling measure: the thread counts take turns back to back, with nothing
     else between them, so the machine's state (caches, idle cores, other tenants' load) falls
-    on each alike and the ratio is the kernel's own.  The roofline on n threads against one is
-    what the machine's memory gave n threads at the same moment: the ceiling of a memory-bound
-    kernel's scaling (a little under it, as waking the Python threads takes some microseconds).
+    on each alike and the ratio is the kernel's own.  The copy on n threads against one is what
+    the machine's memory gave n threads at the same moment: the ceiling of a memory-bound kernel's
+    scaling (a little under it, as waking the Python threads takes some microseconds).
     """
     contenders = {n: _at_threads(case.fastbn, n, set_threads) for n in threads}
     roofline = _roofline(case)

@@ -17,12 +17,12 @@ Rows:
 The "x copyto" column is fastbn's time over a roofline measured here, not a copy: for
 ``global_norm`` reading every array once (``np.max`` per array, the fastest NumPy single pass we
 found, faster than ``np.sum`` and ``np.vdot``); for ``clip_grad_norm`` that read plus one in-place
-scaling pass (``np.multiply(a, 1.0, out=a)`` per array: one read and one write of every value);
-for ``clip_grad_value`` the in-place pass alone.  The thread-scaling table gives these rooflines
-no two-thread figure: on two Python threads, looping over 161 arrays, they contend for the GIL
-between NumPy calls and measure that rather than the memory (``tools/bandwidth.c`` measures
-these patterns).  BLAS (``np.vdot``) is limited to the benchmark's
-thread count with threadpoolctl when it is installed.
+scaling pass (``np.multiply(a, 1.0, out=a)`` per array: one read and one write of every value); for
+``clip_grad_value`` the in-place pass alone. The thread-scaling table gives these rooflines no
+two-thread figure: on two Python threads, looping over 161 arrays, they contend for the GIL between
+NumPy calls and measure that rather than the memory (``tools/bandwidth.c`` measures these
+patterns). BLAS (``np.vdot``) is limited to the benchmark's thread count with threadpoolctl when it
+is installed.
 """
 import math
 

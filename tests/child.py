@@ -17,3 +17,14 @@ def run_python(code, env_extra=None, prefix=(), args=None):
     argv = args if args is not None else ["-c", code]
     return subprocess.run([*prefix, sys.executable, *argv], env=env, capture_output=True,
                           text=True, timeout=300)
+
+
+QEMU_CPU = "Nehalem"   # SSE4.2, no AVX: the oldest x86-64 the scalar path is tested on
+
+
+def run_under_qemu(code, env_extra=None):
+    """``run_python`` as a Nehalem CPU under qemu-user.  NumPy's OpenBLAS is told to use that
+    model's kernels: left alone it may take the host's (from an inherited OPENBLAS_CORETYPE, or
+    its own detection on some AMD hosts) and die with SIGILL."""
+    env = {"OPENBLAS_CORETYPE": QEMU_CPU, **(env_extra or {})}
+    return run_python(code, env, prefix=("qemu-x86_64", "-cpu", QEMU_CPU))

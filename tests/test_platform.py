@@ -11,12 +11,15 @@ Specification:
 - The thread count defaults to ``OMP_NUM_THREADS`` when set; bad values of ``set_num_threads``
   are refused.
 - One build runs on any x86-64: under ``qemu-x86_64 -cpu Nehalem`` (no AVX) fastbn picks the
-  scalar path and gives exactly the bits the scalar path gives here.
+  scalar path and gives exactly the bits the scalar path gives here.  NumPy runs there too, on
+  any host, Intel or AMD: its OpenBLAS is pointed at the guest's kernels, whatever the host's
+  environment says (``.ci/run`` runs the suite under qemu the same way).
 """
 import faulthandler
 import multiprocessing
 import os
 import platform
+import re
 import shutil
 import sys
 import threading
@@ -25,7 +28,7 @@ import numpy as np
 import pytest
 
 import fastbn
-from child import run_python
+from child import QEMU_CPU, run_python, run_under_qemu
 from fastbn import _config
 
 
@@ -175,12 +178,16 @@ np.savez(sys.argv[1] if len(sys.argv) > 1 else "smoke.npz", **out)
 """
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
-@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="qemu-user is not installed")
+needs_qemu = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or shutil.which("qemu-x86_64") is None,
+    reason="x86-64 with qemu-user only")
+
+
+@needs_qemu
 def test_runs_on_an_old_cpu_under_qemu_with_the_scalar_bits(tmp_path):
     old, here = tmp_path / "nehalem.npz", tmp_path / "scalar.npz"
     code = SMOKE.replace('sys.argv[1] if len(sys.argv) > 1 else "smoke.npz"', repr(str(old)))
-    r = run_python(code, prefix=("qemu-x86_64", "-cpu", "Nehalem"))
+    r = run_under_qemu(code)
     assert r.returncode == 0, r.stderr[-2000:]
     code = SMOKE.replace('sys.argv[1] if len(sys.argv) > 1 else "smoke.npz"', repr(str(here)))
     r = run_python(code, {"FASTBN_FORCE_ISA": "scalar"})
@@ -190,3 +197,36 @@ def test_runs_on_an_old_cpu_under_qemu_with_the_scalar_bits(tmp_path):
     for key in b.files:
         if key != "isa":
             assert np.array_equal(a[key], b[key]), key
+
+
+BLAS_UNDER_QEMU = r"""
+import numpy as np
+from threadpoolctl import threadpool_info
+a = np.arange(40000.0).reshape(200, 200) / 7.0
+print(float((a @ a.T).trace()), *[i.get("architecture") for i in threadpool_info()
+                                  if i["internal_api"] == "openblas"])
+"""
+
+
+@needs_qemu
+def test_numpy_blas_runs_under_qemu_whatever_the_host_environment_says(monkeypatch):
+    # A host whose environment picks AVX2 kernels (as some machines set OPENBLAS_CORETYPE) must
+    # not leak them into the Nehalem guest, where they die with SIGILL.
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    r = run_under_qemu(BLAS_UNDER_QEMU)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trace, *arch = r.stdout.split()
+    a = np.arange(40000.0).reshape(200, 200) / 7.0
+    assert float(trace) == pytest.approx(float((a @ a.T).trace()), rel=1e-12)
+    assert arch in ([], [QEMU_CPU])
+
+
+def test_ci_runs_qemu_with_the_guest_blas_kernels():
+    ci = os.path.join(os.path.dirname(__file__), os.pardir, ".ci", "run")
+    if not os.path.exists(ci):
+        pytest.skip("not in a source checkout: no .ci/run beside the tests")
+    calls = [line for line in open(ci) if re.search(r"^\s*[^#]*\bqemu-x86_64 -cpu", line)]
+    assert calls
+    for line in calls:
+        cpu = re.search(r"-cpu (\w+)", line).group(1)
+        assert f"OPENBLAS_CORETYPE={cpu} " in line, line

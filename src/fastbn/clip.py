@@ -18,6 +18,15 @@ import numpy as np
 from fastbn import _clip, _config
 from fastbn import _validation as v
 
+__all__ = ["global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm"]
+
+
+def __dir__():
+    # dir() and tab completion list the API, not the modules imported to build it (PEP 562).
+    # Hiding them here keeps the code in the usual np/math idiom instead of _np/_math aliases.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])
+
+
 _config._register(_clip)
 
 

@@ -34,6 +34,12 @@ __all__ = [
     "xavier_normal", "kaiming_uniform", "kaiming_normal",
 ]
 
+
+def __dir__():
+    # dir() and tab completion list the API, not the modules imported to build it (PEP 562).
+    # Hiding them here keeps the code in the usual np/math idiom instead of _np/_math aliases.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])
+
 # Keras: std of N(0, 1) truncated to [-2, 2]; dividing by it makes the truncated variance 1.
 TRUNCATION_STD = 0.87962566103423978
 

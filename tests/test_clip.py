@@ -1,19 +1,21 @@
-"""Specification of gradient clipping: fastbn.global_norm, clip_grad_norm, clip_grad_value and
-clip_by_norm (PyTorch's semantics, one C call over a list of float32/float64 arrays).
+"""Specification of gradient clipping: fastbn.global_norm, clip_grad_norm, clip_grad_value
+(PyTorch's semantics, one C call over a list of float32/float64 arrays) and clip_by_norm
+(TensorFlow's: returns the clipped array).
 
-Tolerances: totals are sums of non-negative terms accumulated in float64; fastbn (16 lanes,
+Tolerances: totals are sums of non-negative terms accumulated in float64; fastbn (32 lanes,
 16384-element blocks) and the reference (NumPy's pairwise sum) each err by at most about
 (terms per partial sum) * 2**-53 ~ 1e-13 relative here, so rtol=1e-12 is the analysis' bound, not
 a loosening.  Scaled values are checked bit for bit against the documented formula
 T(float64(x) * float64(T(coef))) with coef computed from the returned total.
 """
 import math
+import re
 
 import numpy as np
 import pytest
 
 import fastbn
-from fastbn import _config, reference
+from fastbn import _clip, _config, reference
 
 NORMS = [1.0, 2.0, 3.5, math.inf, 0.5]
 RTOL = 1e-12
@@ -163,21 +165,165 @@ def test_max_norm_zero_zeroes_everything(rng):
         assert not np.any(g)
 
 
-def test_clip_by_norm_is_clip_grad_norm_of_one_array(rng):
-    a = rng.standard_normal((50, 40)).astype(np.float32)
-    b = a.copy()
-    n = fastbn.clip_by_norm(a, 1.0)
-    assert n == fastbn.clip_grad_norm([b], 1.0)
-    assert a.tobytes() == b.tobytes()
-    assert fastbn.global_norm(a) == pytest.approx(1.0, rel=1e-5)
+# ---- clip_by_norm (TensorFlow's tf.clip_by_norm) --------------------------------------------
+
+def tf_rule_float64(grad, max_norm):
+    """TensorFlow's rule, grad * max_norm / max(norm, max_norm), all in float64 NumPy."""
+    g = grad.astype(np.float64)
+    return g * max_norm / max(np.linalg.norm(g.ravel()), max_norm)
+
+
+def documented_clip(grad, max_norm):
+    """The documented arithmetic: norm = global_norm(grad); unchanged if norm <= max_norm, else
+    each x becomes T(float64(x) * float64(T(max_norm / norm))), T the dtype of grad."""
+    norm = fastbn.global_norm(grad)
+    if norm <= max_norm:
+        return grad.copy()
+    s = float(grad.dtype.type(max_norm / norm))
+    with np.errstate(invalid="ignore"):
+        return (grad.astype(np.float64) * s).astype(grad.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_by_norm_returns_a_new_clipped_array_and_leaves_grad_unchanged(rng, dtype):
+    grad = rng.standard_normal((50, 40)).astype(dtype)
+    before = grad.copy()
+    got = fastbn.clip_by_norm(grad, 1.0)
+    assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape == grad.shape
+    assert not np.shares_memory(got, grad)
+    assert grad.tobytes() == before.tobytes()
+    assert fastbn.global_norm(got) == pytest.approx(1.0, rel=np.finfo(dtype).eps * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ratio", [0.001, 0.5, 0.999999])
+def test_clip_by_norm_scales_by_the_documented_rounding(rng, dtype, ratio):
+    grad = (rng.standard_normal(40000) * 3.0).astype(dtype)
+    max_norm = ratio * fastbn.global_norm(grad)
+    assert_bitwise([fastbn.clip_by_norm(grad, max_norm)], [documented_clip(grad, max_norm)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_norm", [0.01, 1.0, 30.0, 1e3])
+def test_clip_by_norm_is_tensorflows_rule_against_float64_numpy(rng, dtype, max_norm):
+    grad = rng.standard_normal((120, 70)).astype(dtype)          # norm about 92
+    expected = tf_rule_float64(grad, max_norm)
+    # T(s) and the product are each rounded once to T (eps/2 relative each); the two float64
+    # norms differ by at most RTOL (see the module docstring).
+    np.testing.assert_allclose(fastbn.clip_by_norm(grad, max_norm), expected,
+                               rtol=np.finfo(dtype).eps + RTOL, atol=0)
 
 
 def test_clip_by_norm_matches_reference(rng):
-    a = rng.standard_normal(1000)
-    r = a.copy()
-    assert fastbn.clip_by_norm(a, 2.0) == pytest.approx(reference.clip_by_norm(r, 2.0),
-                                                        rel=RTOL, abs=0)
-    np.testing.assert_allclose(a, r, rtol=RTOL, atol=0)
+    for grad in (rng.standard_normal(1000), rng.standard_normal((30, 30)).astype(np.float32)):
+        for max_norm in (0.0, 2.0, 1e9):
+            assert_bitwise([fastbn.clip_by_norm(grad, max_norm)],
+                           [reference.clip_by_norm(grad, max_norm)])
+
+
+def test_clip_by_norm_within_the_bound_returns_the_same_bits(rng):
+    grad = rng.standard_normal(1000).astype(np.float32)
+    norm = fastbn.global_norm(grad)
+    for max_norm in (norm, np.nextafter(norm, math.inf), 1e30, math.inf):
+        got = fastbn.clip_by_norm(grad, max_norm)
+        assert got is not grad and got.tobytes() == grad.tobytes()
+    assert fastbn.clip_by_norm(grad, norm * (1 - 1e-6)).tobytes() != grad.tobytes()   # scaled
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_by_norm_out_grad_is_in_place_and_bitwise_the_returned_array(rng, dtype):
+    grad = rng.standard_normal((64, 33)).astype(dtype)
+    expected = fastbn.clip_by_norm(grad, 0.5)
+    assert fastbn.clip_by_norm(grad, 0.5, out=grad) is grad
+    assert grad.tobytes() == expected.tobytes()
+    view = grad[:, ::2]                        # a strided view, in place: the rest untouched
+    rest = grad[:, 1::2].copy()
+    expected = fastbn.clip_by_norm(view, 0.1)
+    assert fastbn.clip_by_norm(view, 0.1, out=grad[:, ::2]).tobytes() == expected.tobytes()
+    assert grad[:, ::2].tobytes() == expected.tobytes()
+    assert grad[:, 1::2].tobytes() == rest.tobytes()
+
+
+def test_clip_by_norm_writes_into_out(rng):
+    grad = rng.standard_normal((20, 30)).astype(np.float32)
+    before = grad.copy()
+    for max_norm in (0.5, 1e6):             # scaled, then copied unchanged
+        out = np.full((20, 30), np.nan, np.float32)
+        assert fastbn.clip_by_norm(grad, max_norm, out=out) is out
+        assert out.tobytes() == fastbn.clip_by_norm(grad, max_norm).tobytes()
+    out = np.zeros((30, 20), np.float32).T     # a Fortran-ordered out
+    fastbn.clip_by_norm(grad, 0.5, out=out)
+    assert np.ascontiguousarray(out).tobytes() == fastbn.clip_by_norm(grad, 0.5).tobytes()
+    assert grad.tobytes() == before.tobytes()
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_by_norm_keeps_the_memory_order_of_grad(rng, max_norm):
+    grad = np.asfortranarray(rng.standard_normal((40, 30)))
+    got = fastbn.clip_by_norm(grad, max_norm)
+    assert got.flags.f_contiguous and not got.flags.c_contiguous
+    assert got.strides == grad.strides
+    assert_bitwise([np.ascontiguousarray(got)],
+                   [fastbn.clip_by_norm(np.ascontiguousarray(grad), max_norm)])
+    assert fastbn.clip_by_norm(grad[::2], max_norm).shape == (20, 30)
+
+
+def test_clip_by_norm_max_norm_zero_gives_signed_zeros(rng):
+    grad = rng.standard_normal(100)
+    got = fastbn.clip_by_norm(grad, 0.0)
+    assert not np.any(got) and np.array_equal(np.signbit(got), np.signbit(grad))
+    zeros = np.array([0.0, -0.0, 0.0], np.float32)        # norm 0 <= 0: TF's 0/0 avoided
+    assert fastbn.clip_by_norm(zeros, 0.0).tobytes() == zeros.tobytes()
+
+
+def test_clip_by_norm_nan_norm_gives_nan_everywhere_like_tensorflow(rng):
+    grad = rng.standard_normal(100).astype(np.float32)
+    grad[17] = np.nan
+    assert np.all(np.isnan(fastbn.clip_by_norm(grad, 1.0)))
+    assert np.all(np.isnan(fastbn.clip_by_norm(grad, math.inf)))   # NaN <= inf is false
+
+
+def test_clip_by_norm_inf_norm_scales_by_zero_like_tensorflow(rng):
+    grad = rng.standard_normal(100)
+    grad[[3, 4]] = [np.inf, -np.inf]
+    got = fastbn.clip_by_norm(grad, 1.0)
+    finite = np.isfinite(grad)
+    assert np.all(np.isnan(got[~finite]))
+    assert not np.any(got[finite])
+    assert np.array_equal(np.signbit(got[finite]), np.signbit(grad[finite]))
+    assert fastbn.clip_by_norm(grad, math.inf).tobytes() == grad.tobytes()   # inf never clips
+
+
+def test_clip_by_norm_of_empty_and_0d_arrays():
+    assert fastbn.clip_by_norm(np.zeros((0, 3), np.float32), 1.0).shape == (0, 3)
+    assert fastbn.clip_by_norm(np.array(-4.0), 2.0) == -2.0
+
+
+def test_clip_by_norm_reads_read_only_and_broadcast_arrays():
+    grad = np.broadcast_to(np.float32(2.0), (100,))       # norm 20, read-only, stride 0
+    got = fastbn.clip_by_norm(grad, 2.0)
+    assert got.flags.writeable and got.flags.c_contiguous
+    assert np.all(got == np.float32(0.2))
+
+
+@pytest.mark.parametrize("make_out, exc, message", [
+    (lambda g: [0.0] * 12, TypeError, "out: expected a numpy ndarray, got list"),
+    (lambda g: np.zeros((3, 4), np.float32), TypeError, "out: expected dtype float64"),
+    (lambda g: np.zeros((4, 3)), ValueError, r"out: expected shape \(3, 4\)"),
+    (lambda g: _readonly(np.zeros((3, 4))), ValueError, "out: expected a writeable array"),
+    (lambda g: _readonly(g), ValueError, "out: expected a writeable array"),
+    (lambda g: g[::-1], ValueError, "out: must not share memory with grad"),
+    (lambda g: g.T.T[:, ::-1], ValueError, "out: must not share memory with grad"),
+])
+def test_clip_by_norm_bad_out_is_named_and_nothing_is_written(rng, make_out, exc, message):
+    grad = rng.standard_normal((3, 4))
+    before = grad.copy()
+    out = make_out(grad)
+    out_before = np.array(out, copy=True)
+    with pytest.raises(exc, match="^" + message):
+        fastbn.clip_by_norm(grad, 1e-3, out=out)
+    assert grad.tobytes() == before.tobytes()
+    assert np.asarray(out).tobytes() == out_before.tobytes()
 
 
 # ---- clip_grad_value ------------------------------------------------------------------------
@@ -301,6 +447,117 @@ def test_global_norm_accepts_read_only_and_broadcast_arrays():
     a.flags.writeable = False
     b = np.broadcast_to(np.float32(2.0), (1000,))       # stride 0, read-only
     assert fastbn.global_norm([a, b], norm_type=1.0) == 15.0 + 2000.0
+
+
+# ---- byte order -----------------------------------------------------------------------------
+# An array of the other byte order ('>f4' on a little-endian machine) holds the same values with
+# swapped bytes; NumPy's C type number is NPY_FLOAT for both, so only the dtype tells them apart.
+
+def swapped(a):
+    """``a``'s values in the other byte order."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+def native(a):
+    return a.astype(a.dtype.newbyteorder("="))
+
+
+def mixed_orders(grads):
+    """Every other array byte-swapped (so the list mixes orders and dtypes)."""
+    return [swapped(g) if k % 2 else g.copy() for k, g in enumerate(grads)]
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_global_norm_reads_either_byte_order_with_the_same_bits(rng, p):
+    grads = make_grads(rng)
+    total = fastbn.global_norm(grads, p)
+    assert fastbn.global_norm([swapped(g) for g in grads], p).hex() == total.hex()
+    assert fastbn.global_norm(mixed_orders(grads), p).hex() == total.hex()
+    parents, views = strided_views(rng)
+    assert fastbn.global_norm([_view(swapped(par), key) for par, key in zip(parents, VIEWS)],
+                              p).hex() == fastbn.global_norm(views, p).hex()
+
+
+@pytest.mark.parametrize("fn", [lambda g: fastbn.clip_grad_norm(g, 1.0),
+                                lambda g: fastbn.clip_grad_norm(g, 1.0, norm_type=math.inf),
+                                lambda g: fastbn.clip_grad_value(g, 0.3)],
+                         ids=["clip_grad_norm", "clip_grad_norm_inf", "clip_grad_value"])
+@pytest.mark.parametrize("orders", ["swapped", "mixed"])
+def test_in_place_clipping_of_swapped_arrays_writes_the_native_bits(rng, fn, orders):
+    grads = make_grads(rng, scale=2.0)
+    expected = copies(grads)
+    result = fn(expected)
+    got = [swapped(g) for g in grads] if orders == "swapped" else mixed_orders(grads)
+    got_orders = [g.dtype for g in got]
+    assert fn(got) == result
+    assert [g.dtype for g in got] == got_orders                 # still byte-swapped, in place
+    assert_bitwise([native(g) for g in got], expected)
+    assert not all(native(g).tobytes() == o.tobytes() for g, o in zip(got, grads))
+
+
+def test_in_place_clipping_of_swapped_strided_views(rng):
+    parents, views = strided_views(rng)
+    swapped_parents = [swapped(par) for par in parents]
+    swapped_views = [_view(par, key) for par, key in zip(swapped_parents, VIEWS)]
+    assert fastbn.clip_grad_norm(swapped_views, 0.5) == fastbn.clip_grad_norm(views, 0.5)
+    fastbn.clip_grad_value(swapped_views, 0.01)
+    fastbn.clip_grad_value(views, 0.01)
+    assert_bitwise([native(par) for par in swapped_parents], parents)   # outside views too
+
+
+def test_swapped_arrays_are_not_written_when_the_call_fails(rng):
+    grads = mixed_orders(make_grads(rng))
+    grads[3][0] = np.nan
+    originals = copies(grads)
+    with pytest.raises(ValueError, match=r"^grads\[3\]: .*non-finite"):
+        fastbn.clip_grad_norm(grads, 1e-3, error_if_nonfinite=True)
+    with pytest.raises(TypeError, match=r"^grads\[8\]: "):
+        fastbn.clip_grad_value(grads + [np.zeros(2, np.int16)], 1e-3)
+    assert_bitwise(grads, originals)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_by_norm_of_a_swapped_array(rng, dtype):
+    grad = rng.standard_normal((30, 20)).astype(dtype)
+    expected = fastbn.clip_by_norm(grad, 0.5)
+    sw = swapped(grad)
+    got = fastbn.clip_by_norm(sw, 0.5)
+    assert got.dtype == dtype and got.dtype.isnative          # a new array: native order
+    assert got.tobytes() == expected.tobytes()
+    assert native(sw).tobytes() == grad.tobytes()             # the input is unchanged
+    out = swapped(np.zeros_like(grad))                        # a swapped out, written
+    assert fastbn.clip_by_norm(grad, 0.5, out=out) is out
+    assert native(out).tobytes() == expected.tobytes()
+    assert fastbn.clip_by_norm(sw, 0.5, out=sw) is sw         # in place, swapped
+    assert sw.dtype == grad.dtype.newbyteorder("S") and native(sw).tobytes() == expected.tobytes()
+    assert fastbn.clip_by_norm(sw, 1e9).tobytes() == native(sw).tobytes()
+
+
+@pytest.mark.parametrize("a", [np.ones(4, ">f4" if np.little_endian else "<f4"),
+                               np.ones(4, ">f8" if np.little_endian else "<f8"),
+                               np.ones(4, np.int32), np.ones(4, np.int64)],
+                         ids=["swapped_f4", "swapped_f8", "int32", "int64"])
+def test_the_glue_lets_only_native_floats_reach_c(a):
+    # fastbn.clip converts or rejects these first; _clip checks again (by the buffer format, not
+    # the itemsize), so a byte-swapped or integer array can never reach a kernel as floats.
+    acc = np.zeros(1)
+    with pytest.raises(ValueError, match="native byte order"):
+        _clip.norm([a], 2.0, 0, 0.0, acc, 1)
+    before = a.copy()
+    with pytest.raises(ValueError, match="native byte order"):
+        _clip.value([a], 0.5, 1)
+    assert a.tobytes() == before.tobytes()
+
+
+# ---- documentation matches the code ---------------------------------------------------------
+
+def test_stated_lane_count_and_block_size_are_the_codes():
+    lanes, block = _clip.LANES, _clip.BLOCK
+    doc = " ".join(fastbn.global_norm.__doc__.split())
+    assert f"blocks of {block} elements" in doc
+    assert f"sums over {lanes} float64 lanes" in doc
+    assert re.findall(r"(\d+) float64 lanes", doc) == [str(lanes)]
+    assert f"fastbn ({lanes} lanes, {block}-element blocks)" in " ".join(__doc__.split())
 
 
 # ---- determinism ----------------------------------------------------------------------------
@@ -437,7 +694,8 @@ def _readonly(a):
     (lambda rng: np.arange(4), TypeError, "float32 or float64 array, got dtype int64"),
     (lambda rng: np.zeros(3, np.float16), TypeError, "got dtype float16"),
     (lambda rng: np.zeros(3, np.complex128), TypeError, "got dtype complex128"),
-    (lambda rng: np.zeros(3, ">f8" if np.little_endian else "<f8"), TypeError, "float32 or float64"),
+    (lambda rng: np.zeros(3, ">i4" if np.little_endian else "<i4"), TypeError, "got dtype >i4"
+     if np.little_endian else "got dtype <i4"),
     (lambda rng: None, TypeError, "expected a numpy ndarray, got NoneType"),
 ])
 @pytest.mark.parametrize("fn", ["clip_grad_norm", "clip_grad_value", "global_norm"])
@@ -461,8 +719,6 @@ def test_read_only_arrays_are_rejected_in_place(rng, fn):
     with pytest.raises(ValueError, match=r"^grads\[2\]: expected a writeable array"):
         fn(grads)
     assert_bitwise(grads, originals)
-    with pytest.raises(ValueError, match=r"^grad: expected a writeable array"):
-        fastbn.clip_by_norm(grads[2], 1e-3)
 
 
 @pytest.mark.parametrize("fn", [lambda g: fastbn.clip_grad_norm(g, 1e-3),
@@ -489,3 +745,5 @@ def test_clip_by_norm_takes_one_array():
         fastbn.clip_by_norm([np.zeros(3)], 1.0)
     with pytest.raises(TypeError, match="^grad: expected a float32 or float64 array"):
         fastbn.clip_by_norm(np.zeros(3, np.int32), 1.0)
+    with pytest.raises(TypeError, match="^grad: expected a float32 or float64 array"):
+        fastbn.clip_by_norm(np.zeros(3, ">i4" if np.little_endian else "<i4"), 1.0)

@@ -220,6 +220,43 @@ def test_out_gives_the_same_bits(law):
     assert np.array_equal(strided, ref)
 
 
+SWAPPED = {np.float32: ">f4" if np.little_endian else "<f4",
+           np.float64: ">f8" if np.little_endian else "<f8"}
+OUT_FILLERS = LAWS + [
+    lambda s, **k: init.constant(s, 0.1, **k),
+    lambda s, **k: init.glorot_uniform(s, **k),
+    lambda s, **k: init.orthogonal(s, 0.5, **k),
+]
+
+
+@pytest.mark.parametrize("fill", OUT_FILLERS, ids=LAW_IDS + ["constant", "glorot", "orthogonal"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_of_the_other_byte_order_gets_the_native_bits(fill, dtype):
+    shape = (300, 101)
+    ref = fill(shape, dtype=dtype, rng=9)
+    out = np.full(shape, np.nan, SWAPPED[dtype])              # same values, bytes swapped
+    assert fill(shape, dtype=dtype, rng=9, out=out) is out
+    assert out.dtype == np.dtype(SWAPPED[dtype])
+    assert out.astype(dtype).tobytes() == ref.tobytes()
+    big = np.full((shape[1], shape[0]), np.nan, SWAPPED[dtype])
+    assert fill(shape, dtype=dtype, rng=9, out=big.T) is not None      # swapped and strided
+    assert big.T.astype(dtype).tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("x", [np.ones(8, SWAPPED[np.float32]), np.ones(8, SWAPPED[np.float64]),
+                               np.ones(8, np.int32)], ids=["swapped_f4", "swapped_f8", "int32"])
+def test_the_glue_lets_only_native_floats_reach_c(x):
+    # fastbn.init never passes such a buffer; _random's typed memoryviews check the buffer
+    # format, byte order included, so a swapped array cannot reach a kernel either way.
+    # (A fused-type dispatch raises TypeError for a dtype it has no kernel for at all.)
+    before = x.copy()
+    with pytest.raises((ValueError, TypeError), match="endian|No matching signature"):
+        _random.fill(x, "uniform", np.zeros(4, np.uint32), (0.0, 1.0), 1)
+    with pytest.raises((ValueError, TypeError), match="endian|No matching signature"):
+        _random.eval_math("log", x, np.empty(8, x.dtype.newbyteorder("=")))
+    assert x.tobytes() == before.tobytes()
+
+
 @pytest.mark.parametrize("law", LAWS, ids=LAW_IDS)
 def test_value_depends_only_on_position(law):
     """A prefix of a longer output is the shorter output (the stream is indexed, not consumed)."""
@@ -354,6 +391,8 @@ def test_bad_dtype_and_out(fn):
     raises(TypeError, "dtype", fn, (4, 4), dtype="nonsense")
     raises(ValueError, "out", fn, (4, 4), out=np.empty((4, 5), np.float32))
     raises(TypeError, "out", fn, (4, 4), out=np.empty((4, 4), np.float64))
+    raises(TypeError, "out", fn, (4, 4), out=np.empty((4, 4), SWAPPED[np.float64]))
+    raises(TypeError, "out", fn, (4, 4), out=np.empty((4, 4), np.int32))
     ro = np.zeros((4, 4), np.float32)
     ro.flags.writeable = False
     raises(ValueError, "out", fn, (4, 4), out=ro)

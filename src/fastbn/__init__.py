@@ -3,10 +3,12 @@
 Public API
 ----------
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
+BatchNormResult, BatchNormGrads : the named tuples batch_norm_train and batch_norm_backward return
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
 reference : plain-NumPy twins of the kernels (the test oracle and benchmark baseline)
+__version__ : the version string
 """
 from fastbn._version import __version__
 from fastbn._config import get_num_threads, set_num_threads, show_config

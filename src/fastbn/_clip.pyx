@@ -6,24 +6,28 @@ Three layers, called in one direction only:
 
 1. ``fastbn.clip`` (Python) validates every argument -- each element of ``grads`` is a float32
    or float64 ndarray, writeable when it is updated in place, the arrays share no memory -- and
-   turns each array into a 1-d array with a single stride: a view when NumPy can make one, else
-   a contiguous copy that it copies back after a write.
+   turns each array into a 1-d array with a single stride in native byte order: a view when
+   NumPy can make one, else a contiguous copy that it copies back after a write.
 2. This module turns the list of 1-d arrays into C arrays of data pointers, sizes, element
    strides and dtype codes (through the buffer protocol: no NumPy headers, a few hundred
    nanoseconds per array), releases the GIL and makes ONE C call over the whole list.  The
-   buffers are held until the call returns.
+   buffers are held until the call returns.  The dtype code comes from the buffer's format,
+   which must be a native-order 'f' or 'd': NumPy's C type number is NPY_FLOAT for '>f4' too,
+   so only the format keeps a byte-swapped array from reaching C.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
    or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
    exception here.
 
 Mixed float32/float64 lists need no fused types: the dtype travels per array as a code.
 """
-from cpython.buffer cimport PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
 
 from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
-from libc.string cimport memset
+
+import sys
 
 # Kernels run their threads on _util's pool: one pool per process.
 fb_parallel_install(parallel_impl())
@@ -47,8 +51,19 @@ cdef extern from "clip.h":
     int fb_clip_set_isa(int isa) nogil
     int fb_clip_get_isa() nogil
 
-ISA_NAMES = ("scalar", "avx2", "avx512")
+cdef extern from "fastbn.h":
+    int FB_LANES
 
+cdef extern from "clip.h":
+    int FB_CLIP_BLOCK
+
+ISA_NAMES = ("scalar", "avx2", "avx512")
+LANES = FB_LANES          # virtual lanes of every reduction (csrc/fastbn.h)
+BLOCK = FB_CLIP_BLOCK     # elements per block of a norm (csrc/clip.h)
+
+# Buffer-format byte-order prefixes that mean this machine's order ('@' and '=' are native;
+# '<', '>' and '!' are explicit, and only one of them matches this machine).
+_NATIVE_ORDERS = (b"", b"@", b"=", b"<" if sys.byteorder == "little" else b">")
 
 
 def set_isa(int isa):
@@ -58,6 +73,19 @@ def set_isa(int isa):
 
 def get_isa():
     return fb_clip_get_isa()
+
+
+cdef int _float_code(bytes fmt, Py_ssize_t itemsize):
+    """FB_CLIP_F32/F64 for a native-order float32/float64 buffer format, else -1: the itemsize
+    alone would let a big-endian or an int32 array reach the kernel as garbage."""
+    order, char = (fmt[:1], fmt[1:]) if fmt[:1] in b"@=<>!" else (b"", fmt)
+    if order not in _NATIVE_ORDERS:
+        return -1
+    if char == b"f" and itemsize == 4:
+        return FB_CLIP_F32
+    if char == b"d" and itemsize == 8:
+        return FB_CLIP_F64
+    return -1
 
 
 cdef class _ArrayList:
@@ -71,6 +99,7 @@ cdef class _ArrayList:
 
     def __cinit__(self, list arrays, bint writable):
         cdef Py_ssize_t n = len(arrays), k
+        cdef int code
         cdef Py_buffer *b
         self.n = n
         self.held = 0
@@ -81,17 +110,19 @@ cdef class _ArrayList:
         self.dtype = <int *>PyMem_Malloc(max(n, 1) * sizeof(int))
         if not (self.bufs and self.data and self.size and self.stride and self.dtype):
             raise MemoryError()
-        flags = PyBUF_STRIDES | (PyBUF_WRITABLE if writable else 0)
+        flags = PyBUF_STRIDES | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
         for k in range(n):
             b = &self.bufs[k]
             PyObject_GetBuffer(arrays[k], b, flags)
             self.held += 1
-            if b.ndim != 1 or (b.itemsize != 4 and b.itemsize != 8) or b.strides[0] % b.itemsize:
-                raise ValueError(f"grads[{k}]: internal error: expected a 1-d float array")
+            code = _float_code(b.format if b.format != NULL else b"B", b.itemsize)
+            if b.ndim != 1 or code < 0 or b.strides[0] % b.itemsize:
+                raise ValueError(f"grads[{k}]: internal error: expected a 1-d float32 or float64 "
+                                 "array in native byte order")
             self.data[k] = b.buf
             self.size[k] = b.shape[0]
             self.stride[k] = b.strides[0] // b.itemsize
-            self.dtype[k] = FB_CLIP_F32 if b.itemsize == 4 else FB_CLIP_F64
+            self.dtype[k] = code
 
     def __dealloc__(self):
         cdef Py_ssize_t k

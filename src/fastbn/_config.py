@@ -4,11 +4,17 @@ Parallel calls run on a pool of helper threads started by the first of them (see
 ``csrc/parallel.h``).  Between calls the helpers sleep -- nothing spins beside NumPy's BLAS or
 torch -- and a fork handler gives a forked child a pool of its own.  Results are bitwise identical
 for any thread count.
+
+``ISA_NAMES`` names the instruction-set paths ('scalar', 'avx2', 'avx512') in increasing order of
+capability; :func:`set_isa` forces one for every kernel module.
 """
 import os
 
 from fastbn import _util
 from fastbn._validation import integer
+
+__all__ = ["ISA_NAMES", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
+           "available_isas", "show_config"]
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
@@ -106,6 +112,20 @@ def set_isa(name):
     """Force an instruction-set path ('scalar', 'avx2' or 'avx512') for every kernel.
 
     Meant for tests and benchmarks: every path gives the same bits, only speed differs.
+
+    Parameters
+    ----------
+    name : {'scalar', 'avx2', 'avx512'}
+        One of :func:`available_isas`; another is a ValueError.
+
+    Examples
+    --------
+    >>> from fastbn import _config
+    >>> saved = _config.get_isa()
+    >>> _config.set_isa("scalar")
+    >>> _config.get_isa()
+    'scalar'
+    >>> _config.set_isa(saved)
     """
     global _isa
     isa = _isa_index(name)
@@ -117,12 +137,26 @@ def set_isa(name):
 
 
 def get_isa():
-    """Name of the instruction-set path in use."""
+    """Name of the instruction-set path in use.
+
+    Examples
+    --------
+    >>> from fastbn import _config
+    >>> _config.get_isa() in _config.available_isas()
+    True
+    """
     return ISA_NAMES[_isa]
 
 
 def available_isas():
-    """Instruction-set paths that can run here, in increasing order."""
+    """Instruction-set paths that can run here, in increasing order.
+
+    Examples
+    --------
+    >>> from fastbn import _config
+    >>> _config.available_isas()[0]
+    'scalar'
+    """
     return [name for i, name in enumerate(ISA_NAMES) if _util.cpu_supports(i)]
 
 

@@ -1,7 +1,8 @@
 """Stub of the compiled module fastbn._random (src/fastbn/_random.pyx): Philox4x32-10 streams and
 the uniform / normal / truncated-normal laws of :mod:`fastbn.init`.
 
-Low-level glue: the arrays must be 1-d C-contiguous float32/float64 (``seed``: 4 uint32 words).
+Low-level glue: the arrays must be 1-d C-contiguous float32/float64 in native byte order
+(``seed``: 4 uint32 words).
 """
 from typing import Dict, Sequence, Tuple
 

@@ -18,7 +18,9 @@ Three layers, called in one direction only:
    difference, from ``math.erfc``) and provides a contiguous 1-d buffer.
 2. This module takes the typed memoryview, releases the GIL and calls one C kernel; the fused
    type ``floating`` picks the float32 or float64 kernel (both generate natively in their own
-   type: no float64 detour for float32).
+   type: no float64 detour for float32).  Typed memoryviews check the buffer's format, byte
+   order included, so a byte-swapped array ('>f4' here) is a ValueError before any C runs;
+   fastbn.init fills such an ``out`` through a native buffer instead.
 3. The C kernels fill the buffer and return an ``fb_status``, which
    ``fastbn._util.check_status`` turns into an exception.  They never allocate Python objects
    or touch the GIL.

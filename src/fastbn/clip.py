@@ -1,12 +1,15 @@
-"""Gradient clipping for lists of NumPy arrays: by global norm, by value, by one array's norm.
+"""Gradient clipping for NumPy arrays: by global norm, by value, by one array's norm.
 
-The semantics are PyTorch's (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``); the loops
+``global_norm``, ``clip_grad_norm`` and ``clip_grad_value`` have PyTorch's semantics
+(``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``) over a list of arrays;
+``clip_by_norm`` has TensorFlow's (``tf.clip_by_norm``: it returns the clipped array).  The loops
 are C (``csrc/clip*``) reached through the Cython module ``fastbn._clip``, one C call over the
 whole list.  The plain-NumPy twin of every function is in :mod:`fastbn.reference`.
 
-Arrays may have any strides.  An array that NumPy can view as 1-d with one stride is handed to
-the kernel as such a view; any other is copied to a contiguous buffer, processed there and
-copied back -- the same arithmetic on the same values in the same order, so the same bits.
+Arrays may have any strides and either byte order.  An array that NumPy can view as 1-d with
+one stride, in native byte order, is handed to the kernel as such a view; any other is copied
+to a contiguous native buffer, processed there and copied back -- the same arithmetic on the
+same values in the same order, so the same bits.
 """
 import math
 
@@ -14,6 +17,15 @@ import numpy as np
 
 from fastbn import _clip, _config
 from fastbn import _validation as v
+
+__all__ = ["global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm"]
+
+
+def __dir__():
+    # dir() and tab completion list the API, not the modules imported to build it (PEP 562).
+    # Hiding them here keeps the code in the usual np/math idiom instead of _np/_math aliases.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])
+
 
 _config._register(_clip)
 
@@ -28,8 +40,16 @@ def _elements(grads, name):
     return [(f"{name}[{k}]", a) for k, a in enumerate(grads)]
 
 
+def _native(dtype):
+    """``dtype`` in this machine's byte order ('>f4' -> float32 on a little-endian machine)."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
 def _flat(a):
-    """(1-d single-stride array over a's elements in C order, whether it is a copy)."""
+    """(1-d single-stride array over a's elements in C order, in native byte order, whether it
+    is a copy).  A byte-swapped array is always copied: the kernels read native floats only."""
+    if not a.dtype.isnative:
+        return np.ascontiguousarray(a, dtype=_native(a.dtype)).reshape(-1), True
     if a.flags.c_contiguous:
         return a.reshape(-1), False
     if a.flags.aligned:
@@ -49,7 +69,7 @@ def _prepare(grads, name, inplace):
     for label, a in items:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{label}: expected a numpy ndarray, got {type(a).__name__}")
-        if a.dtype not in v.FLOAT_DTYPES:
+        if _native(a.dtype) not in v.FLOAT_DTYPES:
             raise TypeError(f"{label}: expected a float32 or float64 array, got dtype {a.dtype}")
         if inplace and not a.flags.writeable:
             raise ValueError(f"{label}: expected a writeable array (it is updated in place), "
@@ -91,8 +111,10 @@ def global_norm(grads, norm_type=2.0):
     Parameters
     ----------
     grads : ndarray or sequence of ndarrays
-        float32 or float64 arrays, mixed dtypes allowed, any shapes and strides; read-only arrays
-        are fine.  An empty sequence has norm 0.0.
+        float32 or float64 arrays, mixed dtypes allowed, any shapes, strides and byte order
+        (a byte-swapped array such as ``'>f4'`` on a little-endian machine is read through a
+        native copy: the same result, bit for bit); read-only arrays are fine.  An empty
+        sequence has norm 0.0.
     norm_type : float, default 2.0
         ``p > 0``, or ``math.inf`` for the max-abs norm.
 
@@ -109,7 +131,7 @@ def global_norm(grads, norm_type=2.0):
 
     Notes
     -----
-    Each array is cut into blocks of 16384 elements; block partials (sums over 16 float64 lanes,
+    Each array is cut into blocks of 16384 elements; block partials (sums over 32 float64 lanes,
     ``pow(|x|, p)`` terms for general ``p``) are merged in a fixed order, so the result is bitwise
     identical for any thread count and instruction set.
 
@@ -144,6 +166,8 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
     ----------
     grads : ndarray or sequence of ndarrays
         Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
+        Either byte order: a byte-swapped array is scaled on a native copy that is then written
+        back, so its bits are those a native array would get.
     max_norm : float
         ``>= 0`` (``inf`` never clips).
     norm_type : float, default 2.0
@@ -206,6 +230,8 @@ def clip_grad_value(grads, clip_value):
     ----------
     grads : ndarray or sequence of ndarrays
         Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
+        Either byte order: a byte-swapped array is clamped on a native copy that is then
+        written back, so its bits are those a native array would get.
     clip_value : float
         ``>= 0`` (``inf`` leaves everything as is).
 
@@ -232,38 +258,99 @@ def clip_grad_value(grads, clip_value):
     _copy_back(arrays, flats, copied)
 
 
-def clip_by_norm(grad, max_norm):
-    """Scale one array in place so that its 2-norm is at most ``max_norm``; return its norm.
+def clip_by_norm(grad, max_norm, *, out=None):
+    """``grad`` scaled so that its 2-norm is at most ``max_norm``: TensorFlow's ``clip_by_norm``.
 
-    ``clip_grad_norm([grad], max_norm)``: multiplied by ``max_norm / (norm + 1e-6)`` when that is
-    below 1, else unchanged.
+    The rule is ``grad * max_norm / max(norm, max_norm)``, with ``norm = global_norm(grad)``
+    (the 2-norm of the whole array, accumulated in float64).  When ``norm <= max_norm`` the
+    values are returned unchanged (copied bit for bit).  Otherwise the scale
+    ``s = max_norm / norm`` is computed in float64 and rounded once to the array's dtype ``T``,
+    and each element becomes ``x * T(s)`` rounded to ``T`` -- the bits of
+    ``T(float64(x) * float64(T(s)))``.  (TensorFlow rounds ``x * max_norm`` and then the
+    quotient: the two agree to within a rounding of ``T``.)
 
     Parameters
     ----------
     grad : ndarray
-        A writeable float32 or float64 array, any shape and strides.
+        A float32 or float64 array, any shape, strides and byte order; only read unless
+        ``out`` is ``grad``.
     max_norm : float
-        ``>= 0``.
+        ``>= 0``.  0 gives zeros (signed like ``grad``); ``inf`` never clips.
+    out : ndarray, optional
+        Where to write the result: the same shape and dtype as ``grad`` (either byte order)
+        and writeable.  ``out=grad`` clips in place; any other overlap with ``grad`` is
+        rejected.
 
     Returns
     -------
-    float
-        The 2-norm of ``grad`` before clipping.
+    ndarray
+        ``out`` if given, else a new array of ``grad``'s dtype in native byte order, laid out
+        like ``grad`` (as ``np.empty_like``: a Fortran-ordered input gives a Fortran-ordered
+        result).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Notes
+    -----
+    Non-finite norms follow TensorFlow (whose ``maximum`` propagates NaN): a NaN element makes
+    the norm NaN, so ``s`` is NaN and every element NaN; an infinite element (and no NaN) makes
+    the norm infinite, so ``s = 0``: finite elements become zeros (with their sign) and
+    infinite ones NaN.  Two cases where TensorFlow's formula divides 0 by 0 or inf by inf are
+    defined here instead: an all-zero ``grad`` with ``max_norm = 0`` gives zeros, and
+    ``max_norm = inf`` returns the values unchanged (even with an infinite norm).
 
     Examples
     --------
     >>> import numpy as np, fastbn
-    >>> g = np.array([6.0, 8.0])
-    >>> fastbn.clip_by_norm(g, 5.0)
-    10.0
-    >>> np.round(g, 6)                             # scaled by 5 / (10 + 1e-6)
+    >>> g = np.array([6.0, 8.0])                   # norm 10
+    >>> fastbn.clip_by_norm(g, 5.0)                # scaled by 5 / 10
     array([3., 4.])
+    >>> g                                          # unchanged
+    array([6., 8.])
+    >>> fastbn.clip_by_norm(g, 20.0)               # within the bound: the same values
+    array([6., 8.])
+    >>> g = fastbn.clip_by_norm(g, 1.0, out=g)     # in place
+    >>> g
+    array([0.6, 0.8])
     """
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"grad: expected a numpy ndarray, got {type(grad).__name__}")
     max_norm = v.real(max_norm, "max_norm", lo=0.0)
-    _, arrays, flats, copied, _, total, scaled = _norm_call(grad, "grad", 2.0, 1, max_norm,
-                                                         inplace=True)
-    if scaled:
-        _copy_back(arrays, flats, copied)
-    return float(total)
+    dtype = _native(grad.dtype)
+    if dtype not in v.FLOAT_DTYPES:
+        raise TypeError(f"grad: expected a float32 or float64 array, got dtype {grad.dtype}")
+    if out is not None:
+        _check_out(out, grad, dtype)
+    *_, total, _ = _norm_call(grad, "grad", 2.0, 0, 0.0, inplace=False)
+    total = float(total)
+    if out is None:
+        out = np.empty_like(grad, dtype=dtype)
+    if total <= max_norm:
+        if not _same_view(out, grad):
+            np.copyto(out, grad)
+        return out
+    with np.errstate(invalid="ignore"):          # inf * 0 -> NaN, as documented
+        np.multiply(grad, dtype.type(max_norm / total), out=out)
+    return out
+
+
+def _same_view(a, b):
+    """Whether a and b are the same elements in the same layout (so writing a is in place)."""
+    return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _check_out(out, grad, dtype):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a numpy ndarray, got {type(out).__name__}")
+    if _native(out.dtype) != dtype:
+        raise TypeError(f"out: expected dtype {dtype} (the dtype of grad), got {out.dtype}")
+    if out.shape != grad.shape:
+        raise ValueError(f"out: expected shape {grad.shape} (the shape of grad), got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out: expected a writeable array, got a read-only one")
+    if not _same_view(out, grad):
+        v.no_overlap([("out", out)], [("grad", grad)])

@@ -34,6 +34,12 @@ __all__ = [
     "xavier_normal", "kaiming_uniform", "kaiming_normal",
 ]
 
+
+def __dir__():
+    # dir() and tab completion list the API, not the modules imported to build it (PEP 562).
+    # Hiding them here keeps the code in the usual np/math idiom instead of _np/_math aliases.
+    return sorted(__all__ + [n for n in globals() if n.startswith("__")])
+
 # Keras: std of N(0, 1) truncated to [-2, 2]; dividing by it makes the truncated variance 1.
 TRUNCATION_STD = 0.87962566103423978
 
@@ -98,10 +104,13 @@ def _seed_words(rng):
 
 
 def _target(shape, dtype, out):
-    """Validated (shape, dtype, out); ``out`` must match exactly."""
+    """Validated (shape, dtype, out); ``out`` must match exactly, in either byte order."""
     shape, dtype = _shape(shape), _dtype(dtype)
     if out is not None:
-        v.output(out, "out", shape, dtype)
+        # A byte-swapped out ('>f4' here) holds values of dtype: accepted, and filled through a
+        # native buffer (_buffer), since the kernels write native floats only.
+        swapped = isinstance(out, np.ndarray) and out.dtype.newbyteorder("=") == dtype
+        v.output(out, "out", shape, out.dtype if swapped else dtype)
     return shape, dtype, out
 
 
@@ -113,7 +122,8 @@ def _deliver(buf, out):
 
 
 def _buffer(shape, dtype, out):
-    if out is not None and out.flags.c_contiguous:
+    """Where the kernel writes: ``out`` itself if it is C-contiguous and native, else a new array."""
+    if out is not None and out.flags.c_contiguous and out.dtype.isnative:
         return out
     return np.empty(shape, dtype=dtype)
 
@@ -213,7 +223,8 @@ _PARAMS = {
             "an int, or a Generator (advanced\n    deterministically, and only if the call "
             "succeeds)."),
     "out": ("out : ndarray, optional\n    Filled in place and returned: the same shape and dtype, "
-            "writeable (any strides)."),
+            "writeable (any strides,\n    either byte order: a byte-swapped ``out`` gets the "
+            "bits a native one would)."),
     "nonlinearity": ("nonlinearity : str\n    'linear', 'conv1d', 'conv2d', 'conv3d', "
                      "'conv_transpose1d/2d/3d', 'sigmoid', 'tanh', 'relu', 'leaky_relu' or "
                      "'selu'."),
@@ -323,7 +334,8 @@ def uniform(shape, low=0.0, high=1.0, *, dtype=np.float32, rng=None, out=None):
     dtype : float32 or float64
     rng : None, int or numpy.random.Generator
     out : ndarray, optional
-        Filled in place and returned; its shape and dtype must match.
+        Filled in place and returned; its shape and dtype must match (either byte order: a
+        byte-swapped ``out`` gets the bits a native one would).
 
     Examples
     --------
@@ -422,7 +434,8 @@ def truncated_normal(shape, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float3
         The seed: None for fresh entropy, an int, or a Generator (advanced deterministically,
         and only if the call succeeds).
     out : ndarray, optional
-        Filled in place and returned: the same shape and dtype, writeable (any strides).
+        Filled in place and returned: the same shape and dtype, writeable (any strides, either
+        byte order: a byte-swapped ``out`` gets the bits a native one would).
 
     Returns
     -------

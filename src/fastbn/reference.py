@@ -192,20 +192,28 @@ def clip_grad_value(grads, clip_value):
         np.clip(g, -c, c, out=g)
 
 
-def clip_by_norm(grad, max_norm):
-    """clip_grad_norm of one array with the 2-norm.
+def clip_by_norm(grad, max_norm, *, out=None):
+    """TensorFlow's clip_by_norm: grad * max_norm / max(norm, max_norm), norm the 2-norm.
 
-    The twin of :func:`fastbn.clip_by_norm`, in NumPy.
+    The twin of :func:`fastbn.clip_by_norm`, in NumPy: the scale rounded to the dtype, then
+    one multiply.
 
     Examples
     --------
     >>> import numpy as np
     >>> from fastbn import reference
-    >>> g = np.array([6.0, 8.0])
-    >>> reference.clip_by_norm(g, 5.0)
-    10.0
+    >>> reference.clip_by_norm(np.array([6.0, 8.0]), 5.0)
+    array([3., 4.])
     """
-    return clip_grad_norm([grad], max_norm)
+    norm = global_norm(grad)
+    scale = 1.0 if norm <= max_norm else max_norm / norm
+    with np.errstate(invalid="ignore"):
+        clipped = grad.astype(np.float64) * float(grad.dtype.type(scale))
+    result = clipped.astype(grad.dtype.newbyteorder("="))
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 # ---- weight initializers: the NumPy idioms users write today (rng: a numpy Generator) --------

@@ -469,12 +469,19 @@ def test_the_module_exports_only_the_layer():
 
 @pytest.mark.parametrize("shape, torch_cls", [((16, 4), "BatchNorm1d"), ((8, 4, 10), "BatchNorm1d"),
                                               ((6, 4, 5, 7), "BatchNorm2d")])
-@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no-affine"])
-def test_matches_torch_batchnorm_in_float64(rng, shape, torch_cls, affine):
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum0.1", "cumulative"])
+@pytest.mark.parametrize("affine, track", [(True, True), (False, True), (True, False)],
+                         ids=["affine", "no-affine", "no-running"])
+def test_matches_torch_batchnorm_in_float64(rng, shape, torch_cls, momentum, affine, track):
     torch = pytest.importorskip("torch")
     C = shape[1]
-    tbn = getattr(torch.nn, torch_cls)(C, eps=1e-5, momentum=0.1, affine=affine, dtype=torch.float64)
-    bn = fastbn.BatchNorm(C, eps=1e-5, momentum=0.1, affine=affine, dtype=np.float64)
+    tbn = getattr(torch.nn, torch_cls)(C, eps=1e-5, momentum=momentum, affine=affine,
+                                       track_running_stats=track, dtype=torch.float64)
+    bn = fastbn.BatchNorm(C, eps=1e-5, momentum=momentum, affine=affine,
+                          track_running_stats=track, dtype=np.float64)
+    ours = repr(bn)[len("BatchNorm("):-1].split(", ")
+    theirs = repr(tbn)[len(torch_cls) + 1:-1].split(", ")
+    assert [f for f in theirs if not f.startswith("bias=")] == [f for f in ours if f in theirs]
     if affine:
         g, b = rng.uniform(0.5, 2, C), rng.uniform(-1, 1, C)
         with torch.no_grad():
@@ -486,23 +493,33 @@ def test_matches_torch_batchnorm_in_float64(rng, shape, torch_cls, affine):
         x, _, _ = make_inputs(rng, shape, 1, np.float64)
         dy = rng.standard_normal(shape)
         tbn.train(training)
+        bn.train(training)
+        assert bn.training == tbn.training
         tx = torch.from_numpy(x.copy()).requires_grad_(True)
         if affine:
             tbn.weight.grad = tbn.bias.grad = None
         ty = tbn(tx)
         ty.backward(torch.from_numpy(dy))
-        y = bn.forward(x, training=training)
+        y = bn(x)                                   # the layer's mode
         dx = bn.backward(dy)
         np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
         if affine:
             np.testing.assert_allclose(bn.dgamma, tbn.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(bn.dbeta, tbn.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-13)
+        if track:
+            np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-13,
+                                       atol=1e-15)
+            np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-13)
+            assert bn.num_batches_tracked == int(tbn.num_batches_tracked)
+        else:
+            assert bn.running_mean is tbn.running_mean is None
+            assert bn.num_batches_tracked is tbn.num_batches_tracked is None
 
-    for _ in range(4):
-        step(True)
-    step(False)
-    step(True)
-    step(False)
+    for training in [True, True, True, True, False, True, False, False, True]:
+        step(training)
+    if track:
+        tbn.reset_running_stats()
+        bn.reset_running_stats()
+        for training in [True, False, True]:
+            step(training)

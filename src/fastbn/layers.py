@@ -4,9 +4,38 @@ import numpy as np
 from fastbn import _validation as v
 from fastbn.batchnorm import batch_norm_backward, batch_norm_infer, batch_norm_train
 
+__all__ = ["BatchNorm"]
+
+
+def _flag(value, name):
+    """``value`` as a Python bool; anything but a bool (or numpy bool) is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _layer_array(a, name, dtype, whose):
+    """``a`` as an ndarray of ``dtype`` in native byte order (a swapped-order copy if needed).
+
+    Any other dtype is a TypeError naming ``a``; ``whose`` says where ``dtype`` comes from.
+    """
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected an array of {dtype} ({e})") from None
+    if a.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} ({whose}), got {a.dtype}")
+    return a if a.dtype.isnative else a.astype(dtype)
+
 
 class BatchNorm:
     """Batch normalization layer for NumPy networks (PyTorch's ``BatchNorm*d`` semantics).
+
+    A new layer is in training mode: calling it normalizes with the statistics of the batch and
+    updates the running statistics.  :meth:`eval` switches it to evaluation mode, where it
+    normalizes with the running statistics and changes nothing (without running statistics it
+    keeps normalizing with the batch ones); :meth:`train` switches back.
 
     Parameters
     ----------
@@ -14,74 +43,231 @@ class BatchNorm:
         Number of channels C.
     axis : int, default 1
         The channel axis of the inputs (-1 for channels-last).
-    eps : float, default 1e-5
-    momentum : float in [0, 1], default 0.1
-        Weight of the new batch in the running statistics.
+    eps : float > 0, default 1e-5
+        Added to the variance.
+    momentum : float in [0, 1] or None, default 0.1
+        Weight of the new batch in the running statistics:
+        ``running = (1 - momentum) * running + momentum * batch``.  None means the cumulative
+        (equally weighted) average of all training batches so far, i.e. the weight
+        ``1 / num_batches_tracked``.
     affine : bool, default True
         Learn ``gamma`` (ones) and ``beta`` (zeros); without it they are None.
     track_running_stats : bool, default True
-        Keep ``running_mean`` (zeros) and ``running_var`` (ones) for inference; without them
-        inference also normalizes with the batch statistics.
+        Keep ``running_mean`` (zeros) and ``running_var`` (ones, from the unbiased batch
+        variance) for evaluation; without them both modes normalize with the batch statistics.
     dtype : float32 or float64, default float32
+        The dtype of the parameters, the buffers and the inputs.
 
     Attributes
     ----------
+    training : bool
+        The mode: True after construction, set by :meth:`train` and :meth:`eval`.
     gamma, beta : ndarray or None
+        The affine parameters, shape (C,).
     running_mean, running_var : ndarray or None
+        The running statistics, shape (C,), updated in place.
+    num_batches_tracked : int or None
+        Number of training forwards that updated the running statistics (None when they are
+        not tracked).
     dgamma, dbeta : ndarray or None
         Gradients stored by the last :meth:`backward`.
+    num_features, axis, eps, momentum, affine, track_running_stats, dtype
+        The constructor arguments.
+
+    Notes
+    -----
+    Pickling (and ``copy.deepcopy``) keeps the parameters, their gradients, the buffers, the
+    mode, the counter and the hyper-parameters, but not the input saved for :meth:`backward`:
+    a restored layer needs a new :meth:`forward` before :meth:`backward`.
 
     Examples
     --------
     >>> import numpy as np, fastbn
     >>> bn = fastbn.BatchNorm(3)
+    >>> bn
+    BatchNorm(3, axis=1, eps=1e-05, momentum=0.1, affine=True,
+              track_running_stats=True, dtype='float32')
     >>> x = np.random.default_rng(0).normal(5.0, 2.0, (8, 3)).astype(np.float32)
-    >>> y = bn(x)
-    >>> bool(np.allclose(y.mean(axis=0), 0, atol=1e-5))
-    True
+    >>> y = bn(x)                                # training mode: batch statistics
+    >>> bool(np.allclose(y.mean(axis=0), 0, atol=1e-5)), bn.num_batches_tracked
+    (True, 1)
     >>> dx = bn.backward(np.ones_like(y))
     >>> bn.dbeta
     array([8., 8., 8.], dtype=float32)
+    >>> rm = bn.running_mean.copy()
+    >>> y = bn.eval()(x)                         # evaluation mode: running statistics
+    >>> bn.training, bool(np.array_equal(bn.running_mean, rm)), bn.num_batches_tracked
+    (False, True, 1)
     """
 
     def __init__(self, num_features, *, axis=1, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=np.float32):
         self.num_features = v.integer(num_features, "num_features", minimum=1)
         self.axis = v.integer(axis, "axis")
-        self.eps = v.real(eps, "eps", lo=0.0)
-        self.momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
-        dtype = np.dtype(dtype)
+        self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+        self.momentum = None if momentum is None else v.real(momentum, "momentum", lo=0.0, hi=1.0)
+        self.affine = _flag(affine, "affine")
+        self.track_running_stats = _flag(track_running_stats, "track_running_stats")
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if dtype not in v.FLOAT_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
         self.dtype = dtype
         C = self.num_features
+        self.training = True
         self.gamma = np.ones(C, dtype) if affine else None
         self.beta = np.zeros(C, dtype) if affine else None
         self.running_mean = np.zeros(C, dtype) if track_running_stats else None
         self.running_var = np.ones(C, dtype) if track_running_stats else None
+        self.num_batches_tracked = 0 if track_running_stats else None
         self.dgamma = self.dbeta = None
         self._cache = None
 
-    def forward(self, x, training=True):
-        """Normalize ``x``; in training mode with batch statistics (updating the running ones).
+    # ---- mode ---------------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        """Set training mode (``mode=True``) or evaluation mode (``mode=False``).
 
         Parameters
         ----------
-        x : ndarray of float32 or float64, ndim >= 2
-            Same dtype as the layer, ``num_features`` channels along the layer's ``axis``.
-        training : bool, default True
-            True: :func:`~fastbn.batch_norm_train` with the batch statistics, and the running
-            statistics (if tracked) updated in place.  False: :func:`~fastbn.batch_norm_infer`
-            with the running statistics (or the batch ones when they are not tracked).
+        mode : bool, default True
 
         Returns
         -------
-        y : ndarray, same shape and dtype as ``x``
+        self : BatchNorm
+            The layer itself, so that ``bn = BatchNorm(C).train()`` and chaining work.
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> bn.train(False).training, bn.train().training
+        (False, True)
+        """
+        self.training = _flag(mode, "mode")
+        return self
+
+    def eval(self):
+        """Set evaluation mode; the same as ``train(False)``.
+
+        Returns
+        -------
+        self : BatchNorm
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> fastbn.BatchNorm(2).eval().training
+        False
+        """
+        return self.train(False)
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def reset_running_stats(self):
+        """Set ``running_mean`` to zeros, ``running_var`` to ones and the counter to 0.
+
+        The buffers are overwritten in place (references to them stay valid); nothing happens
+        when the layer does not track running statistics.
 
         Examples
         --------
         >>> import numpy as np, fastbn
-        >>> bn = fastbn.BatchNorm(2, eps=0.0, momentum=0.5)
+        >>> bn = fastbn.BatchNorm(2)
+        >>> _ = bn(np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32))
+        >>> bn.reset_running_stats()
+        >>> bn.running_mean, bn.running_var, bn.num_batches_tracked
+        (array([0., 0.], dtype=float32), array([1., 1.], dtype=float32), 0)
+        """
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked = 0
+
+    def reset_parameters(self):
+        """Reset the running statistics and set ``gamma`` to ones and ``beta`` to zeros.
+
+        Everything is overwritten in place (an optimizer's references stay valid).
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> bn.gamma[:] = 3.0
+        >>> bn.reset_parameters()
+        >>> bn.gamma, bn.beta
+        (array([1., 1.], dtype=float32), array([0., 0.], dtype=float32))
+        """
+        self.reset_running_stats()
+        if self.affine:
+            self.gamma[...] = 1
+            self.beta[...] = 0
+
+    def __getstate__(self):
+        # The input saved for backward is not state: a pickle of the layer must not carry it.
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        # Pickles of layers older than the modes lack these: derive them as __init__ would.
+        tracked = state.get("running_mean") is not None
+        state.setdefault("training", True)
+        state.setdefault("affine", state.get("gamma") is not None)
+        state.setdefault("track_running_stats", tracked)
+        state.setdefault("num_batches_tracked", 0 if tracked else None)
+        self.__dict__.update(state)
+        self._cache = None
+
+    # ---- computation --------------------------------------------------------------------------
+
+    def _input(self, x):
+        """``x`` checked against the layer (dtype, dimensions, channel count), native order."""
+        x = _layer_array(x, "x", self.dtype, "the layer's dtype")
+        if x.ndim < 2:
+            raise ValueError(f"x: expected an array with at least 2 dimensions (batch, channels, "
+                             f"...), got {x.ndim}-d shape {x.shape}")
+        if not -x.ndim <= self.axis < x.ndim:
+            need = self.axis + 1 if self.axis >= 0 else -self.axis
+            raise ValueError(f"x: expected at least {need} dimensions for the layer's axis "
+                             f"{self.axis}, got {x.ndim}-d shape {x.shape}")
+        if x.shape[self.axis] != self.num_features:
+            raise ValueError(f"x: expected {self.num_features} channels along axis {self.axis}, "
+                             f"got {x.shape[self.axis]} (shape {x.shape})")
+        return x
+
+    def forward(self, x, training=None):
+        """Normalize ``x``, with the batch statistics or the running ones depending on the mode.
+
+        Parameters
+        ----------
+        x : ndarray of the layer's dtype, ndim >= 2
+            ``num_features`` channels along the layer's ``axis``; any strides and byte order.
+        training : bool or None, default None
+            The mode of this call; None means the layer's mode (:attr:`training`).
+            True: :func:`~fastbn.batch_norm_train` with the batch statistics and, if they are
+            tracked, ``num_batches_tracked`` incremented and the running statistics updated in
+            place with weight ``momentum`` (or ``1 / num_batches_tracked`` when it is None).
+            False: :func:`~fastbn.batch_norm_infer` with the running statistics, which are left
+            unchanged; without running statistics, the batch statistics as in training.
+
+        Returns
+        -------
+        y : ndarray, same shape as ``x``, the layer's dtype
+
+        Raises
+        ------
+        TypeError, ValueError
+            For an ``x`` of another dtype, too few dimensions or the wrong number of channels,
+            or a ``training`` that is not a bool; the message names the argument, and nothing
+            (buffers, counter, saved input) is changed.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2, eps=1e-30, momentum=0.5)
         >>> x = np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32)
         >>> bn.forward(x)                        # batch means 1, 20; variances 1, 100
         array([[-1., -1.],
@@ -90,14 +276,33 @@ class BatchNorm:
         array([ 0.5, 10. ], dtype=float32)
         >>> bn.running_var                       # 0.5 * 1 + 0.5 * unbiased variance (2, 200)
         array([  1.5, 100.5], dtype=float32)
-        >>> bn.forward(x, training=False).shape  # inference: the running statistics
+        >>> bn.forward(x, training=False).shape  # this call only: the running statistics
         (2, 2)
+        >>> bn.num_batches_tracked
+        1
+
+        With ``momentum=None`` the running statistics are the plain average over the batches:
+
+        >>> bn = fastbn.BatchNorm(1, momentum=None)
+        >>> for m in [1.0, 2.0, 6.0]:
+        ...     _ = bn(np.array([[m - 1], [m + 1]], dtype=np.float32))
+        >>> bn.running_mean, bn.num_batches_tracked
+        (array([3.], dtype=float32), 3)
         """
+        training = self.training if training is None else _flag(training, "training")
+        x = self._input(x)
         if training or self.running_mean is None:
+            update = training and self.track_running_stats
+            momentum = self.momentum
+            if update and momentum is None:    # cumulative average: this batch weighs 1/count
+                momentum = 1.0 / (self.num_batches_tracked + 1)
             y, mean, invstd = batch_norm_train(
                 x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
-                running_mean=self.running_mean if training else None,
-                running_var=self.running_var if training else None, momentum=self.momentum)
+                running_mean=self.running_mean if update else None,
+                running_var=self.running_var if update else None,
+                momentum=0.0 if momentum is None else momentum)
+            if update:     # as PyTorch: every training forward counts, whatever the momentum
+                self.num_batches_tracked += 1
             self._cache = ("batch", x, mean, invstd)
         else:
             y = batch_norm_infer(x, self.running_mean, self.running_var, self.gamma, self.beta,
@@ -113,18 +318,22 @@ class BatchNorm:
         Parameters
         ----------
         dy : ndarray
-            Gradient of the loss with respect to the last output; its shape and dtype.
+            Gradient of the loss with respect to the last output: its shape, the layer's dtype
+            (any strides and byte order).
 
         Returns
         -------
-        dx : ndarray, same shape and dtype as the last input
-            Through the batch statistics after a training forward; after an inference forward
-            the running statistics are constants and the layer is affine in ``x``.
+        dx : ndarray, same shape as the last input, the layer's dtype
+            Through the batch statistics after a forward that used them; after a forward with
+            the running statistics these are constants and the layer is affine in ``x``.
 
         Raises
         ------
         RuntimeError
-            If :meth:`forward` was never called.
+            If there is no forward to differentiate: none was called since the layer was made
+            or unpickled.
+        TypeError, ValueError
+            For a ``dy`` of another dtype or shape; nothing is stored then.
 
         Examples
         --------
@@ -140,8 +349,12 @@ class BatchNorm:
         (array([2., 0.], dtype=float32), array([0., 0.], dtype=float32))
         """
         if self._cache is None:
-            raise RuntimeError("backward: call forward first")
+            raise RuntimeError("backward: call forward first (the layer has no saved input)")
         kind, x, mean, invstd = self._cache
+        dy = _layer_array(dy, "dy", self.dtype, "the layer's dtype")
+        if dy.shape != x.shape:
+            raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
+                             f"got {dy.shape}")
         if kind == "batch":
             dx, dgamma, dbeta = batch_norm_backward(dy, x, mean, invstd, self.gamma, axis=self.axis)
         else:  # the running statistics are constants: the layer is affine in x
@@ -151,10 +364,10 @@ class BatchNorm:
             axes = tuple(i for i in range(x.ndim) if i != axis)
             invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
             xhat = (x - self.running_mean.reshape(shape)) * invstd.reshape(shape)
-            g = 1.0 if self.gamma is None else self.gamma.reshape(shape)
-            dx = (dy * g * invstd.reshape(shape)).astype(x.dtype)
-            dgamma = (dy * xhat).sum(axis=axes).astype(x.dtype)
-            dbeta = dy.sum(axis=axes).astype(x.dtype)
+            scale = invstd if self.gamma is None else self.gamma * invstd   # float64
+            dx = (dy * scale.reshape(shape)).astype(self.dtype)
+            dgamma = (dy * xhat).sum(axis=axes).astype(self.dtype)
+            dbeta = dy.sum(axis=axes, dtype=np.float64).astype(self.dtype)
         if self.gamma is not None:
             self.dgamma, self.dbeta = dgamma, dbeta
         return dx
@@ -186,6 +399,7 @@ class BatchNorm:
         return [(self.gamma, self.dgamma), (self.beta, self.dbeta)]
 
     def __repr__(self):
-        return (f"BatchNorm({self.num_features}, axis={self.axis}, eps={self.eps}, "
-                f"momentum={self.momentum}, affine={self.gamma is not None}, "
-                f"track_running_stats={self.running_mean is not None}, dtype={self.dtype.name})")
+        # PyTorch's repr: the constructor arguments, not the mode; this one also evaluates back.
+        return (f"BatchNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
+                f"momentum={self.momentum!r}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}, dtype='{self.dtype.name}')")

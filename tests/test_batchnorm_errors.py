@@ -4,6 +4,10 @@ Specification:
 - Every bad argument raises TypeError (wrong kind or dtype) or ValueError (wrong value, shape,
   writeability or overlap) whose message starts with the argument's name.
 - A call that fails writes nothing: ``out`` and the running buffers keep their sentinel values.
+- eps must be > 0.  Running buffers (updated in place) must be in native byte order; every other
+  array may have either (tests/test_batchnorm_byteorder.py).  ``out`` may be exactly ``x``
+  (train, infer) or ``dy`` (backward) -- in place, tests/test_batchnorm_inplace.py -- and overlap
+  nothing else.
 - A call never modifies its inputs; read-only inputs are accepted.
 - Empty arrays where they make sense, C = 0, and zero-stride (broadcast) views do not crash.
 """

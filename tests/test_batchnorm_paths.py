@@ -2,10 +2,12 @@
 path (validated in Python) are one function.
 
 Specification:
-- A plain call -- C-contiguous ndarrays of one float dtype, a Python int axis, Python floats,
-  no ``out`` -- takes the Cython path (``fastbn._batchnorm.*_plain`` returns a result), and gives
-  exactly the bits the general path gives (the general path is forced with ``out=``), including
-  the running buffers' update.
+- A plain call -- C-contiguous ndarrays of one float dtype in native byte order, a Python int
+  axis, Python floats (eps > 0), no ``out`` -- takes the Cython path
+  (``fastbn._batchnorm.*_plain`` returns a result), and gives exactly the bits the general path
+  gives (the general path is forced with ``out=``), including the running buffers' update.
+- Neither the Cython paths nor the C glue under them take an array of non-native byte order:
+  ``PyArray_TYPE`` is NPY_FLOAT for '<f4' and '>f4' alike, so each check also asks for it.
 - Anything outside the plain case makes the Cython path decline (return None) before it writes
   anything; the general path then validates it (tests/test_batchnorm_errors.py checks that every
   bad argument is named and nothing is written).

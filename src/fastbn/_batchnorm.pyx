@@ -13,13 +13,13 @@ Three layers, called in one direction only:
    ``_f32`` or ``_f64`` kernel by the dtype of ``x``.  It re-checks the few facts memory safety
    and correct values rest on (dtype agreement, native byte order, contiguity, sizes), so a wrong
    call raises instead of reading out of bounds or reading swapped bytes as numbers.
+3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
+   or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
+   exception here.
 
 Byte order: ``PyArray_TYPE`` is the type number of the dtype, NPY_FLOAT for ``'<f4'`` and
 ``'>f4'`` alike -- the byte order is a separate field of the descriptor.  Every check here
 therefore also asks ``PyArray_ISNOTSWAPPED``, so a swapped array never reaches C.
-3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
-   or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
-   exception here.
 
 Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 arrays that the
 caller owns.
@@ -29,8 +29,9 @@ Small calls
 A (32, 64) batch costs about a microsecond in C, so checking ten arguments in Python would
 dominate it.  ``train_plain``, ``infer_plain`` and ``backward_plain`` take the public functions'
 arguments as they came and handle the plain case entirely here, in C-level checks: exact
-ndarrays of the right dtype and shape (x, dy, gamma, beta C-contiguous), a Python int axis and
-Python floats in range, no ``out``, and running buffers whose memory does not meet the inputs'.
+ndarrays of the right dtype in native byte order and of the right shape (x, dy, gamma, beta
+C-contiguous), a Python int axis and Python floats in range (eps > 0), no ``out``, and running
+buffers whose memory does not meet the inputs'.
 Anything else -- including every bad argument -- makes them return None *before writing
 anything*, and the public function then runs its full validation (which raises with the
 argument's name) and the general path.  Both paths call the same kernels, so they give the same

@@ -10,6 +10,10 @@
  * are combined with Chan et al.'s pairwise update in a fixed order.  No E[x^2] - E[x]^2.
  * Per-channel quantities (mean, var, invstd, dgamma, dbeta) are returned in float64.
  *
+ * In place: y may be x (train, infer) and dx may be dy (backward) -- exactly the same array; the
+ * output is written elementwise after every reduction has read the input.  Any other overlap of
+ * an output with an input is undefined.
+ *
  * Results are bitwise identical for any n_threads and any instruction-set path: work is split
  * into blocks fixed by the shape alone, partial results are merged in block order, and every
  * reduction uses FB_LANES virtual lanes with no FMA contraction.

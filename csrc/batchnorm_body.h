@@ -82,12 +82,15 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
     }
 }
 
-static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, const FN(coef) *co,
-                          int stream)
+/* y = (x - m) * s + c over a run.  y may be x itself (in place: each element is read before it
+ * is written, and nothing is read again), so neither pointer is restrict; the coefficients are
+ * copied to locals so that stores through y need not reload them. */
+static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++) y[i] = (T)(((double)x[i] - co->m) * co->s + co->c);
+        const double em = co->m, es = co->s, ec = co->c;
+        for (; i < n; i++) y[i] = (T)(((double)x[i] - em) * es + ec);
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
@@ -103,14 +106,15 @@ static void FN(run_apply)(const T *FB_RESTRICT x, T *FB_RESTRICT y, int64_t n, c
     for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
 }
 
-/* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply. */
-static void FN(run_grad_apply)(const T *FB_RESTRICT dy, const T *FB_RESTRICT x, T *FB_RESTRICT dx,
-                               int64_t n, const FN(coef) *co, int stream)
+/* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply.  dx may be dy itself
+ * (in place, elementwise), so no pointer is restrict. */
+static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const FN(coef) *co,
+                               int stream)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++)
-            dx[i] = (T)((double)dy[i] * co->g + (((double)x[i] - co->m) * co->s + co->c));
+        const double em = co->m, es = co->s, eg = co->g, ec = co->c;
+        for (; i < n; i++) dx[i] = (T)((double)dy[i] * eg + (((double)x[i] - em) * es + ec));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
@@ -334,8 +338,10 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
 }
 
 /* One row segment: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) * ts + tc), the
- * coefficients per element; non-temporal stores where `stream` and aligned. */
-static void FN(row_apply)(const T *FB_RESTRICT xr, const T *FB_RESTRICT gr, T *FB_RESTRICT yr,
+ * coefficients per element; non-temporal stores where `stream` and aligned.  yr may be xr or gr
+ * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
+ * of the kernel) are. */
+static void FN(row_apply)(const T *xr, const T *gr, T *yr,
                           int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
                           const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream)
 {
@@ -376,9 +382,9 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     const int64_t group = w == p->V ? k->group : 1;
     for (int64_t i = r0; i < r1; i += group) {
         const int64_t rows = r1 - i < group ? r1 - i : group, n = rows * w;
-        const T *FB_RESTRICT xr = k->x + i * p->V + v0;
-        T *FB_RESTRICT yr = k->y + i * p->V + v0;
-        const T *FB_RESTRICT gr = k->backward ? k->dy + i * p->V + v0 : NULL;
+        const T *xr = k->x + i * p->V + v0;   /* yr may be xr or gr (in place) */
+        T *yr = k->y + i * p->V + v0;
+        const T *gr = k->backward ? k->dy + i * p->V + v0 : NULL;
         if (k->exact) {
             for (int64_t v = 0; v < n; v++) {
                 const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];

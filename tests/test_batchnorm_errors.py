@@ -4,6 +4,10 @@ Specification:
 - Every bad argument raises TypeError (wrong kind or dtype) or ValueError (wrong value, shape,
   writeability or overlap) whose message starts with the argument's name.
 - A call that fails writes nothing: ``out`` and the running buffers keep their sentinel values.
+- eps must be > 0.  Running buffers (updated in place) must be in native byte order; every other
+  array may have either (tests/test_batchnorm_byteorder.py).  ``out`` may be exactly ``x``
+  (train, infer) or ``dy`` (backward) -- in place, tests/test_batchnorm_inplace.py -- and overlap
+  nothing else.
 - A call never modifies its inputs; read-only inputs are accepted.
 - Empty arrays where they make sense, C = 0, and zero-stride (broadcast) views do not crash.
 """
@@ -146,6 +150,11 @@ CASES = [
                         out=None)),
     # --- scalars
     ("eps-negative", "train", "eps", ValueError, lambda a: a.update(eps=-1e-5)),
+    ("eps-zero", "train", "eps", ValueError, lambda a: a.update(eps=0.0)),
+    ("eps-zero-plain", "train", "eps", ValueError, lambda a: a.update(eps=0.0, out=None)),
+    ("eps-int-zero", "train", "eps", ValueError, lambda a: a.update(eps=0, out=None)),
+    ("infer-eps-zero", "infer", "eps", ValueError, lambda a: a.update(eps=0.0)),
+    ("infer-eps-zero-plain", "infer", "eps", ValueError, lambda a: a.update(eps=0.0, out=None)),
     ("eps-nan", "train", "eps", ValueError, lambda a: a.update(eps=float("nan"))),
     ("eps-string", "train", "eps", TypeError, lambda a: a.update(eps="1e-5")),
     ("eps-none", "train", "eps", TypeError, lambda a: a.update(eps=None)),
@@ -165,6 +174,23 @@ CASES = [
      lambda a: a.update(running_var=np.broadcast_to(np.float32(SENTINEL), (C,)))),
     ("running_mean-list", "train", "running_mean", TypeError,
      lambda a: a.update(running_mean=[0.0] * C)),
+    # --- byte order: buffers updated in place must be native (inputs and out may be either)
+    ("running_mean-big-endian", "train", "running_mean", TypeError,
+     lambda a: a.update(running_mean=a["running_mean"].astype(">f4"))),
+    ("running_var-big-endian", "train", "running_var", TypeError,
+     lambda a: a.update(running_var=a["running_var"].astype(">f4"), out=None)),
+    ("running_mean-big-endian-x-too", "train", "running_mean", TypeError,
+     lambda a: a.update(x=a["x"].astype(">f4"), running_mean=a["running_mean"].astype(">f4"))),
+    ("running_var-big-endian-float64", "train", "running_var", TypeError,
+     lambda a: a.update(running_var=a["running_var"].astype(">f8"))),
+    ("gamma-big-endian-float64", "train", "gamma", TypeError,
+     lambda a: a.update(gamma=a["gamma"].astype(">f8"))),
+    ("dy-big-endian-float64", "backward", "dy", TypeError,
+     lambda a: a.update(dy=a["dy"].astype(">f8"))),
+    ("out-big-endian-float64", "infer", "out", TypeError,
+     lambda a: a.update(out=a["out"].astype(">f8"))),
+    ("out-big-endian-shape", "train", "out", ValueError,
+     lambda a: a.update(out=np.full((6, 3, 5), SENTINEL, ">f4"))),
     # --- out
     ("out-shape", "train", "out", ValueError,
      lambda a: a.update(out=np.full((6, 3, 5), SENTINEL, np.float32))),
@@ -182,7 +208,13 @@ CASES = [
     ("backward-out-read-only", "backward", "out", ValueError,
      lambda a: a.update(out=_readonly(a["out"]))),
     # --- overlap: outputs with inputs and with each other
-    ("out-is-x", "train", "out", ValueError, lambda a: a.update(out=a["x"])),
+    # out=x exactly (train, infer) and out=dy (backward) are in place (test_batchnorm_inplace.py);
+    # any other overlap with them is not
+    ("out-is-reversed-x", "train", "out", ValueError, lambda a: a.update(out=a["x"][::-1])),
+    ("out-is-x-other-byte-order", "train", "out", ValueError,
+     lambda a: a.update(out=a["x"].view(">f4"))),
+    ("out-is-x-reshaped", "train", "out", ValueError,
+     lambda a: a.update(out=a["x"].reshape(3, 6, 4).transpose(1, 0, 2))),
     ("out-overlaps-x", "train", "out", ValueError,
      lambda a: a.update(**dict(zip(("out", "x"), _shared("out", "x", SHAPE, SHAPE))))),
     ("out-overlaps-gamma", "train", "out", ValueError,
@@ -204,14 +236,19 @@ CASES = [
      lambda a: a.update(**dict(zip(("gamma", "running_mean"), _strided_shared())))),
     ("out-overlaps-strided-beta", "train", "out", ValueError,
      lambda a: a.update(beta=a["out"].reshape(-1)[::5][:C])),
-    ("infer-out-is-x", "infer", "out", ValueError, lambda a: a.update(out=a["x"])),
+    ("infer-out-is-reversed-x", "infer", "out", ValueError, lambda a: a.update(out=a["x"][:, ::-1])),
+    ("infer-out-overlaps-x", "infer", "out", ValueError,
+     lambda a: a.update(**dict(zip(("out", "x"), _shared("out", "x", SHAPE, SHAPE))))),
     ("infer-out-overlaps-running_mean", "infer", "out", ValueError,
      lambda a: a.update(running_mean=a["out"].reshape(-1)[:C])),
     ("infer-out-overlaps-strided-running_var", "infer", "out", ValueError,
      lambda a: a.update(running_var=a["out"].reshape(-1)[::7][:C])),
     ("infer-out-overlaps-gamma", "infer", "out", ValueError,
      lambda a: a.update(gamma=a["out"].reshape(-1)[3:3 + C])),
-    ("backward-out-is-dy", "backward", "out", ValueError, lambda a: a.update(out=a["dy"])),
+    ("backward-out-is-reversed-dy", "backward", "out", ValueError,
+     lambda a: a.update(out=a["dy"][..., ::-1])),
+    ("backward-out-overlaps-dy", "backward", "out", ValueError,
+     lambda a: a.update(**dict(zip(("out", "dy"), _shared("out", "dy", SHAPE, SHAPE))))),
     ("backward-out-is-x", "backward", "out", ValueError, lambda a: a.update(out=a["x"])),
     ("backward-out-overlaps-mean", "backward", "out", ValueError,
      lambda a: a.update(mean=a["out"].reshape(-1)[:C])),

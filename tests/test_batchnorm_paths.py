@@ -2,10 +2,12 @@
 path (validated in Python) are one function.
 
 Specification:
-- A plain call -- C-contiguous ndarrays of one float dtype, a Python int axis, Python floats,
-  no ``out`` -- takes the Cython path (``fastbn._batchnorm.*_plain`` returns a result), and gives
-  exactly the bits the general path gives (the general path is forced with ``out=``), including
-  the running buffers' update.
+- A plain call -- C-contiguous ndarrays of one float dtype in native byte order, a Python int
+  axis, Python floats (eps > 0), no ``out`` -- takes the Cython path
+  (``fastbn._batchnorm.*_plain`` returns a result), and gives exactly the bits the general path
+  gives (the general path is forced with ``out=``), including the running buffers' update.
+- Neither the Cython paths nor the C glue under them take an array of non-native byte order:
+  ``PyArray_TYPE`` is NPY_FLOAT for '<f4' and '>f4' alike, so each check also asks for it.
 - Anything outside the plain case makes the Cython path decline (return None) before it writes
   anything; the general path then validates it (tests/test_batchnorm_errors.py checks that every
   bad argument is named and nothing is written).
@@ -63,9 +65,9 @@ def _train_plain(a):
 
 def test_a_plain_call_takes_the_cython_path(rng):
     a = _train_args(rng)
-    y, mean, invstd, skipped = _train_plain(a)
-    assert y.shape == a["x"].shape and mean.shape == invstd.shape == (8,) and skipped == 0
-    assert _batchnorm.infer_plain(a["x"], mean, invstd, None, None, -1, 0.0, 1) is not None
+    y, mean, invstd, pending = _train_plain(a)
+    assert y.shape == a["x"].shape and mean.shape == invstd.shape == (8,) and pending is None
+    assert _batchnorm.infer_plain(a["x"], mean, invstd, None, None, -1, 1e-5, 1) is not None
     assert _batchnorm.backward_plain(a["x"], a["x"], mean, invstd, None, 1, 1) is not None
 
 
@@ -84,6 +86,11 @@ DECLINED = {
     "x a subclass": lambda a: a.update(x=a["x"].view(_Sub)),
     "x not contiguous": lambda a: a.update(x=a["x"][::2]),
     "x float16": lambda a: a.update(x=a["x"].astype(np.float16)),
+    "x big-endian": lambda a: a.update(x=a["x"].astype(">f4")),
+    "gamma big-endian": lambda a: a.update(gamma=a["gamma"].astype(">f4")),
+    "beta big-endian": lambda a: a.update(beta=a["beta"].astype(">f4")),
+    "running_mean big-endian": lambda a: a.update(running_mean=a["running_mean"].astype(">f4")),
+    "running_var big-endian": lambda a: a.update(running_var=a["running_var"].astype(">f4")),
     "x 1-d": lambda a: a.update(x=a["x"][0]),
     "x one row": lambda a: a.update(x=a["x"][:1]),
     "gamma float64": lambda a: a.update(gamma=a["gamma"].astype(np.float64)),
@@ -94,6 +101,7 @@ DECLINED = {
     "axis out of range": lambda a: a.update(axis=2),
     "eps a numpy float": lambda a: a.update(eps=np.float64(1e-5)),
     "eps negative": lambda a: a.update(eps=-1.0),
+    "eps zero": lambda a: a.update(eps=0.0),
     "eps NaN": lambda a: a.update(eps=float("nan")),
     "momentum above 1": lambda a: a.update(momentum=1.5),
     "running_mean read-only": lambda a: a.update(running_mean=_readonly(a["running_mean"])),
@@ -110,3 +118,47 @@ def test_the_cython_path_declines_anything_else_and_writes_nothing(rng, change):
     assert _train_plain(a) is None
     for k, v in before.items():
         assert np.asarray(a[k]).tobytes() == v.tobytes(), k
+
+
+def _swapped(a):
+    """``a`` with the same values in the other byte order."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+def test_the_cython_paths_decline_non_native_byte_order(rng):
+    """PyArray_TYPE is NPY_FLOAT for '<f4' and '>f4' alike: each check must also ask for native
+    order, else the swapped bytes reach C as numbers."""
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    mean, invstd = np.zeros(8, np.float32), np.ones(8, np.float32)
+    g = np.ones(8, np.float32)
+    assert _batchnorm.infer_plain(x, mean, invstd, g, g, 1, 1e-5, 1) is not None
+    assert _batchnorm.backward_plain(x, x, mean, invstd, g, 1, 1) is not None
+    for args in [(_swapped(x), mean, invstd, g, g), (x, _swapped(mean), invstd, g, g),
+                 (x, mean, _swapped(invstd), g, g), (x, mean, invstd, _swapped(g), g),
+                 (x, mean, invstd, g, _swapped(g))]:
+        assert _batchnorm.infer_plain(*args, 1, 1e-5, 1) is None
+    for args in [(_swapped(x), x, mean, invstd, g), (x, _swapped(x), mean, invstd, g),
+                 (x, x, _swapped(mean), invstd, g), (x, x, mean, _swapped(invstd), g),
+                 (x, x, mean, invstd, _swapped(g))]:
+        assert _batchnorm.backward_plain(*args, 1, 1) is None
+
+
+def test_the_c_glue_rejects_non_native_byte_order(rng):
+    """The low-level entry points re-check byte order, so no caller can pass swapped bytes."""
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    y = np.full_like(x, -7.0)
+    stats = np.zeros((3, 8))
+    with pytest.raises(TypeError, match="byte order"):
+        _batchnorm.train(_swapped(x), y, 16, 8, 1, None, None, 1e-5, stats, 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _batchnorm.train(x, _swapped(y), 16, 8, 1, None, None, 1e-5, stats, 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _batchnorm.infer(x, y, 16, 8, 1, _swapped(np.zeros(8, np.float32)),
+                         np.ones(8, np.float32), None, None, 1e-5, 1)
+    with pytest.raises(ValueError, match="byte order"):
+        _batchnorm.backward(_swapped(x), x, y, 16, 8, 1, np.zeros(8), np.ones(8), None,
+                            np.zeros((2, 8)), 1)
+    rm = _swapped(np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="byte order"):
+        _batchnorm.update_running(rm, None, stats, 16, 0.1, x.dtype.num)
+    assert np.all(y == -7.0) and np.all(rm == 0.0)

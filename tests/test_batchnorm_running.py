@@ -7,7 +7,9 @@ Specification:
 - momentum 0 leaves the buffers as they are; momentum 1 replaces them by the batch statistics.
 - Either buffer may be given alone.
 - NaN or Inf in one channel of x: y is NaN in that channel only, that channel's running
-  statistics are not updated, the other channels are, and a RuntimeWarning says so.
+  statistics are not updated, the other channels are, and a RuntimeWarning says so -- before any
+  running buffer is written, so that under ``-W error`` (the warning raised as an exception) both
+  buffers keep every byte.  ``out``, if given, then holds y (documented in batch_norm_train).
 """
 import warnings
 
@@ -131,3 +133,51 @@ def test_no_warning_without_running_buffers_or_when_finite(rng):
         x[0, 0] = np.nan
         y, _, _ = fastbn.batch_norm_train(x)
     assert np.all(np.isnan(y[:, 0])) and np.all(np.isfinite(y[:, 1:]))
+
+
+def _nan_channel_batch(rng, shape):
+    x, gamma, beta = make_inputs(rng, shape, 1, np.float32)
+    x[(0, 1) + (0,) * (x.ndim - 2)] = np.nan
+    return x, gamma, beta
+
+
+# plain path; general path with out= (C-contiguous and strided) or a strided x
+CALLS = {
+    "plain": lambda x: dict(x=x),
+    "out": lambda x: dict(x=x, out=np.full_like(x, -7.0)),
+    "strided-out": lambda x: dict(x=x, out=np.full(x.shape[:-1] + (2 * x.shape[-1],), -7.0,
+                                                   np.float32)[..., ::2]),
+    "strided-x": lambda x: dict(x=np.asfortranarray(x)),
+}
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+@pytest.mark.parametrize("shape", [(16, 4), (4, 4, 40)], ids=["rows", "slab"])
+def test_warning_as_error_leaves_the_running_buffers_unwritten(rng, shape, call):
+    """Under -W error the warning is an exception: it comes before the running buffers are
+    written, so they keep every byte; out= (documented) already holds y."""
+    x, gamma, beta = _nan_channel_batch(rng, shape)
+    kw = call(x)
+    rm, rv = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    rm_bytes, rv_bytes = rm.tobytes(), rv.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="1 of 4 channels have non-finite"):
+            fastbn.batch_norm_train(gamma=gamma, beta=beta, running_mean=rm, running_var=rv, **kw)
+    assert rm.tobytes() == rm_bytes and rv.tobytes() == rv_bytes
+    if "out" in kw:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = fastbn.batch_norm_train(x, gamma, beta).y
+        assert np.ascontiguousarray(kw["out"]).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_the_warning_points_at_the_caller_and_the_update_follows(rng, call):
+    x, gamma, beta = _nan_channel_batch(rng, (16, 4))
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with pytest.warns(RuntimeWarning, match="non-finite") as record:
+        fastbn.batch_norm_train(running_mean=rm, running_var=rv, **call(x))
+    assert len(record) == 1 and record[0].filename == __file__
+    assert rm[1] == 0.0 and rv[1] == 1.0                       # the NaN channel: skipped
+    assert np.all(rm[[0, 2, 3]] != 0.0) and np.all(rv[[0, 2, 3]] != 1.0)

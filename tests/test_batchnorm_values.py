@@ -96,33 +96,40 @@ def test_backward_gradients_sum_to_zero_over_each_channel(rng):
 def test_train_output_is_normalized(rng):
     """With no affine part, each channel of y has mean 0 and variance var/(var+eps)."""
     x, _, _ = make_inputs(rng, (32, 3, 5, 5), 1, np.float64)
-    y, _, invstd = fastbn.batch_norm_train(x, eps=0.0)
+    eps, var = 1e-3, x.var(axis=(0, 2, 3))
+    y, _, invstd = fastbn.batch_norm_train(x, eps=eps)
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-14)
-    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-13)
-    np.testing.assert_allclose(invstd, 1 / x.std(axis=(0, 2, 3)), rtol=1e-13)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), var / (var + eps), rtol=1e-13)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(var + eps), rtol=1e-13)
 
 
 def test_infer_with_the_batch_statistics_is_train(rng):
     x, gamma, beta = make_inputs(rng, (10, 4, 33), 1, np.float64)
-    y, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, eps=0.0)
-    var = 1 / invstd ** 2
-    np.testing.assert_allclose(fastbn.batch_norm_infer(x, mean, var, gamma, beta, eps=0.0), y,
+    y, mean, _ = fastbn.batch_norm_train(x, gamma, beta, eps=1e-3)
+    var = x.var(axis=(0, 2))
+    np.testing.assert_allclose(fastbn.batch_norm_infer(x, mean, var, gamma, beta, eps=1e-3), y,
                                rtol=1e-12, atol=1e-12)
 
 
 def test_eps_is_added_to_the_biased_variance(rng):
     x, _, _ = make_inputs(rng, (7, 2, 3), 1, np.float64)
-    for eps in (0.0, 1e-5, 0.5, 10.0):
+    for eps in (1e-300, 1e-5, 0.5, 10.0):
         _, _, invstd = fastbn.batch_norm_train(x, eps=eps)
         np.testing.assert_allclose(invstd, 1 / np.sqrt(x.var(axis=(0, 2)) + eps), rtol=1e-13)
 
 
-def test_constant_channel_with_zero_eps_gives_inf_invstd_not_a_crash():
-    x = np.ones((4, 2), np.float64)
-    with np.errstate(all="ignore"):
-        y, mean, invstd = fastbn.batch_norm_train(x, eps=0.0)
-    assert np.array_equal(mean, [1.0, 1.0])
-    assert np.all(np.isinf(invstd))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_constant_channel_normalizes_to_zero(dtype):
+    """eps > 0 (0 is rejected, as by PyTorch) keeps invstd finite: y = beta exactly."""
+    x = np.full((4, 2), 3.0, dtype)
+    beta = np.array([0.5, -2.0], dtype)
+    y, mean, invstd = fastbn.batch_norm_train(x, None, beta, eps=1e-4)
+    assert np.array_equal(mean, [3.0, 3.0]) and np.allclose(invstd, 100.0, rtol=1e-6)
+    assert np.array_equal(y, np.broadcast_to(beta, x.shape))
+    for fn in (lambda: fastbn.batch_norm_train(x, eps=0.0),
+               lambda: fastbn.batch_norm_infer(x, mean, np.zeros(2, dtype), eps=0.0)):
+        with pytest.raises(ValueError, match=r"^eps: expected a number in \(0, inf\]"):
+            fn()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

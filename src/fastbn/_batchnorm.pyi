@@ -56,6 +56,7 @@ def update_running(
     momentum: float,
     typenum: int,
 ) -> int: ...
+def count_nonfinite(stats: np.ndarray) -> int: ...
 def layout(x: np.ndarray, axis: int) -> Tuple[int, int, int]: ...
 def train_plain(
     x: object,
@@ -67,7 +68,7 @@ def train_plain(
     running_var: object,
     momentum: object,
     n_threads: int,
-) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, int]]: ...
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]]: ...
 def infer_plain(
     x: object,
     running_mean: object,

@@ -5,16 +5,21 @@ Design
 Three layers, called in one direction only:
 
 1. ``fastbn.batchnorm`` (Python) validates every argument -- dtypes agree, shapes fit, outputs
-   are writeable and overlap nothing -- and makes every array the kernel reads or writes
-   C-contiguous (the running buffers excepted: they are updated in place through their stride).
+   are writeable and overlap nothing but the one input they may replace in place -- and makes
+   every array the kernel reads or writes C-contiguous and of native byte order (the running
+   buffers are updated in place through their stride; they must be native already).
 2. This module takes those ndarrays, reads their data pointers through the NumPy C API (no
    buffer acquisition: a call costs well under a microsecond here), releases the GIL and calls the
    ``_f32`` or ``_f64`` kernel by the dtype of ``x``.  It re-checks the few facts memory safety
-   rests on (dtype agreement, contiguity, sizes), so a wrong call raises instead of reading
-   out of bounds.
+   and correct values rest on (dtype agreement, native byte order, contiguity, sizes), so a wrong
+   call raises instead of reading out of bounds or reading swapped bytes as numbers.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
    or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
    exception here.
+
+Byte order: ``PyArray_TYPE`` is the type number of the dtype, NPY_FLOAT for ``'<f4'`` and
+``'>f4'`` alike -- the byte order is a separate field of the descriptor.  Every check here
+therefore also asks ``PyArray_ISNOTSWAPPED``, so a swapped array never reaches C.
 
 Per-channel results (mean, var, invstd, dgamma, dbeta) come back in float64 arrays that the
 caller owns.
@@ -24,15 +29,23 @@ Small calls
 A (32, 64) batch costs about a microsecond in C, so checking ten arguments in Python would
 dominate it.  ``train_plain``, ``infer_plain`` and ``backward_plain`` take the public functions'
 arguments as they came and handle the plain case entirely here, in C-level checks: exact
-ndarrays of the right dtype and shape (x, dy, gamma, beta C-contiguous), a Python int axis and
-Python floats in range, no ``out``, and running buffers whose memory does not meet the inputs'.
+ndarrays of the right dtype in native byte order and of the right shape (x, dy, gamma, beta
+C-contiguous), a Python int axis and Python floats in range (eps > 0), no ``out``, and running
+buffers whose memory does not meet the inputs'.
 Anything else -- including every bad argument -- makes them return None *before writing
 anything*, and the public function then runs its full validation (which raises with the
 argument's name) and the general path.  Both paths call the same kernels, so they give the same
-bits (tests/test_bn_errors.py checks both).
+bits (tests/test_batchnorm_paths.py checks that; tests/test_batchnorm_errors.py checks that
+every bad argument is named and nothing is written).
+
+Non-finite statistics: ``train_plain`` updates the running buffers itself only when every
+channel's statistics are finite; otherwise it hands the statistics back, so that the public
+function warns *before* the buffers are written (under ``-W error`` the warning is an exception
+and the buffers stay as they were).
 """
 cimport numpy as cnp
 from fastbn._util cimport check_status, extents_meet, fb_parallel_install, parallel_impl
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -81,8 +94,10 @@ ISA_NAMES = ("scalar", "avx2", "avx512")
 
 
 cdef bint _is_f32(cnp.ndarray x) except -1:
-    """True for float32, False for float64; anything else is a caller's bug."""
+    """True for float32, False for float64 (native byte order); anything else is a caller's bug."""
     cdef int t = cnp.PyArray_TYPE(x)
+    if not cnp.PyArray_ISNOTSWAPPED(x):
+        raise TypeError(f"fastbn._batchnorm: expected native byte order, got {x.dtype.str}")
     if t == cnp.NPY_FLOAT32:
         return True
     if t == cnp.NPY_FLOAT64:
@@ -91,14 +106,15 @@ cdef bint _is_f32(cnp.ndarray x) except -1:
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
-    """Data pointer of a C-contiguous array of `typenum` with `size` elements; NULL for None."""
+    """Data pointer of a C-contiguous native-order array of `typenum` with `size` elements; NULL
+    for None."""
     if a is None:
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray?>a
-    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
-            or cnp.PyArray_SIZE(arr) != size):
+    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_SIZE(arr) != size):
         raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous array of {size} "
-                         f"elements of the dtype of x")
+                         f"elements of the dtype of x, in native byte order")
     return cnp.PyArray_DATA(arr)
 
 
@@ -191,14 +207,16 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
 
 
 cdef char *_buffer_1d(object a, int typenum, Py_ssize_t C, int64_t *stride) except? NULL:
-    """Data pointer and byte stride of a writeable 1-d array of C elements; NULL for None."""
+    """Data pointer and byte stride of a writeable native-order 1-d array of C elements; NULL
+    for None."""
     if a is None:
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray?>a
-    if (cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != 1
-            or cnp.PyArray_DIM(arr, 0) != C or not cnp.PyArray_ISWRITEABLE(arr)):
+    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
+            or cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIM(arr, 0) != C
+            or not cnp.PyArray_ISWRITEABLE(arr)):
         raise ValueError("fastbn._batchnorm: running buffers must be writeable 1-d arrays of C "
-                         "elements of the dtype of x")
+                         "elements of the dtype of x, in native byte order")
     stride[0] = cnp.PyArray_STRIDE(arr, 0)
     return <char *>cnp.PyArray_DATA(arr)
 
@@ -223,14 +241,34 @@ def update_running(rmean, rvar, cnp.ndarray stats, int64_t count, double momentu
     return skipped
 
 
+cdef int64_t _nonfinite(const double *mean, const double *var, Py_ssize_t C) noexcept nogil:
+    """Channels whose mean or var is not finite: those update_running leaves as they are."""
+    cdef int64_t n = 0
+    cdef Py_ssize_t c
+    for c in range(C):
+        if not (isfinite(mean[c]) and isfinite(var[c])):
+            n += 1
+    return n
+
+
+def count_nonfinite(cnp.ndarray stats):
+    """How many channels update_running would skip, from stats (3, C) float64; writes nothing."""
+    cdef Py_ssize_t C = cnp.PyArray_DIM(stats, 1)
+    cdef const double *ps = <const double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
+    return _nonfinite(ps, ps + C, C)
+
+
 # ---- the plain case of the public functions (see "Small calls" above) ------------------------
 
 cdef int _float_type(object a):
-    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous plain ndarray of that dtype, else -1."""
+    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous plain ndarray of that dtype in native byte
+    order, else -1."""
     if type(a) is not cnp.ndarray:
         return -1
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        return -1
+    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
         return -1
     if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
         return -1
@@ -239,13 +277,15 @@ cdef int _float_type(object a):
 
 cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint contiguous,
                         bint writeable):
-    """a is a plain 1-d ndarray of type t and length C (or None when optional)."""
+    """a is a plain 1-d ndarray of type t, native byte order and length C (or None when
+    optional)."""
     if a is None:
         return optional
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
-    return (cnp.PyArray_TYPE(arr) == t and cnp.PyArray_NDIM(arr) == 1
+    return (cnp.PyArray_TYPE(arr) == t and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_NDIM(arr) == 1
             and cnp.PyArray_DIM(arr, 0) == C
             and (not contiguous or cnp.PyArray_IS_C_CONTIGUOUS(arr))
             and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
@@ -320,13 +360,17 @@ cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int6
 
 
 def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, int n_threads):
-    """(y, mean, invstd, skipped) of batch_norm_train in the plain case, else None."""
+    """(y, mean, invstd, pending) of batch_norm_train in the plain case, else None.
+
+    pending is None when nothing is left to do (no running buffers, or they were updated), else
+    the (3, C) float64 statistics: some channel is not finite, and the caller warns, then updates
+    the running buffers with update_running."""
     cdef int64_t outer, C, inner
     cdef int t = _plain_x(x, axis, 2, &outer, &C, &inner)
     if t < 0 or type(eps) is not float or type(momentum) is not float:
         return None
     cdef double e = eps, mom = momentum
-    if not (e >= 0.0) or not (0.0 <= mom <= 1.0):
+    if not (e > 0.0) or not (0.0 <= mom <= 1.0):
         return None
     if not (_plain_vector(gamma, t, C, True, True, False)
             and _plain_vector(beta, t, C, True, True, False)
@@ -346,11 +390,14 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     sdims[1] = C
     cdef cnp.ndarray stats = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
     train(xa, y, outer, C, inner, gamma, beta, e, stats, n_threads)
-    cdef int64_t skipped = 0
-    if running_mean is not None or running_var is not None:
-        skipped = update_running(running_mean, running_var, stats, outer * inner, mom, t)
     cdef const double *ps = <const double *>cnp.PyArray_DATA(stats)
-    return y, _vector_of(ps, C, t), _vector_of(ps + 2 * C, C, t), skipped
+    pending = None
+    if running_mean is not None or running_var is not None:
+        if _nonfinite(ps, ps + C, C):
+            pending = stats     # the caller warns first: nothing is written before the warning
+        else:
+            update_running(running_mean, running_var, stats, outer * inner, mom, t)
+    return y, _vector_of(ps, C, t), _vector_of(ps + 2 * C, C, t), pending
 
 
 def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads):
@@ -360,7 +407,7 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
     if t < 0 or type(eps) is not float:
         return None
     cdef double e = eps
-    if not (e >= 0.0):
+    if not (e > 0.0):
         return None
     if not (_plain_vector(running_mean, t, C, False, True, False)
             and _plain_vector(running_var, t, C, False, True, False)

@@ -141,3 +141,71 @@ def disjoint(named):
                 raise ValueError(f"{named[second][0]}: must not share memory with "
                                  f"{named[first][0]} (both are updated in place)")
         open_spans.append((hi, k))
+
+
+# ---- byte order and in-place aliasing --------------------------------------------------------
+# NumPy's ufuncs read arrays of either byte order ('<f4', '>f4') and return native ones; the C
+# kernels take native order only.  An array that is only read may therefore have any byte order
+# (checked here, converted by the caller on its copy path, e.g. with
+# ``np.ascontiguousarray(a, dtype=native_dtype(a.dtype))``); one that is written in place must
+# be native already (require_native).
+
+def native_dtype(dtype):
+    """``dtype`` in the machine's byte order (``'>f4'`` -> ``float32``; native ones unchanged)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def float_array_any_order(a, name):
+    """:func:`float_array` that also accepts float32/float64 of non-native byte order.
+
+    Returns the ndarray as given (not converted), so that overlap checks see the caller's memory.
+    """
+    if isinstance(a, np.ndarray) and native_dtype(a.dtype) in FLOAT_DTYPES:
+        return a
+    return float_array(a, name)
+
+
+def same_dtype_any_order(a, name, dtype, of="x"):
+    """:func:`same_dtype` up to byte order: ``'>f4'`` matches ``float32``."""
+    if native_dtype(a.dtype) != native_dtype(dtype):
+        raise TypeError(f"{name}: expected dtype {native_dtype(dtype)} (the dtype of {of}), "
+                        f"got {a.dtype}")
+
+
+def vector_any_order(a, name, length, dtype):
+    """:func:`vector` for an array that is only read: an ndarray of ``dtype`` in either byte
+    order is accepted, and returned as given."""
+    if isinstance(a, np.ndarray) and not a.dtype.isnative:
+        same_dtype_any_order(a, name, dtype)
+        if a.shape != (length,):
+            raise ValueError(f"{name}: expected shape ({length},) (one value per channel), "
+                             f"got {a.shape}")
+        return a
+    return vector(a, name, length, native_dtype(dtype))
+
+
+def output_any_order(out, name, shape, dtype):
+    """:func:`output` up to byte order: the caller writes a non-native ``out`` through a copy."""
+    if isinstance(out, np.ndarray) and not out.dtype.isnative:
+        same_dtype_any_order(out, name, dtype, of="x")
+        output(out.view(native_dtype(out.dtype)), name, shape, native_dtype(dtype))
+        return out
+    return output(out, name, shape, native_dtype(dtype))
+
+
+def require_native(a, name):
+    """Raise TypeError if ``a`` (an ndarray updated in place, or None) is not in native byte order."""
+    if isinstance(a, np.ndarray) and not a.dtype.isnative:
+        raise TypeError(f"{name}: expected native byte order (it is updated in place), "
+                        f"got dtype {a.dtype.str!r}")
+
+
+def same_view(a, b):
+    """True if ``a`` and ``b`` are the same view of memory: same data pointer, shape, strides and
+    dtype (an in-place operation on them is elementwise-safe; any other overlap is not)."""
+    if a is b:
+        return True
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])

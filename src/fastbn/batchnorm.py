@@ -22,9 +22,13 @@ gamma and beta."""
 
 _config._register(_batchnorm)
 
+__all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "BatchNormResult",
+           "BatchNormGrads"]
+
 
 def _input(x, name="x"):
-    x = v.float_array(x, name)
+    """``x`` as given (any byte order), checked to be a float array of ndim >= 2."""
+    x = v.float_array_any_order(x, name)
     if x.ndim < 2:
         raise ValueError(f"{name}: expected an array with at least 2 dimensions (batch, channels, ...),"
                          f" got {x.ndim}-d shape {x.shape}")
@@ -33,33 +37,42 @@ def _input(x, name="x"):
 
 def _optional_vector(a, name, C, dtype):
     """The validated array itself (not a copy), so that overlap checks see the caller's memory."""
-    return None if a is None else v.vector(a, name, C, dtype)
+    return None if a is None else v.vector_any_order(a, name, C, dtype)
 
 
-def _contiguous(a):
-    return None if a is None else np.ascontiguousarray(a)
+def _kernel_array(a, dtype):
+    """``a`` as the kernels read it: C-contiguous, native ``dtype`` (``a`` itself if it is)."""
+    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
 
 
-def _result_buffer(out, x, name="out"):
-    """Where the kernel writes: ``out`` itself when C-contiguous, else a fresh array."""
-    if out is not None:
-        v.output(out, name, x.shape, x.dtype)
-        if out.flags.c_contiguous:
-            return out
-    return np.empty(x.shape, dtype=x.dtype)
+def _buffers(out, x, dtype):
+    """(buf, target): the kernel writes ``buf`` (C-contiguous, native); the caller gets ``target``,
+    ``out`` or a new array in the memory order of ``x`` (as ``np.empty_like``).  ``buf`` is
+    ``target`` itself whenever that is C-contiguous and native, else a scratch array."""
+    target = np.empty_like(x, dtype=dtype, subok=False) if out is None else out
+    if target.flags.c_contiguous and target.dtype.isnative:
+        return target, target
+    return np.empty(x.shape, dtype=dtype), target
 
 
-def _deliver(buf, out):
-    if out is not None and buf is not out:
-        np.copyto(out, buf)
-        return out
-    return buf
+def _deliver(buf, target):
+    if buf is not target:
+        np.copyto(target, buf)
+    return target
 
 
-def _warn_skipped(skipped, C):
-    warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
-                  "statistics; their running statistics were not updated",
-                  RuntimeWarning, stacklevel=3)
+def _update_running(rm, rv, stats, count, momentum):
+    """Update the running buffers from stats (3, C), warning first about channels whose
+    statistics are not finite (they are skipped): under ``-W error`` the warning raises before
+    anything is written."""
+    C = stats.shape[1]
+    skipped = _batchnorm.count_nonfinite(stats)
+    if skipped:
+        warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
+                      "statistics; their running statistics were not updated",
+                      RuntimeWarning, stacklevel=3)   # 1 here, 2 batch_norm_train, 3 its caller
+    typenum = (rm if rm is not None else rv).dtype.num
+    _batchnorm.update_running(rm, rv, stats, count, momentum, typenum)
 
 
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
@@ -76,32 +89,47 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     Parameters
     ----------
     x : ndarray of float32 or float64, ndim >= 2
-        The batch.  Any strides; C-contiguous arrays take the fast path, others are copied.
+        The batch.  Any strides and either byte order; C-contiguous native arrays take the fast
+        path, others are copied first (the results are bitwise those of the C-contiguous copy).
     gamma, beta : array_like, shape (C,), optional
-        Scale and shift, same dtype as ``x``.  None means no affine part (1 and 0).
+        Scale and shift, same dtype as ``x`` (either byte order).  None means no affine part
+        (1 and 0).
     axis : int, default 1
         The channel axis: 1 for (N, C, ...) layouts, -1 for channels-last.
     eps : float, default 1e-5
-        Added to the variance, >= 0.
+        Added to the variance, > 0 (as in PyTorch: with 0 a constant channel gives inf/NaN).
     running_mean, running_var : ndarray, shape (C,), optional
         Updated in place when given, PyTorch's way:
         ``r = (1 - momentum) * r + momentum * batch``, with the unbiased variance
         (``var * n / (n - 1)``) for ``running_var``.  Channels whose batch statistics are not
-        finite are left unchanged, with a RuntimeWarning.
+        finite are left unchanged, with a RuntimeWarning.  Any strides; native byte order.
     momentum : float in [0, 1], default 0.1
     out : ndarray, optional
-        Where to write ``y``: same shape and dtype as ``x``, sharing no memory with any input.
+        Where to write ``y``: same shape and dtype as ``x`` (either byte order), sharing no
+        memory with any input -- except ``out=x`` exactly (the same array or an identical view),
+        which normalizes ``x`` in place with bitwise the same result.
 
     Returns
     -------
     BatchNormResult
         Named tuple ``(y, mean, invstd)``; ``mean`` and ``invstd`` are 1-d of length C in the
-        dtype of ``x``.
+        dtype of ``x``.  All in native byte order; a new ``y`` has the memory order of ``x``
+        (as ``np.empty_like(x)``: a Fortran-ordered ``x`` gives a Fortran-ordered ``y``).
 
     Raises
     ------
     TypeError, ValueError
-        For a bad argument, named in the message; nothing is written then.
+        For a bad argument, named in the message; nothing is written then.  A running buffer
+        of non-native byte order is a TypeError.
+
+    Warns
+    -----
+    RuntimeWarning
+        When running buffers are given and some channel's batch statistics are not finite.  The
+        warning comes *before* the running buffers are updated, so when warnings are errors
+        (``python -W error``, ``warnings.simplefilter("error")``) the exception leaves both
+        running buffers unchanged.  ``out``, if given, then already holds ``y``: y is written by
+        the same pass that computes the statistics.
 
     Notes
     -----
@@ -109,32 +137,36 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     Chan's formula, so data whose mean is far from zero lose no digits (relative error of the
     variance within about 1e-12).  The elementwise pass runs in the dtype of ``x`` with the mean
     split into two parts, a few ulps of the largest term (README, "Accuracy").  Results are
-    bitwise identical for any thread count and instruction set.
+    bitwise identical for any thread count, instruction set, strides and byte order.
 
     Examples
     --------
     >>> import numpy as np, fastbn
     >>> x = np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)
-    >>> y, mean, invstd = fastbn.batch_norm_train(x, eps=0.0)
-    >>> y
+    >>> y, mean, invstd = fastbn.batch_norm_train(x)
+    >>> y.round(4)                       # (x - mean) / sqrt(var + 1e-5), var = 1 and 100
     array([[-1., -1.],
            [ 1.,  1.]], dtype=float32)
     >>> mean
     array([ 2., 20.], dtype=float32)
+    >>> y2, _, _ = fastbn.batch_norm_train(x, out=x)   # in place: x now holds y
+    >>> y2 is x and bool(np.array_equal(x, y))
+    True
     """
     if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
         plain = _batchnorm.train_plain(x, gamma, beta, axis, eps, running_mean, running_var,
                                        momentum, _config.get_num_threads())
         if plain is not None:
-            y, mean, invstd, skipped = plain
-            if skipped:
-                _warn_skipped(skipped, mean.shape[0])
+            y, mean, invstd, pending = plain
+            if pending is not None:   # a non-finite channel: warn, then update
+                _update_running(running_mean, running_var, pending, y.size // mean.shape[0],
+                                momentum)
             return BatchNormResult(y, mean, invstd)
     x = _input(x)
     axis = v.normalize_axis(axis, x.ndim)
-    dtype = x.dtype
+    dtype = v.native_dtype(x.dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
-    eps = v.real(eps, "eps", lo=0.0)
+    eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
     count = outer * inner
     if count < 2:
@@ -142,21 +174,27 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                          f"(shape {x.shape}, channel axis {axis})")
     g = _optional_vector(gamma, "gamma", C, dtype)
     b = _optional_vector(beta, "beta", C, dtype)
-    rm = None if running_mean is None else v.vector(running_mean, "running_mean", C, dtype, inplace=True)
-    rv = None if running_var is None else v.vector(running_var, "running_var", C, dtype, inplace=True)
-    y = _result_buffer(out, x)
+    rm = rv = None
+    if running_mean is not None:
+        v.require_native(running_mean, "running_mean")
+        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+    if running_var is not None:
+        v.require_native(running_var, "running_var")
+        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
-                 [("x", x), ("gamma", g), ("beta", b)])
+                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    buf, target = _buffers(out, x, dtype)
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
     if C:
-        _batchnorm.train(np.ascontiguousarray(x), y, outer, C, inner, _contiguous(g),
-                         _contiguous(b), eps, stats, _config.get_num_threads())
-    y = _deliver(y, out)
+        _batchnorm.train(_kernel_array(x, dtype), buf, outer, C, inner, _kernel_array(g, dtype),
+                         _kernel_array(b, dtype), eps, stats, _config.get_num_threads())
+    y = _deliver(buf, target)
     if (rm is not None or rv is not None) and C:
-        skipped = _batchnorm.update_running(rm, rv, stats, count, momentum, x.dtype.num)
-        if skipped:
-            _warn_skipped(skipped, C)
+        _update_running(rm, rv, stats, count, momentum)
     return BatchNormResult(y, stats[0].astype(dtype), stats[2].astype(dtype))
 
 
@@ -171,25 +209,34 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     Parameters
     ----------
     x : ndarray of float32 or float64, ndim >= 2
+        Any strides and either byte order (others than C-contiguous native are copied first).
     running_mean, running_var : array_like, shape (C,)
-        Same dtype as ``x``.
+        Same dtype as ``x``, either byte order.
     gamma, beta : array_like, shape (C,), optional
         None means no affine part.
     axis : int, default 1
         The channel axis.
     eps : float, default 1e-5
+        Added to the variance, > 0.
     out : ndarray, optional
-        Where to write ``y``; shares no memory with any input.
+        Where to write ``y`` (same shape and dtype as ``x``, either byte order); shares no
+        memory with any input, except ``out=x`` exactly (in place, bitwise the same result).
 
     Returns
     -------
     y : ndarray, same shape and dtype as ``x``
+        Native byte order; a new ``y`` has the memory order of ``x`` (as ``np.empty_like``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
 
     Examples
     --------
     >>> import numpy as np, fastbn
     >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    >>> fastbn.batch_norm_infer(x, np.array([1.0, 2.0]), np.array([4.0, 1.0]), eps=0.0)
+    >>> fastbn.batch_norm_infer(x, np.array([1.0, 2.0]), np.array([3.75, 0.75]), eps=0.25)
     array([[0., 0.],
            [1., 2.]])
     """
@@ -200,21 +247,24 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
             return y
     x = _input(x)
     axis = v.normalize_axis(axis, x.ndim)
-    dtype, C = x.dtype, x.shape[axis]
-    eps = v.real(eps, "eps", lo=0.0)
-    rm = v.vector(running_mean, "running_mean", C, dtype)
-    rv = v.vector(running_var, "running_var", C, dtype)
+    dtype, C = v.native_dtype(x.dtype), x.shape[axis]
+    eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+    rm = v.vector_any_order(running_mean, "running_mean", C, dtype)
+    rv = v.vector_any_order(running_var, "running_var", C, dtype)
     g = _optional_vector(gamma, "gamma", C, dtype)
     b = _optional_vector(beta, "beta", C, dtype)
-    y = _result_buffer(out, x)
-    v.no_overlap([("out", out)], [("x", x), ("running_mean", rm), ("running_var", rv),
-                                  ("gamma", g), ("beta", b)])
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, x)
+    v.no_overlap([("out", out)], [("x", None if in_place else x), ("running_mean", rm),
+                                  ("running_var", rv), ("gamma", g), ("beta", b)])
+    buf, target = _buffers(out, x, dtype)
     if x.size:
         outer, C, inner = _batchnorm.layout(x, axis)
-        _batchnorm.infer(np.ascontiguousarray(x), y, outer, C, inner, _contiguous(rm),
-                         _contiguous(rv), _contiguous(g), _contiguous(b), eps,
-                         _config.get_num_threads())
-    return _deliver(y, out)
+        _batchnorm.infer(_kernel_array(x, dtype), buf, outer, C, inner, _kernel_array(rm, dtype),
+                         _kernel_array(rv, dtype), _kernel_array(g, dtype),
+                         _kernel_array(b, dtype), eps, _config.get_num_threads())
+    return _deliver(buf, target)
 
 
 def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
@@ -231,26 +281,34 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     dy : ndarray of float32 or float64
         Gradient of the loss with respect to ``y``; same shape and dtype as ``x``.
     x : ndarray
-        The input of the forward pass.
+        The input of the forward pass.  ``dy`` and ``x``: any strides, either byte order.
     mean, invstd : array_like, shape (C,)
-        As returned by :func:`batch_norm_train`; same dtype as ``x``.
+        As returned by :func:`batch_norm_train`; same dtype as ``x``, either byte order.
     gamma : array_like, shape (C,), optional
         The scale of the forward pass; None means 1.
     axis : int, default 1
     out : ndarray, optional
-        Where to write ``dx``; shares no memory with any input.
+        Where to write ``dx`` (same shape and dtype as ``x``, either byte order); shares no
+        memory with any input, except ``out=dy`` exactly (``dy`` is then overwritten by ``dx``,
+        bitwise the same result).
 
     Returns
     -------
     BatchNormGrads
         Named tuple ``(dx, dgamma, dbeta)``; ``dgamma`` and ``dbeta`` are 1-d of length C (also
-        when ``gamma`` is None: they are then the gradients an affine layer would get).
+        when ``gamma`` is None: they are then the gradients an affine layer would get).  All in
+        native byte order; a new ``dx`` has the memory order of ``x`` (as ``np.empty_like``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
 
     Examples
     --------
     >>> import numpy as np, fastbn
     >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
-    >>> y, mean, invstd = fastbn.batch_norm_train(x, eps=0.0)
+    >>> y, mean, invstd = fastbn.batch_norm_train(x)
     >>> dx, dgamma, dbeta = fastbn.batch_norm_backward(np.ones_like(x), x, mean, invstd)
     >>> dx
     array([[0., 0.],
@@ -264,25 +322,29 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         if plain is not None:
             return BatchNormGrads(*plain)
     x = _input(x)
-    dy = v.float_array(dy, "dy")
-    v.same_dtype(dy, "dy", x.dtype)
+    dy = v.float_array_any_order(dy, "dy")
+    v.same_dtype_any_order(dy, "dy", x.dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
     axis = v.normalize_axis(axis, x.ndim)
-    dtype = x.dtype
+    dtype = v.native_dtype(x.dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
-    mean = v.vector(mean, "mean", C, dtype)
-    invstd = v.vector(invstd, "invstd", C, dtype)
+    mean = v.vector_any_order(mean, "mean", C, dtype)
+    invstd = v.vector_any_order(invstd, "invstd", C, dtype)
     g = _optional_vector(gamma, "gamma", C, dtype)
     if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
-    dx = _result_buffer(out, x)
-    v.no_overlap([("out", out)], [("dy", dy), ("x", x), ("mean", mean), ("invstd", invstd),
-                                  ("gamma", g)])
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, dy)
+    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
+                                  ("invstd", invstd), ("gamma", g)])
+    buf, target = _buffers(out, x, dtype)
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
     if C:
         m = np.ascontiguousarray(mean, dtype=np.float64)
         s = np.ascontiguousarray(invstd, dtype=np.float64)
-        _batchnorm.backward(np.ascontiguousarray(dy), np.ascontiguousarray(x), dx, outer, C,
-                            inner, m, s, _contiguous(g), grads, _config.get_num_threads())
-    return BatchNormGrads(_deliver(dx, out), grads[0].astype(dtype), grads[1].astype(dtype))
+        _batchnorm.backward(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C,
+                            inner, m, s, _kernel_array(g, dtype), grads,
+                            _config.get_num_threads())
+    return BatchNormGrads(_deliver(buf, target), grads[0].astype(dtype), grads[1].astype(dtype))

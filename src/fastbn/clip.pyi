@@ -1,0 +1,19 @@
+"""Static types of fastbn.clip (src/fastbn/clip.py).
+
+The runtime code validates every argument at run time; this stub is the static contract:
+``grads`` is one floating ndarray or an iterable of them; the norms are Python floats;
+:func:`clip_by_norm` returns the clipped array in the dtype of ``grad``.  Documentation: the .py
+docstrings.
+"""
+from numpy.typing import NDArray
+
+from fastbn._typing import _Float, _Grads, _Real
+
+def global_norm(grads: _Grads, norm_type: _Real = 2.0) -> float: ...
+def clip_grad_norm(
+    grads: _Grads, max_norm: _Real, *, norm_type: _Real = 2.0, error_if_nonfinite: bool = False
+) -> float: ...
+def clip_grad_value(grads: _Grads, clip_value: _Real) -> None: ...
+def clip_by_norm(
+    grad: NDArray[_Float], max_norm: _Real, *, out: NDArray[_Float] | None = None
+) -> NDArray[_Float]: ...

@@ -1,0 +1,76 @@
+"""Static types of fastbn.layers (src/fastbn/layers.py).
+
+The runtime code validates every argument at run time; this stub is the static contract.  A layer
+is generic in its dtype: ``BatchNorm(3)`` is a ``BatchNorm[numpy.float32]``, ``BatchNorm(3,
+dtype=numpy.float64)`` a ``BatchNorm[numpy.float64]``, and its parameters, inputs and outputs
+are arrays of that dtype.  (The subscripted form is for annotations only; the runtime class is
+not subscriptable.)  Documentation: the .py docstrings.
+"""
+from typing import Any, Generic, SupportsIndex, overload
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+from typing_extensions import Self
+
+from fastbn._typing import _Float32Codes, _Float64Codes, _FloatT, _Real
+
+class BatchNorm(Generic[_FloatT]):
+    num_features: int
+    axis: int
+    eps: float
+    momentum: float | None
+    dtype: np.dtype[_FloatT]
+    training: bool
+    num_batches_tracked: int | None
+    gamma: NDArray[_FloatT] | None
+    beta: NDArray[_FloatT] | None
+    running_mean: NDArray[_FloatT] | None
+    running_var: NDArray[_FloatT] | None
+    dgamma: NDArray[_FloatT] | None
+    dbeta: NDArray[_FloatT] | None
+
+    @overload
+    def __init__(
+        self: BatchNorm[np.float32],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: _Float32Codes = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: BatchNorm[np.float64],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: _Float64Codes,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: BatchNorm[np.floating[Any]],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: DTypeLike,
+    ) -> None: ...
+
+    def train(self, mode: bool = True) -> Self: ...
+    def eval(self) -> Self: ...
+    def forward(self, x: NDArray[_FloatT], training: bool | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], training: bool | None = None) -> NDArray[_FloatT]: ...
+    def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
+    def reset_running_stats(self) -> None: ...
+    def reset_parameters(self) -> None: ...

@@ -1,0 +1,154 @@
+"""User code that calls every public function and layer method, checked by ``mypy --strict``.
+
+Read by tests/test_typing.py, never run (the bodies are functions nobody calls, so collecting
+this file for doctests executes nothing).  Each ``reveal_type(...)`` line ends with
+``# T: <type>``: the type mypy must reveal there, written as a user would annotate it (one
+``reveal_type`` a line, on one line).
+"""
+# fastbn's generic types (BatchNorm[np.float32], BatchNormResult[...]) are not subscriptable at
+# run time: annotations that use them are left unevaluated.
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+import fastbn
+from fastbn import BatchNorm, BatchNormGrads, BatchNormResult, init, reference
+
+
+def batch_norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
+                         xf: NDArray[np.floating[Any]]) -> None:
+    c32 = np.ones(3, dtype=np.float32)
+    reveal_type(fastbn.batch_norm_train(x32))  # T: BatchNormResult[np.float32]
+    reveal_type(fastbn.batch_norm_train(x64, axis=-1).y)  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_train(xf).mean)  # T: NDArray[np.floating[Any]]
+    reveal_type(fastbn.batch_norm_train([[1.0, 2.0], [3.0, 4.0]]))  # T: BatchNormResult[np.floating[Any]]
+    y, mean, invstd = fastbn.batch_norm_train(
+        x32, c32, [0.0, 0.0, 0.0], axis=np.int64(1), eps=1e-3, running_mean=c32.copy(),
+        running_var=c32.copy(), momentum=np.float32(0.1), out=np.empty_like(x32))
+    reveal_type(y)  # T: NDArray[np.float32]
+    reveal_type(invstd)  # T: NDArray[np.float32]
+    reveal_type(fastbn.batch_norm_infer(x32, c32, c32))  # T: NDArray[np.float32]
+    reveal_type(fastbn.batch_norm_infer(x64, [0.0], [1.0], axis=1, eps=0.0))  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_infer(xf, c32, c32, c32, c32, out=xf))  # T: NDArray[np.floating[Any]]
+    reveal_type(fastbn.batch_norm_backward(x32, x32, mean, invstd))  # T: BatchNormGrads[np.float32]
+    dx, dgamma, dbeta = fastbn.batch_norm_backward(x64, x64, [0.0] * 3, [1.0] * 3, None, axis=1)
+    reveal_type(dx)  # T: NDArray[np.float64]
+    reveal_type(dbeta)  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_backward(xf, xf, mean, invstd).dgamma)  # T: NDArray[np.floating[Any]]
+
+
+def result_annotations(result: BatchNormResult, grads: BatchNormGrads[np.float64]) -> None:
+    reveal_type(result.y)  # T: NDArray[np.floating[Any]]
+    reveal_type(grads.dx)  # T: NDArray[np.float64]
+
+
+def layer(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
+    bn = BatchNorm(3)
+    reveal_type(bn)  # T: BatchNorm[np.float32]
+    plain = BatchNorm(3, axis=-1, eps=1e-3, momentum=None, affine=False,
+                      track_running_stats=False, dtype=np.float32)
+    reveal_type(plain)  # T: BatchNorm[np.float32]
+    bn64 = BatchNorm(3, dtype=np.float64)
+    reveal_type(bn64)  # T: BatchNorm[np.float64]
+    reveal_type(BatchNorm(3, dtype="float64"))  # T: BatchNorm[np.float64]
+    reveal_type(bn.forward(x32))  # T: NDArray[np.float32]
+    reveal_type(bn(x32, training=False))  # T: NDArray[np.float32]
+    reveal_type(bn64.forward(x64, True))  # T: NDArray[np.float64]
+    reveal_type(bn.backward(x32))  # T: NDArray[np.float32]
+    reveal_type(bn.train())  # T: BatchNorm[np.float32]
+    reveal_type(bn64.train(False))  # T: BatchNorm[np.float64]
+    reveal_type(bn.eval())  # T: BatchNorm[np.float32]
+    reveal_type(bn.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]
+    bn.reset_running_stats()
+    bn.reset_parameters()
+    reveal_type(bn.training)  # T: bool
+    reveal_type(bn.num_batches_tracked)  # T: int | None
+    reveal_type(bn.gamma)  # T: NDArray[np.float32] | None
+    reveal_type(bn.beta)  # T: NDArray[np.float32] | None
+    reveal_type(bn.running_mean)  # T: NDArray[np.float32] | None
+    reveal_type(bn.running_var)  # T: NDArray[np.float32] | None
+    reveal_type(bn64.dgamma)  # T: NDArray[np.float64] | None
+    reveal_type(bn64.dbeta)  # T: NDArray[np.float64] | None
+    reveal_type(bn.num_features)  # T: int
+    reveal_type(bn.axis)  # T: int
+    reveal_type(bn.eps)  # T: float
+    reveal_type(bn.momentum)  # T: float | None
+    reveal_type(bn.dtype)  # T: np.dtype[np.float32]
+
+
+def annotated_layer(bn: BatchNorm, x: NDArray[np.floating[Any]]) -> None:
+    reveal_type(bn(x))  # T: NDArray[np.floating[Any]]
+
+
+def clipping(g32: NDArray[np.float32], g64: NDArray[np.float64]) -> None:
+    # Mixed dtypes: annotated, since mypy joins float32 and float64 arrays to `object`.
+    grads: list[NDArray[np.floating[Any]]] = [g32, g64]
+    reveal_type(fastbn.global_norm(grads))  # T: float
+    reveal_type(fastbn.global_norm(g32, norm_type=np.inf))  # T: float
+    reveal_type(fastbn.clip_grad_norm(grads, 1.0))  # T: float
+    total = fastbn.clip_grad_norm((g for g in grads), 1, norm_type=1.0, error_if_nonfinite=True)
+    reveal_type(total)  # T: float
+    fastbn.clip_grad_value(grads, 0.5)
+    fastbn.clip_grad_value(g64, np.float64(0.5))
+    reveal_type(fastbn.clip_by_norm(g32, 1.0))  # T: NDArray[np.float32]
+    reveal_type(fastbn.clip_by_norm(g64, 1.0, out=np.empty_like(g64)))  # T: NDArray[np.float64]
+
+
+def configuration() -> None:
+    fastbn.set_num_threads(2)
+    reveal_type(fastbn.get_num_threads())  # T: int
+    fastbn.show_config()
+    reveal_type(fastbn.__version__)  # T: str
+
+
+def initializers(out64: NDArray[np.float64]) -> None:
+    reveal_type(init.compute_fans((3, 3, 16, 32)))  # T: tuple[int, int]
+    reveal_type(init.compute_fans([32, 16, 3, 3], in_axis=1, out_axis=0))  # T: tuple[int, int]
+    reveal_type(init.calculate_gain("leaky_relu", 0.2))  # T: float
+    reveal_type(init.zeros(3))  # T: NDArray[np.float32]
+    reveal_type(init.zeros((2, 3), dtype=np.float64))  # T: NDArray[np.float64]
+    reveal_type(init.ones([2, 3], dtype="float32"))  # T: NDArray[np.float32]
+    reveal_type(init.ones((2, 3), out=out64))  # T: NDArray[np.float64]
+    reveal_type(init.constant((2, 3), 0.5, dtype=float))  # T: NDArray[np.float64]
+    reveal_type(init.uniform((2, 3), -1.0, 1.0, rng=0))  # T: NDArray[np.float32]
+    reveal_type(init.uniform((2, 3), dtype=np.dtype(np.float64)))  # T: NDArray[np.float64]
+    reveal_type(init.normal((2, 3), 0.0, 0.1, rng=np.random.default_rng(0)))  # T: NDArray[np.float32]
+    reveal_type(init.truncated_normal((2, 3), 0.0, 1.0, -2.0, 2.0, dtype="f8"))  # T: NDArray[np.float64]
+    reveal_type(init.glorot_uniform((3, 4), 1.0, in_axis=0, out_axis=1))  # T: NDArray[np.float32]
+    reveal_type(init.glorot_normal((3, 4), dtype=np.float64))  # T: NDArray[np.float64]
+    reveal_type(init.he_uniform((3, 4), 0.1, "fan_out", "leaky_relu"))  # T: NDArray[np.float32]
+    reveal_type(init.he_normal((3, 4), gain=1.0, out=out64))  # T: NDArray[np.float64]
+    reveal_type(init.lecun_uniform((3, 4), rng=None))  # T: NDArray[np.float32]
+    reveal_type(init.lecun_normal((3, 4), dtype="float64"))  # T: NDArray[np.float64]
+    reveal_type(init.variance_scaling((3, 4), 2.0, "fan_avg", "uniform"))  # T: NDArray[np.float32]
+    reveal_type(init.orthogonal((4, 4), 1.0, out_axis=0, dtype=np.float64))  # T: NDArray[np.float64]
+    reveal_type(init.xavier_uniform((3, 4)))  # T: NDArray[np.float32]
+    reveal_type(init.xavier_normal((3, 4), dtype=np.float64))  # T: NDArray[np.float64]
+    reveal_type(init.kaiming_uniform((3, 4)))  # T: NDArray[np.float32]
+    reveal_type(init.kaiming_normal((3, 4), mode="fan_in", dtype=np.float64))  # T: NDArray[np.float64]
+    dtype: DTypeLike = np.float32   # a dtype not known statically: some float array
+    reveal_type(init.zeros(3, dtype=dtype))  # T: NDArray[np.floating[Any]]
+
+
+def reference_twins(x32: NDArray[np.float32], g64: NDArray[np.float64]) -> None:
+    rng = np.random.default_rng(0)
+    reveal_type(reference.batch_norm_train(x32))  # T: BatchNormResult[np.float32]
+    reveal_type(reference.batch_norm_infer(x32, [0.0], [1.0]))  # T: NDArray[np.float32]
+    reveal_type(reference.batch_norm_backward(x32, x32, [0.0], [1.0]))  # T: BatchNormGrads[np.float32]
+    reveal_type(reference.global_norm([g64]))  # T: float
+    reveal_type(reference.clip_grad_norm([g64], 1.0))  # T: float
+    reference.clip_grad_value(g64, 1.0)
+    reveal_type(reference.clip_by_norm(g64, 1.0))  # T: NDArray[np.float64]
+    reveal_type(reference.uniform((3, 4), -1.0, 1.0, rng))  # T: NDArray[np.float32]
+    reveal_type(reference.normal((3, 4), 0.0, 1.0, rng, np.float64))  # T: NDArray[np.float64]
+    reveal_type(reference.truncated_normal((3, 4), 0.0, 1.0, -2.0, 2.0, rng))  # T: NDArray[np.float32]
+    reveal_type(reference.glorot_uniform((3, 4), rng))  # T: NDArray[np.float32]
+    reveal_type(reference.glorot_normal((3, 4), rng, dtype=np.float64))  # T: NDArray[np.float64]
+    reveal_type(reference.he_uniform((3, 4), rng))  # T: NDArray[np.float32]
+    reveal_type(reference.he_normal((3, 4), rng, np.float64))  # T: NDArray[np.float64]
+    reveal_type(reference.orthogonal((4, 4), rng))  # T: NDArray[np.float32]
+    reveal_type(reference.orthogonal((4, 4), rng, 2.0, np.float64))  # T: NDArray[np.float64]
+    reveal_type(reference.orthogonal((4, 4), rng, dtype=np.float64))  # T: NDArray[np.float64]

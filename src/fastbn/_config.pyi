@@ -4,6 +4,9 @@ contract.  Documentation: the .py docstrings.
 """
 from typing import Literal, SupportsIndex
 
+__all__ = ["ISA_NAMES", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
+    "available_isas", "show_config"]
+
 _ISAName = Literal["scalar", "avx2", "avx512"]
 
 ISA_NAMES: tuple[_ISAName, _ISAName, _ISAName]

@@ -11,6 +11,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastbn._typing import _Float, _FloatArrayLike, _FloatT, _Real
 
+__all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "BatchNormResult",
+    "BatchNormGrads"]
+
 class BatchNormResult(NamedTuple, Generic[_FloatT]):
     y: NDArray[_FloatT]
     mean: NDArray[_FloatT]

@@ -9,6 +9,8 @@ from numpy.typing import NDArray
 
 from fastbn._typing import _Float, _Grads, _Real
 
+__all__ = ["global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm"]
+
 def global_norm(grads: _Grads, norm_type: _Real = 2.0) -> float: ...
 def clip_grad_norm(
     grads: _Grads, max_norm: _Real, *, norm_type: _Real = 2.0, error_if_nonfinite: bool = False

@@ -14,6 +14,8 @@ from typing_extensions import Self
 
 from fastbn._typing import _Float32Codes, _Float64Codes, _FloatT, _Real
 
+__all__ = ["BatchNorm"]
+
 class BatchNorm(Generic[_FloatT]):
     num_features: int
     axis: int

@@ -20,6 +20,10 @@ from fastbn.clip import clip_grad_norm as clip_grad_norm
 from fastbn.clip import clip_grad_value as clip_grad_value
 from fastbn.clip import global_norm as global_norm
 
+__all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "global_norm",
+    "clip_grad_norm", "clip_grad_value", "clip_by_norm", "uniform", "normal", "truncated_normal",
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "orthogonal"]
+
 _Gen = np.random.Generator
 
 @overload

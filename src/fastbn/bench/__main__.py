@@ -1,4 +1,4 @@
-"""``python -m fastbn.bench``: fastbn against its baselines, one table.
+"""``python -m fastbn.bench``: fastbn against its baselines, and alone at each thread count.
 
 Columns: fastbn's median time; the baseline (the plain-NumPy reference, or the NumPy idiom a user
 writes today) and fastbn's speed-up over it; fastbn's time as a multiple of ``np.copyto`` of the
@@ -47,7 +47,8 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     p.add_argument("--output", default=None, help="also write the Markdown table to this file")
     p.add_argument("--update-readme", default=None, metavar="README",
-                   help="replace the table between the bench markers of this Markdown file")
+                   help="replace the table between the bench markers of this Markdown file "
+                        "(not with --quick)")
     args = p.parse_args(argv)
     if args.quick and args.update_readme:
         p.error("--update-readme: a --quick table is not a measurement; run without --quick")

@@ -10,10 +10,11 @@ import pytest
 import fastbn
 from fastbn import reference
 
+# layout: (shape, channel axis); the test ids name the layout, the group names the shape too
 SHAPES = {
-    "NC(1024,512)": ((1024, 512), 1),
-    "NCHW(16,32,28,28)": ((16, 32, 28, 28), 1),
-    "NHWC(16,28,28,32)": ((16, 28, 28, 32), -1),
+    "NC": ((1024, 512), 1),
+    "NCHW": ((16, 32, 28, 28), 1),
+    "NHWC": ((16, 28, 28, 32), -1),
 }
 IMPLS = {"fastbn": fastbn, "reference": reference}
 
@@ -41,9 +42,9 @@ def _call(kernel, mod, d, axis):
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("shape_name", list(SHAPES))
 @pytest.mark.parametrize("kernel", ["train", "infer", "backward"])
-def test_batchnorm(benchmark, kernel, shape_name, impl):
+def test_bn(benchmark, kernel, shape_name, impl):
     shape, axis = SHAPES[shape_name]
-    benchmark.group = f"bn {kernel} {shape_name} f32"
+    benchmark.group = f"bn {kernel} {shape_name}({','.join(map(str, shape))}) f32"
     benchmark.extra_info["elements"] = int(np.prod(shape))
     fn = _call(kernel, IMPLS[impl], _data(shape, axis), axis)
     result = benchmark(fn)

@@ -249,7 +249,9 @@ def test_result_summaries():
     assert r.steps_to_target is None
 
 
-def test_experiment_list_covers_the_issue():
+def test_experiment_list_has_every_scheme_with_and_without_bn_and_each_study():
+    """tanh8 and relu8 with each weight scheme, with and without batch norm; the deep ReLU (30
+    layers, xavier and he), deep sigmoid (with and without BN) and high learning-rate studies."""
     from fastbn.demo.experiments import experiments
     runs = experiments()
     names = [e.name for e in runs]
@@ -268,7 +270,7 @@ def test_experiment_list_covers_the_issue():
 
 
 def _needs_init():
-    return pytest.importorskip("fastbn.init", reason="fastbn.init (issue 3) is not merged yet")
+    return pytest.importorskip("fastbn.init", reason="fastbn.init does not import (the demo's weights)")
 
 
 def test_training_is_reproducible():

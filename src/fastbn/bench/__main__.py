@@ -1,9 +1,12 @@
-"""``python -m fastbn.bench``: fastbn against its baselines, one table.
+"""``python -m fastbn.bench``: fastbn against its baselines, and alone at each thread count.
 
 Columns: fastbn's median time; the baseline (the plain-NumPy reference, or the NumPy idiom a user
 writes today) and fastbn's speed-up over it; fastbn's time as a multiple of ``np.copyto`` of the
 same tensor (the memory roofline: 1.0 would be a copy's speed); PyTorch CPU and fastbn's speed-up
-over it, when torch is installed.  Each case area lives in its own module of this package.
+over it, when torch is in use (installed, and no ``--no-torch``; otherwise no torch columns).
+With ``--quick`` the tables give times alone, under a line saying they are not a measurement.
+The tables go to stdout; the progress (see :mod:`fastbn.bench._progress`) to stderr.  Each case
+area lives in its own module of this package.
 """
 import argparse
 import importlib
@@ -11,8 +14,14 @@ import sys
 import time
 
 from fastbn import _config
-from fastbn.bench._harness import (MIN_TIME, WINDOWS, in_windows, markdown, measure,
+from fastbn.bench._harness import (MIN_TIME, WINDOWS, columns, in_windows, markdown, measure,
                                    measure_alone, reuse_freed_memory, row)
+from fastbn.bench._progress import progress
+
+# Above the tables of a --quick run: its figures are noise, and nothing in it is to be quoted.
+QUICK_NOTE = ("**Not a measurement.** `--quick` times small inputs for a few rounds in one window, "
+              "to check that every case runs: the times below are noise, and no ratio is given. "
+              "Run without `--quick` for figures to compare.")
 
 AREAS = ["batchnorm", "clip", "init"]
 
@@ -27,18 +36,22 @@ def _torch_threads(n):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastbn.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small inputs, few rounds (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="small inputs, few rounds: a smoke run, times only (no ratios)")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--rounds", type=int, default=None,
                    help="timing rounds per case in each window (default 5; --quick 3)")
     p.add_argument("--windows", type=int, default=None,
                    help=f"times the whole list of cases is timed (default {WINDOWS}; --quick 1)")
     p.add_argument("--only", default="", help="run only cases whose kernel contains this text")
-    p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch column")
+    p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     p.add_argument("--output", default=None, help="also write the Markdown table to this file")
     p.add_argument("--update-readme", default=None, metavar="README",
-                   help="replace the table between the bench markers of this Markdown file")
+                   help="replace the table between the bench markers of this Markdown file "
+                        "(not with --quick)")
     args = p.parse_args(argv)
+    if args.quick and args.update_readme:
+        p.error("--update-readme: a --quick table is not a measurement; run without --quick")
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     rounds = args.rounds or (3 if args.quick else 5)
     windows = args.windows or (1 if args.quick else WINDOWS)
@@ -55,19 +68,29 @@ def main(argv=None):
           f"{windows} windows of {rounds} rounds or more, "
           f"torch={'yes' if torch_ok else 'not installed'}, "
           f"freed memory reused: {'yes' if reuse else 'no (not glibc)'}", file=sys.stderr)
+    ratios = not args.quick
     saved = _config.get_num_threads()
+    bar = None
     try:
         cases = {(n, i): case for n in threads for i, case in enumerate(_cases(args, n, torch_ok))}
+        alone = [c for (n, _), c in cases.items() if n == threads[0]]
+        scales = len(threads) > 1 and 1 in threads
+        bar = progress(windows * (len(cases) + (len(alone) if scales else 0)))
         results = in_windows({key: _main_job(case, rounds, min_time)
-                              for key, case in cases.items()}, windows)
+                              for key, case in cases.items()}, windows,
+                             before=lambda key, w: bar.start("main", w, windows,
+                                                             _label(cases[key])))
         rows = [row(cases[key], t) for key, t in results.items()]
-        scaling = thread_scaling([c for (n, _), c in cases.items() if n == threads[0]], threads,
-                                 rounds, min_time, windows)
+        scaling = thread_scaling(alone, threads, rounds, min_time, windows, ratios, bar)
     finally:
+        if bar is not None:
+            bar.close()
         _config.set_num_threads(saved)
-    table = markdown(rows)
+    table = markdown(rows, columns(torch=torch_ok, ratios=ratios))
     if scaling:
         table += "\n\n" + scaling
+    if not ratios:
+        table = QUICK_NOTE + "\n\n" + table
     print(table)
     if args.output:
         with open(args.output, "w") as f:
@@ -89,59 +112,78 @@ def _cases(args, n, torch_ok):
     return out
 
 
+def _label(case):
+    """The case as the progress bar names it."""
+    return f"{case.kernel} {case.shape}, {case.threads} thread{'s' if case.threads != 1 else ''}"
+
+
 def _main_job(case, rounds, min_time):
     """One window of a main-table case: its thread count set (fastbn's and torch's), measured."""
     def job():
         _config.set_num_threads(case.threads)
         _torch_threads(case.threads)
-        t = measure(case, rounds, min_time)
-        print("  " + " | ".join(row(case, t)), file=sys.stderr, flush=True)
-        return t
+        return measure(case, rounds, min_time)
     return job
 
 
-def thread_scaling(cases, threads, rounds, min_time, windows=1):
+def thread_scaling(cases, threads, rounds, min_time, windows=1, ratios=True, bar=None):
     """fastbn alone (see :func:`measure_alone`), in windows like the main table: its time on one
     thread against a warm copy, its speed-up at each other thread count, and the copy's on as
-    many Python threads, each copying a part (the memory's ceiling at that moment).  Empty
-    without 1 and another count."""
+    many Python threads, each copying a part (the memory's ceiling at that moment); times alone
+    without ``ratios``.  Each job is announced to ``bar`` (see :mod:`fastbn.bench._progress`).
+    Empty without 1 and another count."""
     if len(threads) < 2 or 1 not in threads:
         return ""
-    others = [n for n in threads if n != 1]
 
     def job(case):
-        def run():
-            t = measure_alone(case, threads, rounds, _config.set_num_threads, min_time)
-            print(f"  alone | {case.kernel} | {case.shape} | "
-                  + " | ".join(_scaling_cells(t, others)), file=sys.stderr, flush=True)
-            return t
-        return run
+        return lambda: measure_alone(case, threads, rounds, _config.set_num_threads, min_time)
+
+    def before(i, w):
+        if bar is not None:
+            bar.start("fastbn alone", w, windows, f"{cases[i].kernel} {cases[i].shape}")
 
     time.sleep(0.5)   # let the BLAS / OpenMP workers of the last contenders stop spinning
-    results = in_windows({i: job(case) for i, case in enumerate(cases)}, windows)
-    lines = ["| kernel | input | 1 thread ms | warm copyto ms | x warm copyto | "
-             + " | ".join(f"{n} threads vs 1 | copyto: {n} threads vs 1" for n in others) + " |",
-             "|---|---|---|---|---|" + "---|---|" * len(others)]
-    for i, case in enumerate(cases):
-        t = results[i]
+    results = in_windows({i: job(case) for i, case in enumerate(cases)}, windows, before)
+    return alone_table(cases, [results[i] for i in range(len(cases))], threads,
+                       _how(windows, rounds), ratios)
+
+
+def alone_table(cases, results, threads, how, ratios=True):
+    """The "fastbn alone" table of ``cases`` timed as ``results`` (:func:`measure_alone`, in the
+    same order), under a sentence saying how it was made (``how``): with ``ratios``, fastbn's
+    time over the warm copy's and each thread count's speed-up beside the copy's; without, the
+    times alone."""
+    others = [n for n in threads if n != 1]
+    if ratios:
+        head = ["1 thread ms", "warm copyto ms", "x warm copyto"]
+        head += [h for n in others for h in (f"{n} threads vs 1", f"copyto: {n} threads vs 1")]
+    else:
+        head = ["1 thread ms"] + [f"{n} threads ms" for n in others] + ["warm copyto ms"]
+        head += [f"copyto: {n} threads ms" for n in others]
+    lines = ["| kernel | input | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
+    for case, t in zip(cases, results):
         copy = t["copyto"]
-        cells = [f"{t[1] * 1e3:.3f}", "" if copy is None else f"{copy * 1e3:.3f}",
-                 "" if copy is None else f"{t[1] / copy:.2f}"]
-        cells += _scaling_cells(t, others)
+        if ratios:
+            cells = [f"{t[1] * 1e3:.3f}", _ms(copy), "" if copy is None else f"{t[1] / copy:.2f}"]
+            for m in others:
+                cells += [_times(t[1], t[m]), _times(copy, t[("copyto", m)])]
+        else:
+            cells = [_ms(t[n]) for n in [1] + others] + [_ms(copy)]
+            cells += [_ms(t[("copyto", m)]) for m in others]
         lines.append(f"| {case.kernel} | {case.shape} | " + " | ".join(cells) + " |")
     return ("fastbn alone: its thread counts, a copy of the same tensor, and that copy cut into "
             "as many parts as threads and run on as many Python threads (the memory's scaling at "
-            "that moment), interleaved with each other only "
-            f"({_how(windows, rounds)}).\n\n" + "\n".join(lines))
+            f"that moment), interleaved with each other only ({how}).\n\n" + "\n".join(lines))
 
 
-def _scaling_cells(t, others):
-    """fastbn's speed-up at each other thread count, each beside the roofline's (blank without)."""
-    cells = []
-    for m in others:
-        copy, copy_m = t["copyto"], t[("copyto", m)]
-        cells += [f"{t[1] / t[m]:.2f}x", "" if copy_m is None else f"{copy / copy_m:.2f}x"]
-    return cells
+def _ms(t):
+    """Milliseconds with three decimals; blank for no time."""
+    return "" if t is None else f"{t * 1e3:.3f}"
+
+
+def _times(a, b):
+    """a / b as "1.23x"; blank if either is missing."""
+    return "" if a is None or b is None else f"{a / b:.2f}x"
 
 
 def _how(windows, rounds):

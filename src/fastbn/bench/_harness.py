@@ -170,13 +170,16 @@ MIN_TIME = 0.3
 WINDOWS = 3
 
 
-def in_windows(jobs, windows):
+def in_windows(jobs, windows, before=None):
     """Run every job of the dict ``jobs`` (key -> callable returning ``{contender: seconds}``)
     ``windows`` times, the whole dict in order each time, and return, for each key, each
-    contender's median over the windows (None where a window has None)."""
+    contender's median over the windows (None where a window has None).  ``before(key, window)``,
+    if given, is called before each job (window counts from 1): the report's progress."""
     seen = {key: [] for key in jobs}
-    for _ in range(windows):
+    for w in range(1, windows + 1):
         for key, job in jobs.items():
+            if before is not None:
+                before(key, w)
             seen[key].append(job())
     return {key: _median_of(ts) for key, ts in seen.items()}
 
@@ -252,19 +255,33 @@ def _ratio(a, b):
     return "" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
-COLUMNS = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms", "speed-up",
-           "x copyto", "torch ms", "vs torch"]
+def columns(torch=True, ratios=True):
+    """The main table's columns: times and ratios (fastbn's speed-up over the baseline, its time
+    over the copy's, torch's time over fastbn's); without ratios (``ratios=False``, a table of
+    noise: ``--quick``) the copy's time instead; the torch ones only with ``torch``."""
+    out = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms"]
+    out += ["speed-up", "x copyto"] if ratios else ["copyto ms"]
+    if torch:
+        out += ["torch ms", "vs torch"] if ratios else ["torch ms"]
+    return out
+
+
+COLUMNS = columns()
 
 
 def row(case, t):
+    """Every cell of a main-table row, by column: ``case`` timed as ``t`` (:func:`measure`)."""
     f = t["fastbn"]
-    return [case.kernel, case.shape, str(case.threads), _ms(f),
-            case.reference_label if "reference" in t else "", _ms(t.get("reference")),
-            _ratio(t.get("reference"), f), _ratio(f, t.get("copyto")), _ms(t.get("torch")),
-            _ratio(t.get("torch"), f)]
+    return {"kernel": case.kernel, "input": case.shape, "threads": str(case.threads),
+            "fastbn ms": _ms(f),
+            "baseline": case.reference_label if "reference" in t else "",
+            "baseline ms": _ms(t.get("reference")), "speed-up": _ratio(t.get("reference"), f),
+            "copyto ms": _ms(t.get("copyto")), "x copyto": _ratio(f, t.get("copyto")),
+            "torch ms": _ms(t.get("torch")), "vs torch": _ratio(t.get("torch"), f)}
 
 
-def markdown(rows):
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+def markdown(rows, columns=COLUMNS):
+    """A Markdown table of ``rows`` (dicts as :func:`row` makes), the given columns in order."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows]
     return "\n".join(lines)

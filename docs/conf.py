@@ -131,39 +131,6 @@ class BenchReport(Directive):
         return StringList(lines, source=source)
 
 
-# ---- docstrings as plain text ---------------------------------------------------------------
-# The docstrings are written for help() and doctests as much as for this site: a bare ``|x|`` or
-# PyTorch's ``clip_grad_norm_`` in prose is text there, while reStructuredText would read a
-# substitution or a link target.  Outside literals, roles and code lines, escape the two.
-
-_LITERAL = re.compile(r"(``.+?``|:[a-z:]+:`[^`]+`|`[^`]+`_?)")
-
-
-def _escape_prose(line):
-    parts = _LITERAL.split(line)
-    for i in range(0, len(parts), 2):   # the even parts lie outside literals and roles
-        text = parts[i].replace("|", r"\|")
-        parts[i] = re.sub(r"(?<=[A-Za-z0-9])_(?=[\s.,;:)'\]]|$)", r"\_", text)
-    return "".join(parts)
-
-
-def _plain_docstring(app, what, name, obj, options, lines):
-    literal_indent = None   # the indent of the paragraph that opened a literal block with "::"
-    for k, line in enumerate(lines):
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if literal_indent is not None:
-            if not stripped or indent > literal_indent:
-                continue
-            literal_indent = None
-        if stripped.startswith((">>>", "...")):
-            continue
-        lines[k] = _escape_prose(line)
-        if stripped.endswith("::"):
-            literal_indent = indent
-
-
 def setup(app):
     app.add_directive("bench-report", BenchReport)
-    app.connect("autodoc-process-docstring", _plain_docstring, priority=400)   # before numpydoc
     return {"parallel_read_safe": True}

@@ -4,7 +4,7 @@ The oracle is :mod:`fastbn.reference` evaluated on the float64 cast of every inp
 no float32 rounding of its own.  Per-channel float32 results (mean, invstd, dgamma, dbeta) are
 computed in float64 and rounded once: they must be within one float32 ulp.  Elementwise float32
 outputs (y, dx) come from fastbn's float32 elementwise pass, whose documented error bound
-(csrc/batchnorm_body.h, README "Accuracy") is checked element by element, with u = 2^-24:
+(csrc/batchnorm_body.h, docs/accuracy.rst) is checked element by element, with u = 2^-24:
 
     forward, inference:  |y - y*|  <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
     backward:            |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|

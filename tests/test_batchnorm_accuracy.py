@@ -1,4 +1,4 @@
-"""Accuracy on data far from zero (the issue's "Accuracy" section).
+"""Accuracy on data far from zero: the bounds of docs/accuracy.rst.
 
 Specification: for float32 data whose channel mean is up to 1e6 times its standard deviation,
 every y of batch_norm_train is within 1e-4 (absolute, on normalized outputs) of a float64

@@ -269,12 +269,7 @@ def test_experiment_list_has_every_scheme_with_and_without_bn_and_each_study():
     assert all(e.lr > runs[0].lr for e in hi)
 
 
-def _needs_init():
-    return pytest.importorskip("fastbn.init", reason="fastbn.init does not import (the demo's weights)")
-
-
 def test_training_is_reproducible():
-    _needs_init()
     from fastbn.demo import experiments as ex
     r = np.random.default_rng(0)
     data = ex.Data(r.standard_normal((200, 64)).astype(np.float32), r.integers(0, 10, 200),
@@ -289,7 +284,6 @@ def test_training_is_reproducible():
 def test_quick_run_writes_figures_and_a_table_with_every_experiment(tmp_path, capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    _needs_init()
     from fastbn.demo import experiments as ex
     from fastbn.demo.__main__ import main
 

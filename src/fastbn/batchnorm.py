@@ -136,7 +136,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     Statistics are accumulated in float64 by shifted sums inside cache-sized segments merged by
     Chan's formula, so data whose mean is far from zero lose no digits (relative error of the
     variance within about 1e-12).  The elementwise pass runs in the dtype of ``x`` with the mean
-    split into two parts, a few ulps of the largest term (README, "Accuracy").  Results are
+    split into two parts, a few ulps of the largest term (docs/accuracy.rst).  Results are
     bitwise identical for any thread count, instruction set, strides and byte order.
 
     Examples
@@ -203,8 +203,8 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     """Batch-normalize ``x`` with fixed (running) statistics (inference mode).
 
     ``y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]``, per-channel
-    coefficients in float64, the elementwise pass in the dtype of ``x`` (error bound: README,
-    "Accuracy").
+    coefficients in float64, the elementwise pass in the dtype of ``x`` (error bound:
+    docs/accuracy.rst).
 
     Parameters
     ----------

@@ -427,7 +427,7 @@ def truncated_normal(shape, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float3
         Standard deviation of the normal law before truncation, ``>= 0``.
     a, b : float, defaults -2.0 and 2.0
         Finite, ``a < b``; the interval must hold probability mass representable in ``dtype``
-        (about |a|, |b| < 13 for float32, < 37 for float64 on the far side).
+        (about ``abs(a), abs(b) < 13`` for float32, < 37 for float64 on the far side).
     dtype : float32 or float64, default float32
         Generated natively in this dtype.
     rng : None, int or numpy.random.Generator

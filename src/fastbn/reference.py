@@ -134,7 +134,7 @@ def _as_list(grads):
 
 
 def global_norm(grads, norm_type=2.0):
-    """(sum of |x|**p over every element of every array) ** (1/p), max |x| for p = inf.
+    """``sum(abs(x)**p) ** (1/p)`` over every element of every array (``max(abs(x))``, p = inf).
 
     The twin of :func:`fastbn.global_norm`, in NumPy.
 
@@ -155,7 +155,7 @@ def global_norm(grads, norm_type=2.0):
 
 
 def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
-    """PyTorch's clip_grad_norm_: scale by coef = max_norm / (total + 1e-6) when coef < 1.
+    """PyTorch's ``clip_grad_norm_``: scale by coef = max_norm / (total + 1e-6) when coef < 1.
 
     The twin of :func:`fastbn.clip_grad_norm`, in NumPy.
 

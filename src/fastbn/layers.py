@@ -84,7 +84,7 @@ class BatchNorm:
     --------
     >>> import numpy as np, fastbn
     >>> bn = fastbn.BatchNorm(3)
-    >>> bn
+    >>> bn  # doctest: +NORMALIZE_WHITESPACE
     BatchNorm(3, axis=1, eps=1e-05, momentum=0.1, affine=True,
               track_running_stats=True, dtype='float32')
     >>> x = np.random.default_rng(0).normal(5.0, 2.0, (8, 3)).astype(np.float32)

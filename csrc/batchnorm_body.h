@@ -70,7 +70,7 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
                 const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
                 const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
                 a[j] = fb_vd_add(a[j], w);
-                b[j] = fb_vd_add(b[j], fb_vd_mul(w, d));
+                b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);   /* = b + w * d, adder-free */
             }
         for (int j = 0; j < FB_NVG; j++)
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
@@ -251,10 +251,11 @@ static void FN(rows_stats_task)(void *vctx, int64_t task)
             const fb_vd da = fb_vd_sub(FB_VD_LOAD_T(a + v), kv), db = fb_vd_sub(FB_VD_LOAD_T(b + v), kv);
             const fb_vd dc = fb_vd_sub(FB_VD_LOAD_T(c + v), kv), dd = fb_vd_sub(FB_VD_LOAD_T(d + v), kv);
             const fb_vd t1 = fb_vd_add(fb_vd_add(da, db), fb_vd_add(dc, dd));
-            const fb_vd t2 = fb_vd_add(fb_vd_add(fb_vd_mul(da, da), fb_vd_mul(db, db)),
-                                       fb_vd_add(fb_vd_mul(dc, dc), fb_vd_mul(dd, dd)));
+            /* the squares' sums on the multiply-add unit (fb_vd_add_m), balancing the ports */
+            const fb_vd t2 = fb_vd_add_m(fb_vd_add_m(fb_vd_mul(da, da), fb_vd_mul(db, db)),
+                                         fb_vd_add_m(fb_vd_mul(dc, dc), fb_vd_mul(dd, dd)));
             fb_vd_store_f64(s1 + v, fb_vd_add(fb_vd_load_f64(s1 + v), t1));
-            fb_vd_store_f64(s2 + v, fb_vd_add(fb_vd_load_f64(s2 + v), t2));
+            fb_vd_store_f64(s2 + v, fb_vd_add_m(fb_vd_load_f64(s2 + v), t2));
         }
         for (; v < w; v++) {
             const double da = (double)a[v] - sh[v], db = (double)b[v] - sh[v];
@@ -305,9 +306,10 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
                 e[j] = fb_vd_mul(g[j], fb_vd_sub(FB_VD_LOAD_T(xa + j * V + v), m));
             }
             const fb_vd t1 = fb_vd_add(fb_vd_add(g[0], g[1]), fb_vd_add(g[2], g[3]));
-            const fb_vd t2 = fb_vd_add(fb_vd_add(e[0], e[1]), fb_vd_add(e[2], e[3]));
+            /* the products' sums on the multiply-add unit (fb_vd_add_m), balancing the ports */
+            const fb_vd t2 = fb_vd_add_m(fb_vd_add_m(e[0], e[1]), fb_vd_add_m(e[2], e[3]));
             fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), t1));
-            fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), t2));
+            fb_vd_store_f64(sdyx + v, fb_vd_add_m(fb_vd_load_f64(sdyx + v), t2));
         }
         for (; v < w; v++) {
             double g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];

@@ -39,6 +39,18 @@ static inline fb_vd fb_vd_add(fb_vd a, fb_vd b) { return a + b; }
 static inline fb_vd fb_vd_sub(fb_vd a, fb_vd b) { return a - b; }
 static inline fb_vd fb_vd_mul(fb_vd a, fb_vd b) { return a * b; }
 static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd v; memcpy(&v, p, sizeof v); return v; }
+/* a + b on the multiply-add unit where there is one: a * 1 + b rounds once, so the bits are those
+ * of a + b, but it leaves the adders free -- the reductions' bottleneck on Zen 3 (~1.3x faster). */
+static inline fb_vd fb_vd_add_m(fb_vd a, fb_vd b)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_fmadd_pd((__m512d)a, _mm512_set1_pd(1.0), (__m512d)b);
+#elif defined(__FMA__)
+    return (fb_vd)_mm256_fmadd_pd((__m256d)a, _mm256_set1_pd(1.0), (__m256d)b);
+#else
+    return a + b;
+#endif
+}
 /* float -> double of FB_VD_W values: exact.  On x86 one conversion instruction, written out
  * because GCC splits __builtin_convertvector into half-width conversions and inserts, which
  * doubled the cost of every statistics pass. */
@@ -112,6 +124,7 @@ typedef struct { float v[FB_VF_W]; } fb_vf;
         return a;                                                                                  \
     }
 FB_VD_OP(add, +) FB_VD_OP(sub, -) FB_VD_OP(mul, *)
+static inline fb_vd fb_vd_add_m(fb_vd a, fb_vd b) { return fb_vd_add(a, b); }
 FB_VF_OP(add, +) FB_VF_OP(sub, -) FB_VF_OP(mul, *)
 static inline fb_vd fb_vd_set1(double a) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = a; return r; }
 static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd r; memcpy(r.v, p, sizeof r.v); return r; }

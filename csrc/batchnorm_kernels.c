@@ -21,6 +21,7 @@
 /* Blocking constants.  They depend on nothing but these numbers and the shape, so the work
  * split -- and the merge order -- is the same for every thread count. */
 #define FB_SEG 4096             /* slab path: values per shifted-sum segment                 */
+#define FB_SEG_STEP 1024        /* slab path: values of one segment read before the other's  */
 #define FB_SLAB_MIN 32          /* inner extents below this take the rows path               */
 #define FB_TILE_COLS 1024       /* rows path: virtual channels per column tile               */
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */

@@ -281,19 +281,29 @@ typedef struct {
  * the accumulator traffic twice over; the order is fixed by the plan, like everything else. */
 #define FB_ROWS_AT_ONCE 4
 
-static void FN(rows_stats_task)(void *vctx, int64_t task)
-{
-    const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
-    const fb_rows_plan *p = &k->p;
-    int64_t r0, r1, v0, w;
-    fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
+/* The statistics of one (row chunk, column tile) as they are read: shifts and running sums. */
+typedef struct {
+    int64_t r0, r1, i, v0, w, ch;   /* rows [r0, r1), the next row i, columns [v0, v0 + w) */
     double sh[FB_TILE_COLS], s1[FB_TILE_COLS], s2[FB_TILE_COLS];
-    const int64_t V = p->V;
-    const T *first = k->x + r0 * V + v0;
-    for (int64_t v = 0; v < w; v++) sh[v] = (double)first[v], s1[v] = 0.0, s2[v] = 0.0;
-    int64_t i = r0;
-    for (; i + FB_ROWS_AT_ONCE <= r1; i += FB_ROWS_AT_ONCE) {
-        const T *FB_RESTRICT a = k->x + i * V + v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
+} FN(rows_acc);
+
+static void FN(rows_acc_start)(const FN(rows_ctx) *k, FN(rows_acc) *a, int64_t task)
+{
+    fb_rows_task_range(&k->p, task, &a->r0, &a->r1, &a->v0, &a->w);
+    a->i = a->r0, a->ch = task / k->p.n_ctiles;
+    const T *first = k->x + a->r0 * k->p.V + a->v0;
+    for (int64_t v = 0; v < a->w; v++) a->sh[v] = (double)first[v], a->s1[v] = 0.0, a->s2[v] = 0.0;
+}
+
+/* Add the next FB_ROWS_AT_ONCE rows, or the next single row once fewer are left; 1 when done. */
+static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
+{
+    const int64_t V = k->p.V, w = ac->w, i = ac->i;
+    double *FB_RESTRICT s1 = ac->s1, *FB_RESTRICT s2 = ac->s2;
+    const double *FB_RESTRICT sh = ac->sh;
+    if (i >= ac->r1) return 1;
+    if (i + FB_ROWS_AT_ONCE <= ac->r1) {
+        const T *FB_RESTRICT a = k->x + i * V + ac->v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
                 *FB_RESTRICT d = c + V;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
@@ -313,9 +323,9 @@ static void FN(rows_stats_task)(void *vctx, int64_t task)
             s1[v] += (da + db) + (dc + dd);
             s2[v] += (da * da + db * db) + (dc * dc + dd * dd);
         }
-    }
-    for (; i < r1; i++) {
-        const T *FB_RESTRICT row = k->x + i * V + v0;
+        ac->i += FB_ROWS_AT_ONCE;
+    } else {
+        const T *FB_RESTRICT row = k->x + i * V + ac->v0;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(row + v), fb_vd_load_f64(sh + v));
@@ -327,11 +337,40 @@ static void FN(rows_stats_task)(void *vctx, int64_t task)
             s1[v] += d;
             s2[v] += d * d;
         }
+        ac->i += 1;
     }
-    const int64_t ch = task / p->n_ctiles;
-    for (int64_t v = 0; v < w; v++)
-        fb_shifted_result(sh[v], (double)(r1 - r0), s1[v], s2[v], &k->r1[ch * V + v0 + v],
-                          &k->r2[ch * V + v0 + v]);
+    return ac->i >= ac->r1;
+}
+
+static void FN(rows_acc_end)(const FN(rows_ctx) *k, const FN(rows_acc) *a)
+{
+    const int64_t V = k->p.V;
+    for (int64_t v = 0; v < a->w; v++)
+        fb_shifted_result(a->sh[v], (double)(a->r1 - a->r0), a->s1[v], a->s2[v],
+                          &k->r1[a->ch * V + a->v0 + v], &k->r2[a->ch * V + a->v0 + v]);
+}
+
+/* The same column tile of row chunks 2q and 2q + 1, read side by side a few rows of each in turn:
+ * two memory streams instead of one.  Only tiles of FB_PAIR_COLS_MAX columns at most: wider ones'
+ * sums together overflow L1, and are read one chunk after the other.  Each chunk keeps its own
+ * sums in its own order, so the results are those of the chunks read one by one. */
+static void FN(rows_stats_task)(void *vctx, int64_t pair)
+{
+    const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
+    const int64_t nt = k->p.n_ctiles, q = pair / nt, t = pair % nt;
+    FN(rows_acc) acc[2];
+    const int two = 2 * q + 1 < k->p.n_rchunks;
+    FN(rows_acc_start)(k, &acc[0], 2 * q * nt + t);
+    if (two) FN(rows_acc_start)(k, &acc[1], (2 * q + 1) * nt + t);
+    int done0 = 0, done1 = !two;
+    if (acc[0].w > FB_PAIR_COLS_MAX)   /* wide tiles: both chunks' sums would not fit in L1 */
+        while (!done0) done0 = FN(rows_acc_step)(k, &acc[0]);
+    while (!done0 || !done1) {
+        if (!done0) done0 = FN(rows_acc_step)(k, &acc[0]);
+        if (!done1) done1 = FN(rows_acc_step)(k, &acc[1]);
+    }
+    FN(rows_acc_end)(k, &acc[0]);
+    if (two) FN(rows_acc_end)(k, &acc[1]);
 }
 
 static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
@@ -569,7 +608,8 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
     FN(rows_ctx) *k = f->k;
     const int64_t n_tasks = k->p.n_rchunks * k->p.n_ctiles;
     const fb_phase phases[3] = {
-        {n_tasks, k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},
+        {k->backward ? n_tasks : (k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* stats: chunk pairs */
+         k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},
         {(k->p.C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, FN(rows_finish_task), f,
          FN(rows_spread_then)},
         {n_tasks, FN(rows_apply_task), k, NULL},

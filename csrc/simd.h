@@ -142,6 +142,13 @@ static inline void fb_stream_fence(void) {}
 
 #endif
 
+/* A hint to fetch p's cache line; no effect on any result. */
+#if defined(__GNUC__) || defined(__clang__)
+#define fb_prefetch(p) __builtin_prefetch(p)
+#else
+#define fb_prefetch(p) ((void)0)
+#endif
+
 /* Elements of `size` bytes to write before p is FB_VBYTES-aligned; -1 if it never will be. */
 static inline int64_t fb_stream_head(const void *p, size_t size)
 {

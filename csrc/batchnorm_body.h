@@ -105,13 +105,12 @@ static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int s
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
 #define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
-    int64_t head = stream ? fb_stream_head(y, sizeof(T)) : -1;
-    if (head >= 0) {
-        for (; i < head && i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
-        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
-    } else {
-        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
+    int64_t head, stop;
+    if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
     }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
 #undef FB_APPLY
     for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
 }
@@ -131,13 +130,12 @@ static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const 
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
 #define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
                              FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
-    int64_t head = stream ? fb_stream_head(dx, sizeof(T)) : -1;
-    if (head >= 0) {
-        for (; i < head && i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
-        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
-    } else {
-        for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
+    int64_t head, stop;
+    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
+        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
     }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
 #undef FB_GRAD
     for (; i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
 }
@@ -450,22 +448,21 @@ static void FN(row_apply)(const T *xr, const T *gr, T *yr,
 #define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
                                         FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
 #define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
-    int64_t v = 0, head = stream ? fb_stream_head(yr, sizeof(T)) : -1;
+    int64_t v = 0, head, stop;
+    const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
     if (!gr) {
-        if (head >= 0) {
-            for (; v < head && v < w; v++) yr[v] = FB_ROW_T(v);
-            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
-        } else {
-            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
+        if (nt) {
+            for (; v < head; v++) yr[v] = FB_ROW_T(v);
+            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
         }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
         for (; v < w; v++) yr[v] = FB_ROW_T(v);
     } else {
-        if (head >= 0) {
-            for (; v < head && v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
-            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
-        } else {
-            for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
+        if (nt) {
+            for (; v < head; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
         }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
         for (; v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
     }
 #undef FB_ROW_T

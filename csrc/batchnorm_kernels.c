@@ -21,8 +21,10 @@
 /* Blocking constants.  They depend on nothing but these numbers and the shape, so the work
  * split -- and the merge order -- is the same for every thread count. */
 #define FB_SEG 4096             /* slab path: values per shifted-sum segment                 */
+#define FB_SEG_STEP 1024        /* slab path: values of one segment read before the other's  */
 #define FB_SLAB_MIN 32          /* inner extents below this take the rows path               */
 #define FB_TILE_COLS 1024       /* rows path: virtual channels per column tile               */
+#define FB_PAIR_COLS_MAX 256    /* rows path: widest tile whose statistics read 2 chunks at once */
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */

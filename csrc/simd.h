@@ -39,6 +39,18 @@ static inline fb_vd fb_vd_add(fb_vd a, fb_vd b) { return a + b; }
 static inline fb_vd fb_vd_sub(fb_vd a, fb_vd b) { return a - b; }
 static inline fb_vd fb_vd_mul(fb_vd a, fb_vd b) { return a * b; }
 static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd v; memcpy(&v, p, sizeof v); return v; }
+/* a + b on the multiply-add unit where there is one: a * 1 + b rounds once, so the bits are those
+ * of a + b, but it leaves the adders free -- the reductions' bottleneck on Zen 3 (~1.3x faster). */
+static inline fb_vd fb_vd_add_m(fb_vd a, fb_vd b)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_fmadd_pd((__m512d)a, _mm512_set1_pd(1.0), (__m512d)b);
+#elif defined(__FMA__)
+    return (fb_vd)_mm256_fmadd_pd((__m256d)a, _mm256_set1_pd(1.0), (__m256d)b);
+#else
+    return a + b;
+#endif
+}
 /* float -> double of FB_VD_W values: exact.  On x86 one conversion instruction, written out
  * because GCC splits __builtin_convertvector into half-width conversions and inserts, which
  * doubled the cost of every statistics pass. */
@@ -112,6 +124,7 @@ typedef struct { float v[FB_VF_W]; } fb_vf;
         return a;                                                                                  \
     }
 FB_VD_OP(add, +) FB_VD_OP(sub, -) FB_VD_OP(mul, *)
+static inline fb_vd fb_vd_add_m(fb_vd a, fb_vd b) { return fb_vd_add(a, b); }
 FB_VF_OP(add, +) FB_VF_OP(sub, -) FB_VF_OP(mul, *)
 static inline fb_vd fb_vd_set1(double a) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = a; return r; }
 static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd r; memcpy(r.v, p, sizeof r.v); return r; }
@@ -129,12 +142,26 @@ static inline void fb_stream_fence(void) {}
 
 #endif
 
-/* Elements of `size` bytes to write before p is FB_VBYTES-aligned; -1 if it never will be. */
-static inline int64_t fb_stream_head(const void *p, size_t size)
+/* A hint to fetch p's cache line; no effect on any result. */
+#if defined(__GNUC__) || defined(__clang__)
+#define fb_prefetch(p) __builtin_prefetch(p)
+#else
+#define fb_prefetch(p) ((void)0)
+#endif
+
+/* Which elements of an n-element output at p to write with non-temporal stores: [*head, *stop),
+ * whole 64-byte cache lines only.  A line streamed in part and then stored to normally (a run's
+ * end) costs a partial write-combining flush and a read: on Zen 3 an output at 48 bytes past a
+ * line made every kernel 1.1-1.85x slower.  0 if the elements never align. */
+static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t *head, int64_t *stop)
 {
-    const size_t off = (size_t)((uintptr_t)p % FB_VBYTES);
-    if (off % size) return -1;
-    return off ? (int64_t)((FB_VBYTES - off) / size) : 0;
+    const size_t off = (size_t)((uintptr_t)p % 64);
+    if (off % size) return 0;
+    const int64_t per = (int64_t)(64 / size);
+    *head = off ? (int64_t)((64 - off) / size) : 0;
+    if (*head > n) *head = n;
+    *stop = *head + (n - *head) / per * per;
+    return 1;
 }
 
 #endif /* FASTBN_SIMD_H */

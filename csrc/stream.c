@@ -15,18 +15,23 @@ typedef struct {
     double *part;   /* a read pass's block sums */
 } stream_ctx;
 
+/* Elements of task t: a block, the last one shorter. */
+static int64_t task_len(const stream_ctx *c, int64_t t)
+{
+    const int64_t rest = c->n - t * FB_STREAM_BLOCK;
+    return rest < FB_STREAM_BLOCK ? rest : FB_STREAM_BLOCK;
+}
+
 static void read_task(void *ctx, int64_t t)
 {
     stream_ctx *c = (stream_ctx *)ctx;
-    const int64_t s = t * FB_STREAM_BLOCK, e = s + FB_STREAM_BLOCK < c->n ? s + FB_STREAM_BLOCK : c->n;
-    c->part[t] = fb_stream->read(c->pass, s, e - s);
+    c->part[t] = fb_stream->read(c->pass, t * FB_STREAM_BLOCK, task_len(c, t));
 }
 
 static void write_task(void *ctx, int64_t t)
 {
     stream_ctx *c = (stream_ctx *)ctx;
-    const int64_t s = t * FB_STREAM_BLOCK, e = s + FB_STREAM_BLOCK < c->n ? s + FB_STREAM_BLOCK : c->n;
-    fb_stream->write(c->pass, s, e - s, c->nt);
+    fb_stream->write(c->pass, t * FB_STREAM_BLOCK, task_len(c, t), c->nt);
 }
 
 fb_status fb_stream_passes(int n_passes, const fb_stream_pass *passes, int64_t n, int n_threads,

@@ -1,9 +1,13 @@
-"""Benchmark cases for batch norm: training forward, inference forward, backward."""
+"""Benchmark cases for batch norm: training forward, inference forward, backward.
+
+Each case names its inputs (x; x and dy for the backward), which the "producer" state rewrites
+before each timed call, and its floor (:mod:`fastbn.bench.floor`)."""
 import numpy as np
 
 import fastbn
 from fastbn import reference
 from fastbn.bench._harness import Case
+from fastbn.bench.floor import floor_timer
 
 # (label, shape, channel axis)
 SHAPES = [
@@ -62,14 +66,17 @@ def cases(quick=False, torch=False):
                                                  running_var=rv, out=y),
                  lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
                                                     running_var=rv),
-                 torch=t_train, copy_of=x),
+                 torch=t_train, copy_of=x, inputs=[x],
+                 floor=floor_timer("bn train", label, x)),
             Case("bn infer", name,
                  lambda: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=y),
                  lambda: reference.batch_norm_infer(x, rm, rv, g, b, axis=axis),
-                 torch=t_infer, copy_of=x),
+                 torch=t_infer, copy_of=x, inputs=[x],
+                 floor=floor_timer("bn infer", label, x)),
             Case("bn backward", name,
                  lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=y),
                  lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis),
-                 torch=t_back, copy_of=x),
+                 torch=t_back, copy_of=x, inputs=[x, dy],
+                 floor=floor_timer("bn backward", label, x, dy)),
         ]
     return out

@@ -31,6 +31,11 @@ QUICK_NOTE = ("**Not a measurement.** `--quick` times small inputs for a few rou
 
 AREAS = ["batchnorm", "clip", "init"]
 
+# Rounds per window of a batch-norm row in the producer and cold states (b2b rows and the other
+# areas: --rounds, default 5).  Their steps (a rewrite of the inputs, a 96 MB flush) cost as much
+# as the calls: 3 rounds keep the default report near 8 minutes on the 2-core machine it is tuned on.
+STATE_ROUNDS = 3
+
 
 def _torch_threads(n):
     try:
@@ -46,13 +51,17 @@ def main(argv=None):
                    help="small inputs, few rounds: a smoke run, times only (no ratios)")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="timing rounds per case in each window (default 5; --quick 3)")
+                   help="timing rounds per case in each window (default 5, batch norm's producer "
+                        f"and cold rows {STATE_ROUNDS}; --quick 3)")
     p.add_argument("--windows", type=int, default=None,
                    help=f"times the whole list of cases is timed (default {WINDOWS}; --quick 1)")
     p.add_argument("--state", default=",".join(STATES),
                    help="comma-separated states of the batch-norm rows: b2b (after an untimed call "
                         "of its own), producer (inputs freshly written), cold (last-level cache "
                         "flushed); default all three")
+    p.add_argument("--big", action="store_true",
+                   help="batch norm on inputs 4x the last-level cache instead of the standard "
+                        "ones: what a machine with a cache 4x the standard inputs' meets")
     p.add_argument("--only", default="", help="run only cases whose kernel contains this text")
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     p.add_argument("--output", default=None, help="also write the Markdown table to this file")
@@ -67,6 +76,7 @@ def main(argv=None):
     if not states or set(states) - set(STATES):
         p.error(f"--state: a comma-separated list of {', '.join(STATES)}, got {args.state!r}")
     rounds = args.rounds or (3 if args.quick else 5)
+    state_rounds = args.rounds or (3 if args.quick else STATE_ROUNDS)
     windows = args.windows or (1 if args.quick else WINDOWS)
     min_time = 0.05 if args.quick else MIN_TIME
     torch_ok, torch_version = False, None
@@ -82,6 +92,9 @@ def main(argv=None):
     if "cold" in states:
         machine.append(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level cache) "
                        "written before each timed call")
+    if args.big:
+        machine.append(f"--big: batch norm on inputs of {4 * llc >> 20} MB or more "
+                       "(4x the last-level cache)")
     print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, "
           f"{windows} windows of {rounds} rounds or more, "
           f"torch={'yes' if torch_ok else 'not installed'}, "
@@ -91,8 +104,9 @@ def main(argv=None):
     bar = None
     try:
         flush = Flush(3 * llc) if "cold" in states else None
+        big = 4 * llc if args.big else None
         cases = {(n, i, s): case for n in threads
-                 for i, base in enumerate(_cases(args, n, torch_ok))
+                 for i, base in enumerate(_cases(args, n, torch_ok, big))
                  for s, case in _in_states(base, states)}
         alone, seen = [], set()   # the alone table: each case once, at the first thread count
         for (n, i, _), c in cases.items():
@@ -101,7 +115,8 @@ def main(argv=None):
                 alone.append(c)
         scales = len(threads) > 1 and 1 in threads
         bar = progress(windows * (len(cases) + (len(alone) if scales else 0)))
-        results = in_windows({key: _main_job(case, rounds, min_time, flush)
+        results = in_windows({key: _main_job(case, rounds if key[2] == "b2b" else state_rounds,
+                                             min_time, flush)
                               for key, case in cases.items()}, windows,
                              before=lambda key, w: bar.start("main", w, windows,
                                                              _label(cases[key])))
@@ -126,16 +141,19 @@ def main(argv=None):
         with open(args.output, "w") as f:
             f.write(table + "\n")
     if args.update_readme:
-        _update_readme(args.update_readme, table, threads, _how(windows, rounds), torch_ok, reuse)
+        _update_readme(args.update_readme, table, threads, _how(windows, rounds, state_rounds),
+                       torch_ok, reuse)
     return 0
 
 
-def _cases(args, n, torch_ok):
-    """The cases of every area for n threads, the --only filter applied."""
+def _cases(args, n, torch_ok, big=None):
+    """The cases of every area for n threads, the --only filter applied; with ``big`` (bytes),
+    batch norm on inputs that large."""
     out = []
     for area in AREAS:
         module = importlib.import_module(f"fastbn.bench.{area}")
-        for case in module.cases(quick=args.quick, torch=torch_ok):
+        extra = {"big": big} if big and area == "batchnorm" else {}
+        for case in module.cases(quick=args.quick, torch=torch_ok, **extra):
             if not args.only or args.only in case.kernel:
                 case.threads = n
                 out.append(case)
@@ -232,12 +250,15 @@ def _times(a, b):
     return "" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def _how(windows, rounds):
-    """How each figure was made, for the table headers."""
+def _how(windows, rounds, state_rounds=None):
+    """How each figure was made, for the table headers (``state_rounds``: those of batch norm's
+    producer and cold rows, when they differ)."""
+    states = ("" if state_rounds in (None, rounds)
+              else f" (batch norm's producer and cold rows: {state_rounds})")
     if windows == 1:
-        return f"{rounds} rounds or more, medians"
+        return f"{rounds} rounds or more{states}, medians"
     return (f"the median of {windows} windows spread over the run, each the median of "
-            f"{rounds} rounds or more")
+            f"{rounds} rounds or more{states}")
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -45,9 +45,21 @@ def _torch_fns(x, dy, axis, C, mean, invstd):
     return train, infer, backward
 
 
-def cases(quick=False, torch=False):
+def big_shapes(nbytes):
+    """NCHW (N,64,56,56) and NC (M,1024) float32 inputs of at least ``nbytes`` each: on a machine
+    with a last-level cache of nbytes/4, what the standard inputs are to a cache 4x larger than
+    theirs -- the other side of the picture (``--big``)."""
+    n = -(-nbytes // (64 * 56 * 56 * 4))
+    m = -(-nbytes // (1024 * 4))
+    return [("NCHW", (n, 64, 56, 56), 1), ("NC", (m, 1024), 1)]
+
+
+def cases(quick=False, torch=False, big=None):
+    """The batch-norm cases: the standard inputs (small ones with ``quick``), or with ``big``
+    (bytes) those of :func:`big_shapes`."""
     out = []
-    for label, shape, axis in (QUICK_SHAPES if quick else SHAPES):
+    shapes = big_shapes(big) if big else (QUICK_SHAPES if quick else SHAPES)
+    for label, shape, axis in shapes:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape, dtype=np.float32) * 2 + 3
         dy = rng.standard_normal(shape, dtype=np.float32)

@@ -125,8 +125,8 @@ def test_the_alone_table_has_each_thread_count_and_a_warm_copy(report):
 
 def test_a_quick_run_says_it_is_no_measurement_and_gives_no_ratio(report):
     table, stdout, _ = report
-    machine, rest = table.split("\n\n", 2)[:2], table.split("\n\n", 2)[2]
-    assert machine[0] == "Machine:" and rest.startswith(report_main.QUICK_NOTE + "\n\n")
+    machine, rest = table.split("\n\n", 1)
+    assert machine.startswith("Machine: ") and rest.startswith(report_main.QUICK_NOTE + "\n\n")
     assert stdout == table   # the tables on stdout, as written to --output
     for header in _headers(table):
         assert not {"speed-up", "x copyto", "vs torch", "x warm copyto"} & set(header)
@@ -461,12 +461,13 @@ def test_the_suite_tables_fit_in_120_columns():
 def test_the_report_opens_with_the_machine(report):
     from fastbn import _config
     table, _, _ = report
-    head = table.split("\n\n")[1].splitlines()
-    assert head[0].startswith("- CPU: ") and "logical CPUs" in head[0]
-    assert head[1].startswith("- caches ") and "last level " in head[1]
+    head = table.split("\n\n")[0].splitlines()
+    assert head[0].startswith("Machine: CPU: ") and "logical CPUs" in head[0]
+    assert head[1].startswith("caches ") and "last level " in head[1]
     assert f"isa {_config.get_isa()}; numpy {np.__version__}; torch not used" in head[2]
     llc, _ = _machine.last_level_cache()
-    assert head[3].startswith(f"- cold state: a flush of {3 * llc >> 20} MB (3x the last-level")
+    assert head[3].startswith(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level")
+    assert head[3].endswith(".") and len(head) == 4
 
 
 def _fake_cache(root, index, level, kind, size):

@@ -169,8 +169,8 @@ def _in_states(case, states):
 
 
 def machine_block(lines):
-    """The machine, as the first lines of the output: a Markdown list."""
-    return "Machine:\n\n" + "\n".join(f"- {line}" for line in lines)
+    """The machine, as the first lines of the output: a fact a line, one Markdown paragraph."""
+    return "Machine: " + ";\n".join(lines) + "."
 
 
 def _label(case):

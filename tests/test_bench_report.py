@@ -21,6 +21,7 @@ Specification:
   inputs rewritten with the same bytes, cold a flush of the last-level cache.
 - The last-level cache comes from sysfs (data and unified caches, the highest level), then
   sysconf, then a documented default.
+- ``--big`` times batch norm on inputs of at least 4x the last-level cache.
 - The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
   writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
   kernel's floor moves the bytes per element of its minimal traffic (8, 12 or 20), and a full
@@ -582,3 +583,12 @@ def test_a_full_batch_norm_table_fits_in_120_columns():
         rows.append(_harness.row(case, t))
     table = _harness.markdown(rows, _harness.columns(bn=True))
     assert max(len(line) for line in table.splitlines()) <= 120
+
+
+def test_big_inputs_are_at_least_the_size_asked_for():
+    nbytes = 4 * (32 << 20)   # 4x a 32 MB last-level cache
+    shapes = bn_cases.big_shapes(nbytes)
+    assert [(label, shape) for label, shape, _ in shapes] == [
+        ("NCHW", (168, 64, 56, 56)), ("NC", (32768, 1024))]
+    for _, shape, _ in shapes:
+        assert 4 * math.prod(shape) >= nbytes

@@ -13,6 +13,19 @@ Specification:
   and its window with the time left, cleared when the run ends; otherwise (stderr not a terminal,
   or no tqdm) a plain line as each window of each table starts, nothing per case.
 - ``--update-readme`` replaces only what lies between the bench markers.
+- The output opens with the machine: CPU, cores, caches and the last level's size, fastbn's
+  instruction set, NumPy's version, and the cold state's flush (three times the last-level cache).
+- Batch-norm rows are timed in each state of ``--state`` (default b2b, producer, cold), one row per
+  (kernel, input, threads, state); the other areas keep their protocol (b2b). The state's step runs
+  untimed before every timed call of every contender: b2b none (a call of its own), producer the
+  inputs rewritten with the same bytes, cold a flush of the last-level cache.
+- The last-level cache comes from sysfs (data and unified caches, the highest level), then
+  sysconf, then a documented default.
+- ``--big`` times batch norm on inputs of at least 4x the last-level cache.
+- The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
+  writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
+  kernel's floor moves the bytes per element of its minimal traffic (8, 12 or 20), and a full
+  table gives fastbn's time over it ("x floor"), within 120 columns.
 - The harness times each contender after a call of its own: a fast contender's timed call follows
   an untimed call of its own, a slow one's does not; every contender gets the same number of
   samples, in an order reversed every other round.
@@ -28,6 +41,7 @@ Specification:
 - The pytest-benchmark suite's tables fit in 120 columns, and it runs fastbn on
   FASTBN_BENCH_THREADS threads (default 1), refusing a value that is not a count of threads.
 """
+import dataclasses
 import importlib.util
 import math
 import os
@@ -41,12 +55,16 @@ import numpy as np
 import pytest
 
 from child import PKG_PARENT, run_python
-from fastbn.bench import _harness, _progress
+from fastbn.bench import _harness, _machine, _progress, floor
+from fastbn.bench import batchnorm as bn_cases
 from fastbn.bench import __main__ as report_main
 
 pytest.importorskip("scipy")   # the truncated-normal baseline
 
 BENCH_SUITE = Path(__file__).resolve().parents[1] / "bench"
+BN_QUICK = ["kernel", "input", "threads", "state", "fastbn ms", "NumPy ms", "copyto ms",
+            "floor ms"]
+OTHER_QUICK = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms", "copyto ms"]
 NUMBER = re.compile(r"^\d+\.\d+x?$")   # a time (1.234, 12.34) or a ratio (1.23, 1.23x)
 
 
@@ -75,22 +93,26 @@ def report(tmp_path_factory):
 
 def test_every_kernel_has_a_row_at_each_thread_count(report):
     table, _, _ = report
-    assert _headers(table)[0] == ["kernel", "input", "threads", "fastbn ms", "baseline",
-                                  "baseline ms", "copyto ms"]
-    rows = _rows(table, 7)
-    kernels = {r[0] for r in rows}
-    assert {"bn train", "bn infer", "bn backward", "global_norm", "clip_grad_norm",
-            "clip_grad_value", "init he_normal", "init truncated_normal"} <= kernels
-    for case in {(r[0], r[1]) for r in rows}:
-        assert sorted(r[2] for r in rows if (r[0], r[1]) == case) == ["1", "2"], case
-    for r in rows:
+    assert _headers(table)[:2] == [BN_QUICK, OTHER_QUICK]
+    bn, other = _rows(table, 8), _rows(table, 7)
+    assert {r[0] for r in bn} == {"bn train", "bn infer", "bn backward"}
+    assert {"global_norm", "clip_grad_norm", "clip_grad_value", "init he_normal",
+            "init truncated_normal"} <= {r[0] for r in other}
+    for case in {(r[0], r[1]) for r in bn}:   # every state at each thread count
+        assert sorted((r[2], r[3]) for r in bn if (r[0], r[1]) == case) == [
+            (n, s) for n in ("1", "2") for s in ("b2b", "cold", "producer")], case
+    for case in {(r[0], r[1]) for r in other}:
+        assert sorted(r[2] for r in other if (r[0], r[1]) == case) == ["1", "2"], case
+    for r in bn:
+        assert float(r[4]) > 0 and float(r[5]) > 0 and float(r[7]) > 0   # fastbn, NumPy, floor
+    for r in other:
         assert float(r[3]) > 0 and float(r[5]) > 0   # fastbn ms, baseline ms
 
 
 def test_the_alone_table_has_each_thread_count_and_a_warm_copy(report):
     table, _, _ = report
     assert "the median of 2 windows spread over the run" in table.split("fastbn alone")[1]
-    assert _headers(table)[1] == ["kernel", "input", "1 thread ms", "2 threads ms",
+    assert _headers(table)[2] == ["kernel", "input", "1 thread ms", "2 threads ms",
                                   "warm copyto ms", "copyto: 2 threads ms"]
     alone = _rows(table.split("fastbn alone")[1], 6)
     assert {r[0] for r in alone} >= {"bn train", "bn backward", "init he_normal", "clip_grad_norm"}
@@ -104,15 +126,17 @@ def test_the_alone_table_has_each_thread_count_and_a_warm_copy(report):
 
 def test_a_quick_run_says_it_is_no_measurement_and_gives_no_ratio(report):
     table, stdout, _ = report
-    assert table.startswith(report_main.QUICK_NOTE + "\n\n")
+    machine, rest = table.split("\n\n", 1)
+    assert machine.startswith("Machine: ") and rest.startswith(report_main.QUICK_NOTE + "\n\n")
     assert stdout == table   # the tables on stdout, as written to --output
     for header in _headers(table):
         assert not {"speed-up", "x copyto", "vs torch", "x warm copyto"} & set(header)
         assert not [h for h in header if " vs " in h], header
-    main, alone = table.split("fastbn alone")
-    for part, width in ((main, 7), (alone, 6)):
-        header = _headers(part)[0]
-        for r in _rows(part, width):
+    blocks = [b for b in table.split("\n\n") if b.startswith("| kernel")]
+    assert len(blocks) == 3   # batch norm, the other areas, fastbn alone
+    for block in blocks:
+        header = _headers(block)[0]
+        for r in _rows(block, len(header)):
             for column, cell in zip(header, r):
                 if NUMBER.match(cell):
                     assert column.endswith(" ms"), (column, cell)   # a time, not a ratio
@@ -129,13 +153,17 @@ def test_a_quick_run_does_not_update_a_readme(tmp_path, capsys):
 
 
 def test_a_full_table_gives_the_ratios_of_its_times():
-    case = _harness.Case("bn train", "(4,3) NC f32", fastbn=lambda: None, threads=2)
-    t = {"fastbn": 0.002, "reference": 0.008, "torch": 0.003, "copyto": 0.001}
-    table = _harness.markdown([_harness.row(case, t)])
-    assert _rows(table, 10) == [["bn train", "(4,3) NC f32", "2", "2.000", "reference", "8.000",
+    case = _harness.Case("bn train", "(4,3) NC f32", fastbn=lambda: None, threads=2,
+                         state="cold")
+    t = {"fastbn": 0.002, "reference": 0.008, "torch": 0.003, "copyto": 0.001, "floor": 0.0016}
+    table = _harness.markdown([_harness.row(case, t)], _harness.columns(bn=True))
+    assert _rows(table, 11) == [["bn train", "(4,3) NC f32", "2", "cold", "2.000", "8.000",
+                                 "4.00", "2.00", "1.25", "3.000", "1.50"]]
+    assert _headers(table) == [["kernel", "input", "threads", "state", "fastbn ms", "NumPy ms",
+                                "speed-up", "x copyto", "x floor", "torch ms", "vs torch"]]
+    other = _harness.markdown([_harness.row(case, t)])
+    assert _rows(other, 10) == [["bn train", "(4,3) NC f32", "2", "2.000", "reference", "8.000",
                                  "4.00", "2.00", "3.000", "1.50"]]
-    assert _headers(table) == [["kernel", "input", "threads", "fastbn ms", "baseline",
-                                "baseline ms", "speed-up", "x copyto", "torch ms", "vs torch"]]
     alone = report_main.alone_table(
         [case], [{1: 0.002, 2: 0.0012, "copyto": 0.001, ("copyto", 2): 0.0008}], [1, 2], "how")
     assert _rows(alone, 7) == [["bn train", "(4,3) NC f32", "2.000", "1.000", "2.00", "1.67x",
@@ -144,7 +172,7 @@ def test_a_full_table_gives_the_ratios_of_its_times():
 
 def test_without_torch_there_are_no_torch_columns(report):
     table, _, _ = report
-    assert "torch" not in table
+    assert "torch" not in table.replace("torch not used", "")
     assert "torch ms" in _harness.columns(torch=True, ratios=False)
     assert not [c for c in _harness.columns(torch=False) if "torch" in c]
 
@@ -165,9 +193,9 @@ def test_torch_not_installed_leaves_out_its_columns():
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert "torch=not installed" in r.stderr
-    assert _headers(r.stdout) == [["kernel", "input", "threads", "fastbn ms", "baseline",
-                                   "baseline ms", "copyto ms"]]
-    assert len(_rows(r.stdout, 7)) == 3 and "torch" not in r.stdout
+    assert _headers(r.stdout) == [BN_QUICK]
+    assert len(_rows(r.stdout, 8)) == 9   # 3 inputs, 3 states
+    assert "torch" not in r.stdout.replace("torch not used", "")
 
 
 def test_progress_off_a_terminal_is_a_line_per_window_and_table(report):
@@ -257,10 +285,10 @@ def test_progress_on_a_terminal_is_one_bar_cleared_at_the_end():
     frames = [f for f in bar.split("\r") if f.strip()]
     assert "window 1/1: bn infer (8,16,14,14) NCHW f32, 1 thread" in frames[1]
     assert any("window 1/1, fastbn alone: bn infer" in f for f in frames)
-    assert re.search(r" 9/9 \[\d\d:\d\d, ETA 00:00\]$", frames[-1])
+    assert re.search(r" 21/21 \[\d\d:\d\d, ETA 00:00\]$", frames[-1])   # 18 main, 3 alone
     assert all(len(f) <= 100 for f in frames)   # no frame wraps on a 100-column terminal
     assert bar.endswith("\r") and not bar.rstrip("\r").rsplit("\r", 1)[-1].strip()   # cleared
-    assert len(_rows(stdout, 7)) == 6   # the tables, on stdout
+    assert len(_rows(stdout, 8)) == 18 and len(_rows(stdout, 6)) == 3   # the tables, on stdout
 
 
 def test_update_readme_replaces_only_the_marked_table(tmp_path):
@@ -429,3 +457,138 @@ def test_the_suite_tables_fit_in_120_columns():
               if line.startswith(("test_bn[", "test_clip[", "Name (time", "----"))]
     assert len([t for t in tables if t.startswith("Name (time")]) == 12   # 9 bn groups, 3 clip
     assert max(len(line) for line in tables) <= 120
+
+
+def test_the_report_opens_with_the_machine(report):
+    from fastbn import _config
+    table, _, _ = report
+    head = table.split("\n\n")[0].splitlines()
+    assert head[0].startswith("Machine: CPU: ") and "logical CPUs" in head[0]
+    assert head[1].startswith("caches ") and "last level " in head[1]
+    assert f"isa {_config.get_isa()}; numpy {np.__version__}; torch not used" in head[2]
+    llc, _ = _machine.last_level_cache()
+    assert head[3].startswith(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level")
+    assert head[3].endswith(".") and len(head) == 4
+
+
+def _fake_cache(root, index, level, kind, size):
+    d = root / f"index{index}"
+    d.mkdir(parents=True)
+    for name, text in (("level", level), ("type", kind), ("size", size)):
+        (d / name).write_text(f"{text}\n")
+
+
+def test_the_last_level_cache_comes_from_sysfs_then_sysconf_then_a_default(tmp_path, monkeypatch):
+    _fake_cache(tmp_path, 0, 1, "Data", "48K")
+    _fake_cache(tmp_path, 1, 1, "Instruction", "32K")
+    _fake_cache(tmp_path, 2, 2, "Unified", "2048K")
+    _fake_cache(tmp_path, 3, 3, "Unified", "260M")
+    _fake_cache(tmp_path, 4, 4, "Instruction", "1G")   # not a data cache: left out
+    assert _machine.caches(tmp_path) == {1: 48 << 10, 2: 2 << 20, 3: 260 << 20}
+    assert _machine.last_level_cache(tmp_path) == (260 << 20, "sysfs L3")
+    empty = tmp_path / "none"
+    monkeypatch.setattr(_machine.os, "sysconf", lambda name: 8 << 20)
+    assert _machine.last_level_cache(empty) == (8 << 20, "sysconf L3")
+    monkeypatch.setattr(_machine.os, "sysconf", lambda name: 0)
+    assert _machine.last_level_cache(empty) == (_machine.DEFAULT_LLC, "default")
+    assert [_machine.parse_size(t) for t in ("32768K", "1M", "512", "2G\n", "big")] == [
+        32 << 20, 1 << 20, 512, 2 << 30, None]
+
+
+def test_a_bad_state_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        report_main.main(["--quick", "--state", "b2b,warm"])
+    assert e.value.code == 2 and "error: --state:" in capsys.readouterr().err
+
+
+def test_only_the_states_asked_for_are_timed():
+    r = run_python(None, args=["-m", "fastbn.bench", "--quick", "--threads", "1", "--no-torch",
+                               "--rounds", "1", "--only", "bn infer", "--state", "producer,b2b"])
+    assert r.returncode == 0, r.stderr
+    rows = _rows(r.stdout, 8)
+    assert [row[3] for row in rows] == ["producer", "b2b"] * 3
+    assert "cold state" not in r.stdout   # no flush without the cold state
+
+
+def test_each_state_steps_before_every_timed_call():
+    x = np.arange(12, dtype=np.float32)
+    case = _harness.Case("bn infer", "s", fastbn=lambda: None, inputs=[x])
+    assert _harness.state_step(case) is None   # b2b: the contender's own untimed call
+    producer = _harness.state_step(dataclasses.replace(case, state="producer"))
+    x[:] = -1   # as the kernel's neighbour would leave it: the same bytes come back
+    producer()
+    np.testing.assert_array_equal(x, np.arange(12, dtype=np.float32))
+    flush = _harness.Flush(1 << 20)
+    assert _harness.state_step(dataclasses.replace(case, state="cold"), flush) is flush
+    flush()
+    assert flush.buf.nbytes == 1 << 20 and (flush.buf == 1).all()
+    with pytest.raises(ValueError, match="the cold state needs a Flush"):
+        _harness.state_step(dataclasses.replace(case, state="cold"))
+
+    calls = []
+    t = _harness._interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              rounds=2, lead_below=1.0, before=lambda: calls.append("step"))
+    assert set(t) == {"a", "b"}
+    assert calls[2:] == ["step", "a", "step", "b", "step", "b", "step", "a"]   # no lead call
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_floor_kernel_reads_and_writes_what_it_should(threads):
+    from fastbn import _stream
+
+    rng = np.random.default_rng(1)
+    # Below and above one block, fastbn's threading threshold and the non-temporal size (2**20).
+    for n in (0, 1, 1000, 65536 * 3 + 5, (1 << 20) + 37):
+        a, b, c = (rng.integers(-4, 5, n + 1).astype(np.float32) for _ in range(3))
+        a, b, c = a[:n], b[:n], c[:n]
+        exact = sum(int(v.astype(np.int64).sum()) for v in (a, b, c))
+        assert _stream.passes([((a, b, c), None)], threads) == exact
+        for shift in (0, 1):   # an output aligned and one that is not
+            out = np.full(n + 1, np.nan, np.float32)[shift:shift + n]
+            assert _stream.passes([((a, b), None), ((a, b, c), out)], threads) == exact - int(
+                c.astype(np.int64).sum())
+            np.testing.assert_array_equal(out, a + b + c)
+    with pytest.raises(ValueError, match="same size"):
+        _stream.passes([((a, b[:-1]), None)], threads)
+    with pytest.raises(ValueError, match="float32"):
+        _stream.passes([((a.astype(np.float64),), None)], threads)
+    with pytest.raises(ValueError, match="1 to 3 inputs"):
+        _stream.passes([((a, a, a, a), None)], threads)
+    with pytest.raises(ValueError, match="passes"):
+        _stream.passes([], threads)
+
+
+def test_each_floor_moves_the_minimal_traffic_of_its_kernel():
+    x = dy = out = np.zeros(4, np.float32)
+    expected = {("bn train", "NCHW"): 8, ("bn train", "NHWC"): 12, ("bn train", "NC"): 12,
+                ("bn infer", "NCHW"): 8, ("bn infer", "NHWC"): 8, ("bn infer", "NC"): 8,
+                ("bn backward", "NCHW"): 12, ("bn backward", "NHWC"): 20,
+                ("bn backward", "NC"): 20}
+    for (kernel, layout), nbytes in expected.items():
+        passes = floor.spec(kernel, layout, x, dy, out)
+        assert floor.traffic(passes) == nbytes, (kernel, layout)
+        assert passes[-1][1] is out   # the last pass writes the output
+    for case in bn_cases.cases(quick=True):
+        assert case.floor is not None and case.inputs[0] is case.copy_of
+        case.floor()
+
+
+def test_a_full_batch_norm_table_fits_in_120_columns():
+    rows = []
+    for kernel, shape in (("bn backward", "(32,56,56,64) NHWC f32"),
+                          ("bn train", "(4096,1024) NC f32")):
+        case = _harness.Case(kernel, shape, fastbn=lambda: None, threads=2, state="producer")
+        t = {"fastbn": 0.01234, "reference": 0.12345, "torch": 0.12345, "copyto": 0.01234,
+             "floor": 0.001234}
+        rows.append(_harness.row(case, t))
+    table = _harness.markdown(rows, _harness.columns(bn=True))
+    assert max(len(line) for line in table.splitlines()) <= 120
+
+
+def test_big_inputs_are_at_least_the_size_asked_for():
+    nbytes = 4 * (32 << 20)   # 4x a 32 MB last-level cache
+    shapes = bn_cases.big_shapes(nbytes)
+    assert [(label, shape) for label, shape, _ in shapes] == [
+        ("NCHW", (32, 335, 56, 56)), ("NC", (32768, 1024))]   # NCHW: a slab of 401 KB still
+    for _, shape, _ in shapes:
+        assert 4 * math.prod(shape) >= nbytes

@@ -1,21 +1,27 @@
 """``python -m fastbn.bench``: fastbn against its baselines, and alone at each thread count.
 
-Columns: fastbn's median time; the baseline (the plain-NumPy reference, or the NumPy idiom a user
-writes today) and fastbn's speed-up over it; fastbn's time as a multiple of ``np.copyto`` of the
-same tensor (the memory roofline: 1.0 would be a copy's speed); PyTorch CPU and fastbn's speed-up
-over it, when torch is in use (installed, and no ``--no-torch``; otherwise no torch columns).
+The output opens with the machine (CPU, cores, caches, fastbn's instruction set, NumPy's and
+torch's versions).  Main-table columns: the state the case was timed in (batch norm: "b2b",
+"producer", "cold", see :mod:`fastbn.bench._harness`; ``--state``), fastbn's median time; the
+baseline (the plain-NumPy reference, or the NumPy idiom a user writes today) and fastbn's speed-up
+over it; fastbn's time as a multiple of ``np.copyto`` of the same tensor (the memory roofline) and
+of its floor (its minimal memory traffic at the bandwidth of the same state and thread count, see
+:mod:`fastbn.bench.floor`; 1.0 is the memory's speed); PyTorch CPU and fastbn's speed-up over it,
+when torch is in use (installed, and no ``--no-torch``; otherwise no torch columns).
 With ``--quick`` the tables give times alone, under a line saying they are not a measurement.
 The tables go to stdout; the progress (see :mod:`fastbn.bench._progress`) to stderr.  Each case
 area lives in its own module of this package.
 """
 import argparse
+import dataclasses
 import importlib
 import sys
 import time
 
 from fastbn import _config
-from fastbn.bench._harness import (MIN_TIME, WINDOWS, columns, in_windows, markdown, measure,
-                                   measure_alone, reuse_freed_memory, row)
+from fastbn.bench import _machine
+from fastbn.bench._harness import (MIN_TIME, STATES, WINDOWS, Flush, columns, in_windows, markdown,
+                                   measure, measure_alone, reuse_freed_memory, row)
 from fastbn.bench._progress import progress
 
 # Above the tables of a --quick run: its figures are noise, and nothing in it is to be quoted.
@@ -24,6 +30,11 @@ QUICK_NOTE = ("**Not a measurement.** `--quick` times small inputs for a few rou
               "Run without `--quick` for figures to compare.")
 
 AREAS = ["batchnorm", "clip", "init"]
+
+# Rounds per window of a batch-norm row in the producer and cold states (b2b rows and the other
+# areas: --rounds, default 5).  Their steps (a rewrite of the inputs, a 96 MB flush) cost as much
+# as the calls: 3 rounds keep the default report near 8 minutes on the 2-core machine it is tuned on.
+STATE_ROUNDS = 3
 
 
 def _torch_threads(n):
@@ -40,9 +51,17 @@ def main(argv=None):
                    help="small inputs, few rounds: a smoke run, times only (no ratios)")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="timing rounds per case in each window (default 5; --quick 3)")
+                   help="timing rounds per case in each window (default 5, batch norm's producer "
+                        f"and cold rows {STATE_ROUNDS}; --quick 3)")
     p.add_argument("--windows", type=int, default=None,
                    help=f"times the whole list of cases is timed (default {WINDOWS}; --quick 1)")
+    p.add_argument("--state", default=",".join(STATES),
+                   help="comma-separated states of the batch-norm rows: b2b (after an untimed call "
+                        "of its own), producer (inputs freshly written), cold (last-level cache "
+                        "flushed); default all three")
+    p.add_argument("--big", action="store_true",
+                   help="batch norm on inputs 4x the last-level cache instead of the standard "
+                        "ones: what a machine with a cache 4x the standard inputs' meets")
     p.add_argument("--only", default="", help="run only cases whose kernel contains this text")
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch columns")
     p.add_argument("--output", default=None, help="also write the Markdown table to this file")
@@ -53,17 +72,29 @@ def main(argv=None):
     if args.quick and args.update_readme:
         p.error("--update-readme: a --quick table is not a measurement; run without --quick")
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    states = [s.strip() for s in args.state.split(",") if s.strip()]
+    if not states or set(states) - set(STATES):
+        p.error(f"--state: a comma-separated list of {', '.join(STATES)}, got {args.state!r}")
     rounds = args.rounds or (3 if args.quick else 5)
+    state_rounds = args.rounds or (3 if args.quick else STATE_ROUNDS)
     windows = args.windows or (1 if args.quick else WINDOWS)
     min_time = 0.05 if args.quick else MIN_TIME
-    torch_ok = False
+    torch_ok, torch_version = False, None
     if not args.no_torch:
         try:
-            import torch  # noqa: F401
-            torch_ok = True
+            import torch
+            torch_ok, torch_version = True, torch.__version__
         except ImportError:
             pass
     reuse = reuse_freed_memory()
+    llc, _ = _machine.last_level_cache()
+    machine = _machine.describe(_config.get_isa(), torch_version)
+    if "cold" in states:
+        machine.append(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level cache) "
+                       "written before each timed call")
+    if args.big:
+        machine.append(f"--big: batch norm on inputs of {4 * llc >> 20} MB or more "
+                       "(4x the last-level cache)")
     print(f"fastbn benchmark report: isa={_config.get_isa()}, threads={threads}, "
           f"{windows} windows of {rounds} rounds or more, "
           f"torch={'yes' if torch_ok else 'not installed'}, "
@@ -72,57 +103,90 @@ def main(argv=None):
     saved = _config.get_num_threads()
     bar = None
     try:
-        cases = {(n, i): case for n in threads for i, case in enumerate(_cases(args, n, torch_ok))}
-        alone = [c for (n, _), c in cases.items() if n == threads[0]]
+        flush = Flush(3 * llc) if "cold" in states else None
+        big = 4 * llc if args.big else None
+        cases = {(n, i, s): case for n in threads
+                 for i, base in enumerate(_cases(args, n, torch_ok, big))
+                 for s, case in _in_states(base, states)}
+        alone, seen = [], set()   # the alone table: each case once, at the first thread count
+        for (n, i, _), c in cases.items():
+            if n == threads[0] and i not in seen:
+                seen.add(i)
+                alone.append(c)
         scales = len(threads) > 1 and 1 in threads
         bar = progress(windows * (len(cases) + (len(alone) if scales else 0)))
-        results = in_windows({key: _main_job(case, rounds, min_time)
+        results = in_windows({key: _main_job(case, rounds if key[2] == "b2b" else state_rounds,
+                                             min_time, flush)
                               for key, case in cases.items()}, windows,
                              before=lambda key, w: bar.start("main", w, windows,
                                                              _label(cases[key])))
-        rows = [row(cases[key], t) for key, t in results.items()]
+        rows = [(cases[key].inputs is not None, row(cases[key], t)) for key, t in results.items()]
         scaling = thread_scaling(alone, threads, rounds, min_time, windows, ratios, bar)
     finally:
         if bar is not None:
             bar.close()
         _config.set_num_threads(saved)
-    table = markdown(rows, columns(torch=torch_ok, ratios=ratios))
+    # Batch norm (states, floor) in a table of its own, then the other areas.
+    tables = [markdown([r for bn, r in rows if bn == is_bn],
+                       columns(torch=torch_ok, ratios=ratios, bn=is_bn))
+              for is_bn in (True, False) if any(bn == is_bn for bn, _ in rows)]
+    table = "\n\n".join(tables)
     if scaling:
         table += "\n\n" + scaling
     if not ratios:
         table = QUICK_NOTE + "\n\n" + table
+    table = machine_block(machine) + "\n\n" + table
     print(table)
     if args.output:
         with open(args.output, "w") as f:
             f.write(table + "\n")
     if args.update_readme:
-        _update_readme(args.update_readme, table, threads, _how(windows, rounds), torch_ok, reuse)
+        _update_readme(args.update_readme, table, threads, _how(windows, rounds, state_rounds),
+                       torch_ok, reuse)
     return 0
 
 
-def _cases(args, n, torch_ok):
-    """The cases of every area for n threads, the --only filter applied."""
+def _cases(args, n, torch_ok, big=None):
+    """The cases of every area for n threads, the --only filter applied; with ``big`` (bytes),
+    batch norm on inputs that large."""
     out = []
     for area in AREAS:
         module = importlib.import_module(f"fastbn.bench.{area}")
-        for case in module.cases(quick=args.quick, torch=torch_ok):
+        extra = {"big": big} if big and area == "batchnorm" else {}
+        for case in module.cases(quick=args.quick, torch=torch_ok, **extra):
             if not args.only or args.only in case.kernel:
                 case.threads = n
                 out.append(case)
     return out
 
 
+def _in_states(case, states):
+    """``(state, case)`` for each state a case is timed in: every state of ``states`` for a case
+    with inputs (batch norm), "b2b" alone (the protocol of the other areas) otherwise."""
+    if case.inputs is None:
+        return [("b2b", case)]
+    return [(s, dataclasses.replace(case, state=s)) for s in states]
+
+
+def machine_block(lines):
+    """The machine, as the first lines of the output: a fact a line, one Markdown paragraph."""
+    return "Machine: " + ";\n".join(lines) + "."
+
+
 def _label(case):
     """The case as the progress bar names it."""
-    return f"{case.kernel} {case.shape}, {case.threads} thread{'s' if case.threads != 1 else ''}"
+    state = f", {case.state}" if case.inputs is not None else ""
+    return (f"{case.kernel} {case.shape}, {case.threads} thread{'s' if case.threads != 1 else ''}"
+            f"{state}")
 
 
-def _main_job(case, rounds, min_time):
-    """One window of a main-table case: its thread count set (fastbn's and torch's), measured."""
+def _main_job(case, rounds, min_time, flush=None):
+    """One window of a main-table case: its thread count set (fastbn's and torch's), measured in
+    its state."""
     def job():
         _config.set_num_threads(case.threads)
         _torch_threads(case.threads)
-        return measure(case, rounds, min_time)
+        return measure(case, rounds, min_time, flush)
     return job
 
 
@@ -186,12 +250,15 @@ def _times(a, b):
     return "" if a is None or b is None else f"{a / b:.2f}x"
 
 
-def _how(windows, rounds):
-    """How each figure was made, for the table headers."""
+def _how(windows, rounds, state_rounds=None):
+    """How each figure was made, for the table headers (``state_rounds``: those of batch norm's
+    producer and cold rows, when they differ)."""
+    states = ("" if state_rounds in (None, rounds)
+              else f" (batch norm's producer and cold rows: {state_rounds})")
     if windows == 1:
-        return f"{rounds} rounds or more, medians"
+        return f"{rounds} rounds or more{states}, medians"
     return (f"the median of {windows} windows spread over the run, each the median of "
-            f"{rounds} rounds or more")
+            f"{rounds} rounds or more{states}")
 
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

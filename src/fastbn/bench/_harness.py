@@ -1,10 +1,16 @@
 """The measuring part of ``python -m fastbn.bench``: cases, interleaved timing, the table.
 
 A :class:`Case` names one kernel on one input and holds callables for each contender: fastbn,
-the plain-NumPy reference (or the NumPy idiom users write today), PyTorch when installed, and
-``np.copyto`` of the same tensor -- the memory roofline.  Contenders are timed in turn, round after
+the plain-NumPy reference (or the NumPy idiom users write today), PyTorch when installed,
+``np.copyto`` of the same tensor -- the memory roofline -- and, for batch norm, the floor (its
+minimal memory traffic, :mod:`fastbn.bench.floor`).  Contenders are timed in turn, round after
 round, so that load from other processes on a shared machine falls on all of them alike; the
 table reports medians and ratios.
+
+A batch-norm case is timed in a *state* (:data:`STATES`), an untimed step before every timed
+call of every contender: "b2b" an untimed call of the contender itself (a tight loop: the data
+as warm as the last-level cache keeps it), "producer" its inputs freshly written (as the layer
+before leaves them), "cold" the last-level cache flushed by writing three times its size.
 """
 import ctypes
 import sys
@@ -27,6 +33,9 @@ class Case:
     copy_of: Optional[np.ndarray] = None   # the tensor whose np.copyto is the roofline
     roofline: Optional[Callable[[], object]] = None   # a custom roofline, timed instead of copy_of
     threads: Optional[int] = None          # filled in by the runner
+    inputs: Optional[list] = None          # arrays the producer state rewrites; None: b2b only
+    floor: Optional[Callable[[], object]] = None   # the minimal traffic (fastbn.bench.floor)
+    state: str = "b2b"                     # see STATES
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -107,7 +116,8 @@ def _busy_wait(seconds):
         pass
 
 
-def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_below=0.0):
+def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_below=0.0,
+                 before=None):
     """Median seconds of each callable of the dict ``contenders``, timed in turn round after
     round (the order reversed every other round), at least ``rounds`` rounds and ``min_time``
     seconds.
@@ -117,7 +127,8 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
     ``settle`` seconds of busy waiting, then -- if its warm-up call took less than
     ``lead_below`` seconds -- an untimed call, then the timed call.  So each timed call follows
     a call of the same contender, as in a loop: its threads are awake and its code and buffers
-    warm, whatever ran before it (see :data:`SETTLE`)."""
+    warm, whatever ran before it (see :data:`SETTLE`).  With ``before`` (a callable), that is
+    called instead of the untimed call, after the settle: a state step (:func:`state_step`)."""
     t_end = time.perf_counter() + warmup
     first = {}
     while True:
@@ -136,7 +147,9 @@ def _interleaved(contenders, rounds, min_time=0.0, warmup=0.0, settle=0.0, lead_
             order.reverse()
         for name, fn in order:
             _busy_wait(settle)
-            if name in lead:
+            if before is not None:
+                before()
+            elif name in lead:
                 fn()
             samples[name].append(_time_once(fn))
         r += 1
@@ -192,9 +205,49 @@ def _median_of(per_window):
     return out
 
 
-def measure(case, rounds, min_time=MIN_TIME):
+# The states a batch-norm case is timed in (see the module's docstring and state_step).
+STATES = ("b2b", "producer", "cold")
+
+
+class Flush:
+    """A callable that writes ``nbytes`` of memory of its own (a new value each call): run before
+    a timed call, it evicts the last-level cache when ``nbytes`` is a few times its size."""
+
+    def __init__(self, nbytes):
+        self.buf = np.ones(max(1, nbytes // 8))   # its pages touched now, not in a timed round
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        self.buf.fill(self.calls)
+
+
+def state_step(case, flush=None):
+    """The untimed step before each timed call of ``case`` in its state: None for "b2b" (an
+    untimed call of the contender itself, as :func:`_interleaved` does); for "producer", a
+    callable that rewrites the case's inputs with the same bytes (``np.copyto`` from copies made
+    once); for "cold", ``flush`` (a :class:`Flush`)."""
+    if case.state == "b2b":
+        return None
+    if case.state == "producer":
+        # Shared by the state copies of one case (dataclasses.replace keeps the extra dict).
+        pairs = case.extra.setdefault("sources", [(a.copy(), a) for a in case.inputs])
+
+        def produce():
+            for src, dst in pairs:
+                np.copyto(dst, src)
+        return produce
+    if case.state == "cold":
+        if flush is None:
+            raise ValueError("the cold state needs a Flush")
+        return flush
+    raise ValueError(f"state: expected one of {', '.join(STATES)}, got {case.state!r}")
+
+
+def measure(case, rounds, min_time=MIN_TIME, flush=None):
     """Median seconds of each contender of ``case``, timed interleaved, round by round, each
-    after a call of its own (:data:`SETTLE`)."""
+    after the step of the case's state (:func:`state_step`; in "b2b" a call of its own, see
+    :data:`SETTLE`)."""
     contenders = {"fastbn": case.fastbn}
     if case.reference is not None:
         contenders["reference"] = case.reference
@@ -203,7 +256,10 @@ def measure(case, rounds, min_time=MIN_TIME):
     roofline = _roofline(case)
     if roofline is not None:
         contenders["copyto"] = roofline
-    return _interleaved(contenders, rounds, min_time, settle=SETTLE, lead_below=LEAD_BELOW)
+    if case.floor is not None:
+        contenders["floor"] = case.floor
+    return _interleaved(contenders, rounds, min_time, settle=SETTLE, lead_below=LEAD_BELOW,
+                        before=state_step(case, flush))
 
 
 def _at_threads(fn, n, set_threads):
@@ -255,12 +311,19 @@ def _ratio(a, b):
     return "" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
-def columns(torch=True, ratios=True):
-    """The main table's columns: times and ratios (fastbn's speed-up over the baseline, its time
+def columns(torch=True, ratios=True, bn=False):
+    """The main tables' columns: times and ratios (fastbn's speed-up over the baseline, its time
     over the copy's, torch's time over fastbn's); without ratios (``ratios=False``, a table of
-    noise: ``--quick``) the copy's time instead; the torch ones only with ``torch``."""
-    out = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms"]
-    out += ["speed-up", "x copyto"] if ratios else ["copyto ms"]
+    noise: ``--quick``) the copy's time instead; the torch ones only with ``torch``.  The
+    batch-norm table (``bn``) has a state column, its baseline is always the NumPy reference
+    ("NumPy ms"), and beside the copy it gives the floor ("x floor": fastbn's time over the
+    floor's; "floor ms" without ratios) -- within 120 columns."""
+    if bn:
+        out = ["kernel", "input", "threads", "state", "fastbn ms", "NumPy ms"]
+        out += ["speed-up", "x copyto", "x floor"] if ratios else ["copyto ms", "floor ms"]
+    else:
+        out = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms"]
+        out += ["speed-up", "x copyto"] if ratios else ["copyto ms"]
     if torch:
         out += ["torch ms", "vs torch"] if ratios else ["torch ms"]
     return out
@@ -273,10 +336,12 @@ def row(case, t):
     """Every cell of a main-table row, by column: ``case`` timed as ``t`` (:func:`measure`)."""
     f = t["fastbn"]
     return {"kernel": case.kernel, "input": case.shape, "threads": str(case.threads),
-            "fastbn ms": _ms(f),
+            "state": case.state, "fastbn ms": _ms(f),
             "baseline": case.reference_label if "reference" in t else "",
-            "baseline ms": _ms(t.get("reference")), "speed-up": _ratio(t.get("reference"), f),
+            "baseline ms": _ms(t.get("reference")), "NumPy ms": _ms(t.get("reference")),
+            "speed-up": _ratio(t.get("reference"), f),
             "copyto ms": _ms(t.get("copyto")), "x copyto": _ratio(f, t.get("copyto")),
+            "floor ms": _ms(t.get("floor")), "x floor": _ratio(f, t.get("floor")),
             "torch ms": _ms(t.get("torch")), "vs torch": _ratio(t.get("torch"), f)}
 
 

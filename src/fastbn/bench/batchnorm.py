@@ -1,9 +1,13 @@
-"""Benchmark cases for batch norm: training forward, inference forward, backward."""
+"""Benchmark cases for batch norm: training forward, inference forward, backward.
+
+Each case names its inputs (x; x and dy for the backward), which the "producer" state rewrites
+before each timed call, and its floor (:mod:`fastbn.bench.floor`)."""
 import numpy as np
 
 import fastbn
 from fastbn import reference
 from fastbn.bench._harness import Case
+from fastbn.bench.floor import floor_timer
 
 # (label, shape, channel axis)
 SHAPES = [
@@ -41,9 +45,22 @@ def _torch_fns(x, dy, axis, C, mean, invstd):
     return train, infer, backward
 
 
-def cases(quick=False, torch=False):
+def big_shapes(nbytes):
+    """NCHW (32,C,56,56) and NC (M,1024) float32 inputs of at least ``nbytes`` each: on a machine
+    with a last-level cache of nbytes/4, what the standard inputs are to a cache 4x larger than
+    theirs -- the other side of the picture (``--big``).  NCHW grows in channels, so that a
+    channel's slab stays 401 KB (in L2) as in the standard input."""
+    c = -(-nbytes // (32 * 56 * 56 * 4))
+    m = -(-nbytes // (1024 * 4))
+    return [("NCHW", (32, c, 56, 56), 1), ("NC", (m, 1024), 1)]
+
+
+def cases(quick=False, torch=False, big=None):
+    """The batch-norm cases: the standard inputs (small ones with ``quick``), or with ``big``
+    (bytes) those of :func:`big_shapes`."""
     out = []
-    for label, shape, axis in (QUICK_SHAPES if quick else SHAPES):
+    shapes = big_shapes(big) if big else (QUICK_SHAPES if quick else SHAPES)
+    for label, shape, axis in shapes:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape, dtype=np.float32) * 2 + 3
         dy = rng.standard_normal(shape, dtype=np.float32)
@@ -62,14 +79,17 @@ def cases(quick=False, torch=False):
                                                  running_var=rv, out=y),
                  lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
                                                     running_var=rv),
-                 torch=t_train, copy_of=x),
+                 torch=t_train, copy_of=x, inputs=[x],
+                 floor=floor_timer("bn train", label, x)),
             Case("bn infer", name,
                  lambda: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=y),
                  lambda: reference.batch_norm_infer(x, rm, rv, g, b, axis=axis),
-                 torch=t_infer, copy_of=x),
+                 torch=t_infer, copy_of=x, inputs=[x],
+                 floor=floor_timer("bn infer", label, x)),
             Case("bn backward", name,
                  lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=y),
                  lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis),
-                 torch=t_back, copy_of=x),
+                 torch=t_back, copy_of=x, inputs=[x, dy],
+                 floor=floor_timer("bn backward", label, x, dy)),
         ]
     return out

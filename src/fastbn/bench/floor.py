@@ -1,0 +1,61 @@
+"""The report's "x floor": fastbn's time over the time of its minimal memory traffic.
+
+A batch-norm kernel on float32 must at least read its inputs and write its output; when its
+statistics must see the whole batch before the first output is written, it must read its input
+twice.  The floor of a row is :mod:`fastbn._stream` doing exactly that traffic and nothing else
+-- the same arrays, the same passes, on fastbn's pool at the same thread count, timed like every
+contender (interleaved, after the same state step) -- so the column is fastbn's time over the time
+of the traffic it cannot avoid, at the bandwidth the machine gives in that state:
+
+- train NCHW: read x + write y, 8 bytes per element (a channel's slab -- 401 KB of
+  (32,64,56,56) -- stays in L2 between its statistics and its normalization);
+- train NC, NHWC: read x; then read x + write y, 12 (the statistics need the whole batch first);
+- infer, any layout: read x + write y, 8;
+- backward NCHW: read x, dy + write dx, 12 (blocked: a channel's slabs stay in L2);
+- backward NC, NHWC: read x, dy; then read x, dy + write dx, 20 (streaming).
+
+Each pass is one call's worth of tasks on fastbn's pool, the second after every task of the
+first, like fastbn's two-pass kernels.  Read passes sum what they read (the checksum the tests
+check); write passes store the element-wise sum of their inputs, with non-temporal stores from
+4 MB as fastbn's outputs.  A floor of 1.0 is the memory's speed; fastbn's per-channel
+arithmetic, small-slab overheads and waking threads are what lies above it.
+"""
+import numpy as np
+
+from fastbn import _config, _stream
+
+_config._register(_stream)   # the floor runs at fastbn's instruction set, like the kernels
+
+# Bytes of memory traffic per float32 element, by (kernel, layout family).
+BYTES = {("bn train", "blocked"): 8, ("bn train", "streaming"): 12,
+         ("bn infer", "blocked"): 8, ("bn infer", "streaming"): 8,
+         ("bn backward", "blocked"): 12, ("bn backward", "streaming"): 20}
+
+
+def family(layout):
+    """"blocked" for NCHW (a channel's slab is contiguous), "streaming" for NC and NHWC."""
+    return "blocked" if layout == "NCHW" else "streaming"
+
+
+def spec(kernel, layout, x, dy, out):
+    """The passes of the floor of ``kernel`` on ``layout`` over x (and dy), writing ``out``."""
+    fam = family(layout)
+    ins = (x, dy) if kernel == "bn backward" else (x,)
+    write = [(ins, out)]
+    if kernel == "bn infer" or fam == "blocked":
+        return write
+    return [(ins, None)] + write
+
+
+def traffic(passes):
+    """Bytes per element of a spec: 4 for every array read or written in every pass."""
+    return sum(4 * (len(ins) + (out is not None)) for ins, out in passes)
+
+
+def floor_timer(kernel, layout, x, dy=None):
+    """A callable running the floor of ``kernel`` on ``layout`` over x (and dy) at fastbn's
+    current thread count, writing an array of its own."""
+    out = np.empty_like(x)
+    passes = spec(kernel, layout, x, dy, out)
+    assert traffic(passes) == BYTES[(kernel, family(layout))]
+    return lambda: _stream.passes(passes, _config.get_num_threads())

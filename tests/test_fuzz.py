@@ -39,7 +39,7 @@ Running it
   runs): derandomized (fixed examples, reproducible), a fixed number of examples per function,
   about two minutes in all on a 2-core machine.
 * ``FASTBN_FUZZ=long python -m pytest tests/test_fuzz.py`` -- the "long" profile: random seeds,
-  ``FASTBN_FUZZ_EXAMPLES`` examples per function (default 40000, about an hour on a 2-core
+  ``FASTBN_FUZZ_EXAMPLES`` examples per function (default 10000, about an hour on a 2-core
   machine); a failure prints the reproducing ``@reproduce_failure`` blob.
 * ``FASTBN_FUZZ=dev`` -- a quick random run of 30 examples per function while editing.
 """
@@ -69,7 +69,7 @@ _COMMON = dict(deadline=None, database=None, print_blob=True,
 settings.register_profile("ci", derandomize=True, max_examples=int(os.environ.get(
     "FASTBN_FUZZ_EXAMPLES", "300")), **_COMMON)
 settings.register_profile("long", derandomize=False, max_examples=int(os.environ.get(
-    "FASTBN_FUZZ_EXAMPLES", "40000")), **_COMMON)
+    "FASTBN_FUZZ_EXAMPLES", "10000")), **_COMMON)
 settings.register_profile("dev", derandomize=False, max_examples=int(os.environ.get(
     "FASTBN_FUZZ_EXAMPLES", "30")), **_COMMON)
 PROFILE = os.environ.get("FASTBN_FUZZ", "ci")
@@ -633,7 +633,8 @@ def case_clip_grad_value(data):
     def check(res):
         assert res is None
         for k, (a, v) in enumerate(zip(grads, vals)):
-            t = v.dtype.type(c)
+            with np.errstate(over="ignore"):   # 1e300 -> inf in float32, as documented
+                t = v.dtype.type(c)
             e = np.where(v < -t, -t, np.where(v > t, t, v))
             assert same_bits(a, e), f"grads[{k}] not clamped as documented"
         event("clip_grad_value ok")
@@ -798,6 +799,7 @@ def test_every_public_function_has_a_case():
 
 
 @pytest.mark.fuzz
+@pytest.mark.slow_under_qemu      # .ci/run step 4 (-k "not qemu") deselects it: minutes natively
 @pytest.mark.parametrize("name", list(CASES))
 @FUZZ
 @given(data=st.data())
@@ -812,3 +814,49 @@ def test_fuzz(name, data):
         return
     assert not S.changed(snap, ignore=may_write), f"inputs changed: {S.changed(snap, ignore=may_write)}"
     check(result)
+
+
+# ---- bugs the fuzzing found (pinned until fixed in csrc/batchnorm*) --------------------------
+
+F32MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.xfail(strict=True, reason="batch_norm_backward (float32): the elementwise pass "
+                   "dx = dy*g + (x - mean)*s + c overflows in dy*g when |dy| * gamma * invstd "
+                   "> FLT_MAX, and gives NaN (inf - inf) where dx is representable (7.9e35 here)")
+def test_backward_intermediate_overflow():
+    x = np.array([[0.12573022, -0.13210486]], np.float32)
+    dy = np.array([[F32MAX, -0.13210486]], np.float32)
+    _, mean, invstd = fastbn.batch_norm_train(x, axis=0)
+    dx = fastbn.batch_norm_backward(dy, x, mean, invstd, axis=0).dx
+    exact = reference.batch_norm_backward(f64(dy), f64(x), f64(mean), f64(invstd), axis=0).dx
+    assert np.all(np.abs(exact) < 1e36)            # representable in float32
+    assert np.all(np.isfinite(dx)), dx             # fastbn: [[nan, nan]]
+
+
+@pytest.mark.xfail(strict=True, reason="batch_norm_infer (float32): the per-channel scale "
+                   "s = gamma / sqrt(var + eps) is rounded to float32 for the elementwise pass; "
+                   "when it exceeds FLT_MAX it is inf and an x equal to the mean gives "
+                   "0 * inf = NaN instead of y = beta (0 here)")
+def test_forward_intermediate_overflow():
+    x = np.zeros((1, 1), np.float32)
+    y = fastbn.batch_norm_infer(x, np.zeros(1, np.float32), np.array([0.1257], np.float32),
+                                np.array([F32MAX], np.float32), axis=0)
+    assert y[0, 0] == 0.0, y                        # fastbn: nan
+
+
+@pytest.mark.xfail(strict=True, reason="batch_norm_backward (float32): the documented bound "
+                   "|dx - dx*| <= 8u(|dy g| + |(x-mean) s| + |c|) + 4u^2|mean s| "
+                   "(tests/bn_helpers.py, docs/accuracy.rst) has no underflow term: with a "
+                   "subnormal gamma*invstd the coefficient g rounds to 0 absolutely, and dx is "
+                   "off by |dy| * 2**-150 (6e-8 here, bound 6e-14)")
+def test_backward_bound_holds_for_a_subnormal_coefficient():
+    x = np.array([[0.12573022]], np.float32)
+    dy = np.array([[F32MAX]], np.float32)
+    mean, invstd = x[0].copy(), np.array([0.12573022], np.float32)
+    gamma = np.array([np.finfo(np.float32).smallest_subnormal], np.float32)
+    dx = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=0).dx
+    exact = reference.batch_norm_backward(f64(dy), f64(x), f64(mean), f64(invstd), f64(gamma),
+                                          axis=0).dx
+    bound = backward_bound(f64(dy), f64(x), f64(mean), f64(invstd), f64(gamma), 0)
+    assert np.all(np.abs(dx - exact) <= bound), (dx, exact, bound)   # fastbn: -6e-8 vs 0

@@ -25,8 +25,11 @@ import pytest
 
 from child import run_python
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"),
-                                reason="counts threads and descriptors in /proc")
+# slow_under_qemu: .ci/run step 4 deselects it ("-k 'not qemu'" matches the marker's name):
+# qemu-user keeps memory per guest thread (see .ci/run) and 1e5 emulated calls take minutes.
+pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/status"),
+                                 reason="counts threads and descriptors in /proc"),
+              pytest.mark.slow_under_qemu]
 
 HARNESS = r"""
 import gc, json, os, sys, warnings

@@ -19,11 +19,18 @@ What matching means
 Batch norm (``tests/bn_helpers.py``): float32 elementwise outputs within the documented
 per-element bound (``forward_bound``/``backward_bound``), per-channel float32 results within one
 ulp; float64 within 1e-12 of the channel's scale.  Both also allow the float64 accumulation
-error of the sums (``1e-12 * sum |terms|``), which the reference has as well.  Non-finite values
+error of the sums (``1e-12 * sum |terms|``), which the reference has as well, and an absolute
+error of 4096 times the smallest normal number (gradual underflow rounds absolutely, not
+relatively, and later factors scale that).  Non-finite values
 are compared by position: the output is NaN exactly where the float64 reference is NaN, +-inf
 where it is +-inf (or where the exact value overflows the dtype).  Channels whose inputs are
 all finite but whose float64 reference statistics overflow (float64 data beyond ~1e154, where
-the reference's own ``(x - mean)**2`` is inf) are not compared: the reference cannot judge them.
+the reference's own ``(x - mean)**2`` is inf) are not compared: the reference cannot judge them; in general, positions where the float64 reference and the same
+reference evaluated in ``np.longdouble`` disagree on NaN/finiteness (the float64 reference
+overflowed inside) are not judged.  Known bugs, each pinned by an xfail(strict) test at the end of
+this file, are allowed for so that the fuzzing can find others: float32 intermediate overflow
+(``test_*_intermediate_overflow``: those positions are skipped) and the rows path's variance far
+from zero (``test_rows_path_variance_far_from_zero``: its error is added to the tolerance).
 Running statistics: unchanged for channels whose batch statistics are not finite (with a
 RuntimeWarning), else within a few ulps of the reference's update.
 Clipping (``tests/test_clip.py``): norms within 1e-12 relative (NaN if any NaN, inf if any inf);
@@ -89,6 +96,30 @@ def f64(a):
     return None if a is None else np.array(a, dtype=np.float64)
 
 
+def ld(a):
+    return None if a is None else np.array(a, dtype=np.longdouble)
+
+
+def unjudged(r64, rld):
+    """Where the float64 reference overflowed inside (its own (x - mean)**2, n * dy, ...): the
+    same formulas in np.longdouble (x86-64: 15-bit exponent) disagree on NaN or finiteness.
+    The float64 reference cannot judge fastbn there."""
+    r64, rld = np.asarray(r64, np.float64), np.asarray(rld).astype(np.float64)
+    big = np.abs(np.asarray(rld, np.longdouble)) > np.finfo(np.float64).max
+    return (np.isfinite(r64) != np.isfinite(rld)) | (np.isnan(r64) != np.isnan(rld)) | big
+
+
+def rows_slack(mean, var, eps):
+    """Relative error of (var + eps) that the rows path (inner < 32) shows for data far from
+    zero, ~20 u |mean| sd / (var + eps) (float64 u): a known bug, pinned by
+    test_rows_path_variance_far_from_zero (xfail); allowed here so that the fuzzing finds others
+    (a channel where it exceeds 1e-2 is not judged at all: up to 100% of the variance is lost)."""
+    mean, var = np.abs(np.asarray(mean, np.float64)), np.asarray(var, np.float64)
+    with np.errstate(all="ignore"):
+        r = 64 * 2.0 ** -53 * mean * np.sqrt(var) / (var + eps)
+    return np.where(np.isfinite(r), r, 0.0)
+
+
 # ---- comparison -----------------------------------------------------------------------------
 
 def check_values(got, exp, tol, dtype, what, skip=None):
@@ -100,7 +131,12 @@ def check_values(got, exp, tol, dtype, what, skip=None):
     exp = np.asarray(exp, dtype=np.float64)
     assert got.shape == exp.shape, (what, got.shape, exp.shape)
     g = got.astype(np.float64)
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), exp.shape)
+    # Gradual underflow: results and intermediates below the smallest normal number carry
+    # absolute, not relative, rounding errors, which later factors scale (a subnormal
+    # coefficient times a large dy...), so every comparison also allows an absolute error of
+    # 4096 times the smallest normal number (4.8e-35 float32, 9.1e-305 float64).
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64) + 4096 * float(np.finfo(dtype).tiny),
+                          exp.shape)
     keep = np.ones(exp.shape, bool) if skip is None else ~np.broadcast_to(skip, exp.shape)
     keep = keep & ~np.isnan(tol) & ~np.isposinf(tol)  # the bound itself overflows float64: not judged
     dmax = float(np.finfo(dtype).max)
@@ -243,9 +279,13 @@ def case_batch_norm_train(data):
         with np.errstate(all="ignore"):
             ref = reference.batch_norm_train(x64, f64(gv), f64(bv), axis=ax, eps=eps,
                                              running_mean=rm64, running_var=rv64, momentum=momentum)
+            refl = reference.batch_norm_train(ld(x_in), ld(gv), ld(bv), axis=ax, eps=eps)
             axes = tuple(i for i in range(nd) if i != ax)
             var = ((x64 - channel_view(ref.mean, nd, ax)) ** 2).mean(axis=axes)
-            skip_ch = _skip_overflowed(x64, ax, ref.mean, var)
+            skip_ch = _skip_overflowed(x64, ax, ref.mean, var) | unjudged(ref.mean, refl.mean) \
+                | unjudged(ref.invstd, refl.invstd)
+            slack = rows_slack(ref.mean, var, eps)
+            skip_ch = skip_ch | (slack > 1e-2)     # the known bug swamps the channel: not judged
             n = x64.size // max(C, 1)
             absx = np.where(np.isfinite(x64), np.abs(x64), 0)
             sum_abs = channel_reduce(np.sum, absx, ax) / max(n, 1)
@@ -257,13 +297,14 @@ def case_batch_norm_train(data):
             skip_stat = skip_ch | nonfin_ch
             check_values(mean, ref.mean, _stat_tol(ref.mean, dtype, sum_abs), dtype, "mean",
                          skip=skip_stat)
-            check_values(invstd, ref.invstd, ulp_tol(ref.invstd, dtype, rel=1e-11), dtype,
+            check_values(invstd, ref.invstd, ulp_tol(ref.invstd, dtype, rel=1e-11 + slack), dtype,
                          "invstd", skip=skip_stat)
             g = np.ones(C) if gv is None else f64(gv)
             b = np.zeros(C) if bv is None else f64(bv)
             s = g * f64(ref.invstd)
-            tol = _forward_tol(x64, ref.mean, s, b, ax, dtype, sum_abs)
-            over = _forward_overflow(x64, ref.mean, s, ax, dtype)
+            tol = _forward_tol(x64, ref.mean, s, b, ax, dtype, sum_abs) \
+                + np.nan_to_num(np.abs(ref.y - channel_view(b, nd, ax)) * channel_view(slack, nd, ax))
+            over = _forward_overflow(x64, ref.mean, s, ax, dtype) | unjudged(ref.y, refl.y)
             check_values(y, ref.y, tol, dtype, "y", skip=(channel_view(skip_ch, nd, ax) > 0) | over)
             for name, got, exp, before in (("running_mean", rm, rm64, rm_before),
                                            ("running_var", rv, rv64, rv_before)):
@@ -308,7 +349,9 @@ def _forward_overflow(x64, mean, s, ax, dtype):
     d = np.abs(x64 - channel_view(mean, nd, ax))
     dmax = float(np.finfo(dtype).max)
     sv = np.abs(channel_view(s, nd, ax))
-    return (d > dmax) | (d * sv > dmax) | (sv > dmax)
+    m = np.abs(channel_view(mean, nd, ax))
+    # the pass splits the mean: x*s and mean*s are formed too
+    return (d > dmax) | (d * sv > dmax) | (sv > dmax) | (np.abs(x64) * sv > dmax) | (m * sv > dmax)
 
 
 def _writes(mode, name="x", extra=()):
@@ -356,7 +399,10 @@ def case_batch_norm_infer(data):
             b = np.zeros(C) if bv is None else f64(bv)
             s = g / np.sqrt(f64(rvv) + eps)
             tol = _forward_tol(x64, f64(rmv), s, b, ax, dtype, np.zeros(C))
-            check_values(y, ref, tol, dtype, "y", skip=_forward_overflow(x64, f64(rmv), s, ax, dtype))
+            refl = reference.batch_norm_infer(ld(x_in), ld(rmv), ld(rvv), ld(gv), ld(bv), axis=ax,
+                                              eps=eps)
+            check_values(y, ref, tol, dtype, "y", skip=_forward_overflow(x64, f64(rmv), s, ax, dtype)
+                         | unjudged(ref, refl))
         event(f"infer ok, out={mode}")
 
     return S, call, check, _writes(mode), fastbn.batch_norm_infer
@@ -401,13 +447,14 @@ def case_batch_norm_backward(data):
         x64, dy64 = f64(x_in), f64(dy_in)
         with np.errstate(all="ignore"):
             ref = reference.batch_norm_backward(dy64, x64, f64(mv), f64(iv), f64(gv), axis=ax)
+            refl = reference.batch_norm_backward(ld(dy_in), ld(x_in), ld(mv), ld(iv), ld(gv), axis=ax)
             n = x64.size // max(C, 1)
             xhat = (x64 - channel_view(mv, nd, ax)) * channel_view(iv, nd, ax)
             fin = lambda a: np.where(np.isfinite(a), np.abs(a), 0)   # noqa: E731
             s_dy = channel_reduce(np.sum, fin(dy64), ax)
             s_dyx = channel_reduce(np.sum, fin(dy64 * xhat), ax)
             check_values(dbeta, ref.dbeta, ulp_tol(ref.dbeta, dtype, extra=1e-12 * s_dy), dtype,
-                         "dbeta")
+                         "dbeta", skip=unjudged(ref.dbeta, refl.dbeta))
             # underflow: fastbn scales sum(dy * (x - mean)) by invstd once, the reference sums
             # dy * xhat whose factors may underflow: half a subnormal per term, times |dy|
             under = TINY[dtype] * (s_dy + n * np.abs(np.nan_to_num(f64(iv))))
@@ -417,7 +464,7 @@ def case_batch_norm_backward(data):
             prod_over = channel_reduce(np.any, np.abs(dy64) * np.abs(x64 - channel_view(mv, nd, ax))
                                        > dmax, ax) if x64.size else np.zeros(C, bool)
             check_values(dgamma, ref.dgamma, ulp_tol(ref.dgamma, dtype, extra=1e-12 * s_dyx + under),
-                         dtype, "dgamma", skip=prod_over)
+                         dtype, "dgamma", skip=prod_over | unjudged(ref.dgamma, refl.dgamma))
             g = np.ones(C) if gv is None else f64(gv)
             base = 0.0 if not x64.size else backward_bound(dy64, x64, f64(mv), f64(iv), f64(gv), ax) \
                 * (U[dtype] / 2.0 ** -24)   # the float32 bound, with float64's unit for float64
@@ -427,7 +474,8 @@ def case_batch_norm_backward(data):
             tol = np.nan_to_num(base, nan=0.0) + acc + 1e-12 * fin(f64(ref.dx)) \
                 + TINY[dtype] * (fin(dy64) + fin(x64 - channel_view(mv, nd, ax)) + 1)
             check_values(dx, ref.dx, tol, dtype, "dx",
-                         skip=_backward_overflow(dy64, x64, mv, iv, gv, ax, dtype))
+                         skip=_backward_overflow(dy64, x64, mv, iv, gv, ax, dtype)
+                         | unjudged(ref.dx, refl.dx))
         event(f"backward ok, out={mode}")
 
     return S, call, check, _writes(mode, "dy"), fastbn.batch_norm_backward
@@ -444,8 +492,15 @@ def _backward_overflow(dy64, x64, mean, invstd, gamma, ax, dtype):
     with np.errstate(all="ignore"):
         terms = backward_bound(dy64, x64, f64(mean), f64(invstd), f64(gamma), ax) / (8 * 2.0 ** -24)
         big = np.abs(dy64) * channel_view(g, nd, ax)
+        axes = tuple(i for i in range(nd) if i != ax)
+        n = x64.size // max(C, 1)
+        d = x64 - channel_view(mean, nd, ax)
+        coef_s = g * np.abs(f64(invstd)) * np.abs((dy64 * d).sum(axis=axes)) / max(n, 1)
     dmax = float(np.finfo(dtype).max)
-    return (big > dmax) | ~(terms <= dmax) | (np.abs(x64 - channel_view(mean, nd, ax)) > dmax)
+    # a coefficient overflows: g, g * invstd**2 (before the sums scale it), s
+    g_inv2 = g * np.abs(f64(invstd)) ** 2
+    coef = channel_view((g > dmax) | ~(g_inv2 <= dmax) | ~(coef_s <= dmax), nd, ax) > 0
+    return (big > dmax) | ~(terms <= dmax) | (np.abs(d) > dmax) | coef
 
 
 def case_BatchNorm(data):
@@ -495,22 +550,30 @@ def case_BatchNorm(data):
                 ref = reference.batch_norm_train(x64, g, b, axis=ax, eps=eps)
                 _, _, m_l, s_l = layer._cache     # backward is defined from the stats it got
                 rdx = reference.batch_norm_backward(dy64, x64, f64(m_l), f64(s_l), g, axis=ax)
+                refl = reference.batch_norm_train(ld(x64), ld(g), ld(b), axis=ax, eps=eps)
+                rdxl = reference.batch_norm_backward(ld(dy64), ld(x64), ld(m_l), ld(s_l), ld(g), axis=ax)
                 axes = tuple(i for i in range(nd) if i != ax)
                 var = ((x64 - channel_view(ref.mean, nd, ax)) ** 2).mean(axis=axes)
                 bad = ~(np.isfinite(ref.mean) & np.isfinite(ref.invstd)) \
-                    | _skip_overflowed(x64, ax, ref.mean, var)
+                    | _skip_overflowed(x64, ax, ref.mean, var) | unjudged(ref.mean, refl.mean) \
+                    | unjudged(ref.invstd, refl.invstd)
+                slack = rows_slack(ref.mean, var, eps)
+                bad = bad | (slack > 1e-2)
                 skip = channel_view(bad, nd, ax) > 0
                 s = (1.0 if g is None else g) * ref.invstd
-                tol = _forward_tol(x64, ref.mean, s * np.ones(C), np.zeros(C) if b is None else b,
-                                   ax, dtype, channel_reduce(np.sum, np.abs(np.nan_to_num(x64)), ax))
+                bb = np.zeros(C) if b is None else b
+                tol = _forward_tol(x64, ref.mean, s * np.ones(C), bb, ax, dtype,
+                                   channel_reduce(np.sum, np.abs(np.nan_to_num(x64)), ax)) \
+                    + np.nan_to_num(np.abs(ref.y - channel_view(bb, nd, ax)) * channel_view(slack, nd, ax))
                 check_values(y, ref.y, tol, dtype, "y",
-                             skip=skip | _forward_overflow(x64, ref.mean, s * np.ones(C), ax, dtype))
+                             skip=skip | _forward_overflow(x64, ref.mean, s * np.ones(C), ax, dtype)
+                             | unjudged(ref.y, refl.y))
                 btol = np.nan_to_num(backward_bound(dy64, x64, f64(m_l), f64(s_l), g, ax)) \
                     * (1 if dtype == np.float32 else 2.0 ** -29) + 1e-12 * np.nanmax(
                         np.abs(np.nan_to_num(rdx.dx, posinf=0, neginf=0)), initial=1.0) \
                     + TINY[dtype] * (np.abs(dy64) + 1)
                 over = _backward_overflow(dy64, x64, m_l, s_l, g, ax, dtype)
-                check_values(dx, rdx.dx, btol, dtype, "dx", skip=skip | over)
+                check_values(dx, rdx.dx, btol, dtype, "dx", skip=skip | over | unjudged(rdx.dx, rdxl.dx))
                 if training and track:
                     assert layer.num_batches_tracked == 1
             else:
@@ -518,8 +581,11 @@ def case_BatchNorm(data):
                 s = (1.0 if g is None else g) / np.sqrt(f64(rv0) + eps)
                 tol = _forward_tol(x64, f64(rm0), s * np.ones(C), np.zeros(C) if b is None else b,
                                    ax, dtype, np.zeros(C))
+                refl = reference.batch_norm_infer(ld(x64), ld(rm0), ld(rv0), ld(g), ld(b), axis=ax,
+                                                  eps=eps)
                 check_values(y, ref, tol, dtype, "y",
-                             skip=_forward_overflow(x64, f64(rm0), s * np.ones(C), ax, dtype))
+                             skip=_forward_overflow(x64, f64(rm0), s * np.ones(C), ax, dtype)
+                             | unjudged(ref, refl))
                 check_values(dx, dy64 * channel_view(s, nd, ax),
                              ulp_tol(dy64 * channel_view(s, nd, ax), dtype), dtype, "dx")
                 assert np.array_equal(layer.running_mean, rm0) and np.array_equal(layer.running_var, rv0)
@@ -719,7 +785,7 @@ INITS = {   # name: (extra keyword strategies, range check(values, shape, kwargs
 def _orthogonal_ok(w, gain):
     rows = int(np.prod(w.shape[:-1]))
     m = w.reshape(rows, w.shape[-1]).astype(np.float64)
-    tol = 1e-4 if w.dtype == np.float32 else 1e-10
+    tol = 1e-4 if w.dtype.itemsize == 4 else 1e-10
     if rows <= m.shape[1]:
         return np.allclose(m @ m.T, gain * gain * np.eye(rows), atol=tol * max(1, gain * gain))
     return np.allclose(m.T @ m, gain * gain * np.eye(m.shape[1]), atol=tol * max(1, gain * gain))
@@ -860,3 +926,18 @@ def test_backward_bound_holds_for_a_subnormal_coefficient():
                                           axis=0).dx
     bound = backward_bound(f64(dy), f64(x), f64(mean), f64(invstd), f64(gamma), 0)
     assert np.all(np.abs(dx - exact) <= bound), (dx, exact, bound)   # fastbn: -6e-8 vs 0
+
+
+@pytest.mark.xfail(strict=True, reason="batch_norm_train (float64), rows path (inner < 32): the "
+                   "variance of data far from zero has a relative error ~20 u |mean|/sd (2.5e-9 "
+                   "here, mean 1e4, sd 1e-3), not the documented 'about 1e-12' (the slab path and "
+                   "inner == 1 give 1e-16 on the same values)")
+@pytest.mark.parametrize("shape, axis", [((1, 3), 0), ((2, 1, 3), 1)])
+def test_rows_path_variance_far_from_zero(shape, axis):
+    from fractions import Fraction
+    x = np.random.default_rng(0).standard_normal(shape) * 1e-3 + 1e4
+    invstd = fastbn.batch_norm_train(x, axis=axis, eps=1e-300).invstd[0]
+    vals = [Fraction(float(a)) for a in np.moveaxis(x, axis, 0)[0].ravel()]
+    m = sum(vals) / len(vals)
+    exact = float(sum((a - m) ** 2 for a in vals) / len(vals))
+    assert abs(1.0 / float(invstd) ** 2 / exact - 1) <= 1e-11

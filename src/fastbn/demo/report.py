@@ -2,6 +2,7 @@
 import math
 import os
 
+from fastbn import _atomic
 from fastbn.demo import experiments as ex
 from fastbn.demo import require
 
@@ -129,11 +130,17 @@ def markdown(results, stds, *, header):
 
 
 def write(out_dir, results, stds, *, header):
-    """Write the two figures and results.md into ``out_dir``; return their paths."""
+    """Write the two figures and results.md into ``out_dir``; return their paths.
+
+    Each file is replaced atomically (:mod:`fastbn._atomic`): an interrupted or failing run
+    leaves every previous file whole, never a truncated PNG or table.
+    """
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in (ACCURACY_PNG, ACTIVATIONS_PNG, RESULTS_MD)]
-    accuracy_figure(results, paths[0])
-    activation_figure(stds, paths[1])
-    with open(paths[2], "w", encoding="utf-8") as f:
-        f.write(markdown(results, stds, header=header))
+    table = markdown(results, stds, header=header)
+    with _atomic.replacing(paths[0]) as tmp:
+        accuracy_figure(results, tmp)
+    with _atomic.replacing(paths[1]) as tmp:
+        activation_figure(stds, tmp)
+    _atomic.write_text(paths[2], table)
     return paths

@@ -18,7 +18,7 @@ import importlib
 import sys
 import time
 
-from fastbn import _config
+from fastbn import _atomic, _config
 from fastbn.bench import _machine
 from fastbn.bench._harness import (MIN_TIME, STATES, WINDOWS, Flush, columns, in_windows, markdown,
                                    measure, measure_alone, reuse_freed_memory, row)
@@ -278,8 +278,7 @@ def _update_readme(path, table, threads, how_timed, torch_ok, reuse):
            f"{'reused (glibc mallopt)' if reuse else 'not pinned (not glibc)'}.")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    with open(path, "w") as f:
-        f.write(f"{head}{START}\n{how}\n\n{table}\n{END}{tail}")
+    _atomic.write_text(path, f"{head}{START}\n{how}\n\n{table}\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -245,12 +245,18 @@ def _stat_tol(exp, dtype, terms):
     return ulp_tol(exp, dtype, extra=1e-12 * terms)
 
 
-def case_batch_norm_train(data):
+def draw_layout(data):
+    """A fresh store, a dtype, a shape and a channel axis of it: every batch-norm case starts so."""
     S = Stores()
     dtype = draw_dtype(data)
     shape = shapes(data, "shape")
     nd = len(shape)
-    axis = data.draw(st.integers(-nd, nd - 1), label="axis")
+    return S, dtype, shape, data.draw(st.integers(-nd, nd - 1), label="axis")
+
+
+def case_batch_norm_train(data):
+    S, dtype, shape, axis = draw_layout(data)
+    nd = len(shape)
     C = shape[axis]
     xv = values(data, "x", shape, dtype)
     x, out, mode = draw_x_and_out(data, S, xv, dtype)
@@ -366,11 +372,8 @@ def _writes(mode, name="x", extra=()):
 
 
 def case_batch_norm_infer(data):
-    S = Stores()
-    dtype = draw_dtype(data)
-    shape = shapes(data, "shape")
+    S, dtype, shape, axis = draw_layout(data)
     nd = len(shape)
-    axis = data.draw(st.integers(-nd, nd - 1), label="axis")
     C = shape[axis]
     xv = values(data, "x", shape, dtype)
     x, out, mode = draw_x_and_out(data, S, xv, dtype)
@@ -410,11 +413,8 @@ def case_batch_norm_infer(data):
 
 
 def case_batch_norm_backward(data):
-    S = Stores()
-    dtype = draw_dtype(data)
-    shape = shapes(data, "shape")
+    S, dtype, shape, axis = draw_layout(data)
     nd = len(shape)
-    axis = data.draw(st.integers(-nd, nd - 1), label="axis")
     ax = axis % nd
     C = shape[axis]
     xv = values(data, "x", shape, dtype)
@@ -507,11 +507,8 @@ def _backward_overflow(dy64, x64, mean, invstd, gamma, ax, dtype):
 def case_BatchNorm(data):
     """The layer: a training forward (running statistics updated), an evaluation forward, and
     backward after each, against the reference functions."""
-    S = Stores()
-    dtype = draw_dtype(data)
-    shape = shapes(data, "shape")
+    S, dtype, shape, axis = draw_layout(data)
     nd = len(shape)
-    axis = data.draw(st.integers(-nd, nd - 1), label="axis")
     ax = axis % nd
     C = shape[axis]
     momentum = data.draw(st.sampled_from([0.1, None, 1.0]), label="momentum")

@@ -47,15 +47,13 @@ static void write_block(const fb_stream_pass *p, int64_t s, int64_t len, int nt)
     float *out = p->out;
     const int64_t e = s + len;
     int64_t i = s;
-    int64_t head = nt ? fb_stream_head(out + s, sizeof(float)) : 0;
-    if (head < 0) nt = 0, head = 0;
-    for (; i < s + head && i < e; i++) out[i] = sum1(p, i);
-    if (nt) {
-        for (; i + FB_VF_W <= e; i += FB_VF_W) fb_vf_stream(out + i, sum_at(p, i));
+    int64_t head, stop;   /* non-temporal stores over whole cache lines only, as batch norm's */
+    if (nt && fb_stream_span(out + s, sizeof(float), len, &head, &stop)) {
+        for (; i < s + head; i++) out[i] = sum1(p, i);
+        for (; i < s + stop; i += FB_VF_W) fb_vf_stream(out + i, sum_at(p, i));
         fb_stream_fence();
-    } else {
-        for (; i + FB_VF_W <= e; i += FB_VF_W) fb_vf_store(out + i, sum_at(p, i));
     }
+    for (; i + FB_VF_W <= e; i += FB_VF_W) fb_vf_store(out + i, sum_at(p, i));
     for (; i < e; i++) out[i] = sum1(p, i);
 }
 

@@ -23,6 +23,8 @@
 #define FB_SLAB_MIN 32          /* inner extents from this take whole-channel runs              */
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
+#define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
+#define FB_COLS_ROWS 1024       /* columns layout: rows per shifted-sum segment of a column      */
 #define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)     */
 
 static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
@@ -38,6 +40,8 @@ typedef struct {
     fb_norm_view v;
     int64_t C, L, stride, per_outer, OC, n_chunks, n_tasks, n;
     int elementwise;   /* inner < FB_SLAB_MIN: coefficients per element of a run */
+    int columns;       /* elementwise with many short runs (channels-last): a task takes whole
+                        * samples as rows of V = C * inner columns, every group at once */
     int64_t P;         /* partial sums per chunk: C * inner (elementwise) or C */
 } fb_norm_plan;
 
@@ -55,9 +59,18 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     p.n_tasks = p.n_chunks * v->G;
     p.n = v->mid * p.L;                  /* values per group */
     p.elementwise = v->inner < FB_SLAB_MIN;
+    p.columns = p.elementwise && v->mid >= FB_COLS_MIN_MID;
+    if (p.columns) p.n_tasks = p.n_chunks;
     p.P = p.elementwise ? p.C * v->inner : p.C;
     return p;
 }
+
+/* What the final merge of a backward needs (the first member of either layout's context):
+ * per-chunk partial sums of dy xhat and dy, P each, and where dgamma, dbeta go. */
+typedef struct {
+    const fb_norm_plan *p;
+    double *pdg, *pdb, *dgamma, *dbeta;
+} fb_norm_merge;
 
 static int fb_norm_view_ok(const fb_norm_view *v)
 {

@@ -78,6 +78,10 @@ class Norm:
                 np.transpose(ch, t).reshape(shape[0] * G, -1), None)
 
 
+# Layouts of the core (csrc/norm_body.h) the cases cover: whole-channel runs (inner >= 32: NCHW
+# group/instance norm, (2, 3, 4, 40)), per-element coefficients on one run per group (layer and RMS
+# norm, short NCHW), and the columns layout (per-element, >= 16 runs per group: channels-last,
+# (2, 40, 40, 4) with more than 1024 rows, (2, 20, 4, 3) with inner 3).
 NORMS = [
     Norm("layer_norm", True, True, False, [
         ((6, 10), {}), ((4, 3, 40), {}), ((3, 4, 5), {"axis": (1, 2)}), ((5, 6, 7), {"axis": 0}),
@@ -89,9 +93,11 @@ NORMS = [
         ((4, 6, 5, 5), {"num_groups": 3}), ((2, 4, 40), {"num_groups": 2}),
         ((3, 5, 5, 6), {"num_groups": 2, "axis": -1}), ((2, 3, 4, 40), {"num_groups": 2, "axis": 2}),
         ((2, 8, 64), {"num_groups": 1}), ((3, 6), {"num_groups": 3}),
-        ((2, 4, 70, 70), {"num_groups": 2})]),
+        ((2, 4, 70, 70), {"num_groups": 2}), ((2, 40, 40, 4), {"num_groups": 2, "axis": -1}),
+        ((2, 20, 4, 3), {"num_groups": 2, "axis": 2})]),
     Norm("instance_norm", True, True, True, [
-        ((2, 3, 40), {}), ((2, 3, 4, 5), {}), ((2, 5, 5, 3), {"axis": -1}), ((3, 2, 1), {})]),
+        ((2, 3, 40), {}), ((2, 3, 4, 5), {}), ((2, 5, 5, 3), {"axis": -1}), ((3, 2, 1), {}),
+        ((2, 1100, 3), {"axis": -1})]),
 ]
 NORM_IDS = [n.name for n in NORMS]
 CASES = [(n, shape, kw) for n in NORMS for shape, kw in n.cases]

@@ -33,6 +33,20 @@ def test_float32_far_from_zero_is_within_1e_4_of_float64(norm, ratio, rng):
     check_forward_bound(norm, x, y32, gamma, beta, kw, 1e-5 if norm.centered else 1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
+def test_means_beyond_2_to_102_keep_the_bound(norm, dtype, rng):
+    """|mean| >= 2^102: x - mean could overflow in T, the kernels switch to the float64 formula."""
+    shape, kw = {"layer_norm": ((4, 40), {}), "rms_norm": ((4, 40), {}),
+                 "group_norm": ((2, 20, 20, 4), {"num_groups": 2, "axis": -1}),
+                 "instance_norm": ((2, 3, 40), {})}[norm.name]
+    x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=1e32, scale=1e25)
+    for g, b in ((gamma, beta), (None, None)):
+        y = norm.forward(norm.fb(), x, g, b, kw)[0]
+        assert np.all(np.isfinite(y))
+        check_forward_bound(norm, x, y, g, b, kw, 1e-5 if norm.centered else 1e-6)
+
+
 try:
     import torch
 except ImportError:

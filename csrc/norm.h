@@ -18,10 +18,15 @@
  * dbeta[ch] = sum(dy) over every group (float64; dbeta may be NULL).
  *
  * Numerics are batch norm's (csrc/batchnorm_body.h): shifted float64 sums per segment of about
- * FB_SEG values merged by Chan's update in a fixed order; the elementwise pass in T with the mean
- * split as mh + mlo, so with u the unit roundoff of T and s, c the element's coefficients
+ * 4096 values (or, channels-last, per column over 1024-row segments) merged by Chan's update in a
+ * fixed order; the elementwise pass in T with the mean split as mh + mlo -- except the forward
+ * of per-element coefficients on one run per group (layer/RMS norm), evaluated in float64 and
+ * rounded once.  With u the unit roundoff of T and s, c, g the element's coefficients
+ * (forward: s = invstd * gamma, c = beta), every output obeys
  *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
  *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
+ * (tests/norm_helpers.py checks exactly this).  float64 sums of squares overflow for
+ * |x| > ~1e154 in float64 data (as batch norm's).
  * In place: y may be x, dx may be dy (exactly).  Results are bitwise identical for any n_threads
  * and instruction-set path: tasks are fixed by the shape, partial sums merged in task order.
  */

@@ -148,3 +148,20 @@ def test_layers_give_the_functions_results_and_pair_their_gradients():
         fastbn.GroupNorm(3, 4)
     with pytest.raises(RuntimeError):
         fastbn.LayerNorm(5).backward(dy)
+
+
+def test_an_empty_batch_gives_empty_results_and_zero_parameter_gradients():
+    x = np.ones((0, 4, 3), np.float32)
+    y, mean, invstd = fastbn.group_norm(x, 2)
+    assert y.shape == x.shape and mean.shape == invstd.shape == (0, 2)
+    dx, dgamma, dbeta = fastbn.group_norm_backward(x, x, mean, invstd, 2, np.ones(4, np.float32))
+    assert dx.shape == x.shape and np.array_equal(dgamma, np.zeros(4, np.float32))
+    assert np.array_equal(dbeta, np.zeros(4, np.float32))
+    y, invrms = fastbn.rms_norm(np.ones((0, 5)))
+    assert y.shape == (0, 5) and invrms.shape == (0,)
+
+
+def test_a_1d_input_has_0d_statistics():
+    y, mean, invstd = fastbn.layer_norm(np.array([1.0, 2.0, 3.0]))
+    assert mean.shape == invstd.shape == () and float(mean) == 2.0
+    np.testing.assert_allclose(y, [-1.2247357, 0.0, 1.2247357], rtol=1e-6)

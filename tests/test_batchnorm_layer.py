@@ -461,8 +461,8 @@ def test_repr_shows_the_constructor_arguments_and_evaluates_back(kwargs):
         assert getattr(again, key) == getattr(bn, key), key
 
 
-def test_the_module_exports_only_the_layer():
-    assert fastbn.layers.__all__ == ["BatchNorm"]
+def test_the_module_exports_only_the_layers():
+    assert fastbn.layers.__all__ == ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
 
 
 # ---- against PyTorch ------------------------------------------------------------------------

@@ -152,3 +152,45 @@ def reference_twins(x32: NDArray[np.float32], g64: NDArray[np.float64]) -> None:
     reveal_type(reference.orthogonal((4, 4), rng))  # T: NDArray[np.float32]
     reveal_type(reference.orthogonal((4, 4), rng, 2.0, np.float64))  # T: NDArray[np.float64]
     reveal_type(reference.orthogonal((4, 4), rng, dtype=np.float64))  # T: NDArray[np.float64]
+
+
+def norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
+                   xf: NDArray[np.floating[Any]]) -> None:
+    g32 = np.ones(3, dtype=np.float32)
+    y, mean, invstd = fastbn.layer_norm(x32, g32, g32, axis=(-2, -1), eps=1e-6, out=None)
+    reveal_type(y)  # T: NDArray[np.float32]
+    reveal_type(fastbn.layer_norm(x64)[1])  # T: NDArray[np.float64]
+    reveal_type(fastbn.layer_norm([[1.0, 2.0]])[0])  # T: NDArray[np.floating[Any]]
+    reveal_type(fastbn.layer_norm_backward(x32, x32, mean, invstd, g32, axis=-1)[0])  # T: NDArray[np.float32]
+    yr, invrms = fastbn.rms_norm(x64, None, axis=np.int64(-1))
+    reveal_type(invrms)  # T: NDArray[np.float64]
+    reveal_type(fastbn.rms_norm_backward(x64, x64, invrms)[1])  # T: NDArray[np.float64]
+    yg, gm, gs = fastbn.group_norm(x32, 2, g32, None, axis=1, eps=1e-5)
+    reveal_type(fastbn.group_norm_backward(x32, x32, gm, gs, 2, g32)[2])  # T: NDArray[np.float32]
+    yi, im, is_ = fastbn.instance_norm(xf, axis=-1)
+    reveal_type(yi)  # T: NDArray[np.floating[Any]]
+    reveal_type(fastbn.instance_norm_backward(x64, x64, im, is_, out=x64)[0])  # T: NDArray[np.float64]
+    reveal_type(reference.layer_norm(x32)[0])  # T: NDArray[np.float32]
+    reveal_type(reference.layer_norm_backward(x32, x32, mean, invstd)[1])  # T: NDArray[np.float32]
+    reveal_type(reference.rms_norm(x32)[1])  # T: NDArray[np.float32]
+    reveal_type(reference.rms_norm_backward(x32, x32, mean)[0])  # T: NDArray[np.float32]
+    reveal_type(reference.group_norm(x64, 1)[0])  # T: NDArray[np.float64]
+    reveal_type(reference.group_norm_backward(x64, x64, gm, gs, 1)[0])  # T: NDArray[np.float64]
+    reveal_type(reference.instance_norm(x64)[2])  # T: NDArray[np.float64]
+    reveal_type(reference.instance_norm_backward(x64, x64, im, is_)[1])  # T: NDArray[np.float64]
+
+
+def norm_layers(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
+    ln = fastbn.LayerNorm((3, 4), eps=1e-5, elementwise_affine=True)
+    reveal_type(ln)  # T: fastbn.LayerNorm[np.float32]
+    reveal_type(ln.forward(x32))  # T: NDArray[np.float32]
+    reveal_type(ln(x32))  # T: NDArray[np.float32]
+    reveal_type(ln.backward(x32))  # T: NDArray[np.float32]
+    reveal_type(ln.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]
+    rms = fastbn.RMSNorm(4, dtype=np.float64)
+    reveal_type(rms(x64))  # T: NDArray[np.float64]
+    gn = fastbn.GroupNorm(2, 4, axis=-1, affine=False, dtype="float64")
+    reveal_type(gn)  # T: fastbn.GroupNorm[np.float64]
+    reveal_type(gn.backward(x64))  # T: NDArray[np.float64]
+    inorm = fastbn.InstanceNorm(4, affine=True)
+    reveal_type(inorm(x32))  # T: NDArray[np.float32]

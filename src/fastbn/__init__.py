@@ -4,6 +4,8 @@ Public API
 ----------
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 BatchNormResult, BatchNormGrads : the named tuples batch_norm_train and batch_norm_backward return
+layer_norm, rms_norm, group_norm, instance_norm (and their _backward), LayerNorm, RMSNorm,
+GroupNorm, InstanceNorm : the other normalizations, on one core (fastbn.norm)
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
@@ -14,13 +16,18 @@ from fastbn._version import __version__
 from fastbn._config import get_num_threads, set_num_threads, show_config
 from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backward,
                               batch_norm_infer, batch_norm_train)
+from fastbn.norm import (group_norm, group_norm_backward, instance_norm,
+                         instance_norm_backward, layer_norm, layer_norm_backward, rms_norm,
+                         rms_norm_backward)
 from fastbn.clip import clip_by_norm, clip_grad_norm, clip_grad_value, global_norm
-from fastbn.layers import BatchNorm
+from fastbn.layers import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from fastbn import init, reference
 
 __all__ = [
     "__version__", "batch_norm_train", "batch_norm_infer", "batch_norm_backward",
     "BatchNormResult", "BatchNormGrads", "BatchNorm", "set_num_threads", "get_num_threads",
     "show_config", "reference", "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
-    "init",
+    "init", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
+    "group_norm_backward", "instance_norm", "instance_norm_backward", "LayerNorm", "RMSNorm",
+    "GroupNorm", "InstanceNorm",
 ]

@@ -3,8 +3,9 @@ import numpy as np
 
 from fastbn import _validation as v
 from fastbn.batchnorm import batch_norm_backward, batch_norm_infer, batch_norm_train
+from fastbn import norm as _nm
 
-__all__ = ["BatchNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
 
 
 def _flag(value, name):
@@ -403,3 +404,284 @@ class BatchNorm:
         return (f"BatchNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
                 f"momentum={self.momentum!r}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}, dtype='{self.dtype.name}')")
+
+
+def _layer_dtype(dtype):
+    """``dtype`` as float32 or float64; anything else is a TypeError naming ``dtype``."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
+    if dtype not in v.FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    return dtype
+
+
+def _shape(value, name):
+    """``value`` (an int or a sequence of ints, each >= 1) as a tuple."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    shape = tuple(v.integer(d, name, minimum=1) for d in items)
+    if not shape:
+        raise ValueError(f"{name}: expected at least one dimension, got ()")
+    return shape
+
+
+class _NormLayer:
+    """What the layers on the normalization core share: forward saves what backward needs,
+    backward stores the parameters' gradients, parameters() pairs them.  A subclass sets gamma,
+    beta (or None), dtype, and defines _check(x), _forward(x) -> (y, *stats) and
+    _backward(dy, x, stats) -> (dx, dgamma, dbeta or None)."""
+
+    def forward(self, x):
+        """Normalize ``x``; keep it (and its statistics) for :meth:`backward`."""
+        x = _layer_array(x, "x", self.dtype, "the layer's dtype")
+        self._check(x)
+        y, *stats = self._forward(x)
+        self._cache = (x, stats)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Return dL/dx for the last :meth:`forward`; store ``dgamma`` (and ``dbeta``)."""
+        if self._cache is None:
+            raise RuntimeError("backward: call forward first (the layer has no saved input)")
+        x, stats = self._cache
+        dy = _layer_array(dy, "dy", self.dtype, "the layer's dtype")
+        if dy.shape != x.shape:
+            raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
+                             f"got {dy.shape}")
+        dx, dgamma, dbeta = self._backward(dy, x, stats)
+        if self.gamma is not None:
+            self.dgamma = dgamma
+        if self.beta is not None:
+            self.dbeta = dbeta
+        return dx
+
+    def parameters(self):
+        """``[(gamma, dgamma), (beta, dbeta)]`` (those the layer has) for an optimizer."""
+        pairs = [(self.gamma, self.dgamma)] if self.gamma is not None else []
+        return pairs + ([(self.beta, self.dbeta)] if self.beta is not None else [])
+
+    def __getstate__(self):
+        state = self.__dict__.copy()   # the saved input is not state
+        state["_cache"] = None
+        return state
+
+
+class LayerNorm(_NormLayer):
+    """Layer normalization over the trailing axes (PyTorch's ``LayerNorm``).
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of ints
+        The shape of the trailing axes normalized over: inputs end with it.
+    eps : float > 0, default 1e-5
+    elementwise_affine : bool, default True
+        Learn ``gamma`` (ones) and ``beta`` (zeros) of ``normalized_shape``; else both None.
+    dtype : float32 or float64, default float32
+
+    Attributes
+    ----------
+    gamma, beta, dgamma, dbeta : ndarray or None
+        The parameters and the gradients of the last :meth:`backward`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> ln = fastbn.LayerNorm(4)
+    >>> x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    >>> y = ln(x)
+    >>> bool(np.allclose(y.mean(axis=-1), 0, atol=1e-6))
+    True
+    >>> dx = ln.backward(np.ones_like(y))
+    >>> ln.dbeta
+    array([2., 2., 2., 2.], dtype=float32)
+    >>> [p.shape for p, g in ln.parameters()]
+    [(4,), (4,)]
+    """
+
+    def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True, dtype=np.float32):
+        self.normalized_shape = _shape(normalized_shape, "normalized_shape")
+        self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+        self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine")
+        self.dtype = _layer_dtype(dtype)
+        affine = self.elementwise_affine
+        self.gamma = np.ones(self.normalized_shape, self.dtype) if affine else None
+        self.beta = np.zeros(self.normalized_shape, self.dtype) if affine else None
+        self.dgamma = self.dbeta = None
+        self._cache = None
+
+    def _axes(self):
+        return tuple(range(-len(self.normalized_shape), 0))
+
+    def _check(self, x):
+        k = len(self.normalized_shape)
+        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
+            raise ValueError(f"x: expected a shape ending with {self.normalized_shape}, "
+                             f"got {x.shape}")
+
+    def _forward(self, x):
+        return _nm.layer_norm(x, self.gamma, self.beta, axis=self._axes(), eps=self.eps)
+
+    def _backward(self, dy, x, stats):
+        return _nm.layer_norm_backward(dy, x, *stats, self.gamma, axis=self._axes())
+
+    def __repr__(self):
+        return (f"LayerNorm({self.normalized_shape}, eps={self.eps!r}, "
+                f"elementwise_affine={self.elementwise_affine}, dtype='{self.dtype.name}')")
+
+
+class RMSNorm(LayerNorm):
+    """RMS normalization over the trailing axes (PyTorch's ``RMSNorm``): ``x * invrms * gamma``.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of ints
+        The shape of the trailing axes normalized over.
+    eps : float > 0, default 1e-6
+    elementwise_affine : bool, default True
+        Learn ``gamma`` (ones); there is no ``beta`` (always None).
+    dtype : float32 or float64, default float32
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> rms = fastbn.RMSNorm(2, eps=1e-12)
+    >>> rms(np.array([[3.0, 4.0]], dtype=np.float32)).round(4)
+    array([[0.8485, 1.1314]], dtype=float32)
+    >>> dx = rms.backward(np.ones((1, 2), dtype=np.float32))
+    >>> rms.dgamma.round(4), rms.beta is None
+    (array([0.8485, 1.1314], dtype=float32), True)
+    """
+
+    def __init__(self, normalized_shape, *, eps=1e-6, elementwise_affine=True, dtype=np.float32):
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine,
+                         dtype=dtype)
+        self.beta = None
+
+    def _forward(self, x):
+        return _nm.rms_norm(x, self.gamma, axis=self._axes(), eps=self.eps)
+
+    def _backward(self, dy, x, stats):
+        dx, dgamma = _nm.rms_norm_backward(dy, x, *stats, self.gamma, axis=self._axes())
+        return dx, dgamma, None
+
+    def __repr__(self):
+        return "RMS" + super().__repr__()[len("Layer"):]
+
+
+class GroupNorm(_NormLayer):
+    """Group normalization (PyTorch's ``GroupNorm``), channels along ``axis``.
+
+    Parameters
+    ----------
+    num_groups : int >= 1
+        Divides ``num_channels``.
+    num_channels : int >= 1
+    axis : int, default 1
+        The channel axis of the inputs (-1 for channels-last); not 0 (the samples).
+    eps : float > 0, default 1e-5
+    affine : bool, default True
+        Learn per-channel ``gamma`` (ones) and ``beta`` (zeros).
+    dtype : float32 or float64, default float32
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> gn = fastbn.GroupNorm(2, 4)
+    >>> x = np.random.default_rng(0).normal(size=(3, 4, 5)).astype(np.float32)
+    >>> y = gn(x)
+    >>> bool(np.allclose(y.reshape(3, 2, 10).mean(axis=-1), 0, atol=1e-6))
+    True
+    >>> dx = gn.backward(np.ones_like(y))
+    >>> gn.dbeta
+    array([15., 15., 15., 15.], dtype=float32)
+    """
+
+    def __init__(self, num_groups, num_channels, *, axis=1, eps=1e-5, affine=True,
+                 dtype=np.float32):
+        self.num_groups = v.integer(num_groups, "num_groups", minimum=1)
+        self.num_channels = v.integer(num_channels, "num_channels", minimum=1)
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_groups: expected a divisor of num_channels "
+                             f"{self.num_channels}, got {self.num_groups}")
+        self._init_common(axis, eps, affine, dtype, self.num_channels)
+
+    def _init_common(self, axis, eps, affine, dtype, C):
+        self.axis = v.integer(axis, "axis")
+        self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+        self.affine = _flag(affine, "affine")
+        self.dtype = _layer_dtype(dtype)
+        self.gamma = np.ones(C, self.dtype) if self.affine else None
+        self.beta = np.zeros(C, self.dtype) if self.affine else None
+        self.dgamma = self.dbeta = None
+        self._cache = None
+
+    def _check(self, x):
+        C = self.gamma.shape[0] if self.gamma is not None else self._channels()
+        if x.ndim < 2 or not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"x: expected at least 2 dimensions and the layer's axis {self.axis},"
+                             f" got {x.ndim}-d shape {x.shape}")
+        if x.shape[self.axis] != C:
+            raise ValueError(f"x: expected {C} channels along axis {self.axis}, got "
+                             f"{x.shape[self.axis]} (shape {x.shape})")
+
+    def _channels(self):
+        return self.num_channels
+
+    def _forward(self, x):
+        return _nm.group_norm(x, self.num_groups, self.gamma, self.beta, axis=self.axis,
+                              eps=self.eps)
+
+    def _backward(self, dy, x, stats):
+        return _nm.group_norm_backward(dy, x, *stats, self.num_groups, self.gamma, axis=self.axis)
+
+    def __repr__(self):
+        return (f"GroupNorm({self.num_groups}, {self.num_channels}, axis={self.axis}, "
+                f"eps={self.eps!r}, affine={self.affine}, dtype='{self.dtype.name}')")
+
+
+class InstanceNorm(GroupNorm):
+    """Instance normalization (PyTorch's ``InstanceNorm*d`` without running statistics).
+
+    Parameters
+    ----------
+    num_features : int >= 1
+        Number of channels C.
+    axis : int, default 1
+        The channel axis; not 0.
+    eps : float > 0, default 1e-5
+    affine : bool, default False
+        Learn per-channel ``gamma`` and ``beta`` (PyTorch's default: no).
+    dtype : float32 or float64, default float32
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> inorm = fastbn.InstanceNorm(2, affine=True)
+    >>> x = np.array([[[1.0, 3.0], [10.0, 30.0]]], dtype=np.float32)
+    >>> inorm(x).round(3)
+    array([[[-1.,  1.],
+            [-1.,  1.]]], dtype=float32)
+    >>> _ = inorm.backward(np.ones_like(x))
+    >>> inorm.dbeta
+    array([2., 2.], dtype=float32)
+    """
+
+    def __init__(self, num_features, *, axis=1, eps=1e-5, affine=False, dtype=np.float32):
+        self.num_features = v.integer(num_features, "num_features", minimum=1)
+        self._init_common(axis, eps, affine, dtype, self.num_features)
+
+    def _channels(self):
+        return self.num_features
+
+    def _forward(self, x):
+        return _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+
+    def _backward(self, dy, x, stats):
+        return _nm.instance_norm_backward(dy, x, *stats, self.gamma, axis=self.axis)
+
+    def __repr__(self):
+        return (f"InstanceNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
+                f"affine={self.affine}, dtype='{self.dtype.name}')")

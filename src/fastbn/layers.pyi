@@ -6,7 +6,7 @@ dtype=numpy.float64)`` a ``BatchNorm[numpy.float64]``, and its parameters, input
 are arrays of that dtype.  (The subscripted form is for annotations only; the runtime class is
 not subscriptable.)  Documentation: the .py docstrings.
 """
-from typing import Any, Generic, SupportsIndex, overload
+from typing import Any, Generic, Sequence, SupportsIndex, overload
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -14,7 +14,7 @@ from typing_extensions import Self
 
 from fastbn._typing import _Float32Codes, _Float64Codes, _FloatT, _Real
 
-__all__ = ["BatchNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
 
 class BatchNorm(Generic[_FloatT]):
     num_features: int
@@ -76,3 +76,187 @@ class BatchNorm(Generic[_FloatT]):
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
     def reset_running_stats(self) -> None: ...
     def reset_parameters(self) -> None: ...
+
+class LayerNorm(Generic[_FloatT]):
+    dtype: np.dtype[_FloatT]
+    eps: float
+    normalized_shape: tuple[int, ...]
+    elementwise_affine: bool
+    gamma: NDArray[_FloatT] | None
+    beta: NDArray[_FloatT] | None
+    dgamma: NDArray[_FloatT] | None
+    dbeta: NDArray[_FloatT] | None
+
+    @overload
+    def __init__(
+        self: LayerNorm[np.float32],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-05,
+        elementwise_affine: bool = True,
+        dtype: _Float32Codes = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: LayerNorm[np.float64],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-05,
+        elementwise_affine: bool = True,
+        dtype: _Float64Codes,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: LayerNorm[np.floating[Any]],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-05,
+        elementwise_affine: bool = True,
+        dtype: DTypeLike,
+    ) -> None: ...
+
+    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
+
+class RMSNorm(Generic[_FloatT]):
+    dtype: np.dtype[_FloatT]
+    eps: float
+    normalized_shape: tuple[int, ...]
+    elementwise_affine: bool
+    gamma: NDArray[_FloatT] | None
+    beta: NDArray[_FloatT] | None
+    dgamma: NDArray[_FloatT] | None
+    dbeta: NDArray[_FloatT] | None
+
+    @overload
+    def __init__(
+        self: RMSNorm[np.float32],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-06,
+        elementwise_affine: bool = True,
+        dtype: _Float32Codes = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: RMSNorm[np.float64],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-06,
+        elementwise_affine: bool = True,
+        dtype: _Float64Codes,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: RMSNorm[np.floating[Any]],
+        normalized_shape: SupportsIndex | Sequence[SupportsIndex],
+        *,
+        eps: _Real = 1e-06,
+        elementwise_affine: bool = True,
+        dtype: DTypeLike,
+    ) -> None: ...
+
+    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
+
+class GroupNorm(Generic[_FloatT]):
+    dtype: np.dtype[_FloatT]
+    eps: float
+    num_groups: int
+    num_channels: int
+    axis: int
+    affine: bool
+    gamma: NDArray[_FloatT] | None
+    beta: NDArray[_FloatT] | None
+    dgamma: NDArray[_FloatT] | None
+    dbeta: NDArray[_FloatT] | None
+
+    @overload
+    def __init__(
+        self: GroupNorm[np.float32],
+        num_groups: SupportsIndex,
+        num_channels: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = True,
+        dtype: _Float32Codes = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: GroupNorm[np.float64],
+        num_groups: SupportsIndex,
+        num_channels: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = True,
+        dtype: _Float64Codes,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: GroupNorm[np.floating[Any]],
+        num_groups: SupportsIndex,
+        num_channels: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = True,
+        dtype: DTypeLike,
+    ) -> None: ...
+
+    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
+
+class InstanceNorm(Generic[_FloatT]):
+    dtype: np.dtype[_FloatT]
+    eps: float
+    num_features: int
+    axis: int
+    affine: bool
+    gamma: NDArray[_FloatT] | None
+    beta: NDArray[_FloatT] | None
+    dgamma: NDArray[_FloatT] | None
+    dbeta: NDArray[_FloatT] | None
+
+    @overload
+    def __init__(
+        self: InstanceNorm[np.float32],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = False,
+        dtype: _Float32Codes = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: InstanceNorm[np.float64],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = False,
+        dtype: _Float64Codes,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: InstanceNorm[np.floating[Any]],
+        num_features: SupportsIndex,
+        *,
+        axis: SupportsIndex = 1,
+        eps: _Real = 1e-05,
+        affine: bool = False,
+        dtype: DTypeLike,
+    ) -> None: ...
+
+    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...

@@ -11,7 +11,9 @@ __all__ = [
     "batch_norm_train", "batch_norm_infer", "batch_norm_backward",
     "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
     "uniform", "normal", "truncated_normal", "glorot_uniform", "glorot_normal", "he_uniform",
-    "he_normal", "orthogonal",
+    "he_normal", "orthogonal", "layer_norm", "layer_norm_backward", "rms_norm",
+    "rms_norm_backward", "group_norm", "group_norm_backward", "instance_norm",
+    "instance_norm_backward",
 ]
 
 
@@ -381,3 +383,218 @@ def orthogonal(shape, rng, gain=1.0, dtype=np.float32):
     q *= np.sign(np.diagonal(r))
     m = q if rows >= cols else q.T
     return (gain * m).reshape(shape).astype(dtype)
+
+
+# ---- the normalization family: written from the formulas on a grouped view -----------------
+
+def _norm_axes(x, axis):
+    axes = sorted(a % x.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+    rest = [i for i in range(x.ndim) if i not in axes]
+    return axes, rest
+
+
+def _trailing(x, axis):
+    """x with the normalized axes moved last and flattened: (rows, D), and the shapes back."""
+    axes, rest = _norm_axes(x, axis)
+    xt = np.transpose(x, rest + axes)
+    return xt.reshape(-1, int(np.prod([x.shape[a] for a in axes]))), rest + axes, xt.shape
+
+
+def _untrail(a2, perm, tshape):
+    return np.transpose(a2.reshape(tshape), np.argsort(perm))
+
+
+def _finish(y, x, out):
+    y = y.astype(x.dtype, copy=False)
+    if out is not None:
+        out[...] = y
+        y = out
+    return y
+
+
+def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
+    """Layer norm: (x - mean) / sqrt(var + eps) * gamma + beta over the axes ``axis``.
+
+    The twin of :func:`fastbn.layer_norm` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.layer_norm(np.array([[1.0, 3.0]]), eps=1e-12)[0]
+    array([[-1.,  1.]])
+    """
+    x2, perm, tshape = _trailing(x, axis)
+    mean = x2.mean(axis=1, keepdims=True)
+    invstd = 1.0 / np.sqrt(((x2 - mean) ** 2).mean(axis=1, keepdims=True) + eps)
+    y = (x2 - mean) * invstd
+    if gamma is not None:
+        y = y * np.reshape(gamma, -1)
+    if beta is not None:
+        y = y + np.reshape(beta, -1)
+    stat_shape = tshape[:x.ndim - len(_norm_axes(x, axis)[0])]
+    return (_finish(_untrail(y, perm, tshape), x, out), mean.reshape(stat_shape).astype(x.dtype),
+            invstd.reshape(stat_shape).astype(x.dtype))
+
+
+def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
+    """dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; dgamma, dbeta.
+
+    The twin of :func:`fastbn.layer_norm_backward` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 3.0]])
+    >>> reference.layer_norm_backward(np.ones_like(x), x, np.array([2.0]), np.array([1.0]))[2]
+    array([1., 1.])
+    """
+    x2, perm, tshape = _trailing(x, axis)
+    dy2 = _trailing(dy, axis)[0]
+    m, r = np.reshape(mean, (-1, 1)), np.reshape(invstd, (-1, 1))
+    xhat = (x2 - m) * r
+    g = dy2 if gamma is None else dy2 * np.reshape(gamma, -1)
+    dx = r * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    pshape = tshape[x.ndim - len(_norm_axes(x, axis)[0]):]
+    dgamma = (dy2 * xhat).sum(axis=0).reshape(pshape).astype(x.dtype)
+    dbeta = dy2.sum(axis=0).reshape(pshape).astype(x.dtype)
+    return _finish(_untrail(dx, perm, tshape), x, out), dgamma, dbeta
+
+
+def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
+    """RMS norm: x / sqrt(mean(x**2) + eps) * gamma over the axes ``axis``.
+
+    The twin of :func:`fastbn.rms_norm` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.rms_norm(np.array([[2.0, 4.0]]), eps=6.0)[1]      # 1 / sqrt(10 + 6)
+    array([0.25])
+    """
+    x2, perm, tshape = _trailing(x, axis)
+    invrms = 1.0 / np.sqrt((x2 * x2).mean(axis=1, keepdims=True) + eps)
+    y = x2 * invrms
+    if gamma is not None:
+        y = y * np.reshape(gamma, -1)
+    stat_shape = tshape[:x.ndim - len(_norm_axes(x, axis)[0])]
+    return _finish(_untrail(y, perm, tshape), x, out), invrms.reshape(stat_shape).astype(x.dtype)
+
+
+def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
+    """dx = invrms * g - x * invrms**3 * mean(g * x), g = dy * gamma; dgamma = sum(dy * x * invrms).
+
+    The twin of :func:`fastbn.rms_norm_backward` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[3.0, 4.0]])
+    >>> reference.rms_norm_backward(x, x, np.array([0.2]))[0]   # 0.2 x - 0.008 x * 12.5
+    array([[0.3, 0.4]])
+    """
+    x2, perm, tshape = _trailing(x, axis)
+    dy2 = _trailing(dy, axis)[0]
+    r = np.reshape(invrms, (-1, 1))
+    g = dy2 if gamma is None else dy2 * np.reshape(gamma, -1)
+    dx = r * g - x2 * r ** 3 * (g * x2).mean(axis=1, keepdims=True)
+    pshape = tshape[x.ndim - len(_norm_axes(x, axis)[0]):]
+    dgamma = (dy2 * x2 * r).sum(axis=0).reshape(pshape).astype(x.dtype)
+    return _finish(_untrail(dx, perm, tshape), x, out), dgamma
+
+
+def _grouped(x, num_groups, axis):
+    """x as (N, mid, G, C/G, inner) and the per-channel shape (1, 1, G, C/G, 1)."""
+    axis = axis % x.ndim
+    C = x.shape[axis]
+    view = (x.shape[0], int(np.prod(x.shape[1:axis])), num_groups, C // num_groups,
+            int(np.prod(x.shape[axis + 1:])))
+    return np.reshape(x, view), (1, 1, num_groups, C // num_groups, 1)
+
+
+def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+    """Group norm: statistics per (sample, group of consecutive channels along ``axis``).
+
+    The twin of :func:`fastbn.group_norm` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.group_norm(np.array([[1.0, 3.0, 10.0, 30.0]]), 2, eps=1e-12)[0]
+    array([[-1.,  1., -1.,  1.]])
+    """
+    x5, ch = _grouped(x, num_groups, axis)
+    red = (1, 3, 4)
+    mean = x5.mean(axis=red, keepdims=True)
+    invstd = 1.0 / np.sqrt(((x5 - mean) ** 2).mean(axis=red, keepdims=True) + eps)
+    y = (x5 - mean) * invstd
+    if gamma is not None:
+        y = y * np.reshape(gamma, ch)
+    if beta is not None:
+        y = y + np.reshape(beta, ch)
+    stat = (x.shape[0], num_groups)
+    return (_finish(y.reshape(x.shape), x, out), mean.reshape(stat).astype(x.dtype),
+            invstd.reshape(stat).astype(x.dtype))
+
+
+def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None):
+    """Layer norm's gradient per (sample, group); dgamma, dbeta per channel.
+
+    The twin of :func:`fastbn.group_norm_backward` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
+    >>> y, m, s = reference.group_norm(x, 2)
+    >>> reference.group_norm_backward(np.ones_like(x), x, m, s, 2)[2]
+    array([1., 1., 1., 1.])
+    """
+    x5, ch = _grouped(x, num_groups, axis)
+    dy5 = np.reshape(dy, x5.shape)
+    stat = (x.shape[0], 1, num_groups, 1, 1)
+    xhat = (x5 - np.reshape(mean, stat)) * np.reshape(invstd, stat)
+    g = dy5 if gamma is None else dy5 * np.reshape(gamma, ch)
+    red = (1, 3, 4)
+    dx = np.reshape(invstd, stat) * (g - g.mean(axis=red, keepdims=True)
+                                     - xhat * (g * xhat).mean(axis=red, keepdims=True))
+    dgamma = (dy5 * xhat).sum(axis=(0, 1, 4)).reshape(-1).astype(x.dtype)
+    dbeta = dy5.sum(axis=(0, 1, 4)).reshape(-1).astype(x.dtype)
+    return _finish(dx.reshape(x.shape), x, out), dgamma, dbeta
+
+
+def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+    """Instance norm: group norm with one channel per group.
+
+    The twin of :func:`fastbn.instance_norm` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.instance_norm(np.array([[[1.0, 3.0]]]), eps=1e-12)[0]
+    array([[[-1.,  1.]]])
+    """
+    return group_norm(x, x.shape[axis], gamma, beta, axis=axis, eps=eps, out=out)
+
+
+def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+    """Group norm's gradient with one channel per group.
+
+    The twin of :func:`fastbn.instance_norm_backward` (same parameters and results), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[[1.0, 3.0]]])
+    >>> y, m, s = reference.instance_norm(x)
+    >>> reference.instance_norm_backward(np.ones_like(x), x, m, s)[2]
+    array([2.])
+    """
+    return group_norm_backward(dy, x, mean, invstd, x.shape[axis], gamma, axis=axis, out=out)

@@ -16,13 +16,23 @@ from fastbn.batchnorm import batch_norm_backward as batch_norm_backward
 from fastbn.batchnorm import batch_norm_infer as batch_norm_infer
 from fastbn.batchnorm import batch_norm_train as batch_norm_train
 from fastbn.clip import clip_by_norm as clip_by_norm
+from fastbn.norm import group_norm as group_norm
+from fastbn.norm import group_norm_backward as group_norm_backward
+from fastbn.norm import instance_norm as instance_norm
+from fastbn.norm import instance_norm_backward as instance_norm_backward
+from fastbn.norm import layer_norm as layer_norm
+from fastbn.norm import layer_norm_backward as layer_norm_backward
+from fastbn.norm import rms_norm as rms_norm
+from fastbn.norm import rms_norm_backward as rms_norm_backward
 from fastbn.clip import clip_grad_norm as clip_grad_norm
 from fastbn.clip import clip_grad_value as clip_grad_value
 from fastbn.clip import global_norm as global_norm
 
 __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "global_norm",
     "clip_grad_norm", "clip_grad_value", "clip_by_norm", "uniform", "normal", "truncated_normal",
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "orthogonal"]
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "orthogonal",
+    "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
+    "group_norm_backward", "instance_norm", "instance_norm_backward"]
 
 _Gen = np.random.Generator
 

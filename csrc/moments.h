@@ -1,0 +1,66 @@
+/*
+ * moments.h -- float64 statistics helpers shared by the normalization kernels.
+ *
+ * Shifted sums and Chan et al.'s pairwise merge (the statistics), and the backward coefficients
+ * of one group.  The normalization core (norm_body.h) uses these; batch norm's static copies in
+ * batchnorm_kernels.c (fb_shifted_result, fb_chan_step, fb_chan_merge, fb_grad_coefs,
+ * fb_threads_for) are the same code and are replaced by this header when batch norm moves onto
+ * the core.
+ */
+#ifndef FASTBN_MOMENTS_H
+#define FASTBN_MOMENTS_H
+
+#include "fastbn.h"
+#include "parallel.h"
+
+/* Mean and M2 of n values from their shifted sums S1 = sum(x - k), S2 = sum((x - k)^2). */
+static inline void fb_shifted_result(double k, double n, double s1, double s2, double *mean, double *m2)
+{
+    *mean = k + s1 / n;
+    double q = s2 - s1 * (s1 / n);
+    *m2 = q < 0.0 ? 0.0 : q;   /* rounding only; NaN stays NaN */
+}
+
+/* One step of Chan, Golub & LeVeque's update with weights wm = nb / (n + nb) and
+ * wq = n * nb / (n + nb), which depend on the counts alone. */
+static inline void fb_chan_step(double *mean, double *m2, double mb, double m2b, double wm, double wq)
+{
+    const double delta = mb - *mean;
+    *mean += delta * wm;
+    *m2 += m2b + delta * delta * wq;
+}
+
+/* Chan, Golub & LeVeque's update: fold (nb, mb, m2b) into (n, mean, m2). */
+static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb, double mb, double m2b)
+{
+    if (nb == 0.0) return;
+    if (*n == 0.0) {
+        *n = nb, *mean = mb, *m2 = m2b;
+        return;
+    }
+    const double nt = *n + nb;
+    fb_chan_step(mean, m2, mb, m2b, nb / nt, *n * nb / nt);
+    *n = nt;
+}
+
+/* Backward coefficients of one group from sdy = sum(gamma dy), sdyx = sum(gamma dy (x - mean)):
+ * dbeta, dgamma (for a group of one channel), and dx = dy * g + ((x - mean) * s + c) as
+ * coef = {s, g, c}. */
+static inline void fb_grad_coefs(double sdy, double sdyx, double count, double invstd, double gamma,
+                                 double *dbeta, double *dgamma, double coef[3])
+{
+    const double g = gamma * invstd;
+    *dbeta = sdy;
+    *dgamma = sdyx * invstd;
+    coef[0] = -g * invstd * invstd * (sdyx / count);
+    coef[1] = g;
+    coef[2] = -g * (sdy / count);
+}
+
+/* Threads for a call on n_elems elements: one below the pool's threshold (parallel.h). */
+static inline int fb_threads_for(int64_t n_elems, int n_threads)
+{
+    return (n_elems < FB_PAR_MIN_ELEMS || n_threads < 1) ? 1 : n_threads;
+}
+
+#endif /* FASTBN_MOMENTS_H */

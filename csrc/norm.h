@@ -1,0 +1,77 @@
+/*
+ * norm.h -- the normalization core: statistics per group of an (outer, mid, G, Cg, inner) view
+ * and an affine step per channel.
+ *
+ * Layout: x is C-contiguous with shape (outer, mid, C, inner), C = G * Cg channels in G groups of
+ * Cg consecutive channels.  Group (o, g) holds the mid * Cg * inner values x[o, :, g*Cg:(g+1)*Cg, :]
+ * (mid runs of Cg * inner contiguous values).  Every normalization is one such view:
+ *   layer / RMS norm on (R, D):  (R, 1, 1, D, 1)          groups are rows, channels the D columns
+ *   group norm NCHW:             (N, 1, G, C/G, H*W)
+ *   group norm NHWC:             (N, H*W, G, C/G, 1)
+ *   instance norm:               group norm with Cg = 1
+ *   batch norm (N, C, L):        (1, N, C, 1, L)         groups are channels
+ *
+ * Forward: per group mean and invstd = 1/sqrt(var + eps) (centered), or mean = 0 and
+ * invstd = 1/sqrt(mean(x^2) + eps) (RMS, not centered), in float64; then
+ * y = (x - mean) * invstd * gamma[ch] + beta[ch] (gamma, beta per channel, may be NULL).
+ * Backward: dx through the group statistics, and dgamma[ch] = sum(dy * xhat),
+ * dbeta[ch] = sum(dy) over every group (float64; dbeta may be NULL).
+ *
+ * Numerics are batch norm's (csrc/batchnorm_body.h): shifted float64 sums per segment of about
+ * 4096 values (or, channels-last, per column over 1024-row segments) merged by Chan's update in a
+ * fixed order; the elementwise pass in T with the mean split as mh + mlo -- except the forward
+ * of per-element coefficients on one run per group (layer/RMS norm), evaluated in float64 and
+ * rounded once.  With u the unit roundoff of T and s, c, g the element's coefficients
+ * (forward: s = invstd * gamma, c = beta), every output obeys
+ *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
+ *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
+ * (tests/norm_helpers.py checks exactly this).  float64 sums of squares overflow for
+ * |x| > ~1e154 in float64 data (as batch norm's).
+ * In place: y may be x, dx may be dy (exactly).  Results are bitwise identical for any n_threads
+ * and instruction-set path: tasks are fixed by the shape, partial sums merged in task order.
+ */
+#ifndef FASTBN_NORM_H
+#define FASTBN_NORM_H
+
+#include "fastbn.h"
+
+typedef struct {
+    int64_t outer, mid, G, Cg, inner;
+} fb_norm_view;
+
+#define T float
+#define FB_NORM_KERNEL(name, params, args) fb_status FB_CAT3(fb_norm_, name, _f32) params;
+#include "norm_kernels.def"
+#undef FB_NORM_KERNEL
+#undef T
+#define T double
+#define FB_NORM_KERNEL(name, params, args) fb_status FB_CAT3(fb_norm_, name, _f64) params;
+#include "norm_kernels.def"
+#undef FB_NORM_KERNEL
+#undef T
+
+/* One instruction set's kernels, one member per kernel and dtype. */
+typedef struct {
+#define T float
+#define FB_NORM_KERNEL(name, params, args) fb_status (*FB_CAT(name, _f32)) params;
+#include "norm_kernels.def"
+#undef FB_NORM_KERNEL
+#undef T
+#define T double
+#define FB_NORM_KERNEL(name, params, args) fb_status (*FB_CAT(name, _f64)) params;
+#include "norm_kernels.def"
+#undef FB_NORM_KERNEL
+#undef T
+} fb_norm_table;
+
+extern const fb_norm_table fb_norm_table_scalar;
+#if defined(FB_X86_ISAS)
+extern const fb_norm_table fb_norm_table_avx2;
+extern const fb_norm_table fb_norm_table_avx512;
+#endif
+
+/* Choose the instruction-set path (FB_ISA_*); 0, or -1 if it cannot run here. */
+int fb_norm_set_isa(int isa);
+int fb_norm_get_isa(void);
+
+#endif /* FASTBN_NORM_H */

@@ -1,0 +1,667 @@
+/*
+ * norm_body.h -- the normalization core for one element type.
+ *
+ * Included by norm_kernels.c once per dtype with FB_T, FB_DT, the vector of T (FB_TV*) and
+ * FB_VD_LOAD_T defined; norm.h has the layout, the guarantees and the error bound.
+ *
+ * Four pieces, each written once: group_moments (shifted float64 sums per segment, Chan-merged
+ * in order: the statistics of batch norm's slab path), the apply (y = (x - mh) * s + c', the
+ * mean split as mh + mlo and mlo folded into c', as batch norm's elementwise pass), the gradient
+ * sums (sum gamma dy and sum gamma dy (x - mean) per group, sum dy and sum dy xhat per channel)
+ * and the gradient apply (dx = dy g + ((x - mh) s + c')).  coef, make_coef, run_pair_sums,
+ * run_apply and run_grad_apply are the same code as batchnorm_body.h's, which they replace when
+ * batch norm moves onto this core.  Where x - mh could overflow in T (|mean| >= 2^102) the
+ * float64 formula is used.
+ */
+#define FN(name) FB_CAT3(name, _, FB_DT)
+#define T FB_T
+
+/* Forward: y = (x - m) * s + c.   Backward: dx = dy * g + ((x - m) * s + c). */
+typedef struct {
+    double m, s, g, c;   /* the float64 formula, used when `exact` */
+    T tm, ts, tg, tc;    /* the same in T, the mean split as tm + (m - tm), folded into tc */
+    int exact;
+} FN(coef);
+
+static FN(coef) FN(make_coef)(double m, double s, double g, double c)
+{
+    FN(coef) co;
+    co.m = m, co.s = s, co.g = g, co.c = c;
+    co.tm = (T)m;
+    co.ts = (T)s;
+    co.tg = (T)g;
+    co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
+    co.exact = isfinite(m) && fabs(m) >= 0x1p102;
+    return co;
+}
+
+/* s1 += w, s2 += w * d over a run in FB_LANES lanes (lane l takes i = l mod FB_LANES), with
+ * d = x - k and w = q if has_q, else d: the statistics' shifted sums, or the backward's
+ * sum(dy) and sum(dy (x - mean)).  The lanes' addition order does not depend on the ISA. */
+static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
+                                        const int has_q, int64_t n, double k,
+                                        double s1[FB_LANES], double s2[FB_LANES])
+{
+    const fb_vd kv = fb_vd_set1(k);
+    const int64_t full = n - n % FB_LANES;
+    for (int g = 0; g < FB_LANES; g += FB_LG) {
+        fb_vd a[FB_NVG], b[FB_NVG];
+        for (int j = 0; j < FB_NVG; j++)
+            a[j] = fb_vd_load_f64(s1 + g + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + g + j * FB_VD_W);
+        for (int64_t i = 0; i < full; i += FB_LANES) {
+            for (int j = 0; j < FB_NVG; j++) {
+                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
+                const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
+                a[j] = fb_vd_add(a[j], w);
+                b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);
+            }
+        }
+        for (int j = 0; j < FB_NVG; j++)
+            fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
+    }
+    for (int64_t i = full, l = 0; i < n; i++, l++) {
+        const double d = (double)x[i] - k, w = has_q ? (double)q[i] : d;
+        s1[l] += w;
+        s2[l] += w * d;
+    }
+}
+
+/* y = (x - m) * s + c over a run, one coefficient set; y may be x (read before written). */
+static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream)
+{
+    int64_t i = 0;
+    if (co->exact) {
+        const double em = co->m, es = co->s, ec = co->c;
+        for (; i < n; i++) y[i] = (T)(((double)x[i] - em) * es + ec);
+        return;
+    }
+    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
+    int64_t head, stop;
+    if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
+    }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
+#undef FB_APPLY
+    for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+}
+
+/* dx = dy * g + ((x - m) * s + c) over a run, one coefficient set; dx may be dy. */
+static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const FN(coef) *co,
+                               int stream)
+{
+    int64_t i = 0;
+    if (co->exact) {
+        const double em = co->m, es = co->s, eg = co->g, ec = co->c;
+        for (; i < n; i++) dx[i] = (T)((double)dy[i] * eg + (((double)x[i] - em) * es + ec));
+        return;
+    }
+    const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
+    const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
+                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+    int64_t head, stop;
+    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
+        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
+    }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
+#undef FB_GRAD
+    for (; i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
+}
+
+/* One row of the columns layout: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) *
+ * ts + tc), every coefficient per element (batch norm's rows-path row_apply, which this one
+ * replaces at the move).  yr may be xr or gr (in place, elementwise). */
+static void FN(row_apply)(const T *xr, const T *gr, T *yr, int64_t w, const T *FB_RESTRICT tm,
+                          const T *FB_RESTRICT ts, const T *FB_RESTRICT tg,
+                          const T *FB_RESTRICT tc, int stream)
+{
+#define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
+#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
+                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
+#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
+    int64_t v = 0, head, stop;
+    const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
+    if (!gr) {
+        if (nt) {
+            for (; v < head; v++) yr[v] = FB_ROW_T(v);
+            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
+        }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
+        for (; v < w; v++) yr[v] = FB_ROW_T(v);
+    } else {
+        if (nt) {
+            for (; v < head; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
+        }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
+        for (; v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+    }
+#undef FB_ROW_T
+#undef FB_ROW_V
+#undef FB_ROW_G
+}
+
+/* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element. */
+static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const T *FB_RESTRICT tg,
+                                const FN(coef) *co, int stream)
+{
+    const T tm = co->tm, ts = co->ts, tc = co->tc;
+    const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
+#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(tg + (i))),                  \
+                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+    int64_t i = 0, head, stop;
+    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
+        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_E(i));
+    }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_E(i));
+#undef FB_E
+    for (; i < n; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
+}
+
+/* ---- moments: one group's statistics ------------------------------------------------------ */
+
+/* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
+ * `stride` apart.  Segments of pieces (at most FB_SEG values of a run) until FB_SEG values or the
+ * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path. */
+static void FN(group_moments)(const T *base, int64_t mid, int64_t L, int64_t stride, int centered,
+                              double *mean, double *var)
+{
+    double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
+    int64_t m = 0, p = 0;
+    while (m < mid) {
+        double s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
+        const double k = centered ? (double)base[m * stride + p] : 0.0;
+        int64_t count = 0;
+        while (m < mid && count < FB_SEG) {
+            const int64_t len = L - p < FB_SEG ? L - p : FB_SEG;
+            FN(run_pair_sums)(base + m * stride + p, NULL, 0, len, k, s1, s2);
+            count += len, p += FB_SEG;
+            if (p >= L) p = 0, m++;
+        }
+        if (centered) {
+            double smu, sm2;
+            fb_shifted_result(k, (double)count, fb_lanes_total(s1), fb_lanes_total(s2), &smu, &sm2);
+            fb_chan_merge(&n, &mu, &m2, (double)count, smu, sm2);
+        } else {
+            sq += fb_lanes_total(s2);
+            n += (double)count;
+        }
+    }
+    *mean = centered ? mu : 0.0;
+    *var = (centered ? m2 : sq) / n;
+}
+
+/* ---- forward: statistics, then the apply while the group is in cache ----------------------- */
+
+typedef struct {
+    const fb_norm_plan *p;
+    const T *x;
+    T *y;
+    const T *gamma, *beta;
+    double eps;
+    int centered, stream;
+    double *mean, *invstd;
+} FN(fwd_ctx);
+
+/* The channel of element i of a run (elementwise mode), relative to the group's first. */
+#define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
+
+static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
+    const T *xb = k->x + off;
+    T *yb = k->y + off;
+    double mu, var;
+    FN(group_moments)(xb, mid, L, stride, k->centered, &mu, &var);
+    const double r = 1.0 / sqrt(var + k->eps);
+    k->mean[o * p->v.G + g] = mu, k->invstd[o * p->v.G + g] = r;
+    if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */
+        for (int64_t m = 0; m < mid; m++)
+            for (int64_t c = 0; c < Cg; c++) {
+                const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] * r : r,
+                                                  0.0, k->beta ? (double)k->beta[c0 + c] : 0.0);
+                FN(run_apply)(xb + m * stride + c * inner, yb + m * stride + c * inner, inner, &co,
+                              k->stream);
+            }
+        return;
+    }
+    /* Per-element coefficients with per-group statistics: they would change with every group,
+     * so the float64 formula y = (x - mean) * (gamma r) + beta is evaluated instead (rounded
+     * once: within the bound of norm.h, cheaper than rounding s and c to T, and without gamma
+     * or beta bitwise the same as with ones and zeros). */
+    const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
+    for (int64_t m = 0; m < mid; m++) {
+        const T *xr = xb + m * stride;
+        T *yr = yb + m * stride;
+        if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
+            for (int64_t e = 0; e < L; e++)
+                yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + (double)bt[e]);
+        } else if (inner == 1 && gm) {
+            for (int64_t e = 0; e < L; e++) yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + 0.0);
+        } else if (!gm && !bt) {
+            for (int64_t e = 0; e < L; e++) yr[e] = (T)(((double)xr[e] - mu) * r + 0.0);
+        } else {
+            for (int64_t e = 0; e < L; e++) {
+                const int64_t c = FB_ELEM_CH(e);
+                const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
+                yr[e] = (T)(((double)xr[e] - mu) * sc + b);
+            }
+        }
+    }
+}
+
+static void FN(forward_task)(void *vctx, int64_t task)
+{
+    const FN(fwd_ctx) *k = (const FN(fwd_ctx) *)vctx;
+    const fb_norm_plan *p = k->p;
+    const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
+    const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g);
+    if (k->stream) fb_stream_fence();
+}
+
+/* ---- the columns layout: a sample as mid rows of V = C * inner columns ---------------------- */
+
+/* Per-chunk scratch of the columns layout: 6 V doubles and 4 V values of T. */
+typedef struct {
+    fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
+    const fb_norm_plan *p;
+    const T *x, *dy;
+    T *y;
+    const T *gamma, *beta;
+    double eps;
+    int centered, stream;
+    const double *mean_in, *invstd_in;   /* backward */
+    double *mean, *invstd;               /* forward */
+    double *dw;                          /* n_chunks * 6V */
+    T *tw;                               /* n_chunks * 4V */
+} FN(cols_ctx);
+
+/* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
+ * em, es, ec, eg receive the float64 formula; returns 1 if the group needs it. */
+static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double mu, double s,
+                          double r, double c, int grad, T *tm, T *ts, T *tg, T *tc, double *em,
+                          double *es, double *eg, double *ec)
+{
+    const int64_t inner = k->p->v.inner;
+    const FN(coef) co = FN(make_coef)(mu, s, r, c);
+    for (int64_t v = v0; v < v0 + L; v++) {
+        const int64_t ch = v / inner;
+        const double gm = k->gamma ? (double)k->gamma[ch] : 1.0;
+        if (grad) {   /* dx = dy (gamma r) + ((x - m) s + c) */
+            tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (T)(gm * r);
+            em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
+        } else {      /* y = (x - m) (gamma r) + beta: make_coef per column */
+            const FN(coef) cc = FN(make_coef)(mu, gm * r, 0.0, k->beta ? (double)k->beta[ch] : 0.0);
+            tm[v] = cc.tm, ts[v] = cc.ts, tc[v] = cc.tc;
+            em[v] = mu, es[v] = cc.s, ec[v] = cc.c;
+        }
+    }
+    return co.exact;
+}
+
+static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const T *xs, const T *gs, T *ys, int exact,
+                                const T *tm, const T *ts, const T *tg, const T *tc,
+                                const double *em, const double *es, const double *eg,
+                                const double *ec)
+{
+    const int64_t V = k->p->P, mid = k->p->v.mid;
+    for (int64_t m = 0; m < mid; m++) {
+        const T *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
+        T *yr = ys + m * V;
+        if (!exact) {
+            FN(row_apply)(xr, gr, yr, V, tm, ts, tg, tc, k->stream);
+            continue;
+        }
+        for (int64_t v = 0; v < V; v++) {
+            const double t = ((double)xr[v] - em[v]) * es[v] + ec[v];
+            yr[v] = (T)(gr ? (double)gr[v] * eg[v] + t : t);
+        }
+    }
+}
+
+static void FN(cols_forward_task)(void *vctx, int64_t ch)
+{
+    const FN(cols_ctx) *k = (const FN(cols_ctx) *)vctx;
+    const fb_norm_plan *p = k->p;
+    const int64_t V = p->P, mid = p->v.mid, G = p->v.G, L = p->L, o0 = ch * p->OC;
+    const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    double *sh = k->dw + ch * 6 * V, *s1 = sh + V, *s2 = s1 + V, *cm = s2 + V, *cq = cm + V;
+    double *eg = cq + V;
+    T *tm = k->tw + ch * 4 * V, *ts = tm + V, *tc = ts + V;
+    for (int64_t o = o0; o < o1; o++) {
+        const T *xs = k->x + o * p->per_outer;
+        /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
+         * (the merge weights depend on the counts alone: one step for every column). */
+        double n = 0.0;
+        for (int64_t r0 = 0; r0 < mid; r0 += FB_COLS_ROWS) {
+            const int64_t r1 = r0 + FB_COLS_ROWS < mid ? r0 + FB_COLS_ROWS : mid;
+            const double cnt = (double)(r1 - r0);
+            for (int64_t v = 0; v < V; v++)
+                sh[v] = k->centered ? (double)xs[r0 * V + v] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
+            for (int64_t r = r0; r < r1; r++) {
+                const T *FB_RESTRICT xr = xs + r * V;
+                for (int64_t v = 0; v < V; v++) {
+                    const double d = (double)xr[v] - sh[v];
+                    s1[v] += d;
+                    s2[v] += d * d;
+                }
+            }
+            if (!k->centered) {
+                for (int64_t v = 0; v < V; v++) cq[v] = n == 0.0 ? s2[v] : cq[v] + s2[v];
+            } else if (n == 0.0) {
+                for (int64_t v = 0; v < V; v++) fb_shifted_result(sh[v], cnt, s1[v], s2[v], &cm[v], &cq[v]);
+            } else {
+                const double nt = n + cnt, wm = cnt / nt, wq = n * cnt / nt;
+                for (int64_t v = 0; v < V; v++) {
+                    double mb, m2b;
+                    fb_shifted_result(sh[v], cnt, s1[v], s2[v], &mb, &m2b);
+                    fb_chan_step(&cm[v], &cq[v], mb, m2b, wm, wq);
+                }
+            }
+            n += cnt;
+        }
+        /* Each group: its columns merged in order, then its coefficients per column. */
+        int exact = 0;
+        for (int64_t g = 0; g < G; g++) {
+            double nn = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
+            for (int64_t v = g * L; v < (g + 1) * L; v++) {
+                if (k->centered) fb_chan_merge(&nn, &mu, &m2, n, cm[v], cq[v]);
+                else sq += cq[v], nn += n;
+            }
+            const double var = (k->centered ? m2 : sq) / nn, r = 1.0 / sqrt(var + k->eps);
+            k->mean[o * G + g] = k->centered ? mu : 0.0, k->invstd[o * G + g] = r;
+            exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,
+                                    tc, sh, s1, eg, s2);
+        }
+        FN(cols_apply_rows)(k, xs, NULL, k->y + o * p->per_outer, exact, tm, ts, NULL, tc, sh, s1,
+                            eg, s2);
+    }
+    if (k->stream) fb_stream_fence();
+}
+
+static void FN(cols_backward_task)(void *vctx, int64_t ch)
+{
+    const FN(cols_ctx) *k = (const FN(cols_ctx) *)vctx;
+    const fb_norm_plan *p = k->p;
+    const int64_t V = p->P, mid = p->v.mid, G = p->v.G, L = p->L, o0 = ch * p->OC;
+    const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    double *vm = k->dw + ch * 6 * V, *s1 = vm + V, *s2 = s1 + V, *es = s2 + V, *ec = es + V;
+    double *eg = ec + V;
+    T *tm = k->tw + ch * 4 * V, *ts = tm + V, *tg = ts + V, *tc = tg + V;
+    double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
+    const double n = (double)p->n;
+    for (int64_t o = o0; o < o1; o++) {
+        const T *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
+        for (int64_t v = 0; v < V; v++)
+            vm[v] = k->centered ? k->mean_in[o * G + v / L] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
+        for (int64_t r = 0; r < mid; r++) {
+            const T *FB_RESTRICT xr = xs + r * V, *FB_RESTRICT gr = gs + r * V;
+            for (int64_t v = 0; v < V; v++) {
+                const double dyv = (double)gr[v];
+                s1[v] += dyv;
+                s2[v] += dyv * ((double)xr[v] - vm[v]);
+            }
+        }
+        int exact = 0;
+        for (int64_t g = 0; g < G; g++) {
+            const double r = k->invstd_in[o * G + g], mu = vm[g * L];
+            double A = 0.0, B = 0.0, coef[3], unused;
+            for (int64_t v = g * L; v < (g + 1) * L; v++) {
+                const double w = k->gamma ? (double)k->gamma[v / p->v.inner] : 1.0;
+                A += w * s1[v], B += w * s2[v];
+                pdb[v] = o == o0 ? s1[v] : pdb[v] + s1[v];
+                pdg[v] = o == o0 ? s2[v] * r : pdg[v] + s2[v] * r;
+            }
+            fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
+            if (!k->centered) coef[2] = 0.0;
+            exact |= FN(cols_coefs)(k, g * L, L, mu, coef[0], r, coef[2], 1, tm, ts, tg, tc, vm, es,
+                                    eg, ec);
+        }
+        FN(cols_apply_rows)(k, xs, gs, k->y + o * p->per_outer, exact, tm, ts, tg, tc, vm, es, eg,
+                            ec);
+    }
+    if (k->stream) fb_stream_fence();
+}
+
+/* ---- public kernels ----------------------------------------------------------------------- */
+
+static fb_status FN(forward)(const T *x, T *y, const fb_norm_view *v, const T *gamma, const T *beta,
+                             double eps, int centered, double *mean, double *invstd, int n_threads)
+{
+    if (!fb_norm_view_ok(v)) return FB_EINVAL;
+    const fb_norm_plan p = fb_norm_plan_make(v);
+    if (v->outer == 0 || v->G == 0) return FB_OK;
+    if (p.n == 0) return FB_EINVAL;
+    const int64_t total = v->outer * p.per_outer;
+    const int stream = fb_stream_output(total * (int64_t)sizeof(T));
+    if (p.columns) {
+        double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
+        T *tw = (T *)malloc(sizeof(T) * 4 * (size_t)(p.n_chunks * p.P));
+        if (!dw || !tw) {
+            free(dw), free(tw);
+            return FB_ENOMEM;
+        }
+        FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
+                          stream, NULL, NULL, mean, invstd, dw, tw};
+        fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(cols_forward_task), &c);
+        free(dw), free(tw);
+        return FB_OK;
+    }
+    FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd};
+    fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(forward_task), &k);
+    return FB_OK;
+}
+
+/* ---- backward: gradient sums, then the gradient apply while the group is in cache ---------- */
+
+typedef struct {
+    fb_norm_merge mg;           /* the partial sums (per chunk, P each) and the results */
+    const fb_norm_plan *p;
+    const T *dy, *x;
+    T *dx;
+    const double *mean, *invstd;
+    const T *gamma;
+    int centered, stream;
+} FN(bwd_ctx);
+
+/* Partial per-channel sums: the chunk's first group assigns, the others add (so that one group
+ * gives its own sum bit for bit, -0 included). */
+#define FB_PART(dst, val) ((dst) = first ? (val) : (dst) + (val))
+
+static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
+                               double *pdb, int first)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
+    const T *xb = k->x + off, *gb = k->dy + off;
+    T *db = k->dx + off;
+    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
+    const T *gm = k->gamma ? k->gamma + c0 : NULL;
+    double coef[3], unused;
+    if (!p->elementwise) {
+        double A = 0.0, B = 0.0;
+        for (int64_t c = 0; c < Cg; c++) {
+            double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
+            for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
+                for (int64_t s = 0; s < inner; s += FB_SEG)
+                    FN(run_pair_sums)(xb + m * stride + c * inner + s, gb + m * stride + c * inner + s,
+                                      1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
+            const double t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
+            if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
+                double dbeta, dgamma;
+                fb_grad_coefs(t1, t2, n, r, gm ? (double)gm[0] : 1.0, &dbeta, &dgamma, coef);
+                FB_PART(pdb[c0], dbeta);
+                FB_PART(pdg[c0], dgamma);
+            } else {
+                const double w = gm ? (double)gm[c] : 1.0;
+                A += w * t1, B += w * t2;
+                FB_PART(pdb[c0 + c], t1);
+                FB_PART(pdg[c0 + c], t2 * r);
+            }
+        }
+        if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
+        if (!k->centered) coef[2] = 0.0;
+        for (int64_t m = 0; m < mid; m++)
+            for (int64_t c = 0; c < Cg; c++) {
+                const double gc = Cg == 1 ? coef[1] : (gm ? (double)gm[c] * r : r);
+                const FN(coef) co = FN(make_coef)(mu, coef[0], gc, coef[2]);
+                const int64_t at = m * stride + c * inner;
+                FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream);
+            }
+        return;
+    }
+    /* Elementwise: lanes over the run for the group's sums, per-element partials. */
+    double la[FB_LANES] = {0}, lb[FB_LANES] = {0};
+    double *qdg = pdg + g * L, *qdb = pdb + g * L;
+    for (int64_t m = 0; m < mid; m++) {
+        const T *xr = xb + m * stride, *gr = gb + m * stride;
+        const int fst = first && m == 0;
+        const int64_t full = L - L % FB_LANES;
+        if (inner == 1 && gm) {   /* layer and RMS norm: whole lane rounds, written to vectorize */
+            for (int64_t e0 = 0; e0 < full; e0 += FB_LANES)
+                for (int l = 0; l < FB_LANES; l++) {
+                    const double dyv = (double)gr[e0 + l], d = (double)xr[e0 + l] - mu;
+                    const double wv = (double)gm[e0 + l] * dyv;
+                    la[l] += wv;
+                    lb[l] += wv * d;
+                }
+        }
+        for (int64_t e0 = inner == 1 && gm ? full : 0; e0 < L; e0 += FB_LANES) {
+            const int64_t w = L - e0 < FB_LANES ? L - e0 : FB_LANES;
+            for (int64_t l = 0; l < w; l++) {
+                const int64_t e = e0 + l;
+                const double dyv = (double)gr[e], d = (double)xr[e] - mu;
+                const double wv = gm ? (double)gm[FB_ELEM_CH(e)] * dyv : dyv;
+                la[l] += wv;
+                lb[l] += wv * d;
+            }
+        }
+        if (fst) {   /* the per-element partials of dbeta and dgamma */
+            for (int64_t e = 0; e < L; e++) {
+                const double dyv = (double)gr[e];
+                qdb[e] = dyv;
+                qdg[e] = dyv * ((double)xr[e] - mu) * r;
+            }
+        } else {
+            for (int64_t e = 0; e < L; e++) {
+                const double dyv = (double)gr[e];
+                qdb[e] += dyv;
+                qdg[e] += dyv * ((double)xr[e] - mu) * r;
+            }
+        }
+    }
+    fb_grad_coefs(fb_lanes_total(la), fb_lanes_total(lb), n, r, 1.0, &unused, &unused, coef);
+    if (!k->centered) coef[2] = 0.0;
+    const FN(coef) co = FN(make_coef)(mu, coef[0], r, coef[2]);
+    if (!gm) {
+        for (int64_t m = 0; m < mid; m++)
+            FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream);
+        return;
+    }
+    T tg[FB_EBLK];
+    for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
+        const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
+        if (co.exact) {
+            for (int64_t m = 0; m < mid; m++)
+                for (int64_t e = e0; e < e0 + w; e++) {
+                    const int64_t at = m * stride + e;
+                    db[at] = (T)((double)gb[at] * ((double)gm[FB_ELEM_CH(e)] * r) +
+                                 (((double)xb[at] - mu) * coef[0] + coef[2]));
+                }
+            continue;
+        }
+        for (int64_t e = 0; e < w; e++) tg[e] = (T)((double)gm[FB_ELEM_CH(e0 + e)] * r);
+        for (int64_t m = 0; m < mid; m++)
+            FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
+                                tg, &co, k->stream);
+    }
+}
+#undef FB_PART
+
+static void FN(backward_task)(void *vctx, int64_t task)
+{
+    const FN(bwd_ctx) *k = (const FN(bwd_ctx) *)vctx;
+    const fb_norm_plan *p = k->p;
+    const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
+    const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    for (int64_t o = o0; o < o1; o++)
+        FN(backward_group)(k, o, g, k->mg.pdg + ch * p->P, k->mg.pdb + ch * p->P, o == o0);
+    if (k->stream) fb_stream_fence();
+}
+
+/* dgamma, dbeta: the chunks' partial sums added in chunk order, then (elementwise mode with
+ * inner > 1) each channel's inner positions in order. */
+static void FN(backward_then)(void *vctx)
+{
+    const fb_norm_merge *k = (const fb_norm_merge *)vctx;   /* either layout's context */
+    const fb_norm_plan *p = k->p;
+    double *dg = k->pdg, *dbs = k->pdb;
+    for (int64_t ch = 1; ch < p->n_chunks; ch++)
+        for (int64_t i = 0; i < p->P; i++) dg[i] += dg[ch * p->P + i], dbs[i] += dbs[ch * p->P + i];
+    const int64_t per = p->P / p->C;
+    for (int64_t c = 0; c < p->C; c++) {
+        double a = dg[c * per], b = dbs[c * per];
+        for (int64_t i = 1; i < per; i++) a += dg[c * per + i], b += dbs[c * per + i];
+        k->dgamma[c] = a;
+        if (k->dbeta) k->dbeta[c] = b;
+    }
+}
+
+static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view *v,
+                              const double *mean, const double *invstd, const T *gamma,
+                              int centered, double *dgamma, double *dbeta, int n_threads)
+{
+    if (!fb_norm_view_ok(v)) return FB_EINVAL;
+    const fb_norm_plan p = fb_norm_plan_make(v);
+    if (p.C == 0) return FB_OK;
+    if (v->outer == 0) {   /* no groups: the parameters' gradients are sums over nothing */
+        for (int64_t c = 0; c < p.C; c++) {
+            dgamma[c] = 0.0;
+            if (dbeta) dbeta[c] = 0.0;
+        }
+        return FB_OK;
+    }
+    if (p.n == 0) return FB_EINVAL;
+    const size_t nP = (size_t)(p.n_chunks * p.P);
+    double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
+    T *tw = p.columns ? (T *)malloc(sizeof(T) * 4 * nP) : NULL;
+    if (!scratch || (p.columns && !tw)) {
+        free(scratch), free(tw);
+        return FB_ENOMEM;
+    }
+    const int64_t total = v->outer * p.per_outer;
+    const int stream = fb_stream_output(total * (int64_t)sizeof(T));
+    const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
+    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream};
+    FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
+                      scratch + 2 * nP, tw};
+    const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
+                            p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
+    fb_parallel_phases(&phase, 1, fb_threads_for(total, n_threads));
+    free(scratch), free(tw);
+    return FB_OK;
+}
+
+#undef FB_ELEM_CH
+#undef FN
+#undef T
+#undef FB_T
+#undef FB_DT
+#undef FB_TV
+#undef FB_TV_W
+#undef FB_TV_SET1
+#undef FB_TV_LOAD
+#undef FB_TV_STORE
+#undef FB_TV_STREAM
+#undef FB_TV_ADD
+#undef FB_TV_SUB
+#undef FB_TV_MUL
+#undef FB_VD_LOAD_T

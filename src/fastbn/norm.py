@@ -1,0 +1,577 @@
+"""Layer, RMS, group and instance normalization for NumPy arrays, on one core.
+
+Every function here is statistics per group of an (outer, mid, G, Cg, inner) view of ``x`` and an
+affine step per channel (``csrc/norm.h``).  One validator per public function builds a plan -- the
+view, the axes, the dtype, the shapes of the statistics and the parameters -- with the checks
+written once in this module and shared by all the norms; the kernels are reached through the
+Cython module ``fastbn._norm``.  The plain-NumPy twins are in :mod:`fastbn.reference`.
+"""
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from fastbn import _config, _norm
+from fastbn import _validation as v
+
+_config._register(_norm)
+
+__all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
+           "group_norm_backward", "instance_norm", "instance_norm_backward"]
+
+# view: (outer, mid, G, Cg, inner) of the kernel array; perm: the transpose of x that the kernel
+# array is (None: x itself); kshape: its shape; stat_shape, param_shape: of mean/invstd and of
+# gamma/beta; what: how param_shape is described in messages.
+_Plan = namedtuple("_Plan", ["dtype", "view", "perm", "kshape", "stat_shape", "param_shape", "what"])
+
+
+def _input(x, min_ndim):
+    x = v.float_array_any_order(x, "x")
+    if x.ndim < min_ndim:
+        raise ValueError(f"x: expected an array with at least {min_ndim} dimension"
+                         f"{'s' if min_ndim > 1 else ''}, got {x.ndim}-d shape {x.shape}")
+    return x
+
+
+def _axes(axis, ndim):
+    """The normalized axes: an int or a tuple (or list) of ints, each in range, none twice;
+    returned in increasing order."""
+    items = list(axis) if isinstance(axis, (tuple, list)) else [axis]
+    if not items:
+        raise ValueError("axis: expected at least one axis, got an empty sequence")
+    axes = [v.normalize_axis(a, ndim) for a in items]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis: expected distinct axes, got {axis!r} (for a {ndim}-d array)")
+    return sorted(axes)
+
+
+def _trailing_plan(x, axis):
+    """Layer and RMS norm: statistics over the axes `axis`, per index of the others."""
+    x = _input(x, 1)
+    axes = _axes(axis, x.ndim)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    param_shape = tuple(x.shape[a] for a in axes)
+    D = math.prod(param_shape)
+    if D == 0:
+        raise ValueError(f"x: the normalized axes {tuple(axes)} hold no values (shape {x.shape})")
+    perm = tuple(rest + axes)
+    stat_shape = tuple(x.shape[i] for i in rest)
+    plan = _Plan(v.native_dtype(x.dtype), (math.prod(stat_shape), 1, 1, D, 1),
+                 None if perm == tuple(range(x.ndim)) else perm, tuple(x.shape[i] for i in perm),
+                 stat_shape, param_shape, "the shape of the normalized axes of x")
+    return x, plan
+
+
+def _group_plan(x, num_groups, axis):
+    """Group norm (instance norm: num_groups None, one channel per group): statistics per
+    (sample along axis 0, group of channels along `axis`)."""
+    x = _input(x, 2)
+    axis = v.normalize_axis(axis, x.ndim)
+    if axis == 0:
+        raise ValueError("axis: expected a channel axis other than 0 (axis 0 is the samples)")
+    C = x.shape[axis]
+    if num_groups is None:
+        G = C
+    else:
+        G = v.integer(num_groups, "num_groups", minimum=1)
+        if C % G:
+            raise ValueError(f"num_groups: expected a divisor of the {C} channels along axis "
+                             f"{axis}, got {G}")
+    mid, inner = math.prod(x.shape[1:axis]), math.prod(x.shape[axis + 1:])
+    if C == 0 or mid * inner == 0:
+        raise ValueError(f"x: the groups hold no values (shape {x.shape}, channel axis {axis})")
+    plan = _Plan(v.native_dtype(x.dtype), (x.shape[0], mid, G, C // G, inner), None, x.shape,
+                 (x.shape[0], G), (C,), "one value per channel")
+    return x, plan
+
+
+def _param(a, name, plan):
+    """``a`` (gamma or beta) checked against the plan, as given (for the overlap checks)."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a, dtype=plan.dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected an array of shape {plan.param_shape} ({e})") from None
+    v.same_dtype_any_order(a, name, plan.dtype)
+    if a.shape != plan.param_shape:
+        raise ValueError(f"{name}: expected shape {plan.param_shape} ({plan.what}), got {a.shape}")
+    return a
+
+
+def _stat(a, name, plan):
+    """A statistic of the forward pass (mean, invstd, invrms): the plan's stat_shape, x's dtype."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a, dtype=plan.dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"{name}: expected an array of shape {plan.stat_shape} ({e})") from None
+    v.same_dtype_any_order(a, name, plan.dtype)
+    if a.shape != plan.stat_shape:
+        raise ValueError(f"{name}: expected shape {plan.stat_shape} (as the forward pass returns "
+                         f"it), got {a.shape}")
+    return a
+
+
+def _kernel(a, plan, perm=False):
+    """``a`` as the kernels read it: C-contiguous native, transposed by the plan if ``perm``."""
+    if a is None:
+        return None
+    if perm and plan.perm is not None:
+        a = a.transpose(plan.perm)
+    return np.ascontiguousarray(a, dtype=plan.dtype)
+
+
+def _buffers(out, x, plan):
+    """(buf, target): the kernel writes ``buf`` (C-contiguous, native, the kernel layout); the
+    caller gets ``target``, ``out`` or a new array in the memory order of ``x``."""
+    target = np.empty_like(x, dtype=plan.dtype, subok=False) if out is None else out
+    if plan.perm is None and target.flags.c_contiguous and target.dtype.isnative:
+        return target, target
+    return np.empty(plan.kshape, dtype=plan.dtype), target
+
+
+def _deliver(buf, target, plan):
+    if buf is not target:
+        inverse = None if plan.perm is None else tuple(np.argsort(plan.perm))
+        np.copyto(target, buf if inverse is None else buf.transpose(inverse))
+    return target
+
+
+def _forward(x, plan, gamma, beta, eps, out, centered):
+    """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype."""
+    g = _param(gamma, "gamma", plan)
+    b = _param(beta, "beta", plan)
+    eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, plan.dtype)
+    in_place = out is not None and v.same_view(out, x)
+    v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    xk = _kernel(x, plan, perm=True)
+    buf, target = _buffers(out, x, plan)
+    n_stats = plan.view[0] * plan.view[2]
+    mean, invstd = np.empty(n_stats), np.empty(n_stats)
+    if x.size:
+        _norm.forward(xk, buf, plan.view, _kernel(g, plan), _kernel(b, plan), eps, centered, mean,
+                      invstd, _config.get_num_threads())
+    y = _deliver(buf, target, plan)
+    return (y, mean.reshape(plan.stat_shape).astype(plan.dtype),
+            invstd.reshape(plan.stat_shape).astype(plan.dtype))
+
+
+def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
+    """Validate the rest of a backward call, then run it: (dx, dgamma, dbeta) in x's dtype."""
+    dy = v.float_array_any_order(dy, "dy")
+    v.same_dtype_any_order(dy, "dy", plan.dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
+    mean = _stat(mean, "mean", plan) if centered else None
+    invstd = _stat(invstd, "invstd" if centered else "invrms", plan)
+    g = _param(gamma, "gamma", plan)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, plan.dtype)
+    in_place = out is not None and v.same_view(out, dy)
+    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
+                                  ("invstd", invstd), ("gamma", g)])
+    dyk, xk = _kernel(dy, plan, perm=True), _kernel(x, plan, perm=True)
+    buf, target = _buffers(out, x, plan)
+    C = plan.view[2] * plan.view[3]
+    dgamma, dbeta = np.empty(C), np.empty(C)
+    m = None if mean is None else np.ascontiguousarray(mean, dtype=np.float64)
+    _norm.backward(dyk, xk, buf, plan.view, m, np.ascontiguousarray(invstd, dtype=np.float64),
+                   _kernel(g, plan), centered, dgamma, dbeta if centered else None,
+                   _config.get_num_threads())
+    dx = _deliver(buf, target, plan)
+    return (dx, dgamma.reshape(plan.param_shape).astype(plan.dtype),
+            dbeta.reshape(plan.param_shape).astype(plan.dtype))
+
+
+def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
+    """Layer normalization (Ba, Kiros & Hinton 2016): statistics over the axes ``axis``.
+
+    For every index of the other axes, over the values along ``axis``::
+
+        mean   = mean(x)
+        invstd = 1 / sqrt(mean((x - mean)**2) + eps)         # biased variance
+        y      = (x - mean) * invstd * gamma + beta
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 1
+        Any strides and byte order (others than C-contiguous native are copied first).
+    gamma, beta : array_like, optional
+        Scale and shift of the shape of the normalized axes of ``x`` (in increasing axis
+        order), dtype of ``x``.  None means no affine part (1 and 0).
+    axis : int or tuple of ints, default -1
+        The normalized axes (Keras's convention): PyTorch's ``normalized_shape=(D,)`` is
+        ``axis=-1``, ``(H, W)`` is ``axis=(-2, -1)``.  Distinct and in range.
+    eps : float > 0, default 1e-5
+        Added to the variance.
+    out : ndarray, optional
+        Where to write ``y`` (shape and dtype of ``x``); shares no memory with an input except
+        ``out=x`` exactly (in place, bitwise the same result).
+
+    Returns
+    -------
+    y : ndarray
+        Shape and dtype of ``x``.
+    mean, invstd : ndarray
+        Shape of ``x`` with the normalized axes removed, dtype of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (an axis out of range or repeated, a ``gamma`` of the wrong shape,
+        ``eps <= 0``, normalized axes holding no values), named in the message; nothing is
+        written then.
+
+    Notes
+    -----
+    Statistics in float64 (shifted sums, Chan's merge), so data whose mean is far from zero
+    lose no digits (float32 at mean/std 1e6: within 1e-4 of float64).  Per element,
+    ``|y - y*| <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|`` with ``s = invstd * gamma``,
+    ``c = beta`` and u the unit roundoff of the dtype (csrc/norm.h); the same bound holds for
+    every function here.  Bitwise identical results for any thread count and instruction set.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 3.0], [10.0, 30.0]], dtype=np.float32)
+    >>> y, mean, invstd = fastbn.layer_norm(x, eps=1e-12)
+    >>> y
+    array([[-1.,  1.],
+           [-1.,  1.]], dtype=float32)
+    >>> mean
+    array([ 2., 20.], dtype=float32)
+    >>> fastbn.layer_norm(np.ones((2, 3, 4)), np.ones((3, 4)), axis=(1, 2))[1].shape
+    (2,)
+    """
+    x, plan = _trailing_plan(x, axis)
+    return _forward(x, plan, gamma, beta, eps, out, True)
+
+
+def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
+    """Gradients of :func:`layer_norm` with respect to x, gamma and beta.
+
+    With ``xhat = (x - mean) * invstd``, ``g = dy * gamma`` and n values per group::
+
+        dx     = invstd * (g - mean(g) - xhat * mean(g * xhat))
+        dgamma = sum(dy * xhat)          # over every index of the other axes
+        dbeta  = sum(dy)
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of the loss with respect to ``y``: shape and dtype of ``x``.
+    x : ndarray of float32 or float64
+        The input of the forward pass (any strides and byte order).
+    mean, invstd : array_like
+        As :func:`layer_norm` returned them.
+    gamma : array_like, optional
+        The forward pass's scale; None means 1.
+    axis : int or tuple of ints, default -1
+    out : ndarray, optional
+        Where to write ``dx``; shares no memory with an input except ``out=dy`` exactly.
+
+    Returns
+    -------
+    dx : ndarray
+        Shape and dtype of ``x``.
+    dgamma, dbeta : ndarray
+        Shape of the normalized axes (also when ``gamma`` is None), dtype of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 3.0], [10.0, 30.0]])
+    >>> y, mean, invstd = fastbn.layer_norm(x)
+    >>> dx, dgamma, dbeta = fastbn.layer_norm_backward(np.ones_like(x), x, mean, invstd)
+    >>> dx                       # a constant shift of y has no gradient
+    array([[0., 0.],
+           [0., 0.]])
+    >>> dbeta
+    array([2., 2.])
+    """
+    x, plan = _trailing_plan(x, axis)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True)
+
+
+def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
+    """RMS normalization (Zhang & Sennrich 2019): ``y = x * invrms * gamma``.
+
+    ``invrms = 1 / sqrt(mean(x**2) + eps)`` over the axes ``axis``, per index of the others; no
+    centring and no shift.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 1
+        Any strides and byte order.
+    gamma : array_like, optional
+        Scale of the shape of the normalized axes, dtype of ``x``; None means 1.
+    axis : int or tuple of ints, default -1
+        The normalized axes, as in :func:`layer_norm`.
+    eps : float > 0, default 1e-6
+    out : ndarray, optional
+        Where to write ``y``; ``out=x`` exactly normalizes in place.
+
+    Returns
+    -------
+    y : ndarray
+        Shape and dtype of ``x``.
+    invrms : ndarray
+        Shape of ``x`` with the normalized axes removed, dtype of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[3.0, 4.0], [0.0, 2.0]])
+    >>> y, invrms = fastbn.rms_norm(x, eps=1e-12)
+    >>> invrms                   # 1 / sqrt((9 + 16) / 2), 1 / sqrt(4 / 2)
+    array([0.28284271, 0.70710678])
+    >>> y.round(6)
+    array([[0.848528, 1.131371],
+           [0.      , 1.414214]])
+    """
+    x, plan = _trailing_plan(x, axis)
+    y, _, invrms = _forward(x, plan, gamma, None, eps, out, False)
+    return y, invrms
+
+
+def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
+    """Gradients of :func:`rms_norm` with respect to x and gamma.
+
+    With ``g = dy * gamma`` and n values per group::
+
+        dx     = invrms * g - x * invrms**3 * mean(g * x)
+        dgamma = sum(dy * x * invrms)    # over every index of the other axes
+
+    Parameters
+    ----------
+    dy : ndarray
+        Shape and dtype of ``x``.
+    x : ndarray of float32 or float64
+        The input of the forward pass.
+    invrms : array_like
+        As :func:`rms_norm` returned it.
+    gamma : array_like, optional
+        None means 1.
+    axis : int or tuple of ints, default -1
+    out : ndarray, optional
+        Where to write ``dx``; ``out=dy`` exactly is allowed.
+
+    Returns
+    -------
+    dx : ndarray
+        Shape and dtype of ``x``.
+    dgamma : ndarray
+        Shape of the normalized axes, dtype of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[3.0, 4.0]])
+    >>> y, invrms = fastbn.rms_norm(x)
+    >>> dx, dgamma = fastbn.rms_norm_backward(y, x, invrms)   # d(|y|^2 / 2)/dx
+    >>> bool(np.allclose(dx, 0, atol=1e-6))                  # |y| does not depend on |x|
+    True
+    """
+    x, plan = _trailing_plan(x, axis)
+    dx, dgamma, _ = _backward(dy, x, plan, None, invrms, gamma, out, False)
+    return dx, dgamma
+
+
+def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+    """Group normalization (Wu & He 2018).
+
+    The C channels along ``axis`` are split into ``num_groups`` groups of consecutive channels
+    (PyTorch's rule); for every sample (index along axis 0) and group, over the group's channels
+    and every other axis::
+
+        mean   = mean(x[n, group])
+        invstd = 1 / sqrt(mean((x[n, group] - mean)**2) + eps)
+        y      = (x - mean) * invstd * gamma[c] + beta[c]
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 2
+        Samples along axis 0; any strides and byte order.
+    num_groups : int >= 1
+        Divides the number of channels.
+    gamma, beta : array_like, shape (C,), optional
+        Per channel, dtype of ``x``; None means no affine part.
+    axis : int, default 1
+        The channel axis (1 for NCHW, -1 for NHWC); not 0.
+    eps : float > 0, default 1e-5
+    out : ndarray, optional
+        Where to write ``y``; ``out=x`` exactly normalizes in place.
+
+    Returns
+    -------
+    y : ndarray
+        Shape and dtype of ``x``.
+    mean, invstd : ndarray, shape (N, num_groups)
+        Dtype of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (``num_groups`` not dividing C or < 1, ``axis=0``, ...), named in
+        the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])          # (N, C) = (1, 4)
+    >>> y, mean, invstd = fastbn.group_norm(x, 2, eps=1e-12)
+    >>> y
+    array([[-1.,  1., -1.,  1.]])
+    >>> mean
+    array([[ 2., 20.]])
+    """
+    x, plan = _group_plan(x, num_groups, axis)
+    return _forward(x, plan, gamma, beta, eps, out, True)
+
+
+def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None):
+    """Gradients of :func:`group_norm` with respect to x, gamma and beta.
+
+    The layer-norm formulas per (sample, group), ``dgamma[c] = sum(dy * xhat)`` and
+    ``dbeta[c] = sum(dy)`` over every axis but the channel axis.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Shape and dtype of ``x``.
+    x : ndarray of float32 or float64
+        The input of the forward pass.
+    mean, invstd : array_like, shape (N, num_groups)
+        As :func:`group_norm` returned them.
+    num_groups : int
+    gamma : array_like, shape (C,), optional
+    axis : int, default 1
+    out : ndarray, optional
+        Where to write ``dx``; ``out=dy`` exactly is allowed.
+
+    Returns
+    -------
+    dx : ndarray
+        Shape and dtype of ``x``.
+    dgamma, dbeta : ndarray, shape (C,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
+    >>> y, mean, invstd = fastbn.group_norm(x, 2)
+    >>> dx, dgamma, dbeta = fastbn.group_norm_backward(np.ones_like(x), x, mean, invstd, 2)
+    >>> dx
+    array([[0., 0., 0., 0.]])
+    >>> dbeta
+    array([1., 1., 1., 1.])
+    """
+    x, plan = _group_plan(x, num_groups, axis)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True)
+
+
+def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+    """Instance normalization (Ulyanov et al. 2016): group norm with one channel per group.
+
+    Statistics per (sample along axis 0, channel along ``axis``) over every other axis.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 2
+        Any strides and byte order.
+    gamma, beta : array_like, shape (C,), optional
+        None means no affine part.
+    axis : int, default 1
+        The channel axis; not 0.
+    eps : float > 0, default 1e-5
+    out : ndarray, optional
+        Where to write ``y``; ``out=x`` exactly normalizes in place.
+
+    Returns
+    -------
+    y : ndarray
+        Shape and dtype of ``x``.
+    mean, invstd : ndarray, shape (N, C)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[[1.0, 3.0], [10.0, 30.0]]])      # (N, C, L) = (1, 2, 2)
+    >>> y, mean, invstd = fastbn.instance_norm(x, eps=1e-12)
+    >>> y
+    array([[[-1.,  1.],
+            [-1.,  1.]]])
+    >>> mean
+    array([[ 2., 20.]])
+    """
+    x, plan = _group_plan(x, None, axis)
+    return _forward(x, plan, gamma, beta, eps, out, True)
+
+
+def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+    """Gradients of :func:`instance_norm` with respect to x, gamma and beta.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Shape and dtype of ``x``.
+    x : ndarray of float32 or float64
+        The input of the forward pass.
+    mean, invstd : array_like, shape (N, C)
+        As :func:`instance_norm` returned them.
+    gamma : array_like, shape (C,), optional
+    axis : int, default 1
+    out : ndarray, optional
+        Where to write ``dx``; ``out=dy`` exactly is allowed.
+
+    Returns
+    -------
+    dx : ndarray
+        Shape and dtype of ``x``.
+    dgamma, dbeta : ndarray, shape (C,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[[1.0, 3.0], [10.0, 30.0]]])
+    >>> y, mean, invstd = fastbn.instance_norm(x)
+    >>> dx, dgamma, dbeta = fastbn.instance_norm_backward(np.ones_like(x), x, mean, invstd)
+    >>> dbeta
+    array([2., 2.])
+    """
+    x, plan = _group_plan(x, None, axis)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True)

@@ -1,0 +1,96 @@
+"""Accuracy of the normalization family far from zero, and bitwise reproducibility.
+
+Specification:
+- float32 layer norm, RMS norm, group norm and instance norm of data whose mean is up to 1e6 times
+  its standard deviation stay within 1e-4 of the float64 result on the same (float32) input, and
+  satisfy the documented per-element bound; where torch is importable, fastbn's float32 layer
+  norm error is no larger than torch's float32 layer_norm error there (torch's is printed).
+- every output of every norm, forward and backward, on inputs large enough to be split across
+  threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
+  instruction-set path.
+"""
+import numpy as np
+import pytest
+
+import fastbn
+from fastbn import _config
+from norm_helpers import NORMS, NORM_IDS, check_forward_bound, make
+
+FAR = {"layer_norm": ((64, 512), {}), "rms_norm": ((64, 512), {}),
+       "group_norm": ((4, 8, 16, 16), {"num_groups": 4}), "instance_norm": ((4, 8, 16, 16), {})}
+
+
+@pytest.mark.parametrize("ratio", [1e3, 1e6])
+@pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
+def test_float32_far_from_zero_is_within_1e_4_of_float64(norm, ratio, rng):
+    shape, kw = FAR[norm.name]
+    x, gamma, beta = make(norm, shape, kw, np.float32, rng, loc=ratio, scale=1.0)
+    y32 = norm.forward(norm.fb(), x, gamma, beta, kw)[0]
+    g64 = gamma.astype(np.float64)
+    b64 = None if beta is None else beta.astype(np.float64)
+    y64 = norm.forward(norm.fb(), x.astype(np.float64), g64, b64, kw)[0]
+    assert np.max(np.abs(y32 - y64)) <= 1e-4
+    check_forward_bound(norm, x, y32, gamma, beta, kw, 1e-5 if norm.centered else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
+def test_means_beyond_2_to_102_keep_the_bound(norm, dtype, rng):
+    """|mean| >= 2^102: x - mean could overflow in T, the kernels switch to the float64 formula."""
+    shape, kw = {"layer_norm": ((4, 40), {}), "rms_norm": ((4, 40), {}),
+                 "group_norm": ((2, 20, 20, 4), {"num_groups": 2, "axis": -1}),
+                 "instance_norm": ((2, 3, 40), {})}[norm.name]
+    x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=1e32, scale=1e25)
+    for g, b in ((gamma, beta), (None, None)):
+        y = norm.forward(norm.fb(), x, g, b, kw)[0]
+        assert np.all(np.isfinite(y))
+        check_forward_bound(norm, x, y, g, b, kw, 1e-5 if norm.centered else 1e-6)
+
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+@pytest.mark.skipif(torch is None, reason="torch is not installed")
+@pytest.mark.parametrize("ratio", [1e4, 1e6])
+def test_float32_layer_norm_far_from_zero_beats_torch(ratio, rng, capsys):
+    x = (rng.standard_normal((64, 1024)) + ratio).astype(np.float32)
+    want = fastbn.layer_norm(x.astype(np.float64))[0]
+    ours = np.max(np.abs(fastbn.layer_norm(x)[0] - want))
+    theirs = np.max(np.abs(torch.nn.functional.layer_norm(torch.from_numpy(x), (1024,)).numpy()
+                           - want))
+    with capsys.disabled():
+        print(f"\n  mean/std {ratio:g}: fastbn float32 error {ours:.2e}, torch float32 {theirs:.2e}")
+    assert ours <= 1e-4 and ours <= theirs
+
+
+BIG = {"layer_norm": ((1024, 640), {}), "rms_norm": ((96, 80, 70), {"axis": (1, 2)}),
+       "group_norm": ((8, 32, 48, 48), {"num_groups": 8}),
+       "instance_norm": ((4, 70, 48, 48), {"axis": -1})}
+
+
+def _all_outputs(norm, x, gamma, beta, dy, kw):
+    fwd = norm.forward(norm.fb(), x, gamma, beta, kw)
+    return list(fwd) + list(norm.backward(norm.fb(True), dy, x, fwd[1:], gamma, kw))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
+def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, isa):
+    shape, kw = BIG[norm.name]
+    rng = np.random.default_rng(7)
+    x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
+    dy = rng.standard_normal(shape).astype(dtype)
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        want = _all_outputs(norm, x, gamma, beta, dy, kw)
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+    got = _all_outputs(norm, x, gamma, beta, dy, kw)
+    for g, w in zip(got, want):
+        assert g.tobytes() == w.tobytes()

@@ -381,18 +381,14 @@ static void FN(rows_stats_task)(void *vctx, int64_t pair)
     if (two) FN(rows_acc_end)(k, &acc[1]);
 }
 
-static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
+/* Add rows i.. of columns [v0, v0 + w) into a chunk's backward sums: the next FB_ROWS_AT_ONCE
+ * rows, or the next single row once fewer are left before r1; the rows taken. */
+static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, int64_t v0,
+                                  int64_t w, double *FB_RESTRICT sdy, double *FB_RESTRICT sdyx)
 {
-    const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
-    const fb_rows_plan *p = &k->p;
-    int64_t r0, r1, v0, w;
-    fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
-    const int64_t V = p->V, ch = task / p->n_ctiles;
-    double *FB_RESTRICT sdy = k->r1 + ch * V + v0, *FB_RESTRICT sdyx = k->r2 + ch * V + v0;
+    const int64_t V = k->p.V;
     const double *FB_RESTRICT vm = k->vm + v0;
-    for (int64_t v = 0; v < w; v++) sdy[v] = 0.0, sdyx[v] = 0.0;
-    int64_t i = r0;
-    for (; i + FB_ROWS_AT_ONCE <= r1; i += FB_ROWS_AT_ONCE) {
+    if (i + FB_ROWS_AT_ONCE <= r1) {
         const T *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
@@ -417,22 +413,49 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t task)
             sdy[v] += (g[0] + g[1]) + (g[2] + g[3]);
             sdyx[v] += (e[0] + e[1]) + (e[2] + e[3]);
         }
+        return FB_ROWS_AT_ONCE;
     }
-    for (; i < r1; i++) {
-        const T *FB_RESTRICT xr = k->x + i * V + v0;
-        const T *FB_RESTRICT gr = k->dy + i * V + v0;
-        int64_t v = 0;
-        for (; v + FB_VD_W <= w; v += FB_VD_W) {
-            const fb_vd g = FB_VD_LOAD_T(gr + v);
-            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
-            fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
-            fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), fb_vd_mul(g, d)));
-        }
-        for (; v < w; v++) {
-            const double g = (double)gr[v];
-            sdy[v] += g;
-            sdyx[v] += g * ((double)xr[v] - vm[v]);
-        }
+    const T *FB_RESTRICT xr = k->x + i * V + v0;
+    const T *FB_RESTRICT gr = k->dy + i * V + v0;
+    int64_t v = 0;
+    for (; v + FB_VD_W <= w; v += FB_VD_W) {
+        const fb_vd g = FB_VD_LOAD_T(gr + v);
+        const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
+        fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
+        fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), fb_vd_mul(g, d)));
+    }
+    for (; v < w; v++) {
+        const double g = (double)gr[v];
+        sdy[v] += g;
+        sdyx[v] += g * ((double)xr[v] - vm[v]);
+    }
+    return 1;
+}
+
+/* The backward sums of row chunks 2q and 2q + 1 of a column tile, read side by side as
+ * rows_stats_task reads its pair (x and dy of each: four memory streams) where the tile has at
+ * most FB_GRAD_PAIR_COLS_MAX columns (measured 1.2-1.3x faster at 32 and 64, slower at 128);
+ * each chunk keeps its own sums in its own order, so the results are those of the chunks read
+ * one by one. */
+static void FN(rows_grad_sums_task)(void *vctx, int64_t pair)
+{
+    const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
+    const fb_rows_plan *p = &k->p;
+    const int64_t nt = p->n_ctiles, q = pair / nt, t = pair % nt;
+    const int two = 2 * q + 1 < p->n_rchunks;
+    int64_t i[2], r1[2], v0, w;
+    double *sdy[2], *sdyx[2];
+    for (int c = 0; c < 1 + two; c++) {
+        fb_rows_task_range(p, (2 * q + c) * nt + t, &i[c], &r1[c], &v0, &w);
+        sdy[c] = k->r1 + (2 * q + c) * p->V + v0, sdyx[c] = k->r2 + (2 * q + c) * p->V + v0;
+        for (int64_t v = 0; v < w; v++) sdy[c][v] = 0.0, sdyx[c][v] = 0.0;
+    }
+    if (!two) i[1] = r1[1] = 0;
+    if (w > FB_GRAD_PAIR_COLS_MAX)   /* wider tiles: one chunk after the other */
+        while (i[0] < r1[0]) i[0] += FN(rows_grad_step)(k, i[0], r1[0], v0, w, sdy[0], sdyx[0]);
+    while (i[0] < r1[0] || i[1] < r1[1]) {
+        if (i[0] < r1[0]) i[0] += FN(rows_grad_step)(k, i[0], r1[0], v0, w, sdy[0], sdyx[0]);
+        if (i[1] < r1[1]) i[1] += FN(rows_grad_step)(k, i[1], r1[1], v0, w, sdy[1], sdyx[1]);
     }
 }
 
@@ -529,15 +552,26 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     if (k->group < 1) k->group = 1;
     const int64_t P = k->group * V;
     const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
-                         sizeof(FN(coef)) * (size_t)C + sizeof(T) * (size_t)(4 * P);
+                         sizeof(FN(coef)) * (size_t)C + (sizeof(T) * (size_t)P + 4096 + sizeof(T)) * 4;
     char *s = (char *)malloc(bytes);
     if (!s) return NULL;
     k->r1 = (double *)s;
     k->r2 = k->r1 + n_results;
     k->vm = k->r2 + n_results;
     k->coefs = (const FN(coef) *)(k->vm + V);
-    k->tm = (T *)(k->coefs + C);
-    k->ts = k->tm + P, k->tg = k->ts + P, k->tc = k->tg + P;
+    /* The elementwise pass loads the coefficient arrays in step with its stores to y: each array
+     * starts 128 + 512 a bytes past y modulo 4 KB, so that no load falls 4 KB (or a multiple)
+     * after a store still in flight -- 4K aliasing, which made inference on (32,56,56,64) 1.7x
+     * slower wherever malloc happened to place them just behind y. */
+    char *at = (char *)(k->coefs + C);
+    T **arrays[4] = {&k->tm, &k->ts, &k->tg, &k->tc};
+    for (int a = 0; a < 4; a++) {
+        const size_t want = (size_t)(128 + 512 * a), have = (size_t)((uintptr_t)at - (uintptr_t)k->y) % 4096;
+        at += (want - have + 4096) % 4096;
+        at += (sizeof(T) - (uintptr_t)at % sizeof(T)) % sizeof(T);   /* aligned, if y is not */
+        *arrays[a] = (T *)at;
+        at += sizeof(T) * (size_t)P;
+    }
     return s;
 }
 
@@ -615,7 +649,7 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
     FN(rows_ctx) *k = f->k;
     const int64_t n_tasks = k->p.n_rchunks * k->p.n_ctiles;
     const fb_phase phases[3] = {
-        {k->backward ? n_tasks : (k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* stats: chunk pairs */
+        {(k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* reductions: chunk pairs */
          k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},
         {(k->p.C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, FN(rows_finish_task), f,
          FN(rows_spread_then)},

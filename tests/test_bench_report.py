@@ -194,7 +194,7 @@ def test_torch_not_installed_leaves_out_its_columns():
     assert r.returncode == 0, r.stderr
     assert "torch=not installed" in r.stderr
     assert _headers(r.stdout) == [BN_QUICK]
-    assert len(_rows(r.stdout, 8)) == 9   # 3 inputs, 3 states
+    assert len(_rows(r.stdout, 8)) == 12   # 4 inputs, 3 states
     assert "torch" not in r.stdout.replace("torch not used", "")
 
 
@@ -285,10 +285,10 @@ def test_progress_on_a_terminal_is_one_bar_cleared_at_the_end():
     frames = [f for f in bar.split("\r") if f.strip()]
     assert "window 1/1: bn infer (8,16,14,14) NCHW f32, 1 thread" in frames[1]
     assert any("window 1/1, fastbn alone: bn infer" in f for f in frames)
-    assert re.search(r" 21/21 \[\d\d:\d\d, ETA 00:00\]$", frames[-1])   # 18 main, 3 alone
+    assert re.search(r" 28/28 \[\d\d:\d\d, ETA 00:00\]$", frames[-1])   # 24 main, 4 alone
     assert all(len(f) <= 100 for f in frames)   # no frame wraps on a 100-column terminal
     assert bar.endswith("\r") and not bar.rstrip("\r").rsplit("\r", 1)[-1].strip()   # cleared
-    assert len(_rows(stdout, 8)) == 18 and len(_rows(stdout, 6)) == 3   # the tables, on stdout
+    assert len(_rows(stdout, 8)) == 24 and len(_rows(stdout, 6)) == 4   # the tables, on stdout
 
 
 def test_update_readme_replaces_only_the_marked_table(tmp_path):
@@ -506,7 +506,7 @@ def test_only_the_states_asked_for_are_timed():
                                "--rounds", "1", "--only", "bn infer", "--state", "producer,b2b"])
     assert r.returncode == 0, r.stderr
     rows = _rows(r.stdout, 8)
-    assert [row[3] for row in rows] == ["producer", "b2b"] * 3
+    assert [row[3] for row in rows] == ["producer", "b2b"] * 4
     assert "cold state" not in r.stdout   # no flush without the cold state
 
 
@@ -563,7 +563,8 @@ def test_each_floor_moves_the_minimal_traffic_of_its_kernel():
     expected = {("bn train", "NCHW"): 8, ("bn train", "NHWC"): 12, ("bn train", "NC"): 12,
                 ("bn infer", "NCHW"): 8, ("bn infer", "NHWC"): 8, ("bn infer", "NC"): 8,
                 ("bn backward", "NCHW"): 12, ("bn backward", "NHWC"): 20,
-                ("bn backward", "NC"): 20}
+                ("bn backward", "NC"): 20, ("bn train", "NCDHW"): 8, ("bn infer", "NCDHW"): 8,
+                ("bn backward", "NCDHW"): 12}
     for (kernel, layout), nbytes in expected.items():
         passes = floor.spec(kernel, layout, x, dy, out)
         assert floor.traffic(passes) == nbytes, (kernel, layout)

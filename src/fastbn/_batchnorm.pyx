@@ -44,7 +44,7 @@ function warns *before* the buffers are written (under ``-W error`` the warning 
 and the buffers stay as they were).
 """
 cimport numpy as cnp
-from fastbn._util cimport check_status, extents_meet, fb_parallel_install, parallel_impl
+from fastbn._util cimport fb_status, check_status, extents_meet, fb_parallel_install, parallel_impl
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
@@ -52,12 +52,6 @@ cnp.import_array()
 
 # Kernels run their threads on _util's pool: one pool per process.
 fb_parallel_install(parallel_impl())
-
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
-        FB_ENOMEM
-        FB_EINVAL
 
 cdef extern from "batchnorm.h":
     fb_status fb_bn_train_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,

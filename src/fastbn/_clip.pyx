@@ -25,19 +25,12 @@ from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuff
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
 
-from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
+from fastbn._util cimport fb_status, check_status, fb_parallel_install, parallel_impl
 
 import sys
 
 # Kernels run their threads on _util's pool: one pool per process.
 fb_parallel_install(parallel_impl())
-
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
-        FB_ENOMEM
-        FB_EINVAL
-
 
 cdef extern from "clip.h":
     enum:

@@ -32,18 +32,12 @@ the kernels use per element, so that their stated accuracy can be checked).
 from cython cimport floating
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
-from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
+from fastbn._util cimport fb_status, check_status, fb_parallel_install, parallel_impl
 
 import numpy as np
 
 # Kernels run their threads on _util's pool: one pool per process.
 fb_parallel_install(parallel_impl())
-
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
-        FB_ENOMEM
-        FB_EINVAL
 
 cdef extern from "init.h":
     int FB_LAW_UNIFORM, FB_LAW_NORMAL, FB_LAW_TRUNCNORM, FB_INIT_NPARAMS

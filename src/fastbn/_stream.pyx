@@ -3,16 +3,12 @@ arrays that do only the memory traffic of a batch-norm kernel, on fastbn's pool 
 released.  Used by :mod:`fastbn.bench.floor`; not part of fastbn's API."""
 from libc.stdint cimport int64_t
 
-from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
+from fastbn._util cimport fb_status, check_status, fb_parallel_install, parallel_impl
 
 import numpy as np
 
 # The passes run their threads on _util's pool, like the kernels they are the floor of.
 fb_parallel_install(parallel_impl())
-
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
 
 cdef extern from "stream.h":
     enum:

@@ -1,5 +1,12 @@
 # Declarations the Cython glue modules share (cimported from fastbn._util).
 
+# The status every C kernel returns (csrc/fastbn.h); check_status turns it into an exception.
+cdef extern from "fastbn.h":
+    ctypedef enum fb_status:
+        FB_OK
+        FB_ENOMEM
+        FB_EINVAL
+
 cdef int check_status(int status) except -1
 
 # The process's pool of threads is _util's (csrc/parallel.c); each kernel module installs it into

@@ -10,12 +10,6 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
-        FB_ENOMEM
-        FB_EINVAL
-
 cdef extern from "cpu.h":
     int fb_cpu_supports(int isa) nogil
     int fb_cpu_best_isa() nogil

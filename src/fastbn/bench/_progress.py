@@ -58,6 +58,7 @@ class Bar:
         if self._running:
             self._bar.update(1)
             self._running = False
+            self._bar.refresh()   # update() draws at most every 0.1 s: show the final count
         self._bar.close()
 
 

@@ -14,8 +14,10 @@ SHAPES = [
     ("NCHW", (32, 64, 56, 56), 1),
     ("NHWC", (32, 56, 56, 64), -1),
     ("NC", (4096, 1024), 1),
+    ("NCDHW", (8, 64, 8, 28, 28), 1),   # 3-D convolutions (video, volumes)
 ]
-QUICK_SHAPES = [("NCHW", (8, 16, 14, 14), 1), ("NHWC", (8, 14, 14, 16), -1), ("NC", (256, 64), 1)]
+QUICK_SHAPES = [("NCHW", (8, 16, 14, 14), 1), ("NHWC", (8, 14, 14, 16), -1), ("NC", (256, 64), 1),
+                ("NCDHW", (4, 8, 4, 7, 7), 1)]
 
 
 def _torch_fns(x, dy, axis, C, mean, invstd):

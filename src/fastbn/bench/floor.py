@@ -7,11 +7,12 @@ twice.  The floor of a row is :mod:`fastbn._stream` doing exactly that traffic a
 contender (interleaved, after the same state step) -- so the column is fastbn's time over the time
 of the traffic it cannot avoid, at the bandwidth the machine gives in that state:
 
-- train NCHW: read x + write y, 8 bytes per element (a channel's slab -- 401 KB of
-  (32,64,56,56) -- stays in L2 between its statistics and its normalization);
+- train NCHW, NCDHW: read x + write y, 8 bytes per element (a channel's slab -- 401 KB of
+  (32,64,56,56), 200 KB of (8,64,8,28,28) -- stays in L2 between its statistics and its
+  normalization);
 - train NC, NHWC: read x; then read x + write y, 12 (the statistics need the whole batch first);
 - infer, any layout: read x + write y, 8;
-- backward NCHW: read x, dy + write dx, 12 (blocked: a channel's slabs stay in L2);
+- backward NCHW, NCDHW: read x, dy + write dx, 12 (blocked: a channel's slabs stay in L2);
 - backward NC, NHWC: read x, dy; then read x, dy + write dx, 20 (streaming).
 
 Each pass is one call's worth of tasks on fastbn's pool, the second after every task of the
@@ -33,8 +34,9 @@ BYTES = {("bn train", "blocked"): 8, ("bn train", "streaming"): 12,
 
 
 def family(layout):
-    """"blocked" for NCHW (a channel's slab is contiguous), "streaming" for NC and NHWC."""
-    return "blocked" if layout == "NCHW" else "streaming"
+    """"blocked" for NCHW and NCDHW (a channel's slab is contiguous), "streaming" for NC and
+    NHWC."""
+    return "blocked" if layout in ("NCHW", "NCDHW") else "streaming"
 
 
 def spec(kernel, layout, x, dy, out):

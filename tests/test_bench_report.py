@@ -57,6 +57,7 @@ import pytest
 from child import PKG_PARENT, run_python
 from fastbn.bench import _harness, _machine, _progress, floor
 from fastbn.bench import batchnorm as bn_cases
+from fastbn.bench import norms as norm_cases
 from fastbn.bench import __main__ as report_main
 
 pytest.importorskip("scipy")   # the truncated-normal baseline
@@ -95,7 +96,9 @@ def test_every_kernel_has_a_row_at_each_thread_count(report):
     table, _, _ = report
     assert _headers(table)[:2] == [BN_QUICK, OTHER_QUICK]
     bn, other = _rows(table, 8), _rows(table, 7)
-    assert {r[0] for r in bn} == {"bn train", "bn infer", "bn backward"}
+    assert {r[0] for r in bn} == {"bn train", "bn infer", "bn backward", "ln forward",
+                                  "ln backward", "rms forward", "rms backward", "gn forward",
+                                  "gn backward", "in forward", "in backward"}
     assert {"global_norm", "clip_grad_norm", "clip_grad_value", "init he_normal",
             "init truncated_normal"} <= {r[0] for r in other}
     for case in {(r[0], r[1]) for r in bn}:   # every state at each thread count
@@ -564,12 +567,13 @@ def test_each_floor_moves_the_minimal_traffic_of_its_kernel():
                 ("bn infer", "NCHW"): 8, ("bn infer", "NHWC"): 8, ("bn infer", "NC"): 8,
                 ("bn backward", "NCHW"): 12, ("bn backward", "NHWC"): 20,
                 ("bn backward", "NC"): 20, ("bn train", "NCDHW"): 8, ("bn infer", "NCDHW"): 8,
-                ("bn backward", "NCDHW"): 12}
+                ("bn backward", "NCDHW"): 12, ("norm forward", "groups"): 8,
+                ("norm backward", "groups"): 12}
     for (kernel, layout), nbytes in expected.items():
         passes = floor.spec(kernel, layout, x, dy, out)
         assert floor.traffic(passes) == nbytes, (kernel, layout)
         assert passes[-1][1] is out   # the last pass writes the output
-    for case in bn_cases.cases(quick=True):
+    for case in bn_cases.cases(quick=True) + norm_cases.cases(quick=True):
         assert case.floor is not None and case.inputs[0] is case.copy_of
         case.floor()
 

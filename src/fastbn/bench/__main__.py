@@ -29,7 +29,7 @@ QUICK_NOTE = ("**Not a measurement.** `--quick` times small inputs for a few rou
               "to check that every case runs: the times below are noise, and no ratio is given. "
               "Run without `--quick` for figures to compare.")
 
-AREAS = ["batchnorm", "clip", "init"]
+AREAS = ["batchnorm", "norms", "clip", "init"]
 
 # Rounds per window of a batch-norm row in the producer and cold states (b2b rows and the other
 # areas: --rounds, default 5).  Their steps (a rewrite of the inputs, a 96 MB flush) cost as much

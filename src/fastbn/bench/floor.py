@@ -13,7 +13,9 @@ of the traffic it cannot avoid, at the bandwidth the machine gives in that state
 - train NC, NHWC: read x; then read x + write y, 12 (the statistics need the whole batch first);
 - infer, any layout: read x + write y, 8;
 - backward NCHW, NCDHW: read x, dy + write dx, 12 (blocked: a channel's slabs stay in L2);
-- backward NC, NHWC: read x, dy; then read x, dy + write dx, 20 (streaming).
+- backward NC, NHWC: read x, dy; then read x, dy + write dx, 20 (streaming);
+- the other norms (layer, RMS, group, instance), whose groups stay in cache between their
+  statistics and their output: forward read x + write y, 8; backward read x, dy + write dx, 12.
 
 Each pass is one call's worth of tasks on fastbn's pool, the second after every task of the
 first, like fastbn's two-pass kernels.  Read passes sum what they read (the checksum the tests
@@ -30,19 +32,21 @@ _config._register(_stream)   # the floor runs at fastbn's instruction set, like 
 # Bytes of memory traffic per float32 element, by (kernel, layout family).
 BYTES = {("bn train", "blocked"): 8, ("bn train", "streaming"): 12,
          ("bn infer", "blocked"): 8, ("bn infer", "streaming"): 8,
-         ("bn backward", "blocked"): 12, ("bn backward", "streaming"): 20}
+         ("bn backward", "blocked"): 12, ("bn backward", "streaming"): 20,
+         ("norm forward", "blocked"): 8, ("norm backward", "blocked"): 12}
 
 
 def family(layout):
-    """"blocked" for NCHW and NCDHW (a channel's slab is contiguous), "streaming" for NC and
-    NHWC."""
-    return "blocked" if layout in ("NCHW", "NCDHW") else "streaming"
+    """"streaming" for batch norm's NC and NHWC (the statistics need the whole batch), "blocked"
+    for the layouts whose groups stay in cache: NCHW and NCDHW (a channel's slab is contiguous),
+    "groups" (the other norms)."""
+    return "streaming" if layout in ("NC", "NHWC") else "blocked"
 
 
 def spec(kernel, layout, x, dy, out):
     """The passes of the floor of ``kernel`` on ``layout`` over x (and dy), writing ``out``."""
     fam = family(layout)
-    ins = (x, dy) if kernel == "bn backward" else (x,)
+    ins = (x, dy) if kernel.endswith("backward") else (x,)
     write = [(ins, out)]
     if kernel == "bn infer" or fam == "blocked":
         return write

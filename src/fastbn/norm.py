@@ -161,7 +161,8 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
 
 
 def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
-    """Validate the rest of a backward call, then run it: (dx, dgamma, dbeta) in x's dtype."""
+    """Validate the rest of a backward call, then run it: (dx, dgamma, dbeta) in x's dtype
+    (dbeta None when not ``centered``: RMS norm has no shift)."""
     dy = v.float_array_any_order(dy, "dy")
     v.same_dtype_any_order(dy, "dy", plan.dtype)
     if dy.shape != x.shape:
@@ -177,14 +178,13 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     dyk, xk = _kernel(dy, plan, perm=True), _kernel(x, plan, perm=True)
     buf, target = _buffers(out, x, plan)
     C = plan.view[2] * plan.view[3]
-    dgamma, dbeta = np.empty(C), np.empty(C)
+    dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
     m = None if mean is None else np.ascontiguousarray(mean, dtype=np.float64)
     _norm.backward(dyk, xk, buf, plan.view, m, np.ascontiguousarray(invstd, dtype=np.float64),
-                   _kernel(g, plan), centered, dgamma, dbeta if centered else None,
-                   _config.get_num_threads())
+                   _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
     dx = _deliver(buf, target, plan)
-    return (dx, dgamma.reshape(plan.param_shape).astype(plan.dtype),
-            dbeta.reshape(plan.param_shape).astype(plan.dtype))
+    dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)
+    return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(plan.dtype))
 
 
 def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):

@@ -152,9 +152,9 @@ if pid == 0:                                       # the child: every kernel, on
         print("child:", type(e).__name__, e, flush=True)
         status = 1
     os._exit(status)
+done.set()                                         # the parent's thread stops competing with
+t.join()                                           # the child for the (shared, busy) cores
 _, wstatus = os.waitpid(pid, 0)
-done.set()
-t.join()
 print("child exit", os.waitstatus_to_exitcode(wstatus), "parent", parent_errors or "ok")
 """
 

@@ -3,7 +3,8 @@
 Each extension module is one Cython file, its C dispatch/API sources, and kernel bodies that are
 compiled once per instruction set (scalar baseline, AVX2, AVX-512 on x86-64) with that set's own
 flags.  The module picks one set at import from CPUID, so one build runs on any x86-64.
-Set FASTBN_SANITIZE=1 to build with -fsanitize=address,undefined.
+Set FASTBN_SANITIZE=1 to build with -fsanitize=address,undefined, FASTBN_SANITIZE=thread to build
+with -fsanitize=thread (ThreadSanitizer: tests/test_concurrency.py under .ci/run).
 """
 import os
 import platform
@@ -38,7 +39,8 @@ MODULES = [
 COMMON_SOURCES = ["csrc/cpu.c"]
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-SANITIZE = os.environ.get("FASTBN_SANITIZE", "") not in ("", "0")
+SANITIZE = os.environ.get("FASTBN_SANITIZE", "").strip().lower()
+SANITIZE = "" if SANITIZE in ("", "0") else ("thread" if SANITIZE == "thread" else "address,undefined")
 
 # Flags per instruction set, for GCC/Clang and for MSVC.  Never -march=native.
 ISA_FLAGS_GNU = {
@@ -59,8 +61,10 @@ class BuildExt(build_ext):
         base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99", "-Wno-psabi"]
         if SANITIZE and not msvc:
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=off", "-std=c99",
-                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-            ext.extra_link_args = ext.extra_link_args + ["-fsanitize=address,undefined"]
+                    f"-fsanitize={SANITIZE}"]
+            if SANITIZE != "thread":
+                base.append("-fno-sanitize-recover=undefined")
+            ext.extra_link_args = ext.extra_link_args + [f"-fsanitize={SANITIZE}"]
         macros = [("FB_X86_ISAS", "1")] if X86 else []
         ext.define_macros = ext.define_macros + macros
         ext.extra_compile_args = base + (["-pthread"] if not msvc else [])

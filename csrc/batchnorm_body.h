@@ -11,15 +11,23 @@
  *   S1 = sum(x - k), S2 = sum((x - k)^2), mean = k + S1/n, M2 = S2 - S1^2/n.  Since
  *   (x_0 - mean)^2 <= M2, S1^2/n <= n*M2, so the subtraction loses at most a factor (2n + 1) of
  *   float64 epsilon relative to M2 (n < 8192: about 2e-12 relative) -- never the catastrophic
- *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order.
+ *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order;
+ *   where the rounded segment means could cost M2 more than 1e-13 (|mean| / sd > ~56), the channel
+ *   is read a second time with the merged mean as the shift (refine_stats).
  *   Elementwise passes run in the data type T, as PyTorch's do: the mean is split as mh + mlo
  *   (mh = mean rounded to T), y = (x - mh) * s + c' with c' = c - mlo * s, so x - mh is exact
  *   wherever x is within a factor 2 of the mean (the far-from-zero data that matter) and nothing
- *   cancels catastrophically.  With u the unit roundoff of T (2^-24 for float32), each output obeys
- *       forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
+ *   cancels catastrophically.  With u the unit roundoff of T (2^-24 for float32) and e its smallest
+ *   subnormal (2^-149), each output obeys
+ *       forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s| + e (|x - mean| + u|mean| + 1)
  *       backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
+ *                                + e (|dy| + |x - mean| + u|mean| + 2)
  *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
- *   Where x - mh could overflow in T (|mean| >= 2^102) the float64 formula is used instead.
+ *   The e terms are underflow: below T's smallest normal, rounding errs by up to e/2 absolutely,
+ *   once per coefficient rounded to T (scaled by |dy|, |x - mh|, 1) and once per product.
+ *   Where x - mh could overflow in T (|mean| >= 2^102), or a coefficient rounds to +-inf in T, the
+ *   float64 formula is used instead; a vector whose T result is not finite is redone by element
+ *   (apply1/grad1), so an intermediate overflow never turns a representable result into inf/NaN.
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
@@ -29,6 +37,7 @@
 /* Forward: y = (x - m) * s + c.   Backward: dx = dy * g + ((x - m) * s + c). */
 typedef struct {
     double m, s, g, c;   /* the float64 formula, used when `exact` */
+    double q, mdy, inv;  /* backward: dx = g * ((dy - mdy) - ((x - m) * inv) * q), s or c beyond float64 */
     T tm, ts, tg, tc;    /* the same in T, the mean split as tm + (m - tm), folded into tc */
     int exact;
 } FN(coef);
@@ -36,13 +45,72 @@ typedef struct {
 static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 {
     FN(coef) co;
-    co.m = m, co.s = s, co.g = g, co.c = c;
+    co.m = m, co.s = s, co.g = g, co.c = c, co.q = 0.0, co.mdy = 0.0, co.inv = 0.0;
     co.tm = (T)m;
     co.ts = (T)s;
     co.tg = (T)g;
     co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
     co.exact = isfinite(m) && fabs(m) >= 0x1p102;
+    /* A finite coefficient that rounds to +-inf in T (float32 scale beyond FLT_MAX) would give
+     * 0 * inf = NaN where x equals the mean: that channel takes the float64 formula. */
+    if (isfinite(s) && isfinite(g) && isfinite(c) &&
+        !(isfinite(co.ts) && isfinite(co.tg) && isfinite(co.tc)))
+        co.exact = 1;
     return co;
+}
+
+/* Backward: from fb_grad_coefs's {s, g, c, q, mdy, invstd}.  A channel whose s or c overflows float64
+ * while the factored form's g, q, mdy do not takes the float64 path (exact_grad1). */
+static FN(coef) FN(make_grad_coef)(double m, const double coef[6])
+{
+    FN(coef) co = FN(make_coef)(m, coef[0], coef[1], coef[2]);
+    co.q = coef[3], co.mdy = coef[4], co.inv = coef[5];
+    if (isfinite(co.g) && isfinite(co.q) && isfinite(co.mdy) && isfinite(co.inv) &&
+        !(isfinite(co.s) && isfinite(co.c)))
+        co.exact = 1;
+    return co;
+}
+
+/* The float64 formulas, rounded to T once.  Where one overflows inside (float64 data: dy * g or
+ * x - m beyond DBL_MAX though the result is not), it is evaluated again with every factor scaled
+ * by 2^-32 and the result by 2^64 (powers of two: exact but for underflow, whose absolute error,
+ * ~2^-1000, is nothing beside the overflowing terms).  A result that is not finite either way is
+ * returned as is: +-inf where the exact value overflows, NaN from NaN inputs. */
+#define FB_K 0x1p-32
+static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
+{
+    const double y = ((double)x - co->m) * co->s + co->c;
+    if (isfinite(y)) return (T)y;
+    return (T)((((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64);
+}
+
+static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
+{
+    const double y = (double)dy * co->g + (((double)x - co->m) * co->s + co->c);
+    if (isfinite(y)) return (T)y;
+    /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
+    const double r = co->g * (((double)dy - co->mdy) - (((double)x - co->m) * co->inv) * co->q);
+    if (isfinite(r)) return (T)r;
+    return (T)(co->g * FB_K * (((double)dy * FB_K - co->mdy * FB_K) -
+                               (((double)x * FB_K - co->m * FB_K) * co->inv) * co->q) * 0x1p64);
+}
+#undef FB_K
+
+/* One output in T, the formulas of the passes below.  Where the T result is not finite -- an
+ * intermediate overflowed (float32 dy * g or (x - m) * s beyond FLT_MAX), or the exact value
+ * itself is not finite -- the float64 formula is used instead: the same +-inf or NaN in the second
+ * case, the representable result (rounded once) in the first.  Callers redo only the vectors
+ * holding such a value, so finite results keep the bits of the vector pass. */
+static FB_INLINE T FN(apply1)(T x, const FN(coef) *co)
+{
+    const T y = (x - co->tm) * co->ts + co->tc;
+    return isfinite(y) ? y : FN(exact_apply1)(x, co);
+}
+
+static FB_INLINE T FN(grad1)(T dy, T x, const FN(coef) *co)
+{
+    const T y = dy * co->tg + ((x - co->tm) * co->ts + co->tc);
+    return isfinite(y) ? y : FN(exact_grad1)(dy, x, co);
 }
 
 /* ---- contiguous runs ---------------------------------------------------------------------- */
@@ -99,20 +167,28 @@ static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int s
 {
     int64_t i = 0;
     if (co->exact) {
-        const double em = co->m, es = co->s, ec = co->c;
-        for (; i < n; i++) y[i] = (T)(((double)x[i] - em) * es + ec);
+        for (; i < n; i++) y[i] = FN(exact_apply1)(x[i], co);
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
 #define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
+/* a vector with a non-finite value is redone element by element (apply1), in place too: each
+ * element is read before it is written */
+#define FB_APPLY_STORE(STORE, i)                                                                 \
+    do {                                                                                         \
+        const FB_TV r_ = FB_APPLY(i);                                                            \
+        if (FB_TV_FINITE(r_)) STORE(y + (i), r_);                                                \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) y[j_] = FN(apply1)(x[j_], co);     \
+    } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
-        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
+        for (; i < head; i++) y[i] = FN(apply1)(x[i], co);
+        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STORE, i);
+#undef FB_APPLY_STORE
 #undef FB_APPLY
-    for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
+    for (; i < n; i++) y[i] = FN(apply1)(x[i], co);
 }
 
 /* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply.  dx may be dy itself
@@ -122,22 +198,61 @@ static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const 
 {
     int64_t i = 0;
     if (co->exact) {
-        const double em = co->m, es = co->s, eg = co->g, ec = co->c;
-        for (; i < n; i++) dx[i] = (T)((double)dy[i] * eg + (((double)x[i] - em) * es + ec));
+        for (; i < n; i++) dx[i] = FN(exact_grad1)(dy[i], x[i], co);
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
 #define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
                              FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_GRAD_STORE(STORE, i)                                                                  \
+    do {                                                                                         \
+        const FB_TV r_ = FB_GRAD(i);                                                             \
+        if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) dx[j_] = FN(grad1)(dy[j_], x[j_], co); \
+    } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
-        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
+        for (; i < head; i++) dx[i] = FN(grad1)(dy[i], x[i], co);
+        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STORE, i);
+#undef FB_GRAD_STORE
 #undef FB_GRAD
-    for (; i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
+    for (; i < n; i++) dx[i] = FN(grad1)(dy[i], x[i], co);
+}
+
+/* ---- statistics finish: far from zero, a second pass -------------------------------------- */
+
+/* Merging parts (Chan) adds delta^2 * w for delta = (part mean) - (running mean), and each of
+ * those means was rounded to float64: an absolute error of ~u |mean| in delta, which is a relative
+ * error of ~4u |mean| / sd in M2 (2.5e-9 for mean 1e4, sd 1e-3).  Where that could pass 1e-13
+ * (|mean| / sd > ~56) the channel is read once more with the merged mean as the shift: x - k is
+ * then exact (within a factor 2 of k), mean += S1/n, M2 = S2 - S1^2/n, summed in blocks of FB_SEG
+ * values -- (FB_SEG + n/FB_SEG) u relative at worst.  Data near zero never take it, so their bits
+ * are unchanged; a constant channel far from zero does (its variance 0 stays exact). */
+static int FN(needs_refine)(double mean, double m2, double n)
+{
+    return isfinite(mean) && isfinite(m2) && 16.0 * 0x1p-53 * fabs(mean) > 1e-13 * sqrt(m2 / n);
+}
+
+/* The channel is `rows` runs of `inner` values, `stride` apart. */
+static void FN(refine_stats)(const T *x, int64_t rows, int64_t stride, int64_t inner,
+                             double *mean, double *m2)
+{
+    const double k = *mean, n = (double)rows * (double)inner;
+    double s1 = 0.0, s2 = 0.0, b1 = 0.0, b2 = 0.0;
+    int64_t in_block = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < inner; i++) {
+            const double d = (double)x[r * stride + i] - k;
+            b1 += d, b2 += d * d;
+            if (++in_block == FB_SEG) s1 += b1, s2 += b2, b1 = b2 = 0.0, in_block = 0;
+        }
+    s1 += b1, s2 += b2;
+    *mean = k + s1 / n;
+    const double q = s2 - s1 * (s1 / n);
+    *m2 = q < 0.0 ? 0.0 : q;
 }
 
 /* ---- slab path: one task per channel, its data cache-resident between the two passes ------ */
@@ -229,6 +344,8 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
             fb_chan_merge(&n, &mu, &m2, (double)g[j].count, smu, sm2);
         }
     }
+    if (n > FB_SEG && FN(needs_refine)(mu, m2, n))   /* more than one segment was merged */
+        FN(refine_stats)(k->x + c * inner, k->outer, stride, inner, &mu, &m2);
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
     k->mean[c] = mu, k->var[c] = var, k->invstd[c] = invstd;
     const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
@@ -250,10 +367,10 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
         for (int64_t s = 0; s < inner; s += FB_SEG)
             FN(run_pair_sums)(k->x + o * stride + c * inner + s, k->dy + o * stride + c * inner + s,
                               1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
-    double coef[3];
+    double coef[6];
     fb_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
-    const FN(coef) gco = FN(make_coef)(mu, coef[0], coef[1], coef[2]);
+    const FN(coef) gco = FN(make_grad_coef)(mu, coef);
     for (int64_t o = k->outer - 1; o >= 0; o--)   /* reverse, as in slab_train_task */
         FN(run_grad_apply)(k->dy + o * stride + c * inner, k->x + o * stride + c * inner,
                            k->y + o * stride + c * inner, inner, &gco, k->stream);
@@ -459,38 +576,69 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t pair)
     }
 }
 
+/* Where a row segment's coefficients come from, for the elements redone in float64: element v
+ * of the segment is virtual channel v0 + v % period, real channel (v0 + v % period) / inner. */
+typedef struct {
+    const FN(coef) *coefs;
+    int64_t v0, period, inner;
+} FN(row_src);
+
+/* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors). */
+static void FN(row_redo)(const T *xr, const T *gr, T *yr, int64_t v, int64_t n, const FN(row_src) *src)
+{
+    for (int64_t j = v; j < v + n; j++) {
+        const FN(coef) *co = &src->coefs[(src->v0 + j % src->period) / src->inner];
+        yr[j] = gr ? FN(grad1)(gr[j], xr[j], co) : FN(apply1)(xr[j], co);
+    }
+}
+
 /* One row segment: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) * ts + tc), the
  * coefficients per element; non-temporal stores where `stream` and aligned.  yr may be xr or gr
  * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
- * of the kernel) are. */
+ * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
 static void FN(row_apply)(const T *xr, const T *gr, T *yr,
                           int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
-                          const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream)
+                          const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
+                          const FN(row_src) *src)
 {
 #define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
 #define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
                                         FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
 #define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
+#define FB_ROW_PUT(STORE, VEC, v)                                                                \
+    do {                                                                                         \
+        const FB_TV r_ = VEC(v);                                                                 \
+        if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
+        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
+    } while (0)
+#define FB_ROW_ONE(EXPR, v)                                                                      \
+    do {                                                                                         \
+        const T r_ = EXPR;                                                                       \
+        if (isfinite(r_)) yr[v] = r_;                                                            \
+        else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
+    } while (0)
     int64_t v = 0, head, stop;
     const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
     if (!gr) {
         if (nt) {
-            for (; v < head; v++) yr[v] = FB_ROW_T(v);
-            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
+            for (; v < head; v++) FB_ROW_ONE(FB_ROW_T(v), v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_TV_STREAM, FB_ROW_V, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
-        for (; v < w; v++) yr[v] = FB_ROW_T(v);
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_TV_STORE, FB_ROW_V, v);
+        for (; v < w; v++) FB_ROW_ONE(FB_ROW_T(v), v);
     } else {
         if (nt) {
-            for (; v < head; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
-            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
+            for (; v < head; v++) FB_ROW_ONE(gr[v] * tg[v] + (FB_ROW_T(v)), v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_TV_STREAM, FB_ROW_G, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
-        for (; v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_TV_STORE, FB_ROW_G, v);
+        for (; v < w; v++) FB_ROW_ONE(gr[v] * tg[v] + (FB_ROW_T(v)), v);
     }
 #undef FB_ROW_T
 #undef FB_ROW_V
 #undef FB_ROW_G
+#undef FB_ROW_PUT
+#undef FB_ROW_ONE
 }
 
 static void FN(rows_apply_task)(void *vctx, int64_t task)
@@ -509,11 +657,12 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
         if (k->exact) {
             for (int64_t v = 0; v < n; v++) {
                 const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];
-                const double t = ((double)xr[v] - co->m) * co->s + co->c;
-                yr[v] = (T)(gr ? (double)gr[v] * co->g + t : t);
+                yr[v] = gr ? FN(exact_grad1)(gr[v], xr[v], co) : FN(exact_apply1)(xr[v], co);
             }
         } else {
-            FN(row_apply)(xr, gr, yr, n, k->tm + v0, k->ts + v0, k->tg + v0, k->tc + v0, k->stream);
+            const FN(row_src) src = {k->coefs, v0, w, p->inner};
+            FN(row_apply)(xr, gr, yr, n, k->tm + v0, k->ts + v0, k->tg + v0, k->tc + v0, k->stream,
+                          &src);
         }
     }
     if (k->stream) fb_stream_fence();
@@ -597,7 +746,7 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
     FN(coef) *coefs = (FN(coef) *)k->coefs;
     if (k->backward) {
         for (int64_t c = c0; c < c1; c++) {
-            double sdy = 0.0, sdyx = 0.0, coef[3];
+            double sdy = 0.0, sdyx = 0.0, coef[6];
             for (int64_t i = 0; i < p->inner; i++)
                 for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
                     sdy += k->r1[ch * p->V + c * p->inner + i];
@@ -605,7 +754,7 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
                 }
             fb_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
                           f->gamma ? (double)f->gamma[c] : 1.0, &f->dbeta[c], &f->dgamma[c], coef);
-            coefs[c] = FN(make_coef)(f->mean[c], coef[0], coef[1], coef[2]);
+            coefs[c] = FN(make_grad_coef)(f->mean[c], coef);
         }
         return;
     }
@@ -627,7 +776,10 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
             }
             n += nb;
         }
+    const int merged = p->inner > 1 || p->n_rchunks > 1;
     for (int64_t c = c0; c < c1; c++) {
+        if (merged && FN(needs_refine)(mu[c - c0], m2[c - c0], n))
+            FN(refine_stats)(k->x + c * p->inner, p->R, p->V, p->inner, &mu[c - c0], &m2[c - c0]);
         f->mean[c] = mu[c - c0];
         f->var[c] = m2[c - c0] / n;
         f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
@@ -768,4 +920,5 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
 #undef FB_TV_ADD
 #undef FB_TV_SUB
 #undef FB_TV_MUL
+#undef FB_TV_FINITE
 #undef FB_VD_LOAD_T

@@ -50,9 +50,11 @@ static inline void fb_shifted_result(double k, double n, double s1, double s2, d
 }
 
 /* Backward coefficients of one channel from sdy = sum(dy), sdyx = sum(dy * (x - mean)):
- * dbeta, dgamma, and dx = dy * g + ((x - mean) * s + c) as coef = {s, g, c}. */
+ * dbeta, dgamma, and dx = dy * g + ((x - mean) * s + c) as coef = {s, g, c}; also q, mdy and
+ * invstd of the same dx in factored form, g * ((dy - mdy) - ((x - mean) * invstd) * q), whose
+ * factors stay finite where s or c overflow float64 (float64 dy near DBL_MAX, invstd > 1). */
 static inline void fb_grad_coefs(double sdy, double sdyx, double count, double invstd, double gamma,
-                                 double *dbeta, double *dgamma, double coef[3])
+                                 double *dbeta, double *dgamma, double coef[6])
 {
     const double g = gamma * invstd;
     *dbeta = sdy;
@@ -60,6 +62,9 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
     coef[0] = -g * invstd * invstd * (sdyx / count);
     coef[1] = g;
     coef[2] = -g * (sdy / count);
+    coef[3] = invstd * (sdyx / count);
+    coef[4] = sdy / count;
+    coef[5] = invstd;
 }
 
 static inline int fb_threads_for(int64_t n_elems, int n_threads)
@@ -138,6 +143,7 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
 #define FB_TV_ADD fb_vf_add
 #define FB_TV_SUB fb_vf_sub
 #define FB_TV_MUL fb_vf_mul
+#define FB_TV_FINITE fb_vf_finite
 #define FB_VD_LOAD_T fb_vd_load_f32
 #include "batchnorm_body.h"
 
@@ -152,6 +158,7 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
 #define FB_TV_ADD fb_vd_add
 #define FB_TV_SUB fb_vd_sub
 #define FB_TV_MUL fb_vd_mul
+#define FB_TV_FINITE fb_vd_finite
 #define FB_VD_LOAD_T fb_vd_load_f64
 #include "batchnorm_body.h"
 

@@ -74,6 +74,33 @@ static inline void fb_vd_store_f32(float *p, fb_vd v)
     fb_vhf f = __builtin_convertvector(v, fb_vhf);
     memcpy(p, &f, sizeof f);
 }
+/* 1 if every element is finite (v - v is 0 there, NaN at +-inf and NaN): the elementwise passes
+ * redo the rare vectors whose float result overflowed inside (csrc/batchnorm_body.h). */
+#if defined(__AVX512F__)
+static inline int fb_vf_finite(fb_vf v) { return _mm512_cmp_ps_mask((__m512)(v - v), (__m512)(v - v), _CMP_UNORD_Q) == 0; }
+static inline int fb_vd_finite(fb_vd v) { return _mm512_cmp_pd_mask((__m512d)(v - v), (__m512d)(v - v), _CMP_UNORD_Q) == 0; }
+#elif defined(__AVX__)
+static inline int fb_vf_finite(fb_vf v) { return _mm256_movemask_ps(_mm256_cmp_ps((__m256)(v - v), (__m256)(v - v), _CMP_UNORD_Q)) == 0; }
+static inline int fb_vd_finite(fb_vd v) { return _mm256_movemask_pd(_mm256_cmp_pd((__m256d)(v - v), (__m256d)(v - v), _CMP_UNORD_Q)) == 0; }
+#elif defined(__SSE2__)
+static inline int fb_vf_finite(fb_vf v) { return _mm_movemask_ps(_mm_cmpunord_ps((__m128)(v - v), (__m128)(v - v))) == 0; }
+static inline int fb_vd_finite(fb_vd v) { return _mm_movemask_pd(_mm_cmpunord_pd((__m128d)(v - v), (__m128d)(v - v))) == 0; }
+#else
+static inline int fb_vf_finite(fb_vf v)
+{
+    const fb_vf z = v - v;
+    int ok = 1;
+    for (int i = 0; i < FB_VF_W; i++) ok &= z[i] == 0.0f;
+    return ok;
+}
+static inline int fb_vd_finite(fb_vd v)
+{
+    const fb_vd z = v - v;
+    int ok = 1;
+    for (int i = 0; i < FB_VD_W; i++) ok &= z[i] == 0.0;
+    return ok;
+}
+#endif
 static inline fb_vf fb_vf_set1(float a) { return a - (fb_vf){0}; }
 static inline fb_vf fb_vf_add(fb_vf a, fb_vf b) { return a + b; }
 static inline fb_vf fb_vf_sub(fb_vf a, fb_vf b) { return a - b; }
@@ -134,6 +161,8 @@ static inline void fb_vd_store_f32(float *p, fb_vd v) { for (int i = 0; i < FB_V
 static inline fb_vf fb_vf_set1(float a) { fb_vf r; for (int i = 0; i < FB_VF_W; i++) r.v[i] = a; return r; }
 static inline fb_vf fb_vf_load(const float *p) { fb_vf r; memcpy(r.v, p, sizeof r.v); return r; }
 static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, v.v, sizeof v.v); }
+static inline int fb_vf_finite(fb_vf v) { int ok = 1; for (int i = 0; i < FB_VF_W; i++) ok &= v.v[i] - v.v[i] == 0.0f; return ok; }
+static inline int fb_vd_finite(fb_vd v) { int ok = 1; for (int i = 0; i < FB_VD_W; i++) ok &= v.v[i] - v.v[i] == 0.0; return ok; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
 static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }

@@ -7,10 +7,18 @@ outputs (y, dx) come from fastbn's float32 elementwise pass, whose documented er
 (csrc/batchnorm_body.h, docs/accuracy.rst) is checked element by element, with u = 2^-24:
 
     forward, inference:  |y - y*|  <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
+                                       + e (|x - mean| + u |mean| + 1)
     backward:            |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
+                                       + e (|dy| + |x - mean| + u |mean| + 2)
 
 where y* = (x - mean) s + c and dx* = dy g + (x - mean) s + c are the exact values (s, c, g the
-per-channel coefficients of each pass).  float64 results are checked to ~1e-12 of their scale.
+per-channel coefficients of each pass) and e = 2^-149, float32's smallest subnormal: the
+underflow term.  Below the smallest normal number rounding is absolute, at most e/2: once when
+each coefficient g, s, c is rounded to float32 (then multiplied by |dy|, |x - mh| <= |x - mean| +
+u |mean|, 1) and once when each product dy * g, (x - mh) * s is rounded (additions of subnormals
+are exact).  That is e/2 (|dy| + |x - mean| + u |mean|)(1 + u) + 3 e/2 (backward), e/2 (|x - mean|
++ u |mean|)(1 + u) + e (forward): within the terms above.  float64 results are checked to ~1e-12
+of their scale.
 """
 import numpy as np
 
@@ -77,6 +85,7 @@ def oracle_backward(dy, x, mean, invstd, gamma=None, **kw):
 
 
 U32 = 2.0 ** -24
+E32 = 2.0 ** -149   # float32's smallest subnormal: the bounds' underflow term
 
 
 def _per_channel(a, x, axis):
@@ -87,7 +96,9 @@ def forward_bound(x, mean, scale, shift, axis):
     """The float32 bound of y = (x - mean) * scale + shift (see the module docstring)."""
     m, s = _per_channel(mean, x, axis), _per_channel(scale, x, axis)
     c = _per_channel(shift, x, axis)
-    return 4 * U32 * np.abs((f64(x) - m) * s) + 2 * U32 * np.abs(c) + 4 * U32 ** 2 * np.abs(m * s)
+    d = f64(x) - m
+    return 4 * U32 * np.abs(d * s) + 2 * U32 * np.abs(c) + 4 * U32 ** 2 * np.abs(m * s) \
+        + E32 * (np.abs(d) + U32 * np.abs(m) + 1)
 
 
 def train_bound(x, gamma, beta, mean, invstd, axis):
@@ -112,7 +123,8 @@ def backward_bound(dy, x, mean, invstd, gamma, axis):
     sdy = gy.sum(axis=axes, keepdims=True)
     sdyx = (gy * d).sum(axis=axes, keepdims=True)
     s, c = -g * inv * inv * sdyx / n, -g * sdy / n
-    return 8 * U32 * (np.abs(gy * g) + np.abs(d * s) + np.abs(c)) + 4 * U32 ** 2 * np.abs(m * s)
+    return 8 * U32 * (np.abs(gy * g) + np.abs(d * s) + np.abs(c)) + 4 * U32 ** 2 * np.abs(m * s) \
+        + E32 * (np.abs(gy) + np.abs(d) + U32 * np.abs(m) + 2)
 
 
 def assert_close(actual, expected, dtype, *, rel64=1e-12, bound32=None):

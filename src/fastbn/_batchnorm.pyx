@@ -106,9 +106,10 @@ cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray?>a
     if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_SIZE(arr) != size):
-        raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous array of {size} "
-                         f"elements of the dtype of x, in native byte order")
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
+            or cnp.PyArray_SIZE(arr) != size):
+        raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous, aligned array of "
+                         f"{size} elements of the dtype of x, in native byte order")
     return cnp.PyArray_DATA(arr)
 
 
@@ -255,8 +256,9 @@ def count_nonfinite(cnp.ndarray stats):
 # ---- the plain case of the public functions (see "Small calls" above) ------------------------
 
 cdef int _float_type(object a):
-    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous plain ndarray of that dtype in native byte
-    order, else -1."""
+    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous, aligned plain ndarray of that dtype in
+    native byte order, else -1 (the Python path copies the others: the C code reads elements as
+    T, which at an unaligned address is undefined behaviour)."""
     if type(a) is not cnp.ndarray:
         return -1
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
@@ -264,7 +266,7 @@ cdef int _float_type(object a):
         return -1
     if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
         return -1
-    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
         return -1
     return t
 
@@ -279,7 +281,7 @@ cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint conti
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     return (cnp.PyArray_TYPE(arr) == t and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_NDIM(arr) == 1
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_NDIM(arr) == 1
             and cnp.PyArray_DIM(arr, 0) == C
             and (not contiguous or cnp.PyArray_IS_C_CONTIGUOUS(arr))
             and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))

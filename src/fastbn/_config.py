@@ -38,11 +38,18 @@ def _physical_cores():
     return len(cores) or 1
 
 
+# The most threads a call uses: the pool's size (csrc/parallel.c, FB_MAX_THREADS).  Larger
+# counts, from set_num_threads or OMP_NUM_THREADS, are clamped to it (they would not fit a C int).
+_MAX_THREADS = 256
+
+
 def _default_threads():
+    """OMP_NUM_THREADS's first entry if it is a positive decimal integer (clamped to
+    _MAX_THREADS), else the physical cores; other values are ignored, as OpenMP runtimes do."""
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
-    return _physical_cores()
+    if env.isascii() and env.isdigit() and int(env) >= 1:
+        return min(int(env), _MAX_THREADS)
+    return min(_physical_cores(), _MAX_THREADS)
 
 
 _num_threads = _default_threads()
@@ -54,9 +61,17 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int
-        Number of threads, at least 1: the most a call uses.  Calls on fewer than 2**19 elements
-        (2**18 initializer values) run on one thread, because starting a thread costs more than
-        it saves there.  Results do not depend on it, only speed does.
+        Number of threads, at least 1: the most a call uses.  Counts above 256 (the size of the
+        thread pool) are clamped to 256.  Calls on fewer than 2**19 elements (2**18 initializer
+        values) run on one thread, because starting a thread costs more than it saves there.
+        Results do not depend on it, only speed does.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer (a bool is not).
+    ValueError
+        ``n`` is less than 1.
 
     Examples
     --------
@@ -65,14 +80,20 @@ def set_num_threads(n):
     >>> fastbn.set_num_threads(1)
     >>> fastbn.get_num_threads()
     1
+    >>> fastbn.set_num_threads(10**6)     # clamped to the pool's size
+    >>> fastbn.get_num_threads()
+    256
     >>> fastbn.set_num_threads(old)
     """
     global _num_threads
-    _num_threads = integer(n, "n", minimum=1)
+    _num_threads = min(integer(n, "n", minimum=1), _MAX_THREADS)
 
 
 def get_num_threads():
     """Number of threads the kernels use (default: physical cores, or ``OMP_NUM_THREADS``).
+
+    At most 256: larger counts given to :func:`set_num_threads` or in ``OMP_NUM_THREADS`` are
+    clamped.  An ``OMP_NUM_THREADS`` that is not a positive decimal integer is ignored.
 
     Examples
     --------

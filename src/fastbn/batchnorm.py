@@ -41,8 +41,13 @@ def _optional_vector(a, name, C, dtype):
 
 
 def _kernel_array(a, dtype):
-    """``a`` as the kernels read it: C-contiguous, native ``dtype`` (``a`` itself if it is)."""
-    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+    """``a`` as the kernels read it: C-contiguous, aligned, native ``dtype`` (``a`` itself if it
+    is).  Aligned: the C code reads single elements as T, which at an odd address is undefined
+    behaviour (UBSan stops there), however x86 takes it."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
 
 
 def _buffers(out, x, dtype):
@@ -50,7 +55,7 @@ def _buffers(out, x, dtype):
     ``out`` or a new array in the memory order of ``x`` (as ``np.empty_like``).  ``buf`` is
     ``target`` itself whenever that is C-contiguous and native, else a scratch array."""
     target = np.empty_like(x, dtype=dtype, subok=False) if out is None else out
-    if target.flags.c_contiguous and target.dtype.isnative:
+    if target.flags.c_contiguous and target.dtype.isnative and target.flags.aligned:
         return target, target
     return np.empty(x.shape, dtype=dtype), target
 
@@ -72,7 +77,13 @@ def _update_running(rm, rv, stats, count, momentum):
                       "statistics; their running statistics were not updated",
                       RuntimeWarning, stacklevel=3)   # 1 here, 2 batch_norm_train, 3 its caller
     typenum = (rm if rm is not None else rv).dtype.num
-    _batchnorm.update_running(rm, rv, stats, count, momentum, typenum)
+    # unaligned buffers: updated through aligned copies (see _kernel_array)
+    rmk, rvk = (None if a is None or a.flags.aligned else np.array(a) for a in (rm, rv))
+    _batchnorm.update_running(rm if rmk is None else rmk, rv if rvk is None else rvk, stats, count,
+                              momentum, typenum)
+    for a, k in ((rm, rmk), (rv, rvk)):
+        if k is not None:
+            np.copyto(a, k)
 
 
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
@@ -342,8 +353,8 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     buf, target = _buffers(out, x, dtype)
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
     if C:
-        m = np.ascontiguousarray(mean, dtype=np.float64)
-        s = np.ascontiguousarray(invstd, dtype=np.float64)
+        m = _kernel_array(mean, np.float64)
+        s = _kernel_array(invstd, np.float64)
         _batchnorm.backward(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C,
                             inner, m, s, _kernel_array(g, dtype), grads,
                             _config.get_num_threads())

@@ -50,7 +50,7 @@ def _flat(a):
     is a copy).  A byte-swapped array is always copied: the kernels read native floats only."""
     if not a.dtype.isnative:
         return np.ascontiguousarray(a, dtype=_native(a.dtype)).reshape(-1), True
-    if a.flags.c_contiguous:
+    if a.flags.c_contiguous and a.flags.aligned:   # the kernels read elements as T: aligned
         return a.reshape(-1), False
     if a.flags.aligned:
         try:
@@ -59,7 +59,7 @@ def _flat(a):
                 return f, False
         except (ValueError, TypeError):   # a copy would be needed (TypeError: NumPy < 2.1)
             pass
-    return np.ascontiguousarray(a).reshape(-1), True
+    return np.array(a, order="C").reshape(-1), True   # a new array: aligned
 
 
 def _prepare(grads, name, inplace):

@@ -123,7 +123,7 @@ def _deliver(buf, out):
 
 def _buffer(shape, dtype, out):
     """Where the kernel writes: ``out`` itself if it is C-contiguous and native, else a new array."""
-    if out is not None and out.flags.c_contiguous and out.dtype.isnative:
+    if out is not None and out.flags.c_contiguous and out.dtype.isnative and out.flags.aligned:
         return out
     return np.empty(shape, dtype=dtype)
 

@@ -46,15 +46,16 @@ def get_isa():
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
-    """Data pointer of a C-contiguous native-order array of `typenum` with `size` elements; NULL
-    for None."""
+    """Data pointer of a C-contiguous, aligned, native-order array of `typenum` with `size`
+    elements; NULL for None."""
     if a is None:
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray?>a
     if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_SIZE(arr) != size):
-        raise ValueError(f"fastbn._norm: {name} must be a C-contiguous native array of {size} "
-                         f"elements of the expected dtype")
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
+            or cnp.PyArray_SIZE(arr) != size):
+        raise ValueError(f"fastbn._norm: {name} must be a C-contiguous, aligned native array of "
+                         f"{size} elements of the expected dtype")
     return cnp.PyArray_DATA(arr)
 
 

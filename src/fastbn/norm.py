@@ -114,20 +114,24 @@ def _stat(a, name, plan):
     return a
 
 
-def _kernel(a, plan, perm=False):
-    """``a`` as the kernels read it: C-contiguous native, transposed by the plan if ``perm``."""
+def _kernel(a, plan, perm=False, dtype=None):
+    """``a`` as the kernels read it: C-contiguous, aligned, native, of ``dtype`` (default the
+    plan's), transposed by the plan if ``perm`` (the C code reads whole elements: an unaligned
+    view is copied)."""
     if a is None:
         return None
     if perm and plan.perm is not None:
         a = a.transpose(plan.perm)
-    return np.ascontiguousarray(a, dtype=plan.dtype)
+    a = np.ascontiguousarray(a, dtype=dtype or plan.dtype)
+    return a if a.flags.aligned else a.copy()
 
 
 def _buffers(out, x, plan):
     """(buf, target): the kernel writes ``buf`` (C-contiguous, native, the kernel layout); the
     caller gets ``target``, ``out`` or a new array in the memory order of ``x``."""
     target = np.empty_like(x, dtype=plan.dtype, subok=False) if out is None else out
-    if plan.perm is None and target.flags.c_contiguous and target.dtype.isnative:
+    if (plan.perm is None and target.flags.c_contiguous and target.dtype.isnative
+            and target.flags.aligned):
         return target, target
     return np.empty(plan.kshape, dtype=plan.dtype), target
 
@@ -179,8 +183,8 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     buf, target = _buffers(out, x, plan)
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
-    m = None if mean is None else np.ascontiguousarray(mean, dtype=np.float64)
-    _norm.backward(dyk, xk, buf, plan.view, m, np.ascontiguousarray(invstd, dtype=np.float64),
+    _norm.backward(dyk, xk, buf, plan.view, _kernel(mean, plan, dtype=np.float64),
+                   _kernel(invstd, plan, dtype=np.float64),
                    _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
     dx = _deliver(buf, target, plan)
     dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)

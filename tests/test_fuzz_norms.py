@@ -38,7 +38,9 @@ csrc/norm.h), and -- the known bug class of batch norm's elementwise pass, which
 elementwise pass overflows or a coefficient underflows.
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
-the default "ci" profile is derandomized and runs NORM_EXAMPLES examples per function.
+the default "ci" profile is derandomized and runs 150 examples per function (about 30 s on a
+2-core machine).  .ci/run runs it in step 1 only, as test_fuzz.py: steps 3 and 5 deselect
+"test_fuzz" (which matches this module's name) and step 4 "slow_under_qemu".
 """
 import math
 import os
@@ -46,7 +48,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import fastbn
@@ -59,7 +61,6 @@ from test_fuzz import (EPS, ERRORS, FUZZ, PROFILE, TINY, U, _writes, assert_name
 # The ci profile's example count here (test_fuzz.py's 300 per function would take minutes for
 # eight functions on a loaded 2-core machine); FASTBN_FUZZ_EXAMPLES overrides every profile.
 if PROFILE == "ci" and "FASTBN_FUZZ_EXAMPLES" not in os.environ:
-    from hypothesis import settings
     FUZZ = settings(FUZZ, max_examples=150)
 
 F64MAX = float(np.finfo(np.float64).max)
@@ -509,6 +510,7 @@ def test_every_norm_function_has_a_case():
 
 
 @pytest.mark.fuzz
+@pytest.mark.slow_under_qemu      # as test_fuzz: .ci/run's qemu step deselects it (minutes there)
 @pytest.mark.parametrize("name", list(CASES))
 @FUZZ
 @given(data=st.data())

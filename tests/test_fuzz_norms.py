@@ -530,9 +530,9 @@ def test_fuzz_norms(name, data):
 # ---- bugs the fuzzing found (pinned until fixed in csrc/norm*) --------------------------------
 
 @pytest.mark.xfail(strict=True, reason="layer/RMS/group/instance norm backward (float64): the "
-                   "coefficient s = -gamma * invstd**3 * mean(gamma dy (x - mean)) is evaluated "
-                   "as ((gamma invstd) invstd) invstd first (csrc/moments.h fb_grad_coefs), which "
-                   "is subnormal for invstd < ~1e-103 (data beyond ~1e103): dx loses up to all of "
+                   "coefficient s = -invstd**3 * mean(gamma dy (x - mean)) is evaluated with "
+                   "(g * invstd) * invstd first, g = invstd (gamma * invstd with one channel a "
+                   "group; csrc/moments.h fb_grad_coefs), which is subnormal for invstd < ~1e-103 (data beyond ~1e103): dx loses up to all of "
                    "its digits where dy g and (x - mean) s cancel (5.9e-117 for 1.1e-121 here, "
                    "the documented bound 3e-121)")
 def test_backward_coefficient_underflow():

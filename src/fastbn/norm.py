@@ -62,15 +62,15 @@ def _trailing_plan(x, axis):
     return x, plan
 
 
-def _group_plan(x, num_groups, axis):
-    """Group norm (instance norm: num_groups None, one channel per group): statistics per
+def _group_plan(x, num_groups, axis, instance=False):
+    """Group norm (instance norm: ``instance``, one channel per group): statistics per
     (sample along axis 0, group of channels along `axis`)."""
     x = _input(x, 2)
     axis = v.normalize_axis(axis, x.ndim)
     if axis == 0:
         raise ValueError("axis: expected a channel axis other than 0 (axis 0 is the samples)")
     C = x.shape[axis]
-    if num_groups is None:
+    if instance:   # not num_groups=None: group_norm(x, None) is refused, not instance norm
         G = C
     else:
         G = v.integer(num_groups, "num_groups", minimum=1)
@@ -537,7 +537,7 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
     >>> mean
     array([[ 2., 20.]])
     """
-    x, plan = _group_plan(x, None, axis)
+    x, plan = _group_plan(x, None, axis, instance=True)
     return _forward(x, plan, gamma, beta, eps, out, True)
 
 
@@ -577,5 +577,5 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     >>> dbeta
     array([2., 2.])
     """
-    x, plan = _group_plan(x, None, axis)
+    x, plan = _group_plan(x, None, axis, instance=True)
     return _backward(dy, x, plan, mean, invstd, gamma, out, True)

@@ -39,8 +39,8 @@ elementwise pass overflows or a coefficient underflows.
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
 the default "ci" profile is derandomized and runs 150 examples per function (about 30 s on a
-2-core machine).  .ci/run runs it in step 1 only, as test_fuzz.py: steps 3 and 5 deselect
-"test_fuzz" (which matches this module's name) and step 4 "slow_under_qemu".
+2-core machine).  .ci/run runs it as test_fuzz.py: in step 1, and with 100 examples in steps 3
+(the installed wheel) and 5 (ASan + UBSan); step 4 (qemu) deselects "slow_under_qemu".
 """
 import math
 import os

@@ -40,6 +40,8 @@ rows = rng.standard_normal((N // 4 + 1, 2, 2))                        # inner 2:
 dy_slab = rng.standard_normal(slab.shape).astype(np.float32)
 dy_rows = rng.standard_normal(rows.shape)
 ones4, zeros4 = np.ones(4, np.float32), np.zeros(4, np.float32)
+rows_ln = rng.standard_normal((N // 256 + 1, 256)).astype(np.float32)   # layer/RMS rows of 256
+dy_ln = rng.standard_normal(rows_ln.shape).astype(np.float32)
 grads = [rng.standard_normal(N), rng.standard_normal((N // 8, 4)).astype(np.float32)]
 INITS = [n for n in fastbn.init.__all__ if n not in ("compute_fans", "calculate_gain", "orthogonal")]
 
@@ -59,6 +61,22 @@ def calls():
             _, mean, invstd = fastbn.batch_norm_train(x, g, axis=1)
             return tuple(fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=1))
         out[f"train_{name}"], out[f"infer_{name}"], out[f"backward_{name}"] = train, infer, backward
+    # the norm family: groups that each run on the pool (rows, whole channels, channels-last)
+    def layer():
+        y, mean, invstd = fastbn.layer_norm(rows_ln, axis=-1)
+        return (y, mean, invstd, *fastbn.layer_norm_backward(dy_ln, rows_ln, mean, invstd, axis=-1))
+    def rms():
+        y, invrms = fastbn.rms_norm(rows_ln, axis=-1)
+        return (y, invrms, *fastbn.rms_norm_backward(dy_ln, rows_ln, invrms, axis=-1))
+    def group():
+        y, mean, invstd = fastbn.group_norm(slab, 2, ones4, zeros4, axis=1)
+        return (y, mean, invstd,
+                *fastbn.group_norm_backward(dy_slab, slab, mean, invstd, 2, ones4, axis=1))
+    def instance_last():
+        y, mean, invstd = fastbn.instance_norm(rows, axis=-1)
+        return (y, mean, invstd, *fastbn.instance_norm_backward(dy_rows, rows, mean, invstd, axis=-1))
+    out["layer_norm"], out["rms_norm"], out["group_norm"] = layer, rms, group
+    out["instance_norm channels-last"] = instance_last
     out["global_norm"] = lambda: (fastbn.global_norm(grads),)
     def clip_norm():
         gs = [a.copy() for a in grads]

@@ -72,6 +72,24 @@ CALLS = {
     "clip_by_norm": lambda: fastbn.clip_by_norm(x, 1.0),
     "a refused call": lambda: _refused(),
 }
+# The norm family, on (4, 3, 2): layer/RMS over the last axis, group (3 groups) and instance over axis 1.
+_, lm, li = fastbn.layer_norm(x)
+_, ri = fastbn.rms_norm(x)
+_, gm, gi = fastbn.group_norm(x, 3)
+_, im, ii = fastbn.instance_norm(x)
+lnl, gnl = fastbn.LayerNorm(2), fastbn.GroupNorm(3, 3)
+g2 = np.ones(2, np.float32)
+CALLS.update({
+    "layer_norm": lambda: fastbn.layer_norm(x, g2, g2),
+    "layer_norm_backward": lambda: fastbn.layer_norm_backward(dy, x, lm, li, g2),
+    "rms_norm": lambda: fastbn.rms_norm(xs, g2, out=out),
+    "rms_norm_backward": lambda: fastbn.rms_norm_backward(dy, x, ri, g2),
+    "group_norm": lambda: fastbn.group_norm(x, 3, g, b),
+    "group_norm_backward": lambda: fastbn.group_norm_backward(dy, x, gm, gi, 3, g),
+    "instance_norm": lambda: fastbn.instance_norm(x, g, b),
+    "instance_norm_backward": lambda: fastbn.instance_norm_backward(dy, x, im, ii, g),
+    "LayerNorm, GroupNorm layers": lambda: (lnl(x), lnl.backward(dy), gnl(x), gnl.backward(dy)),
+})
 def _refused():
     try:
         fastbn.batch_norm_train(x, eps=-1.0)
@@ -108,16 +126,29 @@ def _names():
     base = ["batch_norm_train", "batch_norm_train out=,swapped", "batch_norm_infer",
             "batch_norm_backward", "BatchNorm forward/backward", "global_norm", "clip_grad_norm",
             "clip_grad_value", "clip_by_norm", "a refused call"]
-    return base + ["init." + n for n in fastbn.init.__all__
-                   if n not in ("compute_fans", "calculate_gain")]
+    return base + NORMS + ["init." + n for n in fastbn.init.__all__
+                           if n not in ("compute_fans", "calculate_gain")]
 
 
-@pytest.mark.parametrize("group", ["batchnorm", "clip", "init"])
+NORMS = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
+         "group_norm_backward", "instance_norm", "instance_norm_backward",
+         "LayerNorm, GroupNorm layers"]
+GROUPS = {
+    "batchnorm": lambda n: "atch" in n or "refused" in n,
+    "norms": lambda n: n in NORMS,
+    "clip": lambda n: n in ("global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm"),
+    "init": lambda n: n.startswith("init."),
+}
+
+
+def test_every_call_is_in_exactly_one_group():
+    for name in _names():
+        assert sum(pick(name) for pick in GROUPS.values()) == 1, name
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
 def test_resources_are_flat_over_many_calls(group):
-    names = [n for n in _names() if
-             (group == "init") == n.startswith("init.") and
-             (group != "clip" or "norm" in n and "batch" not in n or "clip" in n) and
-             (group != "batchnorm" or "atch" in n or "refused" in n)]
+    names = [n for n in _names() if GROUPS[group](n)]
     r = run_python(None, args=["-c", HARNESS, str(CALLS_PER_FUNCTION), *names])
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)

@@ -162,6 +162,41 @@ static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const
     for (; i < n; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
 }
 
+/* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
+ * rounded once.  Whole vectors of T, streamed when `stream` (the row's lines are written whole,
+ * so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
+static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r,
+                              const double *FB_RESTRICT gd, const double *FB_RESTRICT bd,
+                              const T *pf, int stream)
+{
+    const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r), zv = fb_vd_set1(0.0);
+#define FB_RA_T(e) (T)(((double)xr[e] - mu) * (gd[e] * r) + (bd ? bd[e] : 0.0))
+#define FB_RA_H(e) fb_vd_add(fb_vd_mul(fb_vd_sub(FB_VD_LOAD_T(xr + (e)), mv),                    \
+                                       fb_vd_mul(fb_vd_load_f64(gd + (e)), rv)),                  \
+                            bd ? fb_vd_load_f64(bd + (e)) : zv)
+#define FB_RA_V(e, out)                                                                              \
+    do {                                                                                          \
+        const FB_TV t_ = FB_TV_FROM_VD(FB_RA_H(e), FB_RA_H((e) + FB_TV_W - FB_VD_W));             \
+        out;                                                                                      \
+    } while (0)
+    int64_t e = 0, head, stop;
+    if (stream && fb_stream_span(yr, sizeof(T), n, &head, &stop)) {
+        for (; e < head; e++) yr[e] = FB_RA_T(e);
+        for (; e < stop; e += FB_TV_W) {
+            if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
+            FB_RA_V(e, FB_TV_STREAM(yr + e, t_));
+        }
+    }
+    for (; e + FB_TV_W <= n; e += FB_TV_W) {
+        if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
+        FB_RA_V(e, FB_TV_STORE(yr + e, t_));
+    }
+    for (; e < n; e++) yr[e] = FB_RA_T(e);
+#undef FB_RA_T
+#undef FB_RA_V
+#undef FB_RA_H
+}
+
 /* ---- moments: one group's statistics ------------------------------------------------------ */
 
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
@@ -210,7 +245,10 @@ typedef struct {
 /* The channel of element i of a run (elementwise mode), relative to the group's first. */
 #define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
 
-static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
+/* gd, bd: the group's gamma and beta as float64 (or NULL), so that rows of per-element
+ * coefficients convert x alone. */
+static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const double *gd,
+                              const double *bd)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -239,7 +277,10 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     for (int64_t m = 0; m < mid; m++) {
         const T *xr = xb + m * stride;
         T *yr = yb + m * stride;
-        if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
+        if (gd) {   /* layer and RMS norm with gamma, gamma and beta cached in float64 */
+            FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL,
+                                k->stream);
+        } else if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
             for (int64_t e = 0; e < L; e++)
                 yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + (double)bt[e]);
         } else if (inner == 1 && gm) {
@@ -262,7 +303,21 @@ static void FN(forward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g);
+    /* Rows of per-element coefficients (layer / RMS norm): gamma and beta converted once per
+     * task rather than once per row (the apply's conversions dominated it); the same bits. */
+    double *gd = NULL, *bd = NULL;
+    if (p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
+        gd = (double *)malloc(sizeof(double) * 2 * (size_t)p->L);   /* NULL: the plain path */
+    if (gd) {
+        const int64_t c0 = g * p->v.Cg;
+        for (int64_t e = 0; e < p->L; e++) gd[e] = (double)k->gamma[c0 + e];
+        if (k->beta) {
+            bd = gd + p->L;
+            for (int64_t e = 0; e < p->L; e++) bd[e] = (double)k->beta[c0 + e];
+        }
+    }
+    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g, gd, bd);
+    free(gd);
     if (k->stream) fb_stream_fence();
 }
 
@@ -665,3 +720,5 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view
 #undef FB_TV_SUB
 #undef FB_TV_MUL
 #undef FB_VD_LOAD_T
+#undef FB_VD_STORE_T
+#undef FB_TV_FROM_VD

@@ -174,7 +174,7 @@ static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r
 #define FB_RA_H(e) fb_vd_add(fb_vd_mul(fb_vd_sub(FB_VD_LOAD_T(xr + (e)), mv),                    \
                                        fb_vd_mul(fb_vd_load_f64(gd + (e)), rv)),                  \
                             bd ? fb_vd_load_f64(bd + (e)) : zv)
-#define FB_RA_V(e, out)                                                                              \
+#define FB_RA_V(e, out)                                                                   \
     do {                                                                                          \
         const FB_TV t_ = FB_TV_FROM_VD(FB_RA_H(e), FB_RA_H((e) + FB_TV_W - FB_VD_W));             \
         out;                                                                                      \
@@ -351,8 +351,8 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const 
         const T *xr = xb + m * stride;
         T *yr = yb + m * stride;
         if (gd) {   /* layer and RMS norm with gamma, gamma and beta cached in float64 */
-            FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL,
-                                k->stream);
+            const T *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+            FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, next, k->stream);
         } else if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
             for (int64_t e = 0; e < L; e++)
                 yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + (double)bt[e]);

@@ -162,6 +162,114 @@ static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const
     for (; i < n; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
 }
 
+/* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
+ * rounded once.  Whole vectors of T, streamed when `stream` (the row's lines are written whole,
+ * so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
+static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r,
+                              const double *FB_RESTRICT gd, const double *FB_RESTRICT bd,
+                              const T *pf, int stream)
+{
+    const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r), zv = fb_vd_set1(0.0);
+#define FB_RA_T(e) (T)(((double)xr[e] - mu) * (gd[e] * r) + (bd ? bd[e] : 0.0))
+#define FB_RA_H(e) fb_vd_add(fb_vd_mul(fb_vd_sub(FB_VD_LOAD_T(xr + (e)), mv),                    \
+                                       fb_vd_mul(fb_vd_load_f64(gd + (e)), rv)),                  \
+                            bd ? fb_vd_load_f64(bd + (e)) : zv)
+#define FB_RA_V(e, out)                                                                   \
+    do {                                                                                          \
+        const FB_TV t_ = FB_TV_FROM_VD(FB_RA_H(e), FB_RA_H((e) + FB_TV_W - FB_VD_W));             \
+        out;                                                                                      \
+    } while (0)
+    int64_t e = 0, head, stop;
+    if (stream && fb_stream_span(yr, sizeof(T), n, &head, &stop)) {
+        for (; e < head; e++) yr[e] = FB_RA_T(e);
+        for (; e < stop; e += FB_TV_W) {
+            if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
+            FB_RA_V(e, FB_TV_STREAM(yr + e, t_));
+        }
+    }
+    for (; e + FB_TV_W <= n; e += FB_TV_W) {
+        if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
+        FB_RA_V(e, FB_TV_STORE(yr + e, t_));
+    }
+    for (; e < n; e++) yr[e] = FB_RA_T(e);
+#undef FB_RA_T
+#undef FB_RA_V
+#undef FB_RA_H
+}
+
+/* One run of the backward's elementwise layout with gamma cached in float64 (layer / RMS norm),
+ * in one pass: la[l] += gamma dy, lb[l] += gamma dy (x - mu) in lane l = e mod FB_LANES (the
+ * order of the plain loop), and the per-element partials qdb += dy, qdg += dy (x - mu) r
+ * (assigned when fst). */
+static void FN(row_grad_sums)(const T *xr, const T *gr, int64_t L, double mu, double r,
+                              const double *FB_RESTRICT gd, double la[FB_LANES],
+                              double lb[FB_LANES], double *FB_RESTRICT qdg,
+                              double *FB_RESTRICT qdb, int fst)
+{
+    const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r);
+    const int64_t full = L - L % FB_LANES;
+    for (int g = 0; g < FB_LANES; g += FB_LG) {
+        fb_vd a[FB_NVG], b[FB_NVG];
+        for (int j = 0; j < FB_NVG; j++)
+            a[j] = fb_vd_load_f64(la + g + j * FB_VD_W), b[j] = fb_vd_load_f64(lb + g + j * FB_VD_W);
+        for (int64_t i = 0; i < full; i += FB_LANES) {
+            for (int j = 0; j < FB_NVG; j++) {
+                const int64_t e = i + g + j * FB_VD_W;
+                const fb_vd dyv = FB_VD_LOAD_T(gr + e), d = fb_vd_sub(FB_VD_LOAD_T(xr + e), mv);
+                const fb_vd wv = fb_vd_mul(fb_vd_load_f64(gd + e), dyv);
+                const fb_vd pg = fb_vd_mul(fb_vd_mul(dyv, d), rv);
+                a[j] = fb_vd_add(a[j], wv);
+                b[j] = fb_vd_add_m(fb_vd_mul(wv, d), b[j]);
+                fb_vd_store_f64(qdb + e, fst ? dyv : fb_vd_add(fb_vd_load_f64(qdb + e), dyv));
+                fb_vd_store_f64(qdg + e, fst ? pg : fb_vd_add(fb_vd_load_f64(qdg + e), pg));
+            }
+        }
+        for (int j = 0; j < FB_NVG; j++)
+            fb_vd_store_f64(la + g + j * FB_VD_W, a[j]), fb_vd_store_f64(lb + g + j * FB_VD_W, b[j]);
+    }
+    for (int64_t e = full; e < L; e++) {
+        const double dyv = (double)gr[e], d = (double)xr[e] - mu, wv = gd[e] * dyv;
+        la[e - full] += wv;
+        lb[e - full] += wv * d;
+        qdb[e] = fst ? dyv : qdb[e] + dyv;
+        qdg[e] = fst ? dyv * d * r : qdg[e] + dyv * d * r;
+    }
+}
+
+/* dx = dy * (T)(gd r) + ((x - tm) * ts + tc) over a run (elem_grad_apply with the per-element
+ * factor rounded in registers); streamed when `stream`; pfx, pfg (or NULL): the next run's x
+ * and dy, prefetched. */
+static void FN(row_grad_apply)(const T *dy, const T *x, T *dx, int64_t n,
+                               const double *FB_RESTRICT gd, double r, const FN(coef) *co,
+                               const T *pfx, const T *pfg, int stream)
+{
+    const T tm = co->tm, ts = co->ts, tc = co->tc;
+    const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
+    const fb_vd rv = fb_vd_set1(r);
+#define FB_TGV(i) FB_TV_FROM_VD(fb_vd_mul(fb_vd_load_f64(gd + (i)), rv),                         \
+                                fb_vd_mul(fb_vd_load_f64(gd + (i) + FB_TV_W - FB_VD_W), rv))
+#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), FB_TGV(i)),                              \
+                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_PF(i)                                                                                  \
+    if (pfx && (i) % (64 / sizeof(T)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
+    int64_t i = 0, head, stop;
+    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+        for (; i < head; i++) dx[i] = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);
+        for (; i < stop; i += FB_TV_W) {
+            FB_PF(i);
+            FB_TV_STREAM(dx + i, FB_E(i));
+        }
+    }
+    for (; i + FB_TV_W <= n; i += FB_TV_W) {
+        FB_PF(i);
+        FB_TV_STORE(dx + i, FB_E(i));
+    }
+#undef FB_PF
+#undef FB_E
+#undef FB_TGV
+    for (; i < n; i++) dx[i] = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);
+}
+
 /* ---- moments: one group's statistics ------------------------------------------------------ */
 
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
@@ -210,7 +318,10 @@ typedef struct {
 /* The channel of element i of a run (elementwise mode), relative to the group's first. */
 #define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
 
-static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
+/* gd, bd: the group's gamma and beta as float64 (or NULL), so that rows of per-element
+ * coefficients convert x alone. */
+static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const double *gd,
+                              const double *bd)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -239,7 +350,10 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     for (int64_t m = 0; m < mid; m++) {
         const T *xr = xb + m * stride;
         T *yr = yb + m * stride;
-        if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
+        if (gd) {   /* layer and RMS norm with gamma, gamma and beta cached in float64 */
+            const T *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+            FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, next, k->stream);
+        } else if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
             for (int64_t e = 0; e < L; e++)
                 yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + (double)bt[e]);
         } else if (inner == 1 && gm) {
@@ -262,7 +376,21 @@ static void FN(forward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g);
+    /* Rows of per-element coefficients (layer / RMS norm): gamma and beta converted once per
+     * task rather than once per row (the apply's conversions dominated it); the same bits. */
+    double *gd = NULL, *bd = NULL;
+    if (p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
+        gd = (double *)malloc(sizeof(double) * 2 * (size_t)p->L);   /* NULL: the plain path */
+    if (gd) {
+        const int64_t c0 = g * p->v.Cg;
+        for (int64_t e = 0; e < p->L; e++) gd[e] = (double)k->gamma[c0 + e];
+        if (k->beta) {
+            bd = gd + p->L;
+            for (int64_t e = 0; e < p->L; e++) bd[e] = (double)k->beta[c0 + e];
+        }
+    }
+    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g, gd, bd);
+    free(gd);
     if (k->stream) fb_stream_fence();
 }
 
@@ -475,8 +603,9 @@ typedef struct {
  * gives its own sum bit for bit, -0 included). */
 #define FB_PART(dst, val) ((dst) = first ? (val) : (dst) + (val))
 
+/* gd: the group's gamma in float64 when inner == 1 (or NULL). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
-                               double *pdb, int first)
+                               double *pdb, int first, const double *gd)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -521,7 +650,10 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     /* Elementwise: lanes over the run for the group's sums, per-element partials. */
     double la[FB_LANES] = {0}, lb[FB_LANES] = {0};
     double *qdg = pdg + g * L, *qdb = pdb + g * L;
-    for (int64_t m = 0; m < mid; m++) {
+    for (int64_t m = 0; gd && m < mid; m++)   /* layer and RMS norm: one fused pass */
+        FN(row_grad_sums)(xb + m * stride, gb + m * stride, L, mu, r, gd, la, lb, qdg, qdb,
+                          first && m == 0);
+    for (int64_t m = 0; !gd && m < mid; m++) {
         const T *xr = xb + m * stride, *gr = gb + m * stride;
         const int fst = first && m == 0;
         const int64_t full = L - L % FB_LANES;
@@ -566,6 +698,14 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream);
         return;
     }
+    if (gd && !co.exact) {
+        const int pf = mid == 1 && o + 1 < p->v.outer;
+        for (int64_t m = 0; m < mid; m++)
+            FN(row_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, gd, r, &co,
+                               pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
+                               k->stream);
+        return;
+    }
     T tg[FB_EBLK];
     for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
         const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
@@ -592,8 +732,14 @@ static void FN(backward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    /* Layer / RMS norm: gamma converted once per task (as the forward's). */
+    double *gd = NULL;
+    if (p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
+        gd = (double *)malloc(sizeof(double) * (size_t)p->L);   /* NULL: the plain path */
+    for (int64_t e = 0; gd && e < p->L; e++) gd[e] = (double)k->gamma[g * p->v.Cg + e];
     for (int64_t o = o0; o < o1; o++)
-        FN(backward_group)(k, o, g, k->mg.pdg + ch * p->P, k->mg.pdb + ch * p->P, o == o0);
+        FN(backward_group)(k, o, g, k->mg.pdg + ch * p->P, k->mg.pdb + ch * p->P, o == o0, gd);
+    free(gd);
     if (k->stream) fb_stream_fence();
 }
 
@@ -665,3 +811,5 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view
 #undef FB_TV_SUB
 #undef FB_TV_MUL
 #undef FB_VD_LOAD_T
+#undef FB_VD_STORE_T
+#undef FB_TV_FROM_VD

@@ -77,6 +77,27 @@ static int fb_norm_view_ok(const fb_norm_view *v)
     return v->outer >= 0 && v->mid >= 0 && v->G >= 0 && v->Cg >= 0 && v->inner >= 0;
 }
 
+/* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
+ * load of the whole would stall store forwarding). */
+static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__)
+    return (fb_vf)_mm512_insertf64x4(_mm512_castpd256_pd512((__m256d)_mm512_cvtpd_ps((__m512d)a)),
+                                     (__m256d)_mm512_cvtpd_ps((__m512d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+    return (fb_vf)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)a)),
+                                       _mm256_cvtpd_ps((__m256d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    return (fb_vf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)a), _mm_cvtpd_ps((__m128d)b));
+#else
+    fb_vf r;
+    float t[FB_VF_W];
+    fb_vd_store_f32(t, a), fb_vd_store_f32(t + FB_VD_W, b);
+    memcpy(&r, t, sizeof r);
+    return r;
+#endif
+}
+
 #define FB_T float
 #define FB_DT f32
 #define FB_TV fb_vf
@@ -89,6 +110,8 @@ static int fb_norm_view_ok(const fb_norm_view *v)
 #define FB_TV_SUB fb_vf_sub
 #define FB_TV_MUL fb_vf_mul
 #define FB_VD_LOAD_T fb_vd_load_f32
+#define FB_VD_STORE_T fb_vd_store_f32
+#define FB_TV_FROM_VD fb_vf_from_vd
 #include "norm_body.h"
 
 #define FB_T double
@@ -103,6 +126,8 @@ static int fb_norm_view_ok(const fb_norm_view *v)
 #define FB_TV_SUB fb_vd_sub
 #define FB_TV_MUL fb_vd_mul
 #define FB_VD_LOAD_T fb_vd_load_f64
+#define FB_VD_STORE_T fb_vd_store_f64
+#define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */
 #include "norm_body.h"
 
 const fb_norm_table FB_CAT(fb_norm_table, FB_ISA_SUFFIX) = {

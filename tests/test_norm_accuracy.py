@@ -8,6 +8,9 @@ Specification:
 - every output of every norm, forward and backward, on inputs large enough to be split across
   threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
   instruction-set path.
+- a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
+  bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
+  for row lengths that do and do not fill whole lane rounds.
 """
 import numpy as np
 import pytest
@@ -94,3 +97,26 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     got = _all_outputs(norm, x, gamma, beta, dy, kw)
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize("D", [37, 768, 1001])
+@pytest.mark.parametrize("with_beta", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_alone_gives_its_bits_among_many_rows(D, with_beta, dtype):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((6, D)) * 3.0 + 2.0).astype(dtype)
+    dy = rng.standard_normal((6, D)).astype(dtype)
+    gamma = rng.standard_normal(D).astype(dtype)
+    beta = rng.standard_normal(D).astype(dtype) if with_beta else None
+    y, mean, invstd = fastbn.layer_norm(x, gamma, beta)
+    dx, dgamma, _ = fastbn.layer_norm_backward(dy, x, mean, invstd, gamma)
+    yr, invrms = fastbn.rms_norm(x, gamma)
+    dxr, _ = fastbn.rms_norm_backward(dy, x, invrms, gamma)
+    for i in range(6):
+        one = slice(i, i + 1)
+        y1, m1, r1 = fastbn.layer_norm(x[one], gamma, beta)
+        assert y1.tobytes() == y[one].tobytes()
+        assert fastbn.layer_norm_backward(dy[one], x[one], m1, r1, gamma)[0].tobytes() == dx[one].tobytes()
+        yr1, ir1 = fastbn.rms_norm(x[one], gamma)
+        assert yr1.tobytes() == yr[one].tobytes()
+        assert fastbn.rms_norm_backward(dy[one], x[one], ir1, gamma)[0].tobytes() == dxr[one].tobytes()

@@ -59,7 +59,7 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
     return co;
 }
 
-/* Backward: from fb_grad_coefs's {s, g, c, q, mdy, invstd}.  A channel whose s or c overflows float64
+/* Backward: from fb_bn_grad_coefs's {s, g, c, q, mdy, invstd}.  A channel whose s or c overflows float64
  * while the factored form's g, q, mdy do not takes the float64 path (exact_grad1). */
 static FN(coef) FN(make_grad_coef)(double m, const double coef[6])
 {
@@ -368,7 +368,7 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
             FN(run_pair_sums)(k->x + o * stride + c * inner + s, k->dy + o * stride + c * inner + s,
                               1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
     double coef[6];
-    fb_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
+    fb_bn_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
     const FN(coef) gco = FN(make_grad_coef)(mu, coef);
     for (int64_t o = k->outer - 1; o >= 0; o--)   /* reverse, as in slab_train_task */
@@ -752,7 +752,7 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
                     sdy += k->r1[ch * p->V + c * p->inner + i];
                     sdyx += k->r2[ch * p->V + c * p->inner + i];
                 }
-            fb_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
+            fb_bn_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
                           f->gamma ? (double)f->gamma[c] : 1.0, &f->dbeta[c], &f->dgamma[c], coef);
             coefs[c] = FN(make_grad_coef)(f->mean[c], coef);
         }

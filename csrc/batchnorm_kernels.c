@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "batchnorm.h"
+#include "moments.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -41,20 +42,13 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #error "FB_LANES must split into vector groups and FB_SEG into whole lane rounds"
 #endif
 
-/* Mean and M2 of n values from their shifted sums S1 = sum(x - k), S2 = sum((x - k)^2). */
-static inline void fb_shifted_result(double k, double n, double s1, double s2, double *mean, double *m2)
-{
-    *mean = k + s1 / n;
-    double q = s2 - s1 * (s1 / n);
-    *m2 = q < 0.0 ? 0.0 : q;   /* rounding only; NaN stays NaN */
-}
-
-/* Backward coefficients of one channel from sdy = sum(dy), sdyx = sum(dy * (x - mean)):
+/* Batch norm's backward coefficients of one channel (moments.h's fb_grad_coefs and three more)
+ * from sdy = sum(dy), sdyx = sum(dy * (x - mean)):
  * dbeta, dgamma, and dx = dy * g + ((x - mean) * s + c) as coef = {s, g, c}; also q, mdy and
  * invstd of the same dx in factored form, g * ((dy - mdy) - ((x - mean) * invstd) * q), whose
  * factors stay finite where s or c overflow float64 (float64 dy near DBL_MAX, invstd > 1). */
-static inline void fb_grad_coefs(double sdy, double sdyx, double count, double invstd, double gamma,
-                                 double *dbeta, double *dgamma, double coef[6])
+static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, double invstd,
+                                    double gamma, double *dbeta, double *dgamma, double coef[6])
 {
     const double g = gamma * invstd;
     *dbeta = sdy;
@@ -65,34 +59,6 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
     coef[3] = invstd * (sdyx / count);
     coef[4] = sdy / count;
     coef[5] = invstd;
-}
-
-static inline int fb_threads_for(int64_t n_elems, int n_threads)
-{
-    return (n_elems < FB_PAR_MIN_ELEMS || n_threads < 1) ? 1 : n_threads;
-}
-
-/* One step of Chan, Golub & LeVeque's update, with weights wm = nb / (n + nb) and
- * wq = n * nb / (n + nb) that depend on the counts alone: fold a part's mean mb and M2 m2b into a
- * running mean and M2 of n values. */
-static inline void fb_chan_step(double *mean, double *m2, double mb, double m2b, double wm, double wq)
-{
-    const double delta = mb - *mean;
-    *mean += delta * wm;
-    *m2 += m2b + delta * delta * wq;
-}
-
-/* Chan, Golub & LeVeque's update: fold (nb, mb, m2b) into (n, mean, m2). */
-static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb, double mb, double m2b)
-{
-    if (nb == 0.0) return;
-    if (*n == 0.0) {
-        *n = nb, *mean = mb, *m2 = m2b;
-        return;
-    }
-    const double nt = *n + nb;
-    fb_chan_step(mean, m2, mb, m2b, nb / nt, *n * nb / nt);
-    *n = nt;
 }
 
 /* The rows path's tiling of an (R, V) matrix into (row chunk, column tile) tasks. */

@@ -2,10 +2,8 @@
  * moments.h -- float64 statistics helpers shared by the normalization kernels.
  *
  * Shifted sums and Chan et al.'s pairwise merge (the statistics), and the backward coefficients
- * of one group.  The normalization core (norm_body.h) uses these; batch norm's static copies in
- * batchnorm_kernels.c (fb_shifted_result, fb_chan_step, fb_chan_merge, fb_grad_coefs,
- * fb_threads_for) are the same code and are replaced by this header when batch norm moves onto
- * the core.
+ * of one group.  The normalization core (norm_body.h) and batch norm (batchnorm_kernels.c, whose
+ * backward coefficients add a factored form: fb_bn_grad_coefs) use these.
  */
 #ifndef FASTBN_MOMENTS_H
 #define FASTBN_MOMENTS_H
@@ -52,7 +50,8 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
     const double g = gamma * invstd;
     *dbeta = sdy;
     *dgamma = sdyx * invstd;
-    coef[0] = -g * invstd * invstd * (sdyx / count);
+    coef[0] = -(g * invstd) * (invstd * (sdyx / count));   /* not g*invstd*invstd: subnormal
+                                                               for invstd < ~1e-103 */
     coef[1] = g;
     coef[2] = -g * (sdy / count);
 }

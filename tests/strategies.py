@@ -153,3 +153,12 @@ def shapes(data, name, *, min_dims=2, max_dims=4, max_side=5):
     """A shape with zeros and ones along any axis (ones and zeros drawn more often)."""
     side = st.one_of(st.sampled_from([0, 1, 1, 2]), st.integers(0, max_side))
     return tuple(data.draw(st.lists(side, min_size=min_dims, max_size=max_dims), label=name))
+
+
+def unaligned_copy(a):
+    """A copy of ``a`` at an odd byte offset of a uint8 buffer: C-contiguous, not aligned."""
+    store = np.zeros(a.nbytes + 1, np.uint8)
+    u = store[1:].view(a.dtype).reshape(a.shape)
+    u[...] = a
+    assert not u.flags.aligned and u.flags.c_contiguous
+    return u

@@ -64,7 +64,7 @@ import fastbn
 import fastbn.init
 from bn_helpers import backward_bound, forward_bound, infer_bound
 from fastbn import reference
-from strategies import FLOATS, Stores, place, shapes, values
+from strategies import FLOATS, Stores, place, shapes, unaligned_copy, values
 
 # ---- profiles -------------------------------------------------------------------------------
 
@@ -864,7 +864,13 @@ def test_every_public_function_has_a_case():
 @FUZZ
 @given(data=st.data())
 def test_fuzz(name, data):
-    S, call, check, may_write, fn = CASES[name](data)
+    run_case(CASES[name], data)
+
+
+def run_case(make, data):
+    """Draw a case with ``make`` and run it: the call matches the reference (its ``check``) with
+    its inputs unchanged, or raises an error naming an argument with nothing written."""
+    S, call, check, may_write, fn = make(data)
     snap = S.snapshot()
     try:
         result = call()
@@ -1041,14 +1047,6 @@ def test_constant_channel_far_from_zero_has_zero_variance():
     assert np.all(r.mean == 1e6 + 0.125) and np.all(r.invstd == 1.0)
 
 
-def _unaligned(a):
-    """A copy of ``a`` at an odd byte offset of a uint8 buffer: C-contiguous, not aligned."""
-    store = np.zeros(a.nbytes + 1, np.uint8)
-    u = store[1:].view(a.dtype).reshape(a.shape)
-    u[...] = a
-    assert not u.flags.aligned and u.flags.c_contiguous
-    return u
-
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unaligned_arrays_reach_the_kernels_aligned(dtype):
@@ -1060,20 +1058,20 @@ def test_unaligned_arrays_reach_the_kernels_aligned(dtype):
     rng = np.random.default_rng(2)
     x, dy = rng.standard_normal((6, 3, 5)).astype(dtype), rng.standard_normal((6, 3, 5)).astype(dtype)
     with pytest.raises(ValueError, match="aligned"):
-        _batchnorm.train(_unaligned(x), np.empty_like(x), 6, 3, 5, None, None, 1e-5,
+        _batchnorm.train(unaligned_copy(x), np.empty_like(x), 6, 3, 5, None, None, 1e-5,
                          np.empty((3, 3)), 1)
     y, mean, invstd = fastbn.batch_norm_train(x, axis=1)
-    for got in (fastbn.batch_norm_train(_unaligned(x), axis=1),
-                fastbn.batch_norm_train(ux := _unaligned(x), axis=1, out=ux)):
+    for got in (fastbn.batch_norm_train(unaligned_copy(x), axis=1),
+                fastbn.batch_norm_train(ux := unaligned_copy(x), axis=1, out=ux)):
         assert all(np.array_equal(a, b) for a, b in zip(got, (y, mean, invstd)))
     dx = fastbn.batch_norm_backward(dy, x, mean, invstd, axis=1).dx
-    assert np.array_equal(fastbn.batch_norm_backward(_unaligned(dy), _unaligned(x), _unaligned(mean),
-                                                     _unaligned(invstd), axis=1).dx, dx)
+    assert np.array_equal(fastbn.batch_norm_backward(unaligned_copy(dy), unaligned_copy(x), unaligned_copy(mean),
+                                                     unaligned_copy(invstd), axis=1).dx, dx)
     rm, rv = np.zeros(3, dtype), np.ones(3, dtype)
-    urm, urv = _unaligned(rm), _unaligned(rv)
+    urm, urv = unaligned_copy(rm), unaligned_copy(rv)
     fastbn.batch_norm_train(x, axis=1, running_mean=rm, running_var=rv)
     fastbn.batch_norm_train(x, axis=1, running_mean=urm, running_var=urv)
     assert np.array_equal(urm, rm) and np.array_equal(urv, rv)
-    g = [_unaligned(dy.ravel())]
+    g = [unaligned_copy(dy.ravel())]
     fastbn.clip_grad_value(g, 0.5)
     assert np.array_equal(g[0], np.clip(dy.ravel(), -0.5, 0.5))

@@ -54,9 +54,8 @@ from hypothesis import strategies as st
 import fastbn
 from fastbn import reference
 from strategies import Stores, place, shapes, values
-from test_fuzz import (EPS, ERRORS, FUZZ, PROFILE, TINY, U, _writes, assert_named_error,
-                       check_values, draw_dtype, draw_x_and_out, f64, ld, overlapping_pair,
-                       ulp_tol, unjudged)
+from test_fuzz import (EPS, FUZZ, PROFILE, TINY, U, _writes, check_values, draw_dtype,
+                       draw_x_and_out, f64, ld, overlapping_pair, run_case, ulp_tol, unjudged)
 
 # The ci profile's example count here (test_fuzz.py's 300 per function would take minutes for
 # eight functions on a loaded 2-core machine); FASTBN_FUZZ_EXAMPLES overrides every profile.
@@ -511,16 +510,7 @@ def test_every_norm_function_has_a_case():
 @FUZZ
 @given(data=st.data())
 def test_fuzz_norms(name, data):
-    S, call, check, may_write, fn = CASES[name](data)
-    snap = S.snapshot()
-    try:
-        result = call()
-    except ERRORS as e:
-        assert_named_error(e, fn)
-        assert not S.changed(snap), f"a failing call wrote {S.changed(snap)}"
-        return
-    assert not S.changed(snap, ignore=may_write), f"inputs changed: {S.changed(snap, ignore=may_write)}"
-    check(result)
+    run_case(CASES[name], data)
 
 
 # ---- bugs the fuzzing found (pinned until fixed in csrc/norm*) --------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import fastbn
+from strategies import unaligned_copy
 
 X = np.random.default_rng(1).normal(2.0, 1.5, (4, 6, 5)).astype(np.float32)
 
@@ -183,15 +184,6 @@ def test_rms_norm_backward_warns_of_nothing():
             assert dx.dtype == dgamma.dtype == np.float32
 
 
-def _unaligned(a):
-    """A copy of ``a`` at an odd byte offset of a uint8 buffer: C-contiguous, not aligned."""
-    store = np.zeros(a.nbytes + 1, np.uint8)
-    u = store[1:].view(a.dtype).reshape(a.shape)
-    u[...] = a
-    assert not u.flags.aligned and u.flags.c_contiguous
-    return u
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unaligned_arrays_give_the_bits_of_aligned_ones(dtype):
     # The C code reads whole elements: unaligned views reach it as aligned copies (the glue
@@ -201,15 +193,15 @@ def test_unaligned_arrays_give_the_bits_of_aligned_ones(dtype):
     x, dy = (rng.standard_normal((4, 6, 5)).astype(dtype) for _ in range(2))
     g = rng.standard_normal(5).astype(dtype)
     with pytest.raises(ValueError, match="aligned"):
-        _norm.forward(_unaligned(x), np.empty_like(x), (4 * 6, 1, 1, 5, 1), None, None, 1e-5,
+        _norm.forward(unaligned_copy(x), np.empty_like(x), (4 * 6, 1, 1, 5, 1), None, None, 1e-5,
                       True, np.empty(24), np.empty(24), 1)
     y, mean, invstd = fastbn.layer_norm(x, g)
-    for got in (fastbn.layer_norm(_unaligned(x), _unaligned(g)),
-                fastbn.layer_norm(ux := _unaligned(x), g, out=ux)):
+    for got in (fastbn.layer_norm(unaligned_copy(x), unaligned_copy(g)),
+                fastbn.layer_norm(ux := unaligned_copy(x), g, out=ux)):
         assert all(np.array_equal(a, b) for a, b in zip(got, (y, mean, invstd)))
     grads = fastbn.layer_norm_backward(dy, x, mean, invstd, g)
-    got = fastbn.layer_norm_backward(_unaligned(dy), _unaligned(x), _unaligned(mean),
-                                     _unaligned(invstd), g, out=_unaligned(dy))
+    got = fastbn.layer_norm_backward(unaligned_copy(dy), unaligned_copy(x), unaligned_copy(mean),
+                                     unaligned_copy(invstd), g, out=unaligned_copy(dy))
     assert all(np.array_equal(a, b) for a, b in zip(got, grads))
     ys = fastbn.group_norm(x.reshape(4, 6, 5), 3, axis=1)
-    assert all(np.array_equal(a, b) for a, b in zip(fastbn.group_norm(_unaligned(x), 3, axis=1), ys))
+    assert all(np.array_equal(a, b) for a, b in zip(fastbn.group_norm(unaligned_copy(x), 3, axis=1), ys))

@@ -32,6 +32,11 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
     co.tg = (T)g;
     co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
     co.exact = isfinite(m) && fabs(m) >= 0x1p102;
+    /* A finite coefficient that rounds to +-inf in T (float32 scale beyond FLT_MAX) would give
+     * 0 * inf = NaN where x equals the mean: that group takes the float64 formula. */
+    if (isfinite(s) && isfinite(g) && isfinite(c) &&
+        !(isfinite(co.ts) && isfinite(co.tg) && isfinite(co.tc)))
+        co.exact = 1;
     return co;
 }
 
@@ -419,19 +424,22 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
 {
     const int64_t inner = k->p->v.inner;
     const FN(coef) co = FN(make_coef)(mu, s, r, c);
+    int exact = co.exact;
     for (int64_t v = v0; v < v0 + L; v++) {
         const int64_t ch = v / inner;
         const double gm = k->gamma ? (double)k->gamma[ch] : 1.0;
         if (grad) {   /* dx = dy (gamma r) + ((x - m) s + c) */
             tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (T)(gm * r);
             em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
+            if (isfinite(eg[v]) && !isfinite((double)tg[v])) exact = 1;   /* beyond T's range */
         } else {      /* y = (x - m) (gamma r) + beta: make_coef per column */
             const FN(coef) cc = FN(make_coef)(mu, gm * r, 0.0, k->beta ? (double)k->beta[ch] : 0.0);
             tm[v] = cc.tm, ts[v] = cc.ts, tc[v] = cc.tc;
             em[v] = mu, es[v] = cc.s, ec[v] = cc.c;
+            exact |= cc.exact;
         }
     }
-    return co.exact;
+    return exact;
 }
 
 static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const T *xs, const T *gs, T *ys, int exact,

@@ -33,9 +33,10 @@ test_fuzz.py.  The statistics (mean, invstd/invrms) are within one ulp of the fl
 position (check_values).  Not judged: positions where the float64 reference and the same
 reference in np.longdouble disagree on NaN/finiteness (the reference overflowed inside), groups
 of finite float64 data whose sums of squares overflow float64 (|x| beyond ~1e154: documented in
-csrc/norm.h), and -- the known bug class of batch norm's elementwise pass, which the norms share
-(pinned by the xfail tests at the end) -- positions where an intermediate of the dtype's
-elementwise pass overflows or a coefficient underflows.
+csrc/norm.h), and positions where an intermediate of the dtype's elementwise pass overflows
+though the result may be representable, or a coefficient underflows: batch norm redoes such a
+vector in float64 (csrc/batchnorm_body.h), the norms do not yet -- a known gap; coefficients that
+round to inf in the dtype do take the float64 formula (the tests at the end).
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
 the default "ci" profile is derandomized and runs 150 examples per function (about 30 s on a
@@ -219,7 +220,7 @@ def _forward_tol(geo, x64, mean, s, c, dtype):
 def _apply_overflow(geo, x64, mean, s, dtype):
     """Where the dtype's elementwise pass (whole-channel runs and the columns layout: the mean
     split as mh + mlo, s rounded to the dtype) overflows in an intermediate though y may be
-    representable, or s underflows: the known bug class, pinned below; not judged."""
+    representable, or s underflows: the known gap (see the module docstring); not judged."""
     dmax = float(np.finfo(dtype).max)
     m = geo.stat(mean)
     d = np.abs(x64 - m)
@@ -357,7 +358,8 @@ def geo_stat_any(geo, per_element, fn=np.any):
 def _grad_overflow(geo, dy64, x64, mean, inv, g, s, c, dtype):
     """Where the dtype's gradient pass dx = dy g + ((x - mh) s + c) overflows in a term or a
     coefficient though dx may be representable, or a coefficient is subnormal in the dtype (the
-    bound in csrc/norm.h has no underflow term yet): not judged."""
+    known gap of the module docstring; the bound in csrc/norm.h has no underflow term yet): not
+    judged."""
     dmax, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).tiny)
     d = np.abs(x64 - geo.stat(mean))
     with np.errstate(all="ignore"):
@@ -513,7 +515,7 @@ def test_fuzz_norms(name, data):
     run_case(CASES[name], data)
 
 
-# ---- bugs the fuzzing found (pinned until fixed in csrc/norm*) --------------------------------
+# ---- bugs the fuzzing found, fixed: numerics ------------------------------------------------
 
 def test_backward_coefficient_underflow():
     # Found by the fuzzing: s = -invstd**3 * mean(gamma dy (x - mean)) was evaluated as
@@ -526,16 +528,12 @@ def test_backward_coefficient_underflow():
     exact = exact_of(reference.rms_norm_backward(ld(dy), ld(x), ld(invrms))[0])
     r = float(invrms[0])
     bound = 8 * 2.0 ** -53 * (np.abs(dy) * r + np.abs(exact - dy * r))   # |dy g| + |x s|
-    assert np.all(np.abs(dx - exact) <= bound), (dx, exact, bound)       # fastbn: 5.9e-117
+    assert np.all(np.abs(dx - exact) <= bound), (dx, exact, bound)       # was 5.9e-117
 
 
 
-@pytest.mark.xfail(strict=True, reason="group/instance norm (float32), whole-channel runs "
-                   "(inner >= 32) and the columns layout (>= 16 runs per group): the scale "
-                   "s = gamma * invstd is rounded to float32 for the elementwise pass; above "
-                   "FLT_MAX it is inf and x equal to the mean gives 0 * inf = NaN instead of "
-                   "y = beta (a constant group with eps=1e-300: invstd 1e150); batch norm's "
-                   "test_forward_intermediate_overflow, in csrc/norm_body.h make_coef/cols_coefs")
+# Found by the fuzzing (fixed): a float32 scale gamma * invstd beyond FLT_MAX rounded to inf and
+# x equal to the mean gave 0 * inf = NaN instead of y = beta; such a group takes the float64 formula.
 @pytest.mark.parametrize("shape, G, axis", [((1, 1, 32), 1, 1), ((1, 20, 2), 2, -1)],
                          ids=["whole-channel runs", "columns"])
 def test_forward_scale_overflow(shape, G, axis):
@@ -543,13 +541,11 @@ def test_forward_scale_overflow(shape, G, axis):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         y = fastbn.group_norm(x, G, axis=axis, eps=1e-300)[0]
-    assert np.all(y == 0.0), y                     # fastbn: NaN
+    assert np.all(y == 0.0), y                     # was NaN
 
 
-@pytest.mark.xfail(strict=True, reason="group/instance norm backward (float32), whole-channel "
-                   "runs: the coefficient g = gamma * invstd is rounded to float32; above FLT_MAX "
-                   "dy * g is inf and dx = dy g + ((x - mean) s + c) gives inf - inf = NaN where "
-                   "the exact dx is 0 (batch norm's test_backward_intermediate_overflow)")
+# Fixed: the float32 coefficient g = gamma * invstd beyond FLT_MAX gave dy g = inf and
+# dx = inf - inf = NaN where the exact dx is 0; such a group takes the float64 formula.
 def test_backward_coefficient_overflow():
     x, dy = np.zeros((1, 1, 32), np.float32), np.ones((1, 1, 32), np.float32)
     mean, invstd = np.zeros((1, 1), np.float32), np.array([[1e30]], np.float32)
@@ -557,10 +553,10 @@ def test_backward_coefficient_overflow():
     exact = exact_of(reference.group_norm_backward(ld(dy), ld(x), ld(mean), ld(invstd), 1,
                                                   ld(np.array([1e10], np.float32)))[0])
     assert np.all(exact == 0.0)
-    assert np.all(dx == 0.0), dx                    # fastbn: NaN
+    assert np.all(dx == 0.0), dx                    # was NaN
 
 
-# ---- bugs the fuzzing found and fixed ---------------------------------------------------------
+# ---- bugs the fuzzing found, fixed: arguments -----------------------------------------------
 
 @pytest.mark.parametrize("call", [
     lambda x: fastbn.group_norm(x, None),

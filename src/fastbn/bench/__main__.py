@@ -33,7 +33,7 @@ AREAS = ["batchnorm", "norms", "clip", "init"]
 
 # Rounds per window of a batch-norm row in the producer and cold states (b2b rows and the other
 # areas: --rounds, default 5).  Their steps (a rewrite of the inputs, a 96 MB flush) cost as much
-# as the calls: 3 rounds keep the default report near 8 minutes on the 2-core machine it is tuned on.
+# as the calls: 3 rounds keep the default report near 12 minutes on the 2-core machine it is tuned on.
 STATE_ROUNDS = 3
 
 

@@ -66,16 +66,17 @@ def _deliver(buf, target):
     return target
 
 
-def _update_running(rm, rv, stats, count, momentum):
+def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stacklevel=3):
     """Update the running buffers from stats (3, C), warning first about channels whose
     statistics are not finite (they are skipped): under ``-W error`` the warning raises before
-    anything is written."""
+    anything is written.  ``who`` names the public function in the warning, ``stacklevel``
+    points it at that function's caller (3: 1 here, 2 the public function, 3 its caller)."""
     C = stats.shape[1]
     skipped = _batchnorm.count_nonfinite(stats)
     if skipped:
-        warnings.warn(f"batch_norm_train: {skipped} of {C} channels have non-finite batch "
+        warnings.warn(f"{who}: {skipped} of {C} channels have non-finite batch "
                       "statistics; their running statistics were not updated",
-                      RuntimeWarning, stacklevel=3)   # 1 here, 2 batch_norm_train, 3 its caller
+                      RuntimeWarning, stacklevel=stacklevel)
     typenum = (rm if rm is not None else rv).dtype.num
     # unaligned buffers: updated through aligned copies (see _kernel_array)
     rmk, rvk = (None if a is None or a.flags.aligned else np.array(a) for a in (rm, rv))

@@ -4,6 +4,9 @@ Public API
 ----------
 batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 BatchNormResult, BatchNormGrads : the named tuples batch_norm_train and batch_norm_backward return
+batch_norm_stats, merge_stats, batch_norm_apply, update_running_stats, batch_norm_backward_reduce,
+batch_norm_backward_apply : batch norm split into parts, for statistics merged across processes
+(fastbn.batchnorm_parts; on MPI: fastbn.distributed)
 layer_norm, rms_norm, group_norm, instance_norm (and their _backward), LayerNorm, RMSNorm,
 GroupNorm, InstanceNorm : the other normalizations, on one core (fastbn.norm)
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
@@ -16,6 +19,9 @@ from fastbn._version import __version__
 from fastbn._config import get_num_threads, set_num_threads, show_config
 from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backward,
                               batch_norm_infer, batch_norm_train)
+from fastbn.batchnorm_parts import (batch_norm_apply, batch_norm_backward_apply,
+                                    batch_norm_backward_reduce, batch_norm_stats, merge_stats,
+                                    update_running_stats)
 from fastbn.norm import (group_norm, group_norm_backward, instance_norm,
                          instance_norm_backward, layer_norm, layer_norm_backward, rms_norm,
                          rms_norm_backward)
@@ -29,5 +35,6 @@ __all__ = [
     "show_config", "reference", "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
     "init", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
     "group_norm_backward", "instance_norm", "instance_norm_backward", "LayerNorm", "RMSNorm",
-    "GroupNorm", "InstanceNorm",
+    "GroupNorm", "InstanceNorm", "batch_norm_stats", "merge_stats", "batch_norm_apply",
+    "update_running_stats", "batch_norm_backward_reduce", "batch_norm_backward_apply",
 ]

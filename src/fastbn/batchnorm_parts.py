@@ -1,0 +1,434 @@
+"""Batch norm split into its parts, for statistics computed over several processes.
+
+:func:`~fastbn.batch_norm_train` is one fused call: statistics of ``x``, then the normalization.
+Data-parallel training needs the statistics of the *global* batch, whose shards live in other
+processes, so here the two are separate calls, with the communication (any engine: mpi4py,
+Dask, Ray, torch.distributed; :mod:`fastbn.distributed` does it on MPI) in between::
+
+    local = batch_norm_stats(x)                       # per channel: count, mean, M2 (float64)
+    gathered = <every process's local stats>          # (P, C) each, in rank order
+    count, mean, m2 = merge_stats(*gathered)          # the same bits on every process
+    invstd = 1 / np.sqrt(m2 / count + eps)
+    y = batch_norm_apply(x, mean, invstd, gamma, beta)
+
+and backward::
+
+    sums = batch_norm_backward_reduce(dy, x, mean, invstd)   # sum(dy), sum(dy * xhat)
+    sum_dy, sum_dy_xhat = <the sums of every process, added in rank order>
+    dx = batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count)
+
+On one process these compose to bitwise the results of :func:`~fastbn.batch_norm_train` and
+:func:`~fastbn.batch_norm_backward` (the same kernels, the same float64 coefficients).  Statistics
+are merged as (count, mean, M2), not (mean, invstd) nor (E[x], E[x^2]): no precision is lost at
+a variance near ``eps`` or a mean far from zero.
+"""
+import numpy as np
+
+from fastbn import _batchnorm, _config
+from fastbn import _validation as v
+from fastbn.batchnorm import (_buffers, _deliver, _input, _kernel_array, _optional_vector,
+                              _update_running)
+
+__all__ = ["batch_norm_stats", "merge_stats", "batch_norm_apply", "update_running_stats",
+           "batch_norm_backward_reduce", "batch_norm_backward_apply"]
+
+if hasattr(_batchnorm, "grad_apply"):   # the C kernels
+    _k = _batchnorm
+else:                                   # pragma: no cover  (until the kernels are merged)
+    from fastbn import _parts_shim as _k
+
+
+def _stats_vector(a, name, C):
+    """A per-channel statistic (float32 or float64, shape (C,), either byte order) as the
+    kernels read it: float64, C-contiguous, aligned."""
+    a = v.float_array_any_order(a, name)
+    if a.shape != (C,):
+        raise ValueError(f"{name}: expected shape ({C},) (one value per channel), got {a.shape}")
+    return _kernel_array(a, np.float64)
+
+
+def _nd(a):
+    """``a`` if it is an ndarray (caller memory that ``out`` could overlap), else None."""
+    return a if isinstance(a, np.ndarray) else None
+
+
+def _count(count, name, C, minimum):
+    """``count`` (a number, or one per channel, all equal, as :func:`merge_stats` returns it)
+    as a Python float: a whole number >= ``minimum``."""
+    if isinstance(count, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a number or an array of {C} numbers, got a bool")
+    try:
+        a = np.asarray(count, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a number or an array of {C} numbers ({e})") from None
+    if a.shape not in ((), (C,)):
+        raise ValueError(f"{name}: expected a number or shape ({C},), got shape {a.shape}")
+    if a.size == 0:       # C == 0: no channel, nothing is counted
+        return float(minimum)
+    n = float(a.flat[0])
+    if not np.all(a == n):
+        raise ValueError(f"{name}: expected the same count for every channel, got {a.min():g} "
+                         f"to {a.max():g}")
+    if not (np.isfinite(n) and n == np.floor(n) and n >= minimum):
+        raise ValueError(f"{name}: expected a whole number >= {minimum}, got {n!r}")
+    return n
+
+
+def _layout(x, axis):
+    """(x, axis, dtype, outer, C, inner) of a validated batch."""
+    x = _input(x)
+    axis = v.normalize_axis(axis, x.ndim)
+    return x, axis, v.native_dtype(x.dtype), *_batchnorm.layout(x, axis)
+
+
+def batch_norm_stats(x, *, axis=1):
+    """Per-channel count, mean and M2 (sum of squared deviations) of a batch, in float64.
+
+    The first half of :func:`~fastbn.batch_norm_train`: the same kernel computes the same
+    statistics (``var = m2 / count``).  A shard with no rows is allowed: its count is 0 (and
+    its mean and M2 are 0), so :func:`merge_stats` skips it.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 2
+        The (local shard of the) batch; any strides and either byte order.
+    axis : int, default 1
+        The channel axis: 1 for (N, C, ...) layouts, -1 for channels-last.
+
+    Returns
+    -------
+    count, mean, m2 : ndarray of float64, shape (C,)
+        ``count`` is the number of values per channel (the same for every channel, kept per
+        channel so that the three travel as one (3, C) message).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]])
+    >>> count, mean, m2 = fastbn.batch_norm_stats(x)
+    >>> count, mean, m2
+    (array([3., 3.]), array([ 3., 30.]), array([  8., 800.]))
+    >>> fastbn.batch_norm_stats(x[:0])               # an empty shard
+    (array([0., 0.]), array([0., 0.]), array([0., 0.]))
+    """
+    x, axis, dtype, outer, C, inner = _layout(x, axis)
+    mean, m2 = np.zeros(C), np.zeros(C)
+    count = outer * inner
+    if C and count:
+        _k.moments(_kernel_array(x, dtype), outer, C, inner, mean, m2, _config.get_num_threads())
+    return np.full(C, float(count)), mean, m2
+
+
+def _shard_array(a, name, shape=None):
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected an array of numbers, shape (shards, C) ({e})") from None
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-d array (shards, C), got shape {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name}: expected the shape of counts {shape}, got {a.shape}")
+    return a
+
+
+def merge_stats(counts, means, m2s):
+    """Merge per-shard statistics into those of the union, shard by shard in order.
+
+    Chan, Golub and LeVeque's pairwise update, per channel in float64: folding shard ``k`` into
+    the running ``(n, mean, m2)``::
+
+        delta = mean_k - mean
+        mean += delta * (n_k / (n + n_k))
+        m2   += m2_k + delta**2 * (n * n_k / (n + n_k))
+        n    += n_k
+
+    Shards with count 0 are skipped (the first non-empty one is taken as it is), so empty shards
+    never produce a NaN.  The order is fixed, so every process that merges the same inputs gets
+    bitwise the same result.  A NaN in one shard's channel makes that channel NaN only.
+
+    Parameters
+    ----------
+    counts, means, m2s : array_like, shape (shards, C)
+        As returned by :func:`batch_norm_stats`, one row per shard (converted to float64).
+        ``counts`` are whole numbers >= 0.
+
+    Returns
+    -------
+    count, mean, m2 : ndarray of float64, shape (C,)
+        The statistics of all shards together; ``var = m2 / count``.  With no non-empty shard
+        in a channel its count, mean and m2 are 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For arguments that are not numbers, of other shapes, or negative or fractional counts.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0], [2.0], [4.0], [8.0], [16.0]])
+    >>> shards = [fastbn.batch_norm_stats(s) for s in (x[:2], x[2:2], x[2:])]
+    >>> count, mean, m2 = fastbn.merge_stats(*(np.stack(s) for s in zip(*shards)))
+    >>> count, mean, m2 / count                     # as numpy on the whole batch
+    (array([5.]), array([6.2]), array([29.76]))
+    >>> bool(np.isclose(mean[0], x.mean()) and np.isclose(m2[0] / count[0], x.var()))
+    True
+    """
+    counts = _shard_array(counts, "counts")
+    means = _shard_array(means, "means", counts.shape)
+    m2s = _shard_array(m2s, "m2s", counts.shape)
+    if not np.all((counts >= 0) & (counts == np.floor(counts)) & np.isfinite(counts)):
+        raise ValueError("counts: expected whole numbers >= 0")
+    n, mean, m2 = (np.zeros(counts.shape[1]) for _ in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):   # the skipped lanes only
+        for nk, mk, qk in zip(counts, means, m2s):
+            first, add = (n == 0) & (nk > 0), (n > 0) & (nk > 0)
+            nt = n + nk
+            delta = mk - mean
+            step_mean = mean + delta * (nk / nt)
+            step_m2 = m2 + (qk + delta * delta * (n * nk / nt))
+            mean = np.where(first, mk, np.where(add, step_mean, mean))
+            m2 = np.where(first, qk, np.where(add, step_m2, m2))
+            n = nt
+    return n, mean, m2
+
+
+def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None):
+    """Normalize ``x`` with given statistics: ``y = (x - mean) * invstd * gamma + beta``.
+
+    The second half of :func:`~fastbn.batch_norm_train`, the same elementwise pass (float64
+    coefficients, the dtype of ``x`` per element; error bound: docs/accuracy.rst).  With the
+    statistics of ``x`` itself, ``invstd = 1 / np.sqrt(m2 / count + eps)`` in float64, ``y`` is
+    bitwise that of ``batch_norm_train``.
+
+    Parameters
+    ----------
+    x : ndarray of float32 or float64, ndim >= 2
+        Any strides, either byte order; may be empty.
+    mean, invstd : array_like, shape (C,)
+        float32 or float64 (used in float64), e.g. from :func:`merge_stats`.
+    gamma, beta : array_like, shape (C,), optional
+        Same dtype as ``x``; None means 1 and 0.
+    axis : int, default 1
+    out : ndarray, optional
+        Where to write ``y`` (same shape and dtype as ``x``); shares no memory with any input,
+        except ``out=x`` exactly (in place).
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``
+        Native byte order; a new ``y`` has the memory order of ``x``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> fastbn.batch_norm_apply(x, mean=[2.0, 20.0], invstd=[1.0, 0.1], beta=[0.0, 5.0])
+    array([[-1.,  4.],
+           [ 1.,  6.]])
+    """
+    x, axis, dtype, outer, C, inner = _layout(x, axis)
+    m = _stats_vector(mean, "mean", C)
+    s = _stats_vector(invstd, "invstd", C)
+    g = _optional_vector(gamma, "gamma", C, dtype)
+    b = _optional_vector(beta, "beta", C, dtype)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, x)
+    v.no_overlap([("out", out)], [("x", None if in_place else x), ("mean", _nd(mean)),
+                                  ("invstd", _nd(invstd)), ("gamma", g), ("beta", b)])
+    buf, target = _buffers(out, x, dtype)
+    if x.size:
+        _k.apply(_kernel_array(x, dtype), buf, outer, C, inner, m, s, _kernel_array(g, dtype),
+                 _kernel_array(b, dtype), _config.get_num_threads())
+    return _deliver(buf, target)
+
+
+def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum=0.1):
+    """Update running statistics in place from (merged) batch statistics, PyTorch's way.
+
+    ``r = (1 - momentum) * r + momentum * batch``, with ``mean`` for ``running_mean`` and the
+    unbiased variance ``m2 / (count - 1)`` for ``running_var``: bitwise the update
+    :func:`~fastbn.batch_norm_train` makes from the same statistics.  Channels whose statistics
+    are not finite are left unchanged, with a RuntimeWarning (issued before anything is
+    written).
+
+    Parameters
+    ----------
+    running_mean, running_var : ndarray of float32 or float64, shape (C,), or None
+        Updated in place (None: not updated); native byte order, any strides, same dtype.
+    count : int or array_like of shape (C,)
+        Values per channel, >= 1 (as :func:`merge_stats` returns it: all entries equal).
+    mean, m2 : array_like, shape (C,)
+        Mean and sum of squared deviations, e.g. from :func:`merge_stats`.
+    momentum : float in [0, 1], default 0.1
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Warns
+    -----
+    RuntimeWarning
+        When some channel's statistics are not finite.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> rm, rv = np.zeros(1), np.ones(1)
+    >>> fastbn.update_running_stats(rm, rv, [3.0], [2.0], [8.0], momentum=0.5)
+    >>> rm, rv                                 # 0.5 * 0 + 0.5 * 2, 0.5 * 1 + 0.5 * 8 / 2
+    (array([1.]), array([2.5]))
+    """
+    if running_mean is None and running_var is None:
+        raise ValueError("running_mean: expected a buffer to update (running_mean and "
+                         "running_var are both None)")
+    first = running_mean if running_mean is not None else running_var
+    name = "running_mean" if running_mean is not None else "running_var"
+    if not isinstance(first, np.ndarray):
+        raise TypeError(f"{name}: expected a writeable numpy array (it is updated in place), "
+                        f"got {type(first).__name__}")
+    v.require_native(first, name)
+    if first.dtype not in v.FLOAT_DTYPES or first.ndim != 1:
+        raise TypeError(f"{name}: expected a 1-d float32 or float64 array, got dtype "
+                        f"{first.dtype} and shape {first.shape}")
+    dtype, C = first.dtype, first.shape[0]
+    rm = rv = None
+    if running_mean is not None:
+        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+    if running_var is not None:
+        v.require_native(running_var, "running_var")
+        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+        if rm is not None and np.shares_memory(rm, rv):
+            raise ValueError("running_var: must not share memory with running_mean")
+    n = _count(count, "count", C, 1)
+    mu = _stats_vector(mean, "mean", C)
+    q = _stats_vector(m2, "m2", C)
+    momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
+    if not C:
+        return
+    stats = np.empty((3, C))   # mean, var, (invstd: unused) as batch_norm_train's kernel gives
+    stats[0], stats[1], stats[2] = mu, q / n, 0.0
+    _update_running(rm, rv, stats, int(n), momentum, who="update_running_stats")
+
+
+def _grad_inputs(dy, x, mean, invstd, axis):
+    x, axis, dtype, outer, C, inner = _layout(x, axis)
+    dy = v.float_array_any_order(dy, "dy")
+    v.same_dtype_any_order(dy, "dy", x.dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
+    return (x, dy, axis, dtype, outer, C, inner, _stats_vector(mean, "mean", C),
+            _stats_vector(invstd, "invstd", C))
+
+
+def batch_norm_backward_reduce(dy, x, mean, invstd, *, axis=1):
+    """The per-channel sums of the batch-norm backward pass: ``sum(dy)`` and ``sum(dy * xhat)``.
+
+    With ``xhat = (x - mean) * invstd`` and the batch's ``mean`` and ``invstd``.  These are
+    ``dbeta`` and ``dgamma`` of the local shard; summed over all shards they are the global
+    ``dbeta`` and ``dgamma``, and the input of :func:`batch_norm_backward_apply`.
+
+    Parameters
+    ----------
+    dy, x : ndarray of float32 or float64, same shape and dtype
+        The output gradient and the input of the forward pass (any strides, either byte order;
+        may be empty: the sums are then 0).
+    mean, invstd : array_like, shape (C,)
+        The statistics the forward pass used (float32 or float64).
+    axis : int, default 1
+
+    Returns
+    -------
+    sum_dy, sum_dy_xhat : ndarray of float64, shape (C,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x = np.array([[1.0], [3.0]])
+    >>> dy = np.array([[1.0], [2.0]])
+    >>> fastbn.batch_norm_backward_reduce(dy, x, mean=[2.0], invstd=[1.0])   # xhat = -1, 1
+    (array([3.]), array([1.]))
+    """
+    x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
+    sum_dy, sum_dy_xhat = np.zeros(C), np.zeros(C)
+    if x.size:
+        _k.grad_sums(_kernel_array(dy, dtype), _kernel_array(x, dtype), outer, C, inner, m, s,
+                     sum_dy, sum_dy_xhat, _config.get_num_threads())
+    return sum_dy, sum_dy_xhat
+
+
+def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count, *, axis=1,
+                              out=None):
+    """dL/dx of batch norm from the (global) sums of :func:`batch_norm_backward_reduce`.
+
+    ``dx = gamma * invstd * (dy - sum_dy / count - xhat * sum_dy_xhat / count)``, the elementwise
+    pass of :func:`~fastbn.batch_norm_backward` (float64 coefficients; error bound:
+    docs/accuracy.rst).  With the sums of ``x`` itself and ``count`` its values per channel,
+    ``dx`` is bitwise that of ``batch_norm_backward``.
+
+    Parameters
+    ----------
+    dy, x : ndarray of float32 or float64, same shape and dtype
+        Any strides, either byte order; may be empty.
+    mean, invstd : array_like, shape (C,)
+        The statistics the forward pass used (float32 or float64).
+    gamma : array_like, shape (C,), or None
+        The scale of the forward pass (dtype of ``x``); None means 1.
+    sum_dy, sum_dy_xhat : array_like, shape (C,)
+        The sums over the whole (global) batch.
+    count : int or array_like of shape (C,)
+        Values per channel in the whole batch, >= 1 (all entries equal).
+    axis : int, default 1
+    out : ndarray, optional
+        Where to write ``dx``; shares no memory with any input, except ``out=dy`` exactly.
+
+    Returns
+    -------
+    dx : ndarray, same shape and dtype as ``x``
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, named in the message; nothing is written then.
+
+    Examples
+    --------
+    >>> import numpy as np, fastbn
+    >>> x, dy = np.array([[1.0], [3.0]]), np.array([[1.0], [2.0]])
+    >>> fastbn.batch_norm_backward_apply(dy, x, [2.0], [1.0], None, [3.0], [1.0], 2)
+    array([[0.],
+           [0.]])
+    """
+    x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
+    g = _optional_vector(gamma, "gamma", C, dtype)
+    sdy = _stats_vector(sum_dy, "sum_dy", C)
+    sdyx = _stats_vector(sum_dy_xhat, "sum_dy_xhat", C)
+    n = _count(count, "count", C, 1)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, dy)
+    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
+                                  ("mean", _nd(mean)), ("invstd", _nd(invstd)), ("gamma", g),
+                                  ("sum_dy", _nd(sum_dy)), ("sum_dy_xhat", _nd(sum_dy_xhat))])
+    buf, target = _buffers(out, x, dtype)
+    if x.size:
+        _k.grad_apply(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C, inner,
+                      m, s, _kernel_array(g, dtype), sdy, sdyx, n, _config.get_num_threads())
+    return _deliver(buf, target)

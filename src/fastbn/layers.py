@@ -297,11 +297,9 @@ class BatchNorm:
             momentum = self.momentum
             if update and momentum is None:    # cumulative average: this batch weighs 1/count
                 momentum = 1.0 / (self.num_batches_tracked + 1)
-            y, mean, invstd = batch_norm_train(
-                x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
-                running_mean=self.running_mean if update else None,
-                running_var=self.running_var if update else None,
-                momentum=0.0 if momentum is None else momentum)
+            y, mean, invstd = self._batch_forward(
+                x, self.running_mean if update else None, self.running_var if update else None,
+                0.0 if momentum is None else momentum)
             if update:     # as PyTorch: every training forward counts, whatever the momentum
                 self.num_batches_tracked += 1
             self._cache = ("batch", x, mean, invstd)
@@ -312,6 +310,16 @@ class BatchNorm:
         return y
 
     __call__ = forward
+
+    # The training-mode computation, replaced by fastbn.distributed.SyncBatchNorm (statistics
+    # of the batch over all processes).
+    def _batch_forward(self, x, running_mean, running_var, momentum):
+        return batch_norm_train(x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
+                                running_mean=running_mean, running_var=running_var,
+                                momentum=momentum)
+
+    def _batch_backward(self, dy, x, mean, invstd):
+        return batch_norm_backward(dy, x, mean, invstd, self.gamma, axis=self.axis)
 
     def backward(self, dy):
         """Return dL/dx for the last :meth:`forward` and store ``dgamma`` and ``dbeta``.
@@ -357,7 +365,7 @@ class BatchNorm:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
                              f"got {dy.shape}")
         if kind == "batch":
-            dx, dgamma, dbeta = batch_norm_backward(dy, x, mean, invstd, self.gamma, axis=self.axis)
+            dx, dgamma, dbeta = self._batch_backward(dy, x, mean, invstd)
         else:  # the running statistics are constants: the layer is affine in x
             axis = self.axis % x.ndim
             shape = [1] * x.ndim

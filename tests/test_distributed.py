@@ -1,0 +1,443 @@
+"""Batch norm split into parts (fastbn.batchnorm_parts) and synchronized across processes
+(fastbn.distributed), in one process.
+
+- The parts composed on one process are bitwise batch_norm_train / batch_norm_backward.
+- merge_stats is Chan's merge in shard order: exact for one shard, 1e-12 for many, empty shards
+  skipped without NaN, a NaN confined to its channel.
+- The synchronized functions on P ranks (threads over an in-process communicator with the
+  Allgather of MPI) equal batch norm on the concatenated batch: the matrix of tests/sync_cases.py,
+  which tests/mpi/check_sync.py runs again under mpiexec (tests/test_mpi.py).
+- One Allgather per call, of 3*C (forward) and 2*C + 1 (backward) doubles per process.
+- Bad arguments: a TypeError/ValueError naming the argument, nothing written.
+"""
+import pickle
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastbn
+from fastbn import batchnorm_parts, distributed
+from fastbn.distributed import SyncBatchNorm, sync_batch_norm_backward, sync_batch_norm_train
+
+from bn_helpers import make_inputs
+from sync_cases import ThreadComm, cases, check_case, run_rank, run_threads
+
+EPS = 1e-5
+LAYOUTS = [((8, 3, 5, 6), 1, "NCHW"), ((8, 5, 6, 3), -1, "NHWC"), ((30, 4), 1, "NC"),
+           ((3, 2, 4100), 1, "NCL-multisegment"), ((20000, 3), 1, "NC-tall")]
+LAYOUT_PARAMS = [(s, a) for s, a, _ in LAYOUTS]
+LAYOUT_IDS = [n for _, _, n in LAYOUTS]
+DTYPES = [np.float32, np.float64]
+
+kernels = pytest.mark.skipif(batchnorm_parts._k is not fastbn._batchnorm,
+                             reason="the split C kernels (h-core) are not merged yet: the parts "
+                                    "run on the NumPy shim, not bitwise the fused kernels")
+
+
+def compose_train(x, gamma, beta, axis, rm=None, rv=None, momentum=0.1):
+    count, mean, m2 = fastbn.batch_norm_stats(x, axis=axis)
+    invstd = 1.0 / np.sqrt(m2 / count + EPS)
+    y = fastbn.batch_norm_apply(x, mean, invstd, gamma, beta, axis=axis)
+    if rm is not None:
+        fastbn.update_running_stats(rm, rv, count, mean, m2, momentum=momentum)
+    return y, mean.astype(x.dtype), invstd.astype(x.dtype)
+
+
+def compose_backward(dy, x, mean, invstd, gamma, axis):
+    sum_dy, sum_dy_xhat = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=axis)
+    count = x.size // x.shape[axis]
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count,
+                                          axis=axis)
+    return dx, sum_dy_xhat.astype(x.dtype), sum_dy.astype(x.dtype)
+
+
+def assert_bitwise(actual, expected):
+    for a, e in zip(actual, expected):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        assert a.tobytes() == e.tobytes()
+
+
+# ---- the parts on one process are the fused functions, bitwise --------------------------------
+
+@kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_parts_compose_to_batch_norm_train_bitwise(rng, threads, shape, axis, dtype, affine):
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype, offset=100.0)
+    g, b = (gamma, beta) if affine else (None, None)
+    C = shape[axis]
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(1, 2, C).astype(dtype)
+    rm2, rv2 = rm.copy(), rv.copy()
+    fused = fastbn.batch_norm_train(x, g, b, axis=axis, eps=EPS, running_mean=rm, running_var=rv,
+                                    momentum=0.3)
+    assert_bitwise(compose_train(x, g, b, axis, rm2, rv2, momentum=0.3), fused)
+    assert_bitwise((rm2, rv2), (rm, rv))
+
+
+@kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_parts_compose_to_batch_norm_backward_bitwise(rng, threads, shape, axis, dtype, affine):
+    x, gamma, _ = make_inputs(rng, shape, axis, dtype)
+    g = gamma if affine else None
+    dy = rng.standard_normal(shape).astype(dtype)
+    _, mean, invstd = fastbn.batch_norm_train(x, g, axis=axis)
+    fused = fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis)
+    assert_bitwise(compose_backward(dy, x, mean, invstd, g, axis), fused)
+
+
+@kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sync_on_comm_self_is_batch_norm_bitwise(rng, dtype):
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py not installed (pip install mpi4py mpich)")
+    x, gamma, beta = make_inputs(rng, (6, 3, 4, 5), 1, dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    rm, rv = np.zeros(3, dtype), np.ones(3, dtype)
+    rm2, rv2 = rm.copy(), rv.copy()
+    fused = fastbn.batch_norm_train(x, gamma, beta, running_mean=rm, running_var=rv)
+    sync = sync_batch_norm_train(x, gamma, beta, comm=MPI.COMM_SELF, running_mean=rm2,
+                                 running_var=rv2)
+    assert_bitwise(sync, fused)
+    assert_bitwise((rm2, rv2), (rm, rv))
+    assert_bitwise(sync_batch_norm_backward(dy, x, sync.mean, sync.invstd, gamma,
+                                            comm=MPI.COMM_SELF),
+                   fastbn.batch_norm_backward(dy, x, fused.mean, fused.invstd, gamma))
+
+
+# ---- batch_norm_stats and merge_stats ---------------------------------------------------------
+
+def test_stats_of_a_batch_and_of_an_empty_shard():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    count, mean, m2 = fastbn.batch_norm_stats(x)
+    assert count.dtype == mean.dtype == m2.dtype == np.float64
+    assert np.array_equal(count, [8.0, 8.0, 8.0])
+    np.testing.assert_allclose(mean, x.transpose(1, 0, 2).reshape(3, -1).mean(axis=1), rtol=1e-15)
+    np.testing.assert_allclose(m2 / count, x.transpose(1, 0, 2).reshape(3, -1).var(axis=1),
+                               rtol=1e-14)
+    for empty in (x[:0], np.zeros((0, 3), np.float64)):
+        stats = fastbn.batch_norm_stats(empty)
+        assert all(np.array_equal(s, np.zeros(3)) for s in stats)
+
+
+def split_stats(x, rows):
+    """Per-shard statistics (shards ``rows`` long along axis 0) stacked as merge_stats takes them."""
+    edges = np.cumsum((0,) + tuple(rows))
+    shards = [fastbn.batch_norm_stats(x[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    return [np.stack(s) for s in zip(*shards)]
+
+
+@pytest.mark.parametrize("rows", [(0, 1, 7, 56), (64,), (32, 0, 0, 32), (1,) * 64, (63, 1)])
+def test_merged_stats_are_those_of_the_whole_batch(rng, rows):
+    # offset 1e3, spread 1: E[x^2] - E[x]^2 would lose 6 digits here.  (A merge of (count, mean,
+    # M2) loses about u * |mean| / std relative in M2, from the rounding of each shard's mean:
+    # 1e-13 here, 1e-10 at offset 1e6.)
+    x = rng.standard_normal((64, 5, 3)) + 1e3 * np.arange(1, 6)[:, None]
+    count, mean, m2 = fastbn.merge_stats(*split_stats(x, rows))
+    ecount, emean, em2 = fastbn.batch_norm_stats(x)
+    assert np.array_equal(count, ecount)
+    np.testing.assert_allclose(mean, emean, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(m2, em2, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(m2, ((x - x.mean(axis=(0, 2), keepdims=True)) ** 2).sum(axis=(0, 2)),
+                               rtol=1e-9)
+
+
+def test_merging_one_shard_and_empties_returns_it_exactly(rng):
+    x = rng.standard_normal((9, 4)) * 3 + 7
+    stats = fastbn.batch_norm_stats(x)
+    empty = fastbn.batch_norm_stats(x[:0])
+    merged = fastbn.merge_stats(*(np.stack([e, s, e]) for s, e in zip(stats, empty)))
+    assert_bitwise(merged, stats)
+
+
+def test_merge_is_chans_update_in_shard_order():
+    # two shards by hand: (n=2, mean 1, m2 2) then (n=1, mean 4, m2 0)
+    count, mean, m2 = fastbn.merge_stats([[2.0], [1.0]], [[1.0], [4.0]], [[2.0], [0.0]])
+    delta = 4.0 - 1.0
+    assert count[0] == 3.0
+    assert mean[0] == 1.0 + delta * (1.0 / 3.0)
+    assert m2[0] == 2.0 + (0.0 + delta * delta * (2.0 * 1.0 / 3.0))
+
+
+def test_merge_of_only_empty_shards_is_zero_without_warnings():
+    z = np.zeros((3, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            count, mean, m2 = fastbn.merge_stats(z, z, z)
+    assert_bitwise((count, mean, m2), (np.zeros(2),) * 3)
+
+
+def test_a_nan_in_one_shard_spoils_its_channel_only(rng):
+    x = rng.standard_normal((12, 3))
+    counts, means, m2s = split_stats(x, (4, 0, 8))
+    means[2, 1] = np.nan
+    count, mean, m2 = fastbn.merge_stats(counts, means, m2s)
+    assert np.isnan(mean[1]) and np.isnan(m2[1])
+    assert np.isfinite(mean[[0, 2]]).all() and np.isfinite(m2[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("args, match", [
+    (([[-1.0]], [[0.0]], [[0.0]]), "counts: expected whole numbers"),
+    (([[1.5]], [[0.0]], [[0.0]]), "counts: expected whole numbers"),
+    (([[np.inf]], [[0.0]], [[0.0]]), "counts: expected whole numbers"),
+    (([1.0], [0.0], [0.0]), "counts: expected a 2-d array"),
+    (([[1.0]], [[0.0, 1.0]], [[0.0]]), "means: expected the shape of counts"),
+    (([[1.0]], [[0.0]], [[0.0], [1.0]]), "m2s: expected the shape of counts"),
+])
+def test_merge_rejects_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        fastbn.merge_stats(*args)
+    with pytest.raises(TypeError, match="means:"):
+        fastbn.merge_stats([[1.0]], [["a"]], [[0.0]])
+
+
+# ---- argument checks of the other parts: named, nothing written -------------------------------
+
+def test_stats_reject_bad_x():
+    with pytest.raises(ValueError, match="^x: expected an array with at least 2 dimensions"):
+        fastbn.batch_norm_stats(np.zeros(3))
+    with pytest.raises(TypeError, match="^x:"):
+        fastbn.batch_norm_stats(np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match="^axis:"):
+        fastbn.batch_norm_stats(np.zeros((2, 3)), axis=2)
+
+
+def test_apply_checks_arguments_and_writes_nothing_on_failure(rng):
+    x = rng.standard_normal((4, 3))
+    out = np.full_like(x, 7.0)
+    ok = dict(mean=np.zeros(3), invstd=np.ones(3))
+    for kw, exc, match in [({"mean": np.zeros(2)}, ValueError, "^mean: expected shape"),
+                           ({"invstd": np.ones((3, 1))}, ValueError, "^invstd: expected shape"),
+                           ({"invstd": np.ones(3, np.int32)}, TypeError, "^invstd:"),
+                           ({"gamma": np.ones(3, np.float32)}, TypeError, "^gamma:"),
+                           ({"beta": np.ones(4)}, ValueError, "^beta:"),
+                           ({"out": out[:2]}, ValueError, "^out:")]:
+        with pytest.raises(exc, match=match):
+            fastbn.batch_norm_apply(x, **{**ok, "out": out, **kw})
+        assert (out == 7.0).all()
+    with pytest.raises(ValueError, match="^out: must not share memory with x"):
+        fastbn.batch_norm_apply(x, **ok, out=x[::-1])
+    y = fastbn.batch_norm_apply(x.copy(), **ok)
+    z = x.copy()
+    assert fastbn.batch_norm_apply(z, **ok, out=z) is z and z.tobytes() == y.tobytes()
+
+
+def test_apply_mean_invstd_may_be_float32_or_float64(rng):
+    x = rng.standard_normal((5, 2)).astype(np.float32)
+    m64, s64 = np.array([0.25, -1.0]), np.array([2.0, 0.5])
+    a = fastbn.batch_norm_apply(x, m64, s64)
+    b = fastbn.batch_norm_apply(x, m64.astype(np.float32), s64.astype(np.float32))
+    assert a.dtype == np.float32 and a.tobytes() == b.tobytes()   # these values are exact in both
+
+
+def test_apply_and_backward_accept_empty_shards():
+    x = np.zeros((0, 3, 2), np.float32)
+    assert fastbn.batch_norm_apply(x, np.zeros(3), np.ones(3)).shape == x.shape
+    sums = fastbn.batch_norm_backward_reduce(x, x, np.zeros(3), np.ones(3))
+    assert_bitwise(sums, (np.zeros(3), np.zeros(3)))
+    dx = fastbn.batch_norm_backward_apply(x, x, np.zeros(3), np.ones(3), None, *sums, 5)
+    assert dx.shape == x.shape and dx.dtype == np.float32
+
+
+def test_update_running_stats_checks_and_writes_nothing_on_failure():
+    rm, rv = np.zeros(2), np.ones(2)
+    for args, kw, exc, match in [
+        ((rm, rv, [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected the same"),
+        ((rm, rv, 0, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected a whole number >= 1"),
+        ((rm, rv, 2.5, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected a whole number"),
+        ((rm, rv, True, [1.0, 1.0], [1.0, 1.0]), {}, TypeError, "^count:"),
+        ((rm, rv, 3, [1.0], [1.0, 1.0]), {}, ValueError, "^mean: expected shape"),
+        ((rm, rv, 3, [1.0, 1.0], [1.0, 1.0]), {"momentum": 2.0}, ValueError, "^momentum:"),
+        ((rm, np.ones(2, np.float32), 3, [1.0, 1.0], [1.0, 1.0]), {}, TypeError, "^running_var:"),
+        ((rm, rm, 3, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^running_var: must not share"),
+        (([0.0, 0.0], rv, 3, [1.0, 1.0], [1.0, 1.0]), {}, TypeError, "^running_mean:"),
+        ((None, None, 3, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^running_mean:"),
+    ]:
+        with pytest.raises(exc, match=match):
+            fastbn.update_running_stats(*args, **kw)
+        assert np.array_equal(rm, [0.0, 0.0]) and np.array_equal(rv, [1.0, 1.0])
+
+
+def test_update_running_stats_skips_non_finite_channels_with_a_warning_first():
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="update_running_stats: 1 of 2 channels"):
+            fastbn.update_running_stats(rm, rv, 4, [np.nan, 2.0], [3.0, 3.0], momentum=0.5)
+    assert np.array_equal(rm, [0, 0]) and np.array_equal(rv, [1, 1])   # warned before writing
+    with pytest.warns(RuntimeWarning, match="1 of 2"):
+        fastbn.update_running_stats(rm, rv, 4, [np.nan, 2.0], [3.0, 3.0], momentum=0.5)
+    assert np.array_equal(rm, [0, 1]) and np.array_equal(rv, [1, 1])   # 0.5 + 0.5 * 3 / 3
+
+
+def test_backward_apply_checks_arguments_and_writes_nothing_on_failure(rng):
+    x = rng.standard_normal((4, 3))
+    dy = rng.standard_normal((4, 3))
+    out = np.full_like(x, 7.0)
+    args = [dy, x, np.zeros(3), np.ones(3), None, np.zeros(3), np.zeros(3), 4]
+    for k, bad, exc, match in [(7, 0, ValueError, "^count:"), (7, [4, 5, 4], ValueError, "^count:"),
+                               (5, np.zeros(2), ValueError, "^sum_dy:"),
+                               (6, np.zeros((3, 3)), ValueError, "^sum_dy_xhat:"),
+                               (0, dy[:2], ValueError, "^dy: expected the shape of x"),
+                               (0, dy.astype(np.float32), TypeError, "^dy:")]:
+        a = list(args)
+        a[k] = bad
+        with pytest.raises(exc, match=match):
+            fastbn.batch_norm_backward_apply(*a, out=out)
+        assert (out == 7.0).all()
+    with pytest.raises(ValueError, match="^mean:"):
+        fastbn.batch_norm_backward_reduce(dy, x, np.zeros(2), np.ones(3))
+
+
+# ---- synchronized over P ranks (threads sharing an in-process Allgather) ----------------------
+
+def _case_id(case):
+    P, rows, layout, dtype = case
+    return f"P{P}-{'.'.join(map(str, rows))}-{layout[2]}-{np.dtype(dtype).name}"
+
+
+@pytest.mark.parametrize("case", cases(), ids=_case_id)
+def test_sync_equals_batch_norm_on_the_concatenated_batch(case):
+    P, rows, layout, dtype = case
+    results = run_threads(P, lambda comm, r: run_rank(comm, r, rows, layout, dtype))
+    check_case(results, rows, layout, dtype)
+
+
+def test_one_allgather_per_call_of_3c_and_2c_plus_1_doubles(rng):
+    x = rng.standard_normal((10, 4, 3))
+    sizes = []
+
+    class Recording(ThreadComm):
+        def Allgather(self, sendbuf, recvbuf):
+            sizes.append((sendbuf[0].dtype, sendbuf[0].size, recvbuf[0].size))
+            super().Allgather(sendbuf, recvbuf)
+
+    comm = Recording.group(1)[0]
+    y, mean, invstd = sync_batch_norm_train(x, comm=comm)
+    assert sizes == [(np.float64, 3 * 4, 3 * 4)]
+    sync_batch_norm_backward(x, x, mean, invstd, comm=comm)
+    assert sizes[1:] == [(np.float64, 2 * 4 + 1, 2 * 4 + 1)]
+
+
+def test_a_nan_on_one_rank_spoils_that_channel_only():
+    x = np.random.default_rng(3).standard_normal((12, 3))
+    x[9, 2] = np.nan            # on rank 2 (rows 8..11)
+
+    def rank(comm, r):
+        y, mean, invstd = sync_batch_norm_train(x[4 * r:4 * r + 4], comm=comm)
+        return y, mean, invstd
+
+    for y, mean, invstd in run_threads(3, rank):
+        assert np.isnan(mean[2]) and np.isnan(invstd[2]) and np.isnan(y[:, 2]).all()
+        assert np.isfinite(mean[:2]).all() and np.isfinite(y[:, :2]).all()
+
+
+def test_a_global_batch_of_one_value_is_an_error_on_every_rank():
+    x = np.ones((3, 2))
+
+    def rank(comm, r):
+        try:
+            sync_batch_norm_train(x[:1] if r == 1 else x[:0], comm=comm)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    messages = run_threads(3, rank)
+    assert all(m is not None and m.startswith("x: expected more than 1 value per channel")
+               for m in messages)
+
+
+def test_sync_checks_comm_and_arguments_before_communicating():
+    calls = []
+
+    class Counting(ThreadComm):
+        def Allgather(self, sendbuf, recvbuf):
+            calls.append(1)
+            super().Allgather(sendbuf, recvbuf)
+
+    comm = Counting.group(1)[0]
+    x = np.ones((3, 2))
+    out = np.full_like(x, 7.0)
+    with pytest.raises(TypeError, match="^comm: expected an MPI communicator"):
+        sync_batch_norm_train(x, comm=None)
+    with pytest.raises(TypeError, match="^comm:"):
+        sync_batch_norm_backward(x, x, np.zeros(2), np.ones(2), comm=object())
+    for kw, match in [({"gamma": np.ones(3)}, "^gamma:"), ({"eps": 0.0}, "^eps:"),
+                      ({"momentum": -1.0}, "^momentum:"), ({"out": out[:1]}, "^out:"),
+                      ({"running_mean": np.zeros(3)}, "^running_mean:")]:
+        with pytest.raises(ValueError, match=match):
+            sync_batch_norm_train(x, comm=comm, **{"out": out, **kw})
+    with pytest.raises(ValueError, match="^dy:"):
+        sync_batch_norm_backward(x[:1], x, np.zeros(2), np.ones(2), comm=comm, out=out)
+    assert calls == [] and (out == 7.0).all()
+
+
+def test_without_mpi4py_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r'pip install "fastbn\[mpi\]"'):
+        sync_batch_norm_train(np.ones((3, 2)), comm=ThreadComm.group(1)[0])
+
+
+# ---- the layer -------------------------------------------------------------------------------
+
+def test_sync_layer_over_ranks_equals_the_layer_on_the_whole_batch(rng):
+    x = (rng.standard_normal((24, 4, 3)) * 2 + 5).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    rows = [(0, 3), (3, 3), (3, 24)]        # rank 1 empty
+    whole = fastbn.BatchNorm(4, momentum=None)
+    ey = whole(x)
+    edx = whole.backward(dy)
+
+    def rank(comm, r):
+        bn = SyncBatchNorm(4, comm=comm, momentum=None)
+        lo, hi = rows[r]
+        y = bn(x[lo:hi])
+        dx = bn.backward(dy[lo:hi])
+        y_eval = bn.eval()(x[lo:hi])        # local: no communication
+        return bn, y, dx, y_eval
+
+    results = run_threads(3, rank)
+    bn0 = results[0][0]
+    for r, (bn, y, dx, y_eval) in enumerate(results):
+        lo, hi = rows[r]
+        np.testing.assert_allclose(y, ey[lo:hi], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, edx[lo:hi], rtol=1e-4, atol=1e-5)
+        for name in ("dgamma", "dbeta", "running_mean", "running_var"):
+            assert getattr(bn, name).tobytes() == getattr(bn0, name).tobytes()
+            np.testing.assert_allclose(getattr(bn, name), getattr(whole, name), rtol=1e-5,
+                                       atol=1e-5)
+        assert bn.num_batches_tracked == 1 and not bn.training
+        assert bn.comm._shared["calls"] == 2     # forward and backward; eval had none
+
+
+def test_sync_layer_interface_repr_and_pickle():
+    comm = ThreadComm.group(1)[0]
+    bn = SyncBatchNorm(3, comm=comm, axis=-1, dtype=np.float64)
+    assert isinstance(bn, fastbn.BatchNorm) and bn.comm is comm
+    assert repr(bn).startswith("SyncBatchNorm(3, axis=-1, eps=1e-05") and "comm=" in repr(bn)
+    with pytest.raises(TypeError, match="^comm:"):
+        SyncBatchNorm(3, comm="world")
+    y = bn(np.arange(12.0).reshape(4, 3))
+    restored = pickle.loads(pickle.dumps(bn))
+    assert restored.comm is None
+    assert np.array_equal(restored.running_mean, bn.running_mean)
+    with pytest.raises(RuntimeError, match="set layer.comm"):
+        restored(np.ones((4, 3)))
+    restored.comm = comm
+    assert restored(np.arange(12.0).reshape(4, 3)).tobytes() == y.tobytes()
+
+
+@kernels
+def test_sync_layer_on_one_rank_is_the_layer_bitwise(rng):
+    x = (rng.standard_normal((16, 5)) * 3 + 1).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    a, b = fastbn.BatchNorm(5), SyncBatchNorm(5, comm=ThreadComm.group(1)[0])
+    assert a(x).tobytes() == b(x).tobytes()
+    assert a.backward(dy).tobytes() == b.backward(dy).tobytes()
+    for name in ("dgamma", "dbeta", "running_mean", "running_var"):
+        assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+    assert distributed._allgather is not None

@@ -1,0 +1,48 @@
+"""Synchronized batch norm on real MPI processes: tests/mpi/check_sync.py under
+``mpiexec -n P`` for P = 1..4 (MPICH from PyPI oversubscribes the cores by default).
+
+Skipped, with the reason shown, only when mpi4py is not installed (``pip install "fastbn[mpi]"``);
+.ci/run has a step that installs it and runs these, where a missing or broken MPI fails.  With
+mpi4py installed, an MPI that cannot start is a failure, never a skip.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import fastbn
+
+pytest.importorskip("mpi4py", reason='mpi4py not installed (pip install "fastbn[mpi]"): '
+                                     "the MPI tests need it")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TIMEOUT = 180
+
+
+def mpiexec():
+    """The mpiexec beside this interpreter (the mpich wheel's) or on PATH."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which("mpiexec", path=path)
+    assert found, "mpi4py is installed but no mpiexec was found (pip install mpich)"
+    return found
+
+
+def run_mpi(n, *args, cwd=None):
+    """``mpiexec -n n python -m mpi4py args...`` with this fastbn importable; returns stdout."""
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(fastbn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [src, env.get("PYTHONPATH")] if p)
+    env.setdefault("OMP_NUM_THREADS", "1")   # P processes on few cores: one thread each
+    proc = subprocess.run([mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", *args],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.mark.slow_under_qemu
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_sync_batch_norm_matrix_under_mpiexec(n):
+    out = run_mpi(n, os.path.join(HERE, "mpi", "check_sync.py"))
+    assert f"on {n} processes, all passed" in out

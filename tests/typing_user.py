@@ -16,6 +16,7 @@ from numpy.typing import DTypeLike, NDArray
 
 import fastbn
 from fastbn import BatchNorm, BatchNormGrads, BatchNormResult, init, reference
+from fastbn.distributed import SyncBatchNorm, sync_batch_norm_backward, sync_batch_norm_train
 
 
 def batch_norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
@@ -194,3 +195,31 @@ def norm_layers(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(gn.backward(x64))  # T: NDArray[np.float64]
     inorm = fastbn.InstanceNorm(4, affine=True)
     reveal_type(inorm(x32))  # T: NDArray[np.float32]
+
+
+def batch_norm_parts(x32: NDArray[np.float32], x64: NDArray[np.float64],
+                     xf: NDArray[np.floating[Any]]) -> None:
+    count, mean, m2 = fastbn.batch_norm_stats(x32, axis=-1)
+    reveal_type(mean)  # T: NDArray[np.float64]
+    reveal_type(fastbn.merge_stats([count], [mean], [m2])[2])  # T: NDArray[np.float64]
+    invstd = 1.0 / np.sqrt(m2 / count + 1e-5)
+    reveal_type(fastbn.batch_norm_apply(x32, mean, invstd))  # T: NDArray[np.float32]
+    reveal_type(fastbn.batch_norm_apply(x64, mean, invstd, [1.0], [0.0], axis=1, out=x64))  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_apply(xf, mean, invstd))  # T: NDArray[np.floating[Any]]
+    fastbn.update_running_stats(np.zeros(3), None, count, mean, m2, momentum=0.1)
+    fastbn.update_running_stats(None, np.ones(3, np.float32), 10, mean, m2)
+    sum_dy, sum_dy_xhat = fastbn.batch_norm_backward_reduce(x32, x32, mean, invstd, axis=1)
+    reveal_type(sum_dy_xhat)  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_backward_apply(x32, x32, mean, invstd, None, sum_dy, sum_dy_xhat, 64))  # T: NDArray[np.float32]
+    reveal_type(fastbn.batch_norm_backward_apply(x64, x64, mean, invstd, [1.0], sum_dy, sum_dy_xhat, count, out=x64))  # T: NDArray[np.float64]
+
+
+def synchronized(comm: Any, x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
+    y, mean, invstd = sync_batch_norm_train(x32, comm=comm, running_mean=np.zeros(3, np.float32))
+    reveal_type(y)  # T: NDArray[np.float32]
+    reveal_type(sync_batch_norm_train(x64, [1.0], [0.0], comm=comm, axis=-1, eps=1e-3))  # T: BatchNormResult[np.float64]
+    reveal_type(sync_batch_norm_backward(x32, x32, mean, invstd, comm=comm).dgamma)  # T: NDArray[np.float32]
+    bn = SyncBatchNorm(3, comm=comm)
+    reveal_type(bn)  # T: SyncBatchNorm[np.float32]
+    reveal_type(SyncBatchNorm(3, comm=comm, dtype=np.float64)(x64))  # T: NDArray[np.float64]
+    reveal_type(bn.backward(x32))  # T: NDArray[np.float32]

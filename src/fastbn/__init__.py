@@ -6,7 +6,10 @@ batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 BatchNormResult, BatchNormGrads : the named tuples batch_norm_train and batch_norm_backward return
 batch_norm_stats, merge_stats, batch_norm_apply, update_running_stats, batch_norm_backward_reduce,
 batch_norm_backward_apply : batch norm split into parts, for statistics merged across processes
-(fastbn.batchnorm_parts; on MPI: fastbn.distributed)
+(fastbn.batchnorm_parts)
+distributed : synchronized batch norm over MPI processes (sync_batch_norm_train,
+sync_batch_norm_backward, SyncBatchNorm; needs mpi4py: pip install "fastbn[mpi]"), imported as
+``fastbn.distributed``
 layer_norm, rms_norm, group_norm, instance_norm (and their _backward), LayerNorm, RMSNorm,
 GroupNorm, InstanceNorm : the other normalizations, on one core (fastbn.norm)
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm

@@ -5,11 +5,13 @@ Skipped, with the reason shown, only when mpi4py is not installed (``pip install
 .ci/run has a step that installs it and runs these, where a missing or broken MPI fails.  With
 mpi4py installed, an MPI that cannot start is a failure, never a skip.
 """
+import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastbn
@@ -46,3 +48,21 @@ def run_mpi(n, *args, cwd=None):
 def test_sync_batch_norm_matrix_under_mpiexec(n):
     out = run_mpi(n, os.path.join(HERE, "mpi", "check_sync.py"))
     assert f"on {n} processes, all passed" in out
+
+
+@pytest.mark.slow_under_qemu
+@pytest.mark.parametrize("n", [3, 4])
+def test_demo_data_parallel_follows_the_one_process_curves(tmp_path, n):
+    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the demo extra)")
+    pytest.importorskip("matplotlib", reason="the demo needs matplotlib (the demo extra)")
+    out = run_mpi(n, "-m", "fastbn.demo", "--data-parallel", "--quick", "--out", str(tmp_path))
+    assert f"data-parallel: {n} processes" in out
+    summary = json.loads((tmp_path / "data-parallel.json").read_text())
+    assert summary["processes"] == n and len(summary["runs"]) == 2
+    for run in summary["runs"]:
+        # the same global batches: equal up to float rounding (sums added in another order)
+        assert len(run["loss_parallel"]) == len(run["loss_one_process"]) == 12
+        np.testing.assert_allclose(run["loss_parallel"], run["loss_one_process"], rtol=1e-5)
+        assert run["max_accuracy_difference"] <= 2 / 500      # at most 2 of the 500 test images
+        assert run["eval_steps"] == [0, 4, 8, 12]
+    assert (tmp_path / "data-parallel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,6 @@
-"""``python -m fastbn.demo [--out DIR] [--quick]``: train every experiment, write figures and table."""
+"""``python -m fastbn.demo [--out DIR] [--quick] [--data-parallel]``: train every experiment, write
+figures and table; with ``--data-parallel`` (under ``mpiexec -n P``) the data-parallel comparison
+of :mod:`fastbn.demo.data_parallel` instead."""
 import argparse
 import platform
 import sys
@@ -18,7 +20,24 @@ def main(argv=None):
                         "(default: demo-output)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: a few steps per experiment (seconds, numbers meaningless)")
+    p.add_argument("--data-parallel", action="store_true",
+                   help="under mpiexec -n P: the batch-norm networks trained data-parallel with "
+                        "SyncBatchNorm, compared with one process on the global batch; writes "
+                        "data-parallel.png and data-parallel.json (needs mpi4py: "
+                        "pip install 'fastbn[mpi]')")
     args = p.parse_args(argv)
+    if args.data_parallel:
+        try:
+            from fastbn.demo import data_parallel
+            from fastbn.demo import report
+            from fastbn.distributed import _mpi
+            _mpi()
+            report._pyplot()
+        except ImportError as e:
+            print(f"python -m fastbn.demo: {e}", file=sys.stderr)
+            return 2
+        return data_parallel.main(args.out, quick=args.quick,
+                                  log=lambda text: print(text, flush=True))
 
     try:
         from fastbn import init  # noqa: F401  (the weight initializers, fastbn.init)

@@ -134,12 +134,15 @@ class Sequential:
         return f"Sequential([\n  {inner}])"
 
 
-def mlp(sizes, *, activation, init, batch_norm=False, rng=None, dtype=np.float32):
+def mlp(sizes, *, activation, init, batch_norm=False, rng=None, dtype=np.float32,
+        norm_layer=None):
     """A multilayer perceptron ``sizes[0] -> ... -> sizes[-1]`` (logits: no final activation).
 
     Each hidden layer is ``Dense -> activation``, or ``Dense (no bias) -> BatchNorm ->
     activation`` with ``batch_norm`` (normalization before the nonlinearity, as in Ioffe &
     Szegedy 2015).  Every Dense layer, the output layer included, is initialized by ``init``.
+    ``norm_layer(n, dtype)`` makes the batch-norm layers (default :class:`fastbn.BatchNorm`; the
+    data-parallel demo passes :class:`fastbn.distributed.SyncBatchNorm`).
 
     Examples
     --------
@@ -163,7 +166,8 @@ def mlp(sizes, *, activation, init, batch_norm=False, rng=None, dtype=np.float32
     for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
         layers.append(Dense(n_in, n_out, init=init, rng=rng, bias=not batch_norm, dtype=dtype))
         if batch_norm:
-            layers.append(fastbn.BatchNorm(n_out, dtype=dtype))
+            layers.append(fastbn.BatchNorm(n_out, dtype=dtype) if norm_layer is None
+                          else norm_layer(n_out, dtype))
         layers.append(act())
     layers.append(Dense(sizes[-2], sizes[-1], init=init, rng=rng, dtype=dtype))
     return Sequential(layers)

@@ -1,4 +1,7 @@
 """Shared fixtures: every test that takes `threads` or `isa` runs at each value."""
+import importlib.util
+import os
+
 import numpy as np
 import pytest
 
@@ -32,3 +35,15 @@ def rng():
 def pytest_report_header(config):
     """Which fastbn the run tests: the source tree or an installed wheel."""
     return f"fastbn {fastbn.__version__} from {fastbn.__file__} (isa {_config.get_isa()})"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The docstring examples of fastbn.distributed use mpi4py: without it they are skipped with
+    the reason shown (never under FASTBN_REQUIRE_MPI=1, .ci/run's MPI step)."""
+    if importlib.util.find_spec("mpi4py") is not None or os.environ.get("FASTBN_REQUIRE_MPI") == "1":
+        return
+    skip = pytest.mark.skip(reason='mpi4py not installed (pip install "fastbn[mpi]"): the '
+                                   "examples of fastbn.distributed need it")
+    for item in items:
+        if item.name.startswith("fastbn.distributed."):   # doctest items are named by object
+            item.add_marker(skip)

@@ -104,7 +104,7 @@ def cases():
 
 class ThreadComm:
     """An in-process communicator for P ranks that are threads: ``Allgather`` and ``Get_size``
-    (what fastbn.distributed uses), with mpi4py's ``[array, datatype]`` buffer arguments."""
+    (what fastbn.distributed uses), on NumPy arrays as mpi4py takes them."""
 
     def __init__(self, shared, rank):
         self._shared, self.rank = shared, rank
@@ -122,7 +122,7 @@ class ThreadComm:
         return self.rank
 
     def Allgather(self, sendbuf, recvbuf):
-        send, recv = sendbuf[0], recvbuf[0]
+        send, recv = sendbuf, recvbuf
         sh = self._shared
         sh["slots"][self.rank] = np.array(send)
         sh["barrier"].wait()

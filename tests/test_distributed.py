@@ -313,7 +313,7 @@ def test_one_allgather_per_call_of_3c_and_2c_plus_1_doubles(rng):
 
     class Recording(ThreadComm):
         def Allgather(self, sendbuf, recvbuf):
-            sizes.append((sendbuf[0].dtype, sendbuf[0].size, recvbuf[0].size))
+            sizes.append((sendbuf.dtype, sendbuf.size, recvbuf.size))
             super().Allgather(sendbuf, recvbuf)
 
     comm = Recording.group(1)[0]
@@ -376,10 +376,17 @@ def test_sync_checks_comm_and_arguments_before_communicating():
     assert calls == [] and (out == 7.0).all()
 
 
-def test_without_mpi4py_the_error_says_how_to_install_it(monkeypatch):
+def test_without_mpi4py_the_default_comm_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(ImportError, match=r'pip install "fastbn\[mpi\]"'):
-        sync_batch_norm_train(np.ones((3, 2)), comm=ThreadComm.group(1)[0])
+        SyncBatchNorm(3)
+    # an explicit communicator needs no mpi4py
+    assert sync_batch_norm_train(np.ones((3, 2)), comm=ThreadComm.group(1)[0]).y.shape == (3, 2)
+
+
+def test_default_comm_is_comm_world():
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py not installed (pip install mpi4py mpich)")
+    assert SyncBatchNorm(3).comm is MPI.COMM_WORLD
 
 
 # ---- the layer -------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ and ``dbeta`` are bitwise the same on every process (an ``Allreduce`` would not 
 MPI may add in any order).  Latency model of one call on P processes: about
 ``alpha * log2(P) + beta * bytes`` (recursive doubling), with ``bytes = 3 * C * 8 * P`` forward.
 
-mpi4py is imported at the first call that communicates (``pip install "fastbn[mpi]"`` brings it
-with the MPICH runtime from PyPI).  ``comm`` is an ``mpi4py.MPI.Comm`` (e.g.
-``MPI.COMM_WORLD``); every process of ``comm`` must make the same calls in the same order with
-the same number of channels, as with any collective.
+``comm`` is an ``mpi4py.MPI.Comm`` (e.g. ``MPI.COMM_WORLD``), or any object with mpi4py's
+``Allgather(sendbuf, recvbuf)`` and ``Get_size()``; every process of ``comm`` must make the same
+calls in the same order with the same number of channels, as with any collective.  This module
+does not import mpi4py itself, except for :class:`SyncBatchNorm`'s default communicator
+(``pip install "fastbn[mpi]"`` brings mpi4py with the MPICH runtime from PyPI).
 """
 import numpy as np
 
@@ -50,11 +51,11 @@ def _check_comm(comm, name="comm"):
 
 
 def _allgather(comm, local):
-    """(P, *local.shape) float64: every process's ``local``, in rank order (one Allgather)."""
-    MPI = _mpi()
+    """(P, *local.shape) float64: every process's ``local``, in rank order (one Allgather; mpi4py
+    reads the MPI datatype, DOUBLE, from the arrays' buffer format)."""
     local = np.ascontiguousarray(local, dtype=np.float64)
     gathered = np.empty((comm.Get_size(),) + local.shape, dtype=np.float64)
-    comm.Allgather([local, MPI.DOUBLE], [gathered, MPI.DOUBLE])
+    comm.Allgather(local, gathered)
     return gathered
 
 
@@ -101,8 +102,6 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
         For a bad argument, named in the message, raised before any communication (the other
         processes then wait in the collective: check arguments the same way everywhere).  A
         global batch of fewer than 2 values per channel is a ValueError on every process.
-    ImportError
-        When mpi4py is not installed.
 
     Warns
     -----
@@ -184,8 +183,6 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     ------
     TypeError, ValueError
         For a bad argument, named in the message, before any communication.
-    ImportError
-        When mpi4py is not installed.
 
     Notes
     -----
@@ -238,10 +235,17 @@ class SyncBatchNorm(BatchNorm):
     Parameters
     ----------
     num_features : int
-    comm : mpi4py.MPI.Comm
-        The processes that share each batch (keyword only, required).
+    comm : mpi4py.MPI.Comm, optional
+        The processes that share each batch; None (the default) means ``MPI.COMM_WORLD``.
     axis, eps, momentum, affine, track_running_stats, dtype
         As for :class:`~fastbn.BatchNorm`.
+
+    Raises
+    ------
+    ImportError
+        For ``comm=None`` when mpi4py is not installed (the message says how to install it).
+    TypeError, ValueError
+        For a bad argument, named in the message.
 
     Notes
     -----
@@ -253,13 +257,13 @@ class SyncBatchNorm(BatchNorm):
     >>> import numpy as np
     >>> from mpi4py import MPI
     >>> from fastbn.distributed import SyncBatchNorm
-    >>> bn = SyncBatchNorm(3, comm=MPI.COMM_WORLD)
+    >>> bn = SyncBatchNorm(3)                          # comm=MPI.COMM_WORLD
     >>> y = bn(np.ones((4, 3), np.float32))
     """
 
-    def __init__(self, num_features, *, comm, axis=1, eps=1e-5, momentum=0.1, affine=True,
+    def __init__(self, num_features, *, comm=None, axis=1, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=np.float32):
-        self.comm = _check_comm(comm)
+        self.comm = _mpi().COMM_WORLD if comm is None else _check_comm(comm)
         super().__init__(num_features, axis=axis, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats, dtype=dtype)
 

@@ -1,7 +1,9 @@
 """Batch norm split into parts (fastbn.batchnorm_parts) and synchronized across processes
 (fastbn.distributed), in one process.
 
-- The parts composed on one process are bitwise batch_norm_train / batch_norm_backward.
+- The parts composed on one process are bitwise batch_norm_train / batch_norm_backward (dx: within
+  its bound, see test_parts_compose_to_batch_norm_backward); the synchronized functions on one
+  process are bitwise.
 - merge_stats is Chan's merge in shard order: exact for one shard, 1e-12 for many, empty shards
   skipped without NaN, a NaN confined to its channel.
 - The synchronized functions on P ranks (threads over an in-process communicator with the
@@ -21,7 +23,7 @@ import fastbn
 from fastbn import batchnorm_parts, distributed
 from fastbn.distributed import SyncBatchNorm, sync_batch_norm_backward, sync_batch_norm_train
 
-from bn_helpers import make_inputs
+from bn_helpers import assert_close, backward_bound, make_inputs, oracle_backward
 from sync_cases import ThreadComm, cases, check_case, run_rank, run_threads
 
 EPS = 1e-5
@@ -81,13 +83,40 @@ def test_parts_compose_to_batch_norm_train_bitwise(rng, threads, shape, axis, dt
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
-def test_parts_compose_to_batch_norm_backward_bitwise(rng, threads, shape, axis, dtype, affine):
+def test_parts_compose_to_batch_norm_backward(rng, threads, shape, axis, dtype, affine):
     x, gamma, _ = make_inputs(rng, shape, axis, dtype)
     g = gamma if affine else None
     dy = rng.standard_normal(shape).astype(dtype)
     _, mean, invstd = fastbn.batch_norm_train(x, g, axis=axis)
     fused = fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis)
-    assert_bitwise(compose_backward(dy, x, mean, invstd, g, axis), fused)
+    dx, dgamma, dbeta = compose_backward(dy, x, mean, invstd, g, axis)
+    assert_bitwise((dgamma, dbeta), fused[1:])
+    # dx: the public sum is sum(dy * xhat); the kernel's coefficients come from
+    # sum(dy * (x - mean)) = sum_dy_xhat / invstd, one rounding away (the synchronized
+    # functions reduce the unscaled sum and are bitwise: test_sync_on_one_rank_is_batch_norm...)
+    n = x.size // shape[axis]
+    assert_close(dx, oracle_backward(dy, x, mean, invstd, g, axis=axis)[0], dtype, rel64=1e-13 * n,
+                 bound32=backward_bound(dy, x, mean, invstd, g, axis))
+
+
+@kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_sync_on_one_rank_is_batch_norm_bitwise(rng, shape, axis, dtype, affine):
+    comm = ThreadComm.group(1)[0]
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype, offset=100.0)
+    g, b = (gamma, beta) if affine else (None, None)
+    dy = rng.standard_normal(shape).astype(dtype)
+    C = shape[axis]
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(1, 2, C).astype(dtype)
+    rm2, rv2 = rm.copy(), rv.copy()
+    fused = fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm, running_var=rv)
+    sync = sync_batch_norm_train(x, g, b, comm=comm, axis=axis, running_mean=rm2, running_var=rv2)
+    assert_bitwise(sync, fused)
+    assert_bitwise((rm2, rv2), (rm, rv))
+    assert_bitwise(sync_batch_norm_backward(dy, x, sync.mean, sync.invstd, g, comm=comm, axis=axis),
+                   fastbn.batch_norm_backward(dy, x, fused.mean, fused.invstd, g, axis=axis))
 
 
 @kernels
@@ -280,6 +309,7 @@ def test_backward_apply_checks_arguments_and_writes_nothing_on_failure(rng):
     out = np.full_like(x, 7.0)
     args = [dy, x, np.zeros(3), np.ones(3), None, np.zeros(3), np.zeros(3), 4]
     for k, bad, exc, match in [(7, 0, ValueError, "^count:"), (7, [4, 5, 4], ValueError, "^count:"),
+                               (7, 3, ValueError, "^count: expected a whole number >= 4"),
                                (5, np.zeros(2), ValueError, "^sum_dy:"),
                                (6, np.zeros((3, 3)), ValueError, "^sum_dy_xhat:"),
                                (0, dy[:2], ValueError, "^dy: expected the shape of x"),

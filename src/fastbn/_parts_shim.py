@@ -30,7 +30,7 @@ def apply(x, y, outer, C, inner, mean, invstd, gamma, beta, n_threads):
 def grad_sums(dy, x, outer, C, inner, mean, invstd, sum_dy, sum_dy_xhat, n_threads):
     d, xs = _v(dy, outer, C, inner), _v(x, outer, C, inner)
     sum_dy[...] = d.sum(axis=(0, 2))
-    sum_dy_xhat[...] = (d * (xs - _c(mean)) * _c(invstd)).sum(axis=(0, 2))
+    sum_dy_xhat[...] = (d * (xs - _c(mean))).sum(axis=(0, 2))   # h-core: sum(dy * (x - mean))
 
 
 def grad_apply(dy, x, dx, outer, C, inner, mean, invstd, gamma, sum_dy, sum_dy_xhat, count,
@@ -38,5 +38,5 @@ def grad_apply(dy, x, dx, outer, C, inner, mean, invstd, gamma, sum_dy, sum_dy_x
     d, xs = _v(dy, outer, C, inner), _v(x, outer, C, inner)
     g = invstd if gamma is None else np.asarray(gamma, np.float64) * invstd
     xhat = (xs - _c(mean)) * _c(invstd)
-    r = _c(g) * (d - _c(sum_dy) / count - xhat * _c(sum_dy_xhat) / count)
+    r = _c(g) * (d - _c(sum_dy) / count - xhat * _c(sum_dy_xhat * invstd) / count)
     dx.reshape(outer, C, inner)[...] = r

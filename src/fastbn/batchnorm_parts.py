@@ -367,11 +367,29 @@ def batch_norm_backward_reduce(dy, x, mean, invstd, *, axis=1):
     (array([3.]), array([1.]))
     """
     x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
-    sum_dy, sum_dy_xhat = np.zeros(C), np.zeros(C)
+    sum_dy, sum_dy_xmu = _grad_sums(dy, x, dtype, outer, C, inner, m, s)
+    return sum_dy, sum_dy_xmu * s   # exactly how batch_norm_backward makes dgamma
+
+
+def _grad_sums(dy, x, dtype, outer, C, inner, m, s):
+    """The kernel's sums of validated inputs: sum(dy) and sum(dy * (x - mean)), float64.  (The
+    second times invstd is sum(dy * xhat); the kernels take it unscaled, which is what makes
+    their dx bitwise batch_norm_backward's.)"""
+    sum_dy, sum_dy_xmu = np.zeros(C), np.zeros(C)
     if x.size:
         _k.grad_sums(_kernel_array(dy, dtype), _kernel_array(x, dtype), outer, C, inner, m, s,
-                     sum_dy, sum_dy_xhat, _config.get_num_threads())
-    return sum_dy, sum_dy_xhat
+                     sum_dy, sum_dy_xmu, _config.get_num_threads())
+    return sum_dy, sum_dy_xmu
+
+
+def _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sum_dy, sum_dy_xmu, count, out):
+    """dx from validated inputs and the (global) sums of _grad_sums over ``count`` values."""
+    buf, target = _buffers(out, x, dtype)
+    if x.size:
+        _k.grad_apply(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C, inner,
+                      m, s, _kernel_array(g, dtype), sum_dy, sum_dy_xmu, int(count),
+                      _config.get_num_threads())
+    return _deliver(buf, target)
 
 
 def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count, *, axis=1,
@@ -381,7 +399,10 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
     ``dx = gamma * invstd * (dy - sum_dy / count - xhat * sum_dy_xhat / count)``, the elementwise
     pass of :func:`~fastbn.batch_norm_backward` (float64 coefficients; error bound:
     docs/accuracy.rst).  With the sums of ``x`` itself and ``count`` its values per channel,
-    ``dx`` is bitwise that of ``batch_norm_backward``.
+    ``dx`` equals that of ``batch_norm_backward`` up to the rounding of
+    ``sum_dy_xhat / invstd`` (the kernel's coefficients are formed from the unscaled sum
+    ``sum(dy * (x - mean))``; :func:`fastbn.distributed.sync_batch_norm_backward` reduces that
+    one and is bitwise ``batch_norm_backward`` on one process).
 
     Parameters
     ----------
@@ -394,7 +415,8 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
     sum_dy, sum_dy_xhat : array_like, shape (C,)
         The sums over the whole (global) batch.
     count : int or array_like of shape (C,)
-        Values per channel in the whole batch, >= 1 (all entries equal).
+        Values per channel in the whole batch (all entries equal), at least those of ``x``
+        and at least 1.
     axis : int, default 1
     out : ndarray, optional
         Where to write ``dx``; shares no memory with any input, except ``out=dy`` exactly.
@@ -420,15 +442,13 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
     g = _optional_vector(gamma, "gamma", C, dtype)
     sdy = _stats_vector(sum_dy, "sum_dy", C)
     sdyx = _stats_vector(sum_dy_xhat, "sum_dy_xhat", C)
-    n = _count(count, "count", C, 1)
+    n = _count(count, "count", C, max(1, outer * inner))
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, dy)
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
                                   ("mean", _nd(mean)), ("invstd", _nd(invstd)), ("gamma", g),
                                   ("sum_dy", _nd(sum_dy)), ("sum_dy_xhat", _nd(sum_dy_xhat))])
-    buf, target = _buffers(out, x, dtype)
-    if x.size:
-        _k.grad_apply(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C, inner,
-                      m, s, _kernel_array(g, dtype), sdy, sdyx, n, _config.get_num_threads())
-    return _deliver(buf, target)
+    with np.errstate(divide="ignore", invalid="ignore"):   # invstd 0: a non-finite channel
+        sum_dy_xmu = sdyx / s
+    return _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)

@@ -209,18 +209,20 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
                                   ("mean", _parts._nd(mean)), ("invstd", _parts._nd(invstd)),
                                   ("gamma", g)])
-    sum_dy, sum_dy_xhat = _parts.batch_norm_backward_reduce(dy, x, m, s, axis=axis)
-    local = np.concatenate([sum_dy, sum_dy_xhat, [float(outer * inner)]])
+    # sum(dy) and the unscaled sum(dy * (x - mean)) (see batchnorm_parts._grad_sums), and the
+    # local count: one message of 2*C + 1 doubles
+    sum_dy, sum_dy_xmu = _parts._grad_sums(dy, x, dtype, outer, C, inner, m, s)
+    local = np.concatenate([sum_dy, sum_dy_xmu, [float(outer * inner)]])
     gathered = _allgather(comm, local)
     total = gathered[0].copy()
     for row in gathered[1:]:   # rank order: the same bits on every process
         total += row
-    sdy, sdyx, n = total[:C], total[C:2 * C], total[2 * C]
+    sdy, sdxmu, n = total[:C], total[C:2 * C], total[2 * C]
     if n < 1:
         raise ValueError(f"x: expected a non-empty batch over all processes, got local shape "
                          f"{x.shape} and 0 values per channel in total")
-    dx = _parts.batch_norm_backward_apply(dy, x, m, s, g, sdy, sdyx, n, axis=axis, out=out)
-    return BatchNormGrads(dx, sdyx.astype(dtype), sdy.astype(dtype))
+    dx = _parts._grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sdxmu, n, out)
+    return BatchNormGrads(dx, (sdxmu * s).astype(dtype), sdy.astype(dtype))
 
 
 class SyncBatchNorm(BatchNorm):

@@ -38,6 +38,27 @@
     fb_status fb_bn_backward_##DT(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,      \
                                   int64_t inner, const double *mean, const double *invstd,       \
                                   const T *gamma, double *dgamma, double *dbeta, int n_threads); \
+    /* The parts of train and backward, for statistics reduced elsewhere (e.g. across          \
+     * processes).  moments: per-channel mean and m2 = sum (x - mean)^2 -- train's mean, and     \
+     * m2 / count its var; no values (outer or inner 0): mean 0, m2 0.                          \
+     * apply: train's elementwise pass from given mean and invstd (y may be x).                  \
+     * grad_sums: sum_dy = sum(dy) (backward's dbeta) and sum_dy_xmu = sum(dy * (x - mean)),     \
+     * whose product with invstd is backward's dgamma; no values: 0.                             \
+     * grad_apply: backward's elementwise pass from given sums over `count` values (count >=    \
+     * outer * inner, else FB_EINVAL); dx may be dy.  With the local sums and count, backward's  \
+     * dx bit for bit.                                                                           */ \
+    fb_status fb_bn_moments_##DT(const T *x, int64_t outer, int64_t C, int64_t inner,           \
+                                 double *mean, double *m2, int n_threads);                       \
+    fb_status fb_bn_apply_##DT(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,        \
+                               const double *mean, const double *invstd, const T *gamma,         \
+                               const T *beta, int n_threads);                                    \
+    fb_status fb_bn_grad_sums_##DT(const T *dy, const T *x, int64_t outer, int64_t C,            \
+                                   int64_t inner, const double *mean, const double *invstd,      \
+                                   double *sum_dy, double *sum_dy_xmu, int n_threads);           \
+    fb_status fb_bn_grad_apply_##DT(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,    \
+                                    int64_t inner, const double *mean, const double *invstd,     \
+                                    const T *gamma, const double *sum_dy,                        \
+                                    const double *sum_dy_xmu, int64_t count, int n_threads);     \
     /* r = (1 - momentum) * r + momentum * batch, with the unbiased variance for rvar; channels  \
      * whose batch statistics are not finite are left as they are.  Byte strides; either buffer \
      * may be NULL.  Returns the number of channels left as they were.                          */ \
@@ -66,6 +87,18 @@ typedef struct {
                               const double *, const double *, const float *, double *, double *, int);
     fb_status (*backward_f64)(const double *, const double *, double *, int64_t, int64_t, int64_t,
                               const double *, const double *, const double *, double *, double *, int);
+#define FB_BN_PARTS(T, DT)                                                                         \
+    fb_status (*moments_##DT)(const T *, int64_t, int64_t, int64_t, double *, double *, int);     \
+    fb_status (*apply_##DT)(const T *, T *, int64_t, int64_t, int64_t, const double *,            \
+                            const double *, const T *, const T *, int);                           \
+    fb_status (*grad_sums_##DT)(const T *, const T *, int64_t, int64_t, int64_t, const double *,  \
+                                const double *, double *, double *, int);                         \
+    fb_status (*grad_apply_##DT)(const T *, const T *, T *, int64_t, int64_t, int64_t,            \
+                                 const double *, const double *, const T *, const double *,       \
+                                 const double *, int64_t, int);
+    FB_BN_PARTS(float, f32)
+    FB_BN_PARTS(double, f64)
+#undef FB_BN_PARTS
 } fb_bn_table;
 
 extern const fb_bn_table fb_bn_table_scalar;

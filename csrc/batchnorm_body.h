@@ -264,9 +264,11 @@ typedef struct {
     const T *gamma, *beta;
     double eps;
     double *mean, *var, *invstd;  /* train: outputs; backward: mean, invstd are inputs */
-    double *dgamma, *dbeta;
-    const FN(coef) *coefs;        /* inference: one per channel */
-    int64_t per_task;             /* inference: slabs per task */
+    double *dgamma, *dbeta;       /* backward: outputs; sums only: sum dy (x - mean), sum dy */
+    double *m2;                   /* moments only: M2 out (and mean), no elementwise pass */
+    int sums_only;                /* backward: the sums alone, no elementwise pass */
+    const FN(coef) *coefs;        /* elementwise alone: one per channel */
+    int64_t per_task;             /* elementwise alone: slabs per task */
     int stream;                   /* write outputs with non-temporal stores */
 } FN(slab_ctx);
 
@@ -346,6 +348,10 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     }
     if (n > FB_SEG && FN(needs_refine)(mu, m2, n))   /* more than one segment was merged */
         FN(refine_stats)(k->x + c * inner, k->outer, stride, inner, &mu, &m2);
+    if (k->m2) {   /* moments only */
+        k->mean[c] = mu, k->m2[c] = m2;
+        return;
+    }
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
     k->mean[c] = mu, k->var[c] = var, k->invstd[c] = invstd;
     const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
@@ -367,6 +373,10 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
         for (int64_t s = 0; s < inner; s += FB_SEG)
             FN(run_pair_sums)(k->x + o * stride + c * inner + s, k->dy + o * stride + c * inner + s,
                               1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
+    if (k->sums_only) {
+        k->dbeta[c] = fb_lanes_total(sdy), k->dgamma[c] = fb_lanes_total(sdyx);
+        return;
+    }
     double coef[6];
     fb_bn_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
@@ -382,9 +392,14 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
     const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
     const int64_t n_slabs = k->outer * k->C, j0 = task * k->per_task;
     const int64_t j1 = j0 + k->per_task < n_slabs ? j0 + k->per_task : n_slabs;
-    for (int64_t j = j0; j < j1; j++)
-        FN(run_apply)(k->x + j * k->inner, k->y + j * k->inner, k->inner, &k->coefs[j % k->C],
-                      k->stream);
+    for (int64_t j = j0; j < j1; j++) {
+        if (k->dy)
+            FN(run_grad_apply)(k->dy + j * k->inner, k->x + j * k->inner, k->y + j * k->inner,
+                               k->inner, &k->coefs[j % k->C], k->stream);
+        else
+            FN(run_apply)(k->x + j * k->inner, k->y + j * k->inner, k->inner, &k->coefs[j % k->C],
+                          k->stream);
+    }
     if (k->stream) fb_stream_fence();
 }
 
@@ -733,7 +748,9 @@ typedef struct {
     const T *gamma, *beta;
     double eps;
     double *mean, *var, *invstd;   /* backward: mean, invstd are inputs */
-    double *dgamma, *dbeta;
+    double *dgamma, *dbeta;        /* sums only: sum dy (x - mean), sum dy */
+    double *m2;                    /* moments only: M2 out (and mean) */
+    int reduce_only;               /* moments or backward sums: no coefficients, no elementwise pass */
 } FN(rows_finish_ctx);
 
 static void FN(rows_finish_task)(void *vctx, int64_t task)
@@ -752,6 +769,10 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
                     sdy += k->r1[ch * p->V + c * p->inner + i];
                     sdyx += k->r2[ch * p->V + c * p->inner + i];
                 }
+            if (f->reduce_only) {
+                f->dbeta[c] = sdy, f->dgamma[c] = sdyx;
+                continue;
+            }
             fb_bn_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
                           f->gamma ? (double)f->gamma[c] : 1.0, &f->dbeta[c], &f->dgamma[c], coef);
             coefs[c] = FN(make_grad_coef)(f->mean[c], coef);
@@ -780,6 +801,10 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
     for (int64_t c = c0; c < c1; c++) {
         if (merged && FN(needs_refine)(mu[c - c0], m2[c - c0], n))
             FN(refine_stats)(k->x + c * p->inner, p->R, p->V, p->inner, &mu[c - c0], &m2[c - c0]);
+        if (f->reduce_only) {
+            f->mean[c] = mu[c - c0], f->m2[c] = m2[c - c0];
+            continue;
+        }
         f->mean[c] = mu[c - c0];
         f->var[c] = m2[c - c0] / n;
         f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
@@ -795,7 +820,8 @@ static void FN(rows_spread_then)(void *vctx)
 }
 
 /* The rows path of training and backward, on threads started once: the reductions over
- * (row chunk, column tile) tasks, the per-channel finish, then the elementwise pass. */
+ * (row chunk, column tile) tasks, the per-channel finish, then (unless reduce_only) the
+ * elementwise pass. */
 static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
 {
     FN(rows_ctx) *k = f->k;
@@ -804,13 +830,43 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
         {(k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* reductions: chunk pairs */
          k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},
         {(k->p.C + FB_FINISH_CHANNELS - 1) / FB_FINISH_CHANNELS, FN(rows_finish_task), f,
-         FN(rows_spread_then)},
+         f->reduce_only ? NULL : FN(rows_spread_then)},
         {n_tasks, FN(rows_apply_task), k, NULL},
     };
-    fb_parallel_phases(phases, 3, n_threads);
+    fb_parallel_phases(phases, f->reduce_only ? 2 : 3, n_threads);
 }
 
 /* ---- public kernels ----------------------------------------------------------------------- */
+
+/* Training's statistics and, unless `m2` is given, its elementwise pass; with `m2`, the mean and
+ * M2 alone (moments).  outer, C, inner >= 1. */
+static fb_status FN(train_run)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+                               const T *gamma, const T *beta, double eps, double *mean, double *var,
+                               double *invstd, double *m2, int n_threads)
+{
+    n_threads = fb_threads_for(outer * C * inner, n_threads);
+    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    if (inner >= FB_SLAB_MIN) {
+        FN(slab_ctx) k;
+        memset(&k, 0, sizeof k);
+        k.x = x, k.y = y, k.outer = outer, k.C = C, k.inner = inner;
+        k.gamma = gamma, k.beta = beta, k.eps = eps;
+        k.mean = mean, k.var = var, k.invstd = invstd, k.m2 = m2, k.stream = stream;
+        fb_parallel_for(C, n_threads, FN(slab_train_task), &k);
+        return FB_OK;
+    }
+    FN(rows_ctx) k;
+    memset(&k, 0, sizeof k);
+    k.p = fb_rows_plan_make(outer, C, inner);
+    k.x = x, k.y = y;
+    k.stream = stream;
+    void *scratch = FN(rows_alloc)(&k, C, 0);
+    if (!scratch) return FB_ENOMEM;
+    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd, NULL, NULL, m2, m2 != NULL};
+    FN(rows_run)(&f, n_threads);
+    free(scratch);
+    return FB_OK;
+}
 
 static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
                            const T *gamma, const T *beta, double eps, double *mean, double *var,
@@ -819,22 +875,79 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
     if (outer == 0 || inner == 0) return FB_EINVAL;
-    n_threads = fb_threads_for(outer * C * inner, n_threads);
-    if (inner >= FB_SLAB_MIN) {
-        FN(slab_ctx) k = {x, NULL, y, outer, C, inner, gamma, beta, eps, mean, var, invstd,
-                          NULL, NULL, NULL, 0, fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
-        fb_parallel_for(C, n_threads, FN(slab_train_task), &k);
+    return FN(train_run)(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, NULL,
+                         n_threads);
+}
+
+static fb_status FN(moments)(const T *x, int64_t outer, int64_t C, int64_t inner, double *mean,
+                             double *m2, int n_threads)
+{
+    if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
+    if (C > 0 && (outer == 0 || inner == 0)) {   /* no values: mean 0, M2 0 */
+        for (int64_t c = 0; c < C; c++) mean[c] = 0.0, m2[c] = 0.0;
         return FB_OK;
     }
+    if (C == 0) return FB_OK;
+    return FN(train_run)(x, NULL, outer, C, inner, NULL, NULL, 0.0, mean, NULL, NULL, m2,
+                         n_threads);
+}
+
+/* Where the elementwise pass's per-channel coefficients come from: running statistics
+ * (inference), mean and invstd (apply), or those and the backward sums (grad_apply). */
+typedef struct {
+    int kind;                          /* FB_COEF_RUNNING, FB_COEF_STATS or FB_COEF_SUMS */
+    const T *rmean, *rvar;             /* running */
+    const double *mean, *invstd;       /* stats, sums */
+    const T *gamma, *beta;             /* either may be NULL; sums: beta unused */
+    double eps;                        /* running */
+    const double *sum_dy, *sum_dyx;    /* sums: sum dy and sum dy (x - mean) per channel */
+    double count;                      /* sums: the values they were summed over */
+} FN(coef_src);
+
+/* The same formulas as the fused kernels' finishing steps, so the same coefficients. */
+static void FN(fill_coefs)(const FN(coef_src) *s, FN(coef) *coefs, int64_t C)
+{
+    for (int64_t c = 0; c < C; c++) {
+        if (s->kind == FB_COEF_SUMS) {
+            double coef[6], dbeta, dgamma;
+            fb_bn_grad_coefs(s->sum_dy[c], s->sum_dyx[c], s->count, s->invstd[c],
+                             s->gamma ? (double)s->gamma[c] : 1.0, &dbeta, &dgamma, coef);
+            coefs[c] = FN(make_grad_coef)(s->mean[c], coef);
+            continue;
+        }
+        const double invstd = s->kind == FB_COEF_RUNNING ? 1.0 / sqrt((double)s->rvar[c] + s->eps)
+                                                         : s->invstd[c];
+        const double mean = s->kind == FB_COEF_RUNNING ? (double)s->rmean[c] : s->mean[c];
+        coefs[c] = FN(make_coef)(mean, s->gamma ? (double)s->gamma[c] * invstd : invstd, 0.0,
+                                 s->beta ? (double)s->beta[c] : 0.0);
+    }
+}
+
+/* The elementwise pass alone (inference, apply, grad_apply): y = (x - m) * s + c, or with dy
+ * dx = dy * g + ((x - m) * s + c), through the fused kernels' own apply tasks -- the slab path's
+ * runs or the rows path's -- so the bits of their last pass.  outer, C, inner >= 1. */
+static fb_status FN(elementwise)(const T *dy, const T *x, T *y, int64_t outer, int64_t C,
+                                 int64_t inner, const FN(coef_src) *src, int n_threads)
+{
+    n_threads = fb_threads_for(outer * C * inner, n_threads);
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
-    k.p = fb_rows_plan_make(outer, C, inner);
-    k.x = x, k.y = y;
+    k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
+    k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
-    void *scratch = FN(rows_alloc)(&k, C, 0);
+    void *scratch = FN(rows_alloc)(&k, C, 1);
     if (!scratch) return FB_ENOMEM;
-    FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd, NULL, NULL};
-    FN(rows_run)(&f, n_threads);
+    FN(fill_coefs)(src, (FN(coef) *)k.coefs, C);
+    if (inner >= FB_SLAB_MIN) {
+        FN(slab_ctx) s;
+        memset(&s, 0, sizeof s);
+        s.x = x, s.dy = dy, s.y = y, s.outer = outer, s.C = C, s.inner = inner;
+        s.coefs = k.coefs, s.per_task = (FB_CHUNK_ELEMS + inner - 1) / inner, s.stream = k.stream;
+        fb_parallel_for((outer * C + s.per_task - 1) / s.per_task, n_threads, FN(slab_apply_task), &s);
+    } else {
+        k.exact = FN(rows_spread)(&k, C, inner);
+        fb_parallel_for(k.p.n_rchunks * k.p.n_ctiles, n_threads, FN(rows_apply_task), &k);
+    }
     free(scratch);
     return FB_OK;
 }
@@ -845,30 +958,57 @@ static fb_status FN(infer)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
+    FN(coef_src) src;
+    memset(&src, 0, sizeof src);
+    src.kind = FB_COEF_RUNNING, src.rmean = rmean, src.rvar = rvar;
+    src.gamma = gamma, src.beta = beta, src.eps = eps;
+    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, n_threads);
+}
+
+static fb_status FN(apply)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+                           const double *mean, const double *invstd, const T *gamma, const T *beta,
+                           int n_threads)
+{
+    if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
+    if (outer == 0 || C == 0 || inner == 0) return FB_OK;
+    FN(coef_src) src;
+    memset(&src, 0, sizeof src);
+    src.kind = FB_COEF_STATS, src.mean = mean, src.invstd = invstd;
+    src.gamma = gamma, src.beta = beta;
+    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, n_threads);
+}
+
+/* Backward's sums and, unless `sums_only`, its elementwise pass; sums only: dbeta receives
+ * sum dy and dgamma sum dy (x - mean).  outer, C, inner >= 1. */
+static fb_status FN(backward_run)(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,
+                                  int64_t inner, const double *mean, const double *invstd,
+                                  const T *gamma, double *dgamma, double *dbeta, int sums_only,
+                                  int n_threads)
+{
     n_threads = fb_threads_for(outer * C * inner, n_threads);
+    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    if (inner >= FB_SLAB_MIN) {
+        FN(slab_ctx) k;
+        memset(&k, 0, sizeof k);
+        k.x = x, k.dy = dy, k.y = dx, k.outer = outer, k.C = C, k.inner = inner, k.gamma = gamma;
+        k.mean = (double *)mean, k.invstd = (double *)invstd, k.dgamma = dgamma, k.dbeta = dbeta;
+        k.sums_only = sums_only, k.stream = stream;
+        fb_parallel_for(C, n_threads, FN(slab_backward_task), &k);
+        return FB_OK;
+    }
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
-    k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
-    k.x = x, k.y = y;
-    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
-    void *scratch = FN(rows_alloc)(&k, C, 1);
+    k.p = fb_rows_plan_make(outer, C, inner);
+    k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
+    k.stream = stream;
+    void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
-    FN(coef) *coefs = (FN(coef) *)k.coefs;
-    for (int64_t c = 0; c < C; c++) {
-        const double invstd = 1.0 / sqrt((double)rvar[c] + eps);
-        coefs[c] = FN(make_coef)((double)rmean[c], gamma ? (double)gamma[c] * invstd : invstd, 0.0,
-                                 beta ? (double)beta[c] : 0.0);
-    }
-    if (inner >= FB_SLAB_MIN) {
-        const int64_t per_task = (FB_CHUNK_ELEMS + inner - 1) / inner;
-        FN(slab_ctx) s = {x, NULL, y, outer, C, inner, NULL, NULL, 0.0, NULL, NULL, NULL,
-                          NULL, NULL, coefs, per_task,
-                          fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
-        fb_parallel_for((outer * C + per_task - 1) / per_task, n_threads, FN(slab_apply_task), &s);
-    } else {
-        k.exact = FN(rows_spread)(&k, C, inner);
-        fb_parallel_for(k.p.n_rchunks * k.p.n_ctiles, n_threads, FN(rows_apply_task), &k);
-    }
+    double *vm = (double *)k.vm;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < inner; i++) vm[c * inner + i] = mean[c];
+    FN(rows_finish_ctx) f = {&k, gamma, NULL, 0.0, (double *)mean, NULL, (double *)invstd,
+                             dgamma, dbeta, NULL, sums_only};
+    FN(rows_run)(&f, n_threads);
     free(scratch);
     return FB_OK;
 }
@@ -880,29 +1020,37 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
     if (outer == 0 || inner == 0) return FB_EINVAL;
-    n_threads = fb_threads_for(outer * C * inner, n_threads);
-    if (inner >= FB_SLAB_MIN) {
-        FN(slab_ctx) k = {x, dy, dx, outer, C, inner, gamma, NULL, 0.0, (double *)mean, NULL,
-                          (double *)invstd, dgamma, dbeta, NULL, 0,
-                          fb_stream_output(outer * C * inner * (int64_t)sizeof(T))};
-        fb_parallel_for(C, n_threads, FN(slab_backward_task), &k);
+    return FN(backward_run)(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, 0,
+                            n_threads);
+}
+
+static fb_status FN(grad_sums)(const T *dy, const T *x, int64_t outer, int64_t C, int64_t inner,
+                               const double *mean, const double *invstd, double *sum_dy,
+                               double *sum_dy_xmu, int n_threads)
+{
+    if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
+    if (C > 0 && (outer == 0 || inner == 0)) {   /* no values: sums 0 */
+        for (int64_t c = 0; c < C; c++) sum_dy[c] = 0.0, sum_dy_xmu[c] = 0.0;
         return FB_OK;
     }
-    FN(rows_ctx) k;
-    memset(&k, 0, sizeof k);
-    k.p = fb_rows_plan_make(outer, C, inner);
-    k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
-    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
-    void *scratch = FN(rows_alloc)(&k, C, 0);
-    if (!scratch) return FB_ENOMEM;
-    double *vm = (double *)k.vm;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t i = 0; i < inner; i++) vm[c * inner + i] = mean[c];
-    FN(rows_finish_ctx) f = {&k, gamma, NULL, 0.0, (double *)mean, NULL, (double *)invstd,
-                             dgamma, dbeta};
-    FN(rows_run)(&f, n_threads);
-    free(scratch);
-    return FB_OK;
+    if (C == 0) return FB_OK;
+    return FN(backward_run)(dy, x, NULL, outer, C, inner, mean, invstd, NULL, sum_dy_xmu, sum_dy,
+                            1, n_threads);
+}
+
+static fb_status FN(grad_apply)(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,
+                                int64_t inner, const double *mean, const double *invstd,
+                                const T *gamma, const double *sum_dy, const double *sum_dy_xmu,
+                                int64_t count, int n_threads)
+{
+    if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
+    if (outer == 0 || C == 0 || inner == 0) return count < 0 ? FB_EINVAL : FB_OK;
+    if (count < outer * inner) return FB_EINVAL;   /* the sums cover at least these values */
+    FN(coef_src) src;
+    memset(&src, 0, sizeof src);
+    src.kind = FB_COEF_SUMS, src.mean = mean, src.invstd = invstd, src.gamma = gamma;
+    src.sum_dy = sum_dy, src.sum_dyx = sum_dy_xmu, src.count = (double)count;
+    return FN(elementwise)(dy, x, dx, outer, C, inner, &src, n_threads);
 }
 
 #undef FN

@@ -97,6 +97,9 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
     *w = p->V - *v0 < p->CT ? p->V - *v0 : p->CT;
 }
 
+/* Where the elementwise pass alone takes its coefficients from (batchnorm_body.h's coef_src). */
+enum { FB_COEF_RUNNING, FB_COEF_STATS, FB_COEF_SUMS };
+
 /* Each dtype: its element type, and the vector of that type for the elementwise passes. */
 #define FB_T float
 #define FB_DT f32
@@ -130,4 +133,6 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
 
 const fb_bn_table FB_CAT(fb_bn_table, FB_ISA_SUFFIX) = {
     train_f32, train_f64, infer_f32, infer_f64, backward_f32, backward_f64,
+    moments_f32, apply_f32, grad_sums_f32, grad_apply_f32,
+    moments_f64, apply_f64, grad_sums_f64, grad_apply_f64,
 };

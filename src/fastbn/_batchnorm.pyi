@@ -48,6 +48,54 @@ def backward(
     grads: np.ndarray,
     n_threads: int,
 ) -> None: ...
+def moments(
+    x: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    n_threads: int,
+) -> None: ...
+def apply(
+    x: np.ndarray,
+    y: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    gamma: Optional[np.ndarray],
+    beta: Optional[np.ndarray],
+    n_threads: int,
+) -> None: ...
+def grad_sums(
+    dy: np.ndarray,
+    x: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    sum_dy: np.ndarray,
+    sum_dy_xmu: np.ndarray,
+    n_threads: int,
+) -> None: ...
+def grad_apply(
+    dy: np.ndarray,
+    x: np.ndarray,
+    dx: np.ndarray,
+    outer: int,
+    C: int,
+    inner: int,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    gamma: Optional[np.ndarray],
+    sum_dy: np.ndarray,
+    sum_dy_xmu: np.ndarray,
+    count: int,
+    n_threads: int,
+) -> None: ...
 def update_running(
     rmean: Optional[np.ndarray],
     rvar: Optional[np.ndarray],

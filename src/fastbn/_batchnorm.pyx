@@ -74,6 +74,31 @@ cdef extern from "batchnorm.h":
                                  int64_t C, int64_t inner, const double *mean,
                                  const double *invstd, const double *gamma, double *dgamma,
                                  double *dbeta, int n_threads) nogil
+    fb_status fb_bn_moments_f32(const float *x, int64_t outer, int64_t C, int64_t inner,
+                                double *mean, double *m2, int n_threads) nogil
+    fb_status fb_bn_moments_f64(const double *x, int64_t outer, int64_t C, int64_t inner,
+                                double *mean, double *m2, int n_threads) nogil
+    fb_status fb_bn_apply_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
+                              const double *mean, const double *invstd, const float *gamma,
+                              const float *beta, int n_threads) nogil
+    fb_status fb_bn_apply_f64(const double *x, double *y, int64_t outer, int64_t C, int64_t inner,
+                              const double *mean, const double *invstd, const double *gamma,
+                              const double *beta, int n_threads) nogil
+    fb_status fb_bn_grad_sums_f32(const float *dy, const float *x, int64_t outer, int64_t C,
+                                  int64_t inner, const double *mean, const double *invstd,
+                                  double *sum_dy, double *sum_dy_xmu, int n_threads) nogil
+    fb_status fb_bn_grad_sums_f64(const double *dy, const double *x, int64_t outer, int64_t C,
+                                  int64_t inner, const double *mean, const double *invstd,
+                                  double *sum_dy, double *sum_dy_xmu, int n_threads) nogil
+    fb_status fb_bn_grad_apply_f32(const float *dy, const float *x, float *dx, int64_t outer,
+                                   int64_t C, int64_t inner, const double *mean,
+                                   const double *invstd, const float *gamma, const double *sum_dy,
+                                   const double *sum_dy_xmu, int64_t count, int n_threads) nogil
+    fb_status fb_bn_grad_apply_f64(const double *dy, const double *x, double *dx, int64_t outer,
+                                   int64_t C, int64_t inner, const double *mean,
+                                   const double *invstd, const double *gamma,
+                                   const double *sum_dy, const double *sum_dy_xmu, int64_t count,
+                                   int n_threads) nogil
     int64_t fb_bn_update_running_f32(float *rmean, int64_t rmean_stride, float *rvar,
                                      int64_t rvar_stride, const double *mean, const double *var,
                                      int64_t C, int64_t count, double momentum) nogil
@@ -198,6 +223,108 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
             st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                     outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
                                     n_threads)
+    check_status(st)
+
+
+# ---- the parts of train and backward (sync batch norm reduces their sums across processes) -----
+
+
+def moments(cnp.ndarray x, int64_t outer, int64_t C, int64_t inner, cnp.ndarray mean,
+            cnp.ndarray m2, int n_threads):
+    """Per-channel mean and m2 = sum((x - mean)**2) into float64 (C,) arrays; see
+    fb_bn_moments_*.  mean is train's bit for bit, m2 / (outer * inner) its var; with no values
+    (outer or inner 0) both are 0."""
+    cdef bint f32 = _is_f32(x)
+    cdef void *px = _data(x, cnp.PyArray_TYPE(x), outer * C * inner, "x")
+    cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
+    cdef double *pq = <double *>_data(m2, cnp.NPY_FLOAT64, C, "m2")
+    cdef fb_status st
+    with nogil:
+        if f32:
+            st = fb_bn_moments_f32(<const float *>px, outer, C, inner, pm, pq, n_threads)
+        else:
+            st = fb_bn_moments_f64(<const double *>px, outer, C, inner, pm, pq, n_threads)
+    check_status(st)
+
+
+def apply(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
+          cnp.ndarray mean, cnp.ndarray invstd, gamma, beta, int n_threads):
+    """y = (x - mean) * invstd * gamma + beta from float64 (C,) mean and invstd; see
+    fb_bn_apply_*.  y may be x.  With train's own mean and invstd, train's y bit for bit."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *px = _data(x, t, n, "x")
+    cdef void *py = _data(y, t, n, "y")
+    cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
+    cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
+    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pb = _data(beta, t, C, "beta")
+    cdef fb_status st
+    with nogil:
+        if f32:
+            st = fb_bn_apply_f32(<const float *>px, <float *>py, outer, C, inner, pm, ps,
+                                 <const float *>pg, <const float *>pb, n_threads)
+        else:
+            st = fb_bn_apply_f64(<const double *>px, <double *>py, outer, C, inner, pm, ps,
+                                 <const double *>pg, <const double *>pb, n_threads)
+    check_status(st)
+
+
+def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t inner,
+              cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray sum_dy, cnp.ndarray sum_dy_xmu,
+              int n_threads):
+    """Per-channel sum(dy) (backward's dbeta) and sum(dy * (x - mean)) (times invstd,
+    backward's dgamma) into float64 (C,) arrays; see fb_bn_grad_sums_*.  No values: 0."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *pdy = _data(dy, t, n, "dy")
+    cdef void *px = _data(x, t, n, "x")
+    cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
+    cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
+    cdef double *p1 = <double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
+    cdef double *p2 = <double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
+    cdef fb_status st
+    with nogil:
+        if f32:
+            st = fb_bn_grad_sums_f32(<const float *>pdy, <const float *>px, outer, C, inner, pm,
+                                     ps, p1, p2, n_threads)
+        else:
+            st = fb_bn_grad_sums_f64(<const double *>pdy, <const double *>px, outer, C, inner,
+                                     pm, ps, p1, p2, n_threads)
+    check_status(st)
+
+
+def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64_t C,
+               int64_t inner, cnp.ndarray mean, cnp.ndarray invstd, gamma, cnp.ndarray sum_dy,
+               cnp.ndarray sum_dy_xmu, int64_t count, int n_threads):
+    """dx through the batch statistics from given per-channel sums (grad_sums', e.g. summed
+    across processes) over ``count`` >= outer * inner values; see fb_bn_grad_apply_*.  dx may be
+    dy.  With the local sums and count = outer * inner, backward's dx bit for bit."""
+    cdef bint f32 = _is_f32(x)
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = outer * C * inner
+    cdef void *pdy = _data(dy, t, n, "dy")
+    cdef void *px = _data(x, t, n, "x")
+    cdef void *pdx = _data(dx, t, n, "dx")
+    cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
+    cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
+    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef const double *p1 = <const double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
+    cdef const double *p2 = <const double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
+    if count < outer * inner:
+        raise ValueError(f"count: must be at least outer * inner = {outer * inner}, got {count}")
+    cdef fb_status st
+    with nogil:
+        if f32:
+            st = fb_bn_grad_apply_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
+                                      C, inner, pm, ps, <const float *>pg, p1, p2, count,
+                                      n_threads)
+        else:
+            st = fb_bn_grad_apply_f64(<const double *>pdy, <const double *>px, <double *>pdx,
+                                      outer, C, inner, pm, ps, <const double *>pg, p1, p2, count,
+                                      n_threads)
     check_status(st)
 
 

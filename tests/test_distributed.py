@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastbn
-from fastbn import batchnorm_parts, distributed
+from fastbn import distributed
 from fastbn.distributed import SyncBatchNorm, sync_batch_norm_backward, sync_batch_norm_train
 
 from bn_helpers import assert_close, backward_bound, make_inputs, oracle_backward
@@ -33,9 +33,6 @@ LAYOUT_PARAMS = [(s, a) for s, a, _ in LAYOUTS]
 LAYOUT_IDS = [n for _, _, n in LAYOUTS]
 DTYPES = [np.float32, np.float64]
 
-kernels = pytest.mark.skipif(batchnorm_parts._k is not fastbn._batchnorm,
-                             reason="the split C kernels (h-core) are not merged yet: the parts "
-                                    "run on the NumPy shim, not bitwise the fused kernels")
 
 
 def compose_train(x, gamma, beta, axis, rm=None, rv=None, momentum=0.1):
@@ -63,7 +60,6 @@ def assert_bitwise(actual, expected):
 
 # ---- the parts on one process are the fused functions, bitwise --------------------------------
 
-@kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
@@ -79,7 +75,6 @@ def test_parts_compose_to_batch_norm_train_bitwise(rng, threads, shape, axis, dt
     assert_bitwise((rm2, rv2), (rm, rv))
 
 
-@kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
@@ -99,7 +94,6 @@ def test_parts_compose_to_batch_norm_backward(rng, threads, shape, axis, dtype, 
                  bound32=backward_bound(dy, x, mean, invstd, g, axis))
 
 
-@kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
@@ -119,7 +113,6 @@ def test_sync_on_one_rank_is_batch_norm_bitwise(rng, shape, axis, dtype, affine)
                    fastbn.batch_norm_backward(dy, x, fused.mean, fused.invstd, g, axis=axis))
 
 
-@kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sync_on_comm_self_is_batch_norm_bitwise(rng, dtype):
     MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py not installed (pip install mpi4py mpich)")
@@ -468,7 +461,6 @@ def test_sync_layer_interface_repr_and_pickle():
     assert restored(np.arange(12.0).reshape(4, 3)).tobytes() == y.tobytes()
 
 
-@kernels
 def test_sync_layer_on_one_rank_is_the_layer_bitwise(rng):
     x = (rng.standard_normal((16, 5)) * 3 + 1).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)

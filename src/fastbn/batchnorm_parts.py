@@ -32,10 +32,7 @@ from fastbn.batchnorm import (_buffers, _deliver, _input, _kernel_array, _option
 __all__ = ["batch_norm_stats", "merge_stats", "batch_norm_apply", "update_running_stats",
            "batch_norm_backward_reduce", "batch_norm_backward_apply"]
 
-if hasattr(_batchnorm, "grad_apply"):   # the C kernels
-    _k = _batchnorm
-else:                                   # pragma: no cover  (until the kernels are merged)
-    from fastbn import _parts_shim as _k
+_k = _batchnorm   # the kernels: moments, apply, grad_sums, grad_apply
 
 
 def _stats_vector(a, name, C):

@@ -50,6 +50,11 @@ def main():
         local.append(timed(lambda: fastbn.batch_norm_train(x)))
         sync.append(timed(lambda: sync_batch_norm_train(x, comm=comm)))
         gather.append(timed(gather_many) / args.latency_reps)
+    sweep = {}
+    for c in (16, 64, 256, 1024, 4096, 16384):   # the latency model's alpha and beta
+        buf = np.zeros(3 * c)
+        sweep[c] = np.median([timed(lambda: [_allgather(comm, buf) for _ in range(50)]) / 50
+                              for _ in range(7)])
     if rank == 0:
         ml, ms, mg = np.median(local), np.median(sync), np.median(gather)
         print(f"P={P} shard {(rows,) + shape[1:]} float32, threads/process "
@@ -60,6 +65,8 @@ def main():
               f"({(ms / ml - 1) * 100:+.1f} %)")
         print(f"  Allgather of 3*C = {3 * C} doubles: {mg * 1e6:8.1f} us per call "
               f"({3 * C * 8} B sent, {3 * C * 8 * P} B gathered per process)")
+        for c, t in sweep.items():
+            print(f"  Allgather, C = {c:5d}: {3 * c * 8 * P:8d} B gathered: {t * 1e6:8.1f} us")
 
 
 if __name__ == "__main__":

@@ -470,3 +470,29 @@ def test_sync_layer_on_one_rank_is_the_layer_bitwise(rng):
     for name in ("dgamma", "dbeta", "running_mean", "running_var"):
         assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
     assert distributed._allgather is not None
+
+
+# ---- the data-parallel demo's training loop, on ranks that are threads -----------------------
+
+def test_demo_shards_cover_the_batch_in_rank_order():
+    from fastbn.demo.data_parallel import shard
+    for size in (1, 2, 3, 4, 7):
+        parts = [shard(64, size, r) for r in range(size)]
+        assert parts[0][0] == 0 and parts[-1][1] == 64
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+        assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
+
+
+def test_demo_data_parallel_training_follows_one_process():
+    pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the demo extra)")
+    from fastbn.demo import data_parallel, experiments as ex
+    data = ex.load_data()
+    exp = data_parallel.EXPERIMENTS[0]
+    one = ex.train(exp, data, steps=6, eval_every=3)
+    ranks = run_threads(3, lambda comm, r: data_parallel.train(exp, data, comm, steps=6,
+                                                               eval_every=3))
+    for r in ranks:
+        assert r.eval_steps == one.eval_steps == [0, 3, 6]
+        np.testing.assert_allclose(r.train_loss, one.train_loss, rtol=1e-5)
+        assert r.train_loss == ranks[0].train_loss and r.test_accuracy == ranks[0].test_accuracy
+        assert max(abs(a - b) for a, b in zip(r.test_accuracy, one.test_accuracy)) <= 2 / 500

@@ -6,6 +6,7 @@ batch_norm_train, batch_norm_infer, batch_norm_backward, BatchNorm
 BatchNormResult, BatchNormGrads : the named tuples batch_norm_train and batch_norm_backward return
 layer_norm, rms_norm, group_norm, instance_norm (and their _backward), LayerNorm, RMSNorm,
 GroupNorm, InstanceNorm : the other normalizations, on one core (fastbn.norm)
+fold_batch_norm : an inference-mode batch norm folded into the preceding layer's weights
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
@@ -19,6 +20,7 @@ from fastbn.batchnorm import (BatchNormGrads, BatchNormResult, batch_norm_backwa
 from fastbn.norm import (group_norm, group_norm_backward, instance_norm,
                          instance_norm_backward, layer_norm, layer_norm_backward, rms_norm,
                          rms_norm_backward)
+from fastbn.fold import fold_batch_norm
 from fastbn.clip import clip_by_norm, clip_grad_norm, clip_grad_value, global_norm
 from fastbn.layers import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from fastbn import init, reference
@@ -29,5 +31,5 @@ __all__ = [
     "show_config", "reference", "global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm",
     "init", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
     "group_norm_backward", "instance_norm", "instance_norm_backward", "LayerNorm", "RMSNorm",
-    "GroupNorm", "InstanceNorm",
+    "GroupNorm", "InstanceNorm", "fold_batch_norm",
 ]

@@ -233,6 +233,9 @@ import sys
 sys.modules["ml_dtypes"] = None          # import ml_dtypes now raises ImportError
 import numpy as np, fastbn
 from fastbn import init
+g = [np.ones(10, np.float16), np.ones(3, np.float32)]
+assert fastbn.global_norm(g) == 13 ** 0.5
+assert fastbn.clip_by_norm(g[0], 1.0).dtype == np.float16
 assert init.normal((5,), dtype=np.float16, rng=0).dtype == np.float16
 try:
     init.normal((5,), dtype="bfloat16", rng=0)
@@ -244,3 +247,188 @@ except TypeError as e:
     assert proc.returncode == 0, proc.stderr
     msg = proc.stdout.strip()
     assert msg.startswith("dtype:") and "ml_dtypes" in msg and "pip install" in msg, msg
+
+
+# ---- clipping --------------------------------------------------------------------------------
+
+NORMS = [1.0, 2.0, 3.5, math.inf, 0.5]
+RTOL = 1e-12     # as tests/test_clip.py: float64 sums of non-negative terms, both sides
+
+
+def half_grads(rng, dtypes, scale=1.0):
+    shapes = [(16, 3, 7, 7), (300, 200), (64,), (1,), (0,), (40000,), (5, 1, 3), ()]
+    with np.errstate(over="ignore"):    # a large scale makes some float16 values infinite
+        return [np.asarray(rng.standard_normal(s) * scale).astype(dtypes[k % len(dtypes)])
+                for k, s in enumerate(shapes)]
+
+
+HALF_LISTS = [pytest.param((np.dtype(np.float16),), id="f16"),
+              pytest.param((BF16,), id="bf16", marks=NO_ML_DTYPES),
+              pytest.param((np.dtype(np.float16), BF16, np.dtype(np.float32),
+                            np.dtype(np.float64)), id="mixed", marks=NO_ML_DTYPES)]
+
+
+def scaled(g, coef):
+    """The documented value of a scaled element: T(float64(x) * float64(T(coef))), rounded
+    once from float64 (NumPy's float16 and ml_dtypes' bfloat16 casts round float64 directly)."""
+    c = float(np.asarray(coef).astype(g.dtype))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (g.astype(np.float64) * c).astype(g.dtype)
+
+
+def same_bits(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("dtypes", HALF_LISTS)
+def test_half_global_norm_is_the_float64_norm_of_the_exact_values(p, dtypes):
+    grads = half_grads(np.random.default_rng(0), dtypes)
+    want = reference.global_norm(grads, p)      # float64 of the exact values
+    assert fastbn.global_norm(grads, p) == pytest.approx(want, rel=RTOL)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_sums_do_not_stall(dtype):
+    # A half-precision running sum stops growing at 2048 (float16) or 256 (bfloat16) when adding
+    # ones; accumulated in float64, 10^6 ones sum to 10^6 exactly.
+    g = np.ones(10 ** 6, dtype)
+    assert fastbn.global_norm(g, 1.0) == 1e6
+    assert fastbn.global_norm(g) == 1e3
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("dtypes", HALF_LISTS)
+@pytest.mark.parametrize("max_norm", [1.0, 1e-6])      # 1e-6: results deep in the subnormals
+def test_half_clip_grad_norm_rounds_each_product_once(p, dtypes, max_norm):
+    grads = half_grads(np.random.default_rng(1), dtypes)
+    originals = [g.copy() for g in grads]
+    total = fastbn.clip_grad_norm(grads, max_norm, norm_type=p)
+    coef = max_norm / (total + 1e-6)
+    assert coef < 1
+    for g, o in zip(grads, originals):
+        same_bits(g, scaled(o, coef))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_every_half_value_scales_to_its_correct_rounding(dtype, isa):
+    """All 65536 bit patterns, scaled by coefficients that give halfway cases, subnormals and
+    zeros: the C conversions (F16C or portable) agree with NumPy / ml_dtypes everywhere."""
+    u = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    exp_mask = 0x7C00 if dtype == np.float16 else 0x7F80
+    x = u[(u & exp_mask) != exp_mask].view(dtype)           # every finite value
+    for s in (0.75, 0.5 + 2.0 ** -9, 1 / 3, 2.0 ** -10, 2.0 ** -20, 1e-30):
+        norm = fastbn.global_norm(x)
+        out = fastbn.clip_by_norm(x, norm * s)
+        s_used = (norm * s) / norm
+        same_bits(out, scaled(x, s_used))
+
+
+@pytest.mark.parametrize("dtypes", HALF_LISTS)
+@pytest.mark.parametrize("c", [0.0, 0.1, 1.0, 65519.0, 65520.0, math.inf])
+def test_half_clip_grad_value_is_exact(dtypes, c):
+    grads = half_grads(np.random.default_rng(2), dtypes, scale=3e4)
+    grads[0].flat[:3] = [np.nan, np.inf, -np.inf]
+    originals = [g.copy() for g in grads]
+    fastbn.clip_grad_value(grads, c)
+    for g, o in zip(grads, originals):
+        with np.errstate(over="ignore"):
+            bound = float(np.asarray(c).astype(o.dtype)) if o.dtype != np.float32 or \
+                c <= np.finfo(np.float32).max else math.inf
+        o64 = o.astype(np.float64)
+        want = np.where(o64 < -bound, -bound, np.where(o64 > bound, bound, o64))   # NaN kept
+        same_bits(g, want.astype(o.dtype))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("max_norm", [0.0, 0.3, 5.0, 1e9])
+def test_half_clip_by_norm(dtype, max_norm):
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((60, 70)).astype(dtype)
+    before = g.copy()
+    norm = fastbn.global_norm(g)
+    want = g.copy() if norm <= max_norm else scaled(g, max_norm / norm)
+    same_bits(fastbn.clip_by_norm(g, max_norm), want)
+    same_bits(g, before)
+    same_bits(fastbn.clip_by_norm(g[:, ::3], max_norm),
+              (g[:, ::3].copy() if fastbn.global_norm(g[:, ::3]) <= max_norm else
+               scaled(g[:, ::3], max_norm / fastbn.global_norm(g[:, ::3]))))
+    out = np.empty((70, 60), dtype).T                       # another layout
+    assert fastbn.clip_by_norm(g, max_norm, out=out) is out
+    same_bits(out, want)
+    assert fastbn.clip_by_norm(g, max_norm, out=g) is g      # in place
+    same_bits(g, want)
+
+
+def test_float16_of_the_other_byte_order():
+    rng = np.random.default_rng(4)
+    g = rng.standard_normal(1000).astype(np.float16)
+    sw = g.astype(g.dtype.newbyteorder())
+    assert fastbn.global_norm(sw) == fastbn.global_norm(g)
+    out = np.empty(1000, sw.dtype)
+    fastbn.clip_by_norm(sw, 1.0, out=out)
+    same_bits(out.astype(np.float16), fastbn.clip_by_norm(g, 1.0))
+    fastbn.clip_grad_norm([sw], 1.0)
+    fastbn.clip_grad_norm([g], 1.0)
+    same_bits(sw.astype(np.float16), g)
+
+
+@pytest.mark.parametrize("dtypes", HALF_LISTS)
+def test_half_clipping_same_bits_any_thread_count_and_isa(dtypes, threads, isa):
+    def run():
+        rng = np.random.default_rng(7)
+        grads = [(rng.standard_normal(n) * 4.0).astype(dtypes[k % len(dtypes)])
+                 for k, n in enumerate([300000, 16384, 16385, 3, 400000, 1])]
+        norms = [fastbn.global_norm(grads, p).hex() for p in NORMS]
+        fastbn.clip_grad_norm(grads, 1.0)
+        clipped = [g.copy() for g in grads]
+        fastbn.clip_grad_value(grads, 1e-3)
+        return norms, clipped, grads
+    got = run()
+    saved_threads, saved_isa = fastbn.get_num_threads(), _config.get_isa()
+    try:
+        fastbn.set_num_threads(1)
+        _config.set_isa("scalar")
+        ref = run()
+    finally:
+        fastbn.set_num_threads(saved_threads)
+        _config.set_isa(saved_isa)
+    assert got[0] == ref[0]
+    for a, b in zip(got[1] + got[2], ref[1] + ref[2]):
+        same_bits(a, b)
+
+
+@pytest.mark.parametrize("dtypes", HALF_LISTS)
+def test_reference_clipping_twins_take_half_dtypes(dtypes):
+    rng = np.random.default_rng(5)
+    a, b = half_grads(rng, dtypes), None
+    b = [g.copy() for g in a]
+    assert fastbn.clip_grad_norm(a, 0.5) == pytest.approx(reference.clip_grad_norm(b, 0.5),
+                                                          rel=RTOL)
+    for x, y in zip(a, b):
+        same_bits(x, y)
+    fastbn.clip_grad_value(a, 0.01)
+    reference.clip_grad_value(b, 0.01)
+    for x, y in zip(a, b):
+        same_bits(x, y)
+    g = (rng.standard_normal(500) * 9).astype(dtypes[0])
+    same_bits(fastbn.clip_by_norm(g, 2.0), reference.clip_by_norm(g, 2.0))
+
+
+@pytest.mark.parametrize("fn", ["clip_grad_norm", "clip_grad_value", "global_norm"])
+def test_other_dtypes_are_named_errors_and_nothing_is_written(fn):
+    rng = np.random.default_rng(6)
+    good = [rng.standard_normal(10).astype(np.float16), rng.standard_normal(4)]
+    grads = good + [np.ones(3, np.uint16)]
+    before = [g.copy() for g in good]
+    call = {"clip_grad_norm": lambda g: fastbn.clip_grad_norm(g, 1e-3),
+            "clip_grad_value": lambda g: fastbn.clip_grad_value(g, 1e-3),
+            "global_norm": lambda g: fastbn.global_norm(g)}[fn]
+    with pytest.raises(TypeError, match=r"^grads\[2\]: expected a float32, float64, float16 or "
+                                        r"bfloat16 array, got dtype uint16"):
+        call(grads)
+    for g, o in zip(good, before):
+        same_bits(g, o)
+    with pytest.raises(TypeError, match="^grad: expected a float32, float64, float16 or bfloat16"):
+        fastbn.clip_by_norm(np.ones(3, np.uint16), 1.0)

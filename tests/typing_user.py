@@ -95,6 +95,7 @@ def clipping(g32: NDArray[np.float32], g64: NDArray[np.float64]) -> None:
     fastbn.clip_grad_value(g64, np.float64(0.5))
     reveal_type(fastbn.clip_by_norm(g32, 1.0))  # T: NDArray[np.float32]
     reveal_type(fastbn.clip_by_norm(g64, 1.0, out=np.empty_like(g64)))  # T: NDArray[np.float64]
+    reveal_type(fastbn.clip_by_norm(np.ones(3, np.float16), 1.0))  # T: NDArray[np.float16]
 
 
 def folding(w32: NDArray[np.float32], w16: NDArray[np.float16]) -> None:

@@ -45,8 +45,8 @@ SANITIZE = "" if SANITIZE in ("", "0") else ("thread" if SANITIZE == "thread" el
 # Flags per instruction set, for GCC/Clang and for MSVC.  Never -march=native.
 ISA_FLAGS_GNU = {
     "scalar": [],
-    "avx2": ["-mavx2", "-mfma"],
-    "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],   # f16c: float16 conversions (csrc/half.h)
+    "avx512": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl",
                "-mprefer-vector-width=512"],
 }
 ISA_FLAGS_MSVC = {"scalar": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}

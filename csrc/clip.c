@@ -19,7 +19,7 @@ static fb_status plan_make(int64_t n, void *const *data, const int64_t *size, co
     *scratch = NULL;
     if (n < 0) return FB_EINVAL;
     for (int64_t k = 0; k < n; k++) {
-        if (size[k] < 0 || (dtype[k] != FB_CLIP_F32 && dtype[k] != FB_CLIP_F64)) return FB_EINVAL;
+        if (size[k] < 0 || dtype[k] < 0 || dtype[k] >= FB_CLIP_NDTYPES) return FB_EINVAL;
         if (size[k] > 0 && !data[k]) return FB_EINVAL;
         n_blocks += (size[k] + FB_CLIP_BLOCK - 1) / FB_CLIP_BLOCK;
         total += size[k];
@@ -94,6 +94,18 @@ fb_status fb_clip_norm(int64_t n, void *const *data, const int64_t *size, const 
         }
     }
     free(part);
+    free(scratch);
+    return FB_OK;
+}
+
+fb_status fb_clip_scale(int64_t n, void *const *data, const int64_t *size, const int64_t *stride,
+                        const int *dtype, double coef, int n_threads)
+{
+    fb_clip_plan plan;
+    int64_t *scratch, n_elems;
+    fb_status st = plan_make(n, data, size, stride, dtype, &plan, &scratch, &n_elems);
+    if (st != FB_OK) return st;
+    if (plan.n_blocks > 0) fb_clip->scale(&plan, coef, threads_for(n_elems, n_threads));
     free(scratch);
     return FB_OK;
 }

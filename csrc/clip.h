@@ -4,7 +4,7 @@
  *
  * One call covers the whole list.  Array k is described by data[k] (its first element in logical
  * order), size[k] elements, stride[k] (in elements, any sign, 0 allowed for reading) and
- * dtype[k] (FB_CLIP_F32 or FB_CLIP_F64); float32 and float64 arrays may be mixed.  Arrays that
+ * dtype[k] (FB_CLIP_F32, _F64, _F16 or _BF16); arrays of different dtypes may be mixed.  Arrays that
  * are written must not overlap one another (the wrapper checks).
  *
  * Accumulation is in float64.  Each array is cut into blocks of FB_CLIP_BLOCK elements (a block
@@ -16,15 +16,21 @@
  * function called per element (general p only), the same function on every path.
  *
  * Scaling writes a[i] = a[i] * (T)coef: the coefficient is rounded once to the array's type (as
- * PyTorch multiplies a float32 tensor by a float32 coefficient), then one multiply in T -- which
- * gives the bits of (T)((double)a[i] * (double)(T)coef), since that double product is exact.
+ * PyTorch multiplies a float32 tensor by a float32 coefficient), then one multiply rounded once
+ * to T -- the bits of (T)((double)a[i] * (double)(T)coef), since that double product is exact.
  */
 #ifndef FASTBN_CLIP_H
 #define FASTBN_CLIP_H
 
 #include "fastbn.h"
 
-enum { FB_CLIP_F32 = 0, FB_CLIP_F64 = 1 };
+/* The element types, one row each: X(code suffix, dtype suffix).  float16 and bfloat16 arrays
+ * are passed as their uint16_t bits; they are read exactly (widened per element), accumulated
+ * in float64 like the others, and scaled values are rounded once to them. */
+#define FB_CLIP_DTYPES(X) X(F32, f32) X(F64, f64) X(F16, f16) X(BF16, bf16)
+#define FB_CLIP_ENUM(CODE, DT) FB_CLIP_##CODE,
+enum { FB_CLIP_DTYPES(FB_CLIP_ENUM) FB_CLIP_NDTYPES };
+#undef FB_CLIP_ENUM
 
 #define FB_CLIP_BLOCK 16384   /* elements per block: the unit of work and of the merge order */
 
@@ -43,8 +49,14 @@ fb_status fb_clip_norm(int64_t n, void *const *data, const int64_t *size, const 
                        const int *dtype, double norm_type, int clip, double max_norm,
                        double *acc, double *total, int *scaled, int n_threads);
 
+/* Scale every element by coef as the clipping above does: a[i] = T(a[i] * T(coef)) (TensorFlow's
+ * clip_by_norm for the half types, whose scale fastbn.clip computes). */
+fb_status fb_clip_scale(int64_t n, void *const *data, const int64_t *size, const int64_t *stride,
+                        const int *dtype, double coef, int n_threads);
+
 /* Clamp every element to [-(T)clip_value, (T)clip_value] in place (clip_value >= 0, may be
- * INFINITY; a bound beyond the type's range is infinite).  NaN stays NaN. */
+ * INFINITY; for float32 a bound beyond FLT_MAX is infinite, for the half types the bound is
+ * rounded to nearest, so beyond the largest value plus half an ulp).  NaN stays NaN. */
 fb_status fb_clip_value(int64_t n, void *const *data, const int64_t *size, const int64_t *stride,
                         const int *dtype, double clip_value, int n_threads);
 

@@ -1,7 +1,12 @@
 /*
  * clip_body.h -- the per-block loops of the clipping kernels for one element type.
  *
- * Included by clip_kernels.c once per dtype with FB_T (float or double) and FB_DT (f32 or f64).
+ * Included by clip_kernels.c once per dtype with FB_T (the stored type: float, double, or
+ * uint16_t bits of float16/bfloat16), FB_DT (f32, f64, f16, bf16), and:
+ *   FB_CT          the type scaling multiplies in (exact for a product of two T values);
+ *   FB_TO_CT(v)    a stored value as FB_CT (exact);
+ *   FB_FROM_CT(x)  an FB_CT value rounded to T (to nearest even);
+ *   FB_FROM_D(d)   a double rounded once to T (to nearest even, overflow to infinity).
  * Every reduction runs over FB_LANES virtual lanes: element i of a block goes to lane i % FB_LANES
  * whether the block is contiguous or strided, and lanes are combined by fb_lanes_total (or
  * fb_clip_max), so the result bits do not depend on the vector width of the path.
@@ -26,7 +31,7 @@
             const T *FB_RESTRICT q = p + g * FB_CLIP_ACC;                                        \
             FB_CLIP_PREFETCH(q + FB_CLIP_AHEAD);                                                 \
             for (int l = 0; l < FB_CLIP_ACC; l++) {                                              \
-                const double x = (double)q[l];                                                   \
+                const double x = (double)FB_TO_CT(q[l]);                                         \
                 acc[l] = COMBINE(acc[l], TERM);                                                  \
             }                                                                                    \
         }                                                                                        \
@@ -44,12 +49,12 @@
         } else {                                                                                 \
             for (; i + FB_CLIP_ACC <= n; i += FB_CLIP_ACC)                                       \
                 for (int l = 0; l < FB_CLIP_ACC; l++) {                                          \
-                    const double x = (double)p[(i + l) * s];                                     \
+                    const double x = (double)FB_TO_CT(p[(i + l) * s]);                           \
                     acc[l] = COMBINE(acc[l], TERM);                                              \
                 }                                                                                \
         }                                                                                        \
         for (int l = 0; i < n; i++, l++) {                                                       \
-            const double x = (double)p[i * s];                                                   \
+            const double x = (double)FB_TO_CT(p[i * s]);                                         \
             acc[l] = COMBINE(acc[l], TERM);                                                      \
         }                                                                                        \
         for (int l = 0; l < FB_LANES; l++) lanes[l] = COMBINE(acc[l], acc[l + FB_LANES]);        \
@@ -72,35 +77,61 @@ static double FN(block_partial)(const T *p, int64_t n, int64_t s, int kind, doub
     }
 }
 
-/* a[i] = (T)((double)a[i] * (double)c) with c = (T)coef, computed as the T product a[i] * c.
- * For float the exact product of two 24-bit significands fits a double, so the double product
- * is exact and both forms round the same exact value once: the same bits, at float speed.  For
- * double, c = coef and this is a[i] * coef. */
+/* a[i] = T((double)a[i] * (double)c) with c = T(coef), computed as the CT product a[i] * c,
+ * rounded once to T.  The exact product of two T significands fits CT (float: 24 + 24 bits in a
+ * double's 53 -- so the float product rounds the same exact value; float16: 11 + 11 bits in a
+ * float, within its normal range; bfloat16: 8 + 8 bits in a double, whose range holds it), so
+ * both forms round the same exact value once: the same bits.  For double, c = coef and this is
+ * a[i] * coef. */
 static void FN(block_scale)(T *FB_RESTRICT p, int64_t n, int64_t s, double coef)
 {
-    const T c = (T)coef;
+    const FB_CT c = FB_TO_CT(FB_FROM_D(coef));
     if (s == 1) {
-        for (int64_t i = 0; i < n; i++) p[i] = p[i] * c;
+        for (int64_t i = 0; i < n; i++) p[i] = FB_FROM_CT(FB_TO_CT(p[i]) * c);
     } else {
-        for (int64_t i = 0; i < n; i++) p[i * s] = p[i * s] * c;
+        for (int64_t i = 0; i < n; i++) p[i * s] = FB_FROM_CT(FB_TO_CT(p[i * s]) * c);
     }
 }
 
-/* torch.clamp's rule: x < lo -> lo, x > hi -> hi, else x (so NaN stays NaN). */
-static void FN(block_clamp)(T *FB_RESTRICT p, int64_t n, int64_t s, T hi)
+/* torch.clamp's rule: x < lo -> lo, x > hi -> hi, else x (so NaN stays NaN), with the bound
+ * hi = T(clip_value) (given as a double already so rounded, or infinity).  The compare is on
+ * the values; what is written is the element's own bits or the bound's: exact. */
+static void FN(block_clamp)(T *FB_RESTRICT p, int64_t n, int64_t s, double clip_value)
 {
-    const T lo = -hi;
+    const T hb = FB_FROM_D(clip_value);
+    const FB_CT hi = FB_TO_CT(hb), lo = -hi;
+    const T lb = FB_FROM_CT(lo); /* exact: negation */
     if (s == 1) {
         for (int64_t i = 0; i < n; i++) {
-            const T x = p[i];
-            p[i] = x < lo ? lo : (x > hi ? hi : x);
+            const FB_CT x = FB_TO_CT(p[i]);
+            p[i] = x < lo ? lb : (x > hi ? hb : p[i]);
         }
     } else {
         for (int64_t i = 0; i < n; i++) {
-            const T x = p[i * s];
-            p[i * s] = x < lo ? lo : (x > hi ? hi : x);
+            const FB_CT x = FB_TO_CT(p[i * s]);
+            p[i * s] = x < lo ? lb : (x > hi ? hb : p[i * s]);
         }
     }
+}
+
+/* The tasks' entry points: block b of the plan, as this dtype (clip_kernels.c's dtype rows). */
+static double FN(task_partial)(const fb_clip_plan *pl, int64_t b, int kind, double pw)
+{
+    const int64_t a = pl->arr[b], s = pl->stride[a];
+    return FN(block_partial)((const T *)pl->data[a] + pl->start[b] * s, fb_clip_block_len(pl, b),
+                             s, kind, pw);
+}
+
+static void FN(task_scale)(const fb_clip_plan *pl, int64_t b, double coef)
+{
+    const int64_t a = pl->arr[b], s = pl->stride[a];
+    FN(block_scale)((T *)pl->data[a] + pl->start[b] * s, fb_clip_block_len(pl, b), s, coef);
+}
+
+static void FN(task_clamp)(const fb_clip_plan *pl, int64_t b, double clip_value)
+{
+    const int64_t a = pl->arr[b], s = pl->stride[a];
+    FN(block_clamp)((T *)pl->data[a] + pl->start[b] * s, fb_clip_block_len(pl, b), s, clip_value);
 }
 
 #undef FB_CLIP_REDUCE
@@ -110,3 +141,7 @@ static void FN(block_clamp)(T *FB_RESTRICT p, int64_t n, int64_t s, T hi)
 /* The dtype's parameters, so that the next dtype can define its own. */
 #undef FB_T
 #undef FB_DT
+#undef FB_CT
+#undef FB_TO_CT
+#undef FB_FROM_CT
+#undef FB_FROM_D

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "clip.h"
+#include "half.h"
 #include "parallel.h"
 
 #ifndef FB_ISA_SUFFIX
@@ -39,13 +40,49 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
     return rest < FB_CLIP_BLOCK ? rest : FB_CLIP_BLOCK;
 }
 
+/* The dtype rows: one instantiation of clip_body.h each (see there for the macros). */
 #define FB_T float
 #define FB_DT f32
+#define FB_CT float
+#define FB_TO_CT(v) (v)
+#define FB_FROM_CT(x) (x)
+#define FB_FROM_D(d) ((float)(d))
 #include "clip_body.h"
 
 #define FB_T double
 #define FB_DT f64
+#define FB_CT double
+#define FB_TO_CT(v) (v)
+#define FB_FROM_CT(x) (x)
+#define FB_FROM_D(d) (d)
 #include "clip_body.h"
+
+#define FB_T uint16_t
+#define FB_DT f16
+#define FB_CT float
+#define FB_TO_CT(v) fb_f16_to_f32(v)
+#define FB_FROM_CT(x) fb_f32_to_f16(x)
+#define FB_FROM_D(d) fb_f64_to_f16(d)
+#include "clip_body.h"
+
+#define FB_T uint16_t
+#define FB_DT bf16
+#define FB_CT double
+#define FB_TO_CT(v) ((double)fb_bf16_to_f32(v))
+#define FB_FROM_CT(x) fb_f64_to_bf16(x)
+#define FB_FROM_D(d) fb_f64_to_bf16(d)
+#include "clip_body.h"
+
+/* Each dtype's task entry points, indexed by the FB_CLIP_* code (the list of clip.h). */
+static const struct {
+    double (*partial)(const fb_clip_plan *, int64_t, int, double);
+    void (*scale)(const fb_clip_plan *, int64_t, double);
+    void (*clamp)(const fb_clip_plan *, int64_t, double);
+} rows[FB_CLIP_NDTYPES] = {
+#define FB_CLIP_ROW(CODE, DT) {task_partial_##DT, task_scale_##DT, task_clamp_##DT},
+    FB_CLIP_DTYPES(FB_CLIP_ROW)
+#undef FB_CLIP_ROW
+};
 
 typedef struct {
     const fb_clip_plan *plan;
@@ -57,36 +94,25 @@ typedef struct {
 static void partial_task(void *vctx, int64_t b)
 {
     const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
-    const fb_clip_plan *pl = k->plan;
-    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
-    if (pl->dtype[a] == FB_CLIP_F32)
-        k->part[b] = block_partial_f32((const float *)pl->data[a] + pl->start[b] * s, n, s, k->kind, k->pw);
-    else
-        k->part[b] = block_partial_f64((const double *)pl->data[a] + pl->start[b] * s, n, s, k->kind, k->pw);
+    const int dt = k->plan->dtype[k->plan->arr[b]];
+    k->part[b] = rows[dt].partial(k->plan, b, k->kind, k->pw);
 }
 
 static void scale_task(void *vctx, int64_t b)
 {
     const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
-    const fb_clip_plan *pl = k->plan;
-    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
-    if (pl->dtype[a] == FB_CLIP_F32)
-        block_scale_f32((float *)pl->data[a] + pl->start[b] * s, n, s, k->coef);
-    else
-        block_scale_f64((double *)pl->data[a] + pl->start[b] * s, n, s, k->coef);
+    rows[k->plan->dtype[k->plan->arr[b]]].scale(k->plan, b, k->coef);
 }
 
 static void clamp_task(void *vctx, int64_t b)
 {
     const fb_clip_ctx *k = (const fb_clip_ctx *)vctx;
-    const fb_clip_plan *pl = k->plan;
-    const int64_t a = pl->arr[b], n = fb_clip_block_len(pl, b), s = pl->stride[a];
-    const double c = k->clip_value;
-    if (pl->dtype[a] == FB_CLIP_F32)
-        block_clamp_f32((float *)pl->data[a] + pl->start[b] * s, n, s,
-                        c > (double)FLT_MAX ? (float)INFINITY : (float)c);
-    else
-        block_clamp_f64((double *)pl->data[a] + pl->start[b] * s, n, s, c);
+    const int dt = k->plan->dtype[k->plan->arr[b]];
+    /* float32 keeps its rule: a bound beyond FLT_MAX is infinite; the other types round the
+     * bound once (overflowing to infinity), as their NumPy scalar type does */
+    const double c = dt == FB_CLIP_F32 && k->clip_value > (double)FLT_MAX ? (double)INFINITY
+                                                                          : k->clip_value;
+    rows[dt].clamp(k->plan, b, c);
 }
 
 static void partials(const fb_clip_plan *plan, int kind, double p, double *part, int n_threads)

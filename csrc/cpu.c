@@ -17,7 +17,8 @@ static int fb_msvc_supports(int isa)
     if (r[0] < 7) return 0;
     __cpuid(r, 1);
     int osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, fma = (r[2] >> 12) & 1;
-    if (!osxsave || !avx) return 0;
+    int f16c = (r[2] >> 29) & 1;   /* the float16 conversions of the AVX2/AVX-512 paths */
+    if (!osxsave || !avx || !f16c) return 0;
     unsigned long long xcr0 = _xgetbv(0);
     if ((xcr0 & 0x6) != 0x6) return 0;
     __cpuidex(r, 7, 0);
@@ -33,10 +34,13 @@ int fb_cpu_supports(int isa)
     if (isa == FB_ISA_SCALAR) return 1;
 #if defined(FB_DETECT_GNU)
     __builtin_cpu_init();
+    /* f16c: the float16 conversions (half.h), compiled into the AVX2/AVX-512 paths */
     if (isa == FB_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
     if (isa == FB_ISA_AVX512)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c") &&
                __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     return 0;

@@ -18,6 +18,15 @@ FB_ISA_DISPATCH(fb_init, fb_init_table)
 FB_INIT_DEFINE(float, f32)
 FB_INIT_DEFINE(double, f64)
 
+#define FB_INIT_DEFINE_HALF(DT)                                                                    \
+    fb_status fb_init_fill_##DT(uint16_t *out, int64_t n, int law, const uint32_t seed[4],       \
+                                const double *params, int n_threads)                             \
+    {                                                                                            \
+        return fb_init->fill_##DT(out, n, law, seed, params, n_threads);                         \
+    }
+FB_INIT_DEFINE_HALF(f16)
+FB_INIT_DEFINE_HALF(bf16)
+
 fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4])
 {
     return fb_init->words(out, n_blocks, block0, seed);

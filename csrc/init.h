@@ -58,6 +58,14 @@ enum { FB_FN_LOG = 0, FB_FN_SIN = 1, FB_FN_COS = 2, FB_FN_NDTRI_LOWER = 3, FB_FN
 FB_INIT_DECLARE(float, f32)
 FB_INIT_DECLARE(double, f64)
 
+/* float16 / bfloat16 output (uint16_t bits): the float32 values of the same stream, law and
+ * parameters, each rounded once to the half type (to nearest even). */
+#define FB_INIT_DECLARE_HALF(DT)                                                                   \
+    fb_status fb_init_fill_##DT(uint16_t *out, int64_t n, int law, const uint32_t seed[4],       \
+                                const double *params, int n_threads);
+FB_INIT_DECLARE_HALF(f16)
+FB_INIT_DECLARE_HALF(bf16)
+
 /* The raw Philox words of blocks block0 .. block0 + n_blocks - 1 of stream seed (through the
  * vectorized lanes function of the current ISA path): out[4*b + j] = word j of block block0 + b. */
 fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4]);
@@ -69,6 +77,8 @@ int fb_init_get_isa(void);
 typedef struct {
     fb_status (*fill_f32)(float *, int64_t, int, const uint32_t *, const double *, int);
     fb_status (*fill_f64)(double *, int64_t, int, const uint32_t *, const double *, int);
+    fb_status (*fill_f16)(uint16_t *, int64_t, int, const uint32_t *, const double *, int);
+    fb_status (*fill_bf16)(uint16_t *, int64_t, int, const uint32_t *, const double *, int);
     fb_status (*eval_f32)(int, const float *, float *, int64_t);
     fb_status (*eval_f64)(int, const double *, double *, int64_t);
     fb_status (*words)(uint32_t *, int64_t, uint64_t, const uint32_t *);

@@ -193,10 +193,15 @@ static void FN(chunk_truncnorm)(const FN(law) *L, uint64_t c, T *FB_RESTRICT dst
 
 typedef void (*FN(chunk_fn))(const FN(law) *, uint64_t, T *FB_RESTRICT);
 
+/* Writes values out[at .. at + n) from src[0 .. n) converted to a narrower type (the half
+ * types, init_kernels.c): how a T stream fills an output of another type. */
+typedef void (*FN(store_fn))(void *out, int64_t at, const T *src, int64_t n);
+
 typedef struct {
     FN(law) law;
     FN(chunk_fn) chunk;
-    T *out;
+    FN(store_fn) store; /* NULL: out holds T */
+    void *out;
     int64_t n;
 } FN(fill_ctx);
 
@@ -208,18 +213,23 @@ static void FN(fill_task)(void *vctx, int64_t t)
     const int64_t end = k->n - start < FB_INIT_TASK ? k->n : start + FB_INIT_TASK;
     for (int64_t i = start; i < end; i += CHUNK) {
         const uint64_t c = (uint64_t)(i / CHUNK);
-        if (end - i >= CHUNK) {
-            k->chunk(&k->law, c, k->out + i);
+        const int64_t m = end - i < CHUNK ? end - i : CHUNK;
+        if (!k->store && m == CHUNK) {
+            k->chunk(&k->law, c, (T *)k->out + i);
         } else {
             T tmp[CHUNK];
             k->chunk(&k->law, c, tmp);
-            memcpy(k->out + i, tmp, (size_t)(end - i) * sizeof(T));
+            if (k->store)
+                k->store(k->out, i, tmp, m);
+            else
+                memcpy((T *)k->out + i, tmp, (size_t)m * sizeof(T));
         }
     }
 }
 
-static fb_status FN(fill)(T *out, int64_t n, int law, const uint32_t seed[4], const double *params,
-                          int n_threads)
+/* Fill out[0..n) with the law's T values, through store if it is not NULL. */
+static fb_status FN(fill_into)(void *out, int64_t n, int law, const uint32_t seed[4],
+                               const double *params, int n_threads, FN(store_fn) store)
 {
     FN(fill_ctx) k;
     if (n < 0 || law < 0 || law >= FB_LAW_COUNT) return FB_EINVAL;
@@ -236,12 +246,19 @@ static fb_status FN(fill)(T *out, int64_t n, int law, const uint32_t seed[4], co
     } else {
         k.chunk = FN(chunk_truncnorm);
     }
+    k.store = store;
     k.out = out;
     k.n = n;
     const int64_t n_tasks = (n + FB_INIT_TASK - 1) / FB_INIT_TASK;
     fb_parallel_for(n_tasks, (n < FB_INIT_PAR_MIN || n_threads < 1) ? 1 : n_threads, FN(fill_task),
                     &k);
     return FB_OK;
+}
+
+static fb_status FN(fill)(T *out, int64_t n, int law, const uint32_t seed[4], const double *params,
+                          int n_threads)
+{
+    return FN(fill_into)(out, n, law, seed, params, n_threads, NULL);
 }
 
 static fb_status FN(eval)(int fn, const T *x, T *y, int64_t n)

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "half.h"
 #include "init.h"
 #include "parallel.h"
 #include "philox.h"
@@ -205,6 +206,22 @@ static inline double fb_split_f64(double x, int32_t *k)
 #define FB_TINY DBL_MIN
 #include "init_body.h"
 
+/* float16 and bfloat16: the float32 stream's values, each rounded once to the half type (to
+ * nearest even, half.h).  The same random bits and arithmetic as float32 output. */
+#define FB_INIT_HALF(DT, NARROW)                                                                   \
+    static void store_##DT(void *out, int64_t at, const float *src, int64_t n)                   \
+    {                                                                                            \
+        uint16_t *dst = (uint16_t *)out + at;                                                    \
+        for (int64_t j = 0; j < n; j++) dst[j] = NARROW(src[j]);                                 \
+    }                                                                                            \
+    static fb_status fill_##DT(uint16_t *out, int64_t n, int law, const uint32_t seed[4],        \
+                               const double *params, int n_threads)                              \
+    {                                                                                            \
+        return fill_into_f32(out, n, law, seed, params, n_threads, store_##DT);                  \
+    }
+FB_INIT_HALF(f16, fb_f32_to_f16)
+FB_INIT_HALF(bf16, fb_f32_to_bf16)
+
 static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4])
 {
     if (n_blocks < 0) return FB_EINVAL;
@@ -220,5 +237,5 @@ static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const u
 }
 
 const fb_init_table FB_CAT(fb_init_table, FB_ISA_SUFFIX) = {
-    fill_f32, fill_f64, eval_f32, eval_f64, words,
+    fill_f32, fill_f64, fill_f16, fill_bf16, eval_f32, eval_f64, words,
 };

@@ -37,7 +37,7 @@ def clipping(g: NDArray[np.float32]) -> None:
     fastbn.global_norm("grads")  # E: arg-type "global_norm"
     fastbn.clip_grad_norm([g], max_norm="1")  # E: arg-type "max_norm"
     fastbn.clip_by_norm([1.0, 2.0], 1.0)  # E: arg-type "clip_by_norm"
-    fastbn.clip_by_norm(np.zeros(3, dtype=np.float16), 1.0)  # E: type-var "clip_by_norm"
+    fastbn.clip_by_norm(np.zeros(3, dtype=np.int32), 1.0)  # E: type-var "clip_by_norm"
 
 
 def results_that_are_none(g: NDArray[np.float32]) -> None:

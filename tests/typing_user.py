@@ -96,6 +96,14 @@ def clipping(g32: NDArray[np.float32], g64: NDArray[np.float64]) -> None:
     fastbn.clip_grad_value(g64, np.float64(0.5))
     reveal_type(fastbn.clip_by_norm(g32, 1.0))  # T: NDArray[np.float32]
     reveal_type(fastbn.clip_by_norm(g64, 1.0, out=np.empty_like(g64)))  # T: NDArray[np.float64]
+    reveal_type(fastbn.clip_by_norm(np.ones(3, np.float16), 1.0))  # T: NDArray[np.float16]
+
+
+def folding(w32: NDArray[np.float32], w16: NDArray[np.float16]) -> None:
+    c = np.ones(4, dtype=np.float32)
+    reveal_type(fastbn.fold_batch_norm(w32, None, c, c))  # T: tuple[NDArray[np.float32], NDArray[np.float32]]
+    w, b = fastbn.fold_batch_norm(w16, [0.0] * 4, c, [1.0] * 4, c, c, eps=1e-3, axis=-1)
+    reveal_type(b)  # T: NDArray[np.float16]
 
 
 def configuration() -> None:

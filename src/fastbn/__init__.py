@@ -12,6 +12,7 @@ sync_batch_norm_backward, SyncBatchNorm; needs mpi4py: pip install "fastbn[mpi]"
 ``fastbn.distributed``
 layer_norm, rms_norm, group_norm, instance_norm (and their _backward), LayerNorm, RMSNorm,
 GroupNorm, InstanceNorm : the other normalizations, on one core (fastbn.norm)
+fold_batch_norm : an inference-mode batch norm folded into the preceding layer's weights
 global_norm, clip_grad_norm, clip_grad_value, clip_by_norm
 set_num_threads, get_num_threads, show_config
 init : weight initializers (Glorot/He/LeCun, variance scaling, orthogonal) on a counter-based RNG
@@ -28,6 +29,7 @@ from fastbn.batchnorm_parts import (batch_norm_apply, batch_norm_backward_apply,
 from fastbn.norm import (group_norm, group_norm_backward, instance_norm,
                          instance_norm_backward, layer_norm, layer_norm_backward, rms_norm,
                          rms_norm_backward)
+from fastbn.fold import fold_batch_norm
 from fastbn.clip import clip_by_norm, clip_grad_norm, clip_grad_value, global_norm
 from fastbn.layers import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from fastbn import init, reference
@@ -40,4 +42,5 @@ __all__ = [
     "group_norm_backward", "instance_norm", "instance_norm_backward", "LayerNorm", "RMSNorm",
     "GroupNorm", "InstanceNorm", "batch_norm_stats", "merge_stats", "batch_norm_apply",
     "update_running_stats", "batch_norm_backward_reduce", "batch_norm_backward_apply",
+    "fold_batch_norm",
 ]

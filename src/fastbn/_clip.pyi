@@ -1,7 +1,8 @@
 """Stub of the compiled module fastbn._clip (src/fastbn/_clip.pyx).
 
 Low-level glue: the arrays must already be validated and flattened by :mod:`fastbn.clip`
-(1-d, one stride, float32/float64 in native byte order; anything else is a ValueError).
+(1-d, one stride, float32/float64/float16 in native byte order, or bfloat16 viewed as uint16;
+anything else is a ValueError).
 """
 from typing import List, Tuple
 
@@ -21,4 +22,5 @@ def norm(
     acc: np.ndarray,
     n_threads: int,
 ) -> Tuple[float, bool]: ...
+def scale(arrays: List[np.ndarray], coef: float, n_threads: int) -> None: ...
 def value(arrays: List[np.ndarray], clip_value: float, n_threads: int) -> None: ...

@@ -4,21 +4,21 @@ Design
 ------
 Three layers, called in one direction only:
 
-1. ``fastbn.clip`` (Python) validates every argument -- each element of ``grads`` is a float32
-   or float64 ndarray, writeable when it is updated in place, the arrays share no memory -- and
+1. ``fastbn.clip`` (Python) validates every argument -- each element of ``grads`` is a float32,
+   float64, float16 or bfloat16 ndarray, writeable when it is updated in place, the arrays share no memory -- and
    turns each array into a 1-d array with a single stride in native byte order: a view when
    NumPy can make one, else a contiguous copy that it copies back after a write.
 2. This module turns the list of 1-d arrays into C arrays of data pointers, sizes, element
    strides and dtype codes (through the buffer protocol: no NumPy headers, a few hundred
    nanoseconds per array), releases the GIL and makes ONE C call over the whole list.  The
    buffers are held until the call returns.  The dtype code comes from the buffer's format,
-   which must be a native-order 'f' or 'd': NumPy's C type number is NPY_FLOAT for '>f4' too,
-   so only the format keeps a byte-swapped array from reaching C.
+   which must be a native-order 'f', 'd', 'e' or 'H' (bfloat16's bits): NumPy's C type number is
+   NPY_FLOAT for '>f4' too, so only the format keeps a byte-swapped array from reaching C.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
    or touch the GIL.  ``fastbn._util.check_status`` turns the status into a Python
    exception here.
 
-Mixed float32/float64 lists need no fused types: the dtype travels per array as a code.
+Mixed-dtype lists need no fused types: the dtype travels per array as a code.
 """
 from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
@@ -36,9 +36,13 @@ cdef extern from "clip.h":
     enum:
         FB_CLIP_F32
         FB_CLIP_F64
+        FB_CLIP_F16
+        FB_CLIP_BF16
     fb_status fb_clip_norm(int64_t n, void **data, const int64_t *size, const int64_t *stride,
                            const int *dtype, double norm_type, int clip, double max_norm,
                            double *acc, double *total, int *scaled, int n_threads) nogil
+    fb_status fb_clip_scale(int64_t n, void **data, const int64_t *size, const int64_t *stride,
+                            const int *dtype, double coef, int n_threads) nogil
     fb_status fb_clip_value(int64_t n, void **data, const int64_t *size, const int64_t *stride,
                             const int *dtype, double clip_value, int n_threads) nogil
     int fb_clip_set_isa(int isa) nogil
@@ -69,7 +73,9 @@ def get_isa():
 
 
 cdef int _float_code(bytes fmt, Py_ssize_t itemsize):
-    """FB_CLIP_F32/F64 for a native-order float32/float64 buffer format, else -1: the itemsize
+    """FB_CLIP_F32/F64/F16 for a native-order float32/float64/float16 buffer format, FB_CLIP_BF16
+    for native uint16 (the bits of a bfloat16 array: NumPy cannot export bfloat16 through the
+    buffer protocol, so fastbn.clip hands over ``a.view(numpy.uint16)``), else -1: the itemsize
     alone would let a big-endian or an int32 array reach the kernel as garbage."""
     order, char = (fmt[:1], fmt[1:]) if fmt[:1] in b"@=<>!" else (b"", fmt)
     if order not in _NATIVE_ORDERS:
@@ -78,6 +84,10 @@ cdef int _float_code(bytes fmt, Py_ssize_t itemsize):
         return FB_CLIP_F32
     if char == b"d" and itemsize == 8:
         return FB_CLIP_F64
+    if char == b"e" and itemsize == 2:
+        return FB_CLIP_F16
+    if char == b"H" and itemsize == 2:
+        return FB_CLIP_BF16
     return -1
 
 
@@ -110,8 +120,8 @@ cdef class _ArrayList:
             self.held += 1
             code = _float_code(b.format if b.format != NULL else b"B", b.itemsize)
             if b.ndim != 1 or code < 0 or b.strides[0] % b.itemsize:
-                raise ValueError(f"grads[{k}]: internal error: expected a 1-d float32 or float64 "
-                                 "array in native byte order")
+                raise ValueError(f"grads[{k}]: internal error: expected a 1-d float32, float64, "
+                                 "float16 or bfloat16 (as uint16) array in native byte order")
             self.data[k] = b.buf
             self.size[k] = b.shape[0]
             self.stride[k] = b.strides[0] // b.itemsize
@@ -142,6 +152,16 @@ def norm(list arrays, double norm_type, int clip, double max_norm, double[::1] a
                           accp, &total, &scaled, n_threads)
     check_status(st)
     return total, bool(scaled)
+
+
+def scale(list arrays, double coef, int n_threads):
+    """Scale 1-d float arrays in place by ``coef`` rounded to each array's dtype; see
+    fb_clip_scale."""
+    cdef _ArrayList al = _ArrayList(arrays, True)
+    cdef fb_status st
+    with nogil:
+        st = fb_clip_scale(al.n, al.data, al.size, al.stride, al.dtype, coef, n_threads)
+    check_status(st)
 
 
 def value(list arrays, double clip_value, int n_threads):

@@ -30,7 +30,7 @@ known-answer vectors) and ``eval_math`` (the in-house log, sin, cos and normal q
 the kernels use per element, so that their stated accuracy can be checked).
 """
 from cython cimport floating
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 
 from fastbn._util cimport fb_status, check_status, fb_parallel_install, parallel_impl
 
@@ -46,6 +46,10 @@ cdef extern from "init.h":
                                const double *params, int n_threads) nogil
     fb_status fb_init_fill_f64(double *out, int64_t n, int law, const uint32_t *seed,
                                const double *params, int n_threads) nogil
+    fb_status fb_init_fill_f16(uint16_t *out, int64_t n, int law, const uint32_t *seed,
+                               const double *params, int n_threads) nogil
+    fb_status fb_init_fill_bf16(uint16_t *out, int64_t n, int law, const uint32_t *seed,
+                                const double *params, int n_threads) nogil
     fb_status fb_init_eval_f32(int fn, const float *x, float *y, int64_t n) nogil
     fb_status fb_init_eval_f64(int fn, const double *x, double *y, int64_t n) nogil
     fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0,
@@ -87,6 +91,32 @@ def fill(floating[::1] out, str law, const uint32_t[::1] seed, params, int n_thr
             st = fb_init_fill_f32(&out[0], n, code, &seed[0], p, n_threads)
         else:
             st = fb_init_fill_f64(&out[0], n, code, &seed[0], p, n_threads)
+    check_status(st)
+
+
+def fill_half(uint16_t[::1] out, str kind, str law, const uint32_t[::1] seed, params,
+              int n_threads):
+    """``fill`` for float16 (``kind`` 'f16') or bfloat16 ('bf16') output, given as the uint16
+    bits (NumPy cannot export bfloat16 through the buffer protocol): the float32 values of the
+    same stream and parameters, each rounded once to the half type."""
+    cdef double p[8]
+    cdef int i, code = LAWS[law], bf16
+    cdef int64_t n = out.shape[0]
+    if kind not in ("f16", "bf16"):
+        raise ValueError(f"fill_half: expected kind 'f16' or 'bf16', got {kind!r}")
+    bf16 = kind == "bf16"
+    if seed.shape[0] != 4 or len(params) > FB_INIT_NPARAMS:
+        raise ValueError("fill_half: expected 4 seed words and at most 8 parameters")
+    for i in range(8):
+        p[i] = params[i] if i < len(params) else 0.0
+    if n == 0:
+        return
+    cdef fb_status st
+    with nogil:
+        if bf16:
+            st = fb_init_fill_bf16(&out[0], n, code, &seed[0], p, n_threads)
+        else:
+            st = fb_init_fill_f16(&out[0], n, code, &seed[0], p, n_threads)
     check_status(st)
 
 

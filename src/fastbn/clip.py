@@ -2,7 +2,9 @@
 
 ``global_norm``, ``clip_grad_norm`` and ``clip_grad_value`` have PyTorch's semantics
 (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``) over a list of arrays;
-``clip_by_norm`` has TensorFlow's (``tf.clip_by_norm``: it returns the clipped array).  The loops
+``clip_by_norm`` has TensorFlow's (``tf.clip_by_norm``: it returns the clipped array).  Arrays are
+float32, float64, float16 or bfloat16 (``ml_dtypes.bfloat16``, an optional dependency), mixed
+freely; every norm is accumulated in float64 from the exact values.  The loops
 are C (``csrc/clip*``) reached through the Cython module ``fastbn._clip``, one C call over the
 whole list.  The plain-NumPy twin of every function is in :mod:`fastbn.reference`.
 
@@ -15,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastbn import _clip, _config
+from fastbn import _clip, _config, _half
 from fastbn import _validation as v
 
 __all__ = ["global_norm", "clip_grad_norm", "clip_grad_value", "clip_by_norm"]
@@ -69,8 +71,8 @@ def _prepare(grads, name, inplace):
     for label, a in items:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{label}: expected a numpy ndarray, got {type(a).__name__}")
-        if _native(a.dtype) not in v.FLOAT_DTYPES:
-            raise TypeError(f"{label}: expected a float32 or float64 array, got dtype {a.dtype}")
+        if _native(a.dtype) not in v.FLOAT_DTYPES and _half.kind(_native(a.dtype), label) is None:
+            raise TypeError(f"{label}: expected a {_half.EXPECTED} array, got dtype {a.dtype}")
         if inplace and not a.flags.writeable:
             raise ValueError(f"{label}: expected a writeable array (it is updated in place), "
                              "got a read-only one")
@@ -83,6 +85,12 @@ def _prepare(grads, name, inplace):
         flats.append(f)
         copied.append(c)
     return [label for label, _ in items], arrays, flats, copied
+
+
+def _kernel_views(flats):
+    """The flat arrays as _clip takes them: bfloat16 as its uint16 bits (NumPy cannot export
+    bfloat16 through the buffer protocol), the others as they are."""
+    return [f.view(np.uint16) if f.dtype.name == "bfloat16" else f for f in flats]
 
 
 def _copy_back(arrays, flats, copied):
@@ -98,7 +106,8 @@ def _norm_type(norm_type):
 def _norm_call(grads, name, norm_type, clip, max_norm, inplace):
     labels, arrays, flats, copied = _prepare(grads, name, inplace)
     acc = np.empty(len(flats), dtype=np.float64)
-    total, scaled = _clip.norm(flats, norm_type, clip, max_norm, acc, _config.get_num_threads())
+    total, scaled = _clip.norm(_kernel_views(flats), norm_type, clip, max_norm, acc,
+                               _config.get_num_threads())
     return labels, arrays, flats, copied, acc, total, scaled
 
 
@@ -111,7 +120,8 @@ def global_norm(grads, norm_type=2.0):
     Parameters
     ----------
     grads : ndarray or sequence of ndarrays
-        float32 or float64 arrays, mixed dtypes allowed, any shapes, strides and byte order
+        float32, float64, float16 or bfloat16 arrays, mixed dtypes allowed, any shapes,
+        strides and byte order
         (a byte-swapped array such as ``'>f4'`` on a little-endian machine is read through a
         native copy: the same result, bit for bit); read-only arrays are fine.  An empty
         sequence has norm 0.0.
@@ -121,8 +131,9 @@ def global_norm(grads, norm_type=2.0):
     Returns
     -------
     float
-        The norm, accumulated in float64 (so 1e8 float32 values lose no precision).  NaN if any
-        element is NaN; inf if any is infinite (and none is NaN).
+        The norm, accumulated in float64 from the exact element values (so 1e8 float32 or
+        bfloat16 values lose no precision).  NaN if any element is NaN; inf if any is infinite
+        (and none is NaN).
 
     Raises
     ------
@@ -160,14 +171,15 @@ def clip_grad_norm(grads, max_norm, *, norm_type=2.0, error_if_nonfinite=False):
     ``coef = max_norm / (total + 1e-6)``, every array is multiplied by ``coef`` when
     ``coef < 1``; otherwise nothing is written.  Each element becomes ``x * T(coef)``: the
     coefficient is rounded to the array's dtype ``T`` (as PyTorch does for float32 tensors), then
-    one multiply in ``T`` -- the bits of ``T(float64(x) * float64(T(coef)))``.
+    one multiply rounded once to ``T`` -- the bits of ``T(float64(x) * float64(T(coef)))``
+    (float16 and bfloat16 included).
 
     Parameters
     ----------
     grads : ndarray or sequence of ndarrays
-        Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
-        Either byte order: a byte-swapped array is scaled on a native copy that is then written
-        back, so its bits are those a native array would get.
+        Writeable float32, float64, float16 or bfloat16 arrays (mixed allowed, any strides) that
+        share no memory.  Either byte order: a byte-swapped array is scaled on a native copy
+        that is then written back, so its bits are those a native array would get.
     max_norm : float
         ``>= 0`` (``inf`` never clips).
     norm_type : float, default 2.0
@@ -224,14 +236,16 @@ def clip_grad_value(grads, clip_value):
     """Clamp every element of the arrays in place to ``[-clip_value, clip_value]``.
 
     PyTorch's ``clip_grad_value_``: ``x < -c -> -c``, ``x > c -> c``, otherwise (NaN included)
-    ``x``.  The bound ``c`` is first rounded to each array's dtype.
+    ``x``.  The bound ``c`` is first rounded to each array's dtype (to nearest; a float32
+    bound beyond the largest float32 is infinite), so the result is exact: every element is
+    either itself or the rounded bound.
 
     Parameters
     ----------
     grads : ndarray or sequence of ndarrays
-        Writeable float32 or float64 arrays (mixed allowed, any strides) that share no memory.
-        Either byte order: a byte-swapped array is clamped on a native copy that is then
-        written back, so its bits are those a native array would get.
+        Writeable float32, float64, float16 or bfloat16 arrays (mixed allowed, any strides) that
+        share no memory.  Either byte order: a byte-swapped array is clamped on a native copy
+        that is then written back, so its bits are those a native array would get.
     clip_value : float
         ``>= 0`` (``inf`` leaves everything as is).
 
@@ -254,7 +268,7 @@ def clip_grad_value(grads, clip_value):
     """
     clip_value = v.real(clip_value, "clip_value", lo=0.0)
     _, arrays, flats, copied = _prepare(grads, "grads", inplace=True)
-    _clip.value(flats, clip_value, _config.get_num_threads())
+    _clip.value(_kernel_views(flats), clip_value, _config.get_num_threads())
     _copy_back(arrays, flats, copied)
 
 
@@ -272,8 +286,8 @@ def clip_by_norm(grad, max_norm, *, out=None):
     Parameters
     ----------
     grad : ndarray
-        A float32 or float64 array, any shape, strides and byte order; only read unless
-        ``out`` is ``grad``.
+        A float32, float64, float16 or bfloat16 array, any shape, strides and byte order; only
+        read unless ``out`` is ``grad``.
     max_norm : float
         ``>= 0``.  0 gives zeros (signed like ``grad``); ``inf`` never clips.
     out : ndarray, optional
@@ -320,8 +334,9 @@ def clip_by_norm(grad, max_norm, *, out=None):
         raise TypeError(f"grad: expected a numpy ndarray, got {type(grad).__name__}")
     max_norm = v.real(max_norm, "max_norm", lo=0.0)
     dtype = _native(grad.dtype)
-    if dtype not in v.FLOAT_DTYPES:
-        raise TypeError(f"grad: expected a float32 or float64 array, got dtype {grad.dtype}")
+    half = _half.kind(dtype, "grad")
+    if dtype not in v.FLOAT_DTYPES and half is None:
+        raise TypeError(f"grad: expected a {_half.EXPECTED} array, got dtype {grad.dtype}")
     if out is not None:
         _check_out(out, grad, dtype)
     *_, total, _ = _norm_call(grad, "grad", 2.0, 0, 0.0, inplace=False)
@@ -331,6 +346,13 @@ def clip_by_norm(grad, max_norm, *, out=None):
     if total <= max_norm:
         if not _same_view(out, grad):
             np.copyto(out, grad)
+        return out
+    if half is not None:   # in C, which rounds T(float64(x) * float64(T(s))) once
+        if not _same_view(out, grad):
+            np.copyto(out, grad)
+        _, arrays, flats, copied = _prepare(out, "out", inplace=True)
+        _clip.scale(_kernel_views(flats), max_norm / total, _config.get_num_threads())
+        _copy_back(arrays, flats, copied)
         return out
     with np.errstate(invalid="ignore"):          # inf * 0 -> NaN, as documented
         np.multiply(grad, dtype.type(max_norm / total), out=out)

@@ -8,7 +8,10 @@ tanh/sigmoid) or of ReLU outputs (He) from layer to layer.
 Random values come from a counter-based generator in C (Philox4x32-10, see
 ``fastbn._random``): a value depends only on the seed and its position (C order), so results are
 the same for any thread count, any instruction set, and with or without ``out``.  float32 and
-float64 are generated natively.  ``rng`` may be None (fresh OS entropy), an int seed, or a
+float64 are generated natively; float16 and bfloat16 (``ml_dtypes.bfloat16``, an optional
+dependency) are the float32 values of the same stream rounded once (to nearest even), except
+that the truncated normal clamps to its interval's ends rounded inwards in the half type, so that
+rounding cannot leave the interval; ``orthogonal`` rounds its float64 matrix once to any dtype.  ``rng`` may be None (fresh OS entropy), an int seed, or a
 ``numpy.random.Generator`` (Scientific Python SPEC 7), which is advanced by one draw of two
 64-bit words per call.
 
@@ -22,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from fastbn import _config, _random
+from fastbn import _config, _half, _random
 from fastbn import _validation as v
 
 _config._register(_random)
@@ -64,12 +67,25 @@ def _shape(shape, name="shape"):
 
 def _dtype(dtype):
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-    if dt not in v.FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        dt = _half.requested(dtype, "dtype")
+    except TypeError as e:
+        if str(e).startswith("dtype:"):      # bfloat16 without ml_dtypes
+            raise
+        raise TypeError(f"dtype: expected {_half.EXPECTED}, got {dtype!r}") from None
+    if dt not in v.FLOAT_DTYPES and _half.kind(dt, "dtype") is None:
+        raise TypeError(f"dtype: expected {_half.EXPECTED}, got {dt}")
     return dt
+
+
+def _compute(dtype):
+    """The dtype the kernels compute in: float32 for the half types, else ``dtype`` itself."""
+    return dtype if dtype in v.FLOAT_DTYPES else np.dtype(np.float32)
+
+
+def _finite_in(x, dtype):
+    """Whether the real ``x`` rounds to a finite value of ``dtype``."""
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)))
 
 
 def _choice(value, name, options):
@@ -133,7 +149,12 @@ def _fill(law, params, shape, dtype, rng, out):
     buf = _buffer(shape, dtype, out)
     seed = _seed_words(rng)          # advances a Generator only once everything is valid
     if buf.size:
-        _random.fill(buf.reshape(-1), law, seed, params, _config.get_num_threads())
+        half = _half.kind(dtype, "dtype")
+        if half is None:
+            _random.fill(buf.reshape(-1), law, seed, params, _config.get_num_threads())
+        else:   # handed over as its bits: bfloat16 has no buffer-protocol format
+            _random.fill_half(buf.reshape(-1).view(np.uint16), half, law, seed, params,
+                              _config.get_num_threads())
     return _deliver(buf, out)
 
 
@@ -218,7 +239,9 @@ _PARAMS = {
     "in_axis": ("in_axis : int, default -2\n    Axis of the input units; all axes but "
                 "``in_axis`` and ``out_axis`` form the receptive field."),
     "out_axis": "out_axis : int, default -1\n    Axis of the output units.",
-    "dtype": "dtype : float32 or float64, default float32\n    Generated natively in this dtype.",
+    "dtype": ("dtype : float32, float64, float16 or bfloat16, default float32\n    float32 and "
+              "float64 are generated natively; float16 and bfloat16 (``ml_dtypes``) are the\n"
+              "    float32 values rounded once (see the module docstring)."),
     "rng": ("rng : None, int or numpy.random.Generator\n    The seed: None for fresh entropy, "
             "an int, or a Generator (advanced\n    deterministically, and only if the call "
             "succeeds)."),
@@ -272,6 +295,8 @@ def calculate_gain(nonlinearity, param=None):
 def _const(value, shape, dtype, rng, out):
     shape, dtype, out = _target(shape, dtype, out)
     _check_rng(rng)
+    if not _finite_in(value, dtype):
+        raise ValueError(f"value: {value!r} overflows {dtype}")
     if out is None:
         return np.full(shape, value, dtype=dtype)
     out.fill(value)
@@ -331,7 +356,9 @@ def uniform(shape, low=0.0, high=1.0, *, dtype=np.float32, rng=None, out=None):
     shape : tuple of int
     low, high : float
         Finite, ``low <= high``, ``high - low`` finite in ``dtype``.
-    dtype : float32 or float64
+    dtype : float32, float64, float16 or bfloat16
+        float16 and bfloat16 (``ml_dtypes``): the float32 values rounded once, so within
+        [low, high] rounded to float32 and then to ``dtype``.
     rng : None, int or numpy.random.Generator
     out : ndarray, optional
         Filled in place and returned; its shape and dtype must match (either byte order: a
@@ -354,8 +381,8 @@ def uniform(shape, low=0.0, high=1.0, *, dtype=np.float32, rng=None, out=None):
         raise ValueError(f"low: expected finite bounds, got low={low!r}, high={high!r}")
     if low > high:
         raise ValueError(f"low: expected low <= high, got low={low!r} > high={high!r}")
-    if not np.isfinite(dtype.type(high - low)) or not np.isfinite(dtype.type(low)) \
-            or not np.isfinite(dtype.type(high)):
+    if not _finite_in(high - low, _compute(dtype)) or not _finite_in(low, dtype) \
+            or not _finite_in(high, dtype):
         raise ValueError(f"high: high - low = {high - low!r} overflows {dtype}")
     return _fill("uniform", (low, high), shape, dtype, rng, out)
 
@@ -364,8 +391,9 @@ def uniform(shape, low=0.0, high=1.0, *, dtype=np.float32, rng=None, out=None):
 def normal(shape, mean=0.0, std=1.0, *, dtype=np.float32, rng=None, out=None):
     """Normal N(mean, std**2), by the Box-Muller transform computed in ``dtype``.
 
-    The radius uses 32 (float32) or 53 (float64) random bits, so values reach 6.66 (float32)
-    or 8.57 (float64) standard deviations.
+    The radius uses 32 (float32) or 53 (float64) random bits, so values reach 6.66 (float32,
+    float16, bfloat16) or 8.57 (float64) standard deviations; for the half types that reach must
+    stay within the dtype's range.
 
     Examples
     --------
@@ -382,7 +410,14 @@ def normal(shape, mean=0.0, std=1.0, *, dtype=np.float32, rng=None, out=None):
         raise ValueError(f"mean: expected a finite number, got {mean!r}")
     if not (0.0 <= std < math.inf):
         raise ValueError(f"std: expected a finite number >= 0, got {std!r}")
+    if dtype not in v.FLOAT_DTYPES and not _finite_in(abs(mean) + _REACH32 * std, dtype):
+        raise ValueError(f"std: values up to {_REACH32} std from the mean overflow {dtype} "
+                         f"(mean={mean!r}, std={std!r})")
     return _fill("normal", (mean, std), shape, dtype, rng, out)
+
+
+# The largest |z| of the float32 Box-Muller stream, sqrt(-2 log 2^-32) = 6.6604 (rounded up).
+_REACH32 = 6.67
 
 
 def _phi_parts(a, b):
@@ -428,8 +463,10 @@ def truncated_normal(shape, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float3
     a, b : float, defaults -2.0 and 2.0
         Finite, ``a < b``; the interval must hold probability mass representable in ``dtype``
         (about ``abs(a), abs(b) < 13`` for float32, < 37 for float64 on the far side).
-    dtype : float32 or float64, default float32
-        Generated natively in this dtype.
+    dtype : float32, float64, float16 or bfloat16, default float32
+        float32 and float64 are generated natively; float16 and bfloat16 (``ml_dtypes``) are
+        the float32 values rounded once to ``dtype`` and clamped to the interval's ends
+        rounded inwards in ``dtype`` (so every value lies in [mean + a*std, mean + b*std]).
     rng : None, int or numpy.random.Generator
         The seed: None for fresh entropy, an int, or a Generator (advanced deterministically,
         and only if the call succeeds).
@@ -463,10 +500,16 @@ def truncated_normal(shape, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float3
     if a >= b:
         raise ValueError(f"a: expected a < b, got a={a!r} >= b={b!r}")
     pa, qb, w = _phi_parts(a, b)
-    tiny = float(np.finfo(dtype).tiny) * 2.0**30
+    calc = _compute(dtype)
+    tiny = float(np.finfo(calc).tiny) * 2.0**30
     if max(pa + w, qb + w) < tiny or w <= tiny * 2.0**-30:
         raise ValueError(f"a: the interval [{a!r}, {b!r}] (in std units) holds too little "
                          f"probability mass for {dtype}")
+    if not (_finite_in(mean + a * std, dtype) and _finite_in(mean + b * std, dtype)):
+        raise ValueError(f"std: the interval [mean + a*std, mean + b*std] = "
+                         f"[{mean + a * std!r}, {mean + b * std!r}] overflows {dtype}")
+    # The ends rounded inwards in dtype itself: a half-type value then lies in [lo, hi] too
+    # (rounding a float32 in [lo, hi] to the half type cannot cross ends it holds exactly).
     lo, hi = _inward(mean + a * std, dtype, True), _inward(mean + b * std, dtype, False)
     if lo > hi:   # std so small that the interval holds no value of dtype: its nearest one
         lo = hi = float(dtype.type(mean + 0.5 * (a + b) * std))
@@ -646,7 +689,9 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     ``out_axis=0``.  M has orthonormal columns (M.T @ M = gain**2 I) when rows >= columns, else
     orthonormal rows.  Made as PyTorch does: QR of a fastbn N(0, 1) matrix in float64, Q's
     columns multiplied by the signs of diag(R) (so the law is uniform over orthogonal
-    matrices), then rounded to ``dtype``.
+    matrices), then rounded once from float64 to ``dtype`` (float16 and bfloat16 too: their
+    columns are then orthonormal only to within the dtype's rounding, about 2**-11 and 2**-8
+    relative).
 
     Examples
     --------
@@ -675,7 +720,7 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     w = np.moveaxis((m * gain).reshape(moved), -1, o)
     if out is None:
         return np.ascontiguousarray(w, dtype=dtype)
-    np.copyto(out, w, casting="same_kind")
+    np.copyto(out, w, casting="unsafe")   # out's dtype is checked: a float rounding, once
     return out
 
 

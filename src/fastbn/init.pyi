@@ -6,7 +6,8 @@ initializer has the same four overloads, in this order:
 1. ``dtype`` float32 (the default) -> ``NDArray[numpy.float32]``;
 2. ``dtype`` float64 (``numpy.float64``, ``float``, ``"float64"``...) -> ``NDArray[numpy.float64]``;
 3. ``out=`` an array -> that array's type (``out`` is filled and returned; any ``dtype``);
-4. any other ``dtype`` -> ``NDArray[numpy.floating[Any]]`` (the runtime accepts only float32/64).
+4. any other ``dtype`` -> ``NDArray[numpy.floating[Any]]`` (the runtime also accepts float16
+   and bfloat16, ``ml_dtypes``; nothing else).
 
 The first overload of each set carries ``# type: ignore[overload-overlap]``: mypy counts a
 class deriving from both ``numpy.float32`` and ``numpy.float64`` as possible, so the float32 and

@@ -235,6 +235,13 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _generated(dtype):
+    """The dtype NumPy's Generator draws in for ``dtype``: itself for float32/float64, float64
+    for the half types (rounded once to them afterwards)."""
+    dt = np.dtype(dtype)
+    return dt if dt in (np.dtype(np.float32), np.dtype(np.float64)) else np.dtype(np.float64)
+
+
 def uniform(shape, low, high, rng, dtype=np.float32):
     """``rng.uniform(low, high, shape)`` in ``dtype``.
 
@@ -266,7 +273,8 @@ def normal(shape, mean, std, rng, dtype=np.float32):
     >>> w.shape, w.dtype, bool(np.all(np.isfinite(w)))
     ((3, 4), dtype('float32'), True)
     """
-    return (rng.standard_normal(shape, dtype=dtype) * dtype(std) + dtype(mean)).astype(dtype)
+    g = _generated(dtype)
+    return (rng.standard_normal(shape, dtype=g) * g.type(std) + g.type(mean)).astype(dtype)
 
 
 def truncated_normal(shape, mean, std, a, b, rng, dtype=np.float32):

@@ -180,8 +180,9 @@ def merge_stats(counts, means, m2s):
         mean  = sum(n_k * mean_k) / count
         m2    = sum(m2_k + n_k * (mean_k - mean)**2)     # within-shard + between-shard
 
-    The twin of :func:`fastbn.merge_stats` (same parameters and results to rounding: fastbn
-    folds the shards in one at a time, Chan et al.'s update; this is the formula it computes).
+    The twin of :func:`fastbn.merge_stats` (same parameters, and results up to rounding: fastbn
+    folds the shards in one at a time, Chan et al.'s update, which in exact arithmetic is this
+    sum over all shards at once).
 
     Examples
     --------

@@ -112,16 +112,24 @@ def infer_bound(x, rm, rv, gamma, beta, eps, axis):
     return train_bound(x, gamma, beta, rm, 1.0 / np.sqrt(f64(rv) + eps), axis)
 
 
-def backward_bound(dy, x, mean, invstd, gamma, axis):
-    """The float32 bound of dx = dy * g + ((x - mean) * s + c) (see the module docstring)."""
+def backward_bound(dy, x, mean, invstd, gamma, axis, *, sums=None, count=None):
+    """The float32 bound of dx = dy * g + ((x - mean) * s + c) (see the module docstring).
+
+    ``sums`` (sum_dy, sum_dy_xhat) and ``count``: those of a whole batch of which ``x`` is a
+    shard (batch_norm_backward_apply); by default those of ``x`` itself.
+    """
     axis = axis % x.ndim
     axes = tuple(i for i in range(x.ndim) if i != axis)
-    n = x.size // x.shape[axis]
     m, inv = _per_channel(mean, x, axis), _per_channel(invstd, x, axis)
     g = inv * (1.0 if gamma is None else _per_channel(gamma, x, axis))
     d, gy = f64(x) - m, f64(dy)
-    sdy = gy.sum(axis=axes, keepdims=True)
-    sdyx = (gy * d).sum(axis=axes, keepdims=True)
+    if sums is None:
+        n = x.size // x.shape[axis]
+        sdy = gy.sum(axis=axes, keepdims=True)
+        sdyx = (gy * d).sum(axis=axes, keepdims=True)
+    else:   # sum(dy * (x - mean)) = sum_dy_xhat / invstd
+        n = count
+        sdy, sdyx = _per_channel(sums[0], x, axis), _per_channel(sums[1], x, axis) / inv
     s, c = -g * inv * inv * sdyx / n, -g * sdy / n
     return 8 * U32 * (np.abs(gy * g) + np.abs(d * s) + np.abs(c)) + 4 * U32 ** 2 * np.abs(m * s) \
         + E32 * (np.abs(gy) + np.abs(d) + U32 * np.abs(m) + 2)

@@ -9,7 +9,16 @@ Specification:
 - Strides do not matter: any view gives exactly the bits of its C-contiguous copy, and a
   non-contiguous ``out`` receives exactly those bits too.
 - Random shapes, axes, strides and dtypes (hypothesis) agree with the reference.
+- Batch norm in parts (fastbn.batchnorm_parts) equals its twins in fastbn.reference over the same
+  layouts, dtypes, random strides and axes: statistics and gradient sums (float64) within 1e-12
+  of their scale (the sums 1e-13 per value summed), y and dx within the documented bounds above,
+  running statistics within one ulp; over shards of a batch (empty and one-row shards among
+  them) merged in order they are those of the whole batch; an empty shard gives 0 and empty
+  arrays; any view, either byte order, gives the bits of the C-contiguous native copy.  The
+  twins compose to the fused twins (reference.batch_norm_train / batch_norm_backward).
 """
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,11 +26,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastbn
-from bn_helpers import (DTYPES, LAYOUT_IDS, LAYOUT_PARAMS, assert_close, backward_bound,
+from bn_helpers import (DTYPES, LAYOUT_IDS, LAYOUT_PARAMS, assert_close, backward_bound, f64,
                         infer_bound, make_inputs, oracle_backward, oracle_infer, oracle_train,
                         strided_variants, train_bound)
+from fastbn import reference
 
 EPS = 1e-5
+# the layouts of the stride tests: both C code paths, channels last, channel axis 0
+STRIDE_LAYOUTS = [((4, 3, 6, 7), 1), ((4, 3, 2, 3), 1), ((4, 6, 7, 3), -1), ((9, 5), 0)]
+STRIDE_IDS = ["NCHW-slab", "NCHW-rows", "NHWC", "axis0"]
 
 
 @pytest.fixture(params=[True, False], ids=["affine", "no-affine"])
@@ -133,8 +146,7 @@ def test_a_constant_channel_normalizes_to_zero(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, axis", [((4, 3, 6, 7), 1), ((4, 3, 2, 3), 1), ((4, 6, 7, 3), -1),
-                                         ((9, 5), 0)], ids=["NCHW-slab", "NCHW-rows", "NHWC", "axis0"])
+@pytest.mark.parametrize("shape, axis", STRIDE_LAYOUTS, ids=STRIDE_IDS)
 def test_strides_give_the_bits_of_the_contiguous_copy(rng, shape, axis, dtype):
     x, gamma, beta = make_inputs(rng, shape, axis, dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -261,3 +273,230 @@ def test_random_strided_inputs_match_reference(case):
     assert_close(fastbn.batch_norm_infer(x, mean, rv, gamma, beta, axis=axis),
                  oracle_infer(x, mean, rv, gamma, beta, axis=axis), dtype,
                  bound32=infer_bound(x, mean, rv, gamma, beta, 1e-5, axis))
+
+
+# ---- batch norm in parts (fastbn.batchnorm_parts) against their twins in fastbn.reference ----
+
+def _f64_all(*arrays):
+    return [f64(a) for a in arrays]
+
+
+def _check_parts(x, dy, gamma, beta, axis):
+    """Every part of fastbn.batchnorm_parts on (x, dy) against its twin on the float64 cast;
+    returns fastbn's (count, mean, m2, invstd, sum_dy, sum_dy_xhat)."""
+    dtype, C = x.dtype, x.shape[axis]
+    n = x.size // C
+    count, mean, m2 = fastbn.batch_norm_stats(x, axis=axis)
+    ecount, emean, em2 = reference.batch_norm_stats(f64(x), axis=axis)
+    assert np.array_equal(count, ecount) and count.dtype == np.float64
+    assert_close(mean, emean, np.float64)
+    assert_close(m2, em2, np.float64)
+
+    invstd = 1.0 / np.sqrt(m2 / count + EPS)
+    y = fastbn.batch_norm_apply(x, mean, invstd, gamma, beta, axis=axis)
+    ey = reference.batch_norm_apply(f64(x), mean, invstd, f64(gamma), f64(beta), axis=axis)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert_close(y, ey, dtype, bound32=train_bound(x, gamma, beta, mean, invstd, axis))
+
+    sums = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=axis)
+    esums = reference.batch_norm_backward_reduce(*_f64_all(dy, x), mean, invstd, axis=axis)
+    assert len(sums) == len(esums) == 2
+    for got, want in zip(sums, esums):   # n terms each: float64 slack grows with n
+        assert_close(got, want, np.float64, rel64=1e-13 * n)
+
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, *sums, count, axis=axis)
+    edx = reference.batch_norm_backward_apply(*_f64_all(dy, x), mean, invstd, f64(gamma), *sums,
+                                              count, axis=axis)
+    assert dx.shape == x.shape and dx.dtype == dtype
+    assert_close(dx, edx, dtype, rel64=1e-13 * n,
+                 bound32=backward_bound(dy, x, mean, invstd, gamma, axis))
+    return count, mean, m2, invstd, sums
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_parts_match_their_twins(rng, shape, axis, dtype, affine):
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype)
+    g, b = _affine(gamma, beta, affine)
+    dy = rng.standard_normal(shape).astype(dtype)
+    count, mean, m2, _, _ = _check_parts(x, dy, g, b, axis)
+
+    C = shape[axis]
+    rm, rv = rng.standard_normal(C).astype(dtype), rng.uniform(0.5, 2.0, C).astype(dtype)
+    erm, erv = f64(rm), f64(rv)
+    fastbn.update_running_stats(rm, rv, count, mean, m2, momentum=0.3)
+    reference.update_running_stats(erm, erv, count, mean, m2, momentum=0.3)
+    assert_close(rm, erm, dtype)
+    assert_close(rv, erv, dtype)
+
+
+def _shards(x, axis):
+    """x cut along a batch axis (not the channel axis) into an empty shard, a one-row shard and
+    the rest in two (an empty one too when that axis is short)."""
+    cut = 1 if axis % x.ndim == 0 else 0
+    rows = x.shape[cut]
+    return cut, np.split(x, [0, 1, 1 + (rows - 1) // 2], axis=cut)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_parts_over_shards_match_their_twins_and_the_whole_batch(rng, shape, axis, dtype):
+    """The data-parallel pipeline, every rank's step against its twin: local statistics merged
+    in order, applied to each shard; local gradient sums added in order, applied to each shard."""
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    cut, xs = _shards(x, axis)
+    dys = np.split(dy, np.cumsum([s.shape[cut] for s in xs])[:-1], axis=cut)
+    assert [s.shape[cut] for s in xs][:2] == [0, 1]
+
+    local = [fastbn.batch_norm_stats(s, axis=axis) for s in xs]
+    stacked = [np.stack(part) for part in zip(*local)]
+    count, mean, m2 = fastbn.merge_stats(*stacked)
+    ecount, emean, em2 = reference.merge_stats(*stacked)
+    wcount, wmean, wm2 = reference.batch_norm_stats(f64(x), axis=axis)
+    assert np.array_equal(count, ecount) and np.array_equal(ecount, wcount)
+    for got, twin, whole in ((mean, emean, wmean), (m2, em2, wm2)):
+        assert_close(got, twin, np.float64)
+        assert_close(twin, whole, np.float64)
+
+    invstd = 1.0 / np.sqrt(m2 / count + EPS)
+    for s in xs:
+        y = fastbn.batch_norm_apply(s, mean, invstd, gamma, beta, axis=axis)
+        ey = reference.batch_norm_apply(f64(s), mean, invstd, f64(gamma), f64(beta), axis=axis)
+        assert_close(y, ey, dtype, bound32=train_bound(s, gamma, beta, mean, invstd, axis))
+
+    sums = [np.zeros(shape[axis]), np.zeros(shape[axis])]
+    for d, s in zip(dys, xs):
+        for total, part in zip(sums, fastbn.batch_norm_backward_reduce(d, s, mean, invstd,
+                                                                        axis=axis)):
+            total += part
+    esums = reference.batch_norm_backward_reduce(*_f64_all(dy, x), mean, invstd, axis=axis)
+    n = count[0]
+    for got, want in zip(sums, esums):
+        assert_close(got, want, np.float64, rel64=1e-13 * n)
+    for d, s in zip(dys, xs):
+        dx = fastbn.batch_norm_backward_apply(d, s, mean, invstd, gamma, *sums, count, axis=axis)
+        edx = reference.batch_norm_backward_apply(*_f64_all(d, s), mean, invstd, f64(gamma),
+                                                  *sums, count, axis=axis)
+        assert_close(dx, edx, dtype, rel64=1e-13 * n,
+                     bound32=backward_bound(d, s, mean, invstd, gamma, axis, sums=sums, count=n))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_parts_of_an_empty_shard_match_their_twins(shape, axis, dtype):
+    cut = 1 if axis % len(shape) == 0 else 0
+    x = np.zeros(shape[:cut] + (0,) + shape[cut + 1:], dtype)
+    C = shape[axis]
+    mean, invstd, gamma = np.full(C, 0.5), np.full(C, 2.0), np.full(C, 3.0, dtype)
+    for impl in (fastbn, reference):
+        count, m, m2 = impl.batch_norm_stats(x, axis=axis)
+        assert all(a.shape == (C,) and a.dtype == np.float64 and not a.any()
+                   for a in (count, m, m2)), impl.__name__
+        y = impl.batch_norm_apply(x, mean, invstd, gamma, gamma, axis=axis)
+        assert y.shape == x.shape and y.dtype == dtype, impl.__name__
+        sums = impl.batch_norm_backward_reduce(x, x, mean, invstd, axis=axis)
+        assert all(a.shape == (C,) and a.dtype == np.float64 and not a.any() for a in sums)
+        dx = impl.batch_norm_backward_apply(x, x, mean, invstd, gamma, [1.0] * C, [1.0] * C, 10,
+                                            axis=axis)
+        assert dx.shape == x.shape and dx.dtype == dtype, impl.__name__
+
+
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_the_parts_twins_compose_to_the_fused_twins(rng, shape, axis, affine):
+    """The twins checked against the fused twins, so that the oracle has an oracle."""
+    x, gamma, beta = make_inputs(rng, shape, axis, np.float64)
+    g, b = _affine(gamma, beta, affine)
+    dy = rng.standard_normal(shape)
+    n = x.size // shape[axis]
+    count, mean, m2 = reference.batch_norm_stats(x, axis=axis)
+    y, fmean, finvstd = reference.batch_norm_train(x, g, b, axis=axis, eps=EPS)
+    invstd = 1.0 / np.sqrt(m2 / count + EPS)
+    assert np.array_equal(count, np.full(shape[axis], n))
+    assert_close(mean, fmean, np.float64)
+    assert_close(invstd, finvstd, np.float64)
+    assert_close(reference.batch_norm_apply(x, mean, invstd, g, b, axis=axis), y, np.float64)
+    dx, dgamma, dbeta = reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis)
+    sum_dy, sum_dy_xhat = reference.batch_norm_backward_reduce(dy, x, mean, invstd, axis=axis)
+    assert_close(sum_dy, dbeta, np.float64)
+    assert_close(sum_dy_xhat, dgamma, np.float64)
+    assert_close(reference.batch_norm_backward_apply(dy, x, mean, invstd, g, sum_dy, sum_dy_xhat,
+                                                     count, axis=axis), dx, np.float64,
+                 rel64=1e-13 * n)
+
+
+def test_the_merge_twin_skips_empty_shards_and_keeps_nan_in_its_channel():
+    counts = [[0.0, 0.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 0.0], [3.0, 3.0, 0.0]]
+    means = [[np.nan, 7.0, np.nan], [1.5, np.nan, 9.0], [np.nan, 7.0, 1.0], [2.0, 1.0, 1.0]]
+    m2s = [[np.nan, 1.0, 1.0], [0.5, 0.5, 1.0], [5.0, 1.0, 1.0], [2.0, 2.0, 1.0]]
+    for impl in (fastbn, reference):
+        count, mean, m2 = impl.merge_stats(counts, means, m2s)
+        assert np.array_equal(count, [5.0, 5.0, 0.0]), impl.__name__
+        # channel 0: 1.5 (x2) and 2.0 (x3); channel 1: a NaN mean; channel 2: no values
+        assert mean[0] == pytest.approx(1.8) and m2[0] == pytest.approx(0.5 + 2.0 + 0.3)
+        assert np.isnan(mean[1]) and np.isnan(m2[1])
+        assert mean[2] == 0.0 and m2[2] == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_running_twin_skips_non_finite_channels_and_takes_one_value(dtype):
+    mean, m2 = np.array([1.0, np.nan, 2.0, np.inf]), np.array([0.0, 1.0, np.inf, 1.0])
+    for count in (1, 4):
+        buffers = {}
+        for impl in (fastbn, reference):
+            rm, rv = np.zeros(4, dtype), np.ones(4, dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # fastbn's, about channels 1-3
+                impl.update_running_stats(rm, rv, count, mean, m2, momentum=0.5)
+            buffers[impl.__name__] = rm, rv
+            assert np.array_equal(rm[1:], [0.0, 0.0, 0.0]) and np.array_equal(rv[1:], [1.0] * 3)
+        (rm, rv), (erm, erv) = buffers.values()
+        assert rm[0] == erm[0] == 0.5 and rv[0] == erv[0] == 0.5   # m2 0: variance 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", STRIDE_LAYOUTS, ids=STRIDE_IDS)
+def test_parts_on_any_view_give_the_bits_of_the_contiguous_copy(rng, shape, axis, dtype):
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+
+    def parts(x, dy):
+        count, mean, m2 = fastbn.batch_norm_stats(x, axis=axis)
+        invstd = 1.0 / np.sqrt(m2 / count + EPS)
+        sums = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=axis)
+        return (count, mean, m2, fastbn.batch_norm_apply(x, mean, invstd, gamma, beta, axis=axis),
+                *sums, fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, *sums, count,
+                                                        axis=axis))
+
+    want = parts(x, dy)
+    swapped = [("byteswapped", x.byteswap().view(x.dtype.newbyteorder()))]
+    for name, xv in strided_variants(x) + swapped:
+        for dname, dyv in strided_variants(dy)[:2]:
+            for got, w in zip(parts(xv, dyv), want):
+                assert got.dtype == w.dtype and got.tobytes() == w.tobytes(), (name, dname)
+
+
+@settings(max_examples=40, deadline=None)
+@given(strided_batches())
+def test_random_strided_inputs_match_the_parts_twins(case):
+    x, axis, affine, rng = case
+    C = x.shape[axis]
+    gamma = rng.uniform(0.5, 2, C).astype(x.dtype) if affine else None
+    beta = rng.uniform(-1, 1, C).astype(x.dtype) if affine else None
+    dy = rng.standard_normal(x.shape).astype(x.dtype)
+    _check_parts(x, dy, gamma, beta, axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parts_and_twins_return_native_byte_order_for_a_byteswapped_batch(rng, dtype):
+    x, gamma, beta = make_inputs(rng, (6, 3, 5), 1, dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    xs, dys = (a.byteswap().view(a.dtype.newbyteorder()) for a in (x, dy))
+    mean, invstd, sums = np.full(3, 0.5), np.full(3, 2.0), ([1.0, 2.0, 3.0], [0.5, 0.0, -1.0])
+    for impl in (fastbn, reference):
+        for y, want in ((impl.batch_norm_apply(xs, mean, invstd, gamma, beta),
+                         impl.batch_norm_apply(x, mean, invstd, gamma, beta)),
+                        (impl.batch_norm_backward_apply(dys, xs, mean, invstd, gamma, *sums, 90),
+                         impl.batch_norm_backward_apply(dy, x, mean, invstd, gamma, *sums, 90))):
+            assert y.dtype == np.dtype(dtype) and y.dtype.isnative, impl.__name__
+            assert y.tobytes() == want.tobytes(), impl.__name__

@@ -220,6 +220,12 @@ def batch_norm_parts(x32: NDArray[np.float32], x64: NDArray[np.float64],
     reveal_type(sum_dy_xhat)  # T: NDArray[np.float64]
     reveal_type(fastbn.batch_norm_backward_apply(x32, x32, mean, invstd, None, sum_dy, sum_dy_xhat, 64))  # T: NDArray[np.float32]
     reveal_type(fastbn.batch_norm_backward_apply(x64, x64, mean, invstd, [1.0], sum_dy, sum_dy_xhat, count, out=x64))  # T: NDArray[np.float64]
+    rc, rmean, rm2 = reference.batch_norm_stats(x32, axis=-1)
+    reveal_type(reference.merge_stats([rc], [rmean], [rm2])[1])  # T: NDArray[np.float64]
+    reveal_type(reference.batch_norm_apply(x32, rmean, invstd, None, None, axis=-1))  # T: NDArray[np.float32]
+    reference.update_running_stats(np.zeros(3), None, rc, rmean, rm2, momentum=0.1)
+    reveal_type(reference.batch_norm_backward_reduce(x64, x64, rmean, invstd)[0])  # T: NDArray[np.float64]
+    reveal_type(reference.batch_norm_backward_apply(x64, x64, mean, invstd, None, sum_dy, sum_dy_xhat, count))  # T: NDArray[np.float64]
 
 
 def synchronized(comm: Any, x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:

@@ -13,7 +13,8 @@ __all__ = [
     "uniform", "normal", "truncated_normal", "glorot_uniform", "glorot_normal", "he_uniform",
     "he_normal", "orthogonal", "layer_norm", "layer_norm_backward", "rms_norm",
     "rms_norm_backward", "group_norm", "group_norm_backward", "instance_norm",
-    "instance_norm_backward",
+    "instance_norm_backward", "batch_norm_stats", "merge_stats", "batch_norm_apply",
+    "update_running_stats", "batch_norm_backward_reduce", "batch_norm_backward_apply",
 ]
 
 
@@ -127,6 +128,186 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         out[...] = dx
         dx = out
     return BatchNormGrads(dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype))
+
+
+# ---- batch norm in parts (fastbn.batchnorm_parts): each step on its own, in float64 ---------
+
+def _per_channel(a, x, axis):
+    """A per-channel vector (or scalar) as float64, broadcasting against x along ``axis``."""
+    return _channel_view(np.broadcast_to(np.asarray(a, dtype=np.float64), (x.shape[axis],)), x,
+                         axis)
+
+
+def _native_result(y, x, out):
+    """y rounded once to x's dtype in native byte order, written to ``out`` when given."""
+    y = y.astype(x.dtype.newbyteorder("="))
+    if out is not None:
+        out[...] = y
+        y = out
+    return y
+
+
+def batch_norm_stats(x, *, axis=1):
+    """Per-channel count, mean and M2 = sum((x - mean)**2): two passes in float64.
+
+    The twin of :func:`fastbn.batch_norm_stats` (same parameters and results), in NumPy.  A
+    shard with no values has count, mean and M2 0 (not NumPy's NaN mean of nothing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> reference.batch_norm_stats(np.array([[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]]))
+    (array([3., 3.]), array([ 3., 30.]), array([  8., 800.]))
+    """
+    x = np.asarray(x, dtype=np.float64)
+    axes, axis = _reduce_axes(x, axis)
+    C = x.shape[axis]
+    n = x.size // max(C, 1)                                        # values per channel
+    if n == 0:
+        return np.zeros(C), np.zeros(C), np.zeros(C)
+    mean = x.mean(axis=axes)
+    m2 = ((x - _channel_view(mean, x, axis)) ** 2).sum(axis=axes)
+    return np.full(C, float(n)), mean, m2
+
+
+def merge_stats(counts, means, m2s):
+    """The statistics of the union of shards, per channel from the whole-set formulas.
+
+    Over the non-empty shards ``k`` of a channel::
+
+        count = sum(n_k)
+        mean  = sum(n_k * mean_k) / count
+        m2    = sum(m2_k + n_k * (mean_k - mean)**2)     # within-shard + between-shard
+
+    The twin of :func:`fastbn.merge_stats` (same parameters, and results up to rounding: fastbn
+    folds the shards in one at a time, Chan et al.'s update, which in exact arithmetic is this
+    sum over all shards at once).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0], [2.0], [4.0], [8.0], [16.0]])
+    >>> shards = [reference.batch_norm_stats(s) for s in (x[:2], x[2:2], x[2:])]
+    >>> count, mean, m2 = reference.merge_stats(*(np.stack(s) for s in zip(*shards)))
+    >>> count, mean, m2 / count
+    (array([5.]), array([6.2]), array([29.76]))
+    """
+    counts, means, m2s = (np.asarray(a, dtype=np.float64) for a in (counts, means, m2s))
+    C = counts.shape[1]
+    count, mean, m2 = np.zeros(C), np.zeros(C), np.zeros(C)
+    for c in range(C):
+        used = counts[:, c] > 0                    # an empty shard adds nothing, not even a NaN
+        n, mu, q = counts[used, c], means[used, c], m2s[used, c]
+        if n.size:
+            count[c] = n.sum()
+            mean[c] = (n * mu).sum() / count[c]
+            m2[c] = (q + n * (mu - mean[c]) ** 2).sum()
+    return count, mean, m2
+
+
+def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None):
+    """Normalize with given statistics: y = (x - mean) * invstd * gamma + beta, in float64.
+
+    The twin of :func:`fastbn.batch_norm_apply` (same parameters and result), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> reference.batch_norm_apply(x, [2.0, 20.0], [1.0, 0.1], beta=[0.0, 5.0])
+    array([[-1.,  4.],
+           [ 1.,  6.]])
+    """
+    x = np.asarray(x)
+    axis = axis % x.ndim
+    y = (x.astype(np.float64) - _per_channel(mean, x, axis)) * _per_channel(invstd, x, axis)
+    if gamma is not None:
+        y = y * _per_channel(gamma, x, axis)
+    if beta is not None:
+        y = y + _per_channel(beta, x, axis)
+    return _native_result(y, x, out)
+
+
+def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum=0.1):
+    """PyTorch's running update from (merged) statistics, in place: r = (1 - m) r + m batch.
+
+    ``batch`` is ``mean`` for ``running_mean`` and the unbiased variance ``m2 / (count - 1)``
+    for ``running_var`` (``m2``, which is 0, for one value); channels whose mean or (biased)
+    variance is not finite are left as they are, as :func:`fastbn.reference.batch_norm_train`
+    does.  The twin of :func:`fastbn.update_running_stats` (same parameters and results; it
+    also warns about the skipped channels, this does not), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> rm, rv = np.zeros(1), np.ones(1)
+    >>> reference.update_running_stats(rm, rv, 3, [2.0], [8.0], momentum=0.5)
+    >>> rm, rv
+    (array([1.]), array([2.5]))
+    """
+    n = np.asarray(count, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.asarray(m2, dtype=np.float64) / n                     # biased, as batch_norm_train's
+    finite = np.isfinite(mean) & np.isfinite(var)
+    # Bessel's correction n / (n - 1); one value has no spread (m2 = 0): fastbn keeps var 0 then
+    unbias = np.divide(n, n - 1, out=np.ones_like(n), where=n > 1)
+    if running_mean is not None:
+        new = (1 - momentum) * running_mean + momentum * mean
+        running_mean[finite] = new[finite]
+    if running_var is not None:
+        new = (1 - momentum) * running_var + momentum * var * unbias   # unbiased
+        running_var[finite] = new[finite]
+
+
+def batch_norm_backward_reduce(dy, x, mean, invstd, *, axis=1):
+    """sum(dy) and sum(dy * xhat) per channel, xhat = (x - mean) * invstd, in float64.
+
+    The twin of :func:`fastbn.batch_norm_backward_reduce` (same parameters and results), in
+    NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x, dy = np.array([[1.0], [3.0]]), np.array([[1.0], [2.0]])
+    >>> reference.batch_norm_backward_reduce(dy, x, [2.0], [1.0])   # xhat = -1, 1
+    (array([3.]), array([1.]))
+    """
+    x, dy = np.asarray(x, dtype=np.float64), np.asarray(dy, dtype=np.float64)
+    axes, axis = _reduce_axes(x, axis)
+    xhat = (x - _per_channel(mean, x, axis)) * _per_channel(invstd, x, axis)
+    return dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
+
+
+def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count, *, axis=1,
+                              out=None):
+    """dx = gamma * invstd * (dy - sum_dy / count - xhat * sum_dy_xhat / count), in float64.
+
+    The sums and ``count`` are those of the whole (global) batch.  The twin of
+    :func:`fastbn.batch_norm_backward_apply` (same parameters and result), in NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbn import reference
+    >>> x, dy = np.array([[1.0], [3.0]]), np.array([[1.0], [4.0]])
+    >>> reference.batch_norm_backward_apply(dy, x, [2.0], [1.0], None, [5.0], [3.0], 2)
+    array([[0.],
+           [0.]])
+    """
+    x = np.asarray(x)
+    axis = axis % x.ndim
+    xhat = (x.astype(np.float64) - _per_channel(mean, x, axis)) * _per_channel(invstd, x, axis)
+    n = _per_channel(count, x, axis)
+    g = 1.0 if gamma is None else _per_channel(gamma, x, axis)
+    dx = g * _per_channel(invstd, x, axis) * (np.asarray(dy, dtype=np.float64)
+                                              - _per_channel(sum_dy, x, axis) / n
+                                              - xhat * _per_channel(sum_dy_xhat, x, axis) / n)
+    return _native_result(dx, x, out)
 
 
 # ---- gradient clipping ---------------------------------------------------------------------

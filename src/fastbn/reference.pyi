@@ -15,6 +15,12 @@ from fastbn._typing import _Float32Codes, _Float64Codes, _Real, _ShapeLike
 from fastbn.batchnorm import batch_norm_backward as batch_norm_backward
 from fastbn.batchnorm import batch_norm_infer as batch_norm_infer
 from fastbn.batchnorm import batch_norm_train as batch_norm_train
+from fastbn.batchnorm_parts import batch_norm_apply as batch_norm_apply
+from fastbn.batchnorm_parts import batch_norm_backward_apply as batch_norm_backward_apply
+from fastbn.batchnorm_parts import batch_norm_backward_reduce as batch_norm_backward_reduce
+from fastbn.batchnorm_parts import batch_norm_stats as batch_norm_stats
+from fastbn.batchnorm_parts import merge_stats as merge_stats
+from fastbn.batchnorm_parts import update_running_stats as update_running_stats
 from fastbn.clip import clip_by_norm as clip_by_norm
 from fastbn.norm import group_norm as group_norm
 from fastbn.norm import group_norm_backward as group_norm_backward
@@ -32,7 +38,9 @@ __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "globa
     "clip_grad_norm", "clip_grad_value", "clip_by_norm", "uniform", "normal", "truncated_normal",
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "orthogonal",
     "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
-    "group_norm_backward", "instance_norm", "instance_norm_backward"]
+    "group_norm_backward", "instance_norm", "instance_norm_backward", "batch_norm_stats",
+    "merge_stats", "batch_norm_apply", "update_running_stats", "batch_norm_backward_reduce",
+    "batch_norm_backward_apply"]
 
 _Gen = np.random.Generator
 

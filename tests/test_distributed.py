@@ -269,7 +269,8 @@ def test_update_running_stats_checks_and_writes_nothing_on_failure():
     rm, rv = np.zeros(2), np.ones(2)
     for args, kw, exc, match in [
         ((rm, rv, [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected the same"),
-        ((rm, rv, 0, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected a whole number >= 1"),
+        ((rm, rv, 0, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected a whole number >= 2"),
+        ((rm, rv, 1, [1.0, 1.0], [0.0, 0.0]), {}, ValueError, "^count: expected a whole number >= 2"),
         ((rm, rv, 2.5, [1.0, 1.0], [1.0, 1.0]), {}, ValueError, "^count: expected a whole number"),
         ((rm, rv, True, [1.0, 1.0], [1.0, 1.0]), {}, TypeError, "^count:"),
         ((rm, rv, 3, [1.0], [1.0, 1.0]), {}, ValueError, "^mean: expected shape"),

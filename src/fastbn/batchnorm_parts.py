@@ -265,7 +265,8 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
     running_mean, running_var : ndarray of float32 or float64, shape (C,), or None
         Updated in place (None: not updated); native byte order, any strides, same dtype.
     count : int or array_like of shape (C,)
-        Values per channel, >= 1 (as :func:`merge_stats` returns it: all entries equal).
+        Values per channel, >= 2 (as :func:`merge_stats` returns it: all entries equal); one
+        value has no unbiased variance, and batch norm refuses to train on it.
     mean, m2 : array_like, shape (C,)
         Mean and sum of squared deviations, e.g. from :func:`merge_stats`.
     momentum : float in [0, 1], default 0.1
@@ -309,7 +310,7 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
         rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
         if rm is not None and np.shares_memory(rm, rv):
             raise ValueError("running_var: must not share memory with running_mean")
-    n = _count(count, "count", C, 1)
+    n = _count(count, "count", C, 2)
     mu = _stats_vector(mean, "mean", C)
     q = _stats_vector(m2, "m2", C)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)

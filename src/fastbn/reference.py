@@ -235,7 +235,7 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
     """PyTorch's running update from (merged) statistics, in place: r = (1 - m) r + m batch.
 
     ``batch`` is ``mean`` for ``running_mean`` and the unbiased variance ``m2 / (count - 1)``
-    for ``running_var`` (``m2``, which is 0, for one value); channels whose mean or (biased)
+    for ``running_var`` (``count`` >= 2: fastbn refuses one value); channels whose mean or (biased)
     variance is not finite are left as they are, as :func:`fastbn.reference.batch_norm_train`
     does.  The twin of :func:`fastbn.update_running_stats` (same parameters and results; it
     also warns about the skipped channels, this does not), in NumPy.
@@ -253,8 +253,7 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
     mean = np.asarray(mean, dtype=np.float64)
     var = np.asarray(m2, dtype=np.float64) / n                     # biased, as batch_norm_train's
     finite = np.isfinite(mean) & np.isfinite(var)
-    # Bessel's correction n / (n - 1); one value has no spread (m2 = 0): fastbn keeps var 0 then
-    unbias = np.divide(n, n - 1, out=np.ones_like(n), where=n > 1)
+    unbias = n / (n - 1)                                              # Bessel's correction
     if running_mean is not None:
         new = (1 - momentum) * running_mean + momentum * mean
         running_mean[finite] = new[finite]

@@ -2,7 +2,7 @@
  * batchnorm_kernels.c -- the hot loops, compiled once per instruction set.
  *
  * setup.py compiles this file with -DFB_ISA_SUFFIX=_scalar, _avx2, _avx512 and that set's -m
- * flags; each object exports one fb_bn_table.  The loops are plain C that the compiler vectorizes:
+ * flags; each object exports its kernels as fb_bn_<name>_<dtype><suffix> (dispatch.c's tables).  The loops are plain C that the compiler vectorizes:
  * reductions run over FB_LANES explicit lanes (or over channels, in the rows path), so the
  * order of every floating-point operation -- and so every result bit -- is the same on each path.
  */
@@ -131,8 +131,18 @@ enum { FB_COEF_RUNNING, FB_COEF_STATS, FB_COEF_SUMS };
 #define FB_VD_LOAD_T fb_vd_load_f64
 #include "batchnorm_body.h"
 
-const fb_bn_table FB_CAT(fb_bn_table, FB_ISA_SUFFIX) = {
-    train_f32, train_f64, infer_f32, infer_f64, backward_f32, backward_f64,
-    moments_f32, apply_f32, grad_sums_f32, grad_apply_f32,
-    moments_f64, apply_f64, grad_sums_f64, grad_apply_f64,
-};
+/* This instruction set's batch-norm kernels under their exported names (kernels.def's fb_bn
+ * rows), gathered into the tables by dispatch.c. */
+#define FB_KERNEL(prefix, name, params, args) FB_CAT(FB_FAMILY_, prefix)(prefix, name, params, args, FB_DT)
+#define FB_FAMILY_fb_bn FB_KERNEL_EXPORT
+#define FB_FAMILY_fb_norm FB_KERNEL_SKIP
+#define T float
+#define FB_DT f32
+#include "kernels.def"
+#undef T
+#undef FB_DT
+#define T double
+#define FB_DT f64
+#include "kernels.def"
+#undef T
+#undef FB_DT

@@ -2,7 +2,7 @@
  * norm_kernels.c -- the normalization core's loops, compiled once per instruction set.
  *
  * setup.py compiles this file with -DFB_ISA_SUFFIX=_scalar, _avx2, _avx512 and that set's flags;
- * each object exports one fb_norm_table, filled from norm_kernels.def.  Reductions run over
+ * each object exports its kernels as fb_norm_<name>_<dtype><suffix> (dispatch.c's tables).  Reductions run over
  * FB_LANES explicit lanes and nothing is contracted into FMAs, so every path gives the same bits.
  */
 #include <math.h>
@@ -130,11 +130,18 @@ static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)
 #define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */
 #include "norm_body.h"
 
-const fb_norm_table FB_CAT(fb_norm_table, FB_ISA_SUFFIX) = {
-#define FB_NORM_KERNEL(name, params, args) FB_CAT(name, _f32),
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-#define FB_NORM_KERNEL(name, params, args) FB_CAT(name, _f64),
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-};
+/* This instruction set's core kernels under their exported names (kernels.def's fb_norm rows),
+ * gathered into the tables by dispatch.c. */
+#define FB_KERNEL(prefix, name, params, args) FB_CAT(FB_FAMILY_, prefix)(prefix, name, params, args, FB_DT)
+#define FB_FAMILY_fb_bn FB_KERNEL_SKIP
+#define FB_FAMILY_fb_norm FB_KERNEL_EXPORT
+#define T float
+#define FB_DT f32
+#include "kernels.def"
+#undef T
+#undef FB_DT
+#define T double
+#define FB_DT f64
+#include "kernels.def"
+#undef T
+#undef FB_DT

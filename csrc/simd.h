@@ -193,4 +193,25 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
     return 1;
 }
 
+/* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
+ * load of the whole would stall store forwarding). */
+static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__)
+    return (fb_vf)_mm512_insertf64x4(_mm512_castpd256_pd512((__m256d)_mm512_cvtpd_ps((__m512d)a)),
+                                     (__m256d)_mm512_cvtpd_ps((__m512d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+    return (fb_vf)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)a)),
+                                       _mm256_cvtpd_ps((__m256d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    return (fb_vf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)a), _mm_cvtpd_ps((__m128d)b));
+#else
+    fb_vf r;
+    float t[FB_VF_W];
+    fb_vd_store_f32(t, a), fb_vd_store_f32(t + FB_VD_W, b);
+    memcpy(&r, t, sizeof r);
+    return r;
+#endif
+}
+
 #endif /* FASTBN_SIMD_H */

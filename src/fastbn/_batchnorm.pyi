@@ -18,3 +18,7 @@ from fastbn._norm import layout as layout
 from fastbn._norm import train_plain as train_plain
 from fastbn._norm import infer_plain as infer_plain
 from fastbn._norm import backward_plain as backward_plain
+
+__all__ = ["ISA_NAMES", "set_isa", "get_isa", "train", "infer", "backward", "moments", "apply",
+           "grad_sums", "grad_apply", "update_running", "count_nonfinite", "layout", "train_plain",
+           "infer_plain", "backward_plain"]

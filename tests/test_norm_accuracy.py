@@ -160,6 +160,8 @@ def test_float32_forward_whose_scaled_deviation_overflows_is_finite(name, shape,
     check_forward_bound(norm, x, y, gamma, beta, kw, 1e-5)
 
 
+# dgamma = sum(dy * xhat) is itself beyond float32 here: its cast to float32 warns
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("name, shape, kw, where", OVERFLOW_CASES, ids=OVERFLOW_IDS)
 def test_float32_backward_whose_dy_times_g_overflows_is_finite(name, shape, kw, where):
     """dy proportional to x: dx is the small remainder of terms beyond float32's range."""

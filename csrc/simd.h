@@ -61,7 +61,9 @@ static inline fb_vd fb_vd_load_f32(const float *p)
 #elif defined(__AVX__)
     return (fb_vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
 #elif defined(__SSE2__)
-    return (fb_vd)_mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd((const double *)p)));
+    /* movq of the two floats: _mm_load_sd through a double pointer would claim an alignment a
+     * float array need not have (undefined behaviour, which UBSan reports) */
+    return (fb_vd)_mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i_u *)p)));
 #else
     fb_vhf v;
     memcpy(&v, p, sizeof v);

@@ -2,9 +2,11 @@
  * batchnorm_kernels.c -- the hot loops, compiled once per instruction set.
  *
  * setup.py compiles this file with -DFB_ISA_SUFFIX=_scalar, _avx2, _avx512 and that set's -m
- * flags; each object exports one fb_bn_table.  The loops are plain C that the compiler vectorizes:
- * reductions run over FB_LANES explicit lanes (or over channels, in the rows path), so the
- * order of every floating-point operation -- and so every result bit -- is the same on each path.
+ * flags; each object exports its kernels as fb_bn_<name>_<dtype><suffix> (dispatch.c's
+ * tables).  The loops are plain C that the compiler vectorizes: reductions run over FB_LANES
+ * explicit lanes (or over channels, in the rows path), so the order of every floating-point
+ * operation -- and so every result bit -- is the same on each path.  The helpers shared with the
+ * normalization core are norm_common.h's.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,15 +33,9 @@
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */
 #define FB_FINISH_CHANNELS 32   /* rows path: channels per task of the final merge            */
-#define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal)   */
 
-static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
-
-/* Lanes a reduction keeps in registers at once: four vectors per accumulator. */
-#define FB_NVG 4
-#define FB_LG (FB_NVG * FB_VD_W < FB_LANES ? FB_NVG * FB_VD_W : FB_LANES)
-#if FB_LANES % (FB_NVG * 2) != 0 || FB_SEG % FB_LANES != 0
-#error "FB_LANES must split into vector groups and FB_SEG into whole lane rounds"
+#if FB_SEG % FB_LANES != 0
+#error "FB_SEG must hold whole lane rounds"
 #endif
 
 /* Batch norm's backward coefficients of one channel (moments.h's fb_grad_coefs and three more)
@@ -101,38 +97,29 @@ static inline void fb_rows_task_range(const fb_rows_plan *p, int64_t task, int64
 enum { FB_COEF_RUNNING, FB_COEF_STATS, FB_COEF_SUMS };
 
 /* Each dtype: its element type, and the vector of that type for the elementwise passes. */
-#define FB_T float
+#include "dtype_f32.h"
+#include "norm_common.h"
+#include "batchnorm_body.h"
+#include "dtype_end.h"
+
+#include "dtype_f64.h"
+#include "norm_common.h"
+#include "batchnorm_body.h"
+#include "dtype_end.h"
+
+/* This instruction set's batch-norm kernels under their exported names (kernels.def's fb_bn
+ * rows), gathered into the tables by dispatch.c. */
+#define FB_KERNEL(prefix, name, params, args) \
+    FB_CAT(FB_FAMILY_, prefix)(prefix, name, params, args, FB_DT)
+#define FB_FAMILY_fb_bn FB_KERNEL_EXPORT
+#define FB_FAMILY_fb_norm FB_KERNEL_SKIP
+#define T float
 #define FB_DT f32
-#define FB_TV fb_vf
-#define FB_TV_W FB_VF_W
-#define FB_TV_SET1 fb_vf_set1
-#define FB_TV_LOAD fb_vf_load
-#define FB_TV_STORE fb_vf_store
-#define FB_TV_STREAM fb_vf_stream
-#define FB_TV_ADD fb_vf_add
-#define FB_TV_SUB fb_vf_sub
-#define FB_TV_MUL fb_vf_mul
-#define FB_TV_FINITE fb_vf_finite
-#define FB_VD_LOAD_T fb_vd_load_f32
-#include "batchnorm_body.h"
-
-#define FB_T double
+#include "kernels.def"
+#undef T
+#undef FB_DT
+#define T double
 #define FB_DT f64
-#define FB_TV fb_vd
-#define FB_TV_W FB_VD_W
-#define FB_TV_SET1 fb_vd_set1
-#define FB_TV_LOAD fb_vd_load_f64
-#define FB_TV_STORE fb_vd_store_f64
-#define FB_TV_STREAM fb_vd_stream
-#define FB_TV_ADD fb_vd_add
-#define FB_TV_SUB fb_vd_sub
-#define FB_TV_MUL fb_vd_mul
-#define FB_TV_FINITE fb_vd_finite
-#define FB_VD_LOAD_T fb_vd_load_f64
-#include "batchnorm_body.h"
-
-const fb_bn_table FB_CAT(fb_bn_table, FB_ISA_SUFFIX) = {
-    train_f32, train_f64, infer_f32, infer_f64, backward_f32, backward_f64,
-    moments_f32, apply_f32, grad_sums_f32, grad_apply_f32,
-    moments_f64, apply_f64, grad_sums_f64, grad_apply_f64,
-};
+#include "kernels.def"
+#undef T
+#undef FB_DT

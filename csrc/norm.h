@@ -33,45 +33,9 @@
 #ifndef FASTBN_NORM_H
 #define FASTBN_NORM_H
 
-#include "fastbn.h"
-
-typedef struct {
-    int64_t outer, mid, G, Cg, inner;
-} fb_norm_view;
-
-#define T float
-#define FB_NORM_KERNEL(name, params, args) fb_status FB_CAT3(fb_norm_, name, _f32) params;
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-#undef T
-#define T double
-#define FB_NORM_KERNEL(name, params, args) fb_status FB_CAT3(fb_norm_, name, _f64) params;
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-#undef T
-
-/* One instruction set's kernels, one member per kernel and dtype. */
-typedef struct {
-#define T float
-#define FB_NORM_KERNEL(name, params, args) fb_status (*FB_CAT(name, _f32)) params;
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-#undef T
-#define T double
-#define FB_NORM_KERNEL(name, params, args) fb_status (*FB_CAT(name, _f64)) params;
-#include "norm_kernels.def"
-#undef FB_NORM_KERNEL
-#undef T
-} fb_norm_table;
-
-extern const fb_norm_table fb_norm_table_scalar;
-#if defined(FB_X86_ISAS)
-extern const fb_norm_table fb_norm_table_avx2;
-extern const fb_norm_table fb_norm_table_avx512;
-#endif
-
-/* Choose the instruction-set path (FB_ISA_*); 0, or -1 if it cannot run here. */
-int fb_norm_set_isa(int isa);
-int fb_norm_get_isa(void);
+/* The kernels fb_norm_forward_{f32,f64} and fb_norm_backward_{f32,f64} (and fb_norm_view) are
+ * declared from the one kernel list, kernels.def; the instruction set is chosen for the whole
+ * family by fb_kernels_set_isa. */
+#include "kernels.h"
 
 #endif /* FASTBN_NORM_H */

@@ -1,170 +1,61 @@
 /*
  * norm_body.h -- the normalization core for one element type.
  *
- * Included by norm_kernels.c once per dtype with FB_T, FB_DT, the vector of T (FB_TV*) and
- * FB_VD_LOAD_T defined; norm.h has the layout, the guarantees and the error bound.
+ * Included by norm_kernels.c once per dtype (dtype_f32.h / dtype_f64.h), after norm_common.h;
+ * norm.h has the layout, the guarantees and the error bound.
  *
  * Four pieces, each written once: group_moments (shifted float64 sums per segment, Chan-merged
  * in order: the statistics of batch norm's slab path), the apply (y = (x - mh) * s + c', the
  * mean split as mh + mlo and mlo folded into c', as batch norm's elementwise pass), the gradient
  * sums (sum gamma dy and sum gamma dy (x - mean) per group, sum dy and sum dy xhat per channel)
  * and the gradient apply (dx = dy g + ((x - mh) s + c')).  coef, make_coef, run_pair_sums,
- * run_apply and run_grad_apply are the same code as batchnorm_body.h's, which they replace when
- * batch norm moves onto this core.  Where x - mh could overflow in T (|mean| >= 2^102) the
- * float64 formula is used.
+ * run_apply, run_grad_apply and row_apply are batch norm's (norm_common.h, included before this
+ * file).  Where x - mh could overflow in T (|mean| >= 2^102) the float64 formula is used, and a
+ * vector whose T result is not finite is redone by element in float64 (apply1, grad1), as batch
+ * norm's.
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
 
-/* Forward: y = (x - m) * s + c.   Backward: dx = dy * g + ((x - m) * s + c). */
-typedef struct {
-    double m, s, g, c;   /* the float64 formula, used when `exact` */
-    T tm, ts, tg, tc;    /* the same in T, the mean split as tm + (m - tm), folded into tc */
-    int exact;
-} FN(coef);
-
-static FN(coef) FN(make_coef)(double m, double s, double g, double c)
+/* One gradient output with its own g (float64; tg = (T)g) and the set's m, s, c: grad1, so the
+ * T formula, or where that is not finite the float64 one. */
+static T FN(elem_grad1)(T dy, T x, double g, const FN(coef) *co)
 {
-    FN(coef) co;
-    co.m = m, co.s = s, co.g = g, co.c = c;
-    co.tm = (T)m;
-    co.ts = (T)s;
-    co.tg = (T)g;
-    co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
-    co.exact = isfinite(m) && fabs(m) >= 0x1p102;
-    /* A finite coefficient that rounds to +-inf in T (float32 scale beyond FLT_MAX) would give
-     * 0 * inf = NaN where x equals the mean: that group takes the float64 formula. */
-    if (isfinite(s) && isfinite(g) && isfinite(c) &&
-        !(isfinite(co.ts) && isfinite(co.tg) && isfinite(co.tc)))
-        co.exact = 1;
-    return co;
+    const FN(coef) ce = FN(make_coef)(co->m, co->s, g, co->c);
+    return FN(grad1)(dy, x, &ce);
 }
 
-/* s1 += w, s2 += w * d over a run in FB_LANES lanes (lane l takes i = l mod FB_LANES), with
- * d = x - k and w = q if has_q, else d: the statistics' shifted sums, or the backward's
- * sum(dy) and sum(dy (x - mean)).  The lanes' addition order does not depend on the ISA. */
-static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
-                                        const int has_q, int64_t n, double k,
-                                        double s1[FB_LANES], double s2[FB_LANES])
-{
-    const fb_vd kv = fb_vd_set1(k);
-    const int64_t full = n - n % FB_LANES;
-    for (int g = 0; g < FB_LANES; g += FB_LG) {
-        fb_vd a[FB_NVG], b[FB_NVG];
-        for (int j = 0; j < FB_NVG; j++)
-            a[j] = fb_vd_load_f64(s1 + g + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + g + j * FB_VD_W);
-        for (int64_t i = 0; i < full; i += FB_LANES) {
-            for (int j = 0; j < FB_NVG; j++) {
-                const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
-                const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
-                a[j] = fb_vd_add(a[j], w);
-                b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);
-            }
-        }
-        for (int j = 0; j < FB_NVG; j++)
-            fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
-    }
-    for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double d = (double)x[i] - k, w = has_q ? (double)q[i] : d;
-        s1[l] += w;
-        s2[l] += w * d;
-    }
-}
-
-/* y = (x - m) * s + c over a run, one coefficient set; y may be x (read before written). */
-static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream)
-{
-    int64_t i = 0;
-    if (co->exact) {
-        const double em = co->m, es = co->s, ec = co->c;
-        for (; i < n; i++) y[i] = (T)(((double)x[i] - em) * es + ec);
-        return;
-    }
-    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
-    int64_t head, stop;
-    if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
-        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(y + i, FB_APPLY(i));
-    }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(y + i, FB_APPLY(i));
-#undef FB_APPLY
-    for (; i < n; i++) y[i] = (x[i] - co->tm) * co->ts + co->tc;
-}
-
-/* dx = dy * g + ((x - m) * s + c) over a run, one coefficient set; dx may be dy. */
-static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const FN(coef) *co,
-                               int stream)
-{
-    int64_t i = 0;
-    if (co->exact) {
-        const double em = co->m, es = co->s, eg = co->g, ec = co->c;
-        for (; i < n; i++) dx[i] = (T)((double)dy[i] * eg + (((double)x[i] - em) * es + ec));
-        return;
-    }
-    const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
-    const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
-                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
-    int64_t head, stop;
-    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
-        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_GRAD(i));
-    }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_GRAD(i));
-#undef FB_GRAD
-    for (; i < n; i++) dx[i] = dy[i] * co->tg + ((x[i] - co->tm) * co->ts + co->tc);
-}
-
-/* One row of the columns layout: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) *
- * ts + tc), every coefficient per element (batch norm's rows-path row_apply, which this one
- * replaces at the move).  yr may be xr or gr (in place, elementwise). */
-static void FN(row_apply)(const T *xr, const T *gr, T *yr, int64_t w, const T *FB_RESTRICT tm,
-                          const T *FB_RESTRICT ts, const T *FB_RESTRICT tg,
-                          const T *FB_RESTRICT tc, int stream)
-{
-#define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
-                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
-#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
-    int64_t v = 0, head, stop;
-    const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
-    if (!gr) {
-        if (nt) {
-            for (; v < head; v++) yr[v] = FB_ROW_T(v);
-            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_V(v));
-        }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_V(v));
-        for (; v < w; v++) yr[v] = FB_ROW_T(v);
-    } else {
-        if (nt) {
-            for (; v < head; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
-            for (; v < stop; v += FB_TV_W) FB_TV_STREAM(yr + v, FB_ROW_G(v));
-        }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_TV_STORE(yr + v, FB_ROW_G(v));
-        for (; v < w; v++) yr[v] = gr[v] * tg[v] + (FB_ROW_T(v));
-    }
-#undef FB_ROW_T
-#undef FB_ROW_V
-#undef FB_ROW_G
-}
-
-/* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element. */
+/* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element (gd: the same in
+ * float64, for the vectors redone by elem_grad1 where the T result is not finite). */
 static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const T *FB_RESTRICT tg,
-                                const FN(coef) *co, int stream)
+                                const double *FB_RESTRICT gd, const FN(coef) *co, int stream)
 {
     const T tm = co->tm, ts = co->ts, tc = co->tc;
     const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
 #define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(tg + (i))),                  \
                           FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_E_STORE(STORE, i)                                                                      \
+    do {                                                                                          \
+        const FB_TV r_ = FB_E(i);                                                                 \
+        if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
+            dx[j_] = FN(elem_grad1)(dy[j_], x[j_], gd[j_], co);                                   \
+    } while (0)
+#define FB_E1(i)                                                                                  \
+    do {                                                                                          \
+        const T r_ = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);                                     \
+        dx[i] = isfinite(r_) ? r_ : FN(elem_grad1)(dy[i], x[i], gd[i], co);                       \
+    } while (0)
     int64_t i = 0, head, stop;
     if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
-        for (; i < stop; i += FB_TV_W) FB_TV_STREAM(dx + i, FB_E(i));
+        for (; i < head; i++) FB_E1(i);
+        for (; i < stop; i += FB_TV_W) FB_E_STORE(FB_TV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_TV_STORE(dx + i, FB_E(i));
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_E_STORE(FB_TV_STORE, i);
+    for (; i < n; i++) FB_E1(i);
+#undef FB_E1
+#undef FB_E_STORE
 #undef FB_E
-    for (; i < n; i++) dx[i] = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);
 }
 
 /* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
@@ -242,8 +133,8 @@ static void FN(row_grad_sums)(const T *xr, const T *gr, int64_t L, double mu, do
 }
 
 /* dx = dy * (T)(gd r) + ((x - tm) * ts + tc) over a run (elem_grad_apply with the per-element
- * factor rounded in registers); streamed when `stream`; pfx, pfg (or NULL): the next run's x
- * and dy, prefetched. */
+ * factor rounded in registers; non-finite vectors redone by elem_grad1); streamed when `stream`;
+ * pfx, pfg (or NULL): the next run's x and dy, prefetched. */
 static void FN(row_grad_apply)(const T *dy, const T *x, T *dx, int64_t n,
                                const double *FB_RESTRICT gd, double r, const FN(coef) *co,
                                const T *pfx, const T *pfg, int stream)
@@ -257,22 +148,36 @@ static void FN(row_grad_apply)(const T *dy, const T *x, T *dx, int64_t n,
                           FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
 #define FB_PF(i)                                                                                  \
     if (pfx && (i) % (64 / sizeof(T)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
+#define FB_E_STORE(STORE, i)                                                                      \
+    do {                                                                                          \
+        const FB_TV r_ = FB_E(i);                                                                 \
+        if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
+            dx[j_] = FN(elem_grad1)(dy[j_], x[j_], gd[j_] * r, co);                               \
+    } while (0)
+#define FB_E1(i)                                                                                  \
+    do {                                                                                          \
+        const T r_ = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);                           \
+        dx[i] = isfinite(r_) ? r_ : FN(elem_grad1)(dy[i], x[i], gd[i] * r, co);                   \
+    } while (0)
     int64_t i = 0, head, stop;
     if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);
+        for (; i < head; i++) FB_E1(i);
         for (; i < stop; i += FB_TV_W) {
             FB_PF(i);
-            FB_TV_STREAM(dx + i, FB_E(i));
+            FB_E_STORE(FB_TV_STREAM, i);
         }
     }
     for (; i + FB_TV_W <= n; i += FB_TV_W) {
         FB_PF(i);
-        FB_TV_STORE(dx + i, FB_E(i));
+        FB_E_STORE(FB_TV_STORE, i);
     }
+    for (; i < n; i++) FB_E1(i);
+#undef FB_E1
+#undef FB_E_STORE
 #undef FB_PF
 #undef FB_E
 #undef FB_TGV
-    for (; i < n; i++) dx[i] = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);
 }
 
 /* ---- moments: one group's statistics ------------------------------------------------------ */
@@ -452,7 +357,8 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const T *xs, const T *gs,
         const T *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
         T *yr = ys + m * V;
         if (!exact) {
-            FN(row_apply)(xr, gr, yr, V, tm, ts, tg, tc, k->stream);
+            const FN(row_src) src = {NULL, 0, 0, 0, em, es, eg, ec};
+            FN(row_apply)(xr, gr, yr, V, tm, ts, tg, tc, k->stream, &src);
             continue;
         }
         for (int64_t v = 0; v < V; v++) {
@@ -715,6 +621,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         return;
     }
     T tg[FB_EBLK];
+    double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
     for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
         const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
         if (co.exact) {
@@ -726,10 +633,11 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
                 }
             continue;
         }
-        for (int64_t e = 0; e < w; e++) tg[e] = (T)((double)gm[FB_ELEM_CH(e0 + e)] * r);
+        for (int64_t e = 0; e < w; e++)
+            tgd[e] = (double)gm[FB_ELEM_CH(e0 + e)] * r, tg[e] = (T)tgd[e];
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
-                                tg, &co, k->stream);
+                                tg, tgd, &co, k->stream);
     }
 }
 #undef FB_PART
@@ -807,17 +715,3 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view
 #undef FB_ELEM_CH
 #undef FN
 #undef T
-#undef FB_T
-#undef FB_DT
-#undef FB_TV
-#undef FB_TV_W
-#undef FB_TV_SET1
-#undef FB_TV_LOAD
-#undef FB_TV_STORE
-#undef FB_TV_STREAM
-#undef FB_TV_ADD
-#undef FB_TV_SUB
-#undef FB_TV_MUL
-#undef FB_VD_LOAD_T
-#undef FB_VD_STORE_T
-#undef FB_TV_FROM_VD

@@ -61,7 +61,9 @@ static inline fb_vd fb_vd_load_f32(const float *p)
 #elif defined(__AVX__)
     return (fb_vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
 #elif defined(__SSE2__)
-    return (fb_vd)_mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd((const double *)p)));
+    /* movq of the two floats: _mm_load_sd through a double pointer would claim an alignment a
+     * float array need not have (undefined behaviour, which UBSan reports) */
+    return (fb_vd)_mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i_u *)p)));
 #else
     fb_vhf v;
     memcpy(&v, p, sizeof v);
@@ -191,6 +193,27 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
     if (*head > n) *head = n;
     *stop = *head + (n - *head) / per * per;
     return 1;
+}
+
+/* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
+ * load of the whole would stall store forwarding). */
+static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__)
+    return (fb_vf)_mm512_insertf64x4(_mm512_castpd256_pd512((__m256d)_mm512_cvtpd_ps((__m512d)a)),
+                                     (__m256d)_mm512_cvtpd_ps((__m512d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+    return (fb_vf)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)a)),
+                                       _mm256_cvtpd_ps((__m256d)b), 1);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    return (fb_vf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)a), _mm_cvtpd_ps((__m128d)b));
+#else
+    fb_vf r;
+    float t[FB_VF_W];
+    fb_vd_store_f32(t, a), fb_vd_store_f32(t + FB_VD_W, b);
+    memcpy(&r, t, sizeof r);
+    return r;
+#endif
 }
 
 #endif /* FASTBN_SIMD_H */

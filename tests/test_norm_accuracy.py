@@ -11,13 +11,18 @@ Specification:
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
+- where an intermediate of the float32 elementwise pass overflows -- (x - mean) * s forward,
+  dy * g backward -- but the result is representable, every path (whole-channel runs, the
+  columns layout, per-element coefficients) gives that finite result, within the documented
+  bound: the vector is redone in float64, as batch norm's.
 """
 import numpy as np
 import pytest
 
 import fastbn
 from fastbn import _config
-from norm_helpers import NORMS, NORM_IDS, check_forward_bound, make
+from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
+                          exact_forward_terms, make)
 
 FAR = {"layer_norm": ((64, 512), {}), "rms_norm": ((64, 512), {}),
        "group_norm": ((4, 8, 16, 16), {"num_groups": 4}), "instance_norm": ((4, 8, 16, 16), {})}
@@ -120,3 +125,53 @@ def test_a_row_alone_gives_its_bits_among_many_rows(D, with_beta, dtype):
         yr1, ir1 = fastbn.rms_norm(x[one], gamma)
         assert yr1.tobytes() == yr[one].tobytes()
         assert fastbn.rms_norm_backward(dy[one], x[one], ir1, gamma)[0].tobytes() == dxr[one].tobytes()
+
+
+# (norm, shape, kwargs, where): one group per channel (or row) of n values, the one at `where`
+# large, the others 0; whole-channel runs (inner 64), the columns layout (40 rows, channels last),
+# per-element coefficients (layer norm: one row per task, and rows with gamma cached in float64).
+LAST0 = (Ellipsis, 0)
+OVERFLOW_CASES = [("group_norm", (1, 2, 64), {"num_groups": 2}, LAST0),
+                  ("group_norm", (1, 40, 2), {"num_groups": 2, "axis": -1}, (0, 0)),
+                  ("instance_norm", (1, 2, 64), {}, LAST0),
+                  ("layer_norm", (1, 64), {}, LAST0), ("layer_norm", (2, 64), {}, LAST0)]
+OVERFLOW_IDS = ["group_norm-runs", "group_norm-columns", "instance_norm-runs", "layer_norm-row",
+                "layer_norm-rows"]
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _one_large(shape, where, value):
+    x = np.zeros(shape, np.float32)
+    x[where] = value
+    return x
+
+
+@pytest.mark.parametrize("name, shape, kw, where", OVERFLOW_CASES, ids=OVERFLOW_IDS)
+def test_float32_forward_whose_scaled_deviation_overflows_is_finite(name, shape, kw, where):
+    norm = next(n for n in NORMS if n.name == name)
+    x = _one_large(shape, where, 8.0)
+    ps = norm.param_shape(shape, kw)
+    gamma, beta = np.full(ps, 7e37, np.float32), np.full(ps, -2.8e38, np.float32)
+    xg, m, sc, c, _, _ = exact_forward_terms(norm, x, gamma, beta, kw, 1e-5)
+    assert np.max(np.abs((xg - m) * sc)) > F32_MAX                 # the intermediate overflows
+    assert np.all(np.abs((xg - m) * sc + c) < F32_MAX)             # the result does not
+    y = norm.forward(norm.fb(), x, gamma, beta, kw)[0]
+    assert np.all(np.isfinite(y))
+    check_forward_bound(norm, x, y, gamma, beta, kw, 1e-5)
+
+
+# dgamma = sum(dy * xhat) is itself beyond float32 here: its cast to float32 warns
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("name, shape, kw, where", OVERFLOW_CASES, ids=OVERFLOW_IDS)
+def test_float32_backward_whose_dy_times_g_overflows_is_finite(name, shape, kw, where):
+    """dy proportional to x: dx is the small remainder of terms beyond float32's range."""
+    norm = next(n for n in NORMS if n.name == name)
+    dy, x = _one_large(shape, where, 3e38), _one_large(shape, where, 3.0)
+    gamma = np.ones(norm.param_shape(shape, kw), np.float32)
+    stats = norm.forward(norm.fb(), x, gamma, None if not norm.has_beta else gamma * 0, kw)[1:]
+    xg = norm.groups(x.astype(np.float64), kw)[0]
+    r = 1.0 / np.sqrt(xg.var(axis=1) + 1e-5)
+    assert np.max(np.abs(norm.groups(dy.astype(np.float64), kw)[0]).max(axis=1) * r) > F32_MAX
+    dx = norm.backward(norm.fb(True), dy, x, stats, gamma, kw)[0]
+    assert np.all(np.isfinite(dx))
+    check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5)

@@ -193,7 +193,7 @@ def test_unaligned_arrays_give_the_bits_of_aligned_ones(dtype):
     x, dy = (rng.standard_normal((4, 6, 5)).astype(dtype) for _ in range(2))
     g = rng.standard_normal(5).astype(dtype)
     with pytest.raises(ValueError, match="aligned"):
-        _norm.forward(unaligned_copy(x), np.empty_like(x), (4 * 6, 1, 1, 5, 1), None, None, 1e-5,
+        _norm.norm_forward(unaligned_copy(x), np.empty_like(x), (4 * 6, 1, 1, 5, 1), None, None, 1e-5,
                       True, np.empty(24), np.empty(24), 1)
     y, mean, invstd = fastbn.layer_norm(x, g)
     for got in (fastbn.layer_norm(unaligned_copy(x), unaligned_copy(g)),

@@ -1,138 +1,24 @@
-"""Stub of the compiled module fastbn._batchnorm (src/fastbn/_batchnorm.pyx).
+"""Stub of fastbn._batchnorm: batch norm's glue in fastbn._norm (src/fastbn/_batchnorm_glue.pxi).
 
 Low-level glue: the arrays must already be validated and laid out by :mod:`fastbn.batchnorm`.
 """
-from typing import Optional, Tuple
+from fastbn._norm import ISA_NAMES as ISA_NAMES
+from fastbn._norm import set_isa as set_isa
+from fastbn._norm import get_isa as get_isa
+from fastbn._norm import train as train
+from fastbn._norm import infer as infer
+from fastbn._norm import backward as backward
+from fastbn._norm import moments as moments
+from fastbn._norm import apply as apply
+from fastbn._norm import grad_sums as grad_sums
+from fastbn._norm import grad_apply as grad_apply
+from fastbn._norm import update_running as update_running
+from fastbn._norm import count_nonfinite as count_nonfinite
+from fastbn._norm import layout as layout
+from fastbn._norm import train_plain as train_plain
+from fastbn._norm import infer_plain as infer_plain
+from fastbn._norm import backward_plain as backward_plain
 
-import numpy as np
-
-ISA_NAMES: Tuple[str, str, str]
-
-def set_isa(isa: int) -> None: ...
-def get_isa() -> int: ...
-def train(
-    x: np.ndarray,
-    y: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    gamma: Optional[np.ndarray],
-    beta: Optional[np.ndarray],
-    eps: float,
-    stats: np.ndarray,
-    n_threads: int,
-) -> None: ...
-def infer(
-    x: np.ndarray,
-    y: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    rmean: Optional[np.ndarray],
-    rvar: Optional[np.ndarray],
-    gamma: Optional[np.ndarray],
-    beta: Optional[np.ndarray],
-    eps: float,
-    n_threads: int,
-) -> None: ...
-def backward(
-    dy: np.ndarray,
-    x: np.ndarray,
-    dx: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    mean: np.ndarray,
-    invstd: np.ndarray,
-    gamma: Optional[np.ndarray],
-    grads: np.ndarray,
-    n_threads: int,
-) -> None: ...
-def moments(
-    x: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    mean: np.ndarray,
-    m2: np.ndarray,
-    n_threads: int,
-) -> None: ...
-def apply(
-    x: np.ndarray,
-    y: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    mean: np.ndarray,
-    invstd: np.ndarray,
-    gamma: Optional[np.ndarray],
-    beta: Optional[np.ndarray],
-    n_threads: int,
-) -> None: ...
-def grad_sums(
-    dy: np.ndarray,
-    x: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    mean: np.ndarray,
-    invstd: np.ndarray,
-    sum_dy: np.ndarray,
-    sum_dy_xmu: np.ndarray,
-    n_threads: int,
-) -> None: ...
-def grad_apply(
-    dy: np.ndarray,
-    x: np.ndarray,
-    dx: np.ndarray,
-    outer: int,
-    C: int,
-    inner: int,
-    mean: np.ndarray,
-    invstd: np.ndarray,
-    gamma: Optional[np.ndarray],
-    sum_dy: np.ndarray,
-    sum_dy_xmu: np.ndarray,
-    count: int,
-    n_threads: int,
-) -> None: ...
-def update_running(
-    rmean: Optional[np.ndarray],
-    rvar: Optional[np.ndarray],
-    stats: np.ndarray,
-    count: int,
-    momentum: float,
-    typenum: int,
-) -> int: ...
-def count_nonfinite(stats: np.ndarray) -> int: ...
-def layout(x: np.ndarray, axis: int) -> Tuple[int, int, int]: ...
-def train_plain(
-    x: object,
-    gamma: object,
-    beta: object,
-    axis: object,
-    eps: object,
-    running_mean: object,
-    running_var: object,
-    momentum: object,
-    n_threads: int,
-) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]]: ...
-def infer_plain(
-    x: object,
-    running_mean: object,
-    running_var: object,
-    gamma: object,
-    beta: object,
-    axis: object,
-    eps: object,
-    n_threads: int,
-) -> Optional[np.ndarray]: ...
-def backward_plain(
-    dy: object,
-    x: object,
-    mean: object,
-    invstd: object,
-    gamma: object,
-    axis: object,
-    n_threads: int,
-) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+__all__ = ["ISA_NAMES", "set_isa", "get_isa", "train", "infer", "backward", "moments", "apply",
+           "grad_sums", "grad_apply", "update_running", "count_nonfinite", "layout", "train_plain",
+           "infer_plain", "backward_plain"]

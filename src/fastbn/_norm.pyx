@@ -1,13 +1,17 @@
-"""Cython glue between :mod:`fastbn.norm` and the normalization core (``csrc/norm.h``).
+"""The normalization family's Cython module: batch norm and the core of layer, RMS, group and
+instance norm, over one kernel list (``csrc/kernels.def``) and one instruction-set choice.
 
 ``fastbn.norm`` validates every argument (one plan per call, shared by all the norms) and hands
-this module C-contiguous native arrays and the (outer, mid, G, Cg, inner) view.  This module
+this module C-contiguous native arrays and the (outer, mid, G, Cg, inner) view (``norm_forward``,
+``norm_backward``); ``fastbn.batchnorm`` does the same for batch norm's (outer, C, inner) view
+(``_batchnorm_glue.pxi``, included below and re-exported as ``fastbn._batchnorm``).  This module
 re-checks the facts memory safety rests on (dtype, byte order, contiguity, sizes), releases the
-GIL and calls the ``_f32`` or ``_f64`` kernel.  The kernels' declarations come from the one kernel
-list, csrc/norm_kernels.def, through the generated ``_norm_decl.pxi``.
+GIL and calls the ``_f32`` or ``_f64`` kernel.  The kernels' declarations come from the one
+kernel list through the generated ``_kernels_decl.pxi``.
 """
 cimport numpy as cnp
-from fastbn._util cimport check_status, fb_parallel_install, parallel_impl
+from fastbn._util cimport fb_status, check_status, extents_meet, fb_parallel_install, parallel_impl
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -15,34 +19,29 @@ cnp.import_array()
 # Kernels run their threads on _util's pool: one pool per process.
 fb_parallel_install(parallel_impl())
 
-cdef extern from "fastbn.h":
-    ctypedef enum fb_status:
-        FB_OK
-        FB_ENOMEM
-        FB_EINVAL
-
-cdef extern from "norm.h":
+cdef extern from "kernels.h":
     ctypedef struct fb_norm_view:
         int64_t outer
         int64_t mid
         int64_t G
         int64_t Cg
         int64_t inner
-    int fb_norm_set_isa(int isa) nogil
-    int fb_norm_get_isa() nogil
+    int fb_kernels_set_isa(int isa) nogil
+    int fb_kernels_get_isa() nogil
 
-include "_norm_decl.pxi"
+include "_kernels_decl.pxi"
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
 
 def set_isa(int isa):
-    if fb_norm_set_isa(isa) != 0:
+    """Choose the instruction set of every kernel of the family (an index into ISA_NAMES)."""
+    if fb_kernels_set_isa(isa) != 0:
         raise ValueError(f"instruction set {ISA_NAMES[isa]!r} cannot run on this CPU or build")
 
 
 def get_isa():
-    return fb_norm_get_isa()
+    return fb_kernels_get_isa()
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
@@ -54,8 +53,8 @@ cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
     if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
             or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
             or cnp.PyArray_SIZE(arr) != size):
-        raise ValueError(f"fastbn._norm: {name} must be a C-contiguous, aligned native array of "
-                         f"{size} elements of the expected dtype")
+        raise ValueError(f"{name}: must be a C-contiguous, aligned array of {size} elements of "
+                         f"the expected dtype, in native byte order")
     return cnp.PyArray_DATA(arr)
 
 
@@ -73,7 +72,7 @@ cdef int _typenum(cnp.ndarray x) except -1:
     return t
 
 
-def forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, bint centered,
+def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, bint centered,
             cnp.ndarray mean, cnp.ndarray invstd, int n_threads):
     """Statistics per group and the affine step; see fb_norm_forward_* in csrc/norm.h.
     mean, invstd: float64, one per group (outer * G), written."""
@@ -98,7 +97,7 @@ def forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, b
     check_status(st)
 
 
-def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mean,
+def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mean,
              cnp.ndarray invstd, gamma, bint centered, cnp.ndarray dgamma, dbeta, int n_threads):
     """Gradients through the group statistics; see fb_norm_backward_*.  mean (None when not
     centered), invstd: float64, one per group; dgamma, dbeta (or None): float64 (C,), written."""
@@ -125,3 +124,8 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mean,
             st = fb_norm_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx, &v,
                                       pm, ps, <const double *>pg, centered, pdg, pdb, n_threads)
     check_status(st)
+
+
+# ---- batch norm -------------------------------------------------------------------------------
+
+include "_batchnorm_glue.pxi"

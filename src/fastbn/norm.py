@@ -157,8 +157,8 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
-        _norm.forward(xk, buf, plan.view, _kernel(g, plan), _kernel(b, plan), eps, centered, mean,
-                      invstd, _config.get_num_threads())
+        _norm.norm_forward(xk, buf, plan.view, _kernel(g, plan), _kernel(b, plan), eps, centered,
+                           mean, invstd, _config.get_num_threads())
     y = _deliver(buf, target, plan)
     return (y, mean.reshape(plan.stat_shape).astype(plan.dtype),
             invstd.reshape(plan.stat_shape).astype(plan.dtype))
@@ -183,9 +183,9 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     buf, target = _buffers(out, x, plan)
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
-    _norm.backward(dyk, xk, buf, plan.view, _kernel(mean, plan, dtype=np.float64),
-                   _kernel(invstd, plan, dtype=np.float64),
-                   _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
+    _norm.norm_backward(dyk, xk, buf, plan.view, _kernel(mean, plan, dtype=np.float64),
+                        _kernel(invstd, plan, dtype=np.float64),
+                        _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
     dx = _deliver(buf, target, plan)
     dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)
     return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(plan.dtype))

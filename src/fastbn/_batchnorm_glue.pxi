@@ -1,4 +1,5 @@
-"""Cython glue between :mod:`fastbn.batchnorm` and the C kernels of ``csrc/batchnorm.h``.
+"""Batch norm's part of fastbn._norm (included by _norm.pyx; fastbn._batchnorm re-exports it):
+the glue between :mod:`fastbn.batchnorm` and the C kernels of ``csrc/batchnorm.h``.
 
 Design
 ------
@@ -43,73 +44,13 @@ channel's statistics are finite; otherwise it hands the statistics back, so that
 function warns *before* the buffers are written (under ``-W error`` the warning is an exception
 and the buffers stay as they were).
 """
-cimport numpy as cnp
-from fastbn._util cimport fb_status, check_status, extents_meet, fb_parallel_install, parallel_impl
-from libc.math cimport isfinite
-from libc.stdint cimport int64_t
-
-cnp.import_array()
-
-# Kernels run their threads on _util's pool: one pool per process.
-fb_parallel_install(parallel_impl())
-
 cdef extern from "batchnorm.h":
-    fb_status fb_bn_train_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
-                              const float *gamma, const float *beta, double eps, double *mean,
-                              double *var, double *invstd, int n_threads) nogil
-    fb_status fb_bn_train_f64(const double *x, double *y, int64_t outer, int64_t C, int64_t inner,
-                              const double *gamma, const double *beta, double eps, double *mean,
-                              double *var, double *invstd, int n_threads) nogil
-    fb_status fb_bn_infer_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
-                              const float *rmean, const float *rvar, const float *gamma,
-                              const float *beta, double eps, int n_threads) nogil
-    fb_status fb_bn_infer_f64(const double *x, double *y, int64_t outer, int64_t C, int64_t inner,
-                              const double *rmean, const double *rvar, const double *gamma,
-                              const double *beta, double eps, int n_threads) nogil
-    fb_status fb_bn_backward_f32(const float *dy, const float *x, float *dx, int64_t outer,
-                                 int64_t C, int64_t inner, const double *mean,
-                                 const double *invstd, const float *gamma, double *dgamma,
-                                 double *dbeta, int n_threads) nogil
-    fb_status fb_bn_backward_f64(const double *dy, const double *x, double *dx, int64_t outer,
-                                 int64_t C, int64_t inner, const double *mean,
-                                 const double *invstd, const double *gamma, double *dgamma,
-                                 double *dbeta, int n_threads) nogil
-    fb_status fb_bn_moments_f32(const float *x, int64_t outer, int64_t C, int64_t inner,
-                                double *mean, double *m2, int n_threads) nogil
-    fb_status fb_bn_moments_f64(const double *x, int64_t outer, int64_t C, int64_t inner,
-                                double *mean, double *m2, int n_threads) nogil
-    fb_status fb_bn_apply_f32(const float *x, float *y, int64_t outer, int64_t C, int64_t inner,
-                              const double *mean, const double *invstd, const float *gamma,
-                              const float *beta, int n_threads) nogil
-    fb_status fb_bn_apply_f64(const double *x, double *y, int64_t outer, int64_t C, int64_t inner,
-                              const double *mean, const double *invstd, const double *gamma,
-                              const double *beta, int n_threads) nogil
-    fb_status fb_bn_grad_sums_f32(const float *dy, const float *x, int64_t outer, int64_t C,
-                                  int64_t inner, const double *mean, const double *invstd,
-                                  double *sum_dy, double *sum_dy_xmu, int n_threads) nogil
-    fb_status fb_bn_grad_sums_f64(const double *dy, const double *x, int64_t outer, int64_t C,
-                                  int64_t inner, const double *mean, const double *invstd,
-                                  double *sum_dy, double *sum_dy_xmu, int n_threads) nogil
-    fb_status fb_bn_grad_apply_f32(const float *dy, const float *x, float *dx, int64_t outer,
-                                   int64_t C, int64_t inner, const double *mean,
-                                   const double *invstd, const float *gamma, const double *sum_dy,
-                                   const double *sum_dy_xmu, int64_t count, int n_threads) nogil
-    fb_status fb_bn_grad_apply_f64(const double *dy, const double *x, double *dx, int64_t outer,
-                                   int64_t C, int64_t inner, const double *mean,
-                                   const double *invstd, const double *gamma,
-                                   const double *sum_dy, const double *sum_dy_xmu, int64_t count,
-                                   int n_threads) nogil
     int64_t fb_bn_update_running_f32(float *rmean, int64_t rmean_stride, float *rvar,
                                      int64_t rvar_stride, const double *mean, const double *var,
                                      int64_t C, int64_t count, double momentum) nogil
     int64_t fb_bn_update_running_f64(double *rmean, int64_t rmean_stride, double *rvar,
                                      int64_t rvar_stride, const double *mean, const double *var,
                                      int64_t C, int64_t count, double momentum) nogil
-    int fb_bn_set_isa(int isa) nogil
-    int fb_bn_get_isa() nogil
-
-ISA_NAMES = ("scalar", "avx2", "avx512")
-
 
 
 cdef bint _is_f32(cnp.ndarray x) except -1:
@@ -122,29 +63,6 @@ cdef bint _is_f32(cnp.ndarray x) except -1:
     if t == cnp.NPY_FLOAT64:
         return False
     raise TypeError(f"fastbn._batchnorm: expected float32 or float64, got {x.dtype}")
-
-
-cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:
-    """Data pointer of a C-contiguous native-order array of `typenum` with `size` elements; NULL
-    for None."""
-    if a is None:
-        return NULL
-    cdef cnp.ndarray arr = <cnp.ndarray?>a
-    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
-            or cnp.PyArray_SIZE(arr) != size):
-        raise ValueError(f"fastbn._batchnorm: {name} must be a C-contiguous, aligned array of "
-                         f"{size} elements of the dtype of x, in native byte order")
-    return cnp.PyArray_DATA(arr)
-
-
-def set_isa(int isa):
-    if fb_bn_set_isa(isa) != 0:
-        raise ValueError(f"instruction set {ISA_NAMES[isa]!r} cannot run on this CPU or build")
-
-
-def get_isa():
-    return fb_bn_get_isa()
 
 
 def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, gamma, beta,

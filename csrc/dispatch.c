@@ -1,0 +1,38 @@
+/* dispatch.c -- the entry points of every kernel in kernels.def: one table per instruction set
+ * (kernels_table.h) and one choice of set for all of them; each entry point forwards to the
+ * table in use.  Compiled once (no ISA flags). */
+#include "cpu.h"
+#include "kernels.h"
+
+#define FB_SFX _scalar
+#include "kernels_table.h"
+#undef FB_SFX
+#if defined(FB_X86_ISAS)
+#define FB_SFX _avx2
+#include "kernels_table.h"
+#undef FB_SFX
+#define FB_SFX _avx512
+#include "kernels_table.h"
+#undef FB_SFX
+#endif
+
+FB_ISA_DISPATCH(fb_kernels, fb_kernel_table)
+
+#define T float
+#define FB_KERNEL(prefix, name, params, args)                                                      \
+    fb_status FB_KERNEL_NAME(prefix, name, f32) params                                             \
+    {                                                                                              \
+        return fb_kernels->FB_KERNEL_NAME(prefix, name, f32) args;                                 \
+    }
+#include "kernels.def"
+#undef FB_KERNEL
+#undef T
+#define T double
+#define FB_KERNEL(prefix, name, params, args)                                                      \
+    fb_status FB_KERNEL_NAME(prefix, name, f64) params                                             \
+    {                                                                                              \
+        return fb_kernels->FB_KERNEL_NAME(prefix, name, f64) args;                                 \
+    }
+#include "kernels.def"
+#undef FB_KERNEL
+#undef T

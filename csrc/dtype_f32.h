@@ -1,0 +1,18 @@
+/* dtype_f32.h -- the float32 parameters of a kernel body and of norm_common.h: the element type,
+ * its vector for the elementwise passes and its conversions from and to float64 vectors.
+ * dtype_end.h undoes them, so that dtype_f64.h can follow. */
+#define FB_T float
+#define FB_DT f32
+#define FB_TV fb_vf
+#define FB_TV_W FB_VF_W
+#define FB_TV_SET1 fb_vf_set1
+#define FB_TV_LOAD fb_vf_load
+#define FB_TV_STORE fb_vf_store
+#define FB_TV_STREAM fb_vf_stream
+#define FB_TV_ADD fb_vf_add
+#define FB_TV_SUB fb_vf_sub
+#define FB_TV_MUL fb_vf_mul
+#define FB_TV_FINITE fb_vf_finite
+#define FB_VD_LOAD_T fb_vd_load_f32
+#define FB_VD_STORE_T fb_vd_store_f32
+#define FB_TV_FROM_VD fb_vf_from_vd

@@ -1,0 +1,16 @@
+/* dtype_f64.h -- the float64 parameters of a kernel body and of norm_common.h (see dtype_f32.h). */
+#define FB_T double
+#define FB_DT f64
+#define FB_TV fb_vd
+#define FB_TV_W FB_VD_W
+#define FB_TV_SET1 fb_vd_set1
+#define FB_TV_LOAD fb_vd_load_f64
+#define FB_TV_STORE fb_vd_store_f64
+#define FB_TV_STREAM fb_vd_stream
+#define FB_TV_ADD fb_vd_add
+#define FB_TV_SUB fb_vd_sub
+#define FB_TV_MUL fb_vd_mul
+#define FB_TV_FINITE fb_vd_finite
+#define FB_VD_LOAD_T fb_vd_load_f64
+#define FB_VD_STORE_T fb_vd_store_f64
+#define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */

@@ -209,3 +209,46 @@ def same_view(a, b):
     return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
             and a.strides == b.strides and a.dtype == b.dtype
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+# ---- arrays as the C kernels take them ---------------------------------------------------------
+# The kernels read and write C-contiguous, aligned arrays of a native dtype.  Aligned: the C code
+# reads single elements as T, which at an odd address is undefined behaviour (UBSan stops there),
+# however x86 takes it.
+
+def kernel_ready(a):
+    """True if the kernels can write ``a`` (an ndarray) directly: C-contiguous, native, aligned."""
+    return a.flags.c_contiguous and a.dtype.isnative and a.flags.aligned
+
+
+def kernel_array(a, dtype, perm=None):
+    """``a`` as the kernels read it: C-contiguous, aligned, native ``dtype``, transposed by
+    ``perm`` first if given.  ``a`` itself when it already is; None stays None."""
+    if a is None:
+        return None
+    if perm is not None:
+        a = a.transpose(perm)
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
+
+
+def out_buffers(out, x, dtype, perm=None):
+    """(buf, target) for a kernel that writes an array shaped like ``x``.
+
+    The caller gets ``target``: ``out``, or a new array in the memory order of ``x`` (as
+    ``np.empty_like``).  The kernel writes ``buf``: the shape of ``x`` transposed by ``perm`` if
+    given, C-contiguous, native ``dtype``; ``target`` itself when that needs no transpose and is
+    :func:`kernel_ready`, else scratch that :func:`deliver` copies into ``target``.
+    """
+    target = np.empty_like(x, dtype=dtype, subok=False) if out is None else out
+    if perm is None and kernel_ready(target):
+        return target, target
+    shape = x.shape if perm is None else tuple(x.shape[i] for i in perm)
+    return np.empty(shape, dtype=dtype), target
+
+
+def deliver(buf, target, perm=None):
+    """``target`` holding what the kernel wrote into ``buf`` (see :func:`out_buffers`)."""
+    if buf is not target:
+        np.copyto(target, buf if perm is None else buf.transpose(np.argsort(perm)))
+    return target

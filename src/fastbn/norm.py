@@ -20,9 +20,9 @@ __all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
            "group_norm_backward", "instance_norm", "instance_norm_backward"]
 
 # view: (outer, mid, G, Cg, inner) of the kernel array; perm: the transpose of x that the kernel
-# array is (None: x itself); kshape: its shape; stat_shape, param_shape: of mean/invstd and of
-# gamma/beta; what: how param_shape is described in messages.
-_Plan = namedtuple("_Plan", ["dtype", "view", "perm", "kshape", "stat_shape", "param_shape", "what"])
+# array is (None: x itself); stat_shape, param_shape: of mean/invstd and of gamma/beta; what: how
+# param_shape is described in messages.
+_Plan = namedtuple("_Plan", ["dtype", "view", "perm", "stat_shape", "param_shape", "what"])
 
 
 def _input(x, min_ndim):
@@ -57,8 +57,8 @@ def _trailing_plan(x, axis):
     perm = tuple(rest + axes)
     stat_shape = tuple(x.shape[i] for i in rest)
     plan = _Plan(v.native_dtype(x.dtype), (math.prod(stat_shape), 1, 1, D, 1),
-                 None if perm == tuple(range(x.ndim)) else perm, tuple(x.shape[i] for i in perm),
-                 stat_shape, param_shape, "the shape of the normalized axes of x")
+                 None if perm == tuple(range(x.ndim)) else perm, stat_shape, param_shape,
+                 "the shape of the normalized axes of x")
     return x, plan
 
 
@@ -80,7 +80,7 @@ def _group_plan(x, num_groups, axis, instance=False):
     mid, inner = math.prod(x.shape[1:axis]), math.prod(x.shape[axis + 1:])
     if C == 0 or mid * inner == 0:
         raise ValueError(f"x: the groups hold no values (shape {x.shape}, channel axis {axis})")
-    plan = _Plan(v.native_dtype(x.dtype), (x.shape[0], mid, G, C // G, inner), None, x.shape,
+    plan = _Plan(v.native_dtype(x.dtype), (x.shape[0], mid, G, C // G, inner), None,
                  (x.shape[0], G), (C,), "one value per channel")
     return x, plan
 
@@ -114,35 +114,6 @@ def _stat(a, name, plan):
     return a
 
 
-def _kernel(a, plan, perm=False, dtype=None):
-    """``a`` as the kernels read it: C-contiguous, aligned, native, of ``dtype`` (default the
-    plan's), transposed by the plan if ``perm`` (the C code reads whole elements: an unaligned
-    view is copied)."""
-    if a is None:
-        return None
-    if perm and plan.perm is not None:
-        a = a.transpose(plan.perm)
-    a = np.ascontiguousarray(a, dtype=dtype or plan.dtype)
-    return a if a.flags.aligned else a.copy()
-
-
-def _buffers(out, x, plan):
-    """(buf, target): the kernel writes ``buf`` (C-contiguous, native, the kernel layout); the
-    caller gets ``target``, ``out`` or a new array in the memory order of ``x``."""
-    target = np.empty_like(x, dtype=plan.dtype, subok=False) if out is None else out
-    if (plan.perm is None and target.flags.c_contiguous and target.dtype.isnative
-            and target.flags.aligned):
-        return target, target
-    return np.empty(plan.kshape, dtype=plan.dtype), target
-
-
-def _deliver(buf, target, plan):
-    if buf is not target:
-        inverse = None if plan.perm is None else tuple(np.argsort(plan.perm))
-        np.copyto(target, buf if inverse is None else buf.transpose(inverse))
-    return target
-
-
 def _forward(x, plan, gamma, beta, eps, out, centered):
     """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype."""
     g = _param(gamma, "gamma", plan)
@@ -152,14 +123,15 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
         v.output_any_order(out, "out", x.shape, plan.dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b)])
-    xk = _kernel(x, plan, perm=True)
-    buf, target = _buffers(out, x, plan)
+    xk = v.kernel_array(x, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
-        _norm.forward(xk, buf, plan.view, _kernel(g, plan), _kernel(b, plan), eps, centered, mean,
-                      invstd, _config.get_num_threads())
-    y = _deliver(buf, target, plan)
+        _norm.forward(xk, buf, plan.view, v.kernel_array(g, plan.dtype),
+                      v.kernel_array(b, plan.dtype), eps, centered, mean, invstd,
+                      _config.get_num_threads())
+    y = v.deliver(buf, target, plan.perm)
     return (y, mean.reshape(plan.stat_shape).astype(plan.dtype),
             invstd.reshape(plan.stat_shape).astype(plan.dtype))
 
@@ -179,14 +151,16 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     in_place = out is not None and v.same_view(out, dy)
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
                                   ("invstd", invstd), ("gamma", g)])
-    dyk, xk = _kernel(dy, plan, perm=True), _kernel(x, plan, perm=True)
-    buf, target = _buffers(out, x, plan)
+    dyk = v.kernel_array(dy, plan.dtype, plan.perm)
+    xk = v.kernel_array(x, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
-    _norm.backward(dyk, xk, buf, plan.view, _kernel(mean, plan, dtype=np.float64),
-                   _kernel(invstd, plan, dtype=np.float64),
-                   _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
-    dx = _deliver(buf, target, plan)
+    _norm.backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
+                   v.kernel_array(invstd, np.float64),
+                   v.kernel_array(g, plan.dtype), centered, dgamma, dbeta,
+                   _config.get_num_threads())
+    dx = v.deliver(buf, target, plan.perm)
     dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)
     return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(plan.dtype))
 

@@ -156,6 +156,12 @@ def native_dtype(dtype):
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
+def to_native(a):
+    """``a`` (an ndarray) in native byte order: ``a`` itself, or a converted copy in the same
+    memory order (as ``astype``)."""
+    return a if a.dtype.isnative else a.astype(native_dtype(a.dtype))
+
+
 def float_array_any_order(a, name):
     """:func:`float_array` that also accepts float32/float64 of non-native byte order.
 

@@ -12,6 +12,7 @@ import numpy as np
 from fastbn._util import byte_extent, extent_overlaps
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BATCH_LAYOUT = " (batch, channels, ...)"   # what batch norm's x holds, for input_array's message
 _TooHardError = getattr(np, "exceptions", np).TooHardError
 
 
@@ -172,6 +173,16 @@ def float_array_any_order(a, name):
     return float_array(a, name)
 
 
+def input_array(x, name, min_ndim, layout=""):
+    """:func:`float_array_any_order` of at least ``min_ndim`` dimensions; ``layout`` (such as
+    BATCH_LAYOUT) follows the count in the message."""
+    x = float_array_any_order(x, name)
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name}: expected an array with at least {min_ndim} dimension"
+                         f"{'s' if min_ndim > 1 else ''}{layout}, got {x.ndim}-d shape {x.shape}")
+    return x
+
+
 def same_dtype_any_order(a, name, dtype, of="x"):
     """:func:`same_dtype` up to byte order: ``'>f4'`` matches ``float32``."""
     if native_dtype(a.dtype) != native_dtype(dtype):
@@ -189,6 +200,11 @@ def vector_any_order(a, name, length, dtype):
                              f"got {a.shape}")
         return a
     return vector(a, name, length, native_dtype(dtype))
+
+
+def optional_vector_any_order(a, name, length, dtype):
+    """None, or :func:`vector_any_order` (``a`` as given, for the overlap checks)."""
+    return None if a is None else vector_any_order(a, name, length, dtype)
 
 
 def output_any_order(out, name, shape, dtype):

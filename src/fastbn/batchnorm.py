@@ -26,20 +26,6 @@ __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "Batch
            "BatchNormGrads"]
 
 
-def _input(x, name="x"):
-    """``x`` as given (any byte order), checked to be a float array of ndim >= 2."""
-    x = v.float_array_any_order(x, name)
-    if x.ndim < 2:
-        raise ValueError(f"{name}: expected an array with at least 2 dimensions (batch, channels, ...),"
-                         f" got {x.ndim}-d shape {x.shape}")
-    return x
-
-
-def _optional_vector(a, name, C, dtype):
-    """The validated array itself (not a copy), so that overlap checks see the caller's memory."""
-    return None if a is None else v.vector_any_order(a, name, C, dtype)
-
-
 def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stacklevel=3):
     """Update the running buffers from stats (3, C), warning first about channels whose
     statistics are not finite (they are skipped): under ``-W error`` the warning raises before
@@ -148,7 +134,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                 _update_running(running_mean, running_var, pending, y.size // mean.shape[0],
                                 momentum)
             return BatchNormResult(y, mean, invstd)
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     dtype = v.native_dtype(x.dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
@@ -158,8 +144,8 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if count < 2:
         raise ValueError(f"x: expected more than 1 value per channel in training, got {count} "
                          f"(shape {x.shape}, channel axis {axis})")
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     rm = rv = None
     if running_mean is not None:
         v.require_native(running_mean, "running_mean")
@@ -231,14 +217,14 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
                                    _config.get_num_threads())
         if y is not None:
             return y
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = v.native_dtype(x.dtype), x.shape[axis]
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     rm = v.vector_any_order(running_mean, "running_mean", C, dtype)
     rv = v.vector_any_order(running_var, "running_var", C, dtype)
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
@@ -307,7 +293,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
                                           _config.get_num_threads())
         if plain is not None:
             return BatchNormGrads(*plain)
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     dy = v.float_array_any_order(dy, "dy")
     v.same_dtype_any_order(dy, "dy", x.dtype)
     if dy.shape != x.shape:
@@ -317,7 +303,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     outer, C, inner = _batchnorm.layout(x, axis)
     mean = v.vector_any_order(mean, "mean", C, dtype)
     invstd = v.vector_any_order(invstd, "invstd", C, dtype)
-    g = _optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
     if out is not None:

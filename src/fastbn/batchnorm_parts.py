@@ -26,7 +26,7 @@ import numpy as np
 
 from fastbn import _batchnorm, _config
 from fastbn import _validation as v
-from fastbn.batchnorm import _input, _optional_vector, _update_running
+from fastbn.batchnorm import _update_running
 
 __all__ = ["batch_norm_stats", "merge_stats", "batch_norm_apply", "update_running_stats",
            "batch_norm_backward_reduce", "batch_norm_backward_apply"]
@@ -72,7 +72,7 @@ def _count(count, name, C, minimum):
 
 def _layout(x, axis):
     """(x, axis, dtype, outer, C, inner) of a validated batch."""
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     return x, axis, v.native_dtype(x.dtype), *_batchnorm.layout(x, axis)
 
@@ -236,8 +236,8 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
     x, axis, dtype, outer, C, inner = _layout(x, axis)
     m = _stats_vector(mean, "mean", C)
     s = _stats_vector(invstd, "invstd", C)
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
@@ -436,7 +436,7 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
            [0.]])
     """
     x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
-    g = _optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     sdy = _stats_vector(sum_dy, "sum_dy", C)
     sdyx = _stats_vector(sum_dy_xhat, "sum_dy_xhat", C)
     n = _count(count, "count", C, max(1, outer * inner))

@@ -127,8 +127,8 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
     x, axis, dtype, outer, C, inner = _parts._layout(x, axis)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
-    g = _parts._optional_vector(gamma, "gamma", C, dtype)
-    b = _parts._optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     rm = rv = None
     if running_mean is not None:
         v.require_native(running_mean, "running_mean")
@@ -202,7 +202,7 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     """
     _check_comm(comm)
     x, dy, axis, dtype, outer, C, inner, m, s = _parts._grad_inputs(dy, x, mean, invstd, axis)
-    g = _parts._optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, dy)

@@ -25,14 +25,6 @@ __all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
 _Plan = namedtuple("_Plan", ["dtype", "view", "perm", "stat_shape", "param_shape", "what"])
 
 
-def _input(x, min_ndim):
-    x = v.float_array_any_order(x, "x")
-    if x.ndim < min_ndim:
-        raise ValueError(f"x: expected an array with at least {min_ndim} dimension"
-                         f"{'s' if min_ndim > 1 else ''}, got {x.ndim}-d shape {x.shape}")
-    return x
-
-
 def _axes(axis, ndim):
     """The normalized axes: an int or a tuple (or list) of ints, each in range, none twice;
     returned in increasing order."""
@@ -47,7 +39,7 @@ def _axes(axis, ndim):
 
 def _trailing_plan(x, axis):
     """Layer and RMS norm: statistics over the axes `axis`, per index of the others."""
-    x = _input(x, 1)
+    x = v.input_array(x, "x", 1)
     axes = _axes(axis, x.ndim)
     rest = [i for i in range(x.ndim) if i not in axes]
     param_shape = tuple(x.shape[a] for a in axes)
@@ -65,7 +57,7 @@ def _trailing_plan(x, axis):
 def _group_plan(x, num_groups, axis, instance=False):
     """Group norm (instance norm: ``instance``, one channel per group): statistics per
     (sample along axis 0, group of channels along `axis`)."""
-    x = _input(x, 2)
+    x = v.input_array(x, "x", 2)
     axis = v.normalize_axis(axis, x.ndim)
     if axis == 0:
         raise ValueError("axis: expected a channel axis other than 0 (axis 0 is the samples)")

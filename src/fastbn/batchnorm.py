@@ -26,6 +26,27 @@ __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "Batch
            "BatchNormGrads"]
 
 
+def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out):
+    """Check a training call's per-channel arrays and ``out`` against the validated ``x``, then
+    that nothing written overlaps anything else: (gamma, beta, running_mean, running_var) as
+    given (None where absent)."""
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
+    rm = rv = None
+    if running_mean is not None:
+        v.require_native(running_mean, "running_mean")
+        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+    if running_var is not None:
+        v.require_native(running_var, "running_var")
+        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, x)
+    v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
+                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    return g, b, rm, rv
+
+
 def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stacklevel=3):
     """Update the running buffers from stats (3, C), warning first about channels whose
     statistics are not finite (they are skipped): under ``-W error`` the warning raises before
@@ -144,20 +165,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if count < 2:
         raise ValueError(f"x: expected more than 1 value per channel in training, got {count} "
                          f"(shape {x.shape}, channel axis {axis})")
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
-    b = v.optional_vector_any_order(beta, "beta", C, dtype)
-    rm = rv = None
-    if running_mean is not None:
-        v.require_native(running_mean, "running_mean")
-        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
-    if running_var is not None:
-        v.require_native(running_var, "running_var")
-        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
-    if out is not None:
-        v.output_any_order(out, "out", x.shape, dtype)
-    in_place = out is not None and v.same_view(out, x)
-    v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
-                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
     buf, target = v.out_buffers(out, x, dtype)
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd

@@ -77,33 +77,28 @@ def _group_plan(x, num_groups, axis, instance=False):
     return x, plan
 
 
-def _param(a, name, plan):
-    """``a`` (gamma or beta) checked against the plan, as given (for the overlap checks)."""
-    if a is None:
-        return None
+def _shaped(a, name, dtype, shape, what):
+    """``a`` checked to be of ``dtype`` (either byte order) and ``shape``, as given (for the
+    overlap checks); ``what`` says in a message where the shape comes from."""
     if not isinstance(a, np.ndarray):
         try:
-            a = np.asarray(a, dtype=plan.dtype)
+            a = np.asarray(a, dtype=dtype)
         except (ValueError, TypeError) as e:
-            raise TypeError(f"{name}: expected an array of shape {plan.param_shape} ({e})") from None
-    v.same_dtype_any_order(a, name, plan.dtype)
-    if a.shape != plan.param_shape:
-        raise ValueError(f"{name}: expected shape {plan.param_shape} ({plan.what}), got {a.shape}")
+            raise TypeError(f"{name}: expected an array of shape {shape} ({e})") from None
+    v.same_dtype_any_order(a, name, dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} ({what}), got {a.shape}")
     return a
+
+
+def _param(a, name, plan):
+    """``a`` (gamma or beta, or None) checked against the plan."""
+    return None if a is None else _shaped(a, name, plan.dtype, plan.param_shape, plan.what)
 
 
 def _stat(a, name, plan):
     """A statistic of the forward pass (mean, invstd, invrms): the plan's stat_shape, x's dtype."""
-    if not isinstance(a, np.ndarray):
-        try:
-            a = np.asarray(a, dtype=plan.dtype)
-        except (ValueError, TypeError) as e:
-            raise TypeError(f"{name}: expected an array of shape {plan.stat_shape} ({e})") from None
-    v.same_dtype_any_order(a, name, plan.dtype)
-    if a.shape != plan.stat_shape:
-        raise ValueError(f"{name}: expected shape {plan.stat_shape} (as the forward pass returns "
-                         f"it), got {a.shape}")
-    return a
+    return _shaped(a, name, plan.dtype, plan.stat_shape, "as the forward pass returns it")
 
 
 def _forward(x, plan, gamma, beta, eps, out, centered):

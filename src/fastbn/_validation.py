@@ -12,6 +12,7 @@ import numpy as np
 from fastbn._util import byte_extent, extent_overlaps
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BATCH_LAYOUT = " (batch, channels, ...)"   # what batch norm's x holds, for input_array's message
 _TooHardError = getattr(np, "exceptions", np).TooHardError
 
 
@@ -156,6 +157,12 @@ def native_dtype(dtype):
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
+def to_native(a):
+    """``a`` (an ndarray) in native byte order: ``a`` itself, or a converted copy in the same
+    memory order (as ``astype``)."""
+    return a if a.dtype.isnative else a.astype(native_dtype(a.dtype))
+
+
 def float_array_any_order(a, name):
     """:func:`float_array` that also accepts float32/float64 of non-native byte order.
 
@@ -164,6 +171,16 @@ def float_array_any_order(a, name):
     if isinstance(a, np.ndarray) and native_dtype(a.dtype) in FLOAT_DTYPES:
         return a
     return float_array(a, name)
+
+
+def input_array(x, name, min_ndim, layout=""):
+    """:func:`float_array_any_order` of at least ``min_ndim`` dimensions; ``layout`` (such as
+    BATCH_LAYOUT) follows the count in the message."""
+    x = float_array_any_order(x, name)
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name}: expected an array with at least {min_ndim} dimension"
+                         f"{'s' if min_ndim > 1 else ''}{layout}, got {x.ndim}-d shape {x.shape}")
+    return x
 
 
 def same_dtype_any_order(a, name, dtype, of="x"):
@@ -183,6 +200,11 @@ def vector_any_order(a, name, length, dtype):
                              f"got {a.shape}")
         return a
     return vector(a, name, length, native_dtype(dtype))
+
+
+def optional_vector_any_order(a, name, length, dtype):
+    """None, or :func:`vector_any_order` (``a`` as given, for the overlap checks)."""
+    return None if a is None else vector_any_order(a, name, length, dtype)
 
 
 def output_any_order(out, name, shape, dtype):
@@ -209,3 +231,46 @@ def same_view(a, b):
     return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
             and a.strides == b.strides and a.dtype == b.dtype
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+# ---- arrays as the C kernels take them ---------------------------------------------------------
+# The kernels read and write C-contiguous, aligned arrays of a native dtype.  Aligned: the C code
+# reads single elements as T, which at an odd address is undefined behaviour (UBSan stops there),
+# however x86 takes it.
+
+def kernel_ready(a):
+    """True if the kernels can write ``a`` (an ndarray) directly: C-contiguous, native, aligned."""
+    return a.flags.c_contiguous and a.dtype.isnative and a.flags.aligned
+
+
+def kernel_array(a, dtype, perm=None):
+    """``a`` as the kernels read it: C-contiguous, aligned, native ``dtype``, transposed by
+    ``perm`` first if given.  ``a`` itself when it already is; None stays None."""
+    if a is None:
+        return None
+    if perm is not None:
+        a = a.transpose(perm)
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
+
+
+def out_buffers(out, x, dtype, perm=None):
+    """(buf, target) for a kernel that writes an array shaped like ``x``.
+
+    The caller gets ``target``: ``out``, or a new array in the memory order of ``x`` (as
+    ``np.empty_like``).  The kernel writes ``buf``: the shape of ``x`` transposed by ``perm`` if
+    given, C-contiguous, native ``dtype``; ``target`` itself when that needs no transpose and is
+    :func:`kernel_ready`, else scratch that :func:`deliver` copies into ``target``.
+    """
+    target = np.empty_like(x, dtype=dtype, subok=False) if out is None else out
+    if perm is None and kernel_ready(target):
+        return target, target
+    shape = x.shape if perm is None else tuple(x.shape[i] for i in perm)
+    return np.empty(shape, dtype=dtype), target
+
+
+def deliver(buf, target, perm=None):
+    """``target`` holding what the kernel wrote into ``buf`` (see :func:`out_buffers`)."""
+    if buf is not target:
+        np.copyto(target, buf if perm is None else buf.transpose(np.argsort(perm)))
+    return target

@@ -26,44 +26,25 @@ __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "Batch
            "BatchNormGrads"]
 
 
-def _input(x, name="x"):
-    """``x`` as given (any byte order), checked to be a float array of ndim >= 2."""
-    x = v.float_array_any_order(x, name)
-    if x.ndim < 2:
-        raise ValueError(f"{name}: expected an array with at least 2 dimensions (batch, channels, ...),"
-                         f" got {x.ndim}-d shape {x.shape}")
-    return x
-
-
-def _optional_vector(a, name, C, dtype):
-    """The validated array itself (not a copy), so that overlap checks see the caller's memory."""
-    return None if a is None else v.vector_any_order(a, name, C, dtype)
-
-
-def _kernel_array(a, dtype):
-    """``a`` as the kernels read it: C-contiguous, aligned, native ``dtype`` (``a`` itself if it
-    is).  Aligned: the C code reads single elements as T, which at an odd address is undefined
-    behaviour (UBSan stops there), however x86 takes it."""
-    if a is None:
-        return None
-    a = np.ascontiguousarray(a, dtype=dtype)
-    return a if a.flags.aligned else a.copy()
-
-
-def _buffers(out, x, dtype):
-    """(buf, target): the kernel writes ``buf`` (C-contiguous, native); the caller gets ``target``,
-    ``out`` or a new array in the memory order of ``x`` (as ``np.empty_like``).  ``buf`` is
-    ``target`` itself whenever that is C-contiguous and native, else a scratch array."""
-    target = np.empty_like(x, dtype=dtype, subok=False) if out is None else out
-    if target.flags.c_contiguous and target.dtype.isnative and target.flags.aligned:
-        return target, target
-    return np.empty(x.shape, dtype=dtype), target
-
-
-def _deliver(buf, target):
-    if buf is not target:
-        np.copyto(target, buf)
-    return target
+def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out):
+    """Check a training call's per-channel arrays and ``out`` against the validated ``x``, then
+    that nothing written overlaps anything else: (gamma, beta, running_mean, running_var) as
+    given (None where absent)."""
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
+    rm = rv = None
+    if running_mean is not None:
+        v.require_native(running_mean, "running_mean")
+        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+    if running_var is not None:
+        v.require_native(running_var, "running_var")
+        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+    if out is not None:
+        v.output_any_order(out, "out", x.shape, dtype)
+    in_place = out is not None and v.same_view(out, x)
+    v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
+                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    return g, b, rm, rv
 
 
 def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stacklevel=3):
@@ -78,7 +59,7 @@ def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stac
                       "statistics; their running statistics were not updated",
                       RuntimeWarning, stacklevel=stacklevel)
     typenum = (rm if rm is not None else rv).dtype.num
-    # unaligned buffers: updated through aligned copies (see _kernel_array)
+    # unaligned buffers: updated through aligned copies (see _validation.kernel_array)
     rmk, rvk = (None if a is None or a.flags.aligned else np.array(a) for a in (rm, rv))
     _batchnorm.update_running(rm if rmk is None else rmk, rv if rvk is None else rvk, stats, count,
                               momentum, typenum)
@@ -174,7 +155,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                 _update_running(running_mean, running_var, pending, y.size // mean.shape[0],
                                 momentum)
             return BatchNormResult(y, mean, invstd)
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     dtype = v.native_dtype(x.dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
@@ -184,27 +165,14 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if count < 2:
         raise ValueError(f"x: expected more than 1 value per channel in training, got {count} "
                          f"(shape {x.shape}, channel axis {axis})")
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
-    rm = rv = None
-    if running_mean is not None:
-        v.require_native(running_mean, "running_mean")
-        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
-    if running_var is not None:
-        v.require_native(running_var, "running_var")
-        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
-    if out is not None:
-        v.output_any_order(out, "out", x.shape, dtype)
-    in_place = out is not None and v.same_view(out, x)
-    v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
-                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
-    buf, target = _buffers(out, x, dtype)
+    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
+    buf, target = v.out_buffers(out, x, dtype)
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
     if C:
-        _batchnorm.train(_kernel_array(x, dtype), buf, outer, C, inner, _kernel_array(g, dtype),
-                         _kernel_array(b, dtype), eps, stats, _config.get_num_threads())
-    y = _deliver(buf, target)
+        _batchnorm.train(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(g, dtype),
+                         v.kernel_array(b, dtype), eps, stats, _config.get_num_threads())
+    y = v.deliver(buf, target)
     if (rm is not None or rv is not None) and C:
         _update_running(rm, rv, stats, count, momentum)
     return BatchNormResult(y, stats[0].astype(dtype), stats[2].astype(dtype))
@@ -257,26 +225,26 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
                                    _config.get_num_threads())
         if y is not None:
             return y
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = v.native_dtype(x.dtype), x.shape[axis]
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     rm = v.vector_any_order(running_mean, "running_mean", C, dtype)
     rv = v.vector_any_order(running_var, "running_var", C, dtype)
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("running_mean", rm),
                                   ("running_var", rv), ("gamma", g), ("beta", b)])
-    buf, target = _buffers(out, x, dtype)
+    buf, target = v.out_buffers(out, x, dtype)
     if x.size:
         outer, C, inner = _batchnorm.layout(x, axis)
-        _batchnorm.infer(_kernel_array(x, dtype), buf, outer, C, inner, _kernel_array(rm, dtype),
-                         _kernel_array(rv, dtype), _kernel_array(g, dtype),
-                         _kernel_array(b, dtype), eps, _config.get_num_threads())
-    return _deliver(buf, target)
+        _batchnorm.infer(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(rm, dtype),
+                         v.kernel_array(rv, dtype), v.kernel_array(g, dtype),
+                         v.kernel_array(b, dtype), eps, _config.get_num_threads())
+    return v.deliver(buf, target)
 
 
 def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
@@ -333,7 +301,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
                                           _config.get_num_threads())
         if plain is not None:
             return BatchNormGrads(*plain)
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     dy = v.float_array_any_order(dy, "dy")
     v.same_dtype_any_order(dy, "dy", x.dtype)
     if dy.shape != x.shape:
@@ -343,7 +311,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     outer, C, inner = _batchnorm.layout(x, axis)
     mean = v.vector_any_order(mean, "mean", C, dtype)
     invstd = v.vector_any_order(invstd, "invstd", C, dtype)
-    g = _optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
     if out is not None:
@@ -351,12 +319,12 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     in_place = out is not None and v.same_view(out, dy)
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
                                   ("invstd", invstd), ("gamma", g)])
-    buf, target = _buffers(out, x, dtype)
+    buf, target = v.out_buffers(out, x, dtype)
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
     if C:
-        m = _kernel_array(mean, np.float64)
-        s = _kernel_array(invstd, np.float64)
-        _batchnorm.backward(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C,
-                            inner, m, s, _kernel_array(g, dtype), grads,
+        m = v.kernel_array(mean, np.float64)
+        s = v.kernel_array(invstd, np.float64)
+        _batchnorm.backward(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C,
+                            inner, m, s, v.kernel_array(g, dtype), grads,
                             _config.get_num_threads())
-    return BatchNormGrads(_deliver(buf, target), grads[0].astype(dtype), grads[1].astype(dtype))
+    return BatchNormGrads(v.deliver(buf, target), grads[0].astype(dtype), grads[1].astype(dtype))

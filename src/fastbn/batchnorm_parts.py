@@ -26,8 +26,7 @@ import numpy as np
 
 from fastbn import _batchnorm, _config
 from fastbn import _validation as v
-from fastbn.batchnorm import (_buffers, _deliver, _input, _kernel_array, _optional_vector,
-                              _update_running)
+from fastbn.batchnorm import _update_running
 
 __all__ = ["batch_norm_stats", "merge_stats", "batch_norm_apply", "update_running_stats",
            "batch_norm_backward_reduce", "batch_norm_backward_apply"]
@@ -41,7 +40,7 @@ def _stats_vector(a, name, C):
     a = v.float_array_any_order(a, name)
     if a.shape != (C,):
         raise ValueError(f"{name}: expected shape ({C},) (one value per channel), got {a.shape}")
-    return _kernel_array(a, np.float64)
+    return v.kernel_array(a, np.float64)
 
 
 def _nd(a):
@@ -73,7 +72,7 @@ def _count(count, name, C, minimum):
 
 def _layout(x, axis):
     """(x, axis, dtype, outer, C, inner) of a validated batch."""
-    x = _input(x)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
     axis = v.normalize_axis(axis, x.ndim)
     return x, axis, v.native_dtype(x.dtype), *_batchnorm.layout(x, axis)
 
@@ -117,7 +116,7 @@ def batch_norm_stats(x, *, axis=1):
     mean, m2 = np.zeros(C), np.zeros(C)
     count = outer * inner
     if C and count:
-        _k.moments(_kernel_array(x, dtype), outer, C, inner, mean, m2, _config.get_num_threads())
+        _k.moments(v.kernel_array(x, dtype), outer, C, inner, mean, m2, _config.get_num_threads())
     return np.full(C, float(count)), mean, m2
 
 
@@ -237,18 +236,18 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
     x, axis, dtype, outer, C, inner = _layout(x, axis)
     m = _stats_vector(mean, "mean", C)
     s = _stats_vector(invstd, "invstd", C)
-    g = _optional_vector(gamma, "gamma", C, dtype)
-    b = _optional_vector(beta, "beta", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    b = v.optional_vector_any_order(beta, "beta", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("mean", _nd(mean)),
                                   ("invstd", _nd(invstd)), ("gamma", g), ("beta", b)])
-    buf, target = _buffers(out, x, dtype)
+    buf, target = v.out_buffers(out, x, dtype)
     if x.size:
-        _k.apply(_kernel_array(x, dtype), buf, outer, C, inner, m, s, _kernel_array(g, dtype),
-                 _kernel_array(b, dtype), _config.get_num_threads())
-    return _deliver(buf, target)
+        _k.apply(v.kernel_array(x, dtype), buf, outer, C, inner, m, s, v.kernel_array(g, dtype),
+                 v.kernel_array(b, dtype), _config.get_num_threads())
+    return v.deliver(buf, target)
 
 
 def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum=0.1):
@@ -375,19 +374,19 @@ def _grad_sums(dy, x, dtype, outer, C, inner, m, s):
     their dx bitwise batch_norm_backward's.)"""
     sum_dy, sum_dy_xmu = np.zeros(C), np.zeros(C)
     if x.size:
-        _k.grad_sums(_kernel_array(dy, dtype), _kernel_array(x, dtype), outer, C, inner, m, s,
+        _k.grad_sums(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), outer, C, inner, m, s,
                      sum_dy, sum_dy_xmu, _config.get_num_threads())
     return sum_dy, sum_dy_xmu
 
 
 def _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sum_dy, sum_dy_xmu, count, out):
     """dx from validated inputs and the (global) sums of _grad_sums over ``count`` values."""
-    buf, target = _buffers(out, x, dtype)
+    buf, target = v.out_buffers(out, x, dtype)
     if x.size:
-        _k.grad_apply(_kernel_array(dy, dtype), _kernel_array(x, dtype), buf, outer, C, inner,
-                      m, s, _kernel_array(g, dtype), sum_dy, sum_dy_xmu, int(count),
+        _k.grad_apply(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C, inner,
+                      m, s, v.kernel_array(g, dtype), sum_dy, sum_dy_xmu, int(count),
                       _config.get_num_threads())
-    return _deliver(buf, target)
+    return v.deliver(buf, target)
 
 
 def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count, *, axis=1,
@@ -437,7 +436,7 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
            [0.]])
     """
     x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
-    g = _optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     sdy = _stats_vector(sum_dy, "sum_dy", C)
     sdyx = _stats_vector(sum_dy_xhat, "sum_dy_xhat", C)
     n = _count(count, "count", C, max(1, outer * inner))

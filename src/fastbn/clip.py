@@ -42,16 +42,11 @@ def _elements(grads, name):
     return [(f"{name}[{k}]", a) for k, a in enumerate(grads)]
 
 
-def _native(dtype):
-    """``dtype`` in this machine's byte order ('>f4' -> float32 on a little-endian machine)."""
-    return dtype if dtype.isnative else dtype.newbyteorder("=")
-
-
 def _flat(a):
     """(1-d single-stride array over a's elements in C order, in native byte order, whether it
     is a copy).  A byte-swapped array is always copied: the kernels read native floats only."""
     if not a.dtype.isnative:
-        return np.ascontiguousarray(a, dtype=_native(a.dtype)).reshape(-1), True
+        return np.ascontiguousarray(a, dtype=v.native_dtype(a.dtype)).reshape(-1), True
     if a.flags.c_contiguous and a.flags.aligned:   # the kernels read elements as T: aligned
         return a.reshape(-1), False
     if a.flags.aligned:
@@ -71,7 +66,8 @@ def _prepare(grads, name, inplace):
     for label, a in items:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{label}: expected a numpy ndarray, got {type(a).__name__}")
-        if _native(a.dtype) not in v.FLOAT_DTYPES and _half.kind(_native(a.dtype), label) is None:
+        native = v.native_dtype(a.dtype)
+        if native not in v.FLOAT_DTYPES and _half.kind(native, label) is None:
             raise TypeError(f"{label}: expected a {_half.EXPECTED} array, got dtype {a.dtype}")
         if inplace and not a.flags.writeable:
             raise ValueError(f"{label}: expected a writeable array (it is updated in place), "
@@ -333,7 +329,7 @@ def clip_by_norm(grad, max_norm, *, out=None):
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"grad: expected a numpy ndarray, got {type(grad).__name__}")
     max_norm = v.real(max_norm, "max_norm", lo=0.0)
-    dtype = _native(grad.dtype)
+    dtype = v.native_dtype(grad.dtype)
     half = _half.kind(dtype, "grad")
     if dtype not in v.FLOAT_DTYPES and half is None:
         raise TypeError(f"grad: expected a {_half.EXPECTED} array, got dtype {grad.dtype}")
@@ -368,7 +364,7 @@ def _same_view(a, b):
 def _check_out(out, grad, dtype):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy ndarray, got {type(out).__name__}")
-    if _native(out.dtype) != dtype:
+    if v.native_dtype(out.dtype) != dtype:
         raise TypeError(f"out: expected dtype {dtype} (the dtype of grad), got {out.dtype}")
     if out.shape != grad.shape:
         raise ValueError(f"out: expected shape {grad.shape} (the shape of grad), got {out.shape}")

@@ -23,7 +23,7 @@ does not import mpi4py itself, except for :class:`SyncBatchNorm`'s default commu
 import numpy as np
 
 from fastbn import _validation as v
-from fastbn.batchnorm import BatchNormGrads, BatchNormResult, _update_running
+from fastbn.batchnorm import BatchNormGrads, BatchNormResult, _train_args, _update_running
 from fastbn import batchnorm_parts as _parts
 from fastbn.layers import BatchNorm
 
@@ -127,20 +127,7 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
     x, axis, dtype, outer, C, inner = _parts._layout(x, axis)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
-    g = _parts._optional_vector(gamma, "gamma", C, dtype)
-    b = _parts._optional_vector(beta, "beta", C, dtype)
-    rm = rv = None
-    if running_mean is not None:
-        v.require_native(running_mean, "running_mean")
-        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
-    if running_var is not None:
-        v.require_native(running_var, "running_var")
-        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
-    if out is not None:
-        v.output_any_order(out, "out", x.shape, dtype)
-    in_place = out is not None and v.same_view(out, x)
-    v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
-                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
 
     count, mean, m2 = _global_stats(x, axis, comm)
     n = float(count[0]) if C else 2.0
@@ -202,7 +189,7 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     """
     _check_comm(comm)
     x, dy, axis, dtype, outer, C, inner, m, s = _parts._grad_inputs(dy, x, mean, invstd, axis)
-    g = _parts._optional_vector(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, dy)

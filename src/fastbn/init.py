@@ -125,7 +125,7 @@ def _target(shape, dtype, out):
     if out is not None:
         # A byte-swapped out ('>f4' here) holds values of dtype: accepted, and filled through a
         # native buffer (_buffer), since the kernels write native floats only.
-        swapped = isinstance(out, np.ndarray) and out.dtype.newbyteorder("=") == dtype
+        swapped = isinstance(out, np.ndarray) and v.native_dtype(out.dtype) == dtype
         v.output(out, "out", shape, out.dtype if swapped else dtype)
     return shape, dtype, out
 
@@ -139,7 +139,7 @@ def _deliver(buf, out):
 
 def _buffer(shape, dtype, out):
     """Where the kernel writes: ``out`` itself if it is C-contiguous and native, else a new array."""
-    if out is not None and out.flags.c_contiguous and out.dtype.isnative and out.flags.aligned:
+    if out is not None and v.kernel_ready(out):
         return out
     return np.empty(shape, dtype=dtype)
 

@@ -25,9 +25,9 @@ def _layer_array(a, name, dtype, whose):
             a = np.asarray(a)
         except (ValueError, TypeError) as e:
             raise TypeError(f"{name}: expected an array of {dtype} ({e})") from None
-    if a.dtype.newbyteorder("=") != dtype:
+    if v.native_dtype(a.dtype) != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} ({whose}), got {a.dtype}")
-    return a if a.dtype.isnative else a.astype(dtype)
+    return v.to_native(a)
 
 
 class BatchNorm:

@@ -20,17 +20,9 @@ __all__ = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
            "group_norm_backward", "instance_norm", "instance_norm_backward"]
 
 # view: (outer, mid, G, Cg, inner) of the kernel array; perm: the transpose of x that the kernel
-# array is (None: x itself); kshape: its shape; stat_shape, param_shape: of mean/invstd and of
-# gamma/beta; what: how param_shape is described in messages.
-_Plan = namedtuple("_Plan", ["dtype", "view", "perm", "kshape", "stat_shape", "param_shape", "what"])
-
-
-def _input(x, min_ndim):
-    x = v.float_array_any_order(x, "x")
-    if x.ndim < min_ndim:
-        raise ValueError(f"x: expected an array with at least {min_ndim} dimension"
-                         f"{'s' if min_ndim > 1 else ''}, got {x.ndim}-d shape {x.shape}")
-    return x
+# array is (None: x itself); stat_shape, param_shape: of mean/invstd and of gamma/beta; what: how
+# param_shape is described in messages.
+_Plan = namedtuple("_Plan", ["dtype", "view", "perm", "stat_shape", "param_shape", "what"])
 
 
 def _axes(axis, ndim):
@@ -47,7 +39,7 @@ def _axes(axis, ndim):
 
 def _trailing_plan(x, axis):
     """Layer and RMS norm: statistics over the axes `axis`, per index of the others."""
-    x = _input(x, 1)
+    x = v.input_array(x, "x", 1)
     axes = _axes(axis, x.ndim)
     rest = [i for i in range(x.ndim) if i not in axes]
     param_shape = tuple(x.shape[a] for a in axes)
@@ -57,15 +49,15 @@ def _trailing_plan(x, axis):
     perm = tuple(rest + axes)
     stat_shape = tuple(x.shape[i] for i in rest)
     plan = _Plan(v.native_dtype(x.dtype), (math.prod(stat_shape), 1, 1, D, 1),
-                 None if perm == tuple(range(x.ndim)) else perm, tuple(x.shape[i] for i in perm),
-                 stat_shape, param_shape, "the shape of the normalized axes of x")
+                 None if perm == tuple(range(x.ndim)) else perm, stat_shape, param_shape,
+                 "the shape of the normalized axes of x")
     return x, plan
 
 
 def _group_plan(x, num_groups, axis, instance=False):
     """Group norm (instance norm: ``instance``, one channel per group): statistics per
     (sample along axis 0, group of channels along `axis`)."""
-    x = _input(x, 2)
+    x = v.input_array(x, "x", 2)
     axis = v.normalize_axis(axis, x.ndim)
     if axis == 0:
         raise ValueError("axis: expected a channel axis other than 0 (axis 0 is the samples)")
@@ -80,67 +72,33 @@ def _group_plan(x, num_groups, axis, instance=False):
     mid, inner = math.prod(x.shape[1:axis]), math.prod(x.shape[axis + 1:])
     if C == 0 or mid * inner == 0:
         raise ValueError(f"x: the groups hold no values (shape {x.shape}, channel axis {axis})")
-    plan = _Plan(v.native_dtype(x.dtype), (x.shape[0], mid, G, C // G, inner), None, x.shape,
+    plan = _Plan(v.native_dtype(x.dtype), (x.shape[0], mid, G, C // G, inner), None,
                  (x.shape[0], G), (C,), "one value per channel")
     return x, plan
 
 
-def _param(a, name, plan):
-    """``a`` (gamma or beta) checked against the plan, as given (for the overlap checks)."""
-    if a is None:
-        return None
+def _shaped(a, name, dtype, shape, what):
+    """``a`` checked to be of ``dtype`` (either byte order) and ``shape``, as given (for the
+    overlap checks); ``what`` says in a message where the shape comes from."""
     if not isinstance(a, np.ndarray):
         try:
-            a = np.asarray(a, dtype=plan.dtype)
+            a = np.asarray(a, dtype=dtype)
         except (ValueError, TypeError) as e:
-            raise TypeError(f"{name}: expected an array of shape {plan.param_shape} ({e})") from None
-    v.same_dtype_any_order(a, name, plan.dtype)
-    if a.shape != plan.param_shape:
-        raise ValueError(f"{name}: expected shape {plan.param_shape} ({plan.what}), got {a.shape}")
+            raise TypeError(f"{name}: expected an array of shape {shape} ({e})") from None
+    v.same_dtype_any_order(a, name, dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} ({what}), got {a.shape}")
     return a
+
+
+def _param(a, name, plan):
+    """``a`` (gamma or beta, or None) checked against the plan."""
+    return None if a is None else _shaped(a, name, plan.dtype, plan.param_shape, plan.what)
 
 
 def _stat(a, name, plan):
     """A statistic of the forward pass (mean, invstd, invrms): the plan's stat_shape, x's dtype."""
-    if not isinstance(a, np.ndarray):
-        try:
-            a = np.asarray(a, dtype=plan.dtype)
-        except (ValueError, TypeError) as e:
-            raise TypeError(f"{name}: expected an array of shape {plan.stat_shape} ({e})") from None
-    v.same_dtype_any_order(a, name, plan.dtype)
-    if a.shape != plan.stat_shape:
-        raise ValueError(f"{name}: expected shape {plan.stat_shape} (as the forward pass returns "
-                         f"it), got {a.shape}")
-    return a
-
-
-def _kernel(a, plan, perm=False, dtype=None):
-    """``a`` as the kernels read it: C-contiguous, aligned, native, of ``dtype`` (default the
-    plan's), transposed by the plan if ``perm`` (the C code reads whole elements: an unaligned
-    view is copied)."""
-    if a is None:
-        return None
-    if perm and plan.perm is not None:
-        a = a.transpose(plan.perm)
-    a = np.ascontiguousarray(a, dtype=dtype or plan.dtype)
-    return a if a.flags.aligned else a.copy()
-
-
-def _buffers(out, x, plan):
-    """(buf, target): the kernel writes ``buf`` (C-contiguous, native, the kernel layout); the
-    caller gets ``target``, ``out`` or a new array in the memory order of ``x``."""
-    target = np.empty_like(x, dtype=plan.dtype, subok=False) if out is None else out
-    if (plan.perm is None and target.flags.c_contiguous and target.dtype.isnative
-            and target.flags.aligned):
-        return target, target
-    return np.empty(plan.kshape, dtype=plan.dtype), target
-
-
-def _deliver(buf, target, plan):
-    if buf is not target:
-        inverse = None if plan.perm is None else tuple(np.argsort(plan.perm))
-        np.copyto(target, buf if inverse is None else buf.transpose(inverse))
-    return target
+    return _shaped(a, name, plan.dtype, plan.stat_shape, "as the forward pass returns it")
 
 
 def _forward(x, plan, gamma, beta, eps, out, centered):
@@ -152,14 +110,15 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
         v.output_any_order(out, "out", x.shape, plan.dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b)])
-    xk = _kernel(x, plan, perm=True)
-    buf, target = _buffers(out, x, plan)
+    xk = v.kernel_array(x, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
-        _norm.norm_forward(xk, buf, plan.view, _kernel(g, plan), _kernel(b, plan), eps, centered,
-                           mean, invstd, _config.get_num_threads())
-    y = _deliver(buf, target, plan)
+        _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, plan.dtype),
+                           v.kernel_array(b, plan.dtype), eps, centered, mean, invstd,
+                           _config.get_num_threads())
+    y = v.deliver(buf, target, plan.perm)
     return (y, mean.reshape(plan.stat_shape).astype(plan.dtype),
             invstd.reshape(plan.stat_shape).astype(plan.dtype))
 
@@ -179,14 +138,15 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     in_place = out is not None and v.same_view(out, dy)
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
                                   ("invstd", invstd), ("gamma", g)])
-    dyk, xk = _kernel(dy, plan, perm=True), _kernel(x, plan, perm=True)
-    buf, target = _buffers(out, x, plan)
+    dyk = v.kernel_array(dy, plan.dtype, plan.perm)
+    xk = v.kernel_array(x, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
-    _norm.norm_backward(dyk, xk, buf, plan.view, _kernel(mean, plan, dtype=np.float64),
-                        _kernel(invstd, plan, dtype=np.float64),
-                        _kernel(g, plan), centered, dgamma, dbeta, _config.get_num_threads())
-    dx = _deliver(buf, target, plan)
+    _norm.norm_backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
+                        v.kernel_array(invstd, np.float64), v.kernel_array(g, plan.dtype),
+                        centered, dgamma, dbeta, _config.get_num_threads())
+    dx = v.deliver(buf, target, plan.perm)
     dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)
     return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(plan.dtype))
 

@@ -8,6 +8,7 @@ typedef HANDLE fb_thread;
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 typedef pthread_t fb_thread;
 #endif
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
@@ -190,6 +191,8 @@ static void fb_pool_parent(void)
     pthread_mutex_unlock(&fb_pool_busy);
 }
 
+static pid_t fb_pool_pid = 0;   /* the process whose threads the slots hold */
+
 static void fb_pool_child(void)
 {
     fb_pool_size = 0;   /* fb_pool_grow initializes each slot afresh */
@@ -208,7 +211,15 @@ static void fb_pool_init(void)
  * signals, which go to the interpreter's threads.  Called with `busy` held. */
 static int fb_pool_grow(int want)
 {
-    if (fb_pool_size >= want) return want;   /* every call after the first: no system call */
+    /* A child forked without our handlers having run (observed: about 1 fork in 30 made while
+     * another thread was in its first parallel call) inherits slots without threads. */
+    const pid_t pid = getpid();
+    if (fb_pool_pid != pid) {
+        pthread_mutex_init(&fb_pool_mu, NULL);
+        fb_pool_size = 0;
+        fb_pool_pid = pid;
+    }
+    if (fb_pool_size >= want) return want;   /* every call after the first: no further system call */
     sigset_t all, old;
     sigfillset(&all);
     const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};

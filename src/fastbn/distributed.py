@@ -181,7 +181,9 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
         the argument and the rank, e.g. ``eps: rank 1 failed its argument checks (...)``,
         ``x: rank 2 has 32 channels, rank 0 has 64``, ``x: rank 1 has dtype float32, rank 0
         has float64`` (TypeError) or ``axis: rank 1 has channel axis 3 of a 4-d x, ...``.  A
-        global batch of fewer than 2 values per channel is a ValueError on every process.
+        ``comm`` that is not a communicator is a TypeError on that process alone (there is
+        nothing to exchange over).  A global batch of fewer than 2 values per channel is a
+        ValueError on every process.
 
     Warns
     -----

@@ -106,12 +106,16 @@ class ThreadComm:
     """An in-process communicator for P ranks that are threads: ``Allgather`` and ``Get_size``
     (what fastbn.distributed uses), on NumPy arrays as mpi4py takes them."""
 
+    TIMEOUT = 60   # seconds a rank waits for the others in Allgather
+
     def __init__(self, shared, rank):
         self._shared, self.rank = shared, rank
 
     @classmethod
     def group(cls, size):
-        shared = {"size": size, "slots": [None] * size, "barrier": threading.Barrier(size),
+        # the timeout turns a rank left waiting (a deadlock under MPI) into BrokenBarrierError
+        shared = {"size": size, "slots": [None] * size,
+                  "barrier": threading.Barrier(size, timeout=cls.TIMEOUT),
                   "calls": 0}
         return [cls(shared, r) for r in range(size)]
 

@@ -9,7 +9,10 @@
 - The synchronized functions on P ranks (threads over an in-process communicator with the
   Allgather of MPI) equal batch norm on the concatenated batch: the matrix of tests/sync_cases.py,
   which tests/mpi/check_sync.py runs again under mpiexec (tests/test_mpi.py).
-- One Allgather per call, of 3*C (forward) and 2*C + 1 (backward) doubles per process.
+- Two Allgathers per call: a header of 8 int64, then 3*C (forward) or 2*C + 1 (backward) doubles
+  per process.
+- A rank whose arguments fail, or that disagrees with rank 0 (channels, dtype, axis, which call),
+  makes every rank raise, naming the argument and the rank; nothing is written on any rank.
 - Bad arguments: a TypeError/ValueError naming the argument, nothing written.
 """
 import pickle
@@ -331,7 +334,7 @@ def test_sync_equals_batch_norm_on_the_concatenated_batch(case):
     check_case(results, rows, layout, dtype)
 
 
-def test_one_allgather_per_call_of_3c_and_2c_plus_1_doubles(rng):
+def test_two_allgathers_per_call_a_header_of_8_int64_then_3c_or_2c_plus_1_doubles(rng):
     x = rng.standard_normal((10, 4, 3))
     sizes = []
 
@@ -342,9 +345,9 @@ def test_one_allgather_per_call_of_3c_and_2c_plus_1_doubles(rng):
 
     comm = Recording.group(1)[0]
     y, mean, invstd = sync_batch_norm_train(x, comm=comm)
-    assert sizes == [(np.float64, 3 * 4, 3 * 4)]
+    assert sizes == [(np.int64, 8, 8), (np.float64, 3 * 4, 3 * 4)]
     sync_batch_norm_backward(x, x, mean, invstd, comm=comm)
-    assert sizes[1:] == [(np.float64, 2 * 4 + 1, 2 * 4 + 1)]
+    assert sizes[2:] == [(np.int64, 8, 8), (np.float64, 2 * 4 + 1, 2 * 4 + 1)]
 
 
 def test_a_nan_on_one_rank_spoils_that_channel_only():
@@ -375,12 +378,12 @@ def test_a_global_batch_of_one_value_is_an_error_on_every_rank():
                for m in messages)
 
 
-def test_sync_checks_comm_and_arguments_before_communicating():
+def test_sync_checks_comm_and_arguments_before_exchanging_data():
     calls = []
 
     class Counting(ThreadComm):
         def Allgather(self, sendbuf, recvbuf):
-            calls.append(1)
+            calls.append(sendbuf.dtype)
             super().Allgather(sendbuf, recvbuf)
 
     comm = Counting.group(1)[0]
@@ -397,7 +400,186 @@ def test_sync_checks_comm_and_arguments_before_communicating():
             sync_batch_norm_train(x, comm=comm, **{"out": out, **kw})
     with pytest.raises(ValueError, match="^dy:"):
         sync_batch_norm_backward(x[:1], x, np.zeros(2), np.ones(2), comm=comm, out=out)
-    assert calls == [] and (out == 7.0).all()
+    # a bad comm: no communication at all; bad arguments: only the header (the failure shared)
+    assert calls == [np.int64] * 6 and (out == 7.0).all()
+
+
+# ---- a failing or disagreeing rank: every rank raises, none is left waiting -------------------
+
+class QuickComm(ThreadComm):
+    TIMEOUT = 10   # a rank left waiting fails the test (BrokenBarrierError) instead of hanging
+
+
+def outcomes(P, fn):
+    """Run ``fn(comm, rank)`` on P thread ranks; each rank's TypeError/ValueError, in rank order
+    (None for a rank that returned).  A rank left waiting in Allgather raises here."""
+    comms = QuickComm.group(P)
+
+    def rank(_, r):
+        try:
+            fn(comms[r], r)
+        except (TypeError, ValueError) as e:
+            return e
+        return None
+
+    return run_threads(P, rank)
+
+
+def assert_all_raise(errors, cls, message, own=None):
+    """Every rank raised ``cls``; the ranks not in ``own`` (rank -> its own message prefix)
+    all with the same ``message``."""
+    own = own or {}
+    for r, e in enumerate(errors):
+        assert isinstance(e, cls), (r, e)
+        if r in own:
+            assert str(e).startswith(own[r]), (r, str(e))
+        else:
+            assert str(e).startswith(message), (r, str(e))
+
+
+def x_nchw(dtype=np.float64, shape=(2, 3, 4, 5)):
+    return np.arange(np.prod(shape), dtype=dtype).reshape(shape) % 7
+
+
+TRAIN_MISMATCHES = {
+    # name: (rank -> (x, axis) of that rank; the others (2, 3, 4, 5) float64 with axis 1),
+    #       error class, message of every rank
+    "channels": ({2: (x_nchw(shape=(2, 5, 4, 5)), 1)}, ValueError,
+                 "x: rank 2 has 5 channels, rank 0 has 3"),
+    "dtype": ({1: (x_nchw(np.float32), 1)}, TypeError,
+              "x: rank 1 has dtype float32, rank 0 has float64"),
+    "axis": ({1: (x_nchw(shape=(2, 4, 5, 3)), -1)}, ValueError,
+             "axis: rank 1 has channel axis 3 of a 4-d x, rank 0 has axis 1 of a 4-d x"),
+    "ndim": ({3: (x_nchw(shape=(6, 3)), 1)}, ValueError,
+             "axis: rank 3 has channel axis 1 of a 2-d x, rank 0 has axis 1 of a 4-d x"),
+}
+
+
+@pytest.mark.parametrize("kind", list(TRAIN_MISMATCHES))
+def test_a_rank_that_disagrees_makes_every_rank_raise_and_nothing_is_written(kind):
+    odd, cls, message = TRAIN_MISMATCHES[kind]
+    written = []
+
+    def rank(comm, r):
+        x, axis = odd.get(r, (x_nchw(), 1))
+        C = x.shape[axis]
+        out = np.full_like(x, 7.0)
+        rm, rv = np.full(C, 7.0, x.dtype), np.full(C, 7.0, x.dtype)
+        written.append((out, rm, rv))
+        sync_batch_norm_train(x, comm=comm, axis=axis, out=out, running_mean=rm, running_var=rv)
+
+    assert_all_raise(outcomes(4, rank), cls, message)
+    assert all((a == 7.0).all() for arrays in written for a in arrays)
+
+
+@pytest.mark.parametrize("bad, cls, own, message", [
+    ({"eps": 0.0}, ValueError, "eps: expected", "eps: rank 1 failed its argument checks"),
+    ({"momentum": 2.0}, ValueError, "momentum:", "momentum: rank 1 failed its argument checks"),
+    ({"gamma": np.ones(4)}, ValueError, "gamma:", "gamma: rank 1 failed its argument checks"),
+    ({"x": np.ones((4, 3), np.int32)}, TypeError, "x:", "x: rank 1 failed its argument checks"),
+    ({"running_mean": np.full(2, 7.0)}, ValueError, "running_mean:",
+     "running_mean: rank 1 failed its argument checks"),
+])
+def test_a_rank_whose_arguments_fail_makes_every_rank_raise(bad, cls, own, message):
+    written = []
+
+    def rank(comm, r):
+        kw = {"x": np.arange(12.0).reshape(4, 3), "running_mean": np.full(3, 7.0),
+              "running_var": np.full(3, 7.0)}
+        kw.update(bad if r == 1 else {})
+        kw["out"] = np.full(np.shape(kw["x"]), 7.0)
+        written.append((kw["out"], kw["running_mean"], kw["running_var"]))
+        sync_batch_norm_train(comm=comm, **kw)
+
+    # rank 1 its own error, the others the same kind naming the argument and rank 1
+    assert_all_raise(outcomes(3, rank), cls, message, own={1: own})
+    assert all((a == 7.0).all() for arrays in written for a in arrays)
+
+
+def test_the_lowest_failing_rank_is_named_and_each_failing_rank_keeps_its_error():
+    def rank(comm, r):
+        sync_batch_norm_train(np.ones((4, 3)), comm=comm, eps=0.0 if r in (1, 3) else 1e-5)
+
+    errors = outcomes(4, rank)
+    assert_all_raise(errors, ValueError, "eps: rank 1 failed its argument checks",
+                     own={1: "eps: expected", 3: "eps: expected"})
+
+
+def test_backward_a_rank_that_disagrees_or_fails_makes_every_rank_raise():
+    def backward(bad_rank, **bad):
+        out = []
+
+        def rank(comm, r):
+            kw = {"dy": np.ones((4, 3)), "x": np.arange(12.0).reshape(4, 3),
+                  "mean": np.zeros(3), "invstd": np.ones(3)}
+            kw.update(bad if r == bad_rank else {})
+            o = np.full_like(kw["x"], 7.0)
+            out.append(o)
+            sync_batch_norm_backward(comm=comm, out=o, **kw)
+
+        errors = outcomes(3, rank)
+        assert all((o == 7.0).all() for o in out)
+        return errors
+
+    wide = np.ones((4, 5))
+    assert_all_raise(backward(2, dy=wide, x=wide, mean=np.zeros(5), invstd=np.ones(5)),
+                     ValueError, "x: rank 2 has 5 channels, rank 0 has 3")
+    assert_all_raise(backward(0, dy=np.ones((3, 3))), ValueError,
+                     "dy: rank 0 failed its argument checks", own={0: "dy: expected the shape"})
+    assert_all_raise(backward(1, dy=np.ones((4, 3), np.float32), x=np.ones((4, 3), np.float32)),
+                     TypeError, "x: rank 1 has dtype float32, rank 0 has float64")
+
+
+def test_ranks_in_different_calls_all_raise():
+    x = np.arange(12.0).reshape(4, 3)
+
+    def rank(comm, r):
+        if r == 1:
+            sync_batch_norm_backward(x, x, np.zeros(3), np.ones(3), comm=comm)
+        else:
+            sync_batch_norm_train(x, comm=comm)
+
+    assert_all_raise(outcomes(3, rank), ValueError,
+                     "comm: rank 1 called sync_batch_norm_backward, rank 0 sync_batch_norm_train")
+
+
+def test_sync_layer_a_rank_whose_layer_checks_fail_makes_every_rank_raise():
+    def forward(make):
+        layers = []
+
+        def rank(comm, r):
+            bn, x = make(comm, r)
+            layers.append(bn)
+            bn(x)
+
+        errors = outcomes(3, rank)
+        assert all(bn.num_batches_tracked == 0 and (bn.running_mean == 0).all() for bn in layers)
+        return errors
+
+    x = np.ones((4, 3), np.float32)
+    # the layer's own check (channels of x against num_features) fails on rank 2 only
+    assert_all_raise(forward(lambda comm, r: (SyncBatchNorm(3, comm=comm),
+                                              np.ones((4, 2 if r == 2 else 3), np.float32))),
+                     ValueError, "x: rank 2 failed its argument checks", own={2: "x:"})
+    # layers of different widths, each called with its own width: the header tells
+    assert_all_raise(forward(lambda comm, r: (SyncBatchNorm(4 if r == 1 else 3, comm=comm),
+                                              np.ones((4, 4 if r == 1 else 3), np.float32))),
+                     ValueError, "x: rank 1 has 4 channels, rank 0 has 3")
+    # the layer's dtype check: float64 x for a float32 layer on rank 0
+    assert_all_raise(forward(lambda comm, r: (SyncBatchNorm(3, comm=comm),
+                                              x.astype(np.float64) if r == 0 else x)),
+                     TypeError, "x: rank 0 failed its argument checks", own={0: "x:"})
+
+
+def test_sync_layer_backward_a_rank_whose_dy_fails_makes_every_rank_raise():
+    def rank(comm, r):
+        bn = SyncBatchNorm(3, comm=comm)
+        x = np.arange(12, dtype=np.float32).reshape(4, 3)
+        bn(x)
+        bn.backward(np.ones((2, 3) if r == 1 else (4, 3), np.float32))
+
+    assert_all_raise(outcomes(3, rank), ValueError, "dy: rank 1 failed its argument checks",
+                     own={1: "dy:"})
 
 
 def test_without_mpi4py_the_default_comm_says_how_to_install_it(monkeypatch):
@@ -442,7 +624,8 @@ def test_sync_layer_over_ranks_equals_the_layer_on_the_whole_batch(rng):
             np.testing.assert_allclose(getattr(bn, name), getattr(whole, name), rtol=1e-5,
                                        atol=1e-5)
         assert bn.num_batches_tracked == 1 and not bn.training
-        assert bn.comm._shared["calls"] == 2     # forward and backward; eval had none
+        # forward and backward, a header and the data each; eval had none
+        assert bn.comm._shared["calls"] == 4
 
 
 def test_sync_layer_interface_repr_and_pickle():

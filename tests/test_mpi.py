@@ -1,5 +1,7 @@
 """Synchronized batch norm on real MPI processes: tests/mpi/check_sync.py under
-``mpiexec -n P`` for P = 1..4 (MPICH from PyPI oversubscribes the cores by default).
+``mpiexec -n P`` for P = 1..4 (MPICH from PyPI oversubscribes the cores by default), and
+tests/mpi/check_mismatch.py: a rank that disagrees or fails makes every rank raise, within a
+timeout (never a deadlock).
 
 Skipped, with the reason shown, only when mpi4py is not installed (``pip install "fastbn[mpi]"``)
 and FASTBN_REQUIRE_MPI is not 1; .ci/run has a step that installs it and runs these with
@@ -35,14 +37,14 @@ def mpiexec():
     return found
 
 
-def run_mpi(n, *args, cwd=None):
+def run_mpi(n, *args, cwd=None, timeout=TIMEOUT):
     """``mpiexec -n n python -m mpi4py args...`` with this fastbn importable; returns stdout."""
     env = dict(os.environ)
     src = os.path.dirname(os.path.dirname(os.path.abspath(fastbn.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in [src, env.get("PYTHONPATH")] if p)
     env.setdefault("OMP_NUM_THREADS", "1")   # P processes on few cores: one thread each
     proc = subprocess.run([mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", *args],
-                          capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=cwd)
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -52,6 +54,45 @@ def run_mpi(n, *args, cwd=None):
 def test_sync_batch_norm_matrix_under_mpiexec(n):
     out = run_mpi(n, os.path.join(HERE, "mpi", "check_sync.py"))
     assert f"on {n} processes, all passed" in out
+
+
+def mismatch_expectations(n):
+    """scenario -> (the odd rank, its error type and message prefix, the others' type and
+    prefix) of tests/mpi/check_mismatch.py on n processes."""
+    last = n - 1
+    failed = "failed its argument checks"
+    return {
+        "channels": (last, "ValueError", f"x: rank {last} has 5 channels, rank 0 has 3",
+                     "ValueError", f"x: rank {last} has 5 channels, rank 0 has 3"),
+        "dtype": (1, "TypeError", "x: rank 1 has dtype float32, rank 0 has float64",
+                  "TypeError", "x: rank 1 has dtype float32, rank 0 has float64"),
+        "axis": (1, "ValueError", "axis: rank 1 has channel axis 3 of a 4-d x, rank 0 has axis 1",
+                 "ValueError", "axis: rank 1 has channel axis 3 of a 4-d x, rank 0 has axis 1"),
+        "eps": (last, "ValueError", "eps: expected", "ValueError", f"eps: rank {last} {failed}"),
+        "backward-dy": (0, "ValueError", "dy: expected the shape of x", "ValueError",
+                        f"dy: rank 0 {failed}"),
+    }
+
+
+@pytest.mark.slow_under_qemu
+@pytest.mark.parametrize("n", [3, 4])
+def test_a_disagreeing_or_failing_rank_makes_every_rank_raise_under_mpiexec(tmp_path, n):
+    # a deadlock would hit the timeout (subprocess.TimeoutExpired): the job must end by itself
+    run_mpi(n, os.path.join(HERE, "mpi", "check_mismatch.py"), str(tmp_path), timeout=60)
+    lines = {}
+    for rank in range(n):   # each rank's own report (mpiexec's stdout may interleave lines)
+        for line in (tmp_path / f"rank{rank}.txt").read_text().splitlines():
+            who, scenario, kind, message = line.split(" | ", 3)
+            assert who == f"rank {rank}"
+            lines[rank, scenario] = (kind, message)
+    for scenario, (odd, odd_kind, odd_msg, kind, msg) in mismatch_expectations(n).items():
+        for rank in range(n):
+            got_kind, got = lines[rank, scenario]
+            want_kind, want = (odd_kind, odd_msg) if rank == odd else (kind, msg)
+            assert got_kind == want_kind and got.startswith(want), (rank, scenario, got_kind, got)
+    # the communicator stays usable: the same well-formed call afterwards on every rank
+    afters = {lines[rank, "after"] for rank in range(n)}
+    assert len(afters) == 1 and next(iter(afters))[0] == "ok"
 
 
 @pytest.mark.slow_under_qemu

@@ -4,19 +4,30 @@ Each process holds a shard of the batch; the statistics are those of the whole (
 as if batch norm ran once on the concatenation of the shards in rank order.  Built from
 :mod:`fastbn.batchnorm_parts`:
 
-- forward: ONE ``Allgather`` of the local float64 (count, mean, M2) per channel, 3*C doubles per
-  process (3*C*8*P bytes gathered on every process), merged by Chan's formula in rank order;
-- backward: ONE ``Allgather`` of the local float64 sum(dy) and sum(dy * xhat) per channel and
-  the local count, 2*C + 1 doubles per process, added in rank order.
+- first, in both directions, an ``Allgather`` of a fixed header of 8 int64 per process (argument
+  checks passed or failed, which call, C, dtype, channel axis, ndim): every process checks its
+  arguments without raising yet, and then EVERY process raises if any process failed or
+  disagrees (no process is left waiting in a collective, and the data exchange below is never
+  called with different sizes).  This second collective is the price of that: 64 bytes and one
+  more latency per call, instead of issue 18's single collective;
+- forward: then ONE ``Allgather`` of the local float64 (count, mean, M2) per channel, 3*C doubles
+  per process (3*C*8*P bytes gathered on every process), merged by Chan's formula in rank order;
+- backward: then ONE ``Allgather`` of the local float64 sum(dy) and sum(dy * xhat) per channel
+  and the local count, 2*C + 1 doubles per process, added in rank order.
 
 Every process computes the same merge of the same gathered bytes, so the statistics, ``dgamma``
 and ``dbeta`` are bitwise the same on every process (an ``Allreduce`` would not promise that:
 MPI may add in any order).  Latency model of one call on P processes: about
-``alpha * log2(P) + beta * bytes`` (recursive doubling), with ``bytes = 3 * C * 8 * P`` forward.
+``2 * alpha * log2(P) + beta * bytes`` (two collectives, recursive doubling), with
+``bytes = (8 + 3 * C) * 8 * P`` forward.
+
+Shards of one batch must agree on the number of channels, the dtype of ``x`` (a float32 shard
+among float64 ones would still gather well-formed float64 statistics, but the results would not
+be those of one batch norm on one array: a TypeError) and the channel axis and ``ndim``.
 
 ``comm`` is an ``mpi4py.MPI.Comm`` (e.g. ``MPI.COMM_WORLD``), or any object with mpi4py's
 ``Allgather(sendbuf, recvbuf)`` and ``Get_size()``; every process of ``comm`` must make the same
-calls in the same order with the same number of channels, as with any collective.  This module
+calls in the same order, as with any collective.  This module
 does not import mpi4py itself, except for :class:`SyncBatchNorm`'s default communicator
 (``pip install "fastbn[mpi]"`` brings mpi4py with the MPICH runtime from PyPI).
 """
@@ -59,6 +70,71 @@ def _allgather(comm, local):
     return gathered
 
 
+# The header every process sends before the data: [failed, call, C, dtype, axis, ndim, name...].
+# failed: 0 ok, else the kind of the local error (_ERRORS); name: the argument the local error
+# names (its message's prefix), NUL-padded ASCII in the last _NAME_WORDS words.
+_NAME_WORDS = 2
+_HEADER = 6 + _NAME_WORDS
+_CALLS = {"sync_batch_norm_train": 1, "sync_batch_norm_backward": 2}
+_CALL_NAMES = {code: name for name, code in _CALLS.items()}
+_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_DTYPE_NAMES = {code: dt.name for dt, code in _DTYPES.items()}
+_ERRORS = {TypeError: 1, ValueError: 2}   # any other exception: 3, a RuntimeError elsewhere
+_ERROR_TYPES = {1: TypeError, 2: ValueError, 3: RuntimeError}
+
+
+def _error_header(call, error):
+    """The header of a process whose argument checks raised ``error``."""
+    header = np.zeros(_HEADER, np.int64)
+    header[0] = next((code for cls, code in _ERRORS.items() if isinstance(error, cls)), 3)
+    header[1] = _CALLS[call]
+    name = str(error).split(":", 1)[0]
+    if name.isidentifier() and name.isascii() and len(name) <= 8 * _NAME_WORDS:
+        header[6:] = np.frombuffer(name.encode().ljust(8 * _NAME_WORDS, b"\0"), np.int64)
+    return header
+
+
+def _agree(comm, call, error=None, C=0, dtype=None, axis=0, ndim=0):
+    """Exchange the header (one Allgather of _HEADER int64) and raise on every process if any
+    process's checks failed or the processes disagree; return only if all agree.
+
+    ``error``: this process's own exception from its checks (raised here, after the exchange);
+    otherwise C, dtype, axis (normalized) and ndim of this process's ``x``.  Every process that
+    did not fail raises the same error, about the lowest rank at fault, so the message is the
+    same everywhere.
+    """
+    if error is not None:
+        header = _error_header(call, error)
+    else:
+        header = np.array([0, _CALLS[call], C, _DTYPES[np.dtype(dtype)], axis, ndim]
+                          + [0] * _NAME_WORDS, np.int64)
+    gathered = np.empty((comm.Get_size(), _HEADER), np.int64)
+    comm.Allgather(header, gathered)
+    if error is not None:
+        raise error
+    for rank, h in enumerate(gathered):
+        if h[0]:
+            name = h[6:].tobytes().rstrip(b"\0").decode("ascii", "replace") or "comm"
+            cls = _ERROR_TYPES.get(int(h[0]), RuntimeError)
+            raise cls(f"{name}: rank {rank} failed its argument checks ({cls.__name__} there, "
+                      f"see that rank's message); the call was abandoned on every rank")
+    h0 = gathered[0]
+    for rank, h in enumerate(gathered):
+        if h[1] != h0[1]:
+            raise ValueError(f"comm: rank {rank} called {_CALL_NAMES.get(int(h[1]), '?')}, "
+                             f"rank 0 {_CALL_NAMES.get(int(h0[1]), '?')} (every rank must make "
+                             f"the same calls in the same order)")
+        if h[2] != h0[2]:
+            raise ValueError(f"x: rank {rank} has {h[2]} channels, rank 0 has {h0[2]}")
+        if h[3] != h0[3]:
+            raise TypeError(f"x: rank {rank} has dtype {_DTYPE_NAMES.get(int(h[3]), '?')}, "
+                            f"rank 0 has {_DTYPE_NAMES.get(int(h0[3]), '?')} (the shards of one "
+                            f"batch share a dtype)")
+        if h[4] != h0[4] or h[5] != h0[5]:
+            raise ValueError(f"axis: rank {rank} has channel axis {h[4]} of a {h[5]}-d x, "
+                             f"rank 0 has axis {h0[4]} of a {h0[5]}-d x")
+
+
 def _global_stats(x, axis, comm):
     """Count, mean and M2 of the global batch, merged in rank order; bitwise equal everywhere."""
     g = _allgather(comm, np.stack(_parts.batch_norm_stats(x, axis=axis)))   # (P, 3, C)
@@ -99,9 +175,15 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
     Raises
     ------
     TypeError, ValueError
-        For a bad argument, named in the message, raised before any communication (the other
-        processes then wait in the collective: check arguments the same way everywhere).  A
-        global batch of fewer than 2 values per channel is a ValueError on every process.
+        On EVERY process, before the data is exchanged and before anything is written, when
+        any process fails its argument checks or the processes disagree: the failing process
+        raises its own error (named argument); the others raise the same kind of error naming
+        the argument and the rank, e.g. ``eps: rank 1 failed its argument checks (...)``,
+        ``x: rank 2 has 32 channels, rank 0 has 64``, ``x: rank 1 has dtype float32, rank 0
+        has float64`` (TypeError) or ``axis: rank 1 has channel axis 3 of a 4-d x, ...``.  A
+        ``comm`` that is not a communicator is a TypeError on that process alone (there is
+        nothing to exchange over).  A global batch of fewer than 2 values per channel is a
+        ValueError on every process.
 
     Warns
     -----
@@ -110,7 +192,8 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
 
     Notes
     -----
-    One ``Allgather`` of 3*C float64 per process.  With one process (``MPI.COMM_SELF``) the
+    Two ``Allgather`` calls: a header of 8 int64 (the checks' outcome and the layout), then
+    3*C float64 per process.  With one process (``MPI.COMM_SELF``) the
     results are bitwise those of :func:`~fastbn.batch_norm_train`.
 
     Examples
@@ -124,10 +207,14 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
     array([ 2., 20.])
     """
     _check_comm(comm)
-    x, axis, dtype, outer, C, inner = _parts._layout(x, axis)
-    eps = v.real(eps, "eps", lo=0.0, lo_open=True)
-    momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
-    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
+    try:   # checked here, raised after the header exchange (on every rank)
+        x, axis, dtype, outer, C, inner = _parts._layout(x, axis)
+        eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+        momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
+        g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
+    except Exception as e:  # noqa: BLE001 -- re-raised by _agree
+        _agree(comm, "sync_batch_norm_train", e)
+    _agree(comm, "sync_batch_norm_train", None, C, dtype, axis, x.ndim)
 
     count, mean, m2 = _global_stats(x, axis, comm)
     n = float(count[0]) if C else 2.0
@@ -169,11 +256,14 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     Raises
     ------
     TypeError, ValueError
-        For a bad argument, named in the message, before any communication.
+        As for :func:`sync_batch_norm_train`: on every process when any process fails its
+        argument checks or the processes disagree (channels, dtype, axis), before the data is
+        exchanged and before anything is written.
 
     Notes
     -----
-    One ``Allgather`` of 2*C + 1 float64 per process (the two sums and the local count).
+    Two ``Allgather`` calls: the header of 8 int64, then 2*C + 1 float64 per process (the two
+    sums and the local count).
 
     Examples
     --------
@@ -188,14 +278,18 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     array([2., 2.])
     """
     _check_comm(comm)
-    x, dy, axis, dtype, outer, C, inner, m, s = _parts._grad_inputs(dy, x, mean, invstd, axis)
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
-    if out is not None:
-        v.output_any_order(out, "out", x.shape, dtype)
-    in_place = out is not None and v.same_view(out, dy)
-    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
-                                  ("mean", _parts._nd(mean)), ("invstd", _parts._nd(invstd)),
-                                  ("gamma", g)])
+    try:   # checked here, raised after the header exchange (on every rank)
+        x, dy, axis, dtype, outer, C, inner, m, s = _parts._grad_inputs(dy, x, mean, invstd, axis)
+        g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+        if out is not None:
+            v.output_any_order(out, "out", x.shape, dtype)
+        in_place = out is not None and v.same_view(out, dy)
+        v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
+                                      ("mean", _parts._nd(mean)), ("invstd", _parts._nd(invstd)),
+                                      ("gamma", g)])
+    except Exception as e:  # noqa: BLE001 -- re-raised by _agree
+        _agree(comm, "sync_batch_norm_backward", e)
+    _agree(comm, "sync_batch_norm_backward", None, C, dtype, axis, x.ndim)
     # sum(dy) and the unscaled sum(dy * (x - mean)) (see batchnorm_parts._grad_sums), and the
     # local count: one message of 2*C + 1 doubles
     sum_dy, sum_dy_xmu = _parts._grad_sums(dy, x, dtype, outer, C, inner, m, s)
@@ -256,7 +350,33 @@ class SyncBatchNorm(BatchNorm):
         super().__init__(num_features, axis=axis, eps=eps, momentum=momentum, affine=affine,
                          track_running_stats=track_running_stats, dtype=dtype)
 
+    def forward(self, x, training=None):
+        # A training-mode call whose layer checks (x's dtype, channels, training) fail before
+        # the synchronized function is reached still joins the header exchange, so that the
+        # other processes raise instead of waiting in the collective.
+        self._synced = False
+        try:
+            return super().forward(x, training)
+        except Exception as e:
+            evaluating = training is False or (training is None and not self.training)
+            if self._synced or self.comm is None or (evaluating and self.running_mean is not None):
+                raise   # raised in the collective's stead, or a call that never communicates
+            _agree(self.comm, "sync_batch_norm_train", e)
+
+    __call__ = forward
+
+    def backward(self, dy):
+        self._synced = False
+        try:
+            return super().backward(dy)
+        except Exception as e:
+            if self._synced or self.comm is None or self._cache is None \
+                    or self._cache[0] != "batch":
+                raise
+            _agree(self.comm, "sync_batch_norm_backward", e)
+
     def _batch_forward(self, x, running_mean, running_var, momentum):
+        self._synced = True
         if self.comm is None:
             raise RuntimeError("forward: the layer has no communicator (set layer.comm after "
                                "unpickling)")
@@ -265,12 +385,14 @@ class SyncBatchNorm(BatchNorm):
                                      running_var=running_var, momentum=momentum)
 
     def _batch_backward(self, dy, x, mean, invstd):
+        self._synced = True
         return sync_batch_norm_backward(dy, x, mean, invstd, self.gamma, comm=self.comm,
                                         axis=self.axis)
 
     def __getstate__(self):
         state = super().__getstate__()
         state["comm"] = None
+        state.pop("_synced", None)
         return state
 
     def __setstate__(self, state):

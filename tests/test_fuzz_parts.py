@@ -33,6 +33,12 @@ What matching means
 * clipping on float16/bfloat16 (mixed with float32/float64): test_fuzz.py's cases, whose
   expected bits ``T(float64(x) * float64(T(coef)))`` round float64 once to ``T``.
 
+Bugs the fuzzing found in batchnorm_parts.py, not fixed here: each is pinned by a plain
+``xfail(strict=True)`` test at the end of this file and its inputs are not judged above (merge_stats'
+M2 of one shard with a non-finite mean; backward_apply with invstd 0 or subnormal;
+backward_reduce of an empty batch with a non-finite invstd).  Not judged either, as in
+test_fuzz.py's train case: channels of finite float64 data whose M2 overflows float64.
+
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
 the "ci" profile runs 60 examples per function here.
 """
@@ -108,10 +114,11 @@ def case_batch_norm_stats(data):
         sum_abs = channel_reduce(np.sum, np.where(np.isfinite(x64), np.abs(x64), 0), ax) / n
         with np.errstate(over="ignore"):
             m2_e = var_e * n
-        check_values(mean, mean_e, ulp_tol(mean_e, F64, extra=1e-12 * sum_abs), F64, "mean",
-                     skip=nonfin)
-        # M2 whose squares (x - shift)**2 pass float64's max is not finite: not judged
+        # M2 whose squares (x - shift)**2 pass float64's max: its channel is not judged (as
+        # batch_norm_train's in test_fuzz.py: its mean, too, may be inf there)
         near_max = ~(m2_e <= np.finfo(np.float64).max / 16)
+        check_values(mean, mean_e, ulp_tol(mean_e, F64, extra=1e-12 * sum_abs), F64, "mean",
+                     skip=nonfin | near_max)
         check_values(m2, m2_e, 1e-12 * np.abs(m2_e), F64, "m2", skip=nonfin | near_max)
         if n < 2:     # batch_norm_train refuses one value per channel
             return
@@ -144,7 +151,10 @@ def case_merge_stats(data):
     if inserted:
         cv.flat[data.draw(st.integers(0, cv.size - 1), label="bad at")] = \
             {"negative": -1.0, "fraction": 2.5, "nan": math.nan}[bad]
-    counts = place(data, S, "counts", cv.astype(cdt), writeable=False) if cv.ndim else cv
+    counts = place(data, S, "counts", cv.astype(cdt), writeable=False)
+    with np.errstate(invalid="ignore"):     # a broadcast layout may have dropped the bad count
+        c_in = np.array(counts, dtype=np.float64)
+        inserted = not np.all((c_in >= 0) & (c_in == np.floor(c_in)) & np.isfinite(c_in))
     means = place(data, S, "means", values(data, "means", (P, C), np.float64), writeable=False)
     mv = np.abs(values(data, "m2s", (P, C), np.float64))
     m2s = place(data, S, "m2s", mv, writeable=False)
@@ -266,7 +276,7 @@ def case_update_running_stats(data):
     native = data.draw(st.sampled_from([True] * 5 + [False]), label="native running")
     rm, rmv = _vec(data, S, "running_mean", C, dtype, writeable=True, byteorders=not native)
     rv, rvv = _vec(data, S, "running_var", C, dtype, writeable=True, byteorders=not native)
-    if rv is not None and data.draw(st.integers(0, 9), label="other dtype") == 0:
+    if rv is not None and rm is not None and data.draw(st.integers(0, 9), label="other dtype") == 0:
         other = FLOATS[1 - FLOATS.index(dtype)]
         rv = place(data, S, "running_var2", rvv.astype(other), writeable=True)
     n = data.draw(st.sampled_from([2, 3, 10, 2**31 + 5]), label="n")
@@ -362,9 +372,12 @@ def case_batch_norm_backward_reduce(data):
             dmax = float(np.finfo(np.float64).max)
             prod_over = channel_reduce(np.any, np.abs(dy64) * np.abs(
                 x64 - channel_view(m64, nd, ax)) > dmax, ax) if x64.size else np.zeros(C, bool)
+            # an empty batch with a non-finite invstd: fastbn's sum is 0 * invstd = NaN, not the
+            # documented 0 (test_backward_reduce_empty_nonfinite_invstd, xfail): not judged
+            empty_bad = ~np.isfinite(i64) if not x64.size else np.zeros(C, bool)
             check_values(sum_dy_xhat, ref[1], ulp_tol(ref[1], F64, extra=1e-12 * s_dyx + under),
                          F64, "sum_dy_xhat", skip=prod_over | unjudged(ref[1], refl[1])
-                         | _sums_overflow(dy_in, x_in, m64, ax))
+                         | _sums_overflow(dy_in, x_in, m64, ax) | empty_bad)
         event("batch_norm_backward_reduce ok")
 
     return S, call, check, set(), fastbn.batch_norm_backward_reduce
@@ -411,9 +424,11 @@ def case_batch_norm_backward_apply(data):
             tol = np.nan_to_num(base, nan=0.0, posinf=np.inf) + 1e-12 * fin(f64(ref)) \
                 + 1e-12 * np.nan_to_num(base / U[dtype], nan=0.0) \
                 + TINY[dtype] * (fin(dy64) + fin(x64 - channel_view(m64, nd, ax)) + 1)
-            # invstd == 0 (an infinite variance): fastbn's dx is NaN, the reference's 0
-            # (test_backward_apply_zero_invstd, xfail): not judged
-            zero = channel_view(i64 == 0, nd, ax) > 0
+            # invstd == 0 (an infinite variance) or so small that sum_dy_xhat / invstd
+            # overflows: fastbn's dx is NaN, the reference's ~0 (test_backward_apply_tiny_invstd,
+            # xfail): not judged
+            zero = channel_view((i64 == 0) | (np.isfinite(s1) & ~np.isfinite(s1 / i64)), nd,
+                                ax) > 0
             check_values(dx, ref, tol, dtype, "dx", skip=unjudged(ref, refl) | zero)
         event(f"batch_norm_backward_apply ok, out={mode}")
 
@@ -557,16 +572,26 @@ def test_merge_one_shard_nonfinite_mean(bad_mean):
 @pytest.mark.xfail(strict=True, reason="batch_norm_backward_apply divides sum_dy_xhat by invstd "
                    "and multiplies back: invstd == 0 gives 0 * inf = NaN where the documented "
                    "formula (and batch_norm_backward) give 0")
-@pytest.mark.parametrize("sum_dy_xhat", [0.0, 1.5])
-def test_backward_apply_zero_invstd(sum_dy_xhat):
+@pytest.mark.parametrize("sum_dy_xhat, invstd", [(0.0, 0.0), (1.5, 0.0), (1.5, 5e-324)])
+def test_backward_apply_tiny_invstd(sum_dy_xhat, invstd):
     """invstd 0 (a channel of infinite variance, e.g. reference.batch_norm_train of
-    [[0, 1.9e154]]): dx = gamma * invstd * (...) = 0, as batch_norm_backward gives."""
+    [[0, 1.9e154]]) or subnormal: dx = gamma * invstd * (...) is 0 or about invstd, as
+    batch_norm_backward gives; sum_dy_xhat / invstd (0 / 0 or an overflow) must not enter."""
     x, dy = np.array([[1.0, 3.0]]), np.array([[1.0, 2.0]])
-    mean, invstd = np.array([2.0]), np.array([0.0])
+    mean, invstd = np.array([2.0]), np.array([invstd])
     exp = reference.batch_norm_backward_apply(dy, x, mean, invstd, None, [3.0], [sum_dy_xhat], 2,
                                               axis=0)
-    assert np.array_equal(exp, np.zeros((1, 2)))
-    assert np.array_equal(fastbn.batch_norm_backward(dy, x, mean, invstd, axis=0).dx, exp)
+    assert np.all(np.abs(exp) <= 1e-300)
     dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, [3.0], [sum_dy_xhat], 2,
                                           axis=0)
-    assert np.array_equal(dx, exp), dx
+    assert np.all(np.abs(dx - exp) <= 1e-300), dx
+
+
+@pytest.mark.xfail(strict=True, reason="batch_norm_backward_reduce returns sum(dy * (x - mean)) "
+                   "* invstd: 0 * NaN (or inf) = NaN for an empty batch, where its docstring "
+                   "says the sums are 0")
+@pytest.mark.parametrize("invstd", [math.nan, math.inf])
+def test_backward_reduce_empty_nonfinite_invstd(invstd):
+    x = np.zeros((0, 2))
+    sums = fastbn.batch_norm_backward_reduce(x, x, [0.0, 0.0], [1.0, invstd])
+    assert np.array_equal(sums[0], [0.0, 0.0]) and np.array_equal(sums[1], [0.0, 0.0]), sums

@@ -88,8 +88,34 @@ EPS = [1e-5] * 8 + [5e-324, 1e-300, 1e-12, 1.0, 1e10, 1e300, math.inf, 0.0, -1.0
 ERRORS = (ValueError, TypeError)
 
 
-def draw_dtype(data):
-    return data.draw(st.sampled_from(FLOATS), label="dtype")
+def draw_dtype(data, dtypes=FLOATS):
+    return data.draw(st.sampled_from(dtypes), label="dtype")
+
+
+def is_bfloat16(dtype):
+    return np.dtype(dtype).name == "bfloat16"
+
+
+def swappable(dtype):
+    """Whether ``dtype`` has a byte-swapped form (ml_dtypes' bfloat16 has none)."""
+    return not is_bfloat16(dtype)
+
+
+def any_values(data, name, shape, dtype, **kw):
+    """strategies.values for any float dtype: bfloat16 (no np.finfo, no hypothesis floats) as
+    float32 values rounded to it (float32's extremes become +-inf)."""
+    if is_bfloat16(dtype):
+        with np.errstate(over="ignore"):
+            return values(data, name, shape, np.float32, **kw).astype(dtype)
+    return values(data, name, shape, dtype, **kw)
+
+
+def cast(a64, dtype):
+    """float64 values rounded once to ``dtype`` (to nearest, ties to even; beyond the range:
+    +-inf).  NumPy (float16) and ml_dtypes (bfloat16) round float64 directly, not through
+    float32 (tests/test_fuzz_parts.py::test_bfloat16_cast_rounds_once)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(a64, dtype=np.float64).astype(dtype)
 
 
 def f64(a):
@@ -179,7 +205,7 @@ def channel_reduce(fn, a, axis):
 def draw_out(data, S, x_values, dtype, name="out"):
     """A fresh out buffer (any layout, either byte order), filled with a recognizable value."""
     filler = np.full(x_values.shape, -7.25, dtype=dtype)
-    return place(data, S, name, filler, writeable=True)
+    return place(data, S, name, filler, writeable=True, byteorders=swappable(dtype))
 
 
 def overlapping_pair(S, values_, dtype, name):
@@ -202,7 +228,7 @@ def draw_x_and_out(data, S, xv, dtype, name="x"):
     if mode == "overlap":
         x, out = overlapping_pair(S, xv, dtype, name)
         return x, out, mode
-    x = place(data, S, name, xv, writeable=(mode == "inplace"))
+    x = place(data, S, name, xv, writeable=(mode == "inplace"), byteorders=swappable(dtype))
     if mode == "none":
         return x, None, mode
     if mode == "inplace":
@@ -592,15 +618,15 @@ def case_BatchNorm(data):
 
 # ---- clipping -------------------------------------------------------------------------------
 
-def draw_grads(data, S, *, writeable, max_arrays=4):
+def draw_grads(data, S, *, writeable, max_arrays=4, dtypes=FLOATS):
     """A list of arrays of mixed dtypes, shapes (0-d to 3-d) and layouts, and their values."""
     n = data.draw(st.integers(0, max_arrays), label="number of arrays")
     arrays, vals = [], []
     for k in range(n):
-        dtype = draw_dtype(data)
+        dtype = draw_dtype(data, dtypes)
         shape = shapes(data, f"grads[{k}] shape", min_dims=0, max_dims=3, max_side=6)
-        v = values(data, f"grads[{k}]", shape, dtype)
-        a = place(data, S, f"grads[{k}]", v, writeable=writeable)
+        v = any_values(data, f"grads[{k}]", shape, dtype)
+        a = place(data, S, f"grads[{k}]", v, writeable=writeable, byteorders=swappable(dtype))
         arrays.append(a)
         vals.append(np.array(a))
     if writeable and n and data.draw(st.integers(0, 9), label="alias") == 0:
@@ -634,9 +660,9 @@ def same_bits(a, b):
 NORM_TYPES = [2.0, 1.0, 3.5, math.inf, 0.5, 0.0, -1.0, math.nan]
 
 
-def case_global_norm(data):
+def case_global_norm(data, dtypes=FLOATS):
     S = Stores()
-    grads, vals = draw_grads(data, S, writeable=False)
+    grads, vals = draw_grads(data, S, writeable=False, dtypes=dtypes)
     bare = len(grads) == 1 and data.draw(st.booleans(), label="bare array")
     p = data.draw(st.sampled_from(NORM_TYPES), label="norm_type")
 
@@ -656,12 +682,12 @@ def _expected_scaled(vals, total, max_norm):
     if coef >= 1.0:
         return [v.copy() for v in vals]
     with np.errstate(all="ignore"):
-        return [(v.astype(np.float64) * float(v.dtype.type(coef))).astype(v.dtype) for v in vals]
+        return [cast(v.astype(np.float64) * float(cast(coef, v.dtype)), v.dtype) for v in vals]
 
 
-def case_clip_grad_norm(data):
+def case_clip_grad_norm(data, dtypes=FLOATS):
     S = Stores()
-    grads, vals = draw_grads(data, S, writeable=True)
+    grads, vals = draw_grads(data, S, writeable=True, dtypes=dtypes)
     p = data.draw(st.sampled_from(NORM_TYPES), label="norm_type")
     max_norm = data.draw(st.sampled_from([1.0, 0.0, 1e-3, 1e30, math.inf, -1.0, math.nan]),
                          label="max_norm")
@@ -681,9 +707,9 @@ def case_clip_grad_norm(data):
     return S, call, check, names, fastbn.clip_grad_norm
 
 
-def case_clip_grad_value(data):
+def case_clip_grad_value(data, dtypes=FLOATS):
     S = Stores()
-    grads, vals = draw_grads(data, S, writeable=True)
+    grads, vals = draw_grads(data, S, writeable=True, dtypes=dtypes)
     c = data.draw(st.sampled_from([1.0, 0.0, 1e-40, 3.4e38, 1e300, math.inf, -1.0, math.nan]),
                   label="clip_value")
 
@@ -693,8 +719,7 @@ def case_clip_grad_value(data):
     def check(res):
         assert res is None
         for k, (a, v) in enumerate(zip(grads, vals)):
-            with np.errstate(over="ignore"):   # 1e300 -> inf in float32, as documented
-                t = v.dtype.type(c)
+            t = cast(c, v.dtype)[()]     # 1e300 -> inf in float32, as documented
             e = np.where(v < -t, -t, np.where(v > t, t, v))
             assert same_bits(a, e), f"grads[{k}] not clamped as documented"
         event("clip_grad_value ok")
@@ -703,11 +728,11 @@ def case_clip_grad_value(data):
     return S, call, check, names, fastbn.clip_grad_value
 
 
-def case_clip_by_norm(data):
+def case_clip_by_norm(data, dtypes=FLOATS):
     S = Stores()
-    dtype = draw_dtype(data)
+    dtype = draw_dtype(data, dtypes)
     shape = shapes(data, "shape", min_dims=0, max_dims=3, max_side=6)
-    gv = values(data, "grad", shape, dtype)
+    gv = any_values(data, "grad", shape, dtype)
     grad, out, mode = draw_x_and_out(data, S, gv, dtype, "grad")
     grad_in = np.array(grad)
     max_norm = data.draw(st.sampled_from([1.0, 0.0, 1e-3, 1e30, math.inf, -1.0, math.nan]),
@@ -727,8 +752,8 @@ def case_clip_by_norm(data):
             if norm <= max_norm:
                 e = grad_in
             else:
-                s = dtype.type(max_norm / norm)
-                e = (grad_in.astype(np.float64) * float(s)).astype(dtype)
+                s = cast(max_norm / norm, dtype)
+                e = cast(grad_in.astype(np.float64) * float(s), dtype)
         assert same_bits(res, e), "not the documented formula"
         event(f"clip_by_norm ok, out={mode}")
 

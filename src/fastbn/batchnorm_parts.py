@@ -189,7 +189,8 @@ def merge_stats(counts, means, m2s):
             step_mean = mean + delta * (nk / nt)
             step_m2 = m2 + (qk + delta * delta * (n * nk / nt))
             mean = np.where(first, mk, np.where(add, step_mean, mean))
-            m2 = np.where(first, qk, np.where(add, step_m2, m2))
+            # a first shard with a NaN or inf mean spoils its m2 too, as a later one does
+            m2 = np.where(first, np.where(np.isfinite(mk), qk, np.nan), np.where(add, step_m2, m2))
             n = nt
     return n, mean, m2
 
@@ -365,6 +366,8 @@ def batch_norm_backward_reduce(dy, x, mean, invstd, *, axis=1):
     """
     x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
     sum_dy, sum_dy_xmu = _grad_sums(dy, x, dtype, outer, C, inner, m, s)
+    if not outer * inner:           # no values: both sums are 0, whatever invstd is
+        return sum_dy, sum_dy_xmu
     return sum_dy, sum_dy_xmu * s   # exactly how batch_norm_backward makes dgamma
 
 
@@ -446,6 +449,9 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
     v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x),
                                   ("mean", _nd(mean)), ("invstd", _nd(invstd)), ("gamma", g),
                                   ("sum_dy", _nd(sum_dy)), ("sum_dy_xhat", _nd(sum_dy_xhat))])
-    with np.errstate(divide="ignore", invalid="ignore"):   # invstd 0: a non-finite channel
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         sum_dy_xmu = sdyx / s
+    # invstd 0 (infinite variance) or subnormal: the xhat term, xhat * sum_dy_xhat, is 0 or below
+    # float64's range; 0/0 or an overflow here must not make it NaN
+    sum_dy_xmu[~np.isfinite(sum_dy_xmu) & np.isfinite(sdyx) & np.isfinite(s)] = 0.0
     return _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)

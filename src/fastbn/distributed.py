@@ -12,8 +12,9 @@ as if batch norm ran once on the concatenation of the shards in rank order.  Bui
   more latency per call, instead of issue 18's single collective;
 - forward: then ONE ``Allgather`` of the local float64 (count, mean, M2) per channel, 3*C doubles
   per process (3*C*8*P bytes gathered on every process), merged by Chan's formula in rank order;
-- backward: then ONE ``Allgather`` of the local float64 sum(dy) and sum(dy * xhat) per channel
-  and the local count, 2*C + 1 doubles per process, added in rank order.
+- backward: then ONE ``Allgather`` of the local float64 sum(dy) and sum(dy * (x - mean)) per
+  channel (unscaled: the form the kernels take, so one process gives batch norm's bits) and the
+  local count, 2*C + 1 doubles per process, added in rank order.
 
 Every process computes the same merge of the same gathered bytes, so the statistics, ``dgamma``
 and ``dbeta`` are bitwise the same on every process (an ``Allreduce`` would not promise that:

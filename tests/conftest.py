@@ -8,6 +8,10 @@ import pytest
 import fastbn
 from fastbn import _config
 
+# Scripts run by mpiexec (tests/test_mpi.py launches them), not test modules: --doctest-modules
+# would import them, and they import mpi4py at the top.
+collect_ignore = ["mpi"]
+
 
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
 def threads(request):

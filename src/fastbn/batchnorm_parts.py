@@ -451,7 +451,6 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
                                   ("sum_dy", _nd(sum_dy)), ("sum_dy_xhat", _nd(sum_dy_xhat))])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         sum_dy_xmu = sdyx / s
-    # invstd 0 (infinite variance) or subnormal: the xhat term, xhat * sum_dy_xhat, is 0 or below
-    # float64's range; 0/0 or an overflow here must not make it NaN
-    sum_dy_xmu[~np.isfinite(sum_dy_xmu) & np.isfinite(sdyx) & np.isfinite(s)] = 0.0
+    # invstd 0 (an infinite variance): the xhat term is 0, and 0/0 or x/0 here must not make dx NaN
+    sum_dy_xmu[(s == 0) & np.isfinite(sdyx)] = 0.0
     return _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)

@@ -113,7 +113,7 @@ def any_values(data, name, shape, dtype, **kw):
 def cast(a64, dtype):
     """float64 values rounded once to ``dtype`` (to nearest, ties to even; beyond the range:
     +-inf).  NumPy (float16) and ml_dtypes (bfloat16) round float64 directly, not through
-    float32 (tests/test_fuzz_parts.py::test_bfloat16_cast_rounds_once)."""
+    float32."""
     with np.errstate(over="ignore"):
         return np.asarray(a64, dtype=np.float64).astype(dtype)
 

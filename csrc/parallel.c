@@ -211,8 +211,8 @@ static void fb_pool_init(void)
  * signals, which go to the interpreter's threads.  Called with `busy` held. */
 static int fb_pool_grow(int want)
 {
-    /* A child forked without our handlers having run (observed: about 1 fork in 30 made while
-     * another thread was in its first parallel call) inherits slots without threads. */
+    /* A child whose fork skipped our handlers (seen when forking during another thread's first
+     * parallel call) inherits slots without threads: the slots belong to a pid. */
     const pid_t pid = getpid();
     if (fb_pool_pid != pid) {
         pthread_mutex_init(&fb_pool_mu, NULL);

@@ -62,11 +62,11 @@ def _check_comm(comm, name="comm"):
     return comm
 
 
-def _allgather(comm, local):
-    """(P, *local.shape) float64: every process's ``local``, in rank order (one Allgather; mpi4py
-    reads the MPI datatype, DOUBLE, from the arrays' buffer format)."""
-    local = np.ascontiguousarray(local, dtype=np.float64)
-    gathered = np.empty((comm.Get_size(),) + local.shape, dtype=np.float64)
+def _allgather(comm, local, dtype=np.float64):
+    """(P, *local.shape) of ``dtype``: every process's ``local``, in rank order (one Allgather;
+    mpi4py reads the MPI datatype from the arrays' buffer format)."""
+    local = np.ascontiguousarray(local, dtype=dtype)
+    gathered = np.empty((comm.Get_size(),) + local.shape, dtype=dtype)
     comm.Allgather(local, gathered)
     return gathered
 
@@ -109,8 +109,7 @@ def _agree(comm, call, error=None, C=0, dtype=None, axis=0, ndim=0):
     else:
         header = np.array([0, _CALLS[call], C, _DTYPES[np.dtype(dtype)], axis, ndim]
                           + [0] * _NAME_WORDS, np.int64)
-    gathered = np.empty((comm.Get_size(), _HEADER), np.int64)
-    comm.Allgather(header, gathered)
+    gathered = _allgather(comm, header, np.int64)
     if error is not None:
         raise error
     for rank, h in enumerate(gathered):

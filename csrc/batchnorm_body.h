@@ -26,6 +26,11 @@
  *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
  *   The e terms are underflow: below T's smallest normal, rounding errs by up to e/2 absolutely,
  *   once per coefficient rounded to T (scaled by |dy|, |x - mh|, 1) and once per product.
+ *   float16 / bfloat16 (dtype_f16.h, dtype_bf16.h) store the tensors in 16 bits and compute in
+ *   T = float: x is widened exactly, so the bounds above hold for the float result, which is then
+ *   rounded once to the half type: |y - y*| <= ulp_h(|y*| + b)/2 + b for the bound b above,
+ *   within one ulp_h of y* wherever b <= ulp_h(y*)/2 (not at outputs far smaller than their
+ *   terms, where b is absolute).  A result beyond the half range becomes +-inf, as a cast.
  *   Where x - mh could overflow in T (|mean| >= 2^102), or a coefficient rounds to +-inf in T, the
  *   float64 formula is used instead; a vector whose T result is not finite is redone by element
  *   (apply1/grad1), so an intermediate overflow never turns a representable result into inf/NaN.

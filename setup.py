@@ -57,6 +57,14 @@ ISAS = list(ISA_FLAGS_GNU) if X86 else ["scalar"]
 class BuildExt(build_ext):
     """build_ext that first compiles each module's kernel bodies once per instruction set."""
 
+    def run(self):
+        if self.inplace:   # a compiled module of an older tree (fastbn._batchnorm) shadows the .py
+            built = {name.rsplit(".", 1)[1] for name, *_ in MODULES}
+            for path in glob("src/fastbn/_*.so") + glob("src/fastbn/_*.pyd"):
+                if os.path.basename(path).split(".")[0] not in built:
+                    os.remove(path)
+        super().run()
+
     def build_extension(self, ext):
         msvc = self.compiler.compiler_type == "msvc"
         base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99", "-Wno-psabi"]

@@ -26,6 +26,7 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
+#define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
 /* ---- per-channel coefficients of the elementwise passes ----------------------------------- */
 
@@ -123,7 +124,7 @@ static FB_INLINE T FN(grad1)(T dy, T x, const FN(coef) *co)
  * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
  * whatever FB_LG is, so every instruction set gives the same bits. */
-static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
+static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                         const int has_q, int64_t n, double k,
                                         double s1[FB_LANES], double s2[FB_LANES])
 {
@@ -138,7 +139,7 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
              * round: fetch the rest of the round too, so that memory sees one sequential stream
              * and the later passes hit L1 (NCHW backward's sums: 1.4x faster on Zen 3). */
             if (FB_LG < FB_LANES && g == 0) {
-                for (int b = 64; b < FB_LANES * (int)sizeof(T); b += 64) {
+                for (int b = 64; b < FB_LANES * (int)sizeof(S); b += 64) {
                     fb_prefetch((const char *)(x + i) + b);
                     if (has_q) fb_prefetch((const char *)(q + i) + b);
                 }
@@ -154,7 +155,7 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
     }
     for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double d = (double)x[i] - k, w = has_q ? (double)q[i] : d;
+        const double d = (double)FB_LD(x[i]) - k, w = has_q ? (double)FB_LD(q[i]) : d;
         s1[l] += w;
         s2[l] += w * d;
     }
@@ -163,63 +164,65 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
 /* y = (x - m) * s + c over a run.  y may be x itself (in place: each element is read before it
  * is written, and nothing is read again), so neither pointer is restrict; the coefficients are
  * copied to locals so that stores through y need not reload them. */
-static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream)
+static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++) y[i] = FN(exact_apply1)(x[i], co);
+        for (; i < n; i++) y[i] = FB_ST(FN(exact_apply1)(FB_LD(x[i]), co));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
+#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c)
 /* a vector with a non-finite value is redone element by element (apply1), in place too: each
  * element is read before it is written */
 #define FB_APPLY_STORE(STORE, i)                                                                 \
     do {                                                                                         \
         const FB_TV r_ = FB_APPLY(i);                                                            \
         if (FB_TV_FINITE(r_)) STORE(y + (i), r_);                                                \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) y[j_] = FN(apply1)(x[j_], co);     \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
+            y[j_] = FB_ST(FN(apply1)(FB_LD(x[j_]), co));                                         \
     } while (0)
     int64_t head, stop;
-    if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) y[i] = FN(apply1)(x[i], co);
-        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STREAM, i);
+    if (stream && fb_stream_span(y, sizeof(S), n, &head, &stop)) {
+        for (; i < head; i++) y[i] = FB_ST(FN(apply1)(FB_LD(x[i]), co));
+        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STORE, i);
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STORE, i);
 #undef FB_APPLY_STORE
 #undef FB_APPLY
-    for (; i < n; i++) y[i] = FN(apply1)(x[i], co);
+    for (; i < n; i++) y[i] = FB_ST(FN(apply1)(FB_LD(x[i]), co));
 }
 
 /* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply.  dx may be dy itself
  * (in place, elementwise), so no pointer is restrict. */
-static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const FN(coef) *co,
+static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
                                int stream)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++) dx[i] = FN(exact_grad1)(dy[i], x[i], co);
+        for (; i < n; i++) dx[i] = FB_ST(FN(exact_grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), g),                                  \
-                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), g),                                  \
+                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
 #define FB_GRAD_STORE(STORE, i)                                                                  \
     do {                                                                                         \
         const FB_TV r_ = FB_GRAD(i);                                                             \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) dx[j_] = FN(grad1)(dy[j_], x[j_], co); \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
+            dx[j_] = FB_ST(FN(grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), co));                          \
     } while (0)
     int64_t head, stop;
-    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = FN(grad1)(dy[i], x[i], co);
-        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STREAM, i);
+    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
+        for (; i < head; i++) dx[i] = FB_ST(FN(grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
+        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STORE, i);
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STORE, i);
 #undef FB_GRAD_STORE
 #undef FB_GRAD
-    for (; i < n; i++) dx[i] = FN(grad1)(dy[i], x[i], co);
+    for (; i < n; i++) dx[i] = FB_ST(FN(grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
 }
 
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Batch norm
@@ -233,16 +236,16 @@ typedef struct {
 } FN(row_src);
 
 /* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors). */
-static void FN(row_redo)(const T *xr, const T *gr, T *yr, int64_t v, int64_t n, const FN(row_src) *src)
+static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, const FN(row_src) *src)
 {
     for (int64_t j = v; j < v + n; j++) {
         if (src->coefs) {
             const FN(coef) *co = &src->coefs[(src->v0 + j % src->period) / src->inner];
-            yr[j] = gr ? FN(grad1)(gr[j], xr[j], co) : FN(apply1)(xr[j], co);
+            yr[j] = FB_ST(gr ? FN(grad1)(FB_LD(gr[j]), FB_LD(xr[j]), co) : FN(apply1)(FB_LD(xr[j]), co));
         } else {
             const FN(coef) co = FN(make_coef)(src->em[j], src->es[j], gr ? src->eg[j] : 0.0,
                                               src->ec[j]);
-            yr[j] = gr ? FN(grad1)(gr[j], xr[j], &co) : FN(apply1)(xr[j], &co);
+            yr[j] = FB_ST(gr ? FN(grad1)(FB_LD(gr[j]), FB_LD(xr[j]), &co) : FN(apply1)(FB_LD(xr[j]), &co));
         }
     }
 }
@@ -251,15 +254,15 @@ static void FN(row_redo)(const T *xr, const T *gr, T *yr, int64_t v, int64_t n, 
  * coefficients per element; non-temporal stores where `stream` and aligned.  yr may be xr or gr
  * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
  * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
-static void FN(row_apply)(const T *xr, const T *gr, T *yr,
+static void FN(row_apply)(const S *xr, const S *gr, S *yr,
                           int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
                           const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
                           const FN(row_src) *src)
 {
-#define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
+#define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
+#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
                                         FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
-#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
+#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
 #define FB_ROW_PUT(STORE, VEC, v)                                                                \
     do {                                                                                         \
         const FB_TV r_ = VEC(v);                                                                 \
@@ -269,25 +272,25 @@ static void FN(row_apply)(const T *xr, const T *gr, T *yr,
 #define FB_ROW_ONE(EXPR, v)                                                                      \
     do {                                                                                         \
         const T r_ = EXPR;                                                                       \
-        if (isfinite(r_)) yr[v] = r_;                                                            \
+        if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
     int64_t v = 0, head, stop;
-    const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
+    const int nt = stream && fb_stream_span(yr, sizeof(S), w, &head, &stop);
     if (!gr) {
         if (nt) {
             for (; v < head; v++) FB_ROW_ONE(FB_ROW_T(v), v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_TV_STREAM, FB_ROW_V, v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, FB_ROW_V, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_TV_STORE, FB_ROW_V, v);
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, FB_ROW_V, v);
         for (; v < w; v++) FB_ROW_ONE(FB_ROW_T(v), v);
     } else {
         if (nt) {
-            for (; v < head; v++) FB_ROW_ONE(gr[v] * tg[v] + (FB_ROW_T(v)), v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_TV_STREAM, FB_ROW_G, v);
+            for (; v < head; v++) FB_ROW_ONE(FB_LD(gr[v]) * tg[v] + (FB_ROW_T(v)), v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, FB_ROW_G, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_TV_STORE, FB_ROW_G, v);
-        for (; v < w; v++) FB_ROW_ONE(gr[v] * tg[v] + (FB_ROW_T(v)), v);
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, FB_ROW_G, v);
+        for (; v < w; v++) FB_ROW_ONE(FB_LD(gr[v]) * tg[v] + (FB_ROW_T(v)), v);
     }
 #undef FB_ROW_T
 #undef FB_ROW_V
@@ -298,3 +301,4 @@ static void FN(row_apply)(const T *xr, const T *gr, T *yr,
 
 #undef FN
 #undef T
+#undef S

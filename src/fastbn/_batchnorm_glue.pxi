@@ -11,7 +11,8 @@ Three layers, called in one direction only:
    buffers are updated in place through their stride; they must be native already).
 2. This module takes those ndarrays, reads their data pointers through the NumPy C API (no
    buffer acquisition: a call costs well under a microsecond here), releases the GIL and calls the
-   ``_f32`` or ``_f64`` kernel by the dtype of ``x``.  It re-checks the few facts memory safety
+   ``_f32``, ``_f64``, ``_f16`` or ``_bf16`` kernel by the dtype of ``x`` (the half types'
+   per-channel parameters are float32).  It re-checks the few facts memory safety
    and correct values rest on (dtype agreement, native byte order, contiguity, sizes), so a wrong
    call raises instead of reading out of bounds or reading swapped bytes as numbers.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
@@ -53,67 +54,71 @@ cdef extern from "batchnorm.h":
                                      int64_t C, int64_t count, double momentum) nogil
 
 
-cdef bint _is_f32(cnp.ndarray x) except -1:
-    """True for float32, False for float64 (native byte order); anything else is a caller's bug."""
-    cdef int t = cnp.PyArray_TYPE(x)
-    if not cnp.PyArray_ISNOTSWAPPED(x):
-        raise TypeError(f"fastbn._batchnorm: expected native byte order, got {x.dtype.str}")
-    if t == cnp.NPY_FLOAT32:
-        return True
-    if t == cnp.NPY_FLOAT64:
-        return False
-    raise TypeError(f"fastbn._batchnorm: expected float32 or float64, got {x.dtype}")
-
-
 def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, gamma, beta,
           double eps, cnp.ndarray stats, int n_threads):
     """Training forward; see fb_bn_train_* in csrc/batchnorm.h.  stats: (3, C) float64 receiving
     mean, var, invstd."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     cdef double *ps = <double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_train_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
                                  ps + 2 * C, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_train_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pg, <const double *>pb, eps, ps, ps + C,
                                  ps + 2 * C, n_threads)
+        elif k == K_F16:
+            st = fb_bn_train_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                 <const float *>pg, <const float *>pb, eps, ps, ps + C,
+                                 ps + 2 * C, n_threads)
+        else:
+            st = fb_bn_train_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
+                                  ps + 2 * C, n_threads)
     check_status(st)
 
 
 def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, rmean, rvar,
           gamma, beta, double eps, int n_threads):
     """Inference forward with running statistics; see fb_bn_infer_*."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
-    cdef void *pm = _data(rmean, t, C, "running_mean")
-    cdef void *pv = _data(rvar, t, C, "running_var")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pm = _data(rmean, pt, C, "running_mean")
+    cdef void *pv = _data(rvar, pt, C, "running_var")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     if pm == NULL or pv == NULL:
         raise ValueError("fastbn._batchnorm: running statistics are required")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_infer_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pm, <const float *>pv, <const float *>pg,
                                  <const float *>pb, eps, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_infer_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pm, <const double *>pv, <const double *>pg,
                                  <const double *>pb, eps, n_threads)
+        elif k == K_F16:
+            st = fb_bn_infer_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                 <const float *>pm, <const float *>pv, <const float *>pg,
+                                 <const float *>pb, eps, n_threads)
+        else:
+            st = fb_bn_infer_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                  <const float *>pm, <const float *>pv, <const float *>pg,
+                                  <const float *>pb, eps, n_threads)
     check_status(st)
 
 
@@ -122,25 +127,33 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
              int n_threads):
     """Backward through the batch statistics; see fb_bn_backward_*.  mean, invstd: float64 (C,);
     grads: (2, C) float64 receiving dgamma, dbeta."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
     cdef void *px = _data(x, t, n, "x")
     cdef void *pdx = _data(dx, t, n, "dx")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef double *pgr = <double *>_data(grads, cnp.NPY_FLOAT64, 2 * C, "grads")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
                                     C, inner, pm, ps, <const float *>pg, pgr, pgr + C, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                     outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
                                     n_threads)
+        elif k == K_F16:
+            st = fb_bn_backward_f16(<const uint16_t *>pdy, <const uint16_t *>px, <uint16_t *>pdx,
+                                    outer, C, inner, pm, ps, <const float *>pg, pgr, pgr + C,
+                                    n_threads)
+        else:
+            st = fb_bn_backward_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                     <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
+                                     pgr, pgr + C, n_threads)
     check_status(st)
 
 
@@ -152,16 +165,20 @@ def moments(cnp.ndarray x, int64_t outer, int64_t C, int64_t inner, cnp.ndarray 
     """Per-channel mean and m2 = sum((x - mean)**2) into float64 (C,) arrays; see
     fb_bn_moments_*.  mean is train's bit for bit, m2 / (outer * inner) its var; with no values
     (outer or inner 0) both are 0."""
-    cdef bint f32 = _is_f32(x)
+    cdef int k = _kind(x)
     cdef void *px = _data(x, cnp.PyArray_TYPE(x), outer * C * inner, "x")
     cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef double *pq = <double *>_data(m2, cnp.NPY_FLOAT64, C, "m2")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_moments_f32(<const float *>px, outer, C, inner, pm, pq, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_moments_f64(<const double *>px, outer, C, inner, pm, pq, n_threads)
+        elif k == K_F16:
+            st = fb_bn_moments_f16(<const uint16_t *>px, outer, C, inner, pm, pq, n_threads)
+        else:
+            st = fb_bn_moments_bf16(<const uint16_t *>px, outer, C, inner, pm, pq, n_threads)
     check_status(st)
 
 
@@ -169,23 +186,29 @@ def apply(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
           cnp.ndarray mean, cnp.ndarray invstd, gamma, beta, int n_threads):
     """y = (x - mean) * invstd * gamma + beta from float64 (C,) mean and invstd; see
     fb_bn_apply_*.  y may be x.  With train's own mean and invstd, train's y bit for bit."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_apply_f32(<const float *>px, <float *>py, outer, C, inner, pm, ps,
                                  <const float *>pg, <const float *>pb, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_apply_f64(<const double *>px, <double *>py, outer, C, inner, pm, ps,
                                  <const double *>pg, <const double *>pb, n_threads)
+        elif k == K_F16:
+            st = fb_bn_apply_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
+                                 <const float *>pg, <const float *>pb, n_threads)
+        else:
+            st = fb_bn_apply_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
+                                  <const float *>pg, <const float *>pb, n_threads)
     check_status(st)
 
 
@@ -194,7 +217,7 @@ def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t i
               int n_threads):
     """Per-channel sum(dy) (backward's dbeta) and sum(dy * (x - mean)) (times invstd,
     backward's dgamma) into float64 (C,) arrays; see fb_bn_grad_sums_*.  No values: 0."""
-    cdef bint f32 = _is_f32(x)
+    cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
@@ -205,12 +228,18 @@ def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t i
     cdef double *p2 = <double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_grad_sums_f32(<const float *>pdy, <const float *>px, outer, C, inner, pm,
                                      ps, p1, p2, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_grad_sums_f64(<const double *>pdy, <const double *>px, outer, C, inner,
                                      pm, ps, p1, p2, n_threads)
+        elif k == K_F16:
+            st = fb_bn_grad_sums_f16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
+                                     inner, pm, ps, p1, p2, n_threads)
+        else:
+            st = fb_bn_grad_sums_bf16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
+                                      inner, pm, ps, p1, p2, n_threads)
     check_status(st)
 
 
@@ -220,29 +249,37 @@ def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int
     """dx through the batch statistics from given per-channel sums (grad_sums', e.g. summed
     across processes) over ``count`` >= outer * inner values; see fb_bn_grad_apply_*.  dx may be
     dy.  With the local sums and count = outer * inner, backward's dx bit for bit."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
     cdef void *px = _data(x, t, n, "x")
     cdef void *pdx = _data(dx, t, n, "dx")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef const double *p1 = <const double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
     cdef const double *p2 = <const double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
     if count < outer * inner:
         raise ValueError(f"count: must be at least outer * inner = {outer * inner}, got {count}")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_grad_apply_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
                                       C, inner, pm, ps, <const float *>pg, p1, p2, count,
                                       n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_grad_apply_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                       outer, C, inner, pm, ps, <const double *>pg, p1, p2, count,
                                       n_threads)
+        elif k == K_F16:
+            st = fb_bn_grad_apply_f16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                      <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
+                                      p1, p2, count, n_threads)
+        else:
+            st = fb_bn_grad_apply_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                       <uint16_t *>pdx, outer, C, inner, pm, ps,
+                                       <const float *>pg, p1, p2, count, n_threads)
     check_status(st)
 
 

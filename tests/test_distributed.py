@@ -700,11 +700,19 @@ def test_merge_one_shard_nonfinite_mean(bad_mean):
     assert not np.isfinite(m2[0]), m2
 
 
-@pytest.mark.parametrize("sum_dy_xhat, invstd", [
-    (0.0, 0.0), (1.5, 0.0),
-    pytest.param(1.5, 5e-324, marks=pytest.mark.xfail(strict=True, reason=(
-        "a subnormal invstd: sum_dy_xhat / invstd overflows before the kernel multiplies it "
-        "back (NaN); not fixed")))])
+def test_merge_means_more_than_float64_max_apart():
+    """Finite shard means more than DBL_MAX apart: Chan's delta overflows, and the merged mean
+    was inf (NaN after a third shard) though a mean of finite values is finite; now the weighted
+    average, M2 (beyond float64's range) +inf."""
+    big = 1.5e308
+    with np.errstate(over="ignore"):   # M2's overflow warns as numpy's does, unless silenced
+        count, mean, m2 = fastbn.merge_stats([[1.0], [3.0], [4.0]], [[-big], [big], [0.0]],
+                                             [[0.0], [1.0], [0.0]])
+    assert count[0] == 8.0 and np.isposinf(m2[0])
+    assert abs(mean[0] - big / 4) <= 4 * 2.0 ** -53 * big, mean     # (-1 + 3) big / 8
+
+
+@pytest.mark.parametrize("sum_dy_xhat, invstd", [(0.0, 0.0), (1.5, 0.0), (1.5, 5e-324)])
 def test_backward_apply_tiny_invstd(sum_dy_xhat, invstd):
     """invstd 0 (a channel of infinite variance, e.g. reference.batch_norm_train of
     [[0, 1.9e154]]) or subnormal: dx = gamma * invstd * (...) is 0 or about invstd, as
@@ -717,6 +725,36 @@ def test_backward_apply_tiny_invstd(sum_dy_xhat, invstd):
     dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, [3.0], [sum_dy_xhat], 2,
                                           axis=0)
     assert np.all(np.abs(dx - exp) <= 1e-300), dx
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_apply_tiny_invstd_keeps_the_xhat_term(dtype, inplace):
+    """A tiny invstd whose sum_dy_xhat / invstd overflows float64 (1e300 / 1e-300) in one channel,
+    with a huge float64 gamma: its xhat term, gamma invstd xhat sum_dy_xhat / count, is of the
+    order of dy and enters dx (formed from sum_dy_xhat itself: was NaN); the other channel keeps
+    the bits of the ordinary pass."""
+    x = np.array([[1.0, 0.5], [3.0, -0.25]], dtype)
+    dy = np.array([[1.0, 0.75], [2.0, -2.0]], dtype)
+    mean, invstd = np.array([2.0, 0.125]), np.array([1e-300, 2.0])
+    gamma = np.array([1e300 if dtype == np.float64 else 1.0, 1.5], dtype)
+    sums = ([1.0, -1.25], [1e300, 0.5])
+    args = (x, mean, invstd, gamma, sums[0], sums[1], 2)
+    with np.errstate(all="ignore"):
+        exact = np.asarray(reference.batch_norm_backward_apply(
+            dy.astype(np.longdouble), x.astype(np.longdouble), *(np.asarray(a, np.longdouble)
+                                                                for a in args[1:6]), 2, axis=1),
+            np.float64)
+    ordinary = fastbn.batch_norm_backward_apply(dy[:, 1:], x[:, 1:], mean[1:], invstd[1:],
+                                                gamma[1:], sums[0][1:], sums[1][1:], 2)
+    d = dy.copy()
+    dx = fastbn.batch_norm_backward_apply(d, *args, out=d if inplace else None)
+    assert np.all(np.isfinite(dx)), dx
+    if dtype == np.float64:
+        assert np.array_equal(exact[:, 0], [1.0, 1.0])     # dy - 0.5 + xhat * 1e300 / 2 ...
+    # float32: about 1e-300, 0 once rounded
+    assert np.allclose(dx[:, 0], exact[:, 0].astype(dtype), rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert np.array_equal(dx[:, 1:], ordinary)
 
 
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])

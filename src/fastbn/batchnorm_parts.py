@@ -187,6 +187,11 @@ def merge_stats(counts, means, m2s):
             nt = n + nk
             delta = mk - mean
             step_mean = mean + delta * (nk / nt)
+            # finite means more than DBL_MAX apart: delta is inf, the weighted average is not
+            # (M2, beyond float64's range there, is inf)
+            wide = ~np.isfinite(delta) & np.isfinite(mk) & np.isfinite(mean)
+            if wide.any():
+                step_mean = np.where(wide, mean * (n / nt) + mk * (nk / nt), step_mean)
             step_m2 = m2 + (qk + delta * delta * (n * nk / nt))
             mean = np.where(first, mk, np.where(add, step_mean, mean))
             # a first shard with a NaN or inf mean spoils its m2 too, as a later one does
@@ -453,4 +458,28 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
         sum_dy_xmu = sdyx / s
     # invstd 0 (an infinite variance): the xhat term is 0, and 0/0 or x/0 here must not make dx NaN
     sum_dy_xmu[(s == 0) & np.isfinite(sdyx)] = 0.0
-    return _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)
+    # an invstd so small that sum_dy_xhat / invstd overflows (a caller's value: no finite variance
+    # gives one below 7e-155): those channels are formed from sum_dy_xhat itself, before the
+    # kernel may write over dy; the others keep the kernel's bits
+    tiny = np.flatnonzero(~np.isfinite(sum_dy_xmu) & np.isfinite(sdyx) & np.isfinite(s))
+    fixed = [_tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype) for c in tiny]
+    sum_dy_xmu[tiny] = 0.0
+    dx = _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)
+    for c, vals in zip(tiny, fixed):
+        dx[(slice(None),) * axis + (c,)] = vals
+    return dx
+
+
+def _tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype):
+    """dx of channel ``c`` by the kernel's factored form gamma invstd ((dy - sum_dy / n) -
+    xhat * sum_dy_xhat / n), in float64 (and, where that overflows, with the factors scaled by
+    2**-32 and the result by 2**64, as the kernel's exact path), rounded once to ``dtype``."""
+    at = (slice(None),) * axis + (c,)
+    d64, x64 = np.asarray(dy[at], np.float64), np.asarray(x[at], np.float64)
+    gi = (1.0 if g is None else float(g[c])) * s[c]
+    mdy, q, mc, inv = sdy[c] / n, sdyx[c] / n, m[c], s[c]
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        r = gi * ((d64 - mdy) - ((x64 - mc) * inv) * q)
+        k = 2.0 ** -32
+        scaled = gi * k * ((d64 * k - mdy * k) - ((x64 * k - mc * k) * inv) * q) * 2.0 ** 64
+        return np.where(np.isfinite(r), r, scaled).astype(dtype)

@@ -757,6 +757,33 @@ def test_backward_apply_tiny_invstd_keeps_the_xhat_term(dtype, inplace):
     assert np.array_equal(dx[:, 1:], ordinary)
 
 
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+def test_backward_small_invstd_keeps_the_xhat_term(inplace):
+    """float64 data of scale 1e110 (invstd 1.2e-110): the kernel's s = -g invstd invstd
+    sum(dy (x - mean)) / n passed through g invstd invstd = 1.7e-330, 0 in float64, and dx lost
+    its xhat term (2.0e-111 for 9.4e-111) -- batch_norm_backward and the parts alike (the fuzz
+    of the parts: invstd 8.3e-140, x = DBL_MAX).  The product is now formed in the other order
+    there."""
+    x, dy = np.array([[1e110], [-1e110], [3e109]]), np.array([[1.0], [2.0], [-0.5]])
+    _, mean, invstd = fastbn.batch_norm_train(x, axis=1)
+    assert invstd[0] < 1e-103
+    with np.errstate(all="ignore"):
+        L = np.longdouble
+        exact = np.asarray(reference.batch_norm_backward(dy.astype(L), x.astype(L), mean.astype(L),
+                                                         invstd.astype(L), axis=1).dx, np.float64)
+    d = dy.copy()
+    dx = fastbn.batch_norm_backward(d, x, mean, invstd, axis=1, out=d if inplace else None).dx
+    assert np.allclose(dx, exact, rtol=1e-14, atol=0), (dx, exact)
+    sums = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=1)
+    assert np.array_equal(fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, *sums, 3,
+                                                           axis=1), dx)
+    # a caller's invstd of 8.3e-140 with x = DBL_MAX: dx = invstd * -xhat * sum_dy_xhat = 1.65e29
+    x1, m1, i1 = np.array([[np.finfo(np.float64).max]]), np.array([-0.132]), np.array([8.3e-140])
+    dx1 = fastbn.batch_norm_backward_apply([[0.5]], x1, m1, i1, None, [0.5], [-0.132], 1, axis=1)
+    exact1 = float(i1[0] * (L(x1[0, 0]) - L(m1[0])) * L(i1[0]) * L(0.132))
+    assert abs(dx1[0, 0] - exact1) <= 1e-14 * exact1, (dx1, exact1)
+
+
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])
 def test_backward_reduce_empty_nonfinite_invstd(invstd):
     x = np.zeros((0, 2))

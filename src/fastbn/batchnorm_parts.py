@@ -471,15 +471,21 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
 
 
 def _tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype):
-    """dx of channel ``c`` by the kernel's factored form gamma invstd ((dy - sum_dy / n) -
-    xhat * sum_dy_xhat / n), in float64 (and, where that overflows, with the factors scaled by
-    2**-32 and the result by 2**64, as the kernel's exact path), rounded once to ``dtype``."""
+    """dx of channel ``c`` as gamma invstd ((dy - sum_dy / n) - xhat * sum_dy_xhat / n), xhat =
+    (x - mean) invstd, in float64 with every factor split by frexp into a mantissa and a power
+    of two, so that no product over- or underflows before the result (xhat * sum_dy_xhat / n
+    may pass DBL_MAX where gamma invstd brings dx back), rounded once to ``dtype``."""
     at = (slice(None),) * axis + (c,)
     d64, x64 = np.asarray(dy[at], np.float64), np.asarray(x[at], np.float64)
     gi = (1.0 if g is None else float(g[c])) * s[c]
-    mdy, q, mc, inv = sdy[c] / n, sdyx[c] / n, m[c], s[c]
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        r = gi * ((d64 - mdy) - ((x64 - mc) * inv) * q)
-        k = 2.0 ** -32
-        scaled = gi * k * ((d64 * k - mdy * k) - ((x64 * k - mc * k) * inv) * q) * 2.0 ** 64
-        return np.where(np.isfinite(r), r, scaled).astype(dtype)
+    k = 2.0 ** -32            # (dy - mdy) and (x - mean) may pass DBL_MAX: taken times 2**-32
+    fa, ea = np.frexp(d64 * k - (sdy[c] / n) * k)
+    fx, ex = np.frexp(x64 * k - m[c] * k)
+    fi, ei = np.frexp(s[c])
+    fq, eq = np.frexp(sdyx[c] / n)
+    fg, eg = np.frexp(gi)
+    fb, eb = fx * (fi * fq), ex + ei + eq               # xhat * sum_dy_xhat / n, times 2**-32
+    e = np.maximum(ea, eb)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        diff = np.ldexp(fa, ea - e) - np.ldexp(fb, eb - e)
+        return np.ldexp(fg * diff, eg + e + 32).astype(dtype)

@@ -53,8 +53,10 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
     const double w = -g * invstd * invstd;
     coef[0] = w * (sdyx / count);
     /* w below the normal range (invstd < ~1e-103: float64 data of scale 1e103 and up) lost the
-     * xhat term's digits, or all of it: the other order (moments.h's) keeps them */
-    if (fabs(w) < DBL_MIN && g != 0.0) coef[0] = -(g * invstd) * (invstd * (sdyx / count));
+     * xhat term's digits, or all of it; w beyond it (invstd > ~1e102) made s inf, or NaN for a
+     * zero sum: the other order (moments.h's) keeps them */
+    if ((fabs(w) < DBL_MIN || isinf(w)) && g != 0.0)
+        coef[0] = -(g * invstd) * (invstd * (sdyx / count));
     coef[1] = g;
     coef[2] = -g * (sdy / count);
     coef[3] = invstd * (sdyx / count);

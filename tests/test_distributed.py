@@ -784,6 +784,16 @@ def test_backward_small_invstd_keeps_the_xhat_term(inplace):
     assert abs(dx1[0, 0] - exact1) <= 1e-14 * exact1, (dx1, exact1)
 
 
+def test_backward_large_invstd_zero_sum():
+    """invstd 1.1e103 with sum_dy_xhat 0 and x = DBL_MAX (the fuzz of the parts): the kernel's
+    g invstd invstd overflowed, s = inf * 0 = NaN, and the factored fallback's xhat * 0 (xhat
+    inf) was NaN too, where dx = gamma invstd (dy - sum_dy / n); the other order gives s = 0."""
+    x, dy = np.array([[np.finfo(np.float64).max]]), np.array([[0.5]])
+    mean, invstd, gamma = np.array([-0.125]), np.array([1.1e103]), np.array([-0.25])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, [0.25], [0.0], 1, axis=1)
+    assert dx[0, 0] == -0.25 * 1.1e103 * (0.5 - 0.25), dx
+
+
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])
 def test_backward_reduce_empty_nonfinite_invstd(invstd):
     x = np.zeros((0, 2))

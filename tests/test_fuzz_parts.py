@@ -10,34 +10,67 @@ argument with every buffer unchanged.
 
 What matching means
 -------------------
+The expected values are the reference's formulas (src/fastbn/reference.py) evaluated in
+np.longdouble (x86-64: a 15-bit exponent), where nothing overflows inside for float32/float64
+data -- the reference itself computes the parts in float64, whose own overflows (``n_k mean_k``,
+``(x - mean) * invstd`` at DBL_MAX, ``sum_dy_xhat / invstd``) made it unsound near float64's
+maximum.  Tolerances are computed in np.longdouble too.  Comparison (``judge``): NaN exactly
+where the expected value is NaN, the same infinities, finite values within the bound (plus 4096
+smallest normals: gradual underflow), values beyond the dtype's range +-max or +-inf of their
+sign, and where the bound itself passes the range (the result is rounding noise of terms beyond
+it) +-inf of either sign.  Where fastbn's float64 arithmetic *documents* an intermediate that
+can pass float64's range though the result does not (listed per function), a non-finite result
+is accepted and a finite one is judged all the same: never a finite wrong value.
+
 * ``batch_norm_stats``: count exact; mean and M2 of every channel of finite values against the
   exact (rational) ones, the mean within its float64 accumulation error, M2 within 1e-12
   relative (the kernel of batch_norm_train, whose variance the fuzz of test_fuzz.py judges so).
-  A channel holding NaN or +-inf has a non-finite mean or M2.  Also: the same statistics
-  through ``batch_norm_train`` give its mean and invstd bit for bit (documented).
-* ``merge_stats``: against the whole-set formulas of ``reference.merge_stats``, with the
-  rounding bound of Chan's update: 8 P u times the magnitudes it adds (the per-shard M2s,
-  ``n_k delta_k**2``, and ``n_k |delta_k| max |mean_k|`` for the rounding of the running mean
-  inside ``delta``), P the number of shards.  Shards of count 0 are skipped: a NaN there does
-  not reach the result.
-* ``batch_norm_apply``: y within the documented forward bound (tests/bn_helpers.py), and,
-  given the statistics of ``x`` itself, bit for bit ``batch_norm_train``'s y (documented).
+  M2 above DBL_MAX / 16: the kernel's shifted sums may overflow (as batch_norm_train's), so the
+  mean and M2 may be non-finite there.  A channel holding NaN or +-inf has a non-finite mean or
+  M2.  Also: the same statistics through ``batch_norm_train`` give its mean and invstd bit for
+  bit (documented).
+* ``merge_stats``: against the whole-set formulas of ``reference.merge_stats`` in np.longdouble,
+  with the rounding bound of Chan's update, P the number of shards: the mean within 8 P u of the
+  largest shard mean (the update ``mean + delta * w`` rounds relative to the shards' means, not
+  to the result: means 1 and 0 with weights 1 and 1000 cancel), M2 within 8 P u of the
+  magnitudes it adds (the per-shard M2s, ``n_k delta_k**2``, and ``n_k |delta_k| max |mean_k|``
+  for the running mean's rounding inside ``delta``).  Finite shards: the mean is finite (also
+  for means more than DBL_MAX apart), M2 never NaN; M2 above DBL_MAX / 4 may be +inf (the step's
+  ``delta**2``, up to twice the M2 it adds, overflows first).  Shards of count 0 are skipped: a
+  NaN there does not reach the result.
+* ``batch_norm_apply``: y within the documented forward bound (tests/bn_helpers.py); where
+  ``gamma * invstd`` itself passes float64's range (float64 gamma near its max), non-finite
+  accepted (its float64 coefficient is inf, as batch_norm_train's), and for an infinite mean
+  NaN or the twin's infinity (the kernel splits the mean as ``T(mean)`` plus the rest: inf -
+  inf, as batch_norm_infer's for an infinite running mean); given the statistics of ``x``
+  itself, bit for bit ``batch_norm_train``'s y (documented).
 * ``update_running_stats``: the reference's update within two ulps plus the float64 rounding
   of its terms; channels whose statistics are not finite unchanged, with a RuntimeWarning.
-* ``batch_norm_backward_reduce``: the sums as batch_norm_backward's dbeta and dgamma in
-  tests/test_fuzz.py (float64 results: float64's ulps).
+* ``batch_norm_backward_reduce``: the sums within 4 float64 ulps plus 1e-12 of the sums of
+  magnitudes (their accumulation).  ``sum_dy_xhat`` is defined as sum(dy * xhat), computed as
+  ``invstd * sum(dy * (x - mean))`` (batch_norm_backward's dgamma, the same kernel): the two
+  differ only by 0 * inf (invstd inf at x == mean: NaN or +-inf), and either is accepted.
+  Where sum |dy|, sum |dy (x - mean)| or |x - mean| pass DBL_MAX, the float64 accumulation may
+  overflow (inf, or NaN from inf - inf) though the exact sum does not.  An empty batch gives 0.
 * ``batch_norm_backward_apply``: dx within bn_helpers.backward_bound for the given sums and
-  count (float64's unit for float64 data).
+  count (``dtype``'s unit), evaluated in np.longdouble (in float64 it collapsed to ~1e-26 where
+  dx is rounding noise of 1e308-sized terms), plus gradual underflow of ``gamma * invstd`` in
+  float64, which enters c and s times sum_dy / n and invstd sum_dy_xhat / n; where
+  ``gamma * invstd`` passes float64's range, non-finite accepted.  Any invstd, subnormal too.
 * ``fold_batch_norm``: within one rounding to the weight's dtype (plus float64's) of the folded
-  values in np.longdouble; a folded value beyond the dtype's range raises instead.
+  values in np.longdouble; a folded value beyond the dtype's range, or a scale
+  ``gamma / sqrt(running_var + eps)`` beyond float64's, raises instead (the latter gave NaN for
+  a zero weight, 0 * inf).
 * clipping on float16/bfloat16 (mixed with float32/float64): test_fuzz.py's cases, whose
   expected bits ``T(float64(x) * float64(T(coef)))`` round float64 once to ``T``.
 
-Bugs the fuzzing found in batchnorm_parts.py, not fixed here: each is pinned by a plain
-``xfail(strict=True)`` test at the end of this file and its inputs are not judged above (merge_stats'
-M2 of one shard with a non-finite mean; backward_apply with invstd 0 or subnormal;
-backward_reduce of an empty batch with a non-finite invstd).  Not judged either, as in
-test_fuzz.py's train case: channels of finite float64 data whose M2 overflows float64.
+The bugs this fuzzing found are fixed and pinned in tests/test_distributed.py (section "bugs a
+fuzz of the parts found"), their inputs judged here like any other: merge_stats' M2 of one
+shard with a non-finite mean, and its mean of finite means more than DBL_MAX apart;
+backward_apply with invstd 0, subnormal, or small enough that sum_dy_xhat / invstd overflows;
+backward_reduce of an empty batch with a non-finite invstd; and the backward coefficient
+``-g invstd invstd sum / n`` that passed through a product below float64's normal range for
+invstd < ~1e-103 (batch_norm_backward's too: float64 data of scale 1e103 and up).
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
 the "ci" profile runs 60 examples per function here.
@@ -296,8 +329,11 @@ def case_batch_norm_apply(data):
             tol = (4 * u + 1e-12) * np.abs(d * sc) + 2 * u * c + 4 * u * u * np.abs(m * sc) \
                 + TINY[dtype] * (np.abs(d) + u * np.abs(m) + np.abs(sc) + 1)
             # s beyond float64's range (float64 gamma near its max times invstd > 1): fastbn's
-            # float64 coefficient is inf, y not finite (as batch_norm_train's and _infer's)
-            judge(y, exp, tol, dtype, "y", may_overflow=np.abs(sc) > LDMAX64)
+            # float64 coefficient is inf, y not finite (as batch_norm_train's and _infer's);
+            # an infinite mean: y not finite, NaN or the twin's infinity (the kernel splits
+            # the mean as (T)mean + the rest, inf - inf, as batch_norm_infer's)
+            judge(y, exp, tol, dtype, "y",
+                  may_overflow=(np.abs(sc) > LDMAX64) | np.isinf(_ch(m64, nd, ax)))
             if own:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)

@@ -54,9 +54,10 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
     coef[0] = w * (sdyx / count);
     /* w below the normal range (invstd < ~1e-103: float64 data of scale 1e103 and up) lost the
      * xhat term's digits, or all of it; w beyond it (invstd > ~1e102) made s inf, or NaN for a
-     * zero sum: the other order (moments.h's) keeps them */
+     * zero sum: the other order (moments.h's) keeps them, and a zero sum gives s = 0 */
     if ((fabs(w) < DBL_MIN || isinf(w)) && g != 0.0)
-        coef[0] = -(g * invstd) * (invstd * (sdyx / count));
+        coef[0] = sdyx == 0.0 ? copysign(0.0, -g) * (sdyx / count)
+                              : -(g * invstd) * (invstd * (sdyx / count));
     coef[1] = g;
     coef[2] = -g * (sdy / count);
     coef[3] = invstd * (sdyx / count);

@@ -784,14 +784,27 @@ def test_backward_small_invstd_keeps_the_xhat_term(inplace):
     assert abs(dx1[0, 0] - exact1) <= 1e-14 * exact1, (dx1, exact1)
 
 
-def test_backward_large_invstd_zero_sum():
-    """invstd 1.1e103 with sum_dy_xhat 0 and x = DBL_MAX (the fuzz of the parts): the kernel's
-    g invstd invstd overflowed, s = inf * 0 = NaN, and the factored fallback's xhat * 0 (xhat
-    inf) was NaN too, where dx = gamma invstd (dy - sum_dy / n); the other order gives s = 0."""
+@pytest.mark.parametrize("inv", [1.1e103, 3.78e154])
+def test_backward_large_invstd_zero_sum(inv):
+    """invstd 1.1e103 or 3.78e154 with sum_dy_xhat 0 and x = DBL_MAX (the fuzz of the parts):
+    the kernel's g invstd invstd (and at 3.78e154 g invstd too) overflowed, s = inf * 0 = NaN,
+    and the factored fallback's xhat * 0 (xhat inf) was NaN too, where dx = gamma invstd (dy -
+    sum_dy / n); a zero sum now gives s = 0."""
     x, dy = np.array([[np.finfo(np.float64).max]]), np.array([[0.5]])
-    mean, invstd, gamma = np.array([-0.125]), np.array([1.1e103]), np.array([-0.25])
+    mean, invstd, gamma = np.array([-0.125]), np.array([inv]), np.array([-0.25])
     dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, [0.25], [0.0], 1, axis=1)
-    assert dx[0, 0] == -0.25 * 1.1e103 * (0.5 - 0.25), dx
+    assert dx[0, 0] == -0.25 * inv * (0.5 - 0.25), dx
+
+
+def test_backward_factored_fallback_zero_sum():
+    """dy * g near DBL_MAX (invstd 5e228, x = DBL_MAX, sum_dy_xhat 0): the float64 formula
+    overflows, and its factored fallback's xhat term, xhat * 0 with xhat overflowed to inf, was
+    NaN (the fuzz of the parts); that term is 0, and dx = gamma invstd (dy - sum_dy / n)."""
+    x, dy = np.array([[np.finfo(np.float64).max]]), np.array([[1e80]])
+    mean, invstd, gamma = np.array([0.125]), np.array([4.95e228]), np.array([0.125])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, [0.25], [0.0], 1, axis=0)
+    exact = 0.125 * 4.95e228 * (1e80 - 0.25)
+    assert abs(dx[0, 0] - exact) <= 1e-15 * exact, dx
 
 
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])

@@ -56,9 +56,13 @@ is accepted and a finite one is judged all the same: never a finite wrong value.
   count (``dtype``'s unit), evaluated in np.longdouble (in float64 it collapsed to ~1e-26 where
   dx is rounding noise of 1e308-sized terms), plus gradual underflow of ``gamma * invstd`` in
   float64, which enters c and s times sum_dy / n and invstd sum_dy_xhat / n; where
-  ``gamma * invstd`` passes float64's range, non-finite accepted.  Any invstd, subnormal too.
+  ``gamma * invstd`` passes float64's range, non-finite accepted, and for non-finite inputs
+  (an inf in dy, x, the statistics or the sums) NaN or the twin's infinity (the kernel's
+  fallback for an overflowing intermediate, the factored form, meets inf * 0: e.g. xhat inf
+  times sum_dy_xhat 0).  Any invstd, subnormal too.
 * ``fold_batch_norm``: within one rounding to the weight's dtype (plus float64's) of the folded
-  values in np.longdouble; a folded value beyond the dtype's range, or a scale
+  values in np.longdouble, plus the gradual underflow of a subnormal float64 scale; a folded
+  value beyond the dtype's range, or a scale
   ``gamma / sqrt(running_var + eps)`` beyond float64's, raises instead (the latter gave NaN for
   a zero weight, 0 * inf).
 * clipping on float16/bfloat16 (mixed with float32/float64): test_fuzz.py's cases, whose
@@ -565,7 +569,12 @@ def case_batch_norm_backward_apply(data):
             tol, g = _apply_grad_tol(dy_in, x_in, m64, i64, gv, s0, s1, n, ax, dtype)
             # a coefficient beyond float64's range (float64 gamma near its max times invstd > 1:
             # g = gamma invstd is inf in float64, as in batch_norm_backward): dx not finite
-            judge(dx, exp, tol, dtype, "dx", may_overflow=np.abs(g) > LDMAX64)
+            # non-finite inputs (a caller's inf in dy, x, the statistics or the sums): dx not
+            # finite, NaN or the twin's infinity (the kernel's fallback for an overflowing
+            # intermediate, the factored form, meets inf * 0 there)
+            inputs_inf = ~np.isfinite(sum(_ch(a, np.ndim(x_in), ax) for a in (m64, i64, s0, s1))
+                                      + ld(dy_in) + ld(x_in))
+            judge(dx, exp, tol, dtype, "dx", may_overflow=(np.abs(g) > LDMAX64) | inputs_inf)
         event(f"batch_norm_backward_apply ok, out={mode}")
 
     return S, call, check, _writes(mode, "dy"), fastbn.batch_norm_backward_apply
@@ -629,13 +638,18 @@ def case_fold_batch_norm(data):
             be = ((np.zeros(C, np.longdouble) if bl is None else bl) - rml) * s \
                 + (0 if tl is None else tl)
             u, tiny = _unit(dtype)
+            # the float64 scale s subnormal (a subnormal gamma): its absolute rounding, half of
+            # float64's smallest subnormal, times what it multiplies
+            factor = {"weight": np.abs(w_in) + 0 * we,
+                      "bias": np.abs((np.zeros(C, LD) if bl is None else bl) - rml)}
             for name, got, exact in (("weight", wf, we), ("bias", bf, be)):
                 e = np.asarray(exact, np.float64)
                 g64 = np.asarray(got, np.float64)
-                # float64 overflowed inside (gamma / sqrt(var) or a product): not judged
+                # a folded value beyond float64 raises (a scale beyond it too): every one judged
                 judged = np.isfinite(e) & (np.abs(np.asarray(exact)) <= np.finfo(np.float64).max)
                 assert np.all(np.isfinite(g64[judged])), f"{name}: a finite fold gave inf/NaN"
-                tol = (u + 8 * U64) * np.abs(e) + tiny / 2 + 8 * U64 * np.abs(e)
+                tol = (u + 8 * U64) * np.abs(e) + tiny / 2 + 8 * U64 * np.abs(e) \
+                    + TINY[F64] * np.asarray(factor[name], np.float64)
                 bad = judged & ~(np.abs(g64 - e) <= tol)
                 assert not bad.any(), f"{name}: got {g64[bad][:4]}, expected {e[bad][:4]}"
         event(f"fold_batch_norm ok, {dtype}")

@@ -807,6 +807,23 @@ def test_backward_factored_fallback_zero_sum():
     assert abs(dx[0, 0] - exact) <= 1e-15 * exact, dx
 
 
+def test_backward_apply_huge_invstd_sum_underflows():
+    """invstd 1.9e217, sum_dy_xhat 4.7e-107: sum_dy_xhat / invstd underflows (2.5e-324) and the
+    kernel's s lost the xhat term, dx 0 where it is 2.6e326 (float32: inf) -- the fuzz of the
+    parts; that channel is formed from sum_dy_xhat itself."""
+    x, dy = np.array([[1.0]], np.float32), np.array([[0.0]], np.float32)
+    mean, invstd = np.array([0.0]), np.array([1.8825756443171136e+217])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, [0.0], [4.65057976e-107], 1,
+                                          axis=0)
+    assert np.isneginf(dx[0, 0]), dx      # -invstd**2 * 4.7e-107 = -1.6e328
+    # a subnormal sum_dy_xhat over invstd DBL_MAX: 0 in float64, dx 0 for -invstd**2 * 2 * 5e-324
+    big, sub = np.finfo(np.float64).max, np.finfo(np.float64).smallest_subnormal
+    dx = fastbn.batch_norm_backward_apply([[0.0]], [[2.0]], [0.0], [big], None, [0.0], [sub], 1,
+                                          axis=0)
+    exact = -float(np.longdouble(big) ** 2 * 2 * np.longdouble(sub))
+    assert abs(dx[0, 0] - exact) <= 1e-15 * abs(exact), (dx, exact)
+
+
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])
 def test_backward_reduce_empty_nonfinite_invstd(invstd):
     x = np.zeros((0, 2))

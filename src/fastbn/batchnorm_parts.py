@@ -459,9 +459,11 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
     # invstd 0 (an infinite variance): the xhat term is 0, and 0/0 or x/0 here must not make dx NaN
     sum_dy_xmu[(s == 0) & np.isfinite(sdyx)] = 0.0
     # an invstd so small that sum_dy_xhat / invstd overflows (a caller's value: no finite variance
-    # gives one below 7e-155): those channels are formed from sum_dy_xhat itself, before the
-    # kernel may write over dy; the others keep the kernel's bits
-    tiny = np.flatnonzero(~np.isfinite(sum_dy_xmu) & np.isfinite(sdyx) & np.isfinite(s))
+    # gives one below 7e-155), or above 1 with sum_dy_xhat / invstd below the normal range (its
+    # digits lost, the kernel multiplies it back by invstd**2): those channels are formed from
+    # sum_dy_xhat itself, before the kernel may write over dy; the others keep the kernel's bits
+    lost = (np.abs(sum_dy_xmu) < np.finfo(np.float64).tiny) & (sdyx != 0) & (np.abs(s) > 1)
+    tiny = np.flatnonzero((~np.isfinite(sum_dy_xmu) | lost) & np.isfinite(sdyx) & np.isfinite(s))
     fixed = [_tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype) for c in tiny]
     sum_dy_xmu[tiny] = 0.0
     dx = _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)
@@ -478,14 +480,15 @@ def _tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype):
     at = (slice(None),) * axis + (c,)
     d64, x64 = np.asarray(dy[at], np.float64), np.asarray(x[at], np.float64)
     gi = (1.0 if g is None else float(g[c])) * s[c]
-    k = 2.0 ** -32            # (dy - mdy) and (x - mean) may pass DBL_MAX: taken times 2**-32
-    fa, ea = np.frexp(d64 * k - (sdy[c] / n) * k)
-    fx, ex = np.frexp(x64 * k - m[c] * k)
-    fi, ei = np.frexp(s[c])
-    fq, eq = np.frexp(sdyx[c] / n)
-    fg, eg = np.frexp(gi)
-    fb, eb = fx * (fi * fq), ex + ei + eq               # xhat * sum_dy_xhat / n, times 2**-32
-    e = np.maximum(ea, eb)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        a, xm = d64 - sdy[c] / n, x64 - m[c]
+        k = 0 if np.all(np.isfinite(a) & np.isfinite(xm)) else 32   # beyond DBL_MAX: 2**-32 of them
+        fa, ea = np.frexp(np.ldexp(d64, -k) - np.ldexp(sdy[c] / n, -k) if k else a)
+        fx, ex = np.frexp(np.ldexp(x64, -k) - np.ldexp(m[c], -k) if k else xm)
+        fi, ei = np.frexp(s[c])
+        fq, eq = np.frexp(sdyx[c])          # / n after the split: a subnormal sum stays exact
+        fg, eg = np.frexp(gi)
+        fb, eb = fx * (fi * (fq / n)), ex + ei + eq     # xhat * sum_dy_xhat / n, times 2**-k
+        e = np.maximum(ea, eb)
         diff = np.ldexp(fa, ea - e) - np.ldexp(fb, eb - e)
-        return np.ldexp(fg * diff, eg + e + 32).astype(dtype)
+        return np.ldexp(fg * diff, eg + e + k).astype(dtype)

@@ -8,6 +8,7 @@
  * operation -- and so every result bit -- is the same on each path.  The helpers shared with the
  * normalization core are norm_common.h's.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,14 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
     const double g = gamma * invstd;
     *dbeta = sdy;
     *dgamma = sdyx * invstd;
-    coef[0] = -g * invstd * invstd * (sdyx / count);
+    const double w = -g * invstd * invstd;
+    coef[0] = w * (sdyx / count);
+    /* w below the normal range (invstd < ~1e-103: float64 data of scale 1e103 and up) lost the
+     * xhat term's digits, or all of it; w beyond it (invstd > ~1e102) made s inf, or NaN for a
+     * zero sum: the other order (moments.h's) keeps them, and a zero sum gives s = 0 */
+    if ((fabs(w) < DBL_MIN || isinf(w)) && g != 0.0)
+        coef[0] = sdyx == 0.0 ? copysign(0.0, -g) * (sdyx / count)
+                              : -(g * invstd) * (invstd * (sdyx / count));
     coef[1] = g;
     coef[2] = -g * (sdy / count);
     coef[3] = invstd * (sdyx / count);

@@ -81,6 +81,16 @@ static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
     return (T)((((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64);
 }
 
+/* The factored form's xhat term (d * inv) * q, d = x - m (scaled): 0 for q == 0 where d * inv
+ * overflowed from finite x, m, inv (inf * 0 would make it NaN). */
+static FB_INLINE double FN(xq)(double d, T x, const FN(coef) *co)
+{
+    const double xh = d * co->inv;
+    if (co->q == 0.0 && isinf(xh) && isfinite((double)x) && isfinite(co->m) && isfinite(co->inv))
+        return copysign(0.0, xh) * co->q;
+    return xh * co->q;
+}
+
 static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
 {
     const double y = (double)dy * co->g + (((double)x - co->m) * co->s + co->c);
@@ -90,10 +100,10 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
                     (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K))) *
                    0x1p64);
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
-    const double r = co->g * (((double)dy - co->mdy) - (((double)x - co->m) * co->inv) * co->q);
+    const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
     if (isfinite(r)) return (T)r;
     return (T)(co->g * FB_K * (((double)dy * FB_K - co->mdy * FB_K) -
-                               (((double)x * FB_K - co->m * FB_K) * co->inv) * co->q) * 0x1p64);
+                               FN(xq)((double)x * FB_K - co->m * FB_K, x, co)) * 0x1p64);
 }
 #undef FB_K
 

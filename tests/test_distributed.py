@@ -700,11 +700,19 @@ def test_merge_one_shard_nonfinite_mean(bad_mean):
     assert not np.isfinite(m2[0]), m2
 
 
-@pytest.mark.parametrize("sum_dy_xhat, invstd", [
-    (0.0, 0.0), (1.5, 0.0),
-    pytest.param(1.5, 5e-324, marks=pytest.mark.xfail(strict=True, reason=(
-        "a subnormal invstd: sum_dy_xhat / invstd overflows before the kernel multiplies it "
-        "back (NaN); not fixed")))])
+def test_merge_means_more_than_float64_max_apart():
+    """Finite shard means more than DBL_MAX apart: Chan's delta overflows, and the merged mean
+    was inf (NaN after a third shard) though a mean of finite values is finite; now the weighted
+    average, M2 (beyond float64's range) +inf."""
+    big = 1.5e308
+    with np.errstate(over="ignore"):   # M2's overflow warns as numpy's does, unless silenced
+        count, mean, m2 = fastbn.merge_stats([[1.0], [3.0], [4.0]], [[-big], [big], [0.0]],
+                                             [[0.0], [1.0], [0.0]])
+    assert count[0] == 8.0 and np.isposinf(m2[0])
+    assert abs(mean[0] - big / 4) <= 4 * 2.0 ** -53 * big, mean     # (-1 + 3) big / 8
+
+
+@pytest.mark.parametrize("sum_dy_xhat, invstd", [(0.0, 0.0), (1.5, 0.0), (1.5, 5e-324)])
 def test_backward_apply_tiny_invstd(sum_dy_xhat, invstd):
     """invstd 0 (a channel of infinite variance, e.g. reference.batch_norm_train of
     [[0, 1.9e154]]) or subnormal: dx = gamma * invstd * (...) is 0 or about invstd, as
@@ -717,6 +725,103 @@ def test_backward_apply_tiny_invstd(sum_dy_xhat, invstd):
     dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, [3.0], [sum_dy_xhat], 2,
                                           axis=0)
     assert np.all(np.abs(dx - exp) <= 1e-300), dx
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_apply_tiny_invstd_keeps_the_xhat_term(dtype, inplace):
+    """A tiny invstd whose sum_dy_xhat / invstd overflows float64 (1e300 / 1e-300) in one channel,
+    with a huge float64 gamma: its xhat term, gamma invstd xhat sum_dy_xhat / count, is of the
+    order of dy and enters dx (formed from sum_dy_xhat itself: was NaN); the other channel keeps
+    the bits of the ordinary pass."""
+    x = np.array([[1.0, 0.5], [3.0, -0.25]], dtype)
+    dy = np.array([[1.0, 0.75], [2.0, -2.0]], dtype)
+    mean, invstd = np.array([2.0, 0.125]), np.array([1e-300, 2.0])
+    gamma = np.array([1e300 if dtype == np.float64 else 1.0, 1.5], dtype)
+    sums = ([1.0, -1.25], [1e300, 0.5])
+    args = (x, mean, invstd, gamma, sums[0], sums[1], 2)
+    with np.errstate(all="ignore"):
+        exact = np.asarray(reference.batch_norm_backward_apply(
+            dy.astype(np.longdouble), x.astype(np.longdouble), *(np.asarray(a, np.longdouble)
+                                                                for a in args[1:6]), 2, axis=1),
+            np.float64)
+    ordinary = fastbn.batch_norm_backward_apply(dy[:, 1:], x[:, 1:], mean[1:], invstd[1:],
+                                                gamma[1:], sums[0][1:], sums[1][1:], 2)
+    d = dy.copy()
+    dx = fastbn.batch_norm_backward_apply(d, *args, out=d if inplace else None)
+    assert np.all(np.isfinite(dx)), dx
+    if dtype == np.float64:
+        assert np.array_equal(exact[:, 0], [1.0, 1.0])     # dy - 0.5 + xhat * 1e300 / 2 ...
+    # float32: about 1e-300, 0 once rounded
+    assert np.allclose(dx[:, 0], exact[:, 0].astype(dtype), rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert np.array_equal(dx[:, 1:], ordinary)
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+def test_backward_small_invstd_keeps_the_xhat_term(inplace):
+    """float64 data of scale 1e110 (invstd 1.2e-110): the kernel's s = -g invstd invstd
+    sum(dy (x - mean)) / n passed through g invstd invstd = 1.7e-330, 0 in float64, and dx lost
+    its xhat term (2.0e-111 for 9.4e-111) -- batch_norm_backward and the parts alike (the fuzz
+    of the parts: invstd 8.3e-140, x = DBL_MAX).  The product is now formed in the other order
+    there."""
+    x, dy = np.array([[1e110], [-1e110], [3e109]]), np.array([[1.0], [2.0], [-0.5]])
+    _, mean, invstd = fastbn.batch_norm_train(x, axis=1)
+    assert invstd[0] < 1e-103
+    with np.errstate(all="ignore"):
+        L = np.longdouble
+        exact = np.asarray(reference.batch_norm_backward(dy.astype(L), x.astype(L), mean.astype(L),
+                                                         invstd.astype(L), axis=1).dx, np.float64)
+    d = dy.copy()
+    dx = fastbn.batch_norm_backward(d, x, mean, invstd, axis=1, out=d if inplace else None).dx
+    assert np.allclose(dx, exact, rtol=1e-14, atol=0), (dx, exact)
+    sums = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=1)
+    assert np.array_equal(fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, *sums, 3,
+                                                           axis=1), dx)
+    # a caller's invstd of 8.3e-140 with x = DBL_MAX: dx = invstd * -xhat * sum_dy_xhat = 1.65e29
+    x1, m1, i1 = np.array([[np.finfo(np.float64).max]]), np.array([-0.132]), np.array([8.3e-140])
+    dx1 = fastbn.batch_norm_backward_apply([[0.5]], x1, m1, i1, None, [0.5], [-0.132], 1, axis=1)
+    exact1 = float(i1[0] * (L(x1[0, 0]) - L(m1[0])) * L(i1[0]) * L(0.132))
+    assert abs(dx1[0, 0] - exact1) <= 1e-14 * exact1, (dx1, exact1)
+
+
+@pytest.mark.parametrize("inv", [1.1e103, 3.78e154])
+def test_backward_large_invstd_zero_sum(inv):
+    """invstd 1.1e103 or 3.78e154 with sum_dy_xhat 0 and x = DBL_MAX (the fuzz of the parts):
+    the kernel's g invstd invstd (and at 3.78e154 g invstd too) overflowed, s = inf * 0 = NaN,
+    and the factored fallback's xhat * 0 (xhat inf) was NaN too, where dx = gamma invstd (dy -
+    sum_dy / n); a zero sum now gives s = 0."""
+    x, dy = np.array([[np.finfo(np.float64).max]]), np.array([[0.5]])
+    mean, invstd, gamma = np.array([-0.125]), np.array([inv]), np.array([-0.25])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, [0.25], [0.0], 1, axis=1)
+    assert dx[0, 0] == -0.25 * inv * (0.5 - 0.25), dx
+
+
+def test_backward_factored_fallback_zero_sum():
+    """dy * g near DBL_MAX (invstd 5e228, x = DBL_MAX, sum_dy_xhat 0): the float64 formula
+    overflows, and its factored fallback's xhat term, xhat * 0 with xhat overflowed to inf, was
+    NaN (the fuzz of the parts); that term is 0, and dx = gamma invstd (dy - sum_dy / n)."""
+    x, dy = np.array([[np.finfo(np.float64).max]]), np.array([[1e80]])
+    mean, invstd, gamma = np.array([0.125]), np.array([4.95e228]), np.array([0.125])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, [0.25], [0.0], 1, axis=0)
+    exact = 0.125 * 4.95e228 * (1e80 - 0.25)
+    assert abs(dx[0, 0] - exact) <= 1e-15 * exact, dx
+
+
+def test_backward_apply_huge_invstd_sum_underflows():
+    """invstd 1.9e217, sum_dy_xhat 4.7e-107: sum_dy_xhat / invstd underflows (2.5e-324) and the
+    kernel's s lost the xhat term, dx 0 where it is 2.6e326 (float32: inf) -- the fuzz of the
+    parts; that channel is formed from sum_dy_xhat itself."""
+    x, dy = np.array([[1.0]], np.float32), np.array([[0.0]], np.float32)
+    mean, invstd = np.array([0.0]), np.array([1.8825756443171136e+217])
+    dx = fastbn.batch_norm_backward_apply(dy, x, mean, invstd, None, [0.0], [4.65057976e-107], 1,
+                                          axis=0)
+    assert np.isneginf(dx[0, 0]), dx      # -invstd**2 * 4.7e-107 = -1.6e328
+    # a subnormal sum_dy_xhat over invstd DBL_MAX: 0 in float64, dx 0 for -invstd**2 * 2 * 5e-324
+    big, sub = np.finfo(np.float64).max, np.finfo(np.float64).smallest_subnormal
+    dx = fastbn.batch_norm_backward_apply([[0.0]], [[2.0]], [0.0], [big], None, [0.0], [sub], 1,
+                                          axis=0)
+    exact = -float(np.longdouble(big) ** 2 * 2 * np.longdouble(sub))
+    assert abs(dx[0, 0] - exact) <= 1e-15 * abs(exact), (dx, exact)
 
 
 @pytest.mark.parametrize("invstd", [math.nan, math.inf])

@@ -226,3 +226,13 @@ def test_byte_swapped_and_strided_weight():
     big[:, ::2] = w.T
     got = fastbn.fold_batch_norm(big[:, ::2], None, **p, axis=1)
     assert got[0].T.tobytes() == np.ascontiguousarray(ref[0]).tobytes()
+
+
+def test_scale_beyond_float64_raises_naming_gamma():
+    """gamma = DBL_MAX over sqrt(0.13): the scale passes float64's range, and a zero weight
+    folded to 0 * inf = NaN (found by tests/test_fuzz_parts.py); refused now, nothing returned."""
+    w = np.zeros((1, 2), np.float32)
+    with pytest.raises(ValueError, match=r"^gamma: .*overflows float64 at channel 0"):
+        fastbn.fold_batch_norm(w, None, np.array([0.125], np.float32),
+                               np.array([0.13], np.float32), np.array([np.finfo(np.float64).max]),
+                               axis=0)

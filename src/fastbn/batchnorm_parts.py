@@ -188,6 +188,11 @@ def merge_stats(counts, means, m2s):
             nt = n + nk
             delta = mk - mean
             step_mean = mean + delta * (nk / nt)
+            # finite means more than DBL_MAX apart: delta is inf, the weighted average is not
+            # (M2, beyond float64's range there, is inf)
+            wide = ~np.isfinite(delta) & np.isfinite(mk) & np.isfinite(mean)
+            if wide.any():
+                step_mean = np.where(wide, mean * (n / nt) + mk * (nk / nt), step_mean)
             step_m2 = m2 + (qk + delta * delta * (n * nk / nt))
             mean = np.where(first, mk, np.where(add, step_mean, mean))
             # a first shard with a NaN or inf mean spoils its m2 too, as a later one does
@@ -455,4 +460,37 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
         sum_dy_xmu = sdyx / s
     # invstd 0 (an infinite variance): the xhat term is 0, and 0/0 or x/0 here must not make dx NaN
     sum_dy_xmu[(s == 0) & np.isfinite(sdyx)] = 0.0
-    return _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)
+    # an invstd so small that sum_dy_xhat / invstd overflows (a caller's value: no finite variance
+    # gives one below 7e-155), or above 1 with sum_dy_xhat / invstd below the normal range (its
+    # digits lost, the kernel multiplies it back by invstd**2): those channels are formed from
+    # sum_dy_xhat itself, before the kernel may write over dy; the others keep the kernel's bits
+    lost = (np.abs(sum_dy_xmu) < np.finfo(np.float64).tiny) & (sdyx != 0) & (np.abs(s) > 1)
+    tiny = np.flatnonzero((~np.isfinite(sum_dy_xmu) | lost) & np.isfinite(sdyx) & np.isfinite(s))
+    fixed = [_tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype) for c in tiny]
+    sum_dy_xmu[tiny] = 0.0
+    dx = _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sum_dy_xmu, n, out)
+    for c, vals in zip(tiny, fixed):
+        dx[(slice(None),) * axis + (c,)] = vals
+    return dx
+
+
+def _tiny_invstd_dx(dy, x, axis, c, m, s, g, sdy, sdyx, n, dtype):
+    """dx of channel ``c`` as gamma invstd ((dy - sum_dy / n) - xhat * sum_dy_xhat / n), xhat =
+    (x - mean) invstd, in float64 with every factor split by frexp into a mantissa and a power
+    of two, so that no product over- or underflows before the result (xhat * sum_dy_xhat / n
+    may pass DBL_MAX where gamma invstd brings dx back), rounded once to ``dtype``."""
+    at = (slice(None),) * axis + (c,)
+    d64, x64 = np.asarray(dy[at], np.float64), np.asarray(x[at], np.float64)
+    gi = (1.0 if g is None else float(g[c])) * s[c]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        a, xm = d64 - sdy[c] / n, x64 - m[c]
+        k = 0 if np.all(np.isfinite(a) & np.isfinite(xm)) else 32   # beyond DBL_MAX: 2**-32 of them
+        fa, ea = np.frexp(np.ldexp(d64, -k) - np.ldexp(sdy[c] / n, -k) if k else a)
+        fx, ex = np.frexp(np.ldexp(x64, -k) - np.ldexp(m[c], -k) if k else xm)
+        fi, ei = np.frexp(s[c])
+        fq, eq = np.frexp(sdyx[c])          # / n after the split: a subnormal sum stays exact
+        fg, eg = np.frexp(gi)
+        fb, eb = fx * (fi * (fq / n)), ex + ei + eq     # xhat * sum_dy_xhat / n, times 2**-k
+        e = np.maximum(ea, eb)
+        diff = np.ldexp(fa, ea - e) - np.ldexp(fb, eb - e)
+        return np.ldexp(fg * diff, eg + e + k).astype(dtype)

@@ -81,8 +81,9 @@ def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=No
     ------
     TypeError, ValueError
         For a bad argument, named in the message: a non-floating dtype, a length other than
-        C, ``eps <= 0``, an axis out of range, a negative ``running_var``, or folded values
-        that overflow the dtype of ``weight``.
+        C, ``eps <= 0``, an axis out of range, a negative ``running_var``, a scale
+        ``gamma / sqrt(running_var + eps)`` beyond float64's range, or folded values that
+        overflow the dtype of ``weight``.
 
     Examples
     --------
@@ -113,7 +114,13 @@ def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=No
     if np.any(var < 0):
         c = int(np.flatnonzero(var < 0)[0])
         raise ValueError(f"running_var: expected values >= 0, got {var[c]!r} at channel {c}")
-    s = g / np.sqrt(var + eps)
+    with np.errstate(over="ignore"):
+        s = g / np.sqrt(var + eps)
+    over = ~np.isfinite(s) & np.isfinite(g) & np.isfinite(var)
+    if np.any(over):   # 0 * inf would fold a zero weight to NaN
+        c = int(np.flatnonzero(over)[0])
+        raise ValueError(f"gamma: the scale gamma / sqrt(running_var + eps) overflows float64 at "
+                         f"channel {c} ({g[c]!r} / sqrt({var[c] + eps!r}))")
     shape = [1] * weight.ndim
     shape[axis] = C
     w64 = weight.astype(np.float64) * s.reshape(shape)

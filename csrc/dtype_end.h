@@ -11,6 +11,8 @@
 #undef FB_TV_SUB
 #undef FB_TV_MUL
 #undef FB_TV_FINITE
+#undef FB_TV_RELU
+#undef FB_TV_RELU_GRAD
 #undef FB_VD_LOAD_T
 #undef FB_VD_STORE_T
 #undef FB_TV_FROM_VD

@@ -64,6 +64,10 @@ def layer(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(bn64.forward(x64, True))  # T: NDArray[np.float64]
     reveal_type(bn.backward(x32))  # T: NDArray[np.float32]
     reveal_type(bn.train())  # T: BatchNorm[np.float32]
+    block = BatchNorm(3, relu=True)
+    reveal_type(block(x32, residual=x32))  # T: NDArray[np.float32]
+    reveal_type(block.dresidual)  # T: NDArray[np.float32] | None
+    reveal_type(block.relu)  # T: bool
     reveal_type(bn64.train(False))  # T: BatchNorm[np.float64]
     reveal_type(bn.eval())  # T: BatchNorm[np.float32]
     reveal_type(bn.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]

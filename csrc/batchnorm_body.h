@@ -173,8 +173,8 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
                                       k->beta ? (double)k->beta[c] : 0.0);
     /* Second pass in reverse: the slabs read last are the surest to still be in cache. */
     for (int64_t o = k->outer - 1; o >= 0; o--)
-        FN(run_apply_fused)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner, &co,
-                            k->stream, FB_AT(k->res, o * stride + c * inner), k->relu);
+        FN(run_apply_fused)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner,
+                            &co, k->stream, FB_AT(k->res, o * stride + c * inner), k->relu);
     if (k->stream) fb_stream_fence();
 }
 
@@ -186,7 +186,8 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
         for (int64_t s = 0; s < inner; s += FB_SEG) {
-            const int64_t at = o * stride + c * inner + s, len = inner - s < FB_SEG ? inner - s : FB_SEG;
+            const int64_t at = o * stride + c * inner + s;
+            const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
             if (k->ym)   /* dy masked by the fused forward's y: its own instantiation */
                 FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx);
             else

@@ -175,7 +175,8 @@ static FB_INLINE void FN(pair_sums_fz)(const T *FB_RESTRICT x, const T *FB_RESTR
             for (int j = 0; j < FB_NVG; j++) {
                 const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
                 const fb_vd qv = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
-                const fb_vd w = has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T(ym + i + g + j * FB_VD_W)) : qv;
+                const fb_vd w =
+                    has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T(ym + i + g + j * FB_VD_W)) : qv;
                 a[j] = fb_vd_add(a[j], w);
                 b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);   /* = b + w * d, adder-free */
             }
@@ -270,8 +271,10 @@ static FB_INLINE void FN(run_grad_apply_fz)(const T *dy, const T *x, T *dx, int6
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(ym + (i))) : FB_TV_LOAD(dy + (i)))
-#define FB_GRAD(gv, i) FB_TV_ADD(FB_TV_MUL(gv, g), FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(ym + (i)))         \
+                        : FB_TV_LOAD(dy + (i)))
+#define FB_GRAD(gv, i) FB_TV_ADD(FB_TV_MUL(gv, g),                                                \
+                                 FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
 #define FB_GRAD_STORE(STORE, i)                                                                  \
     do {                                                                                         \
         const FB_TV g_ = FB_GV(i);                                                               \

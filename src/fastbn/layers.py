@@ -143,7 +143,7 @@ class BatchNorm:
         self.running_var = np.ones(C, dtype) if track_running_stats else None
         self.num_batches_tracked = 0 if track_running_stats else None
         self.dgamma = self.dbeta = self.dresidual = None
-        self._cache = None
+        self._cache = self._fused = None
 
     # ---- mode ---------------------------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class BatchNorm:
     def __getstate__(self):
         # The input saved for backward is not state: a pickle of the layer must not carry it.
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = state["_fused"] = None
         return state
 
     def __setstate__(self, state):
@@ -241,7 +241,7 @@ class BatchNorm:
         state.setdefault("relu", False)
         state.setdefault("dresidual", None)
         self.__dict__.update(state)
-        self._cache = None
+        self._cache = self._fused = None
 
     # ---- computation --------------------------------------------------------------------------
 
@@ -341,8 +341,9 @@ class BatchNorm:
             y = batch_norm_infer(x, self.running_mean, self.running_var, self.gamma, self.beta,
                                  axis=self.axis, eps=self.eps, relu=self.relu, residual=residual)
             kind, mean, invstd = "running", None, None
-        # y: the ReLU's mask for backward; the last item: whether a residual was added
-        self._cache = (kind, x, mean, invstd, y if self.relu else None, residual is not None)
+        self._cache = (kind, x, mean, invstd)
+        # the output as the ReLU's mask for backward, and whether a residual was added
+        self._fused = (y if self.relu else None, residual is not None)
         return y
 
     __call__ = forward
@@ -401,7 +402,8 @@ class BatchNorm:
         """
         if self._cache is None:
             raise RuntimeError("backward: call forward first (the layer has no saved input)")
-        kind, x, mean, invstd, y, has_residual = self._cache
+        kind, x, mean, invstd = self._cache
+        y, has_residual = self._fused
         dy = _layer_array(dy, "dy", self.dtype, "the layer's dtype")
         if dy.shape != x.shape:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "

@@ -299,8 +299,8 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
         dgamma = sum(dy * xhat)
         dx     = gamma * invstd * (dy - dbeta / n - xhat * dgamma / n)
 
-    Through a fused ReLU (``y`` given), ``dy`` is first replaced by ``where(y > 0, dy, 0)`` in
-    the same pass (see Notes), and ``dresidual`` receives it.
+    Through a fused ReLU (``y`` given), ``dy`` is first replaced by 0 where ``y <= 0``, in the
+    same passes (see Notes), and ``dresidual`` receives it.
 
     Parameters
     ----------

@@ -21,8 +21,13 @@
 #ifndef FASTBN_BATCHNORM_H
 #define FASTBN_BATCHNORM_H
 
-/* The kernels (declared from the one kernel list, kernels.def; T is float for _f32, double for
- * _f64; the instruction set is chosen for the whole family by fb_kernels_set_isa):
+/* The kernels (declared from the one kernel list, kernels.def; the instruction set is chosen
+ * for the whole family by fb_kernels_set_isa).  _f32: tensors (x, y, dy, dx) and parameters
+ * (gamma, beta, rmean, rvar) float; _f64: both double; _f16 / _bf16: tensors float16 / bfloat16
+ * (uint16_t bits), parameters float, the elementwise arithmetic in float and each output rounded
+ * once to the half type (to nearest even; beyond its range +-inf, as a cast), so with b the
+ * float32 bound of batchnorm_body.h, |y - y*| <= ulp_h(|y*| + b)/2 + b: within one ulp_h of the
+ * exact value wherever b <= ulp_h(y*)/2.  Statistics are float64 for every dtype.
  *
  * fb_bn_train_*(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, residual, relu,
  *               n_threads)
@@ -31,7 +36,7 @@
  *     Fused (the forward kernels: train, infer, apply): with `residual` (NULL: none) and/or
  *     `relu`, y = relu(t + residual) where t is the unfused y in T, t + residual is rounded once
  *     in T, and relu is torch.relu's (+0 where negative; NaN and -0.0 kept).  residual has x's
- *     shape and must not overlap y.
+ *     dtype and shape and must not overlap y.
  * fb_bn_infer_*(x, y, outer, C, inner, rmean, rvar, gamma, beta, eps, residual, relu, n_threads)
  *     Inference: y = (x - rmean) / sqrt(rvar + eps) * gamma + beta.
  * fb_bn_backward_*(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, y, dresidual,
@@ -39,9 +44,9 @@
  *     Backward through the batch statistics: dbeta = sum(dy), dgamma = sum(dy * xhat),
  *     dx = gamma * invstd * (dy - dbeta/count - xhat * dgamma/count), xhat = (x-mean)*invstd.
  *     Fused (the backward kernels: backward, grad_sums, grad_apply): with y (the fused forward's
- *     output; NULL: none) every read of dy is g = 0 where y <= 0, dy elsewhere (NaN y included:
- *     PyTorch's threshold_backward(dy, y, 0)), and the result is the above for g; dresidual
- *     (NULL: none; backward, grad_apply) receives g.  Neither may overlap another array.
+ *     output, x's dtype; NULL: none) every read of dy is g = 0 where y <= 0, dy elsewhere (NaN y
+ *     included: PyTorch's threshold_backward(dy, y, 0)), and the result is the above for g;
+ *     dresidual (NULL: none; backward, grad_apply) receives g.  Neither may overlap another array.
  *
  * The parts of train and backward, for statistics reduced elsewhere (e.g. across processes):
  * fb_bn_moments_*(x, outer, C, inner, mean, m2, n_threads)

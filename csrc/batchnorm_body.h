@@ -26,12 +26,18 @@
  *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
  *   The e terms are underflow: below T's smallest normal, rounding errs by up to e/2 absolutely,
  *   once per coefficient rounded to T (scaled by |dy|, |x - mh|, 1) and once per product.
+ *   float16 / bfloat16 (dtype_f16.h, dtype_bf16.h) store the tensors in 16 bits and compute in
+ *   T = float: x is widened exactly, so the bounds above hold for the float result, which is then
+ *   rounded once to the half type: |y - y*| <= ulp_h(|y*| + b)/2 + b for the bound b above,
+ *   within one ulp_h of y* wherever b <= ulp_h(y*)/2 (not at outputs far smaller than their
+ *   terms, where b is absolute).  A result beyond the half range becomes +-inf, as a cast.
  *   Where x - mh could overflow in T (|mean| >= 2^102), or a coefficient rounds to +-inf in T, the
  *   float64 formula is used instead; a vector whose T result is not finite is redone by element
  *   (apply1/grad1), so an intermediate overflow never turns a representable result into inf/NaN.
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
+#define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
 /* ---- statistics finish: far from zero, a second pass -------------------------------------- */
 
@@ -48,7 +54,7 @@ static int FN(needs_refine)(double mean, double m2, double n)
 }
 
 /* The channel is `rows` runs of `inner` values, `stride` apart. */
-static void FN(refine_stats)(const T *x, int64_t rows, int64_t stride, int64_t inner,
+static void FN(refine_stats)(const S *x, int64_t rows, int64_t stride, int64_t inner,
                              double *mean, double *m2)
 {
     const double k = *mean, n = (double)rows * (double)inner;
@@ -56,7 +62,7 @@ static void FN(refine_stats)(const T *x, int64_t rows, int64_t stride, int64_t i
     int64_t in_block = 0;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < inner; i++) {
-            const double d = (double)x[r * stride + i] - k;
+            const double d = (double)FB_LD(x[r * stride + i]) - k;
             b1 += d, b2 += d * d;
             if (++in_block == FB_SEG) s1 += b1, s2 += b2, b1 = b2 = 0.0, in_block = 0;
         }
@@ -69,8 +75,8 @@ static void FN(refine_stats)(const T *x, int64_t rows, int64_t stride, int64_t i
 /* ---- slab path: one task per channel, its data cache-resident between the two passes ------ */
 
 typedef struct {
-    const T *x, *dy;
-    T *y;
+    const S *x, *dy;
+    S *y;
     int64_t outer, C, inner;
     const T *gamma, *beta;
     double eps;
@@ -81,10 +87,10 @@ typedef struct {
     const FN(coef) *coefs;        /* elementwise alone: one per channel */
     int64_t per_task;             /* elementwise alone: slabs per task */
     int stream;                   /* write outputs with non-temporal stores */
-    const T *res;                 /* forward: y = relu(y + res) (res may be NULL, relu 0) */
+    const S *res;                 /* forward: y = relu(y + res) (res may be NULL, relu 0) */
     int relu;
-    const T *ym;                  /* backward: dy masked by the fused forward's y, or NULL */
-    T *dres;                      /* backward: receives the masked dy, or NULL */
+    const S *ym;                  /* backward: dy masked by the fused forward's y, or NULL */
+    S *dres;                      /* backward: receives the masked dy, or NULL */
 } FN(slab_ctx);
 
 /* One statistics segment of a channel: pieces of at most FB_SEG values (whole small slabs, or
@@ -93,20 +99,20 @@ typedef struct {
  * segments can be read side by side (two memory streams: one alone gets ~70% of the bandwidth
  * on Zen 3) without changing the order of any lane's additions. */
 typedef struct {
-    const T *x;
+    const S *x;
     int64_t outer, inner, stride;
     int64_t o, p, off, count;   /* piece (slab o, offset p), position in it, values done */
     int done;
     double shift, s1[FB_LANES], s2[FB_LANES];
 } FN(seg_cursor);
 
-static void FN(seg_start)(FN(seg_cursor) *g, const T *x, int64_t outer, int64_t inner,
+static void FN(seg_start)(FN(seg_cursor) *g, const S *x, int64_t outer, int64_t inner,
                           int64_t stride, int64_t o, int64_t p)
 {
     g->x = x, g->outer = outer, g->inner = inner, g->stride = stride;
     g->o = o, g->p = p, g->off = 0, g->count = 0;
     g->done = o >= outer;
-    g->shift = g->done ? 0.0 : (double)x[o * stride + p];
+    g->shift = g->done ? 0.0 : (double)FB_LD(x[o * stride + p]);
     for (int l = 0; l < FB_LANES; l++) g->s1[l] = 0.0, g->s2[l] = 0.0;
 }
 
@@ -231,18 +237,18 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
 
 typedef struct {
     fb_rows_plan p;
-    const T *x, *dy;
-    T *y;
+    const S *x, *dy;
+    S *y;
     double *r1, *r2;          /* per row chunk and virtual channel: mean & M2, or sdy & sdyx */
     const FN(coef) *coefs;    /* per real channel */
     const double *vm;         /* per virtual channel: the mean (backward sums) */
     T *tm, *ts, *tg, *tc;     /* per virtual channel, repeated `group` times: coefficients in T */
     int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
     int exact, backward, stream;
-    const T *res;             /* forward: y = relu(y + res) (res may be NULL, relu 0) */
+    const S *res;             /* forward: y = relu(y + res) (res may be NULL, relu 0) */
     int relu;
-    const T *ym;              /* backward: dy masked by the fused forward's y, or NULL */
-    T *dres;                  /* backward: receives the masked dy, or NULL */
+    const S *ym;              /* backward: dy masked by the fused forward's y, or NULL */
+    S *dres;                  /* backward: receives the masked dy, or NULL */
 } FN(rows_ctx);
 
 /* Rows are taken four at a time: each accumulator gains ((r0 + r1) + (r2 + r3)), which halves
@@ -259,8 +265,8 @@ static void FN(rows_acc_start)(const FN(rows_ctx) *k, FN(rows_acc) *a, int64_t t
 {
     fb_rows_task_range(&k->p, task, &a->r0, &a->r1, &a->v0, &a->w);
     a->i = a->r0, a->ch = task / k->p.n_ctiles;
-    const T *first = k->x + a->r0 * k->p.V + a->v0;
-    for (int64_t v = 0; v < a->w; v++) a->sh[v] = (double)first[v], a->s1[v] = 0.0, a->s2[v] = 0.0;
+    const S *first = k->x + a->r0 * k->p.V + a->v0;
+    for (int64_t v = 0; v < a->w; v++) a->sh[v] = (double)FB_LD(first[v]), a->s1[v] = 0.0, a->s2[v] = 0.0;
 }
 
 /* Add the next FB_ROWS_AT_ONCE rows, or the next single row once fewer are left; 1 when done. */
@@ -271,7 +277,7 @@ static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
     const double *FB_RESTRICT sh = ac->sh;
     if (i >= ac->r1) return 1;
     if (i + FB_ROWS_AT_ONCE <= ac->r1) {
-        const T *FB_RESTRICT a = k->x + i * V + ac->v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
+        const S *FB_RESTRICT a = k->x + i * V + ac->v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
                 *FB_RESTRICT d = c + V;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
@@ -286,14 +292,14 @@ static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
             fb_vd_store_f64(s2 + v, fb_vd_add_m(fb_vd_load_f64(s2 + v), t2));
         }
         for (; v < w; v++) {
-            const double da = (double)a[v] - sh[v], db = (double)b[v] - sh[v];
-            const double dc = (double)c[v] - sh[v], dd = (double)d[v] - sh[v];
+            const double da = (double)FB_LD(a[v]) - sh[v], db = (double)FB_LD(b[v]) - sh[v];
+            const double dc = (double)FB_LD(c[v]) - sh[v], dd = (double)FB_LD(d[v]) - sh[v];
             s1[v] += (da + db) + (dc + dd);
             s2[v] += (da * da + db * db) + (dc * dc + dd * dd);
         }
         ac->i += FB_ROWS_AT_ONCE;
     } else {
-        const T *FB_RESTRICT row = k->x + i * V + ac->v0;
+        const S *FB_RESTRICT row = k->x + i * V + ac->v0;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(row + v), fb_vd_load_f64(sh + v));
@@ -301,7 +307,7 @@ static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
             fb_vd_store_f64(s2 + v, fb_vd_add(fb_vd_load_f64(s2 + v), fb_vd_mul(d, d)));
         }
         for (; v < w; v++) {
-            const double d = (double)row[v] - sh[v];
+            const double d = (double)FB_LD(row[v]) - sh[v];
             s1[v] += d;
             s2[v] += d * d;
         }
@@ -352,10 +358,11 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     /* dy, masked by the fused forward's y where has_y (relu_grad1) */
 #define FB_GVD(p, at) (has_y ? fb_vd_relu_grad(FB_VD_LOAD_T((p) + (at)), FB_VD_LOAD_T(ya + (at))) \
                              : FB_VD_LOAD_T((p) + (at)))
-#define FB_G1D(p, at) (double)(has_y ? FN(relu_grad1)((p)[at], ya[at]) : (p)[at])
+#define FB_G1D(p, at) \
+    (double)(has_y ? FN(relu_grad1)(FB_LD((p)[at]), FB_LD(ya[at])) : FB_LD((p)[at]))
     if (i + FB_ROWS_AT_ONCE <= r1) {
-        const T *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
-        const T *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
+        const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
+        const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             const fb_vd m = fb_vd_load_f64(vm + v);
@@ -374,16 +381,16 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
             double g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
             for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
                 g[j] = FB_G1D(ga, j * V + v);
-                e[j] = g[j] * ((double)xa[j * V + v] - vm[v]);
+                e[j] = g[j] * ((double)FB_LD(xa[j * V + v]) - vm[v]);
             }
             sdy[v] += (g[0] + g[1]) + (g[2] + g[3]);
             sdyx[v] += (e[0] + e[1]) + (e[2] + e[3]);
         }
         return FB_ROWS_AT_ONCE;
     }
-    const T *FB_RESTRICT xr = k->x + i * V + v0;
-    const T *FB_RESTRICT gr = k->dy + i * V + v0;
-    const T *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
+    const S *FB_RESTRICT xr = k->x + i * V + v0;
+    const S *FB_RESTRICT gr = k->dy + i * V + v0;
+    const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
     int64_t v = 0;
     for (; v + FB_VD_W <= w; v += FB_VD_W) {
         const fb_vd g = FB_GVD(gr, v);
@@ -394,7 +401,7 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     for (; v < w; v++) {
         const double g = FB_G1D(gr, v);
         sdy[v] += g;
-        sdyx[v] += g * ((double)xr[v] - vm[v]);
+        sdyx[v] += g * ((double)FB_LD(xr[v]) - vm[v]);
     }
     return 1;
 #undef FB_GVD
@@ -447,21 +454,22 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     const int64_t group = w == p->V ? k->group : 1;
     for (int64_t i = r0; i < r1; i += group) {
         const int64_t rows = r1 - i < group ? r1 - i : group, n = rows * w;
-        const T *xr = k->x + i * p->V + v0;   /* yr may be xr or gr (in place) */
-        T *yr = k->y + i * p->V + v0;
-        const T *gr = k->backward ? k->dy + i * p->V + v0 : NULL;
+        const S *xr = k->x + i * p->V + v0;   /* yr may be xr or gr (in place) */
+        S *yr = k->y + i * p->V + v0;
+        const S *gr = k->backward ? k->dy + i * p->V + v0 : NULL;
         const int64_t at = i * p->V + v0;   /* of the fused arrays */
-        const T *res = FB_AT(k->res, at), *ym = FB_AT(k->ym, at);
-        T *dres = FB_AT(k->dres, at);
+        const S *res = FB_AT(k->res, at), *ym = FB_AT(k->ym, at);
+        S *dres = FB_AT(k->dres, at);
         if (k->exact) {   /* the float64 path, rare: the fused parts tested per element */
             for (int64_t v = 0; v < n; v++) {
                 const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];
                 if (gr) {
-                    const T g = ym ? FN(relu_grad1)(gr[v], ym[v]) : gr[v];
-                    yr[v] = FN(exact_grad1)(g, xr[v], co);
-                    if (dres) dres[v] = g;
+                    const T g = ym ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]);
+                    yr[v] = FB_ST(FN(exact_grad1)(g, FB_LD(xr[v]), co));
+                    if (dres) dres[v] = FB_ST(g);
                 } else {
-                    yr[v] = FN(fwd_epi1)(FN(exact_apply1)(xr[v], co), res, v, res != NULL, k->relu);
+                    yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(xr[v]), co), res, v,
+                                               res != NULL, k->relu));
                 }
             }
         } else {
@@ -631,12 +639,12 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
 
 /* Training's statistics and, unless `m2` is given, its elementwise pass; with `m2`, the mean and
  * M2 alone (moments).  outer, C, inner >= 1. */
-static fb_status FN(train_run)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                                const T *gamma, const T *beta, double eps, double *mean, double *var,
-                               double *invstd, double *m2, const T *res, int relu, int n_threads)
+                               double *invstd, double *m2, const S *res, int relu, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
-    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
     if (inner >= FB_SLAB_MIN) {
         FN(slab_ctx) k;
         memset(&k, 0, sizeof k);
@@ -661,9 +669,9 @@ static fb_status FN(train_run)(const T *x, T *y, int64_t outer, int64_t C, int64
     return FB_OK;
 }
 
-static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+static fb_status FN(train)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const T *gamma, const T *beta, double eps, double *mean, double *var,
-                           double *invstd, const T *residual, int relu, int n_threads)
+                           double *invstd, const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
@@ -672,7 +680,7 @@ static fb_status FN(train)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
                          residual, relu != 0, n_threads);
 }
 
-static fb_status FN(moments)(const T *x, int64_t outer, int64_t C, int64_t inner, double *mean,
+static fb_status FN(moments)(const S *x, int64_t outer, int64_t C, int64_t inner, double *mean,
                              double *m2, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
@@ -719,9 +727,9 @@ static void FN(fill_coefs)(const FN(coef_src) *s, FN(coef) *coefs, int64_t C)
 /* The elementwise pass alone (inference, apply, grad_apply): y = (x - m) * s + c, or with dy
  * dx = dy * g + ((x - m) * s + c), through the fused kernels' own apply tasks -- the slab path's
  * runs or the rows path's -- so the bits of their last pass.  outer, C, inner >= 1. */
-static fb_status FN(elementwise)(const T *dy, const T *x, T *y, int64_t outer, int64_t C,
-                                 int64_t inner, const FN(coef_src) *src, const T *res, int relu,
-                                 const T *ym, T *dres, int n_threads)
+static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, int64_t C,
+                                 int64_t inner, const FN(coef_src) *src, const S *res, int relu,
+                                 const S *ym, S *dres, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     FN(rows_ctx) k;
@@ -729,7 +737,7 @@ static fb_status FN(elementwise)(const T *dy, const T *x, T *y, int64_t outer, i
     k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
     k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
     k.res = res, k.relu = relu, k.ym = ym, k.dres = dres;
-    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
     void *scratch = FN(rows_alloc)(&k, C, 1);
     if (!scratch) return FB_ENOMEM;
     FN(fill_coefs)(src, (FN(coef) *)k.coefs, C);
@@ -748,9 +756,9 @@ static fb_status FN(elementwise)(const T *dy, const T *x, T *y, int64_t outer, i
     return FB_OK;
 }
 
-static fb_status FN(infer)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+static fb_status FN(infer)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const T *rmean, const T *rvar, const T *gamma, const T *beta, double eps,
-                           const T *residual, int relu, int n_threads)
+                           const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
@@ -762,9 +770,9 @@ static fb_status FN(infer)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
                            n_threads);
 }
 
-static fb_status FN(apply)(const T *x, T *y, int64_t outer, int64_t C, int64_t inner,
+static fb_status FN(apply)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const double *mean, const double *invstd, const T *gamma, const T *beta,
-                           const T *residual, int relu, int n_threads)
+                           const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
@@ -778,13 +786,13 @@ static fb_status FN(apply)(const T *x, T *y, int64_t outer, int64_t C, int64_t i
 
 /* Backward's sums and, unless `sums_only`, its elementwise pass; sums only: dbeta receives
  * sum dy and dgamma sum dy (x - mean).  outer, C, inner >= 1. */
-static fb_status FN(backward_run)(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,
+static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                                   int64_t inner, const double *mean, const double *invstd,
                                   const T *gamma, double *dgamma, double *dbeta, int sums_only,
-                                  const T *ym, T *dres, int n_threads)
+                                  const S *ym, S *dres, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
-    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(T));
+    const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
     if (inner >= FB_SLAB_MIN) {
         FN(slab_ctx) k;
         memset(&k, 0, sizeof k);
@@ -811,10 +819,10 @@ static fb_status FN(backward_run)(const T *dy, const T *x, T *dx, int64_t outer,
     return FB_OK;
 }
 
-static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,
+static fb_status FN(backward)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                               int64_t inner, const double *mean, const double *invstd,
-                              const T *gamma, double *dgamma, double *dbeta, const T *y,
-                              T *dresidual, int n_threads)
+                              const T *gamma, double *dgamma, double *dbeta, const S *y,
+                              S *dresidual, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
@@ -823,9 +831,9 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, int64_t outer, int
                             y, dresidual, n_threads);
 }
 
-static fb_status FN(grad_sums)(const T *dy, const T *x, int64_t outer, int64_t C, int64_t inner,
+static fb_status FN(grad_sums)(const S *dy, const S *x, int64_t outer, int64_t C, int64_t inner,
                                const double *mean, const double *invstd, double *sum_dy,
-                               double *sum_dy_xmu, const T *y, int n_threads)
+                               double *sum_dy_xmu, const S *y, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C > 0 && (outer == 0 || inner == 0)) {   /* no values: sums 0 */
@@ -837,10 +845,10 @@ static fb_status FN(grad_sums)(const T *dy, const T *x, int64_t outer, int64_t C
                             1, y, NULL, n_threads);
 }
 
-static fb_status FN(grad_apply)(const T *dy, const T *x, T *dx, int64_t outer, int64_t C,
+static fb_status FN(grad_apply)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                                 int64_t inner, const double *mean, const double *invstd,
                                 const T *gamma, const double *sum_dy, const double *sum_dy_xmu,
-                                int64_t count, const T *y, T *dresidual, int n_threads)
+                                int64_t count, const S *y, S *dresidual, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return count < 0 ? FB_EINVAL : FB_OK;
@@ -854,3 +862,4 @@ static fb_status FN(grad_apply)(const T *dy, const T *x, T *dx, int64_t outer, i
 
 #undef FN
 #undef T
+#undef S

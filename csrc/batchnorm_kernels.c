@@ -107,19 +107,20 @@ enum { FB_COEF_RUNNING, FB_COEF_STATS, FB_COEF_SUMS };
 #include "batchnorm_body.h"
 #include "dtype_end.h"
 
+#include "dtype_f16.h"
+#include "norm_common.h"
+#include "batchnorm_body.h"
+#include "dtype_end.h"
+
+#include "dtype_bf16.h"
+#include "norm_common.h"
+#include "batchnorm_body.h"
+#include "dtype_end.h"
+
 /* This instruction set's batch-norm kernels under their exported names (kernels.def's fb_bn
  * rows), gathered into the tables by dispatch.c. */
 #define FB_KERNEL(prefix, name, params, args) \
-    FB_CAT(FB_FAMILY_, prefix)(prefix, name, params, args, FB_DT)
+    FB_CAT(FB_FAMILY_, prefix)(prefix, name, params, args, FB_KDT)
 #define FB_FAMILY_fb_bn FB_KERNEL_EXPORT
 #define FB_FAMILY_fb_norm FB_KERNEL_SKIP
-#define T float
-#define FB_DT f32
-#include "kernels.def"
-#undef T
-#undef FB_DT
-#define T double
-#define FB_DT f64
-#include "kernels.def"
-#undef T
-#undef FB_DT
+#include "kernels_dtypes.h"

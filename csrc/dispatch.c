@@ -18,21 +18,10 @@
 
 FB_ISA_DISPATCH(fb_kernels, fb_kernel_table)
 
-#define T float
 #define FB_KERNEL(prefix, name, params, args)                                                      \
-    fb_status FB_KERNEL_NAME(prefix, name, f32) params                                             \
+    fb_status FB_KERNEL_NAME(prefix, name, FB_KDT) params                                          \
     {                                                                                              \
-        return fb_kernels->FB_KERNEL_NAME(prefix, name, f32) args;                                 \
+        return fb_kernels->FB_KERNEL_NAME(prefix, name, FB_KDT) args;                              \
     }
-#include "kernels.def"
+#include "kernels_dtypes.h"
 #undef FB_KERNEL
-#undef T
-#define T double
-#define FB_KERNEL(prefix, name, params, args)                                                      \
-    fb_status FB_KERNEL_NAME(prefix, name, f64) params                                             \
-    {                                                                                              \
-        return fb_kernels->FB_KERNEL_NAME(prefix, name, f64) args;                                 \
-    }
-#include "kernels.def"
-#undef FB_KERNEL
-#undef T

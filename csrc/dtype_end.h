@@ -1,5 +1,6 @@
-/* dtype_end.h -- undo dtype_f32.h / dtype_f64.h. */
+/* dtype_end.h -- undo dtype_f32.h / dtype_f64.h / dtype_f16.h / dtype_bf16.h. */
 #undef FB_T
+#undef FB_S
 #undef FB_DT
 #undef FB_TV
 #undef FB_TV_W
@@ -16,3 +17,11 @@
 #undef FB_VD_LOAD_T
 #undef FB_VD_STORE_T
 #undef FB_TV_FROM_VD
+#undef FB_LD
+#undef FB_ST
+#undef FB_ST64
+#undef FB_RT
+#undef FB_SV_RT
+#undef FB_SV_LOAD
+#undef FB_SV_STORE
+#undef FB_SV_STREAM

@@ -1,5 +1,6 @@
 /* dtype_f64.h -- the float64 parameters of a kernel body and of norm_common.h (see dtype_f32.h). */
 #define FB_T double
+#define FB_S double
 #define FB_DT f64
 #define FB_TV fb_vd
 #define FB_TV_W FB_VD_W
@@ -16,3 +17,11 @@
 #define FB_VD_LOAD_T fb_vd_load_f64
 #define FB_VD_STORE_T fb_vd_store_f64
 #define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */
+#define FB_LD(v) (v)
+#define FB_ST(v) (v)
+#define FB_RT(v) (v)   /* rounded to the storage type, widened back: nothing to do */
+#define FB_SV_RT(v) (v)
+#define FB_ST64(d) (d)
+#define FB_SV_LOAD fb_vd_load_f64
+#define FB_SV_STORE fb_vd_store_f64
+#define FB_SV_STREAM fb_vd_stream

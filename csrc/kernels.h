@@ -17,29 +17,15 @@ typedef struct {
 /* The kernel name of a row for one dtype: prefix_name_dt. */
 #define FB_KERNEL_NAME(prefix, name, dt) FB_CAT3(prefix, _, FB_CAT3(name, _, dt))
 
-#define T float
-#define FB_KERNEL(prefix, name, params, args) fb_status FB_KERNEL_NAME(prefix, name, f32) params;
-#include "kernels.def"
+#define FB_KERNEL(prefix, name, params, args) fb_status FB_KERNEL_NAME(prefix, name, FB_KDT) params;
+#include "kernels_dtypes.h"
 #undef FB_KERNEL
-#undef T
-#define T double
-#define FB_KERNEL(prefix, name, params, args) fb_status FB_KERNEL_NAME(prefix, name, f64) params;
-#include "kernels.def"
-#undef FB_KERNEL
-#undef T
 
 /* One instruction set's kernels: one member per row and dtype, named as the kernel. */
 typedef struct {
-#define T float
-#define FB_KERNEL(prefix, name, params, args) fb_status (*FB_KERNEL_NAME(prefix, name, f32)) params;
-#include "kernels.def"
+#define FB_KERNEL(prefix, name, params, args) fb_status (*FB_KERNEL_NAME(prefix, name, FB_KDT)) params;
+#include "kernels_dtypes.h"
 #undef FB_KERNEL
-#undef T
-#define T double
-#define FB_KERNEL(prefix, name, params, args) fb_status (*FB_KERNEL_NAME(prefix, name, f64)) params;
-#include "kernels.def"
-#undef FB_KERNEL
-#undef T
 } fb_kernel_table;
 
 /* Choose the instruction-set path (FB_ISA_*) of every kernel above; 0, or -1 if it cannot run

@@ -5,23 +5,13 @@
  */
 #define FB_ROW(prefix, name, dt) FB_CAT(FB_KERNEL_NAME(prefix, name, dt), FB_SFX)
 
-#define T float
-#define FB_KERNEL(prefix, name, params, args) fb_status FB_ROW(prefix, name, f32) params;
-#include "kernels.def"
+#define FB_KERNEL(prefix, name, params, args) fb_status FB_ROW(prefix, name, FB_KDT) params;
+#include "kernels_dtypes.h"
 #undef FB_KERNEL
-#undef T
-#define T double
-#define FB_KERNEL(prefix, name, params, args) fb_status FB_ROW(prefix, name, f64) params;
-#include "kernels.def"
-#undef FB_KERNEL
-#undef T
 
 const fb_kernel_table FB_CAT(fb_kernels_table, FB_SFX) = {
-#define FB_KERNEL(prefix, name, params, args) FB_ROW(prefix, name, f32),
-#include "kernels.def"
-#undef FB_KERNEL
-#define FB_KERNEL(prefix, name, params, args) FB_ROW(prefix, name, f64),
-#include "kernels.def"
+#define FB_KERNEL(prefix, name, params, args) FB_ROW(prefix, name, FB_KDT),
+#include "kernels_dtypes.h"
 #undef FB_KERNEL
 };
 

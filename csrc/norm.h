@@ -26,14 +26,17 @@
  *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
  *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
  * (tests/norm_helpers.py checks exactly this).  float64 sums of squares overflow for
- * |x| > ~1e154 in float64 data (as batch norm's).
+ * |x| > ~1e154 in float64 data (as batch norm's).  float16 / bfloat16 tensors (_f16, _bf16;
+ * parameters float): T is float (u = 2^-24) and each output is then rounded once to the half
+ * type (the float64-formula rows: to float, then to it), so |y - y*| <= ulp_h(|y*| + b)/2 + b
+ * with b the bound above (tests/test_half_norms.py).
  * In place: y may be x, dx may be dy (exactly).  Results are bitwise identical for any n_threads
  * and instruction-set path: tasks are fixed by the shape, partial sums merged in task order.
  */
 #ifndef FASTBN_NORM_H
 #define FASTBN_NORM_H
 
-/* The kernels fb_norm_forward_{f32,f64} and fb_norm_backward_{f32,f64} (and fb_norm_view) are
+/* The kernels fb_norm_forward_{f32,f64,f16,bf16} and fb_norm_backward_* (and fb_norm_view) are
  * declared from the one kernel list, kernels.def; the instruction set is chosen for the whole
  * family by fb_kernels_set_isa. */
 #include "kernels.h"

@@ -16,6 +16,7 @@
  */
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
+#define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
 /* One gradient output with its own g (float64; tg = (T)g) and the set's m, s, c: grad1, so the
  * T formula, or where that is not finite the float64 one. */
@@ -27,31 +28,31 @@ static T FN(elem_grad1)(T dy, T x, double g, const FN(coef) *co)
 
 /* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element (gd: the same in
  * float64, for the vectors redone by elem_grad1 where the T result is not finite). */
-static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const T *FB_RESTRICT tg,
+static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const T *FB_RESTRICT tg,
                                 const double *FB_RESTRICT gd, const FN(coef) *co, int stream)
 {
     const T tm = co->tm, ts = co->ts, tc = co->tc;
     const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
-#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(tg + (i))),                  \
-                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), FB_TV_LOAD(tg + (i))),                  \
+                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
 #define FB_E_STORE(STORE, i)                                                                      \
     do {                                                                                          \
         const FB_TV r_ = FB_E(i);                                                                 \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
-            dx[j_] = FN(elem_grad1)(dy[j_], x[j_], gd[j_], co);                                   \
+            dx[j_] = FB_ST(FN(elem_grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), gd[j_], co));             \
     } while (0)
 #define FB_E1(i)                                                                                  \
     do {                                                                                          \
-        const T r_ = dy[i] * tg[i] + ((x[i] - tm) * ts + tc);                                     \
-        dx[i] = isfinite(r_) ? r_ : FN(elem_grad1)(dy[i], x[i], gd[i], co);                       \
+        const T r_ = FB_LD(dy[i]) * tg[i] + ((FB_LD(x[i]) - tm) * ts + tc);                       \
+        dx[i] = FB_ST(isfinite(r_) ? r_ : FN(elem_grad1)(FB_LD(dy[i]), FB_LD(x[i]), gd[i], co));  \
     } while (0)
     int64_t i = 0, head, stop;
-    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) FB_E1(i);
-        for (; i < stop; i += FB_TV_W) FB_E_STORE(FB_TV_STREAM, i);
+        for (; i < stop; i += FB_TV_W) FB_E_STORE(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_E_STORE(FB_TV_STORE, i);
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_E_STORE(FB_SV_STORE, i);
     for (; i < n; i++) FB_E1(i);
 #undef FB_E1
 #undef FB_E_STORE
@@ -59,14 +60,14 @@ static void FN(elem_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const
 }
 
 /* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
- * rounded once.  Whole vectors of T, streamed when `stream` (the row's lines are written whole,
- * so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
-static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r,
+ * rounded once (half types: to float, then to the half type: FB_ST64, as the vectors).  Whole
+ * vectors of T, streamed when `stream` (the row's lines are written whole, so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
+static void FN(row_apply_f64)(const S *xr, S *yr, int64_t n, double mu, double r,
                               const double *FB_RESTRICT gd, const double *FB_RESTRICT bd,
-                              const T *pf, int stream)
+                              const S *pf, int stream)
 {
     const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r), zv = fb_vd_set1(0.0);
-#define FB_RA_T(e) (T)(((double)xr[e] - mu) * (gd[e] * r) + (bd ? bd[e] : 0.0))
+#define FB_RA_T(e) FB_ST64(((double)FB_LD(xr[e]) - mu) * (gd[e] * r) + (bd ? bd[e] : 0.0))
 #define FB_RA_H(e) fb_vd_add(fb_vd_mul(fb_vd_sub(FB_VD_LOAD_T(xr + (e)), mv),                    \
                                        fb_vd_mul(fb_vd_load_f64(gd + (e)), rv)),                  \
                             bd ? fb_vd_load_f64(bd + (e)) : zv)
@@ -76,16 +77,16 @@ static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r
         out;                                                                                      \
     } while (0)
     int64_t e = 0, head, stop;
-    if (stream && fb_stream_span(yr, sizeof(T), n, &head, &stop)) {
+    if (stream && fb_stream_span(yr, sizeof(S), n, &head, &stop)) {
         for (; e < head; e++) yr[e] = FB_RA_T(e);
         for (; e < stop; e += FB_TV_W) {
-            if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
-            FB_RA_V(e, FB_TV_STREAM(yr + e, t_));
+            if (pf && e % (64 / sizeof(S)) == 0) fb_prefetch(pf + e);
+            FB_RA_V(e, FB_SV_STREAM(yr + e, t_));
         }
     }
     for (; e + FB_TV_W <= n; e += FB_TV_W) {
-        if (pf && e % (64 / sizeof(T)) == 0) fb_prefetch(pf + e);
-        FB_RA_V(e, FB_TV_STORE(yr + e, t_));
+        if (pf && e % (64 / sizeof(S)) == 0) fb_prefetch(pf + e);
+        FB_RA_V(e, FB_SV_STORE(yr + e, t_));
     }
     for (; e < n; e++) yr[e] = FB_RA_T(e);
 #undef FB_RA_T
@@ -97,7 +98,7 @@ static void FN(row_apply_f64)(const T *xr, T *yr, int64_t n, double mu, double r
  * in one pass: la[l] += gamma dy, lb[l] += gamma dy (x - mu) in lane l = e mod FB_LANES (the
  * order of the plain loop), and the per-element partials qdb += dy, qdg += dy (x - mu) r
  * (assigned when fst). */
-static void FN(row_grad_sums)(const T *xr, const T *gr, int64_t L, double mu, double r,
+static void FN(row_grad_sums)(const S *xr, const S *gr, int64_t L, double mu, double r,
                               const double *FB_RESTRICT gd, double la[FB_LANES],
                               double lb[FB_LANES], double *FB_RESTRICT qdg,
                               double *FB_RESTRICT qdb, int fst)
@@ -124,7 +125,7 @@ static void FN(row_grad_sums)(const T *xr, const T *gr, int64_t L, double mu, do
             fb_vd_store_f64(la + g + j * FB_VD_W, a[j]), fb_vd_store_f64(lb + g + j * FB_VD_W, b[j]);
     }
     for (int64_t e = full; e < L; e++) {
-        const double dyv = (double)gr[e], d = (double)xr[e] - mu, wv = gd[e] * dyv;
+        const double dyv = (double)FB_LD(gr[e]), d = (double)FB_LD(xr[e]) - mu, wv = gd[e] * dyv;
         la[e - full] += wv;
         lb[e - full] += wv * d;
         qdb[e] = fst ? dyv : qdb[e] + dyv;
@@ -135,42 +136,42 @@ static void FN(row_grad_sums)(const T *xr, const T *gr, int64_t L, double mu, do
 /* dx = dy * (T)(gd r) + ((x - tm) * ts + tc) over a run (elem_grad_apply with the per-element
  * factor rounded in registers; non-finite vectors redone by elem_grad1); streamed when `stream`;
  * pfx, pfg (or NULL): the next run's x and dy, prefetched. */
-static void FN(row_grad_apply)(const T *dy, const T *x, T *dx, int64_t n,
+static void FN(row_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
                                const double *FB_RESTRICT gd, double r, const FN(coef) *co,
-                               const T *pfx, const T *pfg, int stream)
+                               const S *pfx, const S *pfg, int stream)
 {
     const T tm = co->tm, ts = co->ts, tc = co->tc;
     const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
     const fb_vd rv = fb_vd_set1(r);
 #define FB_TGV(i) FB_TV_FROM_VD(fb_vd_mul(fb_vd_load_f64(gd + (i)), rv),                         \
                                 fb_vd_mul(fb_vd_load_f64(gd + (i) + FB_TV_W - FB_VD_W), rv))
-#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_TV_LOAD(dy + (i)), FB_TGV(i)),                              \
-                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), FB_TGV(i)),                              \
+                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
 #define FB_PF(i)                                                                                  \
-    if (pfx && (i) % (64 / sizeof(T)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
+    if (pfx && (i) % (64 / sizeof(S)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
 #define FB_E_STORE(STORE, i)                                                                      \
     do {                                                                                          \
         const FB_TV r_ = FB_E(i);                                                                 \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
-            dx[j_] = FN(elem_grad1)(dy[j_], x[j_], gd[j_] * r, co);                               \
+            dx[j_] = FB_ST(FN(elem_grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), gd[j_] * r, co));         \
     } while (0)
 #define FB_E1(i)                                                                                  \
     do {                                                                                          \
-        const T r_ = dy[i] * (T)(gd[i] * r) + ((x[i] - tm) * ts + tc);                           \
-        dx[i] = isfinite(r_) ? r_ : FN(elem_grad1)(dy[i], x[i], gd[i] * r, co);                   \
+        const T r_ = FB_LD(dy[i]) * (T)(gd[i] * r) + ((FB_LD(x[i]) - tm) * ts + tc);             \
+        dx[i] = FB_ST(isfinite(r_) ? r_ : FN(elem_grad1)(FB_LD(dy[i]), FB_LD(x[i]), gd[i] * r, co)); \
     } while (0)
     int64_t i = 0, head, stop;
-    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
+    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) FB_E1(i);
         for (; i < stop; i += FB_TV_W) {
             FB_PF(i);
-            FB_E_STORE(FB_TV_STREAM, i);
+            FB_E_STORE(FB_SV_STREAM, i);
         }
     }
     for (; i + FB_TV_W <= n; i += FB_TV_W) {
         FB_PF(i);
-        FB_E_STORE(FB_TV_STORE, i);
+        FB_E_STORE(FB_SV_STORE, i);
     }
     for (; i < n; i++) FB_E1(i);
 #undef FB_E1
@@ -185,14 +186,14 @@ static void FN(row_grad_apply)(const T *dy, const T *x, T *dx, int64_t n,
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
  * `stride` apart.  Segments of pieces (at most FB_SEG values of a run) until FB_SEG values or the
  * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path. */
-static void FN(group_moments)(const T *base, int64_t mid, int64_t L, int64_t stride, int centered,
+static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t stride, int centered,
                               double *mean, double *var)
 {
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
     int64_t m = 0, p = 0;
     while (m < mid) {
         double s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
-        const double k = centered ? (double)base[m * stride + p] : 0.0;
+        const double k = centered ? (double)FB_LD(base[m * stride + p]) : 0.0;
         int64_t count = 0;
         while (m < mid && count < FB_SEG) {
             const int64_t len = L - p < FB_SEG ? L - p : FB_SEG;
@@ -217,8 +218,8 @@ static void FN(group_moments)(const T *base, int64_t mid, int64_t L, int64_t str
 
 typedef struct {
     const fb_norm_plan *p;
-    const T *x;
-    T *y;
+    const S *x;
+    S *y;
     const T *gamma, *beta;
     double eps;
     int centered, stream;
@@ -236,8 +237,8 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const 
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
-    const T *xb = k->x + off;
-    T *yb = k->y + off;
+    const S *xb = k->x + off;
+    S *yb = k->y + off;
     double mu, var;
     FN(group_moments)(xb, mid, L, stride, k->centered, &mu, &var);
     const double r = 1.0 / sqrt(var + k->eps);
@@ -258,23 +259,23 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const 
      * or beta bitwise the same as with ones and zeros). */
     const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
     for (int64_t m = 0; m < mid; m++) {
-        const T *xr = xb + m * stride;
-        T *yr = yb + m * stride;
+        const S *xr = xb + m * stride;
+        S *yr = yb + m * stride;
         if (gd) {   /* layer and RMS norm with gamma, gamma and beta cached in float64 */
-            const T *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+            const S *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
             FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, next, k->stream);
         } else if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
             for (int64_t e = 0; e < L; e++)
-                yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + (double)bt[e]);
+                yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * ((double)gm[e] * r) + (double)bt[e]);
         } else if (inner == 1 && gm) {
-            for (int64_t e = 0; e < L; e++) yr[e] = (T)(((double)xr[e] - mu) * ((double)gm[e] * r) + 0.0);
+            for (int64_t e = 0; e < L; e++) yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * ((double)gm[e] * r) + 0.0);
         } else if (!gm && !bt) {
-            for (int64_t e = 0; e < L; e++) yr[e] = (T)(((double)xr[e] - mu) * r + 0.0);
+            for (int64_t e = 0; e < L; e++) yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * r + 0.0);
         } else {
             for (int64_t e = 0; e < L; e++) {
                 const int64_t c = FB_ELEM_CH(e);
                 const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
-                yr[e] = (T)(((double)xr[e] - mu) * sc + b);
+                yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * sc + b);
             }
         }
     }
@@ -310,8 +311,8 @@ static void FN(forward_task)(void *vctx, int64_t task)
 typedef struct {
     fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
     const fb_norm_plan *p;
-    const T *x, *dy;
-    T *y;
+    const S *x, *dy;
+    S *y;
     const T *gamma, *beta;
     double eps;
     int centered, stream;
@@ -347,23 +348,23 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
     return exact;
 }
 
-static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const T *xs, const T *gs, T *ys, int exact,
+static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int exact,
                                 const T *tm, const T *ts, const T *tg, const T *tc,
                                 const double *em, const double *es, const double *eg,
                                 const double *ec)
 {
     const int64_t V = k->p->P, mid = k->p->v.mid;
     for (int64_t m = 0; m < mid; m++) {
-        const T *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
-        T *yr = ys + m * V;
+        const S *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
+        S *yr = ys + m * V;
         if (!exact) {
             const FN(row_src) src = {NULL, 0, 0, 0, em, es, eg, ec};
             FN(row_apply)(xr, gr, yr, V, tm, ts, tg, tc, k->stream, &src);
             continue;
         }
         for (int64_t v = 0; v < V; v++) {
-            const double t = ((double)xr[v] - em[v]) * es[v] + ec[v];
-            yr[v] = (T)(gr ? (double)gr[v] * eg[v] + t : t);
+            const double t = ((double)FB_LD(xr[v]) - em[v]) * es[v] + ec[v];
+            yr[v] = FB_ST64(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t);
         }
     }
 }
@@ -378,7 +379,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     double *eg = cq + V;
     T *tm = k->tw + ch * 4 * V, *ts = tm + V, *tc = ts + V;
     for (int64_t o = o0; o < o1; o++) {
-        const T *xs = k->x + o * p->per_outer;
+        const S *xs = k->x + o * p->per_outer;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
          * (the merge weights depend on the counts alone: one step for every column). */
         double n = 0.0;
@@ -386,11 +387,11 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
             const int64_t r1 = r0 + FB_COLS_ROWS < mid ? r0 + FB_COLS_ROWS : mid;
             const double cnt = (double)(r1 - r0);
             for (int64_t v = 0; v < V; v++)
-                sh[v] = k->centered ? (double)xs[r0 * V + v] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
+                sh[v] = k->centered ? (double)FB_LD(xs[r0 * V + v]) : 0.0, s1[v] = 0.0, s2[v] = 0.0;
             for (int64_t r = r0; r < r1; r++) {
-                const T *FB_RESTRICT xr = xs + r * V;
+                const S *FB_RESTRICT xr = xs + r * V;
                 for (int64_t v = 0; v < V; v++) {
-                    const double d = (double)xr[v] - sh[v];
+                    const double d = (double)FB_LD(xr[v]) - sh[v];
                     s1[v] += d;
                     s2[v] += d * d;
                 }
@@ -440,15 +441,15 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
-        const T *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
+        const S *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
         for (int64_t v = 0; v < V; v++)
             vm[v] = k->centered ? k->mean_in[o * G + v / L] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
         for (int64_t r = 0; r < mid; r++) {
-            const T *FB_RESTRICT xr = xs + r * V, *FB_RESTRICT gr = gs + r * V;
+            const S *FB_RESTRICT xr = xs + r * V, *FB_RESTRICT gr = gs + r * V;
             for (int64_t v = 0; v < V; v++) {
-                const double dyv = (double)gr[v];
+                const double dyv = (double)FB_LD(gr[v]);
                 s1[v] += dyv;
-                s2[v] += dyv * ((double)xr[v] - vm[v]);
+                s2[v] += dyv * ((double)FB_LD(xr[v]) - vm[v]);
             }
         }
         int exact = 0;
@@ -474,7 +475,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
 
 /* ---- public kernels ----------------------------------------------------------------------- */
 
-static fb_status FN(forward)(const T *x, T *y, const fb_norm_view *v, const T *gamma, const T *beta,
+static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *gamma, const T *beta,
                              double eps, int centered, double *mean, double *invstd, int n_threads)
 {
     if (!fb_norm_view_ok(v)) return FB_EINVAL;
@@ -482,7 +483,7 @@ static fb_status FN(forward)(const T *x, T *y, const fb_norm_view *v, const T *g
     if (v->outer == 0 || v->G == 0) return FB_OK;
     if (p.n == 0) return FB_EINVAL;
     const int64_t total = v->outer * p.per_outer;
-    const int stream = fb_stream_output(total * (int64_t)sizeof(T));
+    const int stream = fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
         T *tw = (T *)malloc(sizeof(T) * 4 * (size_t)(p.n_chunks * p.P));
@@ -506,8 +507,8 @@ static fb_status FN(forward)(const T *x, T *y, const fb_norm_view *v, const T *g
 typedef struct {
     fb_norm_merge mg;           /* the partial sums (per chunk, P each) and the results */
     const fb_norm_plan *p;
-    const T *dy, *x;
-    T *dx;
+    const S *dy, *x;
+    S *dx;
     const double *mean, *invstd;
     const T *gamma;
     int centered, stream;
@@ -524,8 +525,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
-    const T *xb = k->x + off, *gb = k->dy + off;
-    T *db = k->dx + off;
+    const S *xb = k->x + off, *gb = k->dy + off;
+    S *db = k->dx + off;
     const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
     const T *gm = k->gamma ? k->gamma + c0 : NULL;
     double coef[3], unused;
@@ -568,13 +569,13 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         FN(row_grad_sums)(xb + m * stride, gb + m * stride, L, mu, r, gd, la, lb, qdg, qdb,
                           first && m == 0);
     for (int64_t m = 0; !gd && m < mid; m++) {
-        const T *xr = xb + m * stride, *gr = gb + m * stride;
+        const S *xr = xb + m * stride, *gr = gb + m * stride;
         const int fst = first && m == 0;
         const int64_t full = L - L % FB_LANES;
         if (inner == 1 && gm) {   /* layer and RMS norm: whole lane rounds, written to vectorize */
             for (int64_t e0 = 0; e0 < full; e0 += FB_LANES)
                 for (int l = 0; l < FB_LANES; l++) {
-                    const double dyv = (double)gr[e0 + l], d = (double)xr[e0 + l] - mu;
+                    const double dyv = (double)FB_LD(gr[e0 + l]), d = (double)FB_LD(xr[e0 + l]) - mu;
                     const double wv = (double)gm[e0 + l] * dyv;
                     la[l] += wv;
                     lb[l] += wv * d;
@@ -584,7 +585,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             const int64_t w = L - e0 < FB_LANES ? L - e0 : FB_LANES;
             for (int64_t l = 0; l < w; l++) {
                 const int64_t e = e0 + l;
-                const double dyv = (double)gr[e], d = (double)xr[e] - mu;
+                const double dyv = (double)FB_LD(gr[e]), d = (double)FB_LD(xr[e]) - mu;
                 const double wv = gm ? (double)gm[FB_ELEM_CH(e)] * dyv : dyv;
                 la[l] += wv;
                 lb[l] += wv * d;
@@ -592,15 +593,15 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         if (fst) {   /* the per-element partials of dbeta and dgamma */
             for (int64_t e = 0; e < L; e++) {
-                const double dyv = (double)gr[e];
+                const double dyv = (double)FB_LD(gr[e]);
                 qdb[e] = dyv;
-                qdg[e] = dyv * ((double)xr[e] - mu) * r;
+                qdg[e] = dyv * ((double)FB_LD(xr[e]) - mu) * r;
             }
         } else {
             for (int64_t e = 0; e < L; e++) {
-                const double dyv = (double)gr[e];
+                const double dyv = (double)FB_LD(gr[e]);
                 qdb[e] += dyv;
-                qdg[e] += dyv * ((double)xr[e] - mu) * r;
+                qdg[e] += dyv * ((double)FB_LD(xr[e]) - mu) * r;
             }
         }
     }
@@ -628,8 +629,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             for (int64_t m = 0; m < mid; m++)
                 for (int64_t e = e0; e < e0 + w; e++) {
                     const int64_t at = m * stride + e;
-                    db[at] = (T)((double)gb[at] * ((double)gm[FB_ELEM_CH(e)] * r) +
-                                 (((double)xb[at] - mu) * coef[0] + coef[2]));
+                    db[at] = FB_ST64((double)FB_LD(gb[at]) * ((double)gm[FB_ELEM_CH(e)] * r) +
+                                 (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2]));
                 }
             continue;
         }
@@ -677,7 +678,7 @@ static void FN(backward_then)(void *vctx)
     }
 }
 
-static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view *v,
+static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view *v,
                               const double *mean, const double *invstd, const T *gamma,
                               int centered, double *dgamma, double *dbeta, int n_threads)
 {
@@ -700,7 +701,7 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view
         return FB_ENOMEM;
     }
     const int64_t total = v->outer * p.per_outer;
-    const int stream = fb_stream_output(total * (int64_t)sizeof(T));
+    const int stream = fb_stream_output(total * (int64_t)sizeof(S));
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
     FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
@@ -715,3 +716,4 @@ static fb_status FN(backward)(const T *dy, const T *x, T *dx, const fb_norm_view
 #undef FB_ELEM_CH
 #undef FN
 #undef T
+#undef S

@@ -28,6 +28,7 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
+#define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
 /* ---- per-channel coefficients of the elementwise passes ----------------------------------- */
 
@@ -123,19 +124,24 @@ static FB_INLINE T FN(relu1)(T t) { return t < 0 ? (T)0 : t; }
 /* threshold_backward(dy, y, 0): +0 where y <= 0 (0, -0.0), dy elsewhere (also where y is NaN). */
 static FB_INLINE T FN(relu_grad1)(T dy, T y) { return y <= 0 ? (T)0 : dy; }
 
-/* The forward's epilogue of output j, t (the unfused output, in T): t + res[j] rounded once in
- * T where has_res, then relu where `relu`.  Callers pass constant flags: each case is its own
- * instantiation, and the unfused one is the plain store. */
-static FB_INLINE T FN(fwd_epi1)(T t, const T *res, int64_t j, const int has_res, const int relu)
+/* The forward's epilogue of output j, t (the unfused output, in T), returned in T for the
+ * caller's one store (FB_ST): the unfused output as stored (FB_RT: t itself for float32/float64,
+ * t rounded to the half type and widened back for float16/bfloat16), + res[j] (widened) in T
+ * where has_res, then relu where `relu`.  So a half output is round(relu(unfused + r)), the add
+ * and relu exact-then-rounded once, as NumPy and PyTorch compute half operations.  Callers pass
+ * constant flags: each case is its own instantiation, and the unfused one is the plain store. */
+static FB_INLINE T FN(fwd_epi1)(T t, const S *res, int64_t j, const int has_res, const int relu)
 {
-    if (has_res) t = t + res[j];
+    if (has_res || relu) t = FB_RT(t);
+    if (has_res) t = t + FB_LD(res[j]);
     return relu ? FN(relu1)(t) : t;
 }
 
-static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const T *res, int64_t j, const int has_res,
+static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const S *res, int64_t j, const int has_res,
                                    const int relu)
 {
-    if (has_res) t = FB_TV_ADD(t, FB_TV_LOAD(res + j));
+    if (has_res || relu) t = FB_SV_RT(t);
+    if (has_res) t = FB_TV_ADD(t, FB_SV_LOAD(res + j));
     return relu ? FB_TV_RELU(t) : t;
 }
 
@@ -150,8 +156,8 @@ static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const T *res, int64_t j, const int h
  * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
  * whatever FB_LG is, so every instruction set gives the same bits. */
-static FB_INLINE void FN(pair_sums_fz)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
-                                       const int has_q, const T *FB_RESTRICT ym, const int has_y,
+static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                       const int has_q, const S *FB_RESTRICT ym, const int has_y,
                                        int64_t n, double k, double s1[FB_LANES],
                                        double s2[FB_LANES])
 {
@@ -166,7 +172,7 @@ static FB_INLINE void FN(pair_sums_fz)(const T *FB_RESTRICT x, const T *FB_RESTR
              * round: fetch the rest of the round too, so that memory sees one sequential stream
              * and the later passes hit L1 (NCHW backward's sums: 1.4x faster on Zen 3). */
             if (FB_LG < FB_LANES && g == 0) {
-                for (int b = 64; b < FB_LANES * (int)sizeof(T); b += 64) {
+                for (int b = 64; b < FB_LANES * (int)sizeof(S); b += 64) {
                     fb_prefetch((const char *)(x + i) + b);
                     if (has_q) fb_prefetch((const char *)(q + i) + b);
                     if (has_y) fb_prefetch((const char *)(ym + i) + b);
@@ -185,14 +191,15 @@ static FB_INLINE void FN(pair_sums_fz)(const T *FB_RESTRICT x, const T *FB_RESTR
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
     }
     for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double d = (double)x[i] - k;
-        const double w = has_q ? (double)(has_y ? FN(relu_grad1)(q[i], ym[i]) : q[i]) : d;
+        const double d = (double)FB_LD(x[i]) - k;
+        const double w =
+            has_q ? (double)(has_y ? FN(relu_grad1)(FB_LD(q[i]), FB_LD(ym[i])) : FB_LD(q[i])) : d;
         s1[l] += w;
         s2[l] += w * d;
     }
 }
 
-static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_RESTRICT q,
+static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                         const int has_q, int64_t n, double k,
                                         double s1[FB_LANES], double s2[FB_LANES])
 {
@@ -203,17 +210,18 @@ static FB_INLINE void FN(run_pair_sums)(const T *FB_RESTRICT x, const T *FB_REST
  * x itself (in place: each element is read before it is written, and nothing is read again), so
  * neither pointer is restrict; the coefficients are copied to locals so that stores through y
  * need not reload them. */
-static FB_INLINE void FN(run_apply_fz)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream,
-                                       const T *res, const int has_res, const int relu)
+static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
+                                       const S *res, const int has_res, const int relu)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++) y[i] = FN(fwd_epi1)(FN(exact_apply1)(x[i], co), res, i, has_res, relu);
+        for (; i < n; i++)
+            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(x[i]), co), res, i, has_res, relu));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c)
-#define FB_APPLY1(j) FN(fwd_epi1)(FN(apply1)(x[j], co), res, j, has_res, relu)
+#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c)
+#define FB_APPLY1(j) FB_ST(FN(fwd_epi1)(FN(apply1)(FB_LD(x[j]), co), res, j, has_res, relu))
 /* a vector with a non-finite value is redone element by element (apply1), in place too: each
  * element is read before it is written */
 #define FB_APPLY_STORE(STORE, i)                                                                 \
@@ -223,26 +231,26 @@ static FB_INLINE void FN(run_apply_fz)(const T *x, T *y, int64_t n, const FN(coe
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);             \
     } while (0)
     int64_t head, stop;
-    if (stream && fb_stream_span(y, sizeof(T), n, &head, &stop)) {
+    if (stream && fb_stream_span(y, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) y[i] = FB_APPLY1(i);
-        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STREAM, i);
+        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_TV_STORE, i);
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STORE, i);
     for (; i < n; i++) y[i] = FB_APPLY1(i);
 #undef FB_APPLY_STORE
 #undef FB_APPLY1
 #undef FB_APPLY
 }
 
-static void FN(run_apply)(const T *x, T *y, int64_t n, const FN(coef) *co, int stream)
+static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
 {
     FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0);
 }
 
 /* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
  * instantiation, so the unfused loop is run_apply's. */
-static inline void FN(run_apply_fused)(const T *x, T *y, int64_t n, const FN(coef) *co,
-                                       int stream, const T *res, int relu)
+static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,
+                                       int stream, const S *res, int relu)
 {
     if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1);
     else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0);
@@ -253,43 +261,44 @@ static inline void FN(run_apply_fused)(const T *x, T *y, int64_t n, const FN(coe
 /* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused
  * forward's output (relu_grad1); with dres (has_dres) g is stored there too.  `stream` as in
  * run_apply.  dx may be dy itself (in place, elementwise), so no pointer is restrict. */
-static FB_INLINE void FN(run_grad_apply_fz)(const T *dy, const T *x, T *dx, int64_t n,
-                                            const FN(coef) *co, int stream, const T *ym,
-                                            const int has_y, T *dres, const int has_dres)
+static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
+                                            const FN(coef) *co, int stream, const S *ym,
+                                            const int has_y, S *dres, const int has_dres)
 {
     int64_t i = 0;
-#define FB_G1(j) (has_y ? FN(relu_grad1)(dy[j], ym[j]) : dy[j])
+#define FB_G1(j) (has_y ? FN(relu_grad1)(FB_LD(dy[j]), FB_LD(ym[j])) : FB_LD(dy[j]))
 #define FB_GRAD1(j, EXPR)                                                                        \
     do {                                                                                         \
         const T g1_ = FB_G1(j);                                                                  \
-        dx[j] = EXPR;                                                                            \
-        if (has_dres) dres[j] = g1_;                                                             \
+        dx[j] = FB_ST(EXPR);                                                                     \
+        if (has_dres) dres[j] = FB_ST(g1_);   /* dy or 0: exact */                               \
     } while (0)
     if (co->exact) {
-        for (; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, x[i], co));
+        for (; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_TV_LOAD(dy + (i)), FB_TV_LOAD(ym + (i)))         \
-                        : FB_TV_LOAD(dy + (i)))
+#define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(dy + (i)), FB_SV_LOAD(ym + (i)))         \
+                        : FB_SV_LOAD(dy + (i)))
 #define FB_GRAD(gv, i) FB_TV_ADD(FB_TV_MUL(gv, g),                                                \
-                                 FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(x + (i)), m), s), c))
+                                 FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
 #define FB_GRAD_STORE(STORE, i)                                                                  \
     do {                                                                                         \
         const FB_TV g_ = FB_GV(i);                                                               \
         const FB_TV r_ = FB_GRAD(g_, i);                                                         \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) dx[j_] = FN(grad1)(FB_G1(j_), x[j_], co); \
-        if (has_dres) FB_TV_STORE(dres + (i), g_);                                               \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
+            dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
+        if (has_dres) FB_SV_STORE(dres + (i), g_);                                               \
     } while (0)
     int64_t head, stop;
-    if (stream && fb_stream_span(dx, sizeof(T), n, &head, &stop)) {
-        for (; i < head; i++) FB_GRAD1(i, FN(grad1)(g1_, x[i], co));
-        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STREAM, i);
+    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
+        for (; i < head; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
+        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_TV_STORE, i);
-    for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, x[i], co));
+    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STORE, i);
+    for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
 #undef FB_GRAD_STORE
 #undef FB_GRAD
 #undef FB_GV
@@ -297,15 +306,15 @@ static FB_INLINE void FN(run_grad_apply_fz)(const T *dy, const T *x, T *dx, int6
 #undef FB_G1
 }
 
-static void FN(run_grad_apply)(const T *dy, const T *x, T *dx, int64_t n, const FN(coef) *co,
+static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
                                int stream)
 {
     FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0);
 }
 
 /* run_grad_apply masked by ym and writing dres (either may be NULL), as run_apply_fused. */
-static inline void FN(run_grad_apply_fused)(const T *dy, const T *x, T *dx, int64_t n,
-                                            const FN(coef) *co, int stream, const T *ym, T *dres)
+static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int64_t n,
+                                            const FN(coef) *co, int stream, const S *ym, S *dres)
 {
     if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1);
     else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0);
@@ -323,28 +332,31 @@ typedef struct {
     const FN(coef) *coefs;
     int64_t v0, period, inner;
     const double *em, *es, *eg, *ec;
-    const T *res;
+    const S *res;
     int relu;
-    const T *ym;
-    T *dres;
+    const S *ym;
+    S *dres;
 } FN(row_src);
 
 /* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors), with the
  * fused epilogue (dres is left to the caller). */
-static void FN(row_redo)(const T *xr, const T *gr, T *yr, int64_t v, int64_t n, const FN(row_src) *src)
+static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, const FN(row_src) *src)
 {
     for (int64_t j = v; j < v + n; j++) {
-        const T g = gr && src->ym ? FN(relu_grad1)(gr[j], src->ym[j]) : gr ? gr[j] : 0;
+        const T g = gr && src->ym ? FN(relu_grad1)(FB_LD(gr[j]), FB_LD(src->ym[j]))
+                    : gr          ? FB_LD(gr[j])
+                                  : 0;
+        const T x = FB_LD(xr[j]);
         T t;
         if (src->coefs) {
             const FN(coef) *co = &src->coefs[(src->v0 + j % src->period) / src->inner];
-            t = gr ? FN(grad1)(g, xr[j], co) : FN(apply1)(xr[j], co);
+            t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
         } else {
             const FN(coef) co = FN(make_coef)(src->em[j], src->es[j], gr ? src->eg[j] : 0.0,
                                               src->ec[j]);
-            t = gr ? FN(grad1)(g, xr[j], &co) : FN(apply1)(xr[j], &co);
+            t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
         }
-        yr[j] = gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu);
+        yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));
     }
 }
 
@@ -354,20 +366,20 @@ static void FN(row_redo)(const T *xr, const T *gr, T *yr, int64_t v, int64_t n, 
  * run_grad_apply_fz); non-temporal stores where `stream` and aligned.  yr may be xr or gr
  * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
  * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
-static FB_INLINE void FN(row_apply_fz)(const T *xr, const T *gr, T *yr,
+static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
                                        int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
                                        const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
                                        const FN(row_src) *src, const int bwd, const int has_res,
                                        const int relu, const int has_y, const int has_dres)
 {
-    const T *res = src->res, *ym = src->ym;
-    T *dres = src->dres;
-#define FB_ROW_T(v) (xr[v] - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_TV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
+    const S *res = src->res, *ym = src->ym;
+    S *dres = src->dres;
+#define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
+#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
                                         FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
-#define FB_ROW_GV(v) (has_y ? FB_TV_RELU_GRAD(FB_TV_LOAD(gr + (v)), FB_TV_LOAD(ym + (v)))       \
-                            : FB_TV_LOAD(gr + (v)))
-#define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(gr[v], ym[v]) : gr[v])
+#define FB_ROW_GV(v) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(gr + (v)), FB_SV_LOAD(ym + (v)))       \
+                            : FB_SV_LOAD(gr + (v)))
+#define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
 #define FB_ROW_PUT(STORE, v)                                                                     \
     do {                                                                                         \
         const FB_TV r_ = FB_ROW_V(v);                                                            \
@@ -377,7 +389,7 @@ static FB_INLINE void FN(row_apply_fz)(const T *xr, const T *gr, T *yr,
 #define FB_ROW_ONE(v)                                                                            \
     do {                                                                                         \
         const T r_ = FB_ROW_T(v);                                                                \
-        if (isfinite(r_)) yr[v] = FN(fwd_epi1)(r_, res, (v), has_res, relu);                     \
+        if (isfinite(r_)) yr[v] = FB_ST(FN(fwd_epi1)(r_, res, (v), has_res, relu));              \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
 #define FB_ROW_GPUT(STORE, v)                                                                    \
@@ -386,31 +398,31 @@ static FB_INLINE void FN(row_apply_fz)(const T *xr, const T *gr, T *yr,
         const FB_TV r_ = FB_TV_ADD(FB_TV_MUL(g_, FB_TV_LOAD(tg + (v))), FB_ROW_V(v));           \
         if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
         else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
-        if (has_dres) FB_TV_STORE(dres + (v), g_);                                               \
+        if (has_dres) FB_SV_STORE(dres + (v), g_);                                               \
     } while (0)
 #define FB_ROW_GONE(v)                                                                           \
     do {                                                                                         \
         const T g_ = FB_ROW_G1(v);                                                               \
         const T r_ = g_ * tg[v] + (FB_ROW_T(v));                                                 \
-        if (isfinite(r_)) yr[v] = r_;                                                            \
+        if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
-        if (has_dres) dres[v] = g_;                                                              \
+        if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
     int64_t v = 0, head, stop;
-    const int nt = stream && fb_stream_span(yr, sizeof(T), w, &head, &stop);
+    const int nt = stream && fb_stream_span(yr, sizeof(S), w, &head, &stop);
     if (!bwd) {
         if (nt) {
             for (; v < head; v++) FB_ROW_ONE(v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_TV_STREAM, v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_TV_STORE, v);
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, v);
         for (; v < w; v++) FB_ROW_ONE(v);
     } else {
         if (nt) {
             for (; v < head; v++) FB_ROW_GONE(v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_GPUT(FB_TV_STREAM, v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STREAM, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_GPUT(FB_TV_STORE, v);
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STORE, v);
         for (; v < w; v++) FB_ROW_GONE(v);
     }
 #undef FB_ROW_T
@@ -425,7 +437,7 @@ static FB_INLINE void FN(row_apply_fz)(const T *xr, const T *gr, T *yr,
 
 /* row_apply_fz for gr NULL (forward) or not, and src's fused arrays: one branch per segment,
  * each case its own instantiation. */
-static void FN(row_apply)(const T *xr, const T *gr, T *yr,
+static void FN(row_apply)(const S *xr, const S *gr, S *yr,
                           int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
                           const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
                           const FN(row_src) *src)
@@ -448,3 +460,4 @@ static void FN(row_apply)(const T *xr, const T *gr, T *yr,
 
 #undef FN
 #undef T
+#undef S

@@ -9,6 +9,11 @@ from scipy import special, stats
 import fastbn
 from fastbn import _random, init
 
+# Statistics over a million draws take minutes under qemu: .ci/run step 4 deselects them.  The
+# scalar path it runs gives the other paths' bits natively
+# (test_same_bits_any_thread_count_and_isa).
+large_sample = pytest.mark.slow_under_qemu
+
 N = 1 << 20                      # samples per KS test
 DTYPES = [np.float32, np.float64]
 KS_P = 1e-3                      # a correct law fails a fixed-seed test with probability 1e-3
@@ -36,6 +41,7 @@ def test_uniform_law(dtype):
     assert np.unique(x[:4096]).size == 4096
 
 
+@large_sample
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_normal_law(dtype):
     x = init.normal((N,), 2.0, 3.0, dtype=dtype, rng=2)
@@ -47,6 +53,7 @@ def test_normal_law(dtype):
     assert abs(stats.kurtosis(z)) < 5 * math.sqrt(24.0 / N)
 
 
+@large_sample
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_normal_pairs_are_independent(dtype):
     """Box-Muller pairs (values 16j + l and 16(j+1) + l of a chunk) are uncorrelated, also in
@@ -60,6 +67,7 @@ def test_normal_pairs_are_independent(dtype):
     assert abs(np.corrcoef(a * a, b * b)[0, 1]) < bound
 
 
+@large_sample
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("a,b", [(-2.0, 2.0), (-0.5, 3.0), (1.0, 1.5), (-6.0, -4.5), (4.0, 9.0)])
 def test_truncated_normal_law(dtype, a, b):
@@ -72,6 +80,7 @@ def test_truncated_normal_law(dtype, a, b):
     assert mean_ok(x, law.mean(), law.std())
 
 
+@large_sample
 def test_truncated_normal_does_not_pile_mass_on_the_ends():
     x = init.truncated_normal((N,), 0.0, 1.0, -2.0, 2.0, rng=5)
     # P(an end value) for a continuous law: only the float32 cell at the end (width 2^-23 * 2)
@@ -287,6 +296,7 @@ def test_none_gives_fresh_streams():
     assert init.uniform((64,), rng=None).tobytes() != init.uniform((64,), rng=None).tobytes()
 
 
+@large_sample
 @pytest.mark.parametrize("law", LAWS, ids=LAW_IDS)
 def test_different_seeds_are_uncorrelated(law):
     n = 1 << 18

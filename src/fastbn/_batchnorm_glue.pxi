@@ -11,7 +11,8 @@ Three layers, called in one direction only:
    buffers are updated in place through their stride; they must be native already).
 2. This module takes those ndarrays, reads their data pointers through the NumPy C API (no
    buffer acquisition: a call costs well under a microsecond here), releases the GIL and calls the
-   ``_f32`` or ``_f64`` kernel by the dtype of ``x``.  It re-checks the few facts memory safety
+   ``_f32``, ``_f64``, ``_f16`` or ``_bf16`` kernel by the dtype of ``x`` (the half types'
+   per-channel parameters are float32).  It re-checks the few facts memory safety
    and correct values rest on (dtype agreement, native byte order, contiguity, sizes), so a wrong
    call raises instead of reading out of bounds or reading swapped bytes as numbers.
 3. The C kernels compute and return an ``fb_status``; they never raise, allocate Python objects
@@ -53,41 +54,37 @@ cdef extern from "batchnorm.h":
                                      int64_t C, int64_t count, double momentum) nogil
 
 
-cdef bint _is_f32(cnp.ndarray x) except -1:
-    """True for float32, False for float64 (native byte order); anything else is a caller's bug."""
-    cdef int t = cnp.PyArray_TYPE(x)
-    if not cnp.PyArray_ISNOTSWAPPED(x):
-        raise TypeError(f"fastbn._batchnorm: expected native byte order, got {x.dtype.str}")
-    if t == cnp.NPY_FLOAT32:
-        return True
-    if t == cnp.NPY_FLOAT64:
-        return False
-    raise TypeError(f"fastbn._batchnorm: expected float32 or float64, got {x.dtype}")
-
-
 def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, gamma, beta,
           double eps, cnp.ndarray stats, int n_threads, residual=None, bint relu=False):
     """Training forward; see fb_bn_train_* in csrc/batchnorm.h.  stats: (3, C) float64 receiving
-    mean, var, invstd.  residual (x's size, or None) and relu: the fused epilogue."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    mean, var, invstd.  residual (x's size and dtype, or None) and relu: the fused epilogue."""
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     cdef double *ps = <double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
     cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_train_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
                                  ps + 2 * C, <const float *>pr, relu, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_train_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pg, <const double *>pb, eps, ps, ps + C,
                                  ps + 2 * C, <const double *>pr, relu, n_threads)
+        elif k == K_F16:
+            st = fb_bn_train_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                 <const float *>pg, <const float *>pb, eps, ps, ps + C,
+                                 ps + 2 * C, <const uint16_t *>pr, relu, n_threads)
+        else:
+            st = fb_bn_train_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
+                                  ps + 2 * C, <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 
 
@@ -95,28 +92,36 @@ def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
           gamma, beta, double eps, int n_threads, residual=None, bint relu=False):
     """Inference forward with running statistics; see fb_bn_infer_*.  residual, relu: as
     train's."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
-    cdef void *pm = _data(rmean, t, C, "running_mean")
-    cdef void *pv = _data(rvar, t, C, "running_var")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pm = _data(rmean, pt, C, "running_mean")
+    cdef void *pv = _data(rvar, pt, C, "running_var")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     if pm == NULL or pv == NULL:
         raise ValueError("fastbn._batchnorm: running statistics are required")
     cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_infer_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pm, <const float *>pv, <const float *>pg,
                                  <const float *>pb, eps, <const float *>pr, relu, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_infer_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pm, <const double *>pv, <const double *>pg,
                                  <const double *>pb, eps, <const double *>pr, relu, n_threads)
+        elif k == K_F16:
+            st = fb_bn_infer_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                 <const float *>pm, <const float *>pv, <const float *>pg,
+                                 <const float *>pb, eps, <const uint16_t *>pr, relu, n_threads)
+        else:
+            st = fb_bn_infer_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
+                                  <const float *>pm, <const float *>pv, <const float *>pg,
+                                  <const float *>pb, eps, <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 
 
@@ -126,28 +131,37 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
     """Backward through the batch statistics; see fb_bn_backward_*.  mean, invstd: float64 (C,);
     grads: (2, C) float64 receiving dgamma, dbeta.  y (the fused forward's output, or None)
     masks dy; dresidual (or None) receives the masked dy."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
     cdef void *px = _data(x, t, n, "x")
     cdef void *pdx = _data(dx, t, n, "dx")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef double *pgr = <double *>_data(grads, cnp.NPY_FLOAT64, 2 * C, "grads")
     cdef void *pym = _data(y, t, n, "y")
     cdef void *pdr = _data(dresidual, t, n, "dresidual")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
                                     C, inner, pm, ps, <const float *>pg, pgr, pgr + C,
                                     <const float *>pym, <float *>pdr, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                     outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
                                     <const double *>pym, <double *>pdr, n_threads)
+        elif k == K_F16:
+            st = fb_bn_backward_f16(<const uint16_t *>pdy, <const uint16_t *>px, <uint16_t *>pdx,
+                                    outer, C, inner, pm, ps, <const float *>pg, pgr, pgr + C,
+                                    <const uint16_t *>pym, <uint16_t *>pdr, n_threads)
+        else:
+            st = fb_bn_backward_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                     <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
+                                     pgr, pgr + C, <const uint16_t *>pym, <uint16_t *>pdr,
+                                     n_threads)
     check_status(st)
 
 
@@ -159,16 +173,20 @@ def moments(cnp.ndarray x, int64_t outer, int64_t C, int64_t inner, cnp.ndarray 
     """Per-channel mean and m2 = sum((x - mean)**2) into float64 (C,) arrays; see
     fb_bn_moments_*.  mean is train's bit for bit, m2 / (outer * inner) its var; with no values
     (outer or inner 0) both are 0."""
-    cdef bint f32 = _is_f32(x)
+    cdef int k = _kind(x)
     cdef void *px = _data(x, cnp.PyArray_TYPE(x), outer * C * inner, "x")
     cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef double *pq = <double *>_data(m2, cnp.NPY_FLOAT64, C, "m2")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_moments_f32(<const float *>px, outer, C, inner, pm, pq, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_moments_f64(<const double *>px, outer, C, inner, pm, pq, n_threads)
+        elif k == K_F16:
+            st = fb_bn_moments_f16(<const uint16_t *>px, outer, C, inner, pm, pq, n_threads)
+        else:
+            st = fb_bn_moments_bf16(<const uint16_t *>px, outer, C, inner, pm, pq, n_threads)
     check_status(st)
 
 
@@ -178,26 +196,34 @@ def apply(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
     """y = (x - mean) * invstd * gamma + beta from float64 (C,) mean and invstd; see
     fb_bn_apply_*.  y may be x.  With train's own mean and invstd, train's y bit for bit (also
     with the same residual and relu)."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_apply_f32(<const float *>px, <float *>py, outer, C, inner, pm, ps,
                                  <const float *>pg, <const float *>pb, <const float *>pr, relu,
                                  n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_apply_f64(<const double *>px, <double *>py, outer, C, inner, pm, ps,
                                  <const double *>pg, <const double *>pb, <const double *>pr, relu,
                                  n_threads)
+        elif k == K_F16:
+            st = fb_bn_apply_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
+                                 <const float *>pg, <const float *>pb, <const uint16_t *>pr, relu,
+                                 n_threads)
+        else:
+            st = fb_bn_apply_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
+                                  <const float *>pg, <const float *>pb, <const uint16_t *>pr, relu,
+                                  n_threads)
     check_status(st)
 
 
@@ -207,7 +233,7 @@ def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t i
     """Per-channel sum(dy) (backward's dbeta) and sum(dy * (x - mean)) (times invstd,
     backward's dgamma) into float64 (C,) arrays; see fb_bn_grad_sums_*.  No values: 0.  y (or
     None): dy masked by the fused forward's output."""
-    cdef bint f32 = _is_f32(x)
+    cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
@@ -219,12 +245,18 @@ def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t i
     cdef void *pym = _data(y, t, n, "y")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_grad_sums_f32(<const float *>pdy, <const float *>px, outer, C, inner, pm,
                                      ps, p1, p2, <const float *>pym, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_grad_sums_f64(<const double *>pdy, <const double *>px, outer, C, inner,
                                      pm, ps, p1, p2, <const double *>pym, n_threads)
+        elif k == K_F16:
+            st = fb_bn_grad_sums_f16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
+                                     inner, pm, ps, p1, p2, <const uint16_t *>pym, n_threads)
+        else:
+            st = fb_bn_grad_sums_bf16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
+                                      inner, pm, ps, p1, p2, <const uint16_t *>pym, n_threads)
     check_status(st)
 
 
@@ -235,15 +267,15 @@ def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int
     across processes) over ``count`` >= outer * inner values; see fb_bn_grad_apply_*.  dx may be
     dy.  With the local sums and count = outer * inner, backward's dx bit for bit.  y, dresidual:
     as backward's."""
-    cdef bint f32 = _is_f32(x)
-    cdef int t = cnp.PyArray_TYPE(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
     cdef void *pdy = _data(dy, t, n, "dy")
     cdef void *px = _data(x, t, n, "x")
     cdef void *pdx = _data(dx, t, n, "dx")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, C, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef const double *p1 = <const double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
     cdef const double *p2 = <const double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
     cdef void *pym = _data(y, t, n, "y")
@@ -252,14 +284,24 @@ def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int
         raise ValueError(f"count: must be at least outer * inner = {outer * inner}, got {count}")
     cdef fb_status st
     with nogil:
-        if f32:
+        if k == K_F32:
             st = fb_bn_grad_apply_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
                                       C, inner, pm, ps, <const float *>pg, p1, p2, count,
                                       <const float *>pym, <float *>pdr, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_bn_grad_apply_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                       outer, C, inner, pm, ps, <const double *>pg, p1, p2, count,
                                       <const double *>pym, <double *>pdr, n_threads)
+        elif k == K_F16:
+            st = fb_bn_grad_apply_f16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                      <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
+                                      p1, p2, count, <const uint16_t *>pym, <uint16_t *>pdr,
+                                      n_threads)
+        else:
+            st = fb_bn_grad_apply_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                       <uint16_t *>pdx, outer, C, inner, pm, ps,
+                                       <const float *>pg, p1, p2, count,
+                                       <const uint16_t *>pym, <uint16_t *>pdr, n_threads)
     check_status(st)
 
 

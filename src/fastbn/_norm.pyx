@@ -6,13 +6,13 @@ this module C-contiguous native arrays and the (outer, mid, G, Cg, inner) view (
 ``norm_backward``); ``fastbn.batchnorm`` does the same for batch norm's (outer, C, inner) view
 (``_batchnorm_glue.pxi``, included below and re-exported as ``fastbn._batchnorm``).  This module
 re-checks the facts memory safety rests on (dtype, byte order, contiguity, sizes), releases the
-GIL and calls the ``_f32`` or ``_f64`` kernel.  The kernels' declarations come from the one
+GIL and calls the ``_f32``, ``_f64``, ``_f16`` or ``_bf16`` kernel (half tensors: float32 parameters).  The kernels' declarations come from the one
 kernel list through the generated ``_kernels_decl.pxi``.
 """
 cimport numpy as cnp
 from fastbn._util cimport fb_status, check_status, extents_meet, fb_parallel_install, parallel_impl
 from libc.math cimport isfinite
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 cnp.import_array()
 
@@ -65,11 +65,36 @@ cdef int _view(tuple shape, fb_norm_view *v) except -1:
     return 0
 
 
-cdef int _typenum(cnp.ndarray x) except -1:
+# The kernel dtypes: float32, float64, float16, bfloat16 (ml_dtypes' registered type).
+cdef enum:
+    K_F32 = 0
+    K_F64 = 1
+    K_F16 = 2
+    K_BF16 = 3
+
+
+cdef int _kind(cnp.ndarray x) except -1:
+    """K_F32, K_F64, K_F16 or K_BF16 for x's dtype (native byte order); anything else is a
+    caller's bug."""
     cdef int t = cnp.PyArray_TYPE(x)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError(f"fastbn._norm: expected float32 or float64, got {x.dtype}")
-    return t
+    if not cnp.PyArray_ISNOTSWAPPED(x):
+        raise TypeError(f"fastbn._norm: expected native byte order, got {x.dtype.str}")
+    if t == cnp.NPY_FLOAT32:
+        return K_F32
+    if t == cnp.NPY_FLOAT64:
+        return K_F64
+    if t == cnp.NPY_FLOAT16:
+        return K_F16
+    if x.dtype.name == "bfloat16" and x.dtype.itemsize == 2:
+        return K_BF16
+    raise TypeError(f"fastbn._norm: expected float32, float64, float16 or bfloat16, "
+                    f"got {x.dtype}")
+
+
+cdef inline int _param_type(int kind, int t) noexcept:
+    """The type number of the per-channel parameters for tensors of `kind` (type number t):
+    float32 for the half types."""
+    return cnp.NPY_FLOAT32 if kind >= K_F16 else t
 
 
 def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, bint centered,
@@ -78,22 +103,30 @@ def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double e
     mean, invstd: float64, one per group (outer * G), written."""
     cdef fb_norm_view v
     _view(view, &v)
-    cdef int t = _typenum(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = v.outer * v.mid * v.G * v.Cg * v.inner, C = v.G * v.Cg
     cdef void *px = _data(x, t, n, "x")
     cdef void *py = _data(y, t, n, "y")
-    cdef void *pg = _data(gamma, t, C, "gamma")
-    cdef void *pb = _data(beta, t, C, "beta")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
+    cdef void *pb = _data(beta, pt, C, "beta")
     cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, v.outer * v.G, "mean")
     cdef double *ps = <double *>_data(invstd, cnp.NPY_FLOAT64, v.outer * v.G, "invstd")
     cdef fb_status st
     with nogil:
-        if t == cnp.NPY_FLOAT32:
+        if k == K_F32:
             st = fb_norm_forward_f32(<const float *>px, <float *>py, &v, <const float *>pg,
                                      <const float *>pb, eps, centered, pm, ps, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_norm_forward_f64(<const double *>px, <double *>py, &v, <const double *>pg,
                                      <const double *>pb, eps, centered, pm, ps, n_threads)
+        elif k == K_F16:
+            st = fb_norm_forward_f16(<const uint16_t *>px, <uint16_t *>py, &v, <const float *>pg,
+                                     <const float *>pb, eps, centered, pm, ps, n_threads)
+        else:
+            st = fb_norm_forward_bf16(<const uint16_t *>px, <uint16_t *>py, &v,
+                                      <const float *>pg, <const float *>pb, eps, centered, pm, ps,
+                                      n_threads)
     check_status(st)
 
 
@@ -103,7 +136,8 @@ def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mea
     centered), invstd: float64, one per group; dgamma, dbeta (or None): float64 (C,), written."""
     cdef fb_norm_view v
     _view(view, &v)
-    cdef int t = _typenum(x)
+    cdef int k = _kind(x)
+    cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = v.outer * v.mid * v.G * v.Cg * v.inner, C = v.G * v.Cg
     if centered and mean is None:
         raise ValueError("fastbn._norm: centered backward needs the mean")
@@ -112,17 +146,25 @@ def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mea
     cdef void *pdx = _data(dx, t, n, "dx")
     cdef const double *pm = <const double *>_data(mean, cnp.NPY_FLOAT64, v.outer * v.G, "mean")
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, v.outer * v.G, "invstd")
-    cdef void *pg = _data(gamma, t, C, "gamma")
+    cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef double *pdg = <double *>_data(dgamma, cnp.NPY_FLOAT64, C, "dgamma")
     cdef double *pdb = <double *>_data(dbeta, cnp.NPY_FLOAT64, C, "dbeta")
     cdef fb_status st
     with nogil:
-        if t == cnp.NPY_FLOAT32:
+        if k == K_F32:
             st = fb_norm_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, &v, pm,
                                       ps, <const float *>pg, centered, pdg, pdb, n_threads)
-        else:
+        elif k == K_F64:
             st = fb_norm_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx, &v,
                                       pm, ps, <const double *>pg, centered, pdg, pdb, n_threads)
+        elif k == K_F16:
+            st = fb_norm_backward_f16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                      <uint16_t *>pdx, &v, pm, ps, <const float *>pg, centered,
+                                      pdg, pdb, n_threads)
+        else:
+            st = fb_norm_backward_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
+                                       <uint16_t *>pdx, &v, pm, ps, <const float *>pg, centered,
+                                       pdg, pdb, n_threads)
     check_status(st)
 
 

@@ -9,6 +9,7 @@ import operator
 
 import numpy as np
 
+from fastbn import _half
 from fastbn._util import byte_extent, extent_overlaps
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -44,16 +45,29 @@ def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     return value
 
 
-def float_array(a, name):
-    """``a`` as a float32 or float64 ndarray; other dtypes are a TypeError, never cast."""
+def float_array(a, name, half=False):
+    """``a`` as a float32 or float64 ndarray (or, with ``half``, float16 or bfloat16); other
+    dtypes are a TypeError, never cast.  bfloat16 without ml_dtypes: a TypeError saying so."""
+    expected = _half.EXPECTED if half else "float32 or float64"
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
         except (ValueError, TypeError) as e:
-            raise TypeError(f"{name}: expected a float32 or float64 array ({e})") from None
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+            raise TypeError(f"{name}: expected a {expected} array ({e})") from None
+    if a.dtype not in FLOAT_DTYPES and not (half and _half.kind(native_dtype(a.dtype), name)):
+        raise TypeError(f"{name}: expected a {expected} array, got dtype {a.dtype}")
     return a
+
+
+def is_half(dtype):
+    """True for float16 and bfloat16 (2-byte floats: the kernels store them, compute in float32)."""
+    return dtype == _half.FLOAT16 or dtype.name == "bfloat16"
+
+
+def param_dtype(dtype):
+    """The dtype of the per-channel arrays (gamma, beta, running statistics, mean, invstd and the
+    parameters' gradients) for tensors of ``dtype``: float32 for the half types, else ``dtype``."""
+    return FLOAT_DTYPES[0] if is_half(dtype) else dtype
 
 
 def same_dtype(a, name, dtype, of="x"):
@@ -170,20 +184,21 @@ def to_native(a):
     return a if a.dtype.isnative else a.astype(native_dtype(a.dtype))
 
 
-def float_array_any_order(a, name):
-    """:func:`float_array` that also accepts float32/float64 of non-native byte order.
+def float_array_any_order(a, name, half=False):
+    """:func:`float_array` that also accepts float32/float64 (and with ``half`` float16) of
+    non-native byte order.
 
     Returns the ndarray as given (not converted), so that overlap checks see the caller's memory.
     """
     if isinstance(a, np.ndarray) and native_dtype(a.dtype) in FLOAT_DTYPES:
         return a
-    return float_array(a, name)
+    return float_array(a, name, half)
 
 
-def input_array(x, name, min_ndim, layout=""):
+def input_array(x, name, min_ndim, layout="", half=False):
     """:func:`float_array_any_order` of at least ``min_ndim`` dimensions; ``layout`` (such as
     BATCH_LAYOUT) follows the count in the message."""
-    x = float_array_any_order(x, name)
+    x = float_array_any_order(x, name, half)
     if x.ndim < min_ndim:
         raise ValueError(f"{name}: expected an array with at least {min_ndim} dimension"
                          f"{'s' if min_ndim > 1 else ''}{layout}, got {x.ndim}-d shape {x.shape}")
@@ -228,7 +243,7 @@ def like_x(a, name, x, what="x"):
     or ``a`` as given (for the overlap checks); ``what`` names ``x`` in the messages."""
     if a is None:
         return None
-    a = float_array_any_order(a, name)
+    a = float_array_any_order(a, name, half=is_half(native_dtype(x.dtype)))
     same_dtype_any_order(a, name, x.dtype, of=what)
     if a.shape != x.shape:
         raise ValueError(f"{name}: expected the shape of {what} {x.shape}, got {a.shape}")

@@ -14,7 +14,8 @@ from fastbn import _validation as v
 
 BatchNormResult = namedtuple("BatchNormResult", ["y", "mean", "invstd"])
 BatchNormResult.__doc__ = """Result of :func:`batch_norm_train`: the output ``y`` and the batch
-``mean`` and ``invstd = 1/sqrt(var + eps)`` (1-d, one value per channel, dtype of x)."""
+``mean`` and ``invstd = 1/sqrt(var + eps)`` (1-d, one value per channel, dtype of x; float32
+for a float16 or bfloat16 x)."""
 
 BatchNormGrads = namedtuple("BatchNormGrads", ["dx", "dgamma", "dbeta"])
 BatchNormGrads.__doc__ = """Result of :func:`batch_norm_backward`: gradients with respect to x,
@@ -35,16 +36,17 @@ def _fused_args(x, relu, residual):
 def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out, residual=None):
     """Check a training call's per-channel arrays and ``out`` against the validated ``x``, then
     that nothing written overlaps anything else: (gamma, beta, running_mean, running_var) as
-    given (None where absent)."""
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
-    b = v.optional_vector_any_order(beta, "beta", C, dtype)
+    given (None where absent).  The per-channel arrays of a half ``x`` are float32."""
+    pdtype = v.param_dtype(dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
+    b = v.optional_vector_any_order(beta, "beta", C, pdtype)
     rm = rv = None
     if running_mean is not None:
         v.require_native(running_mean, "running_mean")
-        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+        rm = v.vector(running_mean, "running_mean", C, pdtype, inplace=True)
     if running_var is not None:
         v.require_native(running_var, "running_var")
-        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+        rv = v.vector(running_var, "running_var", C, pdtype, inplace=True)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
@@ -90,7 +92,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         The batch.  Any strides and either byte order; C-contiguous native arrays take the fast
         path, others are copied first (the results are bitwise those of the C-contiguous copy).
     gamma, beta : array_like, shape (C,), optional
@@ -152,6 +154,15 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     ``mean``, ``invstd`` are those of ``x`` alone.  Its gradient is
     :func:`batch_norm_backward` with ``y=`` this output.
 
+    float16 and bfloat16 (``ml_dtypes.bfloat16``, optional): ``x``, ``y``, ``out`` and
+    ``residual`` are of the half type; ``gamma``, ``beta`` and the running buffers are float32
+    (an ndarray of another dtype is a TypeError, a list is converted), and ``mean``, ``invstd``
+    come back float32.  The statistics are float64 as above; the elementwise pass runs in
+    float32 and rounds once to the half type, so with b the float32 bound of the pass,
+    ``|y - y*| <= ulp(|y*| + b)/2 + b``: within one ulp of the exact value except where y is
+    much smaller than the terms that make it (cancellation near zero).  A result beyond the half
+    range is +-inf, as ``astype`` gives.
+
     Examples
     --------
     >>> import numpy as np, fastbn
@@ -183,9 +194,10 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                 _update_running(running_mean, running_var, pending, y.size // mean.shape[0],
                                 momentum)
             return BatchNormResult(y, mean, invstd)
-    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)
     axis = v.normalize_axis(axis, x.ndim)
     dtype = v.native_dtype(x.dtype)
+    pdtype = v.param_dtype(dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
     momentum = v.real(momentum, "momentum", lo=0.0, hi=1.0)
@@ -199,13 +211,13 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
     if C:
-        _batchnorm.train(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(g, dtype),
-                         v.kernel_array(b, dtype), eps, stats, _config.get_num_threads(),
+        _batchnorm.train(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(g, pdtype),
+                         v.kernel_array(b, pdtype), eps, stats, _config.get_num_threads(),
                          v.kernel_array(res, dtype), relu)
     y = v.deliver(buf, target)
     if (rm is not None or rv is not None) and C:
         _update_running(rm, rv, stats, count, momentum)
-    return BatchNormResult(y, stats[0].astype(dtype), stats[2].astype(dtype))
+    return BatchNormResult(y, stats[0].astype(pdtype), stats[2].astype(pdtype))
 
 
 def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axis=1, eps=1e-5,
@@ -219,7 +231,7 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         Any strides and either byte order (others than C-contiguous native are copied first).
     running_mean, running_var : array_like, shape (C,)
         Same dtype as ``x``, either byte order.
@@ -264,14 +276,15 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
                                    _config.get_num_threads())
         if y is not None:
             return y
-    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)
     axis = v.normalize_axis(axis, x.ndim)
     dtype, C = v.native_dtype(x.dtype), x.shape[axis]
+    pdtype = v.param_dtype(dtype)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
-    rm = v.vector_any_order(running_mean, "running_mean", C, dtype)
-    rv = v.vector_any_order(running_var, "running_var", C, dtype)
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
-    b = v.optional_vector_any_order(beta, "beta", C, dtype)
+    rm = v.vector_any_order(running_mean, "running_mean", C, pdtype)
+    rv = v.vector_any_order(running_var, "running_var", C, pdtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
+    b = v.optional_vector_any_order(beta, "beta", C, pdtype)
     relu, res = _fused_args(x, relu, residual)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
@@ -282,9 +295,9 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     buf, target = v.out_buffers(out, x, dtype)
     if x.size:
         outer, C, inner = _batchnorm.layout(x, axis)
-        _batchnorm.infer(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(rm, dtype),
-                         v.kernel_array(rv, dtype), v.kernel_array(g, dtype),
-                         v.kernel_array(b, dtype), eps, _config.get_num_threads(),
+        _batchnorm.infer(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(rm, pdtype),
+                         v.kernel_array(rv, pdtype), v.kernel_array(g, pdtype),
+                         v.kernel_array(b, pdtype), eps, _config.get_num_threads(),
                          v.kernel_array(res, dtype), relu)
     return v.deliver(buf, target)
 
@@ -304,7 +317,7 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
 
     Parameters
     ----------
-    dy : ndarray of float32 or float64
+    dy : ndarray of float32, float64, float16 or bfloat16
         Gradient of the loss with respect to ``y``; same shape and dtype as ``x``.
     x : ndarray
         The input of the forward pass.  ``dy`` and ``x``: any strides, either byte order.
@@ -373,17 +386,18 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
                                           _config.get_num_threads())
         if plain is not None:
             return BatchNormGrads(*plain)
-    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
-    dy = v.float_array_any_order(dy, "dy")
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)
+    dy = v.float_array_any_order(dy, "dy", half=True)
     v.same_dtype_any_order(dy, "dy", x.dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
     axis = v.normalize_axis(axis, x.ndim)
     dtype = v.native_dtype(x.dtype)
+    pdtype = v.param_dtype(dtype)
     outer, C, inner = _batchnorm.layout(x, axis)
-    mean = v.vector_any_order(mean, "mean", C, dtype)
-    invstd = v.vector_any_order(invstd, "invstd", C, dtype)
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    mean = v.vector_any_order(mean, "mean", C, pdtype)
+    invstd = v.vector_any_order(invstd, "invstd", C, pdtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
     y = v.like_x(y, "y", x)
     if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
@@ -402,8 +416,8 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
         m = v.kernel_array(mean, np.float64)
         s = v.kernel_array(invstd, np.float64)
         _batchnorm.backward(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C,
-                            inner, m, s, v.kernel_array(g, dtype), grads,
+                            inner, m, s, v.kernel_array(g, pdtype), grads,
                             _config.get_num_threads(), v.kernel_array(y, dtype), dbuf)
     if dresidual is not None:
         v.deliver(dbuf, dtarget)
-    return BatchNormGrads(v.deliver(buf, target), grads[0].astype(dtype), grads[1].astype(dtype))
+    return BatchNormGrads(v.deliver(buf, target), grads[0].astype(pdtype), grads[1].astype(pdtype))

@@ -20,7 +20,8 @@ and backward::
 On one process these compose to bitwise the results of :func:`~fastbn.batch_norm_train` and
 :func:`~fastbn.batch_norm_backward` (the same kernels, the same float64 coefficients).  Statistics
 are merged as (count, mean, M2), not (mean, invstd) nor (E[x], E[x^2]): no precision is lost at
-a variance near ``eps`` or a mean far from zero.
+a variance near ``eps`` or a mean far from zero.  float16 and bfloat16 ``x`` and ``dy`` take
+float32 ``gamma`` and ``beta`` (the statistics and sums are float64 as for any dtype).
 """
 import numpy as np
 
@@ -72,7 +73,7 @@ def _count(count, name, C, minimum):
 
 def _layout(x, axis):
     """(x, axis, dtype, outer, C, inner) of a validated batch."""
-    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT)
+    x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)
     axis = v.normalize_axis(axis, x.ndim)
     return x, axis, v.native_dtype(x.dtype), *_batchnorm.layout(x, axis)
 
@@ -86,7 +87,7 @@ def batch_norm_stats(x, *, axis=1):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         The (local shard of the) batch; any strides and either byte order.
     axis : int, default 1
         The channel axis: 1 for (N, C, ...) layouts, -1 for channels-last.
@@ -205,7 +206,7 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         Any strides, either byte order; may be empty.
     mean, invstd : array_like, shape (C,)
         float32 or float64 (used in float64), e.g. from :func:`merge_stats`.
@@ -237,8 +238,9 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
     x, axis, dtype, outer, C, inner = _layout(x, axis)
     m = _stats_vector(mean, "mean", C)
     s = _stats_vector(invstd, "invstd", C)
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
-    b = v.optional_vector_any_order(beta, "beta", C, dtype)
+    pdtype = v.param_dtype(dtype)   # float32 for half x
+    g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
+    b = v.optional_vector_any_order(beta, "beta", C, pdtype)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
@@ -246,8 +248,8 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
                                   ("invstd", _nd(invstd)), ("gamma", g), ("beta", b)])
     buf, target = v.out_buffers(out, x, dtype)
     if x.size:
-        _k.apply(v.kernel_array(x, dtype), buf, outer, C, inner, m, s, v.kernel_array(g, dtype),
-                 v.kernel_array(b, dtype), _config.get_num_threads())
+        _k.apply(v.kernel_array(x, dtype), buf, outer, C, inner, m, s, v.kernel_array(g, pdtype),
+                 v.kernel_array(b, pdtype), _config.get_num_threads())
     return v.deliver(buf, target)
 
 
@@ -323,7 +325,7 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
 
 def _grad_inputs(dy, x, mean, invstd, axis):
     x, axis, dtype, outer, C, inner = _layout(x, axis)
-    dy = v.float_array_any_order(dy, "dy")
+    dy = v.float_array_any_order(dy, "dy", half=True)
     v.same_dtype_any_order(dy, "dy", x.dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
@@ -340,7 +342,7 @@ def batch_norm_backward_reduce(dy, x, mean, invstd, *, axis=1):
 
     Parameters
     ----------
-    dy, x : ndarray of float32 or float64, same shape and dtype
+    dy, x : ndarray of float32, float64, float16 or bfloat16, same shape and dtype
         The output gradient and the input of the forward pass (any strides, either byte order;
         may be empty: the sums are then 0).
     mean, invstd : array_like, shape (C,)
@@ -387,7 +389,7 @@ def _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sum_dy, sum_dy_xmu, coun
     buf, target = v.out_buffers(out, x, dtype)
     if x.size:
         _k.grad_apply(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C, inner,
-                      m, s, v.kernel_array(g, dtype), sum_dy, sum_dy_xmu, int(count),
+                      m, s, v.kernel_array(g, v.param_dtype(dtype)), sum_dy, sum_dy_xmu, int(count),
                       _config.get_num_threads())
     return v.deliver(buf, target)
 
@@ -406,7 +408,7 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
 
     Parameters
     ----------
-    dy, x : ndarray of float32 or float64, same shape and dtype
+    dy, x : ndarray of float32, float64, float16 or bfloat16, same shape and dtype
         Any strides, either byte order; may be empty.
     mean, invstd : array_like, shape (C,)
         The statistics the forward pass used (float32 or float64).
@@ -439,7 +441,7 @@ def batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, c
            [0.]])
     """
     x, dy, axis, dtype, outer, C, inner, m, s = _grad_inputs(dy, x, mean, invstd, axis)
-    g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+    g = v.optional_vector_any_order(gamma, "gamma", C, v.param_dtype(dtype))
     sdy = _stats_vector(sum_dy, "sum_dy", C)
     sdyx = _stats_vector(sum_dy_xhat, "sum_dy_xhat", C)
     n = _count(count, "count", C, max(1, outer * inner))

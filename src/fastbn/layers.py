@@ -1,6 +1,7 @@
 """Layers for NumPy networks built on the fastbn kernels."""
 import numpy as np
 
+from fastbn import _half
 from fastbn import _validation as v
 from fastbn.batchnorm import batch_norm_backward, batch_norm_infer, batch_norm_train
 from fastbn import norm as _nm
@@ -56,8 +57,9 @@ class BatchNorm:
     track_running_stats : bool, default True
         Keep ``running_mean`` (zeros) and ``running_var`` (ones, from the unbiased batch
         variance) for evaluation; without them both modes normalize with the batch statistics.
-    dtype : float32 or float64, default float32
-        The dtype of the parameters, the buffers and the inputs.
+    dtype : float32, float64, float16 or bfloat16, default float32
+        The dtype of the inputs and outputs, and of the parameters and buffers -- float32 for
+        float16 and bfloat16 (``"bfloat16"`` or ``ml_dtypes.bfloat16``: needs ml_dtypes).
     relu : bool, default False
         Follow the normalization by a ReLU in the same pass (``relu(bn(x) + residual)`` when
         :meth:`forward` is given a residual), and :meth:`backward` through it.
@@ -128,19 +130,14 @@ class BatchNorm:
         self.affine = _flag(affine, "affine")
         self.track_running_stats = _flag(track_running_stats, "track_running_stats")
         self.relu = _flag(relu, "relu")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-        if dtype not in v.FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        self.dtype = dtype
+        self.dtype = dtype = _layer_dtype(dtype)
+        pdtype = v.param_dtype(dtype)   # float32 parameters and buffers for half activations
         C = self.num_features
         self.training = True
-        self.gamma = np.ones(C, dtype) if affine else None
-        self.beta = np.zeros(C, dtype) if affine else None
-        self.running_mean = np.zeros(C, dtype) if track_running_stats else None
-        self.running_var = np.ones(C, dtype) if track_running_stats else None
+        self.gamma = np.ones(C, pdtype) if affine else None
+        self.beta = np.zeros(C, pdtype) if affine else None
+        self.running_mean = np.zeros(C, pdtype) if track_running_stats else None
+        self.running_var = np.ones(C, pdtype) if track_running_stats else None
         self.num_batches_tracked = 0 if track_running_stats else None
         self.dgamma = self.dbeta = self.dresidual = None
         self._cache = self._fused = None
@@ -424,8 +421,8 @@ class BatchNorm:
             xhat = (x - self.running_mean.reshape(shape)) * invstd.reshape(shape)
             scale = invstd if self.gamma is None else self.gamma * invstd   # float64
             dx = (dy * scale.reshape(shape)).astype(self.dtype)
-            dgamma = (dy * xhat).sum(axis=axes).astype(self.dtype)
-            dbeta = dy.sum(axis=axes, dtype=np.float64).astype(self.dtype)
+            dgamma = (dy * xhat).sum(axis=axes).astype(v.param_dtype(self.dtype))
+            dbeta = dy.sum(axis=axes, dtype=np.float64).astype(v.param_dtype(self.dtype))
         if self.gamma is not None:
             self.dgamma, self.dbeta = dgamma, dbeta
         self.dresidual = dres
@@ -467,13 +464,17 @@ class BatchNorm:
 
 
 def _layer_dtype(dtype):
-    """``dtype`` as float32 or float64; anything else is a TypeError naming ``dtype``."""
+    """``dtype`` (the activations') as float32, float64, float16 or bfloat16 (``"bfloat16"`` or
+    ``ml_dtypes.bfloat16``: a TypeError naming ``dtype`` without ml_dtypes); anything else is a
+    TypeError naming ``dtype``.  The parameters of a half layer are float32 (v.param_dtype)."""
     try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-    if dtype not in v.FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        dtype = _half.requested(dtype, "dtype")
+    except TypeError as e:
+        if str(e).startswith("dtype: "):
+            raise
+        raise TypeError(f"dtype: expected {_half.EXPECTED}, got {dtype!r}") from None
+    if dtype not in v.FLOAT_DTYPES and not _half.kind(dtype, "dtype"):
+        raise TypeError(f"dtype: expected {_half.EXPECTED}, got {dtype}")
     return dtype
 
 
@@ -539,7 +540,8 @@ class LayerNorm(_NormLayer):
     eps : float > 0, default 1e-5
     elementwise_affine : bool, default True
         Learn ``gamma`` (ones) and ``beta`` (zeros) of ``normalized_shape``; else both None.
-    dtype : float32 or float64, default float32
+    dtype : float32, float64, float16 or bfloat16, default float32
+        The activations' dtype; the parameters are float32 for float16 and bfloat16.
 
     Attributes
     ----------
@@ -567,8 +569,8 @@ class LayerNorm(_NormLayer):
         self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine")
         self.dtype = _layer_dtype(dtype)
         affine = self.elementwise_affine
-        self.gamma = np.ones(self.normalized_shape, self.dtype) if affine else None
-        self.beta = np.zeros(self.normalized_shape, self.dtype) if affine else None
+        self.gamma = np.ones(self.normalized_shape, v.param_dtype(self.dtype)) if affine else None
+        self.beta = np.zeros(self.normalized_shape, v.param_dtype(self.dtype)) if affine else None
         self.dgamma = self.dbeta = None
         self._cache = None
 
@@ -602,7 +604,8 @@ class RMSNorm(LayerNorm):
     eps : float > 0, default 1e-6
     elementwise_affine : bool, default True
         Learn ``gamma`` (ones); there is no ``beta`` (always None).
-    dtype : float32 or float64, default float32
+    dtype : float32, float64, float16 or bfloat16, default float32
+        The activations' dtype; the parameters are float32 for float16 and bfloat16.
 
     Examples
     --------
@@ -644,7 +647,8 @@ class GroupNorm(_NormLayer):
     eps : float > 0, default 1e-5
     affine : bool, default True
         Learn per-channel ``gamma`` (ones) and ``beta`` (zeros).
-    dtype : float32 or float64, default float32
+    dtype : float32, float64, float16 or bfloat16, default float32
+        The activations' dtype; the parameters are float32 for float16 and bfloat16.
 
     Examples
     --------
@@ -673,8 +677,8 @@ class GroupNorm(_NormLayer):
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.affine = _flag(affine, "affine")
         self.dtype = _layer_dtype(dtype)
-        self.gamma = np.ones(C, self.dtype) if self.affine else None
-        self.beta = np.zeros(C, self.dtype) if self.affine else None
+        self.gamma = np.ones(C, v.param_dtype(self.dtype)) if self.affine else None
+        self.beta = np.zeros(C, v.param_dtype(self.dtype)) if self.affine else None
         self.dgamma = self.dbeta = None
         self._cache = None
 
@@ -714,7 +718,8 @@ class InstanceNorm(GroupNorm):
     eps : float > 0, default 1e-5
     affine : bool, default False
         Learn per-channel ``gamma`` and ``beta`` (PyTorch's default: no).
-    dtype : float32 or float64, default float32
+    dtype : float32, float64, float16 or bfloat16, default float32
+        The activations' dtype; the parameters are float32 for float16 and bfloat16.
 
     Examples
     --------

@@ -5,6 +5,10 @@ affine step per channel (``csrc/norm.h``).  One validator per public function bu
 view, the axes, the dtype, the shapes of the statistics and the parameters -- with the checks
 written once in this module and shared by all the norms; the kernels are reached through the
 Cython module ``fastbn._norm``.  The plain-NumPy twins are in :mod:`fastbn.reference`.
+
+float16 and bfloat16 ``x`` (and ``dy``, ``out``): gamma, beta, mean and invstd are float32, as
+are the returned statistics and parameter gradients; the elementwise work is float32 rounded
+once to the half type (the bound of :func:`fastbn.batch_norm_train`'s notes).
 """
 import math
 from collections import namedtuple
@@ -39,7 +43,7 @@ def _axes(axis, ndim):
 
 def _trailing_plan(x, axis):
     """Layer and RMS norm: statistics over the axes `axis`, per index of the others."""
-    x = v.input_array(x, "x", 1)
+    x = v.input_array(x, "x", 1, half=True)
     axes = _axes(axis, x.ndim)
     rest = [i for i in range(x.ndim) if i not in axes]
     param_shape = tuple(x.shape[a] for a in axes)
@@ -57,7 +61,7 @@ def _trailing_plan(x, axis):
 def _group_plan(x, num_groups, axis, instance=False):
     """Group norm (instance norm: ``instance``, one channel per group): statistics per
     (sample along axis 0, group of channels along `axis`)."""
-    x = v.input_array(x, "x", 2)
+    x = v.input_array(x, "x", 2, half=True)
     axis = v.normalize_axis(axis, x.ndim)
     if axis == 0:
         raise ValueError("axis: expected a channel axis other than 0 (axis 0 is the samples)")
@@ -93,16 +97,21 @@ def _shaped(a, name, dtype, shape, what):
 
 def _param(a, name, plan):
     """``a`` (gamma or beta, or None) checked against the plan."""
-    return None if a is None else _shaped(a, name, plan.dtype, plan.param_shape, plan.what)
+    return None if a is None else _shaped(a, name, v.param_dtype(plan.dtype), plan.param_shape,
+                                          plan.what)
 
 
 def _stat(a, name, plan):
-    """A statistic of the forward pass (mean, invstd, invrms): the plan's stat_shape, x's dtype."""
-    return _shaped(a, name, plan.dtype, plan.stat_shape, "as the forward pass returns it")
+    """A statistic of the forward pass (mean, invstd, invrms): the plan's stat_shape, x's dtype
+    (float32 for a half x)."""
+    return _shaped(a, name, v.param_dtype(plan.dtype), plan.stat_shape,
+                   "as the forward pass returns it")
 
 
 def _forward(x, plan, gamma, beta, eps, out, centered):
-    """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype."""
+    """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype (mean,
+    invstd float32 for a half x)."""
+    pdtype = v.param_dtype(plan.dtype)
     g = _param(gamma, "gamma", plan)
     b = _param(beta, "beta", plan)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
@@ -115,18 +124,19 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
-        _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, plan.dtype),
-                           v.kernel_array(b, plan.dtype), eps, centered, mean, invstd,
+        _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, pdtype),
+                           v.kernel_array(b, pdtype), eps, centered, mean, invstd,
                            _config.get_num_threads())
     y = v.deliver(buf, target, plan.perm)
-    return (y, mean.reshape(plan.stat_shape).astype(plan.dtype),
-            invstd.reshape(plan.stat_shape).astype(plan.dtype))
+    return (y, mean.reshape(plan.stat_shape).astype(pdtype),
+            invstd.reshape(plan.stat_shape).astype(pdtype))
 
 
 def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     """Validate the rest of a backward call, then run it: (dx, dgamma, dbeta) in x's dtype
-    (dbeta None when not ``centered``: RMS norm has no shift)."""
-    dy = v.float_array_any_order(dy, "dy")
+    (dbeta None when not ``centered``: RMS norm has no shift; float32 for a half x)."""
+    pdtype = v.param_dtype(plan.dtype)
+    dy = v.float_array_any_order(dy, "dy", half=True)
     v.same_dtype_any_order(dy, "dy", plan.dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy: expected the shape of x {x.shape}, got {dy.shape}")
@@ -144,11 +154,11 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
     _norm.norm_backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
-                        v.kernel_array(invstd, np.float64), v.kernel_array(g, plan.dtype),
+                        v.kernel_array(invstd, np.float64), v.kernel_array(g, pdtype),
                         centered, dgamma, dbeta, _config.get_num_threads())
     dx = v.deliver(buf, target, plan.perm)
-    dgamma = dgamma.reshape(plan.param_shape).astype(plan.dtype)
-    return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(plan.dtype))
+    dgamma = dgamma.reshape(plan.param_shape).astype(pdtype)
+    return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(pdtype))
 
 
 def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
@@ -162,7 +172,7 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 1
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 1
         Any strides and byte order (others than C-contiguous native are copied first).
     gamma, beta : array_like, optional
         Scale and shift of the shape of the normalized axes of ``x`` (in increasing axis
@@ -228,7 +238,7 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
     ----------
     dy : ndarray
         Gradient of the loss with respect to ``y``: shape and dtype of ``x``.
-    x : ndarray of float32 or float64
+    x : ndarray of float32, float64, float16 or bfloat16
         The input of the forward pass (any strides and byte order).
     mean, invstd : array_like
         As :func:`layer_norm` returned them.
@@ -274,7 +284,7 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 1
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 1
         Any strides and byte order.
     gamma : array_like, optional
         Scale of the shape of the normalized axes, dtype of ``x``; None means 1.
@@ -324,7 +334,7 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
     ----------
     dy : ndarray
         Shape and dtype of ``x``.
-    x : ndarray of float32 or float64
+    x : ndarray of float32, float64, float16 or bfloat16
         The input of the forward pass.
     invrms : array_like
         As :func:`rms_norm` returned it.
@@ -373,7 +383,7 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         Samples along axis 0; any strides and byte order.
     num_groups : int >= 1
         Divides the number of channels.
@@ -422,7 +432,7 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     ----------
     dy : ndarray
         Shape and dtype of ``x``.
-    x : ndarray of float32 or float64
+    x : ndarray of float32, float64, float16 or bfloat16
         The input of the forward pass.
     mean, invstd : array_like, shape (N, num_groups)
         As :func:`group_norm` returned them.
@@ -465,7 +475,7 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         Any strides and byte order.
     gamma, beta : array_like, shape (C,), optional
         None means no affine part.
@@ -508,7 +518,7 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     ----------
     dy : ndarray
         Shape and dtype of ``x``.
-    x : ndarray of float32 or float64
+    x : ndarray of float32, float64, float16 or bfloat16
         The input of the forward pass.
     mean, invstd : array_like, shape (N, C)
         As :func:`instance_norm` returned them.

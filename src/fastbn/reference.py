@@ -3,6 +3,8 @@
 They are the oracle of the tests and the baseline of the benchmarks: readable first, no
 validation, no tricks.  Each has the signature and the results of its fastbn twin.
 """
+import functools
+
 import numpy as np
 
 from fastbn.batchnorm import BatchNormGrads, BatchNormResult
@@ -821,3 +823,48 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     array([2.])
     """
     return group_norm_backward(dy, x, mean, invstd, x.shape[axis], gamma, axis=axis, out=out)
+
+
+# ---- float16 and bfloat16 ------------------------------------------------------------------------
+
+def _half_twin(fn):
+    """``fn`` for half tensors (float16, bfloat16): every array of x's half dtype is computed in
+    float64, the tensor result (y or dx, the first) rounded once to that dtype and the
+    per-channel ones (statistics, parameter gradients) to float32, as fastbn's kernels return
+    them.  Other dtypes go to ``fn`` unchanged."""
+    @functools.wraps(fn)
+    def twin(*args, **kw):
+        arrays = [a for a in (*args, *kw.values()) if isinstance(a, np.ndarray)]
+        half = next((a.dtype for a in arrays if a.dtype.itemsize == 2 and a.dtype.kind in "fV"),
+                    None)
+        if half is None:
+            return fn(*args, **kw)
+        out = kw.pop("out", None)
+
+        def up(a):
+            return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == half else a
+
+        res = fn(*map(up, args), **{k: up(a) for k, a in kw.items()})
+        if isinstance(res, np.ndarray):
+            res = res.astype(half)
+            first = res
+        else:
+            parts = [None if r is None else r.astype(half if i == 0 else np.float32)
+                     for i, r in enumerate(res)]
+            first = parts[0]
+            res = type(res)(*parts) if hasattr(res, "_fields") else tuple(parts)
+        if out is not None:
+            out[...] = first
+            if isinstance(res, np.ndarray):
+                return out
+            res = type(res)(out, *res[1:]) if hasattr(res, "_fields") else (out, *res[1:])
+        return res
+    return twin
+
+
+for _name in ("batch_norm_train", "batch_norm_infer", "batch_norm_backward", "batch_norm_apply",
+              "batch_norm_backward_apply", "layer_norm", "layer_norm_backward", "rms_norm",
+              "rms_norm_backward", "group_norm", "group_norm_backward", "instance_norm",
+              "instance_norm_backward"):
+    globals()[_name] = _half_twin(globals()[_name])
+del _name

@@ -3,7 +3,9 @@ forms of issue 17 (BN+ReLU and BN+add+ReLU training forward, the backward throug
 NCHW, NHWC and NC.
 
 Each case names its inputs (x; x and dy for the backward), which the "producer" state rewrites
-before each timed call, and its floor (:mod:`fastbn.bench.floor`)."""
+before each timed call, and its floor (:mod:`fastbn.bench.floor`).  NCHW, NHWC and NC also have
+float16 and bfloat16 rows of training and backward (``f16``, ``bf16``: the same values rounded,
+float32 parameters; no PyTorch column), whose floor moves their own, halved, bytes."""
 import numpy as np
 
 import fastbn
@@ -21,6 +23,53 @@ SHAPES = [
 FUSED_LAYOUTS = ("NCHW", "NHWC", "NC")   # the fused rows' inputs (issue 17)
 QUICK_SHAPES = [("NCHW", (8, 16, 14, 14), 1), ("NHWC", (8, 14, 14, 16), -1), ("NC", (256, 64), 1),
                 ("NCDHW", (4, 8, 4, 7, 7), 1)]
+# The layouts with float16 and bfloat16 rows (training forward and backward) beside float32.
+HALF_LABELS = ("NCHW", "NHWC", "NC")
+
+
+def _half_dtypes():
+    """(suffix, dtype) of the half types: float16, and bfloat16 where ml_dtypes is installed."""
+    out = [("f16", np.dtype(np.float16))]
+    try:
+        import ml_dtypes
+        out.append(("bf16", np.dtype(ml_dtypes.bfloat16)))
+    except ImportError:
+        pass
+    return out
+
+
+def _as_bytes(a):
+    """A float32 view of a half array's memory (even size): the floor moves the same bytes."""
+    return a.reshape(-1).view(np.float32)
+
+
+def _half_cases(label, shape, axis, x, dy):
+    """bn train and bn backward on the float16 / bfloat16 rounding of x and dy (float32
+    parameters), no PyTorch column; the floor is the same passes over the same bytes."""
+    out = []
+    C = shape[axis]
+    g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    for suffix, dt in _half_dtypes():
+        xh, dyh = x.astype(dt), dy.astype(dt)
+        y = np.empty_like(xh)
+        _, mean, invstd = fastbn.batch_norm_train(xh, axis=axis)
+        name = "(" + ",".join(map(str, shape)) + f") {label} {suffix}"
+        out += [
+            Case("bn train", name,
+                 lambda xh=xh, y=y: fastbn.batch_norm_train(xh, g, b, axis=axis, running_mean=rm,
+                                                            running_var=rv, out=y),
+                 lambda xh=xh: reference.batch_norm_train(xh, g, b, axis=axis),
+                 copy_of=xh, inputs=[xh], floor=floor_timer("bn train", label, _as_bytes(xh))),
+            Case("bn backward", name,
+                 lambda xh=xh, dyh=dyh, y=y, mean=mean, invstd=invstd: fastbn.batch_norm_backward(
+                     dyh, xh, mean, invstd, g, axis=axis, out=y),
+                 lambda xh=xh, dyh=dyh, mean=mean, invstd=invstd: reference.batch_norm_backward(
+                     dyh, xh, mean, invstd, g, axis=axis),
+                 copy_of=xh, inputs=[xh, dyh],
+                 floor=floor_timer("bn backward", label, _as_bytes(xh), _as_bytes(dyh))),
+        ]
+    return out
 
 
 def _torch_fns(x, dy, axis, C, mean, invstd):
@@ -163,4 +212,6 @@ def cases(quick=False, torch=False, big=None):
         ]
         if label in FUSED_LAYOUTS and not big:
             out += _fused_cases(label, shape, axis, x, dy, g, b, rm, rv, name, torch)
+        if label in HALF_LABELS and not big:
+            out += _half_cases(label, shape, axis, x, dy)
     return out

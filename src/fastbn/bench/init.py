@@ -17,6 +17,8 @@ from fastbn import init
 from fastbn.bench._harness import Case
 
 SHAPE, QUICK_SHAPE = (4096, 4096), (256, 256)
+# orthogonal is a QR, O(n^3): a matrix of its own (a small one with --quick)
+ORTHO_SHAPE, QUICK_ORTHO_SHAPE = (1024, 1024), (128, 128)
 TRUNCNORM_PARTS = 16
 
 
@@ -44,6 +46,7 @@ def _torch_fn(name, shape, **kw):
 
 def cases(quick=False, torch=False):
     shape = QUICK_SHAPE if quick else SHAPE
+    ortho = QUICK_ORTHO_SHAPE if quick else ORTHO_SHAPE
     n = math.prod(shape)
     fan_in, fan_out = shape
     rng = np.random.default_rng(0)
@@ -92,8 +95,8 @@ def cases(quick=False, torch=False):
         ("init variance_scaling", lambda: init.variance_scaling(shape, rng=rng),
          truncnorm(math.sqrt(1.0 / fan_in) / init.TRUNCATION_STD), truncnorm_label,
          None),
-        ("init orthogonal", lambda: init.orthogonal((1024, 1024), rng=rng),
-         lambda: np.linalg.qr(rng.standard_normal((1024, 1024)))[0].astype(np.float32),
+        ("init orthogonal", lambda: init.orthogonal(ortho, rng=rng),
+         lambda: np.linalg.qr(rng.standard_normal(ortho))[0].astype(np.float32),
          "np qr(standard_normal)", None),
     ]
     result = []
@@ -101,7 +104,7 @@ def cases(quick=False, torch=False):
         t = None
         if torch and torch_spec is not None:
             t = _torch_fn(torch_spec[0], shape, **torch_spec[1])
-        in_label = "(1024,1024) f32" if kernel == "init orthogonal" else label
+        in_label = f"({ortho[0]},{ortho[1]}) f32" if kernel == "init orthogonal" else label
         notes = (f"baseline: {parts} calls on n/{parts} values"
                  if "truncnorm" in base_label and not quick else "")
         result.append(Case(kernel, in_label, fast, base, base_label, torch=t,

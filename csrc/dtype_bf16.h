@@ -1,0 +1,31 @@
+/* dtype_bf16.h -- bfloat16 tensors: stored as uint16_t (FB_S), computed in float (FB_T, the
+ * float32 vectors of dtype_f32.h); gamma, beta and running statistics are float32.  Values are
+ * widened exactly on every load and rounded once, to nearest even, on every store (overflow to
+ * +-inf as a cast, NaN kept NaN): simd_half.h's vectors and half.h's scalars, the same bits on
+ * every path.  See dtype_f32.h for the macros. */
+#include "simd_half.h"
+#define FB_T float
+#define FB_S uint16_t
+#define FB_DT bf16
+#define FB_TV fb_vf
+#define FB_TV_W FB_VF_W
+#define FB_TV_SET1 fb_vf_set1
+#define FB_TV_LOAD fb_vf_load
+#define FB_TV_STORE fb_vf_store
+#define FB_TV_STREAM fb_vf_stream
+#define FB_TV_ADD fb_vf_add
+#define FB_TV_SUB fb_vf_sub
+#define FB_TV_MUL fb_vf_mul
+#define FB_TV_FINITE fb_vf_finite
+#define FB_TV_RELU fb_vf_relu
+#define FB_TV_RELU_GRAD fb_vf_relu_grad
+#define FB_VD_LOAD_T fb_vd_load_bf16
+#define FB_TV_FROM_VD fb_vf_from_vd
+#define FB_LD(v) fb_bf16_to_f32(v)
+#define FB_ST(v) fb_f32_to_bf16(v)
+#define FB_RT(v) fb_bf16_to_f32(fb_f32_to_bf16(v))   /* rounded to the storage type, widened back */
+#define FB_SV_RT fb_vf_round_bf16
+#define FB_ST64(d) fb_f32_to_bf16((float)(d))   /* via float, as the vector paths (FB_TV_FROM_VD) */
+#define FB_SV_LOAD fb_vf_load_bf16
+#define FB_SV_STORE fb_vf_store_bf16
+#define FB_SV_STREAM fb_vf_store_bf16   /* no non-temporal half stores: plain ones */

@@ -35,8 +35,11 @@
  *     and y = (x - mean) * invstd * gamma + beta.  gamma/beta may be NULL (no affine part).
  *     Fused (the forward kernels: train, infer, apply): with `residual` (NULL: none) and/or
  *     `relu`, y = relu(t + residual) where t is the unfused y in T, t + residual is rounded once
- *     in T, and relu is torch.relu's (+0 where negative; NaN and -0.0 kept).  residual has x's
- *     dtype and shape and must not overlap y.
+ *     in T, and relu is torch.relu's (+0 where negative; NaN and -0.0 kept).  _f16 / _bf16: t is
+ *     the unfused y as stored (rounded to the half type), t and residual are widened to float,
+ *     added and relu'd in float, and the result rounded once to the half type -- the half
+ *     composition as NumPy and PyTorch compute it (correctly rounded: float has more than twice
+ *     the half types' digits).  residual has x's dtype and shape and must not overlap y.
  * fb_bn_infer_*(x, y, outer, C, inner, rmean, rvar, gamma, beta, eps, residual, relu, n_threads)
  *     Inference: y = (x - rmean) / sqrt(rvar + eps) * gamma + beta.
  * fb_bn_backward_*(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, y, dresidual,
@@ -45,8 +48,9 @@
  *     dx = gamma * invstd * (dy - dbeta/count - xhat * dgamma/count), xhat = (x-mean)*invstd.
  *     Fused (the backward kernels: backward, grad_sums, grad_apply): with y (the fused forward's
  *     output, x's dtype; NULL: none) every read of dy is g = 0 where y <= 0, dy elsewhere (NaN y
- *     included: PyTorch's threshold_backward(dy, y, 0)), and the result is the above for g;
- *     dresidual (NULL: none; backward, grad_apply) receives g.  Neither may overlap another array.
+ *     included: PyTorch's threshold_backward(dy, y, 0)), and the result is the above for g (the
+ *     half types: y and dy widened, so g is dy exactly or 0); dresidual
+ *     (NULL: none; backward, grad_apply) receives g.  Neither may overlap another array.
  *
  * The parts of train and backward, for statistics reduced elsewhere (e.g. across processes):
  * fb_bn_moments_*(x, outer, C, inner, mean, m2, n_threads)

@@ -16,6 +16,11 @@ Specification:
   nothing is written.  Any strides and byte order give the bits of the C-contiguous native call.
 - ``BatchNorm(relu=True)``: ``forward(x, residual=...)`` is the fused function, ``backward``
   returns dx and stores ``dresidual`` (None when no residual was added).
+- float16 and bfloat16 (x, residual, y, dy, dresidual of the half type): the fused output is the
+  half composition as NumPy and PyTorch compute half operations -- ``t`` the unfused half
+  output, ``t`` and ``residual`` widened to float32, added and relu'd in float32, rounded once to
+  the half type -- bit for bit; the backward masks in the widened values (``dy`` where ``y > 0``
+  or ``y`` is NaN) and is the unfused half backward of that masked ``dy``, bit for bit.
 """
 import copy
 import pickle
@@ -37,7 +42,7 @@ def bits(a):
     """The bytes of ``a`` as unsigned integers: equality of these is bitwise equality (NaN and
     -0.0 included)."""
     a = np.ascontiguousarray(a)
-    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
 
 
 def assert_bitwise(actual, expected):
@@ -511,3 +516,169 @@ def test_layer_pickle_and_repr_keep_relu(rng):
     del old.__dict__["relu"], old.__dict__["dresidual"]   # a pickle from before the fusion
     restored = pickle.loads(pickle.dumps(old))
     assert restored.relu is False and restored.dresidual is None
+
+
+# ---- float16 and bfloat16 ----------------------------------------------------------------------
+
+HALF = [pytest.param("float16", id="f16"), pytest.param("bfloat16", id="bf16")]
+
+
+def half_dtype(name):
+    if name == "bfloat16":
+        return np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    return np.dtype(np.float16)
+
+
+def half_composed(t, relu, residual):
+    """The half definition: t (the unfused half output) and the residual widened to float32 (exact),
+    added and relu'd there, then rounded once to the half type."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = t.astype(np.float32)
+        if residual is not None:
+            s = s + residual.astype(np.float32)
+        if relu:
+            s = np.where(s < 0, np.float32(0), s)
+        return s.astype(t.dtype)
+
+
+def half_inputs(rng, shape, axis, dt):
+    """x of the half type with float32 gamma, beta, and a residual of the half type: random, with
+    some elements -t exactly (sums of 0), and NaN, +-inf and -0.0 among them."""
+    x, gamma, beta = make_inputs(rng, shape, axis, np.float32)
+    r = rng.standard_normal(shape).astype(dt)
+    flat = r.reshape(-1)
+    flat[3::17], flat[5::23], flat[7::29], flat[11::31] = np.nan, np.inf, -np.inf, -0.0
+    return x.astype(dt), gamma, beta, r
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_half_train_and_infer_are_the_half_composition_bitwise(rng, shape, axis, half, threads,
+                                                                isa):
+    dt = half_dtype(half)
+    x, gamma, beta, r = half_inputs(rng, shape, axis, dt)
+    t, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, axis=axis)
+    r.reshape(-1)[13::19] = -t.reshape(-1)[13::19]   # exact cancellations: +0, relu keeps it
+    rm = rng.uniform(-1, 1, gamma.shape).astype(np.float32)
+    rv = rng.uniform(0.5, 2, gamma.shape).astype(np.float32)
+    ti = fastbn.batch_norm_infer(x, rm, rv, gamma, beta, axis=axis)
+    for relu, add in FUSIONS:
+        res = r if add else None
+        got = fastbn.batch_norm_train(x, gamma, beta, axis=axis, relu=relu, residual=res)
+        assert_bitwise(got.y, half_composed(t, relu, res))
+        assert_bitwise(got.mean, mean)
+        assert_bitwise(got.invstd, invstd)
+        yi = fastbn.batch_norm_infer(x, rm, rv, gamma, beta, axis=axis, relu=relu, residual=res)
+        assert_bitwise(yi, half_composed(ti, relu, res))
+
+
+@pytest.mark.parametrize("shape", [(64, 4), (4, 4, 40)], ids=["rows", "slab"])
+def test_bf16_channels_on_the_float64_path_keep_the_half_composition(rng, shape, isa):
+    # mean ~1.5e38 and x - mean beyond FLT_MAX (bfloat16 reaches 3.4e38): the float64 path
+    dt = half_dtype("bfloat16")
+    rows = np.resize([3e38, 3e38, 3e38, -3e38], shape[0]).reshape(-1, *[1] * (len(shape) - 1))
+    x = np.broadcast_to(rows, shape).astype(dt)
+    gamma = np.full(shape[1], 1e38, dtype=np.float32)
+    r = rng.standard_normal(shape).astype(dt) * dt.type(1e37)
+    t, _, _ = fastbn.batch_norm_train(x, gamma)
+    assert np.isfinite(t.astype(np.float32)).all()
+    for relu, add in FUSIONS:
+        res = r if add else None
+        assert_bitwise(fastbn.batch_norm_train(x, gamma, relu=relu, residual=res).y,
+                       half_composed(t, relu, res))
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS, ids=LAYOUT_IDS)
+def test_half_backward_is_the_backward_of_the_masked_dy_bitwise(rng, shape, axis, half, threads,
+                                                                 isa):
+    dt = half_dtype(half)
+    x, gamma, beta, r = half_inputs(rng, shape, axis, dt)
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, axis=axis, relu=True, residual=r)
+    flat = y.reshape(-1)   # the mask at its edges too: 0, -0.0, NaN, tiny and infinite values
+    for k, value in enumerate(MASK_Y):
+        flat[k::41] = value
+    dy = rng.standard_normal(shape).astype(dt)
+    wide = y.astype(np.float32)
+    masked = np.where((wide > 0) | np.isnan(wide), dy, dt.type(0))
+    want = fastbn.batch_norm_backward(masked, x, mean, invstd, gamma, axis=axis)
+    dres = np.full(shape, SENTINEL, dtype=dt)
+    got = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y, dresidual=dres)
+    assert_bitwise(got.dx, want.dx)
+    assert_bitwise(got.dgamma, want.dgamma)
+    assert_bitwise(got.dbeta, want.dbeta)
+    assert_bitwise(dres, masked)
+
+
+@pytest.mark.parametrize("half", HALF)
+@pytest.mark.parametrize("view", [(64, 5, 1), (3, 4, 50), (1100, 3, 1)],
+                         ids=["rows", "slab", "chunks"])
+def test_half_split_kernels_fuse_as_train_and_backward(rng, view, half, threads, isa):
+    dt = half_dtype(half)
+    outer, C, inner = view
+    x, gamma, beta, r = half_inputs(rng, view, 1, dt)
+    dy = rng.standard_normal(view).astype(dt)
+    n = threads
+    t, y, stats = np.empty_like(x), np.empty_like(x), np.empty((3, C))
+    _batchnorm.train(x, t, *view, gamma, beta, 1e-5, stats, n)
+    _batchnorm.train(x, y, *view, gamma, beta, 1e-5, stats, n, r, True)
+    assert_bitwise(y, half_composed(t, True, r))
+    mean, invstd = stats[0].copy(), stats[2].copy()
+    ya = np.empty_like(x)
+    _batchnorm.apply(x, ya, *view, mean, invstd, gamma, beta, n, r, True)
+    assert_bitwise(ya, y)
+    dx, grads, dres = np.empty_like(x), np.empty((2, C)), np.empty_like(x)
+    _batchnorm.backward(dy, x, dx, *view, mean, invstd, gamma, grads, n, y, dres)
+    g = relu_grad(dy, y)   # in the half type: y <= 0 compares the widened values
+    dx1, grads1 = np.empty_like(x), np.empty((2, C))
+    _batchnorm.backward(g, x, dx1, *view, mean, invstd, gamma, grads1, n)
+    assert_bitwise(dx, dx1)
+    assert_bitwise(grads, grads1)
+    assert_bitwise(dres, g)
+    s1, s2 = np.empty(C), np.empty(C)
+    _batchnorm.grad_sums(dy, x, *view, mean, invstd, s1, s2, n, y)
+    assert_bitwise(s1, grads[1])   # sum of the masked dy: dbeta
+    dx2, dres2 = np.empty_like(x), np.empty_like(x)
+    _batchnorm.grad_apply(dy, x, dx2, *view, mean, invstd, gamma, s1, s2, outer * inner, n, y,
+                          dres2)
+    assert_bitwise(dx2, dx)
+    assert_bitwise(dres2, g)
+
+
+@pytest.mark.parametrize("half", HALF)
+def test_half_fused_arguments_of_another_dtype_are_named(rng, half):
+    dt = half_dtype(half)
+    x, gamma, beta, r = half_inputs(rng, (6, 3, 4), 1, dt)
+    y = fastbn.batch_norm_train(x, gamma, beta, relu=True, residual=r)
+    for bad in (r.astype(np.float32), r.astype(np.float64)):
+        with pytest.raises(TypeError, match="^residual: expected dtype"):
+            fastbn.batch_norm_train(x, gamma, beta, relu=True, residual=bad)
+        with pytest.raises(TypeError, match="^residual: expected dtype"):
+            fastbn.batch_norm_infer(x, gamma, gamma, relu=True, residual=bad)
+    dres = np.full(x.shape, SENTINEL, dtype=dt)
+    with pytest.raises(TypeError, match="^y: expected dtype"):
+        fastbn.batch_norm_backward(x, x, y.mean, y.invstd, y=y.y.astype(np.float32),
+                                   dresidual=dres)
+    assert (dres.astype(np.float32) == np.float32(dt.type(SENTINEL))).all()   # nothing written
+    with pytest.raises(TypeError, match="^dresidual:"):
+        fastbn.batch_norm_backward(x, x, y.mean, y.invstd, y=y.y,
+                                   dresidual=np.empty(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("half", HALF)
+def test_half_layer_is_the_fused_functions(rng, half, training):
+    dt = half_dtype(half)
+    x, _, _, r = half_inputs(rng, (8, 3, 5), 1, dt)
+    bn = fastbn.BatchNorm(3, dtype=dt, relu=True)
+    bn.training = training
+    y = bn(x, residual=r)
+    if training:
+        t = fastbn.batch_norm_train(x, bn.gamma, bn.beta).y
+    else:
+        t = fastbn.batch_norm_infer(x, bn.running_mean, bn.running_var, bn.gamma, bn.beta)
+    assert_bitwise(y, half_composed(t, True, r))
+    dy = rng.standard_normal(x.shape).astype(dt)
+    bn.backward(dy)
+    wide = y.astype(np.float32)
+    assert_bitwise(bn.dresidual, np.where((wide > 0) | np.isnan(wide), dy, dt.type(0)))

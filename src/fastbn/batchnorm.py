@@ -150,8 +150,13 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
     The fused output is bitwise the unfused composition in the dtype of ``x``: ``t`` the
     batch-normalized output, ``t + residual`` rounded once, then ``relu(s)``: ``0`` where
-    ``s < 0``, else ``s`` (NaN and -0.0 pass unchanged, as ``torch.relu``).  The statistics and
-    ``mean``, ``invstd`` are those of ``x`` alone.  Its gradient is
+    ``s < 0``, else ``s`` (NaN and -0.0 pass unchanged, as ``torch.relu``).  For float16 and
+    bfloat16 that is the half-precision composition as NumPy and PyTorch compute it: ``t`` the
+    unfused half output, ``t`` and ``residual`` widened to float32 (exactly), added and the ReLU
+    applied in float32, then one rounding to the half type, i.e.
+    ``relu(t.astype(float32) + residual.astype(float32)).astype(x.dtype)`` (the correctly
+    rounded half sum: float32 holds more than twice the half types' digits).  The statistics
+    and ``mean``, ``invstd`` are those of ``x`` alone.  Its gradient is
     :func:`batch_norm_backward` with ``y=`` this output.
 
     float16 and bfloat16 (``ml_dtypes.bfloat16``, optional): ``x``, ``y``, ``out`` and
@@ -184,6 +189,18 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     >>> fastbn.batch_norm_train(x, relu=True, residual=r).y.round(4)   # relu(y + r)
     array([[0. , 1. ],
            [0. , 1.5]], dtype=float32)
+
+    In float16, the unfused half output and the residual added in float32, rounded once:
+
+    >>> xh, rh = x.astype(np.float16), r.astype(np.float16)
+    >>> t = fastbn.batch_norm_train(xh).y
+    >>> y = fastbn.batch_norm_train(xh, relu=True, residual=rh).y
+    >>> y
+    array([[0. , 1. ],
+           [0. , 1.5]], dtype=float16)
+    >>> bool(np.array_equal(y, np.maximum(t.astype(np.float32) + rh.astype(np.float32), 0)
+    ...                        .astype(np.float16)))
+    True
     """
     if out is None and relu is False and residual is None:   # the plain case, in Cython
         plain = _batchnorm.train_plain(x, gamma, beta, axis, eps, running_mean, running_var,

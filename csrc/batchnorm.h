@@ -29,26 +29,40 @@
  * float32 bound of batchnorm_body.h, |y - y*| <= ulp_h(|y*| + b)/2 + b: within one ulp_h of the
  * exact value wherever b <= ulp_h(y*)/2.  Statistics are float64 for every dtype.
  *
- * fb_bn_train_*(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, n_threads)
+ * fb_bn_train_*(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, residual, relu,
+ *               n_threads)
  *     Training forward: per-channel mean, biased var and invstd = 1/sqrt(var + eps) (float64),
  *     and y = (x - mean) * invstd * gamma + beta.  gamma/beta may be NULL (no affine part).
- * fb_bn_infer_*(x, y, outer, C, inner, rmean, rvar, gamma, beta, eps, n_threads)
+ *     Fused (the forward kernels: train, infer, apply): with `residual` (NULL: none) and/or
+ *     `relu`, y = relu(t + residual) where t is the unfused y in T, t + residual is rounded once
+ *     in T, and relu is torch.relu's (+0 where negative; NaN and -0.0 kept).  _f16 / _bf16: t is
+ *     the unfused y as stored (rounded to the half type), t and residual are widened to float,
+ *     added and relu'd in float, and the result rounded once to the half type -- the half
+ *     composition as NumPy and PyTorch compute it (correctly rounded: float has more than twice
+ *     the half types' digits).  residual has x's dtype and shape and must not overlap y.
+ * fb_bn_infer_*(x, y, outer, C, inner, rmean, rvar, gamma, beta, eps, residual, relu, n_threads)
  *     Inference: y = (x - rmean) / sqrt(rvar + eps) * gamma + beta.
- * fb_bn_backward_*(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, n_threads)
+ * fb_bn_backward_*(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, y, dresidual,
+ *                  n_threads)
  *     Backward through the batch statistics: dbeta = sum(dy), dgamma = sum(dy * xhat),
  *     dx = gamma * invstd * (dy - dbeta/count - xhat * dgamma/count), xhat = (x-mean)*invstd.
+ *     Fused (the backward kernels: backward, grad_sums, grad_apply): with y (the fused forward's
+ *     output, x's dtype; NULL: none) every read of dy is g = 0 where y <= 0, dy elsewhere (NaN y
+ *     included: PyTorch's threshold_backward(dy, y, 0)), and the result is the above for g (the
+ *     half types: y and dy widened, so g is dy exactly or 0); dresidual
+ *     (NULL: none; backward, grad_apply) receives g.  Neither may overlap another array.
  *
  * The parts of train and backward, for statistics reduced elsewhere (e.g. across processes):
  * fb_bn_moments_*(x, outer, C, inner, mean, m2, n_threads)
  *     Per-channel mean and m2 = sum (x - mean)^2: train's mean, and m2 / count its var.  No
  *     values (outer or inner 0): mean 0, m2 0.
- * fb_bn_apply_*(x, y, outer, C, inner, mean, invstd, gamma, beta, n_threads)
+ * fb_bn_apply_*(x, y, outer, C, inner, mean, invstd, gamma, beta, residual, relu, n_threads)
  *     train's elementwise pass from given float64 mean and invstd (y may be x).
- * fb_bn_grad_sums_*(dy, x, outer, C, inner, mean, invstd, sum_dy, sum_dy_xmu, n_threads)
+ * fb_bn_grad_sums_*(dy, x, outer, C, inner, mean, invstd, sum_dy, sum_dy_xmu, y, n_threads)
  *     sum_dy = sum(dy) (backward's dbeta) and sum_dy_xmu = sum(dy * (x - mean)), whose product
  *     with invstd is backward's dgamma.  No values: 0.
  * fb_bn_grad_apply_*(dy, x, dx, outer, C, inner, mean, invstd, gamma, sum_dy, sum_dy_xmu,
- *                    count, n_threads)
+ *                    count, y, dresidual, n_threads)
  *     backward's elementwise pass from given sums over `count` values (count >= outer * inner,
  *     else FB_EINVAL); dx may be dy.  With the local sums and count, backward's dx bit for bit.
  */

@@ -87,6 +87,10 @@ typedef struct {
     const FN(coef) *coefs;        /* elementwise alone: one per channel */
     int64_t per_task;             /* elementwise alone: slabs per task */
     int stream;                   /* write outputs with non-temporal stores */
+    const S *res;                 /* forward: y = relu(y + res) (res may be NULL, relu 0) */
+    int relu;
+    const S *ym;                  /* backward: dy masked by the fused forward's y, or NULL */
+    S *dres;                      /* backward: receives the masked dy, or NULL */
 } FN(slab_ctx);
 
 /* One statistics segment of a channel: pieces of at most FB_SEG values (whole small slabs, or
@@ -175,8 +179,8 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
                                       k->beta ? (double)k->beta[c] : 0.0);
     /* Second pass in reverse: the slabs read last are the surest to still be in cache. */
     for (int64_t o = k->outer - 1; o >= 0; o--)
-        FN(run_apply)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner, &co,
-                      k->stream);
+        FN(run_apply_fused)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner,
+                            &co, k->stream, FB_AT(k->res, o * stride + c * inner), k->relu);
     if (k->stream) fb_stream_fence();
 }
 
@@ -187,9 +191,14 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const double mu = k->mean[c], invstd = k->invstd[c];
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
-        for (int64_t s = 0; s < inner; s += FB_SEG)
-            FN(run_pair_sums)(k->x + o * stride + c * inner + s, k->dy + o * stride + c * inner + s,
-                              1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
+        for (int64_t s = 0; s < inner; s += FB_SEG) {
+            const int64_t at = o * stride + c * inner + s;
+            const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
+            if (k->ym)   /* dy masked by the fused forward's y: its own instantiation */
+                FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx);
+            else
+                FN(run_pair_sums)(k->x + at, k->dy + at, 1, len, mu, sdy, sdyx);
+        }
     if (k->sums_only) {
         k->dbeta[c] = fb_lanes_total(sdy), k->dgamma[c] = fb_lanes_total(sdyx);
         return;
@@ -198,9 +207,11 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     fb_bn_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
     const FN(coef) gco = FN(make_grad_coef)(mu, coef);
-    for (int64_t o = k->outer - 1; o >= 0; o--)   /* reverse, as in slab_train_task */
-        FN(run_grad_apply)(k->dy + o * stride + c * inner, k->x + o * stride + c * inner,
-                           k->y + o * stride + c * inner, inner, &gco, k->stream);
+    for (int64_t o = k->outer - 1; o >= 0; o--) {   /* reverse, as in slab_train_task */
+        const int64_t at = o * stride + c * inner;
+        FN(run_grad_apply_fused)(k->dy + at, k->x + at, k->y + at, inner, &gco, k->stream,
+                                 FB_AT(k->ym, at), FB_AT(k->dres, at));
+    }
     if (k->stream) fb_stream_fence();
 }
 
@@ -210,12 +221,14 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
     const int64_t n_slabs = k->outer * k->C, j0 = task * k->per_task;
     const int64_t j1 = j0 + k->per_task < n_slabs ? j0 + k->per_task : n_slabs;
     for (int64_t j = j0; j < j1; j++) {
+        const int64_t at = j * k->inner;
         if (k->dy)
-            FN(run_grad_apply)(k->dy + j * k->inner, k->x + j * k->inner, k->y + j * k->inner,
-                               k->inner, &k->coefs[j % k->C], k->stream);
+            FN(run_grad_apply_fused)(k->dy + at, k->x + at, k->y + at, k->inner,
+                                     &k->coefs[j % k->C], k->stream, FB_AT(k->ym, at),
+                                     FB_AT(k->dres, at));
         else
-            FN(run_apply)(k->x + j * k->inner, k->y + j * k->inner, k->inner, &k->coefs[j % k->C],
-                          k->stream);
+            FN(run_apply_fused)(k->x + at, k->y + at, k->inner, &k->coefs[j % k->C], k->stream,
+                                FB_AT(k->res, at), k->relu);
     }
     if (k->stream) fb_stream_fence();
 }
@@ -232,6 +245,10 @@ typedef struct {
     T *tm, *ts, *tg, *tc;     /* per virtual channel, repeated `group` times: coefficients in T */
     int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
     int exact, backward, stream;
+    const S *res;             /* forward: y = relu(y + res) (res may be NULL, relu 0) */
+    int relu;
+    const S *ym;              /* backward: dy masked by the fused forward's y, or NULL */
+    S *dres;                  /* backward: receives the masked dy, or NULL */
 } FN(rows_ctx);
 
 /* Rows are taken four at a time: each accumulator gains ((r0 + r1) + (r2 + r3)), which halves
@@ -332,19 +349,26 @@ static void FN(rows_stats_task)(void *vctx, int64_t pair)
 
 /* Add rows i.. of columns [v0, v0 + w) into a chunk's backward sums: the next FB_ROWS_AT_ONCE
  * rows, or the next single row once fewer are left before r1; the rows taken. */
-static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, int64_t v0,
-                                  int64_t w, double *FB_RESTRICT sdy, double *FB_RESTRICT sdyx)
+static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i, int64_t r1,
+                                               int64_t v0, int64_t w, double *FB_RESTRICT sdy,
+                                               double *FB_RESTRICT sdyx, const int has_y)
 {
     const int64_t V = k->p.V;
     const double *FB_RESTRICT vm = k->vm + v0;
+    /* dy, masked by the fused forward's y where has_y (relu_grad1) */
+#define FB_GVD(p, at) (has_y ? fb_vd_relu_grad(FB_VD_LOAD_T((p) + (at)), FB_VD_LOAD_T(ya + (at))) \
+                             : FB_VD_LOAD_T((p) + (at)))
+#define FB_G1D(p, at) \
+    (double)(has_y ? FN(relu_grad1)(FB_LD((p)[at]), FB_LD(ya[at])) : FB_LD((p)[at]))
     if (i + FB_ROWS_AT_ONCE <= r1) {
         const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
+        const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             const fb_vd m = fb_vd_load_f64(vm + v);
             fb_vd g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
             for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
-                g[j] = FB_VD_LOAD_T(ga + j * V + v);
+                g[j] = FB_GVD(ga, j * V + v);
                 e[j] = fb_vd_mul(g[j], fb_vd_sub(FB_VD_LOAD_T(xa + j * V + v), m));
             }
             const fb_vd t1 = fb_vd_add(fb_vd_add(g[0], g[1]), fb_vd_add(g[2], g[3]));
@@ -356,7 +380,7 @@ static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, 
         for (; v < w; v++) {
             double g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
             for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
-                g[j] = (double)FB_LD(ga[j * V + v]);
+                g[j] = FB_G1D(ga, j * V + v);
                 e[j] = g[j] * ((double)FB_LD(xa[j * V + v]) - vm[v]);
             }
             sdy[v] += (g[0] + g[1]) + (g[2] + g[3]);
@@ -366,19 +390,31 @@ static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, 
     }
     const S *FB_RESTRICT xr = k->x + i * V + v0;
     const S *FB_RESTRICT gr = k->dy + i * V + v0;
+    const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
     int64_t v = 0;
     for (; v + FB_VD_W <= w; v += FB_VD_W) {
-        const fb_vd g = FB_VD_LOAD_T(gr + v);
+        const fb_vd g = FB_GVD(gr, v);
         const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
         fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
         fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), fb_vd_mul(g, d)));
     }
     for (; v < w; v++) {
-        const double g = (double)FB_LD(gr[v]);
+        const double g = FB_G1D(gr, v);
         sdy[v] += g;
         sdyx[v] += g * ((double)FB_LD(xr[v]) - vm[v]);
     }
     return 1;
+#undef FB_GVD
+#undef FB_G1D
+}
+
+/* rows_grad_step_fz, with dy masked where the fused forward's y is given: one branch per step of
+ * up to FB_ROWS_AT_ONCE rows, each case its own instantiation. */
+static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, int64_t v0,
+                                  int64_t w, double *FB_RESTRICT sdy, double *FB_RESTRICT sdyx)
+{
+    if (k->ym) return FN(rows_grad_step_fz)(k, i, r1, v0, w, sdy, sdyx, 1);
+    return FN(rows_grad_step_fz)(k, i, r1, v0, w, sdy, sdyx, 0);
 }
 
 /* The backward sums of row chunks 2q and 2q + 1 of a column tile, read side by side as
@@ -421,14 +457,24 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
         const S *xr = k->x + i * p->V + v0;   /* yr may be xr or gr (in place) */
         S *yr = k->y + i * p->V + v0;
         const S *gr = k->backward ? k->dy + i * p->V + v0 : NULL;
-        if (k->exact) {
+        const int64_t at = i * p->V + v0;   /* of the fused arrays */
+        const S *res = FB_AT(k->res, at), *ym = FB_AT(k->ym, at);
+        S *dres = FB_AT(k->dres, at);
+        if (k->exact) {   /* the float64 path, rare: the fused parts tested per element */
             for (int64_t v = 0; v < n; v++) {
                 const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];
-                yr[v] = FB_ST(gr ? FN(exact_grad1)(FB_LD(gr[v]), FB_LD(xr[v]), co)
-                              : FN(exact_apply1)(FB_LD(xr[v]), co));
+                if (gr) {
+                    const T g = ym ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]);
+                    yr[v] = FB_ST(FN(exact_grad1)(g, FB_LD(xr[v]), co));
+                    if (dres) dres[v] = FB_ST(g);
+                } else {
+                    yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(xr[v]), co), res, v,
+                                               res != NULL, k->relu));
+                }
             }
         } else {
-            const FN(row_src) src = {k->coefs, v0, w, p->inner};
+            const FN(row_src) src = {k->coefs, v0, w, p->inner, NULL, NULL, NULL, NULL,
+                                     res, k->relu, ym, dres};
             FN(row_apply)(xr, gr, yr, n, k->tm + v0, k->ts + v0, k->tg + v0, k->tc + v0, k->stream,
                           &src);
         }
@@ -595,7 +641,7 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
  * M2 alone (moments).  outer, C, inner >= 1. */
 static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                                const T *gamma, const T *beta, double eps, double *mean, double *var,
-                               double *invstd, double *m2, int n_threads)
+                               double *invstd, double *m2, const S *res, int relu, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
@@ -605,6 +651,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
         k.x = x, k.y = y, k.outer = outer, k.C = C, k.inner = inner;
         k.gamma = gamma, k.beta = beta, k.eps = eps;
         k.mean = mean, k.var = var, k.invstd = invstd, k.m2 = m2, k.stream = stream;
+        k.res = res, k.relu = relu;
         fb_parallel_for(C, n_threads, FN(slab_train_task), &k);
         return FB_OK;
     }
@@ -613,6 +660,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
     k.p = fb_rows_plan_make(outer, C, inner);
     k.x = x, k.y = y;
     k.stream = stream;
+    k.res = res, k.relu = relu;
     void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
     FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd, NULL, NULL, m2, m2 != NULL};
@@ -623,13 +671,13 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
 
 static fb_status FN(train)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const T *gamma, const T *beta, double eps, double *mean, double *var,
-                           double *invstd, int n_threads)
+                           double *invstd, const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
     if (outer == 0 || inner == 0) return FB_EINVAL;
     return FN(train_run)(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, NULL,
-                         n_threads);
+                         residual, relu != 0, n_threads);
 }
 
 static fb_status FN(moments)(const S *x, int64_t outer, int64_t C, int64_t inner, double *mean,
@@ -641,7 +689,7 @@ static fb_status FN(moments)(const S *x, int64_t outer, int64_t C, int64_t inner
         return FB_OK;
     }
     if (C == 0) return FB_OK;
-    return FN(train_run)(x, NULL, outer, C, inner, NULL, NULL, 0.0, mean, NULL, NULL, m2,
+    return FN(train_run)(x, NULL, outer, C, inner, NULL, NULL, 0.0, mean, NULL, NULL, m2, NULL, 0,
                          n_threads);
 }
 
@@ -680,13 +728,15 @@ static void FN(fill_coefs)(const FN(coef_src) *s, FN(coef) *coefs, int64_t C)
  * dx = dy * g + ((x - m) * s + c), through the fused kernels' own apply tasks -- the slab path's
  * runs or the rows path's -- so the bits of their last pass.  outer, C, inner >= 1. */
 static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, int64_t C,
-                                 int64_t inner, const FN(coef_src) *src, int n_threads)
+                                 int64_t inner, const FN(coef_src) *src, const S *res, int relu,
+                                 const S *ym, S *dres, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
     k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
+    k.res = res, k.relu = relu, k.ym = ym, k.dres = dres;
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
     void *scratch = FN(rows_alloc)(&k, C, 1);
     if (!scratch) return FB_ENOMEM;
@@ -696,6 +746,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
         memset(&s, 0, sizeof s);
         s.x = x, s.dy = dy, s.y = y, s.outer = outer, s.C = C, s.inner = inner;
         s.coefs = k.coefs, s.per_task = (FB_CHUNK_ELEMS + inner - 1) / inner, s.stream = k.stream;
+        s.res = res, s.relu = relu, s.ym = ym, s.dres = dres;
         fb_parallel_for((outer * C + s.per_task - 1) / s.per_task, n_threads, FN(slab_apply_task), &s);
     } else {
         k.exact = FN(rows_spread)(&k, C, inner);
@@ -707,7 +758,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
 
 static fb_status FN(infer)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const T *rmean, const T *rvar, const T *gamma, const T *beta, double eps,
-                           int n_threads)
+                           const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
@@ -715,12 +766,13 @@ static fb_status FN(infer)(const S *x, S *y, int64_t outer, int64_t C, int64_t i
     memset(&src, 0, sizeof src);
     src.kind = FB_COEF_RUNNING, src.rmean = rmean, src.rvar = rvar;
     src.gamma = gamma, src.beta = beta, src.eps = eps;
-    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, n_threads);
+    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, residual, relu != 0, NULL, NULL,
+                           n_threads);
 }
 
 static fb_status FN(apply)(const S *x, S *y, int64_t outer, int64_t C, int64_t inner,
                            const double *mean, const double *invstd, const T *gamma, const T *beta,
-                           int n_threads)
+                           const S *residual, int relu, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return FB_OK;
@@ -728,7 +780,8 @@ static fb_status FN(apply)(const S *x, S *y, int64_t outer, int64_t C, int64_t i
     memset(&src, 0, sizeof src);
     src.kind = FB_COEF_STATS, src.mean = mean, src.invstd = invstd;
     src.gamma = gamma, src.beta = beta;
-    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, n_threads);
+    return FN(elementwise)(NULL, x, y, outer, C, inner, &src, residual, relu != 0, NULL, NULL,
+                           n_threads);
 }
 
 /* Backward's sums and, unless `sums_only`, its elementwise pass; sums only: dbeta receives
@@ -736,7 +789,7 @@ static fb_status FN(apply)(const S *x, S *y, int64_t outer, int64_t C, int64_t i
 static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                                   int64_t inner, const double *mean, const double *invstd,
                                   const T *gamma, double *dgamma, double *dbeta, int sums_only,
-                                  int n_threads)
+                                  const S *ym, S *dres, int n_threads)
 {
     n_threads = fb_threads_for(outer * C * inner, n_threads);
     const int stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
@@ -745,7 +798,7 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
         memset(&k, 0, sizeof k);
         k.x = x, k.dy = dy, k.y = dx, k.outer = outer, k.C = C, k.inner = inner, k.gamma = gamma;
         k.mean = (double *)mean, k.invstd = (double *)invstd, k.dgamma = dgamma, k.dbeta = dbeta;
-        k.sums_only = sums_only, k.stream = stream;
+        k.sums_only = sums_only, k.stream = stream, k.ym = ym, k.dres = dres;
         fb_parallel_for(C, n_threads, FN(slab_backward_task), &k);
         return FB_OK;
     }
@@ -753,7 +806,7 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner);
     k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
-    k.stream = stream;
+    k.stream = stream, k.ym = ym, k.dres = dres;
     void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
     double *vm = (double *)k.vm;
@@ -768,18 +821,19 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
 
 static fb_status FN(backward)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                               int64_t inner, const double *mean, const double *invstd,
-                              const T *gamma, double *dgamma, double *dbeta, int n_threads)
+                              const T *gamma, double *dgamma, double *dbeta, const S *y,
+                              S *dresidual, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C == 0) return FB_OK;
     if (outer == 0 || inner == 0) return FB_EINVAL;
     return FN(backward_run)(dy, x, dx, outer, C, inner, mean, invstd, gamma, dgamma, dbeta, 0,
-                            n_threads);
+                            y, dresidual, n_threads);
 }
 
 static fb_status FN(grad_sums)(const S *dy, const S *x, int64_t outer, int64_t C, int64_t inner,
                                const double *mean, const double *invstd, double *sum_dy,
-                               double *sum_dy_xmu, int n_threads)
+                               double *sum_dy_xmu, const S *y, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (C > 0 && (outer == 0 || inner == 0)) {   /* no values: sums 0 */
@@ -788,13 +842,13 @@ static fb_status FN(grad_sums)(const S *dy, const S *x, int64_t outer, int64_t C
     }
     if (C == 0) return FB_OK;
     return FN(backward_run)(dy, x, NULL, outer, C, inner, mean, invstd, NULL, sum_dy_xmu, sum_dy,
-                            1, n_threads);
+                            1, y, NULL, n_threads);
 }
 
 static fb_status FN(grad_apply)(const S *dy, const S *x, S *dx, int64_t outer, int64_t C,
                                 int64_t inner, const double *mean, const double *invstd,
                                 const T *gamma, const double *sum_dy, const double *sum_dy_xmu,
-                                int64_t count, int n_threads)
+                                int64_t count, const S *y, S *dresidual, int n_threads)
 {
     if (outer < 0 || C < 0 || inner < 0) return FB_EINVAL;
     if (outer == 0 || C == 0 || inner == 0) return count < 0 ? FB_EINVAL : FB_OK;
@@ -803,7 +857,7 @@ static fb_status FN(grad_apply)(const S *dy, const S *x, S *dx, int64_t outer, i
     memset(&src, 0, sizeof src);
     src.kind = FB_COEF_SUMS, src.mean = mean, src.invstd = invstd, src.gamma = gamma;
     src.sum_dy = sum_dy, src.sum_dyx = sum_dy_xmu, src.count = (double)count;
-    return FN(elementwise)(dy, x, dx, outer, C, inner, &src, n_threads);
+    return FN(elementwise)(dy, x, dx, outer, C, inner, &src, NULL, 0, y, dresidual, n_threads);
 }
 
 #undef FN

@@ -17,10 +17,14 @@
 #define FB_TV_SUB fb_vf_sub
 #define FB_TV_MUL fb_vf_mul
 #define FB_TV_FINITE fb_vf_finite
+#define FB_TV_RELU fb_vf_relu
+#define FB_TV_RELU_GRAD fb_vf_relu_grad
 #define FB_VD_LOAD_T fb_vd_load_bf16
 #define FB_TV_FROM_VD fb_vf_from_vd
 #define FB_LD(v) fb_bf16_to_f32(v)
 #define FB_ST(v) fb_f32_to_bf16(v)
+#define FB_RT(v) fb_bf16_to_f32(fb_f32_to_bf16(v))   /* rounded to the storage type, widened back */
+#define FB_SV_RT fb_vf_round_bf16
 #define FB_ST64(d) fb_f32_to_bf16((float)(d))   /* via float, as the vector paths (FB_TV_FROM_VD) */
 #define FB_SV_LOAD fb_vf_load_bf16
 #define FB_SV_STORE fb_vf_store_bf16

@@ -12,12 +12,16 @@
 #undef FB_TV_SUB
 #undef FB_TV_MUL
 #undef FB_TV_FINITE
+#undef FB_TV_RELU
+#undef FB_TV_RELU_GRAD
 #undef FB_VD_LOAD_T
 #undef FB_VD_STORE_T
 #undef FB_TV_FROM_VD
 #undef FB_LD
 #undef FB_ST
 #undef FB_ST64
+#undef FB_RT
+#undef FB_SV_RT
 #undef FB_SV_LOAD
 #undef FB_SV_STORE
 #undef FB_SV_STREAM

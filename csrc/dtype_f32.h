@@ -19,11 +19,15 @@
 #define FB_TV_SUB fb_vf_sub
 #define FB_TV_MUL fb_vf_mul
 #define FB_TV_FINITE fb_vf_finite
+#define FB_TV_RELU fb_vf_relu
+#define FB_TV_RELU_GRAD fb_vf_relu_grad
 #define FB_VD_LOAD_T fb_vd_load_f32
 #define FB_VD_STORE_T fb_vd_store_f32
 #define FB_TV_FROM_VD fb_vf_from_vd
 #define FB_LD(v) (v)
 #define FB_ST(v) (v)
+#define FB_RT(v) (v)   /* rounded to the storage type, widened back: nothing to do */
+#define FB_SV_RT(v) (v)
 #define FB_ST64(d) ((float)(d))
 #define FB_SV_LOAD fb_vf_load
 #define FB_SV_STORE fb_vf_store

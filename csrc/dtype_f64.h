@@ -12,11 +12,15 @@
 #define FB_TV_SUB fb_vd_sub
 #define FB_TV_MUL fb_vd_mul
 #define FB_TV_FINITE fb_vd_finite
+#define FB_TV_RELU fb_vd_relu
+#define FB_TV_RELU_GRAD fb_vd_relu_grad
 #define FB_VD_LOAD_T fb_vd_load_f64
 #define FB_VD_STORE_T fb_vd_store_f64
 #define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */
 #define FB_LD(v) (v)
 #define FB_ST(v) (v)
+#define FB_RT(v) (v)   /* rounded to the storage type, widened back: nothing to do */
+#define FB_SV_RT(v) (v)
 #define FB_ST64(d) (d)
 #define FB_SV_LOAD fb_vd_load_f64
 #define FB_SV_STORE fb_vd_store_f64

@@ -22,6 +22,8 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #if FB_LANES % (FB_NVG * 2) != 0
 #error "FB_LANES must split into vector groups"
 #endif
+/* p + off, or NULL for an absent (NULL) array: the fused arrays follow the output's offsets */
+#define FB_AT(p, off) ((p) ? (p) + (off) : NULL)
 #endif
 
 #define FN(name) FB_CAT3(name, _, FB_DT)
@@ -124,19 +126,50 @@ static FB_INLINE T FN(grad1)(T dy, T x, const FN(coef) *co)
     return isfinite(y) ? y : FN(exact_grad1)(dy, x, co);
 }
 
+/* ---- batch norm's fused epilogues: y = relu(t + r), and dy masked by that y --------------- */
+
+/* torch.relu on CPU: +0 where t < 0, t itself elsewhere (NaN and -0.0 kept). */
+static FB_INLINE T FN(relu1)(T t) { return t < 0 ? (T)0 : t; }
+
+/* threshold_backward(dy, y, 0): +0 where y <= 0 (0, -0.0), dy elsewhere (also where y is NaN). */
+static FB_INLINE T FN(relu_grad1)(T dy, T y) { return y <= 0 ? (T)0 : dy; }
+
+/* The forward's epilogue of output j, t (the unfused output, in T), returned in T for the
+ * caller's one store (FB_ST): the unfused output as stored (FB_RT: t itself for float32/float64,
+ * t rounded to the half type and widened back for float16/bfloat16), + res[j] (widened) in T
+ * where has_res, then relu where `relu`.  So a half output is round(relu(unfused + r)), the add
+ * and relu exact-then-rounded once, as NumPy and PyTorch compute half operations.  Callers pass
+ * constant flags: each case is its own instantiation, and the unfused one is the plain store. */
+static FB_INLINE T FN(fwd_epi1)(T t, const S *res, int64_t j, const int has_res, const int relu)
+{
+    if (has_res || relu) t = FB_RT(t);
+    if (has_res) t = t + FB_LD(res[j]);
+    return relu ? FN(relu1)(t) : t;
+}
+
+static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const S *res, int64_t j, const int has_res,
+                                   const int relu)
+{
+    if (has_res || relu) t = FB_SV_RT(t);
+    if (has_res) t = FB_TV_ADD(t, FB_SV_LOAD(res + j));
+    return relu ? FB_TV_RELU(t) : t;
+}
+
 /* ---- contiguous runs ---------------------------------------------------------------------- */
 
 /* The two sums of both passes over a run, added into FB_LANES lanes (lane l takes the
  * i = l mod FB_LANES), with d = x - k and w = q if given (constant has_q), else w = d:
  *     s1 += w,  s2 += w * d
  * Statistics: q absent, k the shift, so s1 = sum(x - k), s2 = sum((x - k)^2).
- * Backward:   q = dy, k the mean,    so s1 = sum(dy),    s2 = sum(dy * (x - mean)).
+ * Backward:   q = dy, k the mean,    so s1 = sum(dy),    s2 = sum(dy * (x - mean));
+ *             with ym (has_y, pair_sums_fz), dy masked by it first (relu_grad1).
  * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
  * whatever FB_LG is, so every instruction set gives the same bits. */
-static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
-                                        const int has_q, int64_t n, double k,
-                                        double s1[FB_LANES], double s2[FB_LANES])
+static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                       const int has_q, const S *FB_RESTRICT ym, const int has_y,
+                                       int64_t n, double k, double s1[FB_LANES],
+                                       double s2[FB_LANES])
 {
     const fb_vd kv = fb_vd_set1(k);
     const int64_t full = n - n % FB_LANES;
@@ -152,11 +185,14 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
                 for (int b = 64; b < FB_LANES * (int)sizeof(S); b += 64) {
                     fb_prefetch((const char *)(x + i) + b);
                     if (has_q) fb_prefetch((const char *)(q + i) + b);
+                    if (has_y) fb_prefetch((const char *)(ym + i) + b);
                 }
             }
             for (int j = 0; j < FB_NVG; j++) {
                 const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
-                const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
+                const fb_vd qv = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
+                const fb_vd w =
+                    has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T(ym + i + g + j * FB_VD_W)) : qv;
                 a[j] = fb_vd_add(a[j], w);
                 b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);   /* = b + w * d, adder-free */
             }
@@ -165,148 +201,271 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
     }
     for (int64_t i = full, l = 0; i < n; i++, l++) {
-        const double d = (double)FB_LD(x[i]) - k, w = has_q ? (double)FB_LD(q[i]) : d;
+        const double d = (double)FB_LD(x[i]) - k;
+        const double w =
+            has_q ? (double)(has_y ? FN(relu_grad1)(FB_LD(q[i]), FB_LD(ym[i])) : FB_LD(q[i])) : d;
         s1[l] += w;
         s2[l] += w * d;
     }
 }
 
-/* y = (x - m) * s + c over a run.  y may be x itself (in place: each element is read before it
- * is written, and nothing is read again), so neither pointer is restrict; the coefficients are
- * copied to locals so that stores through y need not reload them. */
-static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
+static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                        const int has_q, int64_t n, double k,
+                                        double s1[FB_LANES], double s2[FB_LANES])
+{
+    FN(pair_sums_fz)(x, q, has_q, NULL, 0, n, k, s1, s2);
+}
+
+/* y = (x - m) * s + c over a run, then fwd_epi1 (residual res, relu; constant flags).  y may be
+ * x itself (in place: each element is read before it is written, and nothing is read again), so
+ * neither pointer is restrict; the coefficients are copied to locals so that stores through y
+ * need not reload them. */
+static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
+                                       const S *res, const int has_res, const int relu)
 {
     int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++) y[i] = FB_ST(FN(exact_apply1)(FB_LD(x[i]), co));
+        for (; i < n; i++)
+            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(x[i]), co), res, i, has_res, relu));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
 #define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c)
+#define FB_APPLY1(j) FB_ST(FN(fwd_epi1)(FN(apply1)(FB_LD(x[j]), co), res, j, has_res, relu))
 /* a vector with a non-finite value is redone element by element (apply1), in place too: each
  * element is read before it is written */
 #define FB_APPLY_STORE(STORE, i)                                                                 \
     do {                                                                                         \
         const FB_TV r_ = FB_APPLY(i);                                                            \
-        if (FB_TV_FINITE(r_)) STORE(y + (i), r_);                                                \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
-            y[j_] = FB_ST(FN(apply1)(FB_LD(x[j_]), co));                                         \
+        if (FB_TV_FINITE(r_)) STORE(y + (i), FN(fwd_epi)(r_, res, (i), has_res, relu));          \
+        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);             \
     } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(y, sizeof(S), n, &head, &stop)) {
-        for (; i < head; i++) y[i] = FB_ST(FN(apply1)(FB_LD(x[i]), co));
+        for (; i < head; i++) y[i] = FB_APPLY1(i);
         for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STREAM, i);
     }
     for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STORE, i);
+    for (; i < n; i++) y[i] = FB_APPLY1(i);
 #undef FB_APPLY_STORE
+#undef FB_APPLY1
 #undef FB_APPLY
-    for (; i < n; i++) y[i] = FB_ST(FN(apply1)(FB_LD(x[i]), co));
 }
 
-/* dx = dy * g + ((x - m) * s + c) over a run; `stream` as in run_apply.  dx may be dy itself
- * (in place, elementwise), so no pointer is restrict. */
-static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
-                               int stream)
+static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
+{
+    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0);
+}
+
+/* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
+ * instantiation, so the unfused loop is run_apply's. */
+static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,
+                                       int stream, const S *res, int relu)
+{
+    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1);
+    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0);
+    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1);
+    else FN(run_apply)(x, y, n, co, stream);
+}
+
+/* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused
+ * forward's output (relu_grad1); with dres (has_dres) g is stored there too.  `stream` as in
+ * run_apply.  dx may be dy itself (in place, elementwise), so no pointer is restrict. */
+static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
+                                            const FN(coef) *co, int stream, const S *ym,
+                                            const int has_y, S *dres, const int has_dres)
 {
     int64_t i = 0;
+#define FB_G1(j) (has_y ? FN(relu_grad1)(FB_LD(dy[j]), FB_LD(ym[j])) : FB_LD(dy[j]))
+#define FB_GRAD1(j, EXPR)                                                                        \
+    do {                                                                                         \
+        const T g1_ = FB_G1(j);                                                                  \
+        dx[j] = FB_ST(EXPR);                                                                     \
+        if (has_dres) dres[j] = FB_ST(g1_);   /* dy or 0: exact */                               \
+    } while (0)
     if (co->exact) {
-        for (; i < n; i++) dx[i] = FB_ST(FN(exact_grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
+        for (; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
         return;
     }
     const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
     const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_GRAD(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), g),                                  \
-                             FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
+#define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(dy + (i)), FB_SV_LOAD(ym + (i)))         \
+                        : FB_SV_LOAD(dy + (i)))
+#define FB_GRAD(gv, i) FB_TV_ADD(FB_TV_MUL(gv, g),                                                \
+                                 FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
 #define FB_GRAD_STORE(STORE, i)                                                                  \
     do {                                                                                         \
-        const FB_TV r_ = FB_GRAD(i);                                                             \
+        const FB_TV g_ = FB_GV(i);                                                               \
+        const FB_TV r_ = FB_GRAD(g_, i);                                                         \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
-            dx[j_] = FB_ST(FN(grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), co));                          \
+            dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
+        if (has_dres) FB_SV_STORE(dres + (i), g_);                                               \
     } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
-        for (; i < head; i++) dx[i] = FB_ST(FN(grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
+        for (; i < head; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
         for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STREAM, i);
     }
     for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STORE, i);
+    for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
 #undef FB_GRAD_STORE
 #undef FB_GRAD
-    for (; i < n; i++) dx[i] = FB_ST(FN(grad1)(FB_LD(dy[i]), FB_LD(x[i]), co));
+#undef FB_GV
+#undef FB_GRAD1
+#undef FB_G1
+}
+
+static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
+                               int stream)
+{
+    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0);
+}
+
+/* run_grad_apply masked by ym and writing dres (either may be NULL), as run_apply_fused. */
+static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int64_t n,
+                                            const FN(coef) *co, int stream, const S *ym, S *dres)
+{
+    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1);
+    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0);
+    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1);
+    else FN(run_grad_apply)(dy, x, dx, n, co, stream);
 }
 
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Batch norm
  * (coefs): element v of the segment is virtual channel v0 + v % period, real channel
  * (v0 + v % period) / inner.  The core's columns layout (coefs NULL): element v's float64
- * coefficients are em[v], es[v], eg[v], ec[v] (those of make_coef). */
+ * coefficients are em[v], es[v], eg[v], ec[v] (those of make_coef).  Batch norm's fused arrays,
+ * indexed as the segment (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked
+ * by it, relu_grad1) and dres (receives the masked dy). */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, period, inner;
     const double *em, *es, *eg, *ec;
+    const S *res;
+    int relu;
+    const S *ym;
+    S *dres;
 } FN(row_src);
 
-/* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors). */
+/* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors), with the
+ * fused epilogue (dres is left to the caller). */
 static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, const FN(row_src) *src)
 {
     for (int64_t j = v; j < v + n; j++) {
+        const T g = gr && src->ym ? FN(relu_grad1)(FB_LD(gr[j]), FB_LD(src->ym[j]))
+                    : gr          ? FB_LD(gr[j])
+                                  : 0;
+        const T x = FB_LD(xr[j]);
+        T t;
         if (src->coefs) {
             const FN(coef) *co = &src->coefs[(src->v0 + j % src->period) / src->inner];
-            yr[j] = FB_ST(gr ? FN(grad1)(FB_LD(gr[j]), FB_LD(xr[j]), co) : FN(apply1)(FB_LD(xr[j]), co));
+            t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
         } else {
             const FN(coef) co = FN(make_coef)(src->em[j], src->es[j], gr ? src->eg[j] : 0.0,
                                               src->ec[j]);
-            yr[j] = FB_ST(gr ? FN(grad1)(FB_LD(gr[j]), FB_LD(xr[j]), &co) : FN(apply1)(FB_LD(xr[j]), &co));
+            t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
         }
+        yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));
     }
 }
 
-/* One row segment: y = (x - tm) * ts + tc, or with dy: y = dy * tg + ((x - tm) * ts + tc), the
- * coefficients per element; non-temporal stores where `stream` and aligned.  yr may be xr or gr
+/* One row segment: y = (x - tm) * ts + tc, or with dy: y = g * tg + ((x - tm) * ts + tc), the
+ * coefficients per element, with batch norm's fused epilogues of src (constant flags: bwd for
+ * the gradient, has_res, relu forward, has_y, has_dres backward; see run_apply_fz and
+ * run_grad_apply_fz); non-temporal stores where `stream` and aligned.  yr may be xr or gr
  * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
  * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
+static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
+                                       int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
+                                       const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
+                                       const FN(row_src) *src, const int bwd, const int has_res,
+                                       const int relu, const int has_y, const int has_dres)
+{
+    const S *res = src->res, *ym = src->ym;
+    S *dres = src->dres;
+#define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
+#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
+                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
+#define FB_ROW_GV(v) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(gr + (v)), FB_SV_LOAD(ym + (v)))       \
+                            : FB_SV_LOAD(gr + (v)))
+#define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
+#define FB_ROW_PUT(STORE, v)                                                                     \
+    do {                                                                                         \
+        const FB_TV r_ = FB_ROW_V(v);                                                            \
+        if (FB_TV_FINITE(r_)) STORE(yr + (v), FN(fwd_epi)(r_, res, (v), has_res, relu));         \
+        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
+    } while (0)
+#define FB_ROW_ONE(v)                                                                            \
+    do {                                                                                         \
+        const T r_ = FB_ROW_T(v);                                                                \
+        if (isfinite(r_)) yr[v] = FB_ST(FN(fwd_epi1)(r_, res, (v), has_res, relu));              \
+        else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
+    } while (0)
+#define FB_ROW_GPUT(STORE, v)                                                                    \
+    do {                                                                                         \
+        const FB_TV g_ = FB_ROW_GV(v);                                                           \
+        const FB_TV r_ = FB_TV_ADD(FB_TV_MUL(g_, FB_TV_LOAD(tg + (v))), FB_ROW_V(v));           \
+        if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
+        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
+        if (has_dres) FB_SV_STORE(dres + (v), g_);                                               \
+    } while (0)
+#define FB_ROW_GONE(v)                                                                           \
+    do {                                                                                         \
+        const T g_ = FB_ROW_G1(v);                                                               \
+        const T r_ = g_ * tg[v] + (FB_ROW_T(v));                                                 \
+        if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
+        else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
+        if (has_dres) dres[v] = FB_ST(g_);                                                       \
+    } while (0)
+    int64_t v = 0, head, stop;
+    const int nt = stream && fb_stream_span(yr, sizeof(S), w, &head, &stop);
+    if (!bwd) {
+        if (nt) {
+            for (; v < head; v++) FB_ROW_ONE(v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, v);
+        }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, v);
+        for (; v < w; v++) FB_ROW_ONE(v);
+    } else {
+        if (nt) {
+            for (; v < head; v++) FB_ROW_GONE(v);
+            for (; v < stop; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STREAM, v);
+        }
+        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STORE, v);
+        for (; v < w; v++) FB_ROW_GONE(v);
+    }
+#undef FB_ROW_T
+#undef FB_ROW_V
+#undef FB_ROW_GV
+#undef FB_ROW_G1
+#undef FB_ROW_PUT
+#undef FB_ROW_ONE
+#undef FB_ROW_GPUT
+#undef FB_ROW_GONE
+}
+
+/* row_apply_fz for gr NULL (forward) or not, and src's fused arrays: one branch per segment,
+ * each case its own instantiation. */
 static void FN(row_apply)(const S *xr, const S *gr, S *yr,
                           int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
                           const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
                           const FN(row_src) *src)
 {
-#define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
-                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
-#define FB_ROW_G(v) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(gr + (v)), FB_TV_LOAD(tg + (v))), FB_ROW_V(v))
-#define FB_ROW_PUT(STORE, VEC, v)                                                                \
-    do {                                                                                         \
-        const FB_TV r_ = VEC(v);                                                                 \
-        if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
-        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
-    } while (0)
-#define FB_ROW_ONE(EXPR, v)                                                                      \
-    do {                                                                                         \
-        const T r_ = EXPR;                                                                       \
-        if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
-        else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
-    } while (0)
-    int64_t v = 0, head, stop;
-    const int nt = stream && fb_stream_span(yr, sizeof(S), w, &head, &stop);
+#define FB_ROW_FZ(bwd, has_res, relu, has_y, has_dres) \
+    FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, bwd, has_res, relu, has_y, has_dres)
     if (!gr) {
-        if (nt) {
-            for (; v < head; v++) FB_ROW_ONE(FB_ROW_T(v), v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, FB_ROW_V, v);
-        }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, FB_ROW_V, v);
-        for (; v < w; v++) FB_ROW_ONE(FB_ROW_T(v), v);
+        if (src->res && src->relu) FB_ROW_FZ(0, 1, 1, 0, 0);
+        else if (src->res) FB_ROW_FZ(0, 1, 0, 0, 0);
+        else if (src->relu) FB_ROW_FZ(0, 0, 1, 0, 0);
+        else FB_ROW_FZ(0, 0, 0, 0, 0);
     } else {
-        if (nt) {
-            for (; v < head; v++) FB_ROW_ONE(FB_LD(gr[v]) * tg[v] + (FB_ROW_T(v)), v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, FB_ROW_G, v);
-        }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, FB_ROW_G, v);
-        for (; v < w; v++) FB_ROW_ONE(FB_LD(gr[v]) * tg[v] + (FB_ROW_T(v)), v);
+        if (src->ym && src->dres) FB_ROW_FZ(1, 0, 0, 1, 1);
+        else if (src->ym) FB_ROW_FZ(1, 0, 0, 1, 0);
+        else if (src->dres) FB_ROW_FZ(1, 0, 0, 0, 1);
+        else FB_ROW_FZ(1, 0, 0, 0, 0);
     }
-#undef FB_ROW_T
-#undef FB_ROW_V
-#undef FB_ROW_G
-#undef FB_ROW_PUT
-#undef FB_ROW_ONE
+#undef FB_ROW_FZ
 }
 
 #undef FN

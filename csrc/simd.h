@@ -109,6 +109,15 @@ static inline fb_vf fb_vf_sub(fb_vf a, fb_vf b) { return a - b; }
 static inline fb_vf fb_vf_mul(fb_vf a, fb_vf b) { return a * b; }
 static inline fb_vf fb_vf_load(const float *p) { fb_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, &v, sizeof v); }
+/* Batch norm's fused ReLU, element by element as PyTorch's CPU kernels: relu(v) is +0 where
+ * v < 0 and v itself elsewhere (NaN and -0.0 kept: torch.relu(-0.0) is -0.0); relu_grad(dy, y) is
+ * threshold_backward(dy, y, 0): +0 where y <= 0, dy elsewhere (also where y is NaN). */
+typedef int32_t fb_vfi __attribute__((vector_size(FB_VBYTES)));
+typedef int64_t fb_vdi __attribute__((vector_size(FB_VBYTES)));
+static inline fb_vf fb_vf_relu(fb_vf v) { return (fb_vf)((fb_vfi)v & ~(fb_vfi)(v < (fb_vf){0})); }
+static inline fb_vd fb_vd_relu(fb_vd v) { return (fb_vd)((fb_vdi)v & ~(fb_vdi)(v < (fb_vd){0})); }
+static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { return (fb_vf)((fb_vfi)dy & ~(fb_vfi)(y <= (fb_vf){0})); }
+static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0})); }
 
 /* Non-temporal stores (p aligned to FB_VBYTES): outputs that do not fit in cache are written
  * without first reading their lines.  Ordered by fb_stream_fence() before a task ends. */
@@ -165,6 +174,10 @@ static inline fb_vf fb_vf_load(const float *p) { fb_vf r; memcpy(r.v, p, sizeof 
 static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, v.v, sizeof v.v); }
 static inline int fb_vf_finite(fb_vf v) { int ok = 1; for (int i = 0; i < FB_VF_W; i++) ok &= v.v[i] - v.v[i] == 0.0f; return ok; }
 static inline int fb_vd_finite(fb_vd v) { int ok = 1; for (int i = 0; i < FB_VD_W; i++) ok &= v.v[i] - v.v[i] == 0.0; return ok; }
+static inline fb_vf fb_vf_relu(fb_vf v) { for (int i = 0; i < FB_VF_W; i++) v.v[i] = v.v[i] < 0.0f ? 0.0f : v.v[i]; return v; }
+static inline fb_vd fb_vd_relu(fb_vd v) { for (int i = 0; i < FB_VD_W; i++) v.v[i] = v.v[i] < 0.0 ? 0.0 : v.v[i]; return v; }
+static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = y.v[i] <= 0.0f ? 0.0f : dy.v[i]; return dy; }
+static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = y.v[i] <= 0.0 ? 0.0 : dy.v[i]; return dy; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
 static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }

@@ -146,4 +146,19 @@ static inline fb_vd fb_vd_load_bf16(const uint16_t *p)
 }
 #endif
 
+/* A float vector rounded to the half type and widened back (batch norm's fused epilogue adds the
+ * residual to the output as stored, so the output is rounded first; see batchnorm_body.h). */
+static inline fb_vf fb_vf_round_f16(fb_vf v)
+{
+    uint16_t h[FB_VF_W];
+    fb_vf_store_f16(h, v);
+    return fb_vf_load_f16(h);
+}
+static inline fb_vf fb_vf_round_bf16(fb_vf v)
+{
+    uint16_t h[FB_VF_W];
+    fb_vf_store_bf16(h, v);
+    return fb_vf_load_bf16(h);
+}
+
 #endif /* FASTBN_SIMD_HALF_H */

@@ -24,7 +24,7 @@ Specification:
 - ``--big`` times batch norm on inputs of at least 4x the last-level cache.
 - The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
   writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
-  kernel's floor moves the bytes per element of its minimal traffic (8, 12 or 20), and a full
+  kernel's floor moves the bytes per element of its minimal traffic (8 to 28), and a full
   table gives fastbn's time over it ("x floor"), within 120 columns.
 - The harness times each contender after a call of its own: a fast contender's timed call follows
   an untimed call of its own, a slow one's does not; every contender gets the same number of
@@ -96,7 +96,8 @@ def test_every_kernel_has_a_row_at_each_thread_count(report):
     table, _, _ = report
     assert _headers(table)[:2] == [BN_QUICK, OTHER_QUICK]
     bn, other = _rows(table, 8), _rows(table, 7)
-    assert {r[0] for r in bn} == {"bn train", "bn infer", "bn backward", "ln forward",
+    assert {r[0] for r in bn} == {"bn train", "bn infer", "bn backward", "bn+relu train",
+                                  "bn+add+relu train", "bn+relu backward", "ln forward",
                                   "ln backward", "rms forward", "rms backward", "gn forward",
                                   "gn backward", "in forward", "in backward"}
     assert {"global_norm", "clip_grad_norm", "clip_grad_value", "init he_normal",
@@ -573,6 +574,14 @@ def test_each_floor_moves_the_minimal_traffic_of_its_kernel():
         passes = floor.spec(kernel, layout, x, dy, out)
         assert floor.traffic(passes) == nbytes, (kernel, layout)
         assert passes[-1][1] is out   # the last pass writes the output
+    # the fused kernels also read the residual (output pass) or y (every pass of the backward)
+    fused = {("bn+relu train", "NCHW", 0): 8, ("bn+relu train", "NC", 0): 12,
+             ("bn+add+relu train", "NCHW", 1): 12, ("bn+add+relu train", "NHWC", 1): 16,
+             ("bn+relu backward", "NCHW", 1): 16, ("bn+relu backward", "NC", 1): 28}
+    for (kernel, layout, n_more), nbytes in fused.items():
+        passes = floor.spec(kernel, layout, x, dy, out, more=(x,) * n_more)
+        assert floor.traffic(passes) == nbytes, (kernel, layout)
+        assert passes[-1][1] is out
     for case in bn_cases.cases(quick=True) + norm_cases.cases(quick=True):
         assert case.floor is not None and case.inputs[0] is case.copy_of
         case.floor()

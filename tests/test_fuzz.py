@@ -863,12 +863,103 @@ def make_init_case(name):
     return case
 
 
+# ---- the fused forms (relu, residual; y, dresidual): the unfused call composed, bit for bit --
+
+def _bits(a):
+    a = np.ascontiguousarray(a, dtype=native(a.dtype))
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def native(dtype):
+    return np.dtype(dtype).newbyteorder("=")
+
+
+def case_batch_norm_fused(data):
+    """batch_norm_train or batch_norm_infer with relu and/or a residual of any layout and byte
+    order (NaN, +-inf, -0 included): the unfused output t, then t + residual rounded once in
+    x's dtype, then 0 where negative -- bit for bit."""
+    S, dtype, shape, axis = draw_layout(data)
+    C = shape[axis]
+    x = place(data, S, "x", values(data, "x", shape, dtype), writeable=False)
+    gamma, _ = _vec(data, S, "gamma", C, dtype)
+    relu = data.draw(st.booleans(), label="relu")
+    residual = None
+    if data.draw(st.booleans(), label="residual given") or not relu:
+        residual = place(data, S, "residual", values(data, "residual", shape, dtype),
+                         writeable=False)
+    train = data.draw(st.booleans(), label="train")
+    rm = np.zeros(C, dtype)
+    rv = np.ones(C, dtype)
+
+    def unfused():
+        if train:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return fastbn.batch_norm_train(x, gamma, axis=axis)
+        return fastbn.batch_norm_infer(x, rm, rv, gamma, axis=axis)
+
+    def call():
+        if train:
+            return fastbn.batch_norm_train(x, gamma, axis=axis, relu=relu, residual=residual)
+        return fastbn.batch_norm_infer(x, rm, rv, gamma, axis=axis, relu=relu, residual=residual)
+
+    def check(res):
+        want = unfused()
+        t = want.y if train else want
+        with np.errstate(invalid="ignore"):
+            s = t if residual is None else t + np.asarray(residual, native(dtype))
+        if relu:
+            s = np.where(s < 0, s.dtype.type(0), s)
+        got = res.y if train else res
+        assert np.array_equal(_bits(got), _bits(s)), "fused output is not the composition"
+        if train:
+            assert np.array_equal(_bits(res.mean), _bits(want.mean))
+        event(f"fused {'train' if train else 'infer'} ok, relu={relu}, "
+              f"residual={residual is not None}")
+
+    return S, call, check, set(), fastbn.batch_norm_train if train else fastbn.batch_norm_infer
+
+
+def case_batch_norm_backward_fused(data):
+    """batch_norm_backward with y (any values, layout and byte order) and dresidual: the unfused
+    backward of threshold_backward(dy, y, 0) bit for bit, and dresidual that masked dy."""
+    S, dtype, shape, axis = draw_layout(data)
+    C = shape[axis]
+    x = place(data, S, "x", values(data, "x", shape, dtype), writeable=False)
+    dy = place(data, S, "dy", values(data, "dy", shape, dtype), writeable=False)
+    y = place(data, S, "y", values(data, "y", shape, dtype), writeable=False)
+    mean, _ = _vec(data, S, "mean", C, dtype, optional=False)
+    invstd, _ = _vec(data, S, "invstd", C, dtype, optional=False)
+    gamma, _ = _vec(data, S, "gamma", C, dtype)
+    dres = None
+    if data.draw(st.booleans(), label="dresidual given"):
+        dres = place(data, S, "dresidual", np.zeros(shape, dtype), writeable=True)
+
+    def call():
+        return fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y,
+                                          dresidual=dres)
+
+    def check(res):
+        yv, dyv = np.asarray(y, native(dtype)), np.asarray(dy, native(dtype))
+        g = np.where(yv <= 0, dyv.dtype.type(0), dyv)
+        want = fastbn.batch_norm_backward(g, x, mean, invstd, gamma, axis=axis)
+        for a, b in zip(res, want):
+            assert np.array_equal(_bits(a), _bits(b)), "fused backward is not the composition"
+        if dres is not None:
+            assert np.array_equal(_bits(dres), _bits(g))
+        event("fused backward ok")
+
+    return S, call, check, {"dresidual"}, fastbn.batch_norm_backward
+
+
 # ---- the generic test -----------------------------------------------------------------------
 
 CASES = {
     "batch_norm_train": case_batch_norm_train,
     "batch_norm_infer": case_batch_norm_infer,
     "batch_norm_backward": case_batch_norm_backward,
+    "batch_norm_train+fused": case_batch_norm_fused,
+    "batch_norm_backward+fused": case_batch_norm_backward_fused,
     "BatchNorm": case_BatchNorm,
     "global_norm": case_global_norm,
     "clip_grad_norm": case_clip_grad_norm,

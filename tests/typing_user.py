@@ -39,6 +39,10 @@ def batch_norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
     reveal_type(dx)  # T: NDArray[np.float64]
     reveal_type(dbeta)  # T: NDArray[np.float64]
     reveal_type(fastbn.batch_norm_backward(xf, xf, mean, invstd).dgamma)  # T: NDArray[np.floating[Any]]
+    fused = fastbn.batch_norm_train(x32, relu=True, residual=x32)
+    reveal_type(fused)  # T: BatchNormResult[np.float32]
+    reveal_type(fastbn.batch_norm_infer(x64, [0.0], [1.0], relu=False, residual=x64))  # T: NDArray[np.float64]
+    reveal_type(fastbn.batch_norm_backward(x32, x32, mean, invstd, y=fused.y, dresidual=np.empty_like(x32)))  # T: BatchNormGrads[np.float32]
 
 
 def result_annotations(result: BatchNormResult, grads: BatchNormGrads[np.float64]) -> None:
@@ -60,6 +64,10 @@ def layer(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(bn64.forward(x64, True))  # T: NDArray[np.float64]
     reveal_type(bn.backward(x32))  # T: NDArray[np.float32]
     reveal_type(bn.train())  # T: BatchNorm[np.float32]
+    block = BatchNorm(3, relu=True)
+    reveal_type(block(x32, residual=x32))  # T: NDArray[np.float32]
+    reveal_type(block.dresidual)  # T: NDArray[np.float32] | None
+    reveal_type(block.relu)  # T: bool
     reveal_type(bn64.train(False))  # T: BatchNorm[np.float64]
     reveal_type(bn.eval())  # T: BatchNorm[np.float32]
     reveal_type(bn.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]

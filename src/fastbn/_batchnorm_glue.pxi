@@ -55,9 +55,9 @@ cdef extern from "batchnorm.h":
 
 
 def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, gamma, beta,
-          double eps, cnp.ndarray stats, int n_threads):
+          double eps, cnp.ndarray stats, int n_threads, residual=None, bint relu=False):
     """Training forward; see fb_bn_train_* in csrc/batchnorm.h.  stats: (3, C) float64 receiving
-    mean, var, invstd."""
+    mean, var, invstd.  residual (x's size and dtype, or None) and relu: the fused epilogue."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
@@ -66,30 +66,32 @@ def train(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
     cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef void *pb = _data(beta, pt, C, "beta")
     cdef double *ps = <double *>_data(stats, cnp.NPY_FLOAT64, 3 * C, "stats")
+    cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_bn_train_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
-                                 ps + 2 * C, n_threads)
+                                 ps + 2 * C, <const float *>pr, relu, n_threads)
         elif k == K_F64:
             st = fb_bn_train_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pg, <const double *>pb, eps, ps, ps + C,
-                                 ps + 2 * C, n_threads)
+                                 ps + 2 * C, <const double *>pr, relu, n_threads)
         elif k == K_F16:
             st = fb_bn_train_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
                                  <const float *>pg, <const float *>pb, eps, ps, ps + C,
-                                 ps + 2 * C, n_threads)
+                                 ps + 2 * C, <const uint16_t *>pr, relu, n_threads)
         else:
             st = fb_bn_train_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
                                   <const float *>pg, <const float *>pb, eps, ps, ps + C,
-                                  ps + 2 * C, n_threads)
+                                  ps + 2 * C, <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 
 
 def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner, rmean, rvar,
-          gamma, beta, double eps, int n_threads):
-    """Inference forward with running statistics; see fb_bn_infer_*."""
+          gamma, beta, double eps, int n_threads, residual=None, bint relu=False):
+    """Inference forward with running statistics; see fb_bn_infer_*.  residual, relu: as
+    train's."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
@@ -101,32 +103,34 @@ def infer(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
     cdef void *pb = _data(beta, pt, C, "beta")
     if pm == NULL or pv == NULL:
         raise ValueError("fastbn._batchnorm: running statistics are required")
+    cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_bn_infer_f32(<const float *>px, <float *>py, outer, C, inner,
                                  <const float *>pm, <const float *>pv, <const float *>pg,
-                                 <const float *>pb, eps, n_threads)
+                                 <const float *>pb, eps, <const float *>pr, relu, n_threads)
         elif k == K_F64:
             st = fb_bn_infer_f64(<const double *>px, <double *>py, outer, C, inner,
                                  <const double *>pm, <const double *>pv, <const double *>pg,
-                                 <const double *>pb, eps, n_threads)
+                                 <const double *>pb, eps, <const double *>pr, relu, n_threads)
         elif k == K_F16:
             st = fb_bn_infer_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
                                  <const float *>pm, <const float *>pv, <const float *>pg,
-                                 <const float *>pb, eps, n_threads)
+                                 <const float *>pb, eps, <const uint16_t *>pr, relu, n_threads)
         else:
             st = fb_bn_infer_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner,
                                   <const float *>pm, <const float *>pv, <const float *>pg,
-                                  <const float *>pb, eps, n_threads)
+                                  <const float *>pb, eps, <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 
 
 def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64_t C,
              int64_t inner, cnp.ndarray mean, cnp.ndarray invstd, gamma, cnp.ndarray grads,
-             int n_threads):
+             int n_threads, y=None, dresidual=None):
     """Backward through the batch statistics; see fb_bn_backward_*.  mean, invstd: float64 (C,);
-    grads: (2, C) float64 receiving dgamma, dbeta."""
+    grads: (2, C) float64 receiving dgamma, dbeta.  y (the fused forward's output, or None)
+    masks dy; dresidual (or None) receives the masked dy."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
@@ -137,23 +141,27 @@ def backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
     cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef double *pgr = <double *>_data(grads, cnp.NPY_FLOAT64, 2 * C, "grads")
+    cdef void *pym = _data(y, t, n, "y")
+    cdef void *pdr = _data(dresidual, t, n, "dresidual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_bn_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
-                                    C, inner, pm, ps, <const float *>pg, pgr, pgr + C, n_threads)
+                                    C, inner, pm, ps, <const float *>pg, pgr, pgr + C,
+                                    <const float *>pym, <float *>pdr, n_threads)
         elif k == K_F64:
             st = fb_bn_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                     outer, C, inner, pm, ps, <const double *>pg, pgr, pgr + C,
-                                    n_threads)
+                                    <const double *>pym, <double *>pdr, n_threads)
         elif k == K_F16:
             st = fb_bn_backward_f16(<const uint16_t *>pdy, <const uint16_t *>px, <uint16_t *>pdx,
                                     outer, C, inner, pm, ps, <const float *>pg, pgr, pgr + C,
-                                    n_threads)
+                                    <const uint16_t *>pym, <uint16_t *>pdr, n_threads)
         else:
             st = fb_bn_backward_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
                                      <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
-                                     pgr, pgr + C, n_threads)
+                                     pgr, pgr + C, <const uint16_t *>pym, <uint16_t *>pdr,
+                                     n_threads)
     check_status(st)
 
 
@@ -183,9 +191,11 @@ def moments(cnp.ndarray x, int64_t outer, int64_t C, int64_t inner, cnp.ndarray 
 
 
 def apply(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
-          cnp.ndarray mean, cnp.ndarray invstd, gamma, beta, int n_threads):
+          cnp.ndarray mean, cnp.ndarray invstd, gamma, beta, int n_threads, residual=None,
+          bint relu=False):
     """y = (x - mean) * invstd * gamma + beta from float64 (C,) mean and invstd; see
-    fb_bn_apply_*.  y may be x.  With train's own mean and invstd, train's y bit for bit."""
+    fb_bn_apply_*.  y may be x.  With train's own mean and invstd, train's y bit for bit (also
+    with the same residual and relu)."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
@@ -195,28 +205,34 @@ def apply(cnp.ndarray x, cnp.ndarray y, int64_t outer, int64_t C, int64_t inner,
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
     cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef void *pb = _data(beta, pt, C, "beta")
+    cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_bn_apply_f32(<const float *>px, <float *>py, outer, C, inner, pm, ps,
-                                 <const float *>pg, <const float *>pb, n_threads)
+                                 <const float *>pg, <const float *>pb, <const float *>pr, relu,
+                                 n_threads)
         elif k == K_F64:
             st = fb_bn_apply_f64(<const double *>px, <double *>py, outer, C, inner, pm, ps,
-                                 <const double *>pg, <const double *>pb, n_threads)
+                                 <const double *>pg, <const double *>pb, <const double *>pr, relu,
+                                 n_threads)
         elif k == K_F16:
             st = fb_bn_apply_f16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
-                                 <const float *>pg, <const float *>pb, n_threads)
+                                 <const float *>pg, <const float *>pb, <const uint16_t *>pr, relu,
+                                 n_threads)
         else:
             st = fb_bn_apply_bf16(<const uint16_t *>px, <uint16_t *>py, outer, C, inner, pm, ps,
-                                  <const float *>pg, <const float *>pb, n_threads)
+                                  <const float *>pg, <const float *>pb, <const uint16_t *>pr, relu,
+                                  n_threads)
     check_status(st)
 
 
 def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t inner,
               cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray sum_dy, cnp.ndarray sum_dy_xmu,
-              int n_threads):
+              int n_threads, y=None):
     """Per-channel sum(dy) (backward's dbeta) and sum(dy * (x - mean)) (times invstd,
-    backward's dgamma) into float64 (C,) arrays; see fb_bn_grad_sums_*.  No values: 0."""
+    backward's dgamma) into float64 (C,) arrays; see fb_bn_grad_sums_*.  No values: 0.  y (or
+    None): dy masked by the fused forward's output."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x)
     cdef Py_ssize_t n = outer * C * inner
@@ -226,29 +242,31 @@ def grad_sums(cnp.ndarray dy, cnp.ndarray x, int64_t outer, int64_t C, int64_t i
     cdef const double *ps = <const double *>_data(invstd, cnp.NPY_FLOAT64, C, "invstd")
     cdef double *p1 = <double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
     cdef double *p2 = <double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
+    cdef void *pym = _data(y, t, n, "y")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_bn_grad_sums_f32(<const float *>pdy, <const float *>px, outer, C, inner, pm,
-                                     ps, p1, p2, n_threads)
+                                     ps, p1, p2, <const float *>pym, n_threads)
         elif k == K_F64:
             st = fb_bn_grad_sums_f64(<const double *>pdy, <const double *>px, outer, C, inner,
-                                     pm, ps, p1, p2, n_threads)
+                                     pm, ps, p1, p2, <const double *>pym, n_threads)
         elif k == K_F16:
             st = fb_bn_grad_sums_f16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
-                                     inner, pm, ps, p1, p2, n_threads)
+                                     inner, pm, ps, p1, p2, <const uint16_t *>pym, n_threads)
         else:
             st = fb_bn_grad_sums_bf16(<const uint16_t *>pdy, <const uint16_t *>px, outer, C,
-                                      inner, pm, ps, p1, p2, n_threads)
+                                      inner, pm, ps, p1, p2, <const uint16_t *>pym, n_threads)
     check_status(st)
 
 
 def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int64_t C,
                int64_t inner, cnp.ndarray mean, cnp.ndarray invstd, gamma, cnp.ndarray sum_dy,
-               cnp.ndarray sum_dy_xmu, int64_t count, int n_threads):
+               cnp.ndarray sum_dy_xmu, int64_t count, int n_threads, y=None, dresidual=None):
     """dx through the batch statistics from given per-channel sums (grad_sums', e.g. summed
     across processes) over ``count`` >= outer * inner values; see fb_bn_grad_apply_*.  dx may be
-    dy.  With the local sums and count = outer * inner, backward's dx bit for bit."""
+    dy.  With the local sums and count = outer * inner, backward's dx bit for bit.  y, dresidual:
+    as backward's."""
     cdef int k = _kind(x)
     cdef int t = cnp.PyArray_TYPE(x), pt = _param_type(k, t)
     cdef Py_ssize_t n = outer * C * inner
@@ -260,6 +278,8 @@ def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int
     cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef const double *p1 = <const double *>_data(sum_dy, cnp.NPY_FLOAT64, C, "sum_dy")
     cdef const double *p2 = <const double *>_data(sum_dy_xmu, cnp.NPY_FLOAT64, C, "sum_dy_xmu")
+    cdef void *pym = _data(y, t, n, "y")
+    cdef void *pdr = _data(dresidual, t, n, "dresidual")
     if count < outer * inner:
         raise ValueError(f"count: must be at least outer * inner = {outer * inner}, got {count}")
     cdef fb_status st
@@ -267,19 +287,21 @@ def grad_apply(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t outer, int
         if k == K_F32:
             st = fb_bn_grad_apply_f32(<const float *>pdy, <const float *>px, <float *>pdx, outer,
                                       C, inner, pm, ps, <const float *>pg, p1, p2, count,
-                                      n_threads)
+                                      <const float *>pym, <float *>pdr, n_threads)
         elif k == K_F64:
             st = fb_bn_grad_apply_f64(<const double *>pdy, <const double *>px, <double *>pdx,
                                       outer, C, inner, pm, ps, <const double *>pg, p1, p2, count,
-                                      n_threads)
+                                      <const double *>pym, <double *>pdr, n_threads)
         elif k == K_F16:
             st = fb_bn_grad_apply_f16(<const uint16_t *>pdy, <const uint16_t *>px,
                                       <uint16_t *>pdx, outer, C, inner, pm, ps, <const float *>pg,
-                                      p1, p2, count, n_threads)
+                                      p1, p2, count, <const uint16_t *>pym, <uint16_t *>pdr,
+                                      n_threads)
         else:
             st = fb_bn_grad_apply_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
                                        <uint16_t *>pdx, outer, C, inner, pm, ps,
-                                       <const float *>pg, p1, p2, count, n_threads)
+                                       <const float *>pg, p1, p2, count,
+                                       <const uint16_t *>pym, <uint16_t *>pdr, n_threads)
     check_status(st)
 
 

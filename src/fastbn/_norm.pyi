@@ -32,6 +32,8 @@ def train(
     eps: float,
     stats: np.ndarray,
     n_threads: int,
+    residual: Optional[np.ndarray] = None,
+    relu: bool = False,
 ) -> None: ...
 def infer(
     x: np.ndarray,
@@ -45,6 +47,8 @@ def infer(
     beta: Optional[np.ndarray],
     eps: float,
     n_threads: int,
+    residual: Optional[np.ndarray] = None,
+    relu: bool = False,
 ) -> None: ...
 def backward(
     dy: np.ndarray,
@@ -58,6 +62,8 @@ def backward(
     gamma: Optional[np.ndarray],
     grads: np.ndarray,
     n_threads: int,
+    y: Optional[np.ndarray] = None,
+    dresidual: Optional[np.ndarray] = None,
 ) -> None: ...
 def moments(
     x: np.ndarray,
@@ -79,6 +85,8 @@ def apply(
     gamma: Optional[np.ndarray],
     beta: Optional[np.ndarray],
     n_threads: int,
+    residual: Optional[np.ndarray] = None,
+    relu: bool = False,
 ) -> None: ...
 def grad_sums(
     dy: np.ndarray,
@@ -91,6 +99,7 @@ def grad_sums(
     sum_dy: np.ndarray,
     sum_dy_xmu: np.ndarray,
     n_threads: int,
+    y: Optional[np.ndarray] = None,
 ) -> None: ...
 def grad_apply(
     dy: np.ndarray,
@@ -106,6 +115,8 @@ def grad_apply(
     sum_dy_xmu: np.ndarray,
     count: int,
     n_threads: int,
+    y: Optional[np.ndarray] = None,
+    dresidual: Optional[np.ndarray] = None,
 ) -> None: ...
 def update_running(
     rmean: Optional[np.ndarray],

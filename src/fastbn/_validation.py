@@ -75,6 +75,13 @@ def same_dtype(a, name, dtype, of="x"):
         raise TypeError(f"{name}: expected dtype {dtype} (the dtype of {of}), got {a.dtype}")
 
 
+def flag(value, name):
+    """``value`` as a Python bool; anything but a bool (or numpy bool) is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 def normalize_axis(axis, ndim, name="axis"):
     axis = integer(axis, name)
     if not -ndim <= axis < ndim:
@@ -229,6 +236,18 @@ def output_any_order(out, name, shape, dtype):
         output(out.view(native_dtype(out.dtype)), name, shape, native_dtype(dtype))
         return out
     return output(out, name, shape, native_dtype(dtype))
+
+
+def like_x(a, name, x, what="x"):
+    """An optional input of the shape and dtype of ``x`` (either byte order, any strides): None,
+    or ``a`` as given (for the overlap checks); ``what`` names ``x`` in the messages."""
+    if a is None:
+        return None
+    a = float_array_any_order(a, name, half=is_half(native_dtype(x.dtype)))
+    same_dtype_any_order(a, name, x.dtype, of=what)
+    if a.shape != x.shape:
+        raise ValueError(f"{name}: expected the shape of {what} {x.shape}, got {a.shape}")
+    return a
 
 
 def require_native(a, name):

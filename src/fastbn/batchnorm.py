@@ -27,7 +27,13 @@ __all__ = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "Batch
            "BatchNormGrads"]
 
 
-def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out):
+def _fused_args(x, relu, residual):
+    """A forward's fused part checked against the validated ``x``: (relu as a bool, residual as
+    given or None)."""
+    return v.flag(relu, "relu"), v.like_x(residual, "residual", x)
+
+
+def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out, residual=None):
     """Check a training call's per-channel arrays and ``out`` against the validated ``x``, then
     that nothing written overlaps anything else: (gamma, beta, running_mean, running_var) as
     given (None where absent).  The per-channel arrays of a half ``x`` are float32."""
@@ -45,7 +51,8 @@ def _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out):
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out), ("running_mean", rm), ("running_var", rv)],
-                 [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+                 [("x", None if in_place else x), ("gamma", g), ("beta", b),
+                  ("residual", residual)])
     return g, b, rm, rv
 
 
@@ -71,7 +78,7 @@ def _update_running(rm, rv, stats, count, momentum, who="batch_norm_train", stac
 
 
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
-                     running_var=None, momentum=0.1, out=None):
+                     running_var=None, momentum=0.1, out=None, relu=False, residual=None):
     """Batch-normalize ``x`` with the statistics of the batch (training mode).
 
     For every channel ``c`` along ``axis``, over all other axes::
@@ -80,6 +87,8 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
         var[c]    = mean((x[..., c, ...] - mean[c])**2)          # biased
         invstd[c] = 1 / sqrt(var[c] + eps)
         y         = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
+
+    then, fused into the same pass, ``y = relu(y + residual)`` where asked (see Notes).
 
     Parameters
     ----------
@@ -103,6 +112,11 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
         Where to write ``y``: same shape and dtype as ``x`` (either byte order), sharing no
         memory with any input -- except ``out=x`` exactly (the same array or an identical view),
         which normalizes ``x`` in place with bitwise the same result.
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
+    residual : ndarray, optional
+        Added to the normalized output before the ReLU: the shape and dtype of ``x`` (any
+        strides, either byte order); it may not share memory with ``out``.
 
     Returns
     -------
@@ -134,13 +148,25 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     split into two parts, a few ulps of the largest term (docs/accuracy.rst).  Results are
     bitwise identical for any thread count, instruction set, strides and byte order.
 
-    float16 and bfloat16 (``ml_dtypes.bfloat16``, optional): ``x``, ``y`` and ``out`` are of
-    the half type; ``gamma``, ``beta`` and the running buffers are float32 (an ndarray of another
-    dtype is a TypeError, a list is converted), and ``mean``, ``invstd`` come back float32.  The
-    statistics are float64 as above; the elementwise pass runs in float32 and rounds once to the
-    half type, so with b the float32 bound of the pass, ``|y - y*| <= ulp(|y*| + b)/2 + b``: within
-    one ulp of the exact value except where y is much smaller than the terms that make it
-    (cancellation near zero).  A result beyond the half range is +-inf, as ``astype`` gives.
+    The fused output is bitwise the unfused composition in the dtype of ``x``: ``t`` the
+    batch-normalized output, ``t + residual`` rounded once, then ``relu(s)``: ``0`` where
+    ``s < 0``, else ``s`` (NaN and -0.0 pass unchanged, as ``torch.relu``).  For float16 and
+    bfloat16 that is the half-precision composition as NumPy and PyTorch compute it: ``t`` the
+    unfused half output, ``t`` and ``residual`` widened to float32 (exactly), added and the ReLU
+    applied in float32, then one rounding to the half type, i.e.
+    ``relu(t.astype(float32) + residual.astype(float32)).astype(x.dtype)`` (the correctly
+    rounded half sum: float32 holds more than twice the half types' digits).  The statistics
+    and ``mean``, ``invstd`` are those of ``x`` alone.  Its gradient is
+    :func:`batch_norm_backward` with ``y=`` this output.
+
+    float16 and bfloat16 (``ml_dtypes.bfloat16``, optional): ``x``, ``y``, ``out`` and
+    ``residual`` are of the half type; ``gamma``, ``beta`` and the running buffers are float32
+    (an ndarray of another dtype is a TypeError, a list is converted), and ``mean``, ``invstd``
+    come back float32.  The statistics are float64 as above; the elementwise pass runs in
+    float32 and rounds once to the half type, so with b the float32 bound of the pass,
+    ``|y - y*| <= ulp(|y*| + b)/2 + b``: within one ulp of the exact value except where y is
+    much smaller than the terms that make it (cancellation near zero).  A result beyond the half
+    range is +-inf, as ``astype`` gives.
 
     Examples
     --------
@@ -155,8 +181,28 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     >>> y2, _, _ = fastbn.batch_norm_train(x, out=x)   # in place: x now holds y
     >>> y2 is x and bool(np.array_equal(x, y))
     True
+
+    Fused with a residual add and a ReLU, as in a residual block:
+
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)
+    >>> r = np.array([[0.5, 2.0], [-2.0, 0.5]], dtype=np.float32)
+    >>> fastbn.batch_norm_train(x, relu=True, residual=r).y.round(4)   # relu(y + r)
+    array([[0. , 1. ],
+           [0. , 1.5]], dtype=float32)
+
+    In float16, the unfused half output and the residual added in float32, rounded once:
+
+    >>> xh, rh = x.astype(np.float16), r.astype(np.float16)
+    >>> t = fastbn.batch_norm_train(xh).y
+    >>> y = fastbn.batch_norm_train(xh, relu=True, residual=rh).y
+    >>> y
+    array([[0. , 1. ],
+           [0. , 1.5]], dtype=float16)
+    >>> bool(np.array_equal(y, np.maximum(t.astype(np.float32) + rh.astype(np.float32), 0)
+    ...                        .astype(np.float16)))
+    True
     """
-    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+    if out is None and relu is False and residual is None:   # the plain case, in Cython
         plain = _batchnorm.train_plain(x, gamma, beta, axis, eps, running_mean, running_var,
                                        momentum, _config.get_num_threads())
         if plain is not None:
@@ -176,13 +222,15 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if count < 2:
         raise ValueError(f"x: expected more than 1 value per channel in training, got {count} "
                          f"(shape {x.shape}, channel axis {axis})")
-    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out)
+    relu, res = _fused_args(x, relu, residual)
+    g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out, res)
     buf, target = v.out_buffers(out, x, dtype)
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
     if C:
         _batchnorm.train(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(g, pdtype),
-                         v.kernel_array(b, pdtype), eps, stats, _config.get_num_threads())
+                         v.kernel_array(b, pdtype), eps, stats, _config.get_num_threads(),
+                         v.kernel_array(res, dtype), relu)
     y = v.deliver(buf, target)
     if (rm is not None or rv is not None) and C:
         _update_running(rm, rv, stats, count, momentum)
@@ -190,12 +238,13 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
 
 def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axis=1, eps=1e-5,
-                     out=None):
+                     out=None, relu=False, residual=None):
     """Batch-normalize ``x`` with fixed (running) statistics (inference mode).
 
     ``y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * gamma[c] + beta[c]``, per-channel
     coefficients in float64, the elementwise pass in the dtype of ``x`` (error bound:
-    docs/accuracy.rst).
+    docs/accuracy.rst); then, in the same pass, ``y = relu(y + residual)`` where asked, exactly
+    as :func:`batch_norm_train` defines it.
 
     Parameters
     ----------
@@ -212,6 +261,10 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     out : ndarray, optional
         Where to write ``y`` (same shape and dtype as ``x``, either byte order); shares no
         memory with any input, except ``out=x`` exactly (in place, bitwise the same result).
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
+    residual : ndarray, optional
+        Added before the ReLU: the shape and dtype of ``x`` (any strides, either byte order).
 
     Returns
     -------
@@ -230,8 +283,12 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     >>> fastbn.batch_norm_infer(x, np.array([1.0, 2.0]), np.array([3.75, 0.75]), eps=0.25)
     array([[0., 0.],
            [1., 2.]])
+    >>> fastbn.batch_norm_infer(x, np.array([1.0, 2.0]), np.array([3.75, 0.75]), eps=0.25,
+    ...                         relu=True, residual=np.array([[-1.0, 0.5], [-2.0, -1.0]]))
+    array([[0. , 0.5],
+           [0. , 1. ]])
     """
-    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+    if out is None and relu is False and residual is None:   # the plain case, in Cython
         y = _batchnorm.infer_plain(x, running_mean, running_var, gamma, beta, axis, eps,
                                    _config.get_num_threads())
         if y is not None:
@@ -245,21 +302,25 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     rv = v.vector_any_order(running_var, "running_var", C, pdtype)
     g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
     b = v.optional_vector_any_order(beta, "beta", C, pdtype)
+    relu, res = _fused_args(x, relu, residual)
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("running_mean", rm),
-                                  ("running_var", rv), ("gamma", g), ("beta", b)])
+                                  ("running_var", rv), ("gamma", g), ("beta", b),
+                                  ("residual", res)])
     buf, target = v.out_buffers(out, x, dtype)
     if x.size:
         outer, C, inner = _batchnorm.layout(x, axis)
         _batchnorm.infer(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(rm, pdtype),
                          v.kernel_array(rv, pdtype), v.kernel_array(g, pdtype),
-                         v.kernel_array(b, pdtype), eps, _config.get_num_threads())
+                         v.kernel_array(b, pdtype), eps, _config.get_num_threads(),
+                         v.kernel_array(res, dtype), relu)
     return v.deliver(buf, target)
 
 
-def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=None,
+                        dresidual=None):
     """Gradients of training-mode batch norm, through the batch statistics.
 
     With ``xhat = (x - mean) * invstd`` and ``n`` values per channel::
@@ -267,6 +328,9 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         dbeta  = sum(dy)
         dgamma = sum(dy * xhat)
         dx     = gamma * invstd * (dy - dbeta / n - xhat * dgamma / n)
+
+    Through a fused ReLU (``y`` given), ``dy`` is first replaced by 0 where ``y <= 0``, in the
+    same passes (see Notes), and ``dresidual`` receives it.
 
     Parameters
     ----------
@@ -283,6 +347,14 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
         Where to write ``dx`` (same shape and dtype as ``x``, either byte order); shares no
         memory with any input, except ``out=dy`` exactly (``dy`` is then overwritten by ``dx``,
         bitwise the same result).
+    y : ndarray, optional
+        The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
+        byte order): ``dy`` is masked by it, the gradient through the ReLU.  Without a ReLU in
+        the forward (only a residual), leave it None.
+    dresidual : ndarray, optional
+        An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
+        with any other argument) that receives the gradient of the residual: the masked ``dy``
+        (``dy`` itself without ``y``).
 
     Returns
     -------
@@ -296,6 +368,12 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     TypeError, ValueError
         For a bad argument, named in the message; nothing is written then.
 
+    Notes
+    -----
+    The mask is PyTorch's ``threshold_backward(dy, y, 0)`` exactly: ``0`` where ``y <= 0``
+    (``0.0`` and ``-0.0`` included) and ``dy`` elsewhere -- also where ``y`` is NaN.  The
+    results are bitwise those of the unfused call on the masked ``dy``.
+
     Examples
     --------
     >>> import numpy as np, fastbn
@@ -307,8 +385,20 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
            [0., 0.]])
     >>> dbeta
     array([2., 2.])
+
+    Through a fused ReLU and residual add, the residual's gradient in ``dresidual``:
+
+    >>> r = np.array([[0.5, 2.0], [-2.0, 0.5]])
+    >>> y, mean, invstd = fastbn.batch_norm_train(x, relu=True, residual=r)
+    >>> dres = np.empty_like(x)
+    >>> grads = fastbn.batch_norm_backward(np.ones_like(x), x, mean, invstd, y=y, dresidual=dres)
+    >>> dres                             # dy where y > 0
+    array([[0., 1.],
+           [0., 1.]])
+    >>> grads.dbeta
+    array([0., 2.])
     """
-    if out is None:   # the plain case, checked and run in Cython (fastbn._batchnorm)
+    if out is None and y is None and dresidual is None:   # the plain case, in Cython
         plain = _batchnorm.backward_plain(dy, x, mean, invstd, gamma, axis,
                                           _config.get_num_threads())
         if plain is not None:
@@ -325,19 +415,26 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     mean = v.vector_any_order(mean, "mean", C, pdtype)
     invstd = v.vector_any_order(invstd, "invstd", C, pdtype)
     g = v.optional_vector_any_order(gamma, "gamma", C, pdtype)
+    y = v.like_x(y, "y", x)
     if outer * inner < 1:
         raise ValueError(f"x: expected a non-empty batch, got shape {x.shape}")
     if out is not None:
         v.output_any_order(out, "out", x.shape, dtype)
+    if dresidual is not None:
+        v.output_any_order(dresidual, "dresidual", x.shape, dtype)
     in_place = out is not None and v.same_view(out, dy)
-    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
-                                  ("invstd", invstd), ("gamma", g)])
+    v.no_overlap([("out", out), ("dresidual", dresidual)],
+                 [("dy", None if in_place else dy), ("x", x), ("mean", mean), ("invstd", invstd),
+                  ("gamma", g), ("y", y)])
     buf, target = v.out_buffers(out, x, dtype)
+    dbuf, dtarget = (None, None) if dresidual is None else v.out_buffers(dresidual, x, dtype)
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
     if C:
         m = v.kernel_array(mean, np.float64)
         s = v.kernel_array(invstd, np.float64)
         _batchnorm.backward(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C,
                             inner, m, s, v.kernel_array(g, pdtype), grads,
-                            _config.get_num_threads())
+                            _config.get_num_threads(), v.kernel_array(y, dtype), dbuf)
+    if dresidual is not None:
+        v.deliver(dbuf, dtarget)
     return BatchNormGrads(v.deliver(buf, target), grads[0].astype(pdtype), grads[1].astype(pdtype))

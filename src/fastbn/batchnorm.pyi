@@ -36,6 +36,8 @@ def batch_norm_train(
     running_var: NDArray[_Float] | None = None,
     momentum: _Real = 0.1,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> BatchNormResult[_Float]: ...
 @overload
 def batch_norm_train(
@@ -49,6 +51,8 @@ def batch_norm_train(
     running_var: NDArray[np.floating[Any]] | None = None,
     momentum: _Real = 0.1,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> BatchNormResult[np.floating[Any]]: ...
 
 @overload
@@ -62,6 +66,8 @@ def batch_norm_infer(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> NDArray[_Float]: ...
 @overload
 def batch_norm_infer(
@@ -74,6 +80,8 @@ def batch_norm_infer(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> NDArray[np.floating[Any]]: ...
 
 @overload
@@ -86,6 +94,8 @@ def batch_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[_Float] | None = None,
+    y: NDArray[_Float] | None = None,
+    dresidual: NDArray[_Float] | None = None,
 ) -> BatchNormGrads[_Float]: ...
 @overload
 def batch_norm_backward(
@@ -97,4 +107,6 @@ def batch_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[np.floating[Any]] | None = None,
+    y: _FloatArrayLike | None = None,
+    dresidual: NDArray[np.floating[Any]] | None = None,
 ) -> BatchNormGrads[np.floating[Any]]: ...

@@ -320,8 +320,9 @@ class SyncBatchNorm(BatchNorm):
     num_features : int
     comm : mpi4py.MPI.Comm, optional
         The processes that share each batch; None (the default) means ``MPI.COMM_WORLD``.
-    axis, eps, momentum, affine, track_running_stats, dtype
-        As for :class:`~fastbn.BatchNorm`.
+    axis, eps, momentum, affine, track_running_stats, dtype, relu
+        As for :class:`~fastbn.BatchNorm` (the ReLU and the residual add run after the
+        synchronized batch norm, bitwise as the fused layer defines them).
 
     Raises
     ------
@@ -345,18 +346,18 @@ class SyncBatchNorm(BatchNorm):
     """
 
     def __init__(self, num_features, *, comm=None, axis=1, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
+                 track_running_stats=True, dtype=np.float32, relu=False):
         self.comm = _mpi().COMM_WORLD if comm is None else _check_comm(comm)
         super().__init__(num_features, axis=axis, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, dtype=dtype)
+                         track_running_stats=track_running_stats, dtype=dtype, relu=relu)
 
-    def forward(self, x, training=None):
+    def forward(self, x, training=None, *, residual=None):
         # A training-mode call whose layer checks (x's dtype, channels, training) fail before
         # the synchronized function is reached still joins the header exchange, so that the
         # other processes raise instead of waiting in the collective.
         self._synced = False
         try:
-            return super().forward(x, training)
+            return super().forward(x, training, residual=residual)
         except Exception as e:
             evaluating = training is False or (training is None and not self.training)
             if self._synced or self.comm is None or (evaluating and self.running_mean is not None):
@@ -375,17 +376,26 @@ class SyncBatchNorm(BatchNorm):
                 raise
             _agree(self.comm, "sync_batch_norm_backward", e)
 
-    def _batch_forward(self, x, running_mean, running_var, momentum):
+    def _batch_forward(self, x, running_mean, running_var, momentum, residual=None):
         self._synced = True
         if self.comm is None:
             raise RuntimeError("forward: the layer has no communicator (set layer.comm after "
                                "unpickling)")
-        return sync_batch_norm_train(x, self.gamma, self.beta, comm=self.comm, axis=self.axis,
-                                     eps=self.eps, running_mean=running_mean,
-                                     running_var=running_var, momentum=momentum)
+        result = sync_batch_norm_train(x, self.gamma, self.beta, comm=self.comm, axis=self.axis,
+                                       eps=self.eps, running_mean=running_mean,
+                                       running_var=running_var, momentum=momentum)
+        if residual is not None:   # the fused epilogue's definition, in x's dtype
+            np.add(result.y, residual, out=result.y)
+        if self.relu:
+            result.y[result.y < 0] = 0
+        return result
 
-    def _batch_backward(self, dy, x, mean, invstd):
+    def _batch_backward(self, dy, x, mean, invstd, y=None, dresidual=None):
         self._synced = True
+        if y is not None:   # threshold_backward(dy, y, 0), as batch_norm_backward's y=
+            dy = np.where(y <= 0, dy.dtype.type(0), dy)
+        if dresidual is not None:
+            np.copyto(dresidual, dy)
         return sync_batch_norm_backward(dy, x, mean, invstd, self.gamma, comm=self.comm,
                                         axis=self.axis)
 

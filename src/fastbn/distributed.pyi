@@ -86,6 +86,7 @@ class SyncBatchNorm(BatchNorm[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -99,6 +100,7 @@ class SyncBatchNorm(BatchNorm[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -112,4 +114,5 @@ class SyncBatchNorm(BatchNorm[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...

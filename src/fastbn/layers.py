@@ -60,6 +60,9 @@ class BatchNorm:
     dtype : float32, float64, float16 or bfloat16, default float32
         The dtype of the inputs and outputs, and of the parameters and buffers -- float32 for
         float16 and bfloat16 (``"bfloat16"`` or ``ml_dtypes.bfloat16``: needs ml_dtypes).
+    relu : bool, default False
+        Follow the normalization by a ReLU in the same pass (``relu(bn(x) + residual)`` when
+        :meth:`forward` is given a residual), and :meth:`backward` through it.
 
     Attributes
     ----------
@@ -74,14 +77,19 @@ class BatchNorm:
         not tracked).
     dgamma, dbeta : ndarray or None
         Gradients stored by the last :meth:`backward`.
-    num_features, axis, eps, momentum, affine, track_running_stats, dtype
+    dresidual : ndarray or None
+        The gradient of the residual of the last :meth:`forward`, stored by the last
+        :meth:`backward` (None when that forward added no residual).
+    num_features, axis, eps, momentum, affine, track_running_stats, dtype, relu
         The constructor arguments.
 
     Notes
     -----
     Pickling (and ``copy.deepcopy``) keeps the parameters, their gradients, the buffers, the
     mode, the counter and the hyper-parameters, but not the input saved for :meth:`backward`:
-    a restored layer needs a new :meth:`forward` before :meth:`backward`.
+    a restored layer needs a new :meth:`forward` before :meth:`backward`.  With ``relu`` the
+    output is saved too (the ReLU's mask): change neither ``x`` nor the output in place before
+    :meth:`backward`.
 
     Examples
     --------
@@ -101,16 +109,27 @@ class BatchNorm:
     >>> y = bn.eval()(x)                         # evaluation mode: running statistics
     >>> bn.training, bool(np.array_equal(bn.running_mean, rm)), bn.num_batches_tracked
     (False, True, 1)
+
+    Fused with a ReLU and a residual add (a residual block's ``relu(bn(x) + shortcut)``):
+
+    >>> block = fastbn.BatchNorm(3, relu=True)
+    >>> y = block(x, residual=np.ones_like(x))
+    >>> bool((y >= 0).all())
+    True
+    >>> dx = block.backward(np.ones_like(y))
+    >>> bool(np.array_equal(block.dresidual, (y > 0).astype(np.float32)))
+    True
     """
 
     def __init__(self, num_features, *, axis=1, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
+                 track_running_stats=True, dtype=np.float32, relu=False):
         self.num_features = v.integer(num_features, "num_features", minimum=1)
         self.axis = v.integer(axis, "axis")
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.momentum = None if momentum is None else v.real(momentum, "momentum", lo=0.0, hi=1.0)
         self.affine = _flag(affine, "affine")
         self.track_running_stats = _flag(track_running_stats, "track_running_stats")
+        self.relu = _flag(relu, "relu")
         self.dtype = dtype = _layer_dtype(dtype)
         pdtype = v.param_dtype(dtype)   # float32 parameters and buffers for half activations
         C = self.num_features
@@ -120,8 +139,8 @@ class BatchNorm:
         self.running_mean = np.zeros(C, pdtype) if track_running_stats else None
         self.running_var = np.ones(C, pdtype) if track_running_stats else None
         self.num_batches_tracked = 0 if track_running_stats else None
-        self.dgamma = self.dbeta = None
-        self._cache = None
+        self.dgamma = self.dbeta = self.dresidual = None
+        self._cache = self._fused = None
 
     # ---- mode ---------------------------------------------------------------------------------
 
@@ -206,7 +225,7 @@ class BatchNorm:
     def __getstate__(self):
         # The input saved for backward is not state: a pickle of the layer must not carry it.
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = state["_fused"] = None
         return state
 
     def __setstate__(self, state):
@@ -216,8 +235,10 @@ class BatchNorm:
         state.setdefault("affine", state.get("gamma") is not None)
         state.setdefault("track_running_stats", tracked)
         state.setdefault("num_batches_tracked", 0 if tracked else None)
+        state.setdefault("relu", False)
+        state.setdefault("dresidual", None)
         self.__dict__.update(state)
-        self._cache = None
+        self._cache = self._fused = None
 
     # ---- computation --------------------------------------------------------------------------
 
@@ -236,8 +257,12 @@ class BatchNorm:
                              f"got {x.shape[self.axis]} (shape {x.shape})")
         return x
 
-    def forward(self, x, training=None):
+    def forward(self, x, training=None, *, residual=None):
         """Normalize ``x``, with the batch statistics or the running ones depending on the mode.
+
+        With a ``residual`` it is added to the normalized output, and with the layer's ``relu``
+        a ReLU follows: ``relu(bn(x) + residual)`` in one pass (:func:`~fastbn.batch_norm_train`
+        defines it exactly).
 
         Parameters
         ----------
@@ -250,6 +275,9 @@ class BatchNorm:
             place with weight ``momentum`` (or ``1 / num_batches_tracked`` when it is None).
             False: :func:`~fastbn.batch_norm_infer` with the running statistics, which are left
             unchanged; without running statistics, the batch statistics as in training.
+        residual : ndarray, optional
+            Added before the ReLU (if any): the shape of ``x``, the layer's dtype (any strides
+            and byte order).  :meth:`backward` then stores its gradient in ``dresidual``.
 
         Returns
         -------
@@ -259,8 +287,9 @@ class BatchNorm:
         ------
         TypeError, ValueError
             For an ``x`` of another dtype, too few dimensions or the wrong number of channels,
-            or a ``training`` that is not a bool; the message names the argument, and nothing
-            (buffers, counter, saved input) is changed.
+            a ``training`` that is not a bool, or a ``residual`` not shaped and typed as ``x``;
+            the message names the argument, and nothing (buffers, counter, saved input) is
+            changed.
 
         Examples
         --------
@@ -289,6 +318,11 @@ class BatchNorm:
         """
         training = self.training if training is None else _flag(training, "training")
         x = self._input(x)
+        if residual is not None:
+            residual = _layer_array(residual, "residual", self.dtype, "the layer's dtype")
+            if residual.shape != x.shape:
+                raise ValueError(f"residual: expected the shape of x {x.shape}, "
+                                 f"got {residual.shape}")
         if training or self.running_mean is None:
             update = training and self.track_running_stats
             momentum = self.momentum
@@ -296,30 +330,39 @@ class BatchNorm:
                 momentum = 1.0 / (self.num_batches_tracked + 1)
             y, mean, invstd = self._batch_forward(
                 x, self.running_mean if update else None, self.running_var if update else None,
-                0.0 if momentum is None else momentum)
+                0.0 if momentum is None else momentum, residual)
             if update:     # as PyTorch: every training forward counts, whatever the momentum
                 self.num_batches_tracked += 1
-            self._cache = ("batch", x, mean, invstd)
+            kind = "batch"
         else:
             y = batch_norm_infer(x, self.running_mean, self.running_var, self.gamma, self.beta,
-                                 axis=self.axis, eps=self.eps)
-            self._cache = ("running", x, None, None)
+                                 axis=self.axis, eps=self.eps, relu=self.relu, residual=residual)
+            kind, mean, invstd = "running", None, None
+        self._cache = (kind, x, mean, invstd)
+        # the output as the ReLU's mask for backward, and whether a residual was added
+        self._fused = (y if self.relu else None, residual is not None)
         return y
 
     __call__ = forward
 
     # The training-mode computation, replaced by fastbn.distributed.SyncBatchNorm (statistics
     # of the batch over all processes).
-    def _batch_forward(self, x, running_mean, running_var, momentum):
+    def _batch_forward(self, x, running_mean, running_var, momentum, residual=None):
         return batch_norm_train(x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
                                 running_mean=running_mean, running_var=running_var,
-                                momentum=momentum)
+                                momentum=momentum, relu=self.relu, residual=residual)
 
-    def _batch_backward(self, dy, x, mean, invstd):
-        return batch_norm_backward(dy, x, mean, invstd, self.gamma, axis=self.axis)
+    def _batch_backward(self, dy, x, mean, invstd, y=None, dresidual=None):
+        return batch_norm_backward(dy, x, mean, invstd, self.gamma, axis=self.axis, y=y,
+                                   dresidual=dresidual)
 
     def backward(self, dy):
-        """Return dL/dx for the last :meth:`forward` and store ``dgamma`` and ``dbeta``.
+        """Return dL/dx for the last :meth:`forward` and store ``dgamma``, ``dbeta`` and
+        ``dresidual``.
+
+        Through the layer's ReLU (if any) first: ``dy`` counts only where the output was
+        positive (PyTorch's ``threshold_backward``).  ``dresidual``, the gradient of the last
+        forward's residual, is that masked ``dy``; None when no residual was added.
 
         Parameters
         ----------
@@ -357,13 +400,19 @@ class BatchNorm:
         if self._cache is None:
             raise RuntimeError("backward: call forward first (the layer has no saved input)")
         kind, x, mean, invstd = self._cache
+        y, has_residual = self._fused
         dy = _layer_array(dy, "dy", self.dtype, "the layer's dtype")
         if dy.shape != x.shape:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
                              f"got {dy.shape}")
+        dres = np.empty_like(x) if has_residual else None
         if kind == "batch":
-            dx, dgamma, dbeta = self._batch_backward(dy, x, mean, invstd)
+            dx, dgamma, dbeta = self._batch_backward(dy, x, mean, invstd, y, dres)
         else:  # the running statistics are constants: the layer is affine in x
+            if y is not None:   # through the ReLU: threshold_backward(dy, y, 0)
+                dy = np.where(y <= 0, self.dtype.type(0), dy)
+            if dres is not None:
+                np.copyto(dres, dy)
             axis = self.axis % x.ndim
             shape = [1] * x.ndim
             shape[axis] = -1
@@ -376,6 +425,7 @@ class BatchNorm:
             dbeta = dy.sum(axis=axes, dtype=np.float64).astype(v.param_dtype(self.dtype))
         if self.gamma is not None:
             self.dgamma, self.dbeta = dgamma, dbeta
+        self.dresidual = dres
         return dx
 
     def parameters(self):
@@ -406,9 +456,11 @@ class BatchNorm:
 
     def __repr__(self):
         # PyTorch's repr: the constructor arguments, not the mode; this one also evaluates back.
+        # relu only when set: the reprs of unfused layers stay as they were
         return (f"BatchNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
                 f"momentum={self.momentum!r}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}, dtype='{self.dtype.name}')")
+                f"track_running_stats={self.track_running_stats}, dtype='{self.dtype.name}'"
+                f"{', relu=True' if self.relu else ''})")
 
 
 def _layer_dtype(dtype):

@@ -30,6 +30,8 @@ class BatchNorm(Generic[_FloatT]):
     running_var: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
     dbeta: NDArray[_FloatT] | None
+    relu: bool
+    dresidual: NDArray[_FloatT] | None
 
     @overload
     def __init__(
@@ -42,6 +44,7 @@ class BatchNorm(Generic[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -54,6 +57,7 @@ class BatchNorm(Generic[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -66,12 +70,15 @@ class BatchNorm(Generic[_FloatT]):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...
 
     def train(self, mode: bool = True) -> Self: ...
     def eval(self) -> Self: ...
-    def forward(self, x: NDArray[_FloatT], training: bool | None = None) -> NDArray[_FloatT]: ...
-    def __call__(self, x: NDArray[_FloatT], training: bool | None = None) -> NDArray[_FloatT]: ...
+    def forward(self, x: NDArray[_FloatT], training: bool | None = None, *,
+                residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], training: bool | None = None, *,
+                 residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
     def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
     def reset_running_stats(self) -> None: ...

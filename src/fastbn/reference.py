@@ -32,11 +32,32 @@ def _reduce_axes(x, axis):
     return tuple(i for i in range(x.ndim) if i != axis), axis
 
 
+def _relu(s):
+    """torch.relu on CPU: 0 where s < 0, s itself elsewhere (NaN and -0.0 kept)."""
+    return np.where(s < 0, s.dtype.type(0), s)
+
+
+def _fused_output(y, relu, residual):
+    """The fused forward's epilogue of the batch-norm output ``y`` (already in x's dtype):
+    ``y + residual`` rounded once in that dtype, then the ReLU."""
+    if residual is not None:
+        y = np.add(y, residual, dtype=y.dtype)
+    return _relu(y) if relu else y
+
+
+def _relu_grad(dy, y):
+    """PyTorch's threshold_backward(dy, y, 0): 0 where y <= 0, dy elsewhere (also where y is
+    NaN)."""
+    return np.where(y <= 0, dy.dtype.type(0), dy)
+
+
 def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean=None,
-                     running_var=None, momentum=0.1, out=None):
+                     running_var=None, momentum=0.1, out=None, relu=False, residual=None):
     """Ioffe & Szegedy (2015), Algorithm 1, with PyTorch's running-statistics update.
 
-    The twin of :func:`fastbn.batch_norm_train` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.batch_norm_train` (same parameters and results), in NumPy.  With
+    ``residual`` and/or ``relu``, the output is then ``relu(y + residual)`` in x's dtype: the
+    sum rounded once, then 0 where negative (NaN and -0.0 kept, as ``torch.relu``).
 
     Examples
     --------
@@ -46,6 +67,9 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     >>> reference.batch_norm_train(x).y.round(4)
     array([[-1., -1.],
            [ 1.,  1.]])
+    >>> reference.batch_norm_train(x, relu=True, residual=np.full_like(x, 0.5)).y.round(4)
+    array([[0. , 0. ],
+           [1.5, 1.5]])
     """
     axes, axis = _reduce_axes(x, axis)
     n = x.size // max(x.shape[axis], 1)                            # values per channel
@@ -65,7 +89,7 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     if running_var is not None:
         new = (1 - momentum) * running_var + momentum * var * n / (n - 1)   # unbiased
         running_var[finite] = new[finite]
-    y = y.astype(x.dtype, copy=False)
+    y = _fused_output(y.astype(x.dtype, copy=False), relu, residual)
     if out is not None:
         out[...] = y
         y = out
@@ -73,10 +97,11 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
 
 
 def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axis=1, eps=1e-5,
-                     out=None):
+                     out=None, relu=False, residual=None):
     """Normalize with fixed statistics: (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
 
-    The twin of :func:`fastbn.batch_norm_infer` (same parameters and result), in NumPy.
+    The twin of :func:`fastbn.batch_norm_infer` (same parameters and result), in NumPy; relu
+    and residual as in :func:`batch_norm_train`.
 
     Examples
     --------
@@ -93,17 +118,20 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
         y = y * _channel_view(gamma, x, axis)
     if beta is not None:
         y = y + _channel_view(beta, x, axis)
-    y = y.astype(x.dtype, copy=False)
+    y = _fused_output(y.astype(x.dtype, copy=False), relu, residual)
     if out is not None:
         out[...] = y
         y = out
     return y
 
 
-def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=None,
+                        dresidual=None):
     """Backward pass through the batch statistics (Ioffe & Szegedy 2015, section 3).
 
     The twin of :func:`fastbn.batch_norm_backward` (same parameters and results), in NumPy.
+    With ``y`` (a fused forward's output) ``dy`` is first ``threshold_backward(dy, y, 0)``: 0
+    where ``y <= 0``, ``dy`` elsewhere (also where ``y`` is NaN); ``dresidual`` receives it.
 
     Examples
     --------
@@ -113,7 +141,14 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
     >>> _, mean, invstd = reference.batch_norm_train(x)
     >>> reference.batch_norm_backward(np.ones_like(x), x, mean, invstd).dbeta
     array([2., 2.])
+    >>> y = np.array([[0.0, 2.0], [-1.0, 3.0]])      # a fused forward's output
+    >>> reference.batch_norm_backward(np.ones_like(x), x, mean, invstd, y=y).dbeta
+    array([0., 2.])
     """
+    if y is not None:
+        dy = _relu_grad(dy, y)
+    if dresidual is not None:
+        dresidual[...] = dy
     axes, axis = _reduce_axes(x, axis)
     n = x.size // max(x.shape[axis], 1)                            # values per channel
     mean, invstd = _channel_view(mean, x, axis), _channel_view(invstd, x, axis)

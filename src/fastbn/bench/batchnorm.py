@@ -1,4 +1,6 @@
-"""Benchmark cases for batch norm: training forward, inference forward, backward.
+"""Benchmark cases for batch norm: training forward, inference forward, backward, and the fused
+forms of issue 17 (BN+ReLU and BN+add+ReLU training forward, the backward through the ReLU) on
+NCHW, NHWC and NC.
 
 Each case names its inputs (x; x and dy for the backward), which the "producer" state rewrites
 before each timed call, and its floor (:mod:`fastbn.bench.floor`).  NCHW, NHWC and NC also have
@@ -18,6 +20,7 @@ SHAPES = [
     ("NC", (4096, 1024), 1),
     ("NCDHW", (8, 64, 8, 28, 28), 1),   # 3-D convolutions (video, volumes)
 ]
+FUSED_LAYOUTS = ("NCHW", "NHWC", "NC")   # the fused rows' inputs (issue 17)
 QUICK_SHAPES = [("NCHW", (8, 16, 14, 14), 1), ("NHWC", (8, 14, 14, 16), -1), ("NC", (256, 64), 1),
                 ("NCDHW", (4, 8, 4, 7, 7), 1)]
 # The layouts with float16 and bfloat16 rows (training forward and backward) beside float32.
@@ -96,6 +99,70 @@ def _torch_fns(x, dy, axis, C, mean, invstd):
     return train, infer, backward
 
 
+def _torch_fused_fns(x, dy, r, y, axis, C, mean, invstd):
+    """PyTorch's unfused forms: relu(batch_norm(x)) and relu(batch_norm(x) + r); the backward
+    threshold_backward(dy, y, 0) then native_batch_norm_backward."""
+    import torch
+
+    def t(a):   # channels-last as torch's NHWC memory format, as _torch_fns does
+        a = torch.from_numpy(a)
+        return a.permute(0, 3, 1, 2) if (axis != 1 and a.ndim == 4) else a
+    tx, tdy, tr, ty = t(x), t(dy), t(r), t(y)
+    w, b = torch.ones(C), torch.zeros(C)
+    rm, rv = torch.zeros(C), torch.ones(C)
+
+    def relu():
+        with torch.no_grad():
+            return torch.relu(torch.nn.functional.batch_norm(tx, rm, rv, w, b, training=True))
+
+    def add_relu():
+        with torch.no_grad():
+            return torch.relu(torch.nn.functional.batch_norm(tx, rm, rv, w, b, training=True)
+                              + tr)
+
+    save_mean, save_invstd = torch.from_numpy(mean), torch.from_numpy(invstd)
+
+    def backward():
+        g = torch.ops.aten.threshold_backward(tdy, ty, 0)
+        return torch.ops.aten.native_batch_norm_backward(
+            g, tx, w, rm, rv, save_mean, save_invstd, True, 1e-5, [True, True, True])
+
+    return relu, add_relu, backward
+
+
+def _fused_cases(label, shape, axis, x, dy, g, b, rm, rv, name, torch):
+    """The fused rows of one input: BN+ReLU and BN+add+ReLU training forward, the backward
+    through the ReLU (y given: dy masked in the same passes)."""
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal(shape, dtype=np.float32)
+    out = np.empty_like(x)
+    y, mean, invstd = fastbn.batch_norm_train(x, g, b, axis=axis, relu=True, residual=r)
+    t_relu = t_add = t_back = None
+    if torch:
+        t_relu, t_add, t_back = _torch_fused_fns(x, dy, r, y, axis, shape[axis], mean, invstd)
+    return [
+        Case("bn+relu train", name,
+             lambda: fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm, running_var=rv,
+                                             out=out, relu=True),
+             lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                                running_var=rv, relu=True),
+             torch=t_relu, copy_of=x, inputs=[x],
+             floor=floor_timer("bn+relu train", label, x)),
+        Case("bn+add+relu train", name,
+             lambda: fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm, running_var=rv,
+                                             out=out, relu=True, residual=r),
+             lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                                running_var=rv, relu=True, residual=r),
+             torch=t_add, copy_of=x, inputs=[x, r],
+             floor=floor_timer("bn+add+relu train", label, x, more=(r,))),
+        Case("bn+relu backward", name,
+             lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=out, y=y),
+             lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, y=y),
+             torch=t_back, copy_of=x, inputs=[x, dy, y],
+             floor=floor_timer("bn+relu backward", label, x, dy, more=(y,))),
+    ]
+
+
 def big_shapes(nbytes):
     """NCHW (32,C,56,56) and NC (M,1024) float32 inputs of at least ``nbytes`` each: on a machine
     with a last-level cache of nbytes/4, what the standard inputs are to a cache 4x larger than
@@ -143,6 +210,8 @@ def cases(quick=False, torch=False, big=None):
                  torch=t_back, copy_of=x, inputs=[x, dy],
                  floor=floor_timer("bn backward", label, x, dy)),
         ]
+        if label in FUSED_LAYOUTS and not big:
+            out += _fused_cases(label, shape, axis, x, dy, g, b, rm, rv, name, torch)
         if label in HALF_LABELS and not big:
             out += _half_cases(label, shape, axis, x, dy)
     return out

@@ -14,6 +14,9 @@ of the traffic it cannot avoid, at the bandwidth the machine gives in that state
 - infer, any layout: read x + write y, 8;
 - backward NCHW, NCDHW: read x, dy + write dx, 12 (blocked: a channel's slabs stay in L2);
 - backward NC, NHWC: read x, dy; then read x, dy + write dx, 20 (streaming);
+- fused with a ReLU (issue 17): train as train; with a residual add, the residual is read too in
+  the output pass: 12 (blocked), 16 (streaming); backward through the ReLU reads y beside x and
+  dy in each pass: 16 (blocked), 28 (streaming);
 - the other norms (layer, RMS, group, instance), whose groups stay in cache between their
   statistics and their output: forward read x + write y, 8; backward read x, dy + write dx, 12.
 
@@ -33,6 +36,9 @@ _config._register(_stream)   # the floor runs at fastbn's instruction set, like 
 BYTES = {("bn train", "blocked"): 8, ("bn train", "streaming"): 12,
          ("bn infer", "blocked"): 8, ("bn infer", "streaming"): 8,
          ("bn backward", "blocked"): 12, ("bn backward", "streaming"): 20,
+         ("bn+relu train", "blocked"): 8, ("bn+relu train", "streaming"): 12,
+         ("bn+add+relu train", "blocked"): 12, ("bn+add+relu train", "streaming"): 16,
+         ("bn+relu backward", "blocked"): 16, ("bn+relu backward", "streaming"): 28,
          ("norm forward", "blocked"): 8, ("norm backward", "blocked"): 12}
 
 
@@ -43,14 +49,18 @@ def family(layout):
     return "streaming" if layout in ("NC", "NHWC") else "blocked"
 
 
-def spec(kernel, layout, x, dy, out):
-    """The passes of the floor of ``kernel`` on ``layout`` over x (and dy), writing ``out``."""
+def spec(kernel, layout, x, dy, out, more=()):
+    """The passes of the floor of ``kernel`` on ``layout`` over x (and dy, and the fused kernels'
+    ``more``: the residual, or y), writing ``out``."""
     fam = family(layout)
-    ins = (x, dy) if kernel.endswith("backward") else (x,)
+    backward = kernel.endswith("backward")
+    ins = ((x, dy) if backward else (x,)) + tuple(more)
     write = [(ins, out)]
     if kernel == "bn infer" or fam == "blocked":
         return write
-    return [(ins, None)] + write
+    # the statistics read x (the backward's sums x, dy and the y that masks dy); the residual
+    # is read by the output pass alone
+    return [(ins if backward else (x,), None)] + write
 
 
 def traffic(passes):
@@ -58,10 +68,10 @@ def traffic(passes):
     return sum(4 * (len(ins) + (out is not None)) for ins, out in passes)
 
 
-def floor_timer(kernel, layout, x, dy=None):
-    """A callable running the floor of ``kernel`` on ``layout`` over x (and dy) at fastbn's
-    current thread count, writing an array of its own."""
+def floor_timer(kernel, layout, x, dy=None, more=()):
+    """A callable running the floor of ``kernel`` on ``layout`` over x (and dy, and ``more``) at
+    fastbn's current thread count, writing an array of its own."""
     out = np.empty_like(x)
-    passes = spec(kernel, layout, x, dy, out)
+    passes = spec(kernel, layout, x, dy, out, more)
     assert traffic(passes) == BYTES[(kernel, family(layout))]
     return lambda: _stream.passes(passes, _config.get_num_threads())

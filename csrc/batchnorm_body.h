@@ -22,7 +22,9 @@
  *   subnormal (2^-149), each output obeys
  *       forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s| + e (|x - mean| + u|mean| + 1)
  *       backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
- *                                + e (|dy| + |x - mean| + u|mean| + 2)
+ *                                + e (|dy| + m1 + |xhat| m2 + |x - mean| + u|mean| + 2)
+ *   (m1, m2: the channel's means of |dy| and |dy xhat|, which scale a subnormal g's error through
+ *   s and c)
  *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
  *   The e terms are underflow: below T's smallest normal, rounding errs by up to e/2 absolutely,
  *   once per coefficient rounded to T (scaled by |dy|, |x - mh|, 1) and once per product.

@@ -9,7 +9,7 @@ outputs (y, dx) come from fastbn's float32 elementwise pass, whose documented er
     forward, inference:  |y - y*|  <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
                                        + e (|x - mean| + u |mean| + 1)
     backward:            |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
-                                       + e (|dy| + |x - mean| + u |mean| + 2)
+                                       + e (|dy| + m1 + |xhat| m2 + |x - mean| + u |mean| + 2)
 
 where y* = (x - mean) s + c and dx* = dy g + (x - mean) s + c are the exact values (s, c, g the
 per-channel coefficients of each pass) and e = 2^-149, float32's smallest subnormal: the
@@ -17,7 +17,9 @@ underflow term.  Below the smallest normal number rounding is absolute, at most 
 each coefficient g, s, c is rounded to float32 (then multiplied by |dy|, |x - mh| <= |x - mean| +
 u |mean|, 1) and once when each product dy * g, (x - mh) * s is rounded (additions of subnormals
 are exact).  That is e/2 (|dy| + |x - mean| + u |mean|)(1 + u) + 3 e/2 (backward), e/2 (|x - mean|
-+ u |mean|)(1 + u) + e (forward): within the terms above.  float64 results are checked to ~1e-12
++ u |mean|)(1 + u) + e (forward): within the terms above.  A g below the normal range in the
+float64 work (the float64 kernels' own coefficient) errs by e/2 in s and c as well, scaled there
+by m1 and |xhat| m2, the channel's means of |dy| and |dy xhat|.  float64 results are checked to ~1e-12
 of their scale.
 """
 import numpy as np
@@ -131,8 +133,12 @@ def backward_bound(dy, x, mean, invstd, gamma, axis, *, sums=None, count=None):
         n = count
         sdy, sdyx = _per_channel(sums[0], x, axis), _per_channel(sums[1], x, axis) / inv
     s, c = -g * inv * inv * sdyx / n, -g * sdy / n
+    # the e terms: g below the normal range errs by up to e/2 absolutely, which dy, and through
+    # s and c the channel's mean |dy| and |xhat| mean |dy xhat|, scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        g_under = np.abs(sdy) / n + np.abs(d) * inv * inv * np.abs(sdyx) / n
     return 8 * U32 * (np.abs(gy * g) + np.abs(d * s) + np.abs(c)) + 4 * U32 ** 2 * np.abs(m * s) \
-        + E32 * (np.abs(gy) + np.abs(d) + U32 * np.abs(m) + 2)
+        + E32 * (np.abs(gy) + g_under + np.abs(d) + U32 * np.abs(m) + 2)
 
 
 def assert_close(actual, expected, dtype, *, rel64=1e-12, bound32=None):

@@ -508,8 +508,12 @@ def case_batch_norm_backward(data):
             gi = np.abs(g * f64(iv))
             acc = 1e-12 * channel_view(gi * (s_dy + fin(f64(iv)) * 0 + s_dyx) / max(n, 1), nd, ax) \
                 * (1 + fin(xhat))
+            # underflow: a subnormal g = gamma invstd errs by half a subnormal, scaled by dy and,
+            # through the coefficients, by mean |dy| and |xhat| mean |dy xhat| of the channel
+            g_under = channel_view(s_dy / max(n, 1), nd, ax) \
+                + fin(xhat) * channel_view(s_dyx / max(n, 1), nd, ax)
             tol = np.nan_to_num(base, nan=0.0) + acc + 1e-12 * fin(f64(ref.dx)) \
-                + TINY[dtype] * (fin(dy64) + fin(x64 - channel_view(mv, nd, ax)) + 1)
+                + TINY[dtype] * (fin(dy64) + g_under + fin(x64 - channel_view(mv, nd, ax)) + 1)
             # float64 data whose channel sums sum(dy), sum(dy * (x - mean)) overflow float64:
             # fastbn forms them (in float64), the reference does not; not judged (as in train)
             sums_over = channel_view(_sums_overflow(dy_in, x_in, mv, ax), nd, ax) > 0

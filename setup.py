@@ -7,6 +7,7 @@ Set FASTBN_SANITIZE=1 to build with -fsanitize=address,undefined, FASTBN_SANITIZ
 with -fsanitize=thread (ThreadSanitizer: tests/test_concurrency.py under .ci/run).
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 import platform
 import re
 import sys
@@ -57,6 +58,11 @@ ISAS = list(ISA_FLAGS_GNU) if X86 else ["scalar"]
 class BuildExt(build_ext):
     """build_ext that first compiles each module's kernel bodies once per instruction set."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:   # the modules too, one per core (pip and python -m build pass no -j)
+            self.parallel = os.cpu_count() or 1
+
     def run(self):
         if self.inplace:   # a compiled module of an older tree (fastbn._batchnorm) shadows the .py
             built = {name.rsplit(".", 1)[1] for name, *_ in MODULES}
@@ -79,10 +85,9 @@ class BuildExt(build_ext):
         ext.extra_compile_args = base + (["-pthread"] if not msvc else [])
         if not msvc:
             ext.extra_link_args = ext.extra_link_args + ["-pthread"]
-        objects = []
-        for isa in ISAS:
+        def compile_for(isa):
             flags = (ISA_FLAGS_MSVC if msvc else ISA_FLAGS_GNU)[isa]
-            objects += self.compiler.compile(
+            return self.compiler.compile(
                 ISA_SOURCES[ext.name],
                 output_dir=os.path.join(self.build_temp, isa),
                 macros=macros + [("FB_ISA_SUFFIX", "_" + isa)],
@@ -90,7 +95,10 @@ class BuildExt(build_ext):
                 extra_postargs=base + flags,
                 depends=ext.depends,
             )
-        ext.extra_objects = objects
+        # The instruction sets' objects are independent compiler runs: one per core at a time
+        # (the kernel bodies are most of a build's minutes).
+        with ThreadPoolExecutor(max_workers=max(1, min(len(ISAS), os.cpu_count() or 1))) as pool:
+            ext.extra_objects = [o for objs in pool.map(compile_for, ISAS) for o in objs]
         super().build_extension(ext)
 
 

@@ -42,7 +42,7 @@ tests at the end).
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``);
 the default "ci" profile is derandomized and runs 150 examples per function (about 30 s on a
-2-core machine).  .ci/run runs it as test_fuzz.py: in step 1, and with 100 examples in step 5
+2-core machine).  .ci/run runs it as test_fuzz.py: in step 1, and with 30 examples in step 5
 (ASan + UBSan); step 4 (qemu) deselects "slow_under_qemu".
 """
 import math

@@ -81,7 +81,7 @@ float64 (a zero weight folded to NaN).
 
 Running it: as tests/test_fuzz.py (``FASTBN_FUZZ=long`` / ``dev``, ``FASTBN_FUZZ_EXAMPLES``): the
 "ci" profile (derandomized) runs 300 examples per function, about 45 s on the shared 2-core
-machine (.ci/run step 1), and 100 in step 5 (about 15 s natively).  It was run green at
+machine (.ci/run step 1), and 30 in step 5.  It was run green at
 2000 examples per function (``FASTBN_FUZZ_EXAMPLES=2000``, about 10 minutes).
 """
 import functools

@@ -7,18 +7,7 @@
 #define FB_T float
 #define FB_S uint16_t
 #define FB_DT bf16
-#define FB_TV fb_vf
-#define FB_TV_W FB_VF_W
-#define FB_TV_SET1 fb_vf_set1
-#define FB_TV_LOAD fb_vf_load
-#define FB_TV_STORE fb_vf_store
-#define FB_TV_STREAM fb_vf_stream
-#define FB_TV_ADD fb_vf_add
-#define FB_TV_SUB fb_vf_sub
-#define FB_TV_MUL fb_vf_mul
-#define FB_TV_FINITE fb_vf_finite
-#define FB_TV_RELU fb_vf_relu
-#define FB_TV_RELU_GRAD fb_vf_relu_grad
+#include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_bf16
 #define FB_TV_FROM_VD fb_vf_from_vd
 #define FB_LD(v) fb_bf16_to_f32(v)

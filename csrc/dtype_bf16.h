@@ -7,6 +7,7 @@
 #define FB_T float
 #define FB_S uint16_t
 #define FB_DT bf16
+#define FB_NARROW 1   /* half storage: the layer / RMS norm forward's rows in float64 (1 ulp) */
 #include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_bf16
 #define FB_TV_FROM_VD fb_vf_from_vd

@@ -2,6 +2,7 @@
 #undef FB_T
 #undef FB_S
 #undef FB_DT
+#undef FB_NARROW
 #undef FB_TV
 #undef FB_TV_W
 #undef FB_TV_SET1
@@ -11,6 +12,8 @@
 #undef FB_TV_ADD
 #undef FB_TV_SUB
 #undef FB_TV_MUL
+#undef FB_TV_FMA
+#undef FB_FMA1
 #undef FB_TV_FINITE
 #undef FB_TV_RELU
 #undef FB_TV_RELU_GRAD

@@ -9,6 +9,7 @@
 #define FB_T float
 #define FB_S float
 #define FB_DT f32
+#define FB_NARROW 0   /* storage as wide as T */
 #include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_f32
 #define FB_VD_STORE_T fb_vd_store_f32

@@ -2,6 +2,7 @@
 #define FB_T double
 #define FB_S double
 #define FB_DT f64
+#define FB_NARROW 0   /* storage as wide as T */
 #define FB_TV fb_vd
 #define FB_TV_W FB_VD_W
 #define FB_TV_SET1 fb_vd_set1
@@ -11,6 +12,8 @@
 #define FB_TV_ADD fb_vd_add
 #define FB_TV_SUB fb_vd_sub
 #define FB_TV_MUL fb_vd_mul
+#define FB_TV_FMA fb_vd_fma
+#define FB_FMA1 fma
 #define FB_TV_FINITE fb_vd_finite
 #define FB_TV_RELU fb_vd_relu
 #define FB_TV_RELU_GRAD fb_vd_relu_grad

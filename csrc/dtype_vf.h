@@ -9,6 +9,8 @@
 #define FB_TV_ADD fb_vf_add
 #define FB_TV_SUB fb_vf_sub
 #define FB_TV_MUL fb_vf_mul
+#define FB_TV_FMA fb_vf_fma
+#define FB_FMA1 fmaf
 #define FB_TV_FINITE fb_vf_finite
 #define FB_TV_RELU fb_vf_relu
 #define FB_TV_RELU_GRAD fb_vf_relu_grad

@@ -19,9 +19,11 @@
  *
  * Numerics are batch norm's (csrc/batchnorm_body.h): shifted float64 sums per segment of about
  * 4096 values (or, channels-last, per column over 1024-row segments) merged by Chan's update in a
- * fixed order; the elementwise pass in T with the mean split as mh + mlo -- except the forward
- * of per-element coefficients on one run per group (layer/RMS norm), evaluated in float64 and
- * rounded once.  With u the unit roundoff of T and s, c, g the element's coefficients
+ * fixed order; the elementwise pass in T with the mean split as mh + mlo.  Layer and RMS norm
+ * (gamma, beta per element of a run) use the group's coefficients and gamma, beta as given, so
+ * that no per-element coefficient is formed: y = fma(fma(x - mh, (T)invstd, c'), gamma, beta),
+ * dx = fma(dy * gamma, (T)invstd, fma(x - mh, s, c')) (fma correctly rounded on every
+ * instruction set); with half storage their forward evaluates the float64 formula, rounded once.  With u the unit roundoff of T and s, c, g the element's coefficients
  * (forward: s = invstd * gamma, c = beta), every output obeys
  *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
  *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|

@@ -59,6 +59,50 @@ static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const
 #undef FB_E
 }
 
+/* One output of a row with per-element gamma gm and beta bt (NULL: ones, zeros, so that they
+ * give the same bits): t = fma(x - tm, ts, tc), batch norm's xhat with the mean split, then
+ * y = fma(t, gamma, beta).  Where that is not finite, apply1 of the element's own coefficients
+ * (the float64 formula where its T one is not finite either). */
+static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T *bt, int64_t e,
+                                   double mu, double r)
+{
+    const T t = FB_FMA1(x - co->tm, co->ts, co->tc);
+    const T y = FB_FMA1(t, gm ? gm[e] : (T)1, bt ? bt[e] : (T)0);
+    if (isfinite(y)) return y;
+    const FN(coef) ce = FN(make_coef)(mu, gm ? (double)gm[e] * r : r, 0.0, bt ? (double)bt[e] : 0.0);
+    return FN(apply1)(x, &ce);
+}
+
+/* One row of per-element coefficients (layer / RMS norm, inner == 1) in T, as row_affine1: two
+ * multiply-adds a vector, where the float64 formula took eight operations and two conversions.
+ * Streamed when `stream`; pf, if not NULL, is the next row, prefetched while this one runs. */
+static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, const T *gm,
+                          const T *bt, double mu, double r, const S *pf, int stream)
+{
+    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+    const FB_TV one = FB_TV_SET1((T)1), zero = FB_TV_SET1((T)0);
+#define FB_RA_V(e)                                                                                \
+    FB_TV_FMA(FB_TV_FMA(FB_TV_SUB(FB_SV_LOAD(xr + (e)), m), s, c),                                \
+              gm ? FB_TV_LOAD(gm + (e)) : one, bt ? FB_TV_LOAD(bt + (e)) : zero)
+#define FB_RA_STORE(STORE, e)                                                                     \
+    do {                                                                                          \
+        if (pf && (e) % (64 / sizeof(S)) == 0) fb_prefetch(pf + (e));                             \
+        const FB_TV y_ = FB_RA_V(e);                                                              \
+        if (FB_TV_FINITE(y_)) STORE(yr + (e), y_);                                                \
+        else for (int64_t j_ = (e); j_ < (e) + FB_TV_W; j_++)                                     \
+            yr[j_] = FB_ST(FN(row_affine1)(FB_LD(xr[j_]), co, gm, bt, j_, mu, r));                 \
+    } while (0)
+    int64_t e = 0, head, stop;
+    if (stream && fb_stream_span(yr, sizeof(S), n, &head, &stop)) {
+        for (; e < head; e++) yr[e] = FB_ST(FN(row_affine1)(FB_LD(xr[e]), co, gm, bt, e, mu, r));
+        for (; e < stop; e += FB_TV_W) FB_RA_STORE(FB_SV_STREAM, e);
+    }
+    for (; e + FB_TV_W <= n; e += FB_TV_W) FB_RA_STORE(FB_SV_STORE, e);
+    for (; e < n; e++) yr[e] = FB_ST(FN(row_affine1)(FB_LD(xr[e]), co, gm, bt, e, mu, r));
+#undef FB_RA_STORE
+#undef FB_RA_V
+}
+
 /* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
  * rounded once (half types: to float, then to the half type: FB_ST64, as the vectors).  Whole
  * vectors of T, streamed when `stream` (the row's lines are written whole, so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
@@ -133,34 +177,36 @@ static void FN(row_grad_sums)(const S *xr, const S *gr, int64_t L, double mu, do
     }
 }
 
-/* dx = dy * (T)(gd r) + ((x - tm) * ts + tc) over a run (elem_grad_apply with the per-element
- * factor rounded in registers; non-finite vectors redone by elem_grad1); streamed when `stream`;
- * pfx, pfg (or NULL): the next run's x and dy, prefetched. */
-static void FN(row_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
-                               const double *FB_RESTRICT gd, double r, const FN(coef) *co,
-                               const S *pfx, const S *pfg, int stream)
+/* One gradient of a row with per-element gamma gm (NULL: ones, the same bits):
+ * dx = fma(dy * gamma, tg, fma(x - tm, ts, tc)) with tg = (T)invstd; where that is not finite,
+ * elem_grad1 with the element's g = gamma invstd. */
+static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *gm, int64_t e,
+                                        double r)
 {
-    const T tm = co->tm, ts = co->ts, tc = co->tc;
-    const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
-    const fb_vd rv = fb_vd_set1(r);
-#define FB_TGV(i) FB_TV_FROM_VD(fb_vd_mul(fb_vd_load_f64(gd + (i)), rv),                         \
-                                fb_vd_mul(fb_vd_load_f64(gd + (i) + FB_TV_W - FB_VD_W), rv))
-#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), FB_TGV(i)),                              \
-                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
+    const T d = FB_FMA1(gm ? dy * gm[e] : dy, co->tg, FB_FMA1(x - co->tm, co->ts, co->tc));
+    return isfinite(d) ? d : FN(elem_grad1)(dy, x, gm ? (double)gm[e] * r : r, co);
+}
+
+/* row_grad_affine1 over a run: three operations a vector besides the subtraction, where the
+ * float64 factor gamma invstd took four and two conversions.  Streamed when `stream`; pfx, pfg
+ * (or NULL): the next run's x and dy, prefetched. */
+static void FN(row_grad_affine)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
+                                const T *gm, double r, const S *pfx, const S *pfg, int stream)
+{
+    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+    const FB_TV tg = FB_TV_SET1(co->tg);
 #define FB_PF(i)                                                                                  \
     if (pfx && (i) % (64 / sizeof(S)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
 #define FB_E_STORE(STORE, i)                                                                      \
     do {                                                                                          \
-        const FB_TV r_ = FB_E(i);                                                                 \
+        const FB_TV g_ = FB_SV_LOAD(dy + (i));                                                    \
+        const FB_TV r_ = FB_TV_FMA(gm ? FB_TV_MUL(g_, FB_TV_LOAD(gm + (i))) : g_, tg,             \
+                                   FB_TV_FMA(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s, c));           \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
-            dx[j_] = FB_ST(FN(elem_grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), gd[j_] * r, co));         \
+            dx[j_] = FB_ST(FN(row_grad_affine1)(FB_LD(dy[j_]), FB_LD(x[j_]), co, gm, j_, r));     \
     } while (0)
-#define FB_E1(i)                                                                                  \
-    do {                                                                                          \
-        const T r_ = FB_LD(dy[i]) * (T)(gd[i] * r) + ((FB_LD(x[i]) - tm) * ts + tc);             \
-        dx[i] = FB_ST(isfinite(r_) ? r_ : FN(elem_grad1)(FB_LD(dy[i]), FB_LD(x[i]), gd[i] * r, co)); \
-    } while (0)
+#define FB_E1(i) dx[i] = FB_ST(FN(row_grad_affine1)(FB_LD(dy[i]), FB_LD(x[i]), co, gm, i, r))
     int64_t i = 0, head, stop;
     if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) FB_E1(i);
@@ -177,8 +223,6 @@ static void FN(row_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
 #undef FB_E1
 #undef FB_E_STORE
 #undef FB_PF
-#undef FB_E
-#undef FB_TGV
 }
 
 /* ---- moments: one group's statistics ------------------------------------------------------ */
@@ -229,8 +273,7 @@ typedef struct {
 /* The channel of element i of a run (elementwise mode), relative to the group's first. */
 #define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
 
-/* gd, bd: the group's gamma and beta as float64 (or NULL), so that rows of per-element
- * coefficients convert x alone. */
+/* gd, bd: the group's gamma and beta in float64 (or NULL), for half storage's float64 rows. */
 static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const double *gd,
                               const double *bd)
 {
@@ -253,30 +296,28 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const 
             }
         return;
     }
-    /* Per-element coefficients with per-group statistics: they would change with every group,
-     * so the float64 formula y = (x - mean) * (gamma r) + beta is evaluated instead (rounded
-     * once: within the bound of norm.h, cheaper than rounding s and c to T, and without gamma
-     * or beta bitwise the same as with ones and zeros). */
+    /* Per-element coefficients with per-group statistics.  One channel per element (layer and
+     * RMS norm): xhat with the group's coefficients, then gamma and beta (row_affine).  Half
+     * storage, other layouts, or where x - mean could overflow in T: the float64 formula
+     * y = (x - mean) * (gamma r) + beta, rounded once (so a half output is within 1 ulp). */
     const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
+    const FN(coef) co = FN(make_coef)(mu, r, 0.0, 0.0);
     for (int64_t m = 0; m < mid; m++) {
         const S *xr = xb + m * stride;
         S *yr = yb + m * stride;
-        if (gd) {   /* layer and RMS norm with gamma, gamma and beta cached in float64 */
-            const S *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+        const S *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+        if (inner == 1 && !co.exact && !FB_NARROW) {
+            FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
+            continue;
+        }
+        if (gd) {
             FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, next, k->stream);
-        } else if (inner == 1 && gm && bt) {   /* layer and RMS norm's cases, written to vectorize */
-            for (int64_t e = 0; e < L; e++)
-                yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * ((double)gm[e] * r) + (double)bt[e]);
-        } else if (inner == 1 && gm) {
-            for (int64_t e = 0; e < L; e++) yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * ((double)gm[e] * r) + 0.0);
-        } else if (!gm && !bt) {
-            for (int64_t e = 0; e < L; e++) yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * r + 0.0);
-        } else {
-            for (int64_t e = 0; e < L; e++) {
-                const int64_t c = FB_ELEM_CH(e);
-                const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
-                yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * sc + b);
-            }
+            continue;
+        }
+        for (int64_t e = 0; e < L; e++) {
+            const int64_t c = FB_ELEM_CH(e);
+            const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
+            yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * sc + b);
         }
     }
 }
@@ -287,10 +328,8 @@ static void FN(forward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    /* Rows of per-element coefficients (layer / RMS norm): gamma and beta converted once per
-     * task rather than once per row (the apply's conversions dominated it); the same bits. */
-    double *gd = NULL, *bd = NULL;
-    if (p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
+    double *gd = NULL, *bd = NULL;   /* half storage's rows: gamma, beta converted once a task */
+    if (FB_NARROW && p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
         gd = (double *)malloc(sizeof(double) * 2 * (size_t)p->L);   /* NULL: the plain path */
     if (gd) {
         const int64_t c0 = g * p->v.Cg;
@@ -608,17 +647,17 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     fb_grad_coefs(fb_lanes_total(la), fb_lanes_total(lb), n, r, 1.0, &unused, &unused, coef);
     if (!k->centered) coef[2] = 0.0;
     const FN(coef) co = FN(make_coef)(mu, coef[0], r, coef[2]);
+    if (inner == 1 && !co.exact) {
+        const int pf = mid == 1 && o + 1 < p->v.outer;
+        for (int64_t m = 0; m < mid; m++)
+            FN(row_grad_affine)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, gm, r,
+                                pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
+                                k->stream);
+        return;
+    }
     if (!gm) {
         for (int64_t m = 0; m < mid; m++)
             FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream);
-        return;
-    }
-    if (gd && !co.exact) {
-        const int pf = mid == 1 && o + 1 < p->v.outer;
-        for (int64_t m = 0; m < mid; m++)
-            FN(row_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, gd, r, &co,
-                               pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
-                               k->stream);
         return;
     }
     T tg[FB_EBLK];

@@ -10,6 +10,7 @@
 #ifndef FASTBN_SIMD_H
 #define FASTBN_SIMD_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -107,6 +108,30 @@ static inline fb_vf fb_vf_set1(float a) { return a - (fb_vf){0}; }
 static inline fb_vf fb_vf_add(fb_vf a, fb_vf b) { return a + b; }
 static inline fb_vf fb_vf_sub(fb_vf a, fb_vf b) { return a - b; }
 static inline fb_vf fb_vf_mul(fb_vf a, fb_vf b) { return a * b; }
+/* a * b + c rounded once, lane by lane: the instruction where the build has one, else C99's
+ * fmaf / fma (correctly rounded too), so every instruction set gives the same bits. */
+static inline fb_vf fb_vf_fma(fb_vf a, fb_vf b, fb_vf c)
+{
+#if defined(__AVX512F__)
+    return (fb_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+    return (fb_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    for (int i = 0; i < FB_VF_W; i++) a[i] = fmaf(a[i], b[i], c[i]);
+    return a;
+#endif
+}
+static inline fb_vd fb_vd_fma(fb_vd a, fb_vd b, fb_vd c)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(__FMA__)
+    return (fb_vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+    for (int i = 0; i < FB_VD_W; i++) a[i] = fma(a[i], b[i], c[i]);
+    return a;
+#endif
+}
 static inline fb_vf fb_vf_load(const float *p) { fb_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void fb_vf_store(float *p, fb_vf v) { memcpy(p, &v, sizeof v); }
 /* Batch norm's fused ReLU, element by element as PyTorch's CPU kernels: relu(v) is +0 where
@@ -164,6 +189,8 @@ typedef struct { float v[FB_VF_W]; } fb_vf;
 FB_VD_OP(add, +) FB_VD_OP(sub, -) FB_VD_OP(mul, *)
 static inline fb_vd fb_vd_add_m(fb_vd a, fb_vd b) { return fb_vd_add(a, b); }
 FB_VF_OP(add, +) FB_VF_OP(sub, -) FB_VF_OP(mul, *)
+static inline fb_vf fb_vf_fma(fb_vf a, fb_vf b, fb_vf c) { for (int i = 0; i < FB_VF_W; i++) a.v[i] = fmaf(a.v[i], b.v[i], c.v[i]); return a; }
+static inline fb_vd fb_vd_fma(fb_vd a, fb_vd b, fb_vd c) { for (int i = 0; i < FB_VD_W; i++) a.v[i] = fma(a.v[i], b.v[i], c.v[i]); return a; }
 static inline fb_vd fb_vd_set1(double a) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = a; return r; }
 static inline fb_vd fb_vd_load_f64(const double *p) { fb_vd r; memcpy(r.v, p, sizeof r.v); return r; }
 static inline fb_vd fb_vd_load_f32(const float *p) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = p[i]; return r; }

@@ -236,7 +236,9 @@ static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t str
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
     int64_t m = 0, p = 0;
     while (m < mid) {
-        double s1[FB_LANES] = {0}, s2[FB_LANES] = {0};
+        double s1[FB_LANES], s2[FB_LANES];
+        fb_lanes_zero(s1);
+        fb_lanes_zero(s2);
         const double k = centered ? (double)FB_LD(base[m * stride + p]) : 0.0;
         int64_t count = 0;
         while (m < mid && count < FB_SEG) {

@@ -66,6 +66,25 @@ def byte_extent(cnp.ndarray a):
     return lo, hi
 
 
+def same_view(a, b):
+    """Whether ``a`` and ``b`` are the same view of memory: the same data address, shape, strides
+    and dtype (an in-place elementwise operation on them is safe; any other overlap is not).
+    In C: the address through ``__array_interface__`` took 3 us an array."""
+    if a is b:
+        return True
+    if not (isinstance(a, cnp.ndarray) and isinstance(b, cnp.ndarray)):
+        return False
+    cdef cnp.ndarray x = a, y = b
+    cdef int i
+    if cnp.PyArray_DATA(x) != cnp.PyArray_DATA(y) or cnp.PyArray_NDIM(x) != cnp.PyArray_NDIM(y):
+        return False
+    for i in range(cnp.PyArray_NDIM(x)):
+        if (cnp.PyArray_DIMS(x)[i] != cnp.PyArray_DIMS(y)[i]
+                or cnp.PyArray_STRIDES(x)[i] != cnp.PyArray_STRIDES(y)[i]):
+            return False
+    return x.dtype == y.dtype
+
+
 cdef bint extents_meet(object a, object b) except -1:
     """Whether the byte extents of arrays a and b meet (None or an empty array: never)."""
     cdef Py_ssize_t alo, ahi, blo, bhi

@@ -10,7 +10,7 @@ import operator
 import numpy as np
 
 from fastbn import _half
-from fastbn._util import byte_extent, extent_overlaps
+from fastbn._util import byte_extent, extent_overlaps, same_view as _same_view
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BATCH_LAYOUT = " (batch, channels, ...)"   # what batch norm's x holds, for input_array's message
@@ -261,11 +261,7 @@ def require_native(a, name):
 def same_view(a, b):
     """True if ``a`` and ``b`` are the same view of memory: same data pointer, shape, strides and
     dtype (an in-place operation on them is elementwise-safe; any other overlap is not)."""
-    if a is b:
-        return True
-    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-            and a.strides == b.strides and a.dtype == b.dtype
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+    return _same_view(a, b)
 
 
 # ---- arrays as the C kernels take them ---------------------------------------------------------

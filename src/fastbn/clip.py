@@ -340,11 +340,11 @@ def clip_by_norm(grad, max_norm, *, out=None):
     if out is None:
         out = np.empty_like(grad, dtype=dtype)
     if total <= max_norm:
-        if not _same_view(out, grad):
+        if not v.same_view(out, grad):
             np.copyto(out, grad)
         return out
     if half is not None:   # in C, which rounds T(float64(x) * float64(T(s))) once
-        if not _same_view(out, grad):
+        if not v.same_view(out, grad):
             np.copyto(out, grad)
         _, arrays, flats, copied = _prepare(out, "out", inplace=True)
         _clip.scale(_kernel_views(flats), max_norm / total, _config.get_num_threads())
@@ -353,12 +353,6 @@ def clip_by_norm(grad, max_norm, *, out=None):
     with np.errstate(invalid="ignore"):          # inf * 0 -> NaN, as documented
         np.multiply(grad, dtype.type(max_norm / total), out=out)
     return out
-
-
-def _same_view(a, b):
-    """Whether a and b are the same elements in the same layout (so writing a is in place)."""
-    return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
-                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _check_out(out, grad, dtype):
@@ -370,5 +364,5 @@ def _check_out(out, grad, dtype):
         raise ValueError(f"out: expected shape {grad.shape} (the shape of grad), got {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out: expected a writeable array, got a read-only one")
-    if not _same_view(out, grad):
+    if not v.same_view(out, grad):
         v.no_overlap([("out", out)], [("grad", grad)])

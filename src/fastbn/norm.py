@@ -32,7 +32,9 @@ _Plan = namedtuple("_Plan", ["dtype", "view", "perm", "stat_shape", "param_shape
 def _axes(axis, ndim):
     """The normalized axes: an int or a tuple (or list) of ints, each in range, none twice;
     returned in increasing order."""
-    items = list(axis) if isinstance(axis, (tuple, list)) else [axis]
+    if not isinstance(axis, (tuple, list)):   # one axis: the common case, no set or sort
+        return [v.normalize_axis(axis, ndim)]
+    items = list(axis)
     if not items:
         raise ValueError("axis: expected at least one axis, got an empty sequence")
     axes = [v.normalize_axis(a, ndim) for a in items]
@@ -44,17 +46,21 @@ def _axes(axis, ndim):
 def _trailing_plan(x, axis):
     """Layer and RMS norm: statistics over the axes `axis`, per index of the others."""
     x = v.input_array(x, "x", 1, half=True)
-    axes = _axes(axis, x.ndim)
-    rest = [i for i in range(x.ndim) if i not in axes]
-    param_shape = tuple(x.shape[a] for a in axes)
+    nd, shape = x.ndim, x.shape
+    axes = _axes(axis, nd)
+    k = nd - len(axes)
+    if axes[0] == k:   # the trailing axes (sorted, distinct): x as it is, no transpose
+        rest, perm, param_shape, stat_shape = None, None, shape[k:], shape[:k]
+    else:
+        rest = [i for i in range(nd) if i not in axes]
+        perm = tuple(rest + axes)
+        param_shape = tuple([shape[a] for a in axes])
+        stat_shape = tuple([shape[i] for i in rest])
     D = math.prod(param_shape)
     if D == 0:
-        raise ValueError(f"x: the normalized axes {tuple(axes)} hold no values (shape {x.shape})")
-    perm = tuple(rest + axes)
-    stat_shape = tuple(x.shape[i] for i in rest)
-    plan = _Plan(v.native_dtype(x.dtype), (math.prod(stat_shape), 1, 1, D, 1),
-                 None if perm == tuple(range(x.ndim)) else perm, stat_shape, param_shape,
-                 "the shape of the normalized axes of x")
+        raise ValueError(f"x: the normalized axes {tuple(axes)} hold no values (shape {shape})")
+    plan = _Plan(v.native_dtype(x.dtype), (math.prod(stat_shape), 1, 1, D, 1), perm, stat_shape,
+                 param_shape, "the shape of the normalized axes of x")
     return x, plan
 
 

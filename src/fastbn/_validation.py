@@ -208,7 +208,7 @@ def input_array(x, name, min_ndim, layout="", half=False):
 
 def same_dtype_any_order(a, name, dtype, of="x"):
     """:func:`same_dtype` up to byte order: ``'>f4'`` matches ``float32``."""
-    if native_dtype(a.dtype) != native_dtype(dtype):
+    if a.dtype != dtype and native_dtype(a.dtype) != native_dtype(dtype):
         raise TypeError(f"{name}: expected dtype {native_dtype(dtype)} (the dtype of {of}), "
                         f"got {a.dtype}")
 

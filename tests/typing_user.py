@@ -187,6 +187,15 @@ def norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
     yi, im, is_ = fastbn.instance_norm(xf, axis=-1)
     reveal_type(yi)  # T: NDArray[np.floating[Any]]
     reveal_type(fastbn.instance_norm_backward(x64, x64, im, is_, out=x64)[0])  # T: NDArray[np.float64]
+    fy, fm, fs = fastbn.layer_norm(x32, relu=True, residual=x32)
+    reveal_type(fastbn.layer_norm_backward(x32, x32, fm, fs, y=fy, dresidual=np.empty_like(x32))[0])  # T: NDArray[np.float32]
+    ry, rs = fastbn.rms_norm(x64, relu=True, residual=x64)
+    reveal_type(fastbn.rms_norm_backward(x64, x64, rs, y=ry, dresidual=None)[1])  # T: NDArray[np.float64]
+    gy, _, _ = fastbn.group_norm(x32, 2, relu=False, residual=x32)
+    reveal_type(gy)  # T: NDArray[np.float32]
+    reveal_type(fastbn.group_norm_backward(x32, x32, gm, gs, 2, y=gy, dresidual=x32)[2])  # T: NDArray[np.float32]
+    reveal_type(fastbn.instance_norm(x64, relu=True, residual=x64)[0])  # T: NDArray[np.float64]
+    reveal_type(fastbn.instance_norm_backward(x64, x64, im, is_, y=x64)[0])  # T: NDArray[np.float64]
     reveal_type(reference.layer_norm(x32)[0])  # T: NDArray[np.float32]
     reveal_type(reference.layer_norm_backward(x32, x32, mean, invstd)[1])  # T: NDArray[np.float32]
     reveal_type(reference.rms_norm(x32)[1])  # T: NDArray[np.float32]

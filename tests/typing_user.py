@@ -68,6 +68,12 @@ def layer(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(block(x32, residual=x32))  # T: NDArray[np.float32]
     reveal_type(block.dresidual)  # T: NDArray[np.float32] | None
     reveal_type(block.relu)  # T: bool
+    lblock = fastbn.LayerNorm(3, relu=True)
+    reveal_type(lblock(x32, residual=x32))  # T: NDArray[np.float32]
+    reveal_type(lblock.dresidual)  # T: NDArray[np.float32] | None
+    reveal_type(fastbn.RMSNorm(3, relu=False, dtype=np.float64).forward(x64, residual=None))  # T: NDArray[np.float64]
+    reveal_type(fastbn.GroupNorm(1, 3, relu=True).relu)  # T: bool
+    reveal_type(fastbn.InstanceNorm(3, relu=True)(x32, residual=x32))  # T: NDArray[np.float32]
     reveal_type(bn64.train(False))  # T: BatchNorm[np.float64]
     reveal_type(bn.eval())  # T: BatchNorm[np.float32]
     reveal_type(bn.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]

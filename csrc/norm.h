@@ -32,6 +32,14 @@
  * parameters float): T is float (u = 2^-24) and each output is then rounded once to the half
  * type (the float64-formula rows: to float, then to it), so |y - y*| <= ulp_h(|y*| + b)/2 + b
  * with b the bound above (tests/test_half_norms.py).
+ * Fused (issue 17, batch norm's definition, norm_common.h's fwd_epi1 / relu_grad1): with
+ * residual (or NULL) and relu, y = relu(t + residual) with t the plain output as stored (half:
+ * rounded to the half type), added and relu'd in T, rounded once; residual shares no memory with
+ * y.  Backward with y (the fused output, or NULL) and dresidual (or NULL): dy is replaced by
+ * threshold_backward(dy, y, 0) (+0 where y <= 0, dy elsewhere, NaN y included) before its first
+ * read, per group while it is in cache, so every result is bitwise the plain backward of the
+ * masked dy; dresidual (no memory shared with anything) receives that masked dy (without a
+ * dresidual, x-sized scratch holds it).
  * In place: y may be x, dx may be dy (exactly).  Results are bitwise identical for any n_threads
  * and instruction-set path: tasks are fixed by the shape, partial sums merged in task order.
  */

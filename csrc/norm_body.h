@@ -225,6 +225,41 @@ static void FN(row_grad_affine)(const S *dy, const S *x, S *dx, int64_t n, const
 #undef FB_PF
 }
 
+/* ---- the fused epilogue and mask (issue 17): batch norm's, norm_common.h ------------------ */
+
+/* y = relu(y + res) over n outputs the plain apply has just stored (fwd_epi on the stored value:
+ * for half storage the unfused output rounded to the half type, as batch norm's epilogue rounds
+ * it first).  Constant flags, so each case is its own loop. */
+static FB_INLINE void FN(epi_run_fz)(S *y, const S *res, int64_t n, const int has_res,
+                                     const int relu)
+{
+    int64_t i = 0;
+    for (; i + FB_TV_W <= n; i += FB_TV_W)
+        FB_SV_STORE(y + i, FN(fwd_epi)(FB_SV_LOAD(y + i), res, i, has_res, relu));
+    for (; i < n; i++) y[i] = FB_ST(FN(fwd_epi1)(FB_LD(y[i]), res, i, has_res, relu));
+}
+
+static void FN(epi_run)(S *y, const S *res, int64_t n, int relu)
+{
+    if (res && relu) FN(epi_run_fz)(y, res, n, 1, 1);
+    else if (res) FN(epi_run_fz)(y, res, n, 1, 0);
+    else if (relu) FN(epi_run_fz)(y, NULL, n, 0, 1);
+}
+
+/* g = threshold_backward(dy, ym, 0) over n values (relu_grad1: dy or +0, exact), or dy itself
+ * without ym: the dy that every later read of the backward sees, and dresidual's values. */
+static void FN(mask_run)(const S *dy, const S *ym, S *g, int64_t n)
+{
+    if (!ym) {
+        memcpy(g, dy, sizeof(S) * (size_t)n);
+        return;
+    }
+    int64_t i = 0;
+    for (; i + FB_TV_W <= n; i += FB_TV_W)
+        FB_SV_STORE(g + i, FB_TV_RELU_GRAD(FB_SV_LOAD(dy + i), FB_SV_LOAD(ym + i)));
+    for (; i < n; i++) g[i] = FB_ST(FN(relu_grad1)(FB_LD(dy[i]), FB_LD(ym[i])));
+}
+
 /* ---- moments: one group's statistics ------------------------------------------------------ */
 
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
@@ -270,6 +305,8 @@ typedef struct {
     double eps;
     int centered, stream;
     double *mean, *invstd;
+    const S *res;   /* the fused epilogue: residual (or NULL) and relu */
+    int relu;
 } FN(fwd_ctx);
 
 /* The channel of element i of a run (elementwise mode), relative to the group's first. */
@@ -341,7 +378,15 @@ static void FN(forward_task)(void *vctx, int64_t task)
             for (int64_t e = 0; e < p->L; e++) bd[e] = (double)k->beta[c0 + e];
         }
     }
-    for (int64_t o = o0; o < o1; o++) FN(forward_group)(k, o, g, gd, bd);
+    for (int64_t o = o0; o < o1; o++) {
+        FN(forward_group)(k, o, g, gd, bd);
+        if (k->res || k->relu) {   /* the group's outputs, still in cache: relu(y + res) */
+            const int64_t off = o * p->per_outer + g * p->L;
+            for (int64_t m = 0; m < p->v.mid; m++)
+                FN(epi_run)(k->y + off + m * p->stride, FB_AT(k->res, off + m * p->stride), p->L,
+                            k->relu);
+        }
+    }
     free(gd);
     if (k->stream) fb_stream_fence();
 }
@@ -361,6 +406,10 @@ typedef struct {
     double *mean, *invstd;               /* forward */
     double *dw;                          /* n_chunks * 6V */
     T *tw;                               /* n_chunks * 4V */
+    const S *res;                        /* forward's fused epilogue: residual (or NULL), relu */
+    int relu;
+    const S *ym;                         /* backward: the fused forward's output (or NULL) */
+    S *gbuf;                             /* backward: the masked dy (or NULL: dy as given) */
 } FN(cols_ctx);
 
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
@@ -466,6 +515,9 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
         }
         FN(cols_apply_rows)(k, xs, NULL, k->y + o * p->per_outer, exact, tm, ts, NULL, tc, sh, s1,
                             eg, s2);
+        if (k->res || k->relu)
+            FN(epi_run)(k->y + o * p->per_outer, FB_AT(k->res, o * p->per_outer), p->per_outer,
+                        k->relu);
     }
     if (k->stream) fb_stream_fence();
 }
@@ -483,6 +535,11 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
+        if (k->gbuf) {   /* the fused backward: the sample's dy masked once, read from there */
+            FN(mask_run)(gs, FB_AT(k->ym, o * p->per_outer), k->gbuf + o * p->per_outer,
+                         p->per_outer);
+            gs = k->gbuf + o * p->per_outer;
+        }
         for (int64_t v = 0; v < V; v++)
             vm[v] = k->centered ? k->mean_in[o * G + v / L] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
         for (int64_t r = 0; r < mid; r++) {
@@ -517,14 +574,16 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
 /* ---- public kernels ----------------------------------------------------------------------- */
 
 static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *gamma, const T *beta,
-                             double eps, int centered, double *mean, double *invstd, int n_threads)
+                             double eps, int centered, double *mean, double *invstd,
+                             const S *residual, int relu, int n_threads)
 {
     if (!fb_norm_view_ok(v)) return FB_EINVAL;
     const fb_norm_plan p = fb_norm_plan_make(v);
     if (v->outer == 0 || v->G == 0) return FB_OK;
     if (p.n == 0) return FB_EINVAL;
     const int64_t total = v->outer * p.per_outer;
-    const int stream = fb_stream_output(total * (int64_t)sizeof(S));
+    /* fused: the epilogue rereads the outputs from cache, so the apply does not stream them */
+    const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
         T *tw = (T *)malloc(sizeof(T) * 4 * (size_t)(p.n_chunks * p.P));
@@ -533,12 +592,12 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
             return FB_ENOMEM;
         }
         FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
-                          stream, NULL, NULL, mean, invstd, dw, tw};
+                          stream, NULL, NULL, mean, invstd, dw, tw, residual, relu, NULL, NULL};
         fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(cols_forward_task), &c);
         free(dw), free(tw);
         return FB_OK;
     }
-    FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd};
+    FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu};
     fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(forward_task), &k);
     return FB_OK;
 }
@@ -553,6 +612,8 @@ typedef struct {
     const double *mean, *invstd;
     const T *gamma;
     int centered, stream;
+    const S *ym;   /* the fused forward's output (or NULL) */
+    S *gbuf;       /* the masked dy, written per group before its first read (or NULL) */
 } FN(bwd_ctx);
 
 /* Partial per-channel sums: the chunk's first group assigns, the others add (so that one group
@@ -568,6 +629,12 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
     const S *xb = k->x + off, *gb = k->dy + off;
     S *db = k->dx + off;
+    if (k->gbuf) {   /* the fused backward: dy masked once, so every read below sees it */
+        for (int64_t m = 0; m < mid; m++)
+            FN(mask_run)(gb + m * stride, FB_AT(k->ym, off + m * stride),
+                         k->gbuf + off + m * stride, L);
+        gb = k->gbuf + off;
+    }
     const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
     const T *gm = k->gamma ? k->gamma + c0 : NULL;
     double coef[3], unused;
@@ -721,7 +788,8 @@ static void FN(backward_then)(void *vctx)
 
 static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view *v,
                               const double *mean, const double *invstd, const T *gamma,
-                              int centered, double *dgamma, double *dbeta, int n_threads)
+                              int centered, double *dgamma, double *dbeta, const S *y,
+                              S *dresidual, int n_threads)
 {
     if (!fb_norm_view_ok(v)) return FB_EINVAL;
     const fb_norm_plan p = fb_norm_plan_make(v);
@@ -737,20 +805,23 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     const size_t nP = (size_t)(p.n_chunks * p.P);
     double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
     T *tw = p.columns ? (T *)malloc(sizeof(T) * 4 * nP) : NULL;
-    if (!scratch || (p.columns && !tw)) {
-        free(scratch), free(tw);
+    const int64_t total = v->outer * p.per_outer;
+    /* fused (y or dresidual): the masked dy goes to dresidual, or to scratch of x's size */
+    S *own = y && !dresidual ? (S *)malloc(sizeof(S) * (size_t)total) : NULL;
+    S *gbuf = dresidual ? dresidual : own;
+    if (!scratch || (p.columns && !tw) || (y && !gbuf)) {
+        free(scratch), free(tw), free(own);
         return FB_ENOMEM;
     }
-    const int64_t total = v->outer * p.per_outer;
     const int stream = fb_stream_output(total * (int64_t)sizeof(S));
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
-    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream};
+    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
-                      scratch + 2 * nP, tw};
+                      scratch + 2 * nP, tw, NULL, 0, y, gbuf};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
                             p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
     fb_parallel_phases(&phase, 1, fb_threads_for(total, n_threads));
-    free(scratch), free(tw);
+    free(scratch), free(tw), free(own);
     return FB_OK;
 }
 

@@ -68,6 +68,12 @@ def layer(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(block(x32, residual=x32))  # T: NDArray[np.float32]
     reveal_type(block.dresidual)  # T: NDArray[np.float32] | None
     reveal_type(block.relu)  # T: bool
+    lblock = fastbn.LayerNorm(3, relu=True)
+    reveal_type(lblock(x32, residual=x32))  # T: NDArray[np.float32]
+    reveal_type(lblock.dresidual)  # T: NDArray[np.float32] | None
+    reveal_type(fastbn.RMSNorm(3, relu=False, dtype=np.float64).forward(x64, residual=None))  # T: NDArray[np.float64]
+    reveal_type(fastbn.GroupNorm(1, 3, relu=True).relu)  # T: bool
+    reveal_type(fastbn.InstanceNorm(3, relu=True)(x32, residual=x32))  # T: NDArray[np.float32]
     reveal_type(bn64.train(False))  # T: BatchNorm[np.float64]
     reveal_type(bn.eval())  # T: BatchNorm[np.float32]
     reveal_type(bn.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]
@@ -187,6 +193,15 @@ def norm_functions(x32: NDArray[np.float32], x64: NDArray[np.float64],
     yi, im, is_ = fastbn.instance_norm(xf, axis=-1)
     reveal_type(yi)  # T: NDArray[np.floating[Any]]
     reveal_type(fastbn.instance_norm_backward(x64, x64, im, is_, out=x64)[0])  # T: NDArray[np.float64]
+    fy, fm, fs = fastbn.layer_norm(x32, relu=True, residual=x32)
+    reveal_type(fastbn.layer_norm_backward(x32, x32, fm, fs, y=fy, dresidual=np.empty_like(x32))[0])  # T: NDArray[np.float32]
+    ry, rs = fastbn.rms_norm(x64, relu=True, residual=x64)
+    reveal_type(fastbn.rms_norm_backward(x64, x64, rs, y=ry, dresidual=None)[1])  # T: NDArray[np.float64]
+    gy, _, _ = fastbn.group_norm(x32, 2, relu=False, residual=x32)
+    reveal_type(gy)  # T: NDArray[np.float32]
+    reveal_type(fastbn.group_norm_backward(x32, x32, gm, gs, 2, y=gy, dresidual=x32)[2])  # T: NDArray[np.float32]
+    reveal_type(fastbn.instance_norm(x64, relu=True, residual=x64)[0])  # T: NDArray[np.float64]
+    reveal_type(fastbn.instance_norm_backward(x64, x64, im, is_, y=x64)[0])  # T: NDArray[np.float64]
     reveal_type(reference.layer_norm(x32)[0])  # T: NDArray[np.float32]
     reveal_type(reference.layer_norm_backward(x32, x32, mean, invstd)[1])  # T: NDArray[np.float32]
     reveal_type(reference.rms_norm(x32)[1])  # T: NDArray[np.float32]

@@ -12,12 +12,13 @@ def get_isa() -> int: ...
 def norm_forward(
     x: np.ndarray, y: np.ndarray, view: Tuple[int, int, int, int, int], gamma: Optional[np.ndarray],
     beta: Optional[np.ndarray], eps: float, centered: bool, mean: np.ndarray, invstd: np.ndarray,
-    n_threads: int,
+    n_threads: int, residual: Optional[np.ndarray] = None, relu: bool = False,
 ) -> None: ...
 def norm_backward(
     dy: np.ndarray, x: np.ndarray, dx: np.ndarray, view: Tuple[int, int, int, int, int],
     mean: Optional[np.ndarray], invstd: np.ndarray, gamma: Optional[np.ndarray], centered: bool,
     dgamma: np.ndarray, dbeta: Optional[np.ndarray], n_threads: int,
+    y: Optional[np.ndarray] = None, dresidual: Optional[np.ndarray] = None,
 ) -> None: ...
 
 # batch norm (src/fastbn/_batchnorm_glue.pxi)

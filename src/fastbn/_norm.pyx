@@ -98,9 +98,10 @@ cdef inline int _param_type(int kind, int t) noexcept:
 
 
 def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, bint centered,
-            cnp.ndarray mean, cnp.ndarray invstd, int n_threads):
-    """Statistics per group and the affine step; see fb_norm_forward_* in csrc/norm.h.
-    mean, invstd: float64, one per group (outer * G), written."""
+            cnp.ndarray mean, cnp.ndarray invstd, int n_threads, residual=None, bint relu=False):
+    """Statistics per group and the affine step, then y = relu(y + residual) where asked; see
+    fb_norm_forward_* in csrc/norm.h.  mean, invstd: float64, one per group (outer * G), written;
+    residual (or None): x's dtype and size."""
     cdef fb_norm_view v
     _view(view, &v)
     cdef int k = _kind(x)
@@ -112,28 +113,35 @@ def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double e
     cdef void *pb = _data(beta, pt, C, "beta")
     cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, v.outer * v.G, "mean")
     cdef double *ps = <double *>_data(invstd, cnp.NPY_FLOAT64, v.outer * v.G, "invstd")
+    cdef void *pr = _data(residual, t, n, "residual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_norm_forward_f32(<const float *>px, <float *>py, &v, <const float *>pg,
-                                     <const float *>pb, eps, centered, pm, ps, n_threads)
+                                     <const float *>pb, eps, centered, pm, ps,
+                                     <const float *>pr, relu, n_threads)
         elif k == K_F64:
             st = fb_norm_forward_f64(<const double *>px, <double *>py, &v, <const double *>pg,
-                                     <const double *>pb, eps, centered, pm, ps, n_threads)
+                                     <const double *>pb, eps, centered, pm, ps,
+                                     <const double *>pr, relu, n_threads)
         elif k == K_F16:
             st = fb_norm_forward_f16(<const uint16_t *>px, <uint16_t *>py, &v, <const float *>pg,
-                                     <const float *>pb, eps, centered, pm, ps, n_threads)
+                                     <const float *>pb, eps, centered, pm, ps,
+                                     <const uint16_t *>pr, relu, n_threads)
         else:
             st = fb_norm_forward_bf16(<const uint16_t *>px, <uint16_t *>py, &v,
                                       <const float *>pg, <const float *>pb, eps, centered, pm, ps,
-                                      n_threads)
+                                      <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 
 
 def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mean,
-             cnp.ndarray invstd, gamma, bint centered, cnp.ndarray dgamma, dbeta, int n_threads):
+             cnp.ndarray invstd, gamma, bint centered, cnp.ndarray dgamma, dbeta, int n_threads,
+             y=None, dresidual=None):
     """Gradients through the group statistics; see fb_norm_backward_*.  mean (None when not
-    centered), invstd: float64, one per group; dgamma, dbeta (or None): float64 (C,), written."""
+    centered), invstd: float64, one per group; dgamma, dbeta (or None): float64 (C,), written;
+    y (or None): the fused forward's output, masking dy; dresidual (or None): receives the
+    masked dy (both x's dtype and size)."""
     cdef fb_norm_view v
     _view(view, &v)
     cdef int k = _kind(x)
@@ -149,22 +157,27 @@ def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mea
     cdef void *pg = _data(gamma, pt, C, "gamma")
     cdef double *pdg = <double *>_data(dgamma, cnp.NPY_FLOAT64, C, "dgamma")
     cdef double *pdb = <double *>_data(dbeta, cnp.NPY_FLOAT64, C, "dbeta")
+    cdef void *pym = _data(y, t, n, "y")
+    cdef void *pdr = _data(dresidual, t, n, "dresidual")
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_norm_backward_f32(<const float *>pdy, <const float *>px, <float *>pdx, &v, pm,
-                                      ps, <const float *>pg, centered, pdg, pdb, n_threads)
+                                      ps, <const float *>pg, centered, pdg, pdb,
+                                      <const float *>pym, <float *>pdr, n_threads)
         elif k == K_F64:
             st = fb_norm_backward_f64(<const double *>pdy, <const double *>px, <double *>pdx, &v,
-                                      pm, ps, <const double *>pg, centered, pdg, pdb, n_threads)
+                                      pm, ps, <const double *>pg, centered, pdg, pdb,
+                                      <const double *>pym, <double *>pdr, n_threads)
         elif k == K_F16:
             st = fb_norm_backward_f16(<const uint16_t *>pdy, <const uint16_t *>px,
                                       <uint16_t *>pdx, &v, pm, ps, <const float *>pg, centered,
-                                      pdg, pdb, n_threads)
+                                      pdg, pdb, <const uint16_t *>pym, <uint16_t *>pdr, n_threads)
         else:
             st = fb_norm_backward_bf16(<const uint16_t *>pdy, <const uint16_t *>px,
                                        <uint16_t *>pdx, &v, pm, ps, <const float *>pg, centered,
-                                       pdg, pdb, n_threads)
+                                       pdg, pdb, <const uint16_t *>pym, <uint16_t *>pdr,
+                                       n_threads)
     check_status(st)
 
 

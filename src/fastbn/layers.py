@@ -490,33 +490,59 @@ def _shape(value, name):
 class _NormLayer:
     """What the layers on the normalization core share: forward saves what backward needs,
     backward stores the parameters' gradients, parameters() pairs them.  A subclass sets gamma,
-    beta (or None), dtype, and defines _check(x), _forward(x) -> (y, *stats) and
-    _backward(dy, x, stats) -> (dx, dgamma, dbeta or None)."""
+    beta (or None), dtype, relu (_init_fused), and defines _check(x),
+    _forward(x, residual) -> (y, *stats) and
+    _backward(dy, x, stats, y, dresidual) -> (dx, dgamma, dbeta or None)."""
 
-    def forward(self, x):
-        """Normalize ``x``; keep it (and its statistics) for :meth:`backward`."""
+    def _init_fused(self, relu):
+        self.relu = _flag(relu, "relu")
+        self.dresidual = None
+        self._fused = None
+
+    def forward(self, x, *, residual=None):
+        """Normalize ``x``; keep it (and its statistics) for :meth:`backward`.
+
+        With a ``residual`` (shape of ``x``, the layer's dtype, any strides and byte order) it
+        is added to the normalized output, and with the layer's ``relu`` a ReLU follows:
+        ``relu(norm(x) + residual)`` in one pass, as :class:`BatchNorm`'s.  :meth:`backward`
+        then stores the residual's gradient in ``dresidual``.
+        """
         x = _layer_array(x, "x", self.dtype, "the layer's dtype")
         self._check(x)
-        y, *stats = self._forward(x)
+        if residual is not None:
+            residual = _layer_array(residual, "residual", self.dtype, "the layer's dtype")
+            if residual.shape != x.shape:
+                raise ValueError(f"residual: expected the shape of x {x.shape}, "
+                                 f"got {residual.shape}")
+        y, *stats = self._forward(x, residual)
         self._cache = (x, stats)
+        # the output as the ReLU's mask for backward, and whether a residual was added
+        self._fused = (y if self.relu else None, residual is not None)
         return y
 
     __call__ = forward
 
     def backward(self, dy):
-        """Return dL/dx for the last :meth:`forward`; store ``dgamma`` (and ``dbeta``)."""
+        """Return dL/dx for the last :meth:`forward`; store ``dgamma`` (and ``dbeta``) and
+        ``dresidual`` (the masked ``dy`` after a forward with a residual, else None).
+
+        Through the layer's ReLU (if any) first: ``dy`` counts only where the output was
+        positive (PyTorch's ``threshold_backward``)."""
         if self._cache is None:
             raise RuntimeError("backward: call forward first (the layer has no saved input)")
         x, stats = self._cache
+        y, has_residual = self._fused if self._fused is not None else (None, False)
         dy = _layer_array(dy, "dy", self.dtype, "the layer's dtype")
         if dy.shape != x.shape:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
                              f"got {dy.shape}")
-        dx, dgamma, dbeta = self._backward(dy, x, stats)
+        dres = np.empty_like(x) if has_residual else None
+        dx, dgamma, dbeta = self._backward(dy, x, stats, y, dres)
         if self.gamma is not None:
             self.dgamma = dgamma
         if self.beta is not None:
             self.dbeta = dbeta
+        self.dresidual = dres
         return dx
 
     def parameters(self):
@@ -525,9 +551,20 @@ class _NormLayer:
         return pairs + ([(self.beta, self.dbeta)] if self.beta is not None else [])
 
     def __getstate__(self):
-        state = self.__dict__.copy()   # the saved input is not state
-        state["_cache"] = None
+        state = self.__dict__.copy()   # the saved input (and output) is not state
+        state["_cache"] = state["_fused"] = None
         return state
+
+    def __setstate__(self, state):
+        # Pickles of layers older than the fused ReLU / residual lack these: no ReLU.
+        state.setdefault("relu", False)
+        state.setdefault("dresidual", None)
+        self.__dict__.update(state)
+        self._cache = self._fused = None
+
+    def _relu_repr(self):
+        # relu only when set: the reprs of unfused layers stay as they were
+        return ", relu=True" if self.relu else ""
 
 
 class LayerNorm(_NormLayer):
@@ -542,11 +579,17 @@ class LayerNorm(_NormLayer):
         Learn ``gamma`` (ones) and ``beta`` (zeros) of ``normalized_shape``; else both None.
     dtype : float32, float64, float16 or bfloat16, default float32
         The activations' dtype; the parameters are float32 for float16 and bfloat16.
+    relu : bool, default False
+        Follow the normalization by a ReLU in the same pass (``relu(norm(x) + residual)`` when
+        :meth:`forward` is given a residual), and :meth:`backward` through it.
 
     Attributes
     ----------
     gamma, beta, dgamma, dbeta : ndarray or None
         The parameters and the gradients of the last :meth:`backward`.
+    dresidual : ndarray or None
+        The gradient of the residual of the last :meth:`forward`, stored by the last
+        :meth:`backward` (None when that forward added no residual).
 
     Examples
     --------
@@ -561,9 +604,20 @@ class LayerNorm(_NormLayer):
     array([2., 2., 2., 2.], dtype=float32)
     >>> [p.shape for p, g in ln.parameters()]
     [(4,), (4,)]
+
+    Fused with a ReLU and a residual add (``relu(layer_norm(x) + shortcut)``):
+
+    >>> block = fastbn.LayerNorm(4, relu=True)
+    >>> y = block(x, residual=np.ones_like(x))
+    >>> bool((y >= 0).all())
+    True
+    >>> dx = block.backward(np.ones_like(y))
+    >>> bool(np.array_equal(block.dresidual, (y > 0).astype(np.float32)))
+    True
     """
 
-    def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True, dtype=np.float32):
+    def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True, dtype=np.float32,
+                 relu=False):
         self.normalized_shape = _shape(normalized_shape, "normalized_shape")
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine")
@@ -573,6 +627,7 @@ class LayerNorm(_NormLayer):
         self.beta = np.zeros(self.normalized_shape, v.param_dtype(self.dtype)) if affine else None
         self.dgamma = self.dbeta = None
         self._cache = None
+        self._init_fused(relu)
 
     def _axes(self):
         return tuple(range(-len(self.normalized_shape), 0))
@@ -583,15 +638,18 @@ class LayerNorm(_NormLayer):
             raise ValueError(f"x: expected a shape ending with {self.normalized_shape}, "
                              f"got {x.shape}")
 
-    def _forward(self, x):
-        return _nm.layer_norm(x, self.gamma, self.beta, axis=self._axes(), eps=self.eps)
+    def _forward(self, x, residual):
+        return _nm.layer_norm(x, self.gamma, self.beta, axis=self._axes(), eps=self.eps,
+                              relu=self.relu, residual=residual)
 
-    def _backward(self, dy, x, stats):
-        return _nm.layer_norm_backward(dy, x, *stats, self.gamma, axis=self._axes())
+    def _backward(self, dy, x, stats, y, dres):
+        return _nm.layer_norm_backward(dy, x, *stats, self.gamma, axis=self._axes(), y=y,
+                                       dresidual=dres)
 
     def __repr__(self):
         return (f"LayerNorm({self.normalized_shape}, eps={self.eps!r}, "
-                f"elementwise_affine={self.elementwise_affine}, dtype='{self.dtype.name}')")
+                f"elementwise_affine={self.elementwise_affine}, dtype='{self.dtype.name}'"
+                f"{self._relu_repr()})")
 
 
 class RMSNorm(LayerNorm):
@@ -606,6 +664,8 @@ class RMSNorm(LayerNorm):
         Learn ``gamma`` (ones); there is no ``beta`` (always None).
     dtype : float32, float64, float16 or bfloat16, default float32
         The activations' dtype; the parameters are float32 for float16 and bfloat16.
+    relu : bool, default False
+        A ReLU after the normalization (and the residual add), as :class:`LayerNorm`'s.
 
     Examples
     --------
@@ -618,16 +678,19 @@ class RMSNorm(LayerNorm):
     (array([0.8485, 1.1314], dtype=float32), True)
     """
 
-    def __init__(self, normalized_shape, *, eps=1e-6, elementwise_affine=True, dtype=np.float32):
+    def __init__(self, normalized_shape, *, eps=1e-6, elementwise_affine=True, dtype=np.float32,
+                 relu=False):
         super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine,
-                         dtype=dtype)
+                         dtype=dtype, relu=relu)
         self.beta = None
 
-    def _forward(self, x):
-        return _nm.rms_norm(x, self.gamma, axis=self._axes(), eps=self.eps)
+    def _forward(self, x, residual):
+        return _nm.rms_norm(x, self.gamma, axis=self._axes(), eps=self.eps, relu=self.relu,
+                            residual=residual)
 
-    def _backward(self, dy, x, stats):
-        dx, dgamma = _nm.rms_norm_backward(dy, x, *stats, self.gamma, axis=self._axes())
+    def _backward(self, dy, x, stats, y, dres):
+        dx, dgamma = _nm.rms_norm_backward(dy, x, *stats, self.gamma, axis=self._axes(), y=y,
+                                           dresidual=dres)
         return dx, dgamma, None
 
     def __repr__(self):
@@ -649,6 +712,8 @@ class GroupNorm(_NormLayer):
         Learn per-channel ``gamma`` (ones) and ``beta`` (zeros).
     dtype : float32, float64, float16 or bfloat16, default float32
         The activations' dtype; the parameters are float32 for float16 and bfloat16.
+    relu : bool, default False
+        A ReLU after the normalization (and the residual add), as :class:`LayerNorm`'s.
 
     Examples
     --------
@@ -664,15 +729,15 @@ class GroupNorm(_NormLayer):
     """
 
     def __init__(self, num_groups, num_channels, *, axis=1, eps=1e-5, affine=True,
-                 dtype=np.float32):
+                 dtype=np.float32, relu=False):
         self.num_groups = v.integer(num_groups, "num_groups", minimum=1)
         self.num_channels = v.integer(num_channels, "num_channels", minimum=1)
         if self.num_channels % self.num_groups:
             raise ValueError(f"num_groups: expected a divisor of num_channels "
                              f"{self.num_channels}, got {self.num_groups}")
-        self._init_common(axis, eps, affine, dtype, self.num_channels)
+        self._init_common(axis, eps, affine, dtype, self.num_channels, relu)
 
-    def _init_common(self, axis, eps, affine, dtype, C):
+    def _init_common(self, axis, eps, affine, dtype, C, relu):
         self.axis = v.integer(axis, "axis")
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.affine = _flag(affine, "affine")
@@ -681,6 +746,7 @@ class GroupNorm(_NormLayer):
         self.beta = np.zeros(C, v.param_dtype(self.dtype)) if self.affine else None
         self.dgamma = self.dbeta = None
         self._cache = None
+        self._init_fused(relu)
 
     def _check(self, x):
         C = self.gamma.shape[0] if self.gamma is not None else self._channels()
@@ -694,16 +760,18 @@ class GroupNorm(_NormLayer):
     def _channels(self):
         return self.num_channels
 
-    def _forward(self, x):
+    def _forward(self, x, residual):
         return _nm.group_norm(x, self.num_groups, self.gamma, self.beta, axis=self.axis,
-                              eps=self.eps)
+                              eps=self.eps, relu=self.relu, residual=residual)
 
-    def _backward(self, dy, x, stats):
-        return _nm.group_norm_backward(dy, x, *stats, self.num_groups, self.gamma, axis=self.axis)
+    def _backward(self, dy, x, stats, y, dres):
+        return _nm.group_norm_backward(dy, x, *stats, self.num_groups, self.gamma, axis=self.axis,
+                                       y=y, dresidual=dres)
 
     def __repr__(self):
         return (f"GroupNorm({self.num_groups}, {self.num_channels}, axis={self.axis}, "
-                f"eps={self.eps!r}, affine={self.affine}, dtype='{self.dtype.name}')")
+                f"eps={self.eps!r}, affine={self.affine}, dtype='{self.dtype.name}'"
+                f"{self._relu_repr()})")
 
 
 class InstanceNorm(GroupNorm):
@@ -720,6 +788,8 @@ class InstanceNorm(GroupNorm):
         Learn per-channel ``gamma`` and ``beta`` (PyTorch's default: no).
     dtype : float32, float64, float16 or bfloat16, default float32
         The activations' dtype; the parameters are float32 for float16 and bfloat16.
+    relu : bool, default False
+        A ReLU after the normalization (and the residual add), as :class:`LayerNorm`'s.
 
     Examples
     --------
@@ -734,19 +804,22 @@ class InstanceNorm(GroupNorm):
     array([2., 2.], dtype=float32)
     """
 
-    def __init__(self, num_features, *, axis=1, eps=1e-5, affine=False, dtype=np.float32):
+    def __init__(self, num_features, *, axis=1, eps=1e-5, affine=False, dtype=np.float32,
+                 relu=False):
         self.num_features = v.integer(num_features, "num_features", minimum=1)
-        self._init_common(axis, eps, affine, dtype, self.num_features)
+        self._init_common(axis, eps, affine, dtype, self.num_features, relu)
 
     def _channels(self):
         return self.num_features
 
-    def _forward(self, x):
-        return _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+    def _forward(self, x, residual):
+        return _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
+                                 relu=self.relu, residual=residual)
 
-    def _backward(self, dy, x, stats):
-        return _nm.instance_norm_backward(dy, x, *stats, self.gamma, axis=self.axis)
+    def _backward(self, dy, x, stats, y, dres):
+        return _nm.instance_norm_backward(dy, x, *stats, self.gamma, axis=self.axis, y=y,
+                                          dresidual=dres)
 
     def __repr__(self):
         return (f"InstanceNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
-                f"affine={self.affine}, dtype='{self.dtype.name}')")
+                f"affine={self.affine}, dtype='{self.dtype.name}'{self._relu_repr()})")

@@ -93,6 +93,8 @@ class LayerNorm(Generic[_FloatT]):
     beta: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
     dbeta: NDArray[_FloatT] | None
+    relu: bool
+    dresidual: NDArray[_FloatT] | None
 
     @overload
     def __init__(
@@ -102,6 +104,7 @@ class LayerNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -111,6 +114,7 @@ class LayerNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -120,10 +124,13 @@ class LayerNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...
 
-    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
-    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def forward(self, x: NDArray[_FloatT], *,
+                residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], *,
+                 residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
     def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
 
@@ -136,6 +143,8 @@ class RMSNorm(Generic[_FloatT]):
     beta: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
     dbeta: NDArray[_FloatT] | None
+    relu: bool
+    dresidual: NDArray[_FloatT] | None
 
     @overload
     def __init__(
@@ -145,6 +154,7 @@ class RMSNorm(Generic[_FloatT]):
         eps: _Real = 1e-06,
         elementwise_affine: bool = True,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -154,6 +164,7 @@ class RMSNorm(Generic[_FloatT]):
         eps: _Real = 1e-06,
         elementwise_affine: bool = True,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -163,10 +174,13 @@ class RMSNorm(Generic[_FloatT]):
         eps: _Real = 1e-06,
         elementwise_affine: bool = True,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...
 
-    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
-    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def forward(self, x: NDArray[_FloatT], *,
+                residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], *,
+                 residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
     def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
 
@@ -181,6 +195,8 @@ class GroupNorm(Generic[_FloatT]):
     beta: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
     dbeta: NDArray[_FloatT] | None
+    relu: bool
+    dresidual: NDArray[_FloatT] | None
 
     @overload
     def __init__(
@@ -192,6 +208,7 @@ class GroupNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = True,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -203,6 +220,7 @@ class GroupNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = True,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -214,10 +232,13 @@ class GroupNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = True,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...
 
-    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
-    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def forward(self, x: NDArray[_FloatT], *,
+                residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], *,
+                 residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
     def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...
 
@@ -231,6 +252,8 @@ class InstanceNorm(Generic[_FloatT]):
     beta: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
     dbeta: NDArray[_FloatT] | None
+    relu: bool
+    dresidual: NDArray[_FloatT] | None
 
     @overload
     def __init__(
@@ -241,6 +264,7 @@ class InstanceNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = False,
         dtype: _Float32Codes = ...,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -251,6 +275,7 @@ class InstanceNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = False,
         dtype: _Float64Codes,
+        relu: bool = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -261,9 +286,12 @@ class InstanceNorm(Generic[_FloatT]):
         eps: _Real = 1e-05,
         affine: bool = False,
         dtype: DTypeLike,
+        relu: bool = False,
     ) -> None: ...
 
-    def forward(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
-    def __call__(self, x: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
+    def forward(self, x: NDArray[_FloatT], *,
+                residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
+    def __call__(self, x: NDArray[_FloatT], *,
+                 residual: NDArray[_FloatT] | None = None) -> NDArray[_FloatT]: ...
     def backward(self, dy: NDArray[_FloatT]) -> NDArray[_FloatT]: ...
     def parameters(self) -> list[tuple[NDArray[_FloatT], NDArray[_FloatT] | None]]: ...

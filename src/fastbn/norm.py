@@ -114,17 +114,21 @@ def _stat(a, name, plan):
                    "as the forward pass returns it")
 
 
-def _forward(x, plan, gamma, beta, eps, out, centered):
+def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None):
     """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype (mean,
-    invstd float32 for a half x)."""
+    invstd float32 for a half x); y = relu(norm(x) + residual) where asked (batch norm's fused
+    epilogue)."""
     pdtype = v.param_dtype(plan.dtype)
     g = _param(gamma, "gamma", plan)
     b = _param(beta, "beta", plan)
     eps = v.real(eps, "eps", lo=0.0, lo_open=True)
+    relu = v.flag(relu, "relu")
+    res = v.like_x(residual, "residual", x)
     if out is not None:
         v.output_any_order(out, "out", x.shape, plan.dtype)
     in_place = out is not None and v.same_view(out, x)
-    v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b)])
+    v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b),
+                                  ("residual", res)])
     xk = v.kernel_array(x, plan.dtype, plan.perm)
     buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
     n_stats = plan.view[0] * plan.view[2]
@@ -132,15 +136,18 @@ def _forward(x, plan, gamma, beta, eps, out, centered):
     if x.size:
         _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, pdtype),
                            v.kernel_array(b, pdtype), eps, centered, mean, invstd,
-                           _config.get_num_threads())
+                           _config.get_num_threads(), v.kernel_array(res, plan.dtype, plan.perm),
+                           relu)
     y = v.deliver(buf, target, plan.perm)
     return (y, mean.reshape(plan.stat_shape).astype(pdtype),
             invstd.reshape(plan.stat_shape).astype(pdtype))
 
 
-def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
+def _backward(dy, x, plan, mean, invstd, gamma, out, centered, y=None, dresidual=None):
     """Validate the rest of a backward call, then run it: (dx, dgamma, dbeta) in x's dtype
-    (dbeta None when not ``centered``: RMS norm has no shift; float32 for a half x)."""
+    (dbeta None when not ``centered``: RMS norm has no shift; float32 for a half x).  With ``y``
+    (a fused forward's output) dy is masked by threshold_backward(dy, y, 0) first; ``dresidual``
+    receives the masked dy."""
     pdtype = v.param_dtype(plan.dtype)
     dy = v.float_array_any_order(dy, "dy", half=True)
     v.same_dtype_any_order(dy, "dy", plan.dtype)
@@ -149,25 +156,35 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered):
     mean = _stat(mean, "mean", plan) if centered else None
     invstd = _stat(invstd, "invstd" if centered else "invrms", plan)
     g = _param(gamma, "gamma", plan)
+    y = v.like_x(y, "y", x)
     if out is not None:
         v.output_any_order(out, "out", x.shape, plan.dtype)
+    if dresidual is not None:
+        v.output_any_order(dresidual, "dresidual", x.shape, plan.dtype)
     in_place = out is not None and v.same_view(out, dy)
-    v.no_overlap([("out", out)], [("dy", None if in_place else dy), ("x", x), ("mean", mean),
-                                  ("invstd", invstd), ("gamma", g)])
+    v.no_overlap([("out", out), ("dresidual", dresidual)],
+                 [("dy", None if in_place else dy), ("x", x), ("mean", mean), ("invstd", invstd),
+                  ("gamma", g), ("y", y)])
     dyk = v.kernel_array(dy, plan.dtype, plan.perm)
     xk = v.kernel_array(x, plan.dtype, plan.perm)
     buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
+    dbuf, dtarget = ((None, None) if dresidual is None
+                     else v.out_buffers(dresidual, x, plan.dtype, plan.perm))
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
     _norm.norm_backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
                         v.kernel_array(invstd, np.float64), v.kernel_array(g, pdtype),
-                        centered, dgamma, dbeta, _config.get_num_threads())
+                        centered, dgamma, dbeta, _config.get_num_threads(),
+                        v.kernel_array(y, plan.dtype, plan.perm), dbuf)
+    if dresidual is not None:
+        v.deliver(dbuf, dtarget, plan.perm)
     dx = v.deliver(buf, target, plan.perm)
     dgamma = dgamma.reshape(plan.param_shape).astype(pdtype)
     return dx, dgamma, (None if dbeta is None else dbeta.reshape(plan.param_shape).astype(pdtype))
 
 
-def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
+def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None, relu=False,
+               residual=None):
     """Layer normalization (Ba, Kiros & Hinton 2016): statistics over the axes ``axis``.
 
     For every index of the other axes, over the values along ``axis``::
@@ -192,6 +209,13 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
         Where to write ``y`` (shape and dtype of ``x``); shares no memory with an input except
         ``out=x`` exactly (in place, bitwise the same result).
 
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+    residual : ndarray, optional
+        Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
+        order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
+        output as stored, added and rounded once (float16/bfloat16: in float32, as
+        :func:`fastbn.batch_norm_train`'s fused output).
     Returns
     -------
     y : ndarray
@@ -226,12 +250,20 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
     array([ 2., 20.], dtype=float32)
     >>> fastbn.layer_norm(np.ones((2, 3, 4)), np.ones((3, 4)), axis=(1, 2))[1].shape
     (2,)
+
+    Fused with a residual add and a ReLU (``relu(layer_norm(x) + r)``, one call):
+
+    >>> r = np.array([[0.5, -2.0], [-0.5, 0.5]], dtype=np.float32)
+    >>> fastbn.layer_norm(x, eps=1e-12, relu=True, residual=r)[0]
+    array([[0. , 0. ],
+           [0. , 1.5]], dtype=float32)
     """
     x, plan = _trailing_plan(x, axis)
-    return _forward(x, plan, gamma, beta, eps, out, True)
+    return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
 
-def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
+def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None, y=None,
+                        dresidual=None):
     """Gradients of :func:`layer_norm` with respect to x, gamma and beta.
 
     With ``xhat = (x - mean) * invstd``, ``g = dy * gamma`` and n values per group::
@@ -254,6 +286,15 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
     out : ndarray, optional
         Where to write ``dx``; shares no memory with an input except ``out=dy`` exactly.
 
+    y : ndarray, optional
+        The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
+        byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
+        ``threshold_backward(dy, y, 0)``: ``-0.0`` masked, a NaN ``y`` keeps ``dy``), and every
+        result is bitwise that of the plain call on the masked ``dy``.
+    dresidual : ndarray, optional
+        An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
+        with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
+        itself without ``y``).
     Returns
     -------
     dx : ndarray
@@ -277,12 +318,22 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
            [0., 0.]])
     >>> dbeta
     array([2., 2.])
+
+    Through a fused ReLU, the residual's gradient in ``dresidual``:
+
+    >>> y, mean, invstd = fastbn.layer_norm(x, relu=True)
+    >>> dres = np.empty_like(x)
+    >>> dx, dgamma, dbeta = fastbn.layer_norm_backward(np.ones_like(x), x, mean, invstd, y=y,
+    ...                                                dresidual=dres)
+    >>> dres                     # dy where y > 0
+    array([[0., 1.],
+           [0., 1.]])
     """
     x, plan = _trailing_plan(x, axis)
-    return _backward(dy, x, plan, mean, invstd, gamma, out, True)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)
 
 
-def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
+def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual=None):
     """RMS normalization (Zhang & Sennrich 2019): ``y = x * invrms * gamma``.
 
     ``invrms = 1 / sqrt(mean(x**2) + eps)`` over the axes ``axis``, per index of the others; no
@@ -300,6 +351,13 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
 
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+    residual : ndarray, optional
+        Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
+        order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
+        output as stored, added and rounded once (float16/bfloat16: in float32, as
+        :func:`fastbn.batch_norm_train`'s fused output).
     Returns
     -------
     y : ndarray
@@ -322,13 +380,20 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
     >>> y.round(6)
     array([[0.848528, 1.131371],
            [0.      , 1.414214]])
+
+    Fused with a residual add and a ReLU:
+
+    >>> fastbn.rms_norm(x, eps=1e-12, relu=True, residual=-np.ones_like(x))[0].round(6)
+    array([[0.      , 0.131371],
+           [0.      , 0.414214]])
     """
     x, plan = _trailing_plan(x, axis)
-    y, _, invrms = _forward(x, plan, gamma, None, eps, out, False)
+    y, _, invrms = _forward(x, plan, gamma, None, eps, out, False, relu, residual)
     return y, invrms
 
 
-def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
+def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None, y=None,
+                      dresidual=None):
     """Gradients of :func:`rms_norm` with respect to x and gamma.
 
     With ``g = dy * gamma`` and n values per group::
@@ -350,6 +415,15 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
 
+    y : ndarray, optional
+        The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
+        byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
+        ``threshold_backward(dy, y, 0)``: ``-0.0`` masked, a NaN ``y`` keeps ``dy``), and every
+        result is bitwise that of the plain call on the masked ``dy``.
+    dresidual : ndarray, optional
+        An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
+        with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
+        itself without ``y``).
     Returns
     -------
     dx : ndarray
@@ -370,13 +444,23 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
     >>> dx, dgamma = fastbn.rms_norm_backward(y, x, invrms)   # d(|y|^2 / 2)/dx
     >>> bool(np.allclose(dx, 0, atol=1e-6))                  # |y| does not depend on |x|
     True
+
+    Through a fused ReLU (``y`` given), ``dy`` counts only where ``y > 0``:
+
+    >>> x = np.array([[-3.0, 4.0]])
+    >>> y, invrms = fastbn.rms_norm(x, relu=True)
+    >>> dres = np.empty_like(x)
+    >>> _ = fastbn.rms_norm_backward(np.ones_like(x), x, invrms, y=y, dresidual=dres)
+    >>> dres
+    array([[0., 1.]])
     """
     x, plan = _trailing_plan(x, axis)
-    dx, dgamma, _ = _backward(dy, x, plan, None, invrms, gamma, out, False)
+    dx, dgamma, _ = _backward(dy, x, plan, None, invrms, gamma, out, False, y, dresidual)
     return dx, dgamma
 
 
-def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=False,
+               residual=None):
     """Group normalization (Wu & He 2018).
 
     The C channels along ``axis`` are split into ``num_groups`` groups of consecutive channels
@@ -401,6 +485,13 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
 
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+    residual : ndarray, optional
+        Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
+        order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
+        output as stored, added and rounded once (float16/bfloat16: in float32, as
+        :func:`fastbn.batch_norm_train`'s fused output).
     Returns
     -------
     y : ndarray
@@ -423,12 +514,18 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
     array([[-1.,  1., -1.,  1.]])
     >>> mean
     array([[ 2., 20.]])
+
+    Fused with a residual add and a ReLU:
+
+    >>> fastbn.group_norm(x, 2, eps=1e-12, relu=True, residual=np.full_like(x, 0.5))[0]
+    array([[0. , 1.5, 0. , 1.5]])
     """
     x, plan = _group_plan(x, num_groups, axis)
-    return _forward(x, plan, gamma, beta, eps, out, True)
+    return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
 
-def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None):
+def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None,
+                        y=None, dresidual=None):
     """Gradients of :func:`group_norm` with respect to x, gamma and beta.
 
     The layer-norm formulas per (sample, group), ``dgamma[c] = sum(dy * xhat)`` and
@@ -448,6 +545,15 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
 
+    y : ndarray, optional
+        The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
+        byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
+        ``threshold_backward(dy, y, 0)``: ``-0.0`` masked, a NaN ``y`` keeps ``dy``), and every
+        result is bitwise that of the plain call on the masked ``dy``.
+    dresidual : ndarray, optional
+        An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
+        with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
+        itself without ``y``).
     Returns
     -------
     dx : ndarray
@@ -469,12 +575,21 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     array([[0., 0., 0., 0.]])
     >>> dbeta
     array([1., 1., 1., 1.])
+
+    Through a fused ReLU, the residual's gradient in ``dresidual``:
+
+    >>> y, mean, invstd = fastbn.group_norm(x, 2, relu=True)
+    >>> dres = np.empty_like(x)
+    >>> _ = fastbn.group_norm_backward(np.ones_like(x), x, mean, invstd, 2, y=y, dresidual=dres)
+    >>> dres
+    array([[0., 1., 0., 1.]])
     """
     x, plan = _group_plan(x, num_groups, axis)
-    return _backward(dy, x, plan, mean, invstd, gamma, out, True)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)
 
 
-def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=False,
+                  residual=None):
     """Instance normalization (Ulyanov et al. 2016): group norm with one channel per group.
 
     Statistics per (sample along axis 0, channel along ``axis``) over every other axis.
@@ -491,6 +606,13 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
 
+    relu : bool, default False
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+    residual : ndarray, optional
+        Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
+        order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
+        output as stored, added and rounded once (float16/bfloat16: in float32, as
+        :func:`fastbn.batch_norm_train`'s fused output).
     Returns
     -------
     y : ndarray
@@ -512,12 +634,19 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
             [-1.,  1.]]])
     >>> mean
     array([[ 2., 20.]])
+
+    Fused with a residual add and a ReLU:
+
+    >>> fastbn.instance_norm(x, eps=1e-12, relu=True, residual=np.full_like(x, 0.5))[0]
+    array([[[0. , 1.5],
+            [0. , 1.5]]])
     """
     x, plan = _group_plan(x, None, axis, instance=True)
-    return _forward(x, plan, gamma, beta, eps, out, True)
+    return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
 
-def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=None,
+                           dresidual=None):
     """Gradients of :func:`instance_norm` with respect to x, gamma and beta.
 
     Parameters
@@ -533,6 +662,15 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
 
+    y : ndarray, optional
+        The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
+        byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
+        ``threshold_backward(dy, y, 0)``: ``-0.0`` masked, a NaN ``y`` keeps ``dy``), and every
+        result is bitwise that of the plain call on the masked ``dy``.
+    dresidual : ndarray, optional
+        An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
+        with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
+        itself without ``y``).
     Returns
     -------
     dx : ndarray
@@ -552,6 +690,15 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     >>> dx, dgamma, dbeta = fastbn.instance_norm_backward(np.ones_like(x), x, mean, invstd)
     >>> dbeta
     array([2., 2.])
+
+    Through a fused ReLU, the residual's gradient in ``dresidual``:
+
+    >>> y, mean, invstd = fastbn.instance_norm(x, relu=True)
+    >>> dres = np.empty_like(x)
+    >>> _ = fastbn.instance_norm_backward(np.ones_like(x), x, mean, invstd, y=y, dresidual=dres)
+    >>> dres
+    array([[[0., 1.],
+            [0., 1.]]])
     """
     x, plan = _group_plan(x, None, axis, instance=True)
-    return _backward(dy, x, plan, mean, invstd, gamma, out, True)
+    return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)

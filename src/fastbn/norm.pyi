@@ -26,6 +26,8 @@ def layer_norm(
     axis: _Axes = -1,
     eps: _Real = 1e-05,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def layer_norm(
@@ -36,6 +38,8 @@ def layer_norm(
     axis: _Axes = -1,
     eps: _Real = 1e-05,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def layer_norm_backward(
@@ -47,6 +51,8 @@ def layer_norm_backward(
     *,
     axis: _Axes = -1,
     out: NDArray[_Float] | None = None,
+    y: NDArray[_Float] | None = None,
+    dresidual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def layer_norm_backward(
@@ -58,6 +64,8 @@ def layer_norm_backward(
     *,
     axis: _Axes = -1,
     out: NDArray[np.floating[Any]] | None = None,
+    y: _FloatArrayLike | None = None,
+    dresidual: NDArray[np.floating[Any]] | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def rms_norm(
@@ -67,6 +75,8 @@ def rms_norm(
     axis: _Axes = -1,
     eps: _Real = 1e-06,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def rms_norm(
@@ -76,6 +86,8 @@ def rms_norm(
     axis: _Axes = -1,
     eps: _Real = 1e-06,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def rms_norm_backward(
@@ -86,6 +98,8 @@ def rms_norm_backward(
     *,
     axis: _Axes = -1,
     out: NDArray[_Float] | None = None,
+    y: NDArray[_Float] | None = None,
+    dresidual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def rms_norm_backward(
@@ -96,6 +110,8 @@ def rms_norm_backward(
     *,
     axis: _Axes = -1,
     out: NDArray[np.floating[Any]] | None = None,
+    y: _FloatArrayLike | None = None,
+    dresidual: NDArray[np.floating[Any]] | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def group_norm(
@@ -107,6 +123,8 @@ def group_norm(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def group_norm(
@@ -118,6 +136,8 @@ def group_norm(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def group_norm_backward(
@@ -130,6 +150,8 @@ def group_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[_Float] | None = None,
+    y: NDArray[_Float] | None = None,
+    dresidual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def group_norm_backward(
@@ -142,6 +164,8 @@ def group_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[np.floating[Any]] | None = None,
+    y: _FloatArrayLike | None = None,
+    dresidual: NDArray[np.floating[Any]] | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def instance_norm(
@@ -152,6 +176,8 @@ def instance_norm(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[_Float] | None = None,
+    relu: bool = False,
+    residual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def instance_norm(
@@ -162,6 +188,8 @@ def instance_norm(
     axis: SupportsIndex = 1,
     eps: _Real = 1e-05,
     out: NDArray[np.floating[Any]] | None = None,
+    relu: bool = False,
+    residual: _FloatArrayLike | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 @overload
 def instance_norm_backward(
@@ -173,6 +201,8 @@ def instance_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[_Float] | None = None,
+    y: NDArray[_Float] | None = None,
+    dresidual: NDArray[_Float] | None = None,
 ) -> tuple[NDArray[_Float], NDArray[_Float], NDArray[_Float]]: ...
 @overload
 def instance_norm_backward(
@@ -184,4 +214,6 @@ def instance_norm_backward(
     *,
     axis: SupportsIndex = 1,
     out: NDArray[np.floating[Any]] | None = None,
+    y: _FloatArrayLike | None = None,
+    dresidual: NDArray[np.floating[Any]] | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...

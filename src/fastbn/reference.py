@@ -611,6 +611,16 @@ def orthogonal(shape, rng, gain=1.0, dtype=np.float32):
 
 
 # ---- the normalization family: written from the formulas on a grouped view -----------------
+# relu and residual as batch norm's (_fused_output); y and dresidual as batch_norm_backward's.
+
+def _masked(dy, y, dresidual):
+    """dy through a fused ReLU (threshold_backward by y, when given), stored in dresidual."""
+    if y is not None:
+        dy = _relu_grad(dy, y)
+    if dresidual is not None:
+        dresidual[...] = dy
+    return dy
+
 
 def _norm_axes(x, axis):
     axes = sorted(a % x.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
@@ -629,18 +639,21 @@ def _untrail(a2, perm, tshape):
     return np.transpose(a2.reshape(tshape), np.argsort(perm))
 
 
-def _finish(y, x, out):
-    y = y.astype(x.dtype, copy=False)
+def _finish(y, x, out, relu=False, residual=None):
+    """y in x's dtype, then batch norm's fused epilogue relu(y + residual) (_fused_output)."""
+    y = _fused_output(y.astype(x.dtype, copy=False), relu, residual)
     if out is not None:
         out[...] = y
         y = out
     return y
 
 
-def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
+def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None, relu=False,
+               residual=None):
     """Layer norm: (x - mean) / sqrt(var + eps) * gamma + beta over the axes ``axis``.
 
-    The twin of :func:`fastbn.layer_norm` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.layer_norm` (same parameters and results), in NumPy; relu and
+    residual as in :func:`batch_norm_train`.
 
     Examples
     --------
@@ -648,6 +661,9 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
     >>> from fastbn import reference
     >>> reference.layer_norm(np.array([[1.0, 3.0]]), eps=1e-12)[0]
     array([[-1.,  1.]])
+    >>> reference.layer_norm(np.array([[1.0, 3.0]]), eps=1e-12, relu=True,
+    ...                      residual=np.array([[0.5, 0.5]]))[0]
+    array([[0. , 1.5]])
     """
     x2, perm, tshape = _trailing(x, axis)
     mean = x2.mean(axis=1, keepdims=True)
@@ -658,14 +674,17 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None):
     if beta is not None:
         y = y + np.reshape(beta, -1)
     stat_shape = tshape[:x.ndim - len(_norm_axes(x, axis)[0])]
-    return (_finish(_untrail(y, perm, tshape), x, out), mean.reshape(stat_shape).astype(x.dtype),
+    return (_finish(_untrail(y, perm, tshape), x, out, relu, residual),
+            mean.reshape(stat_shape).astype(x.dtype),
             invstd.reshape(stat_shape).astype(x.dtype))
 
 
-def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
+def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None, y=None,
+                        dresidual=None):
     """dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma; dgamma, dbeta.
 
-    The twin of :func:`fastbn.layer_norm_backward` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.layer_norm_backward` (same parameters and results), in NumPy; y
+    and dresidual as in :func:`batch_norm_backward`.
 
     Examples
     --------
@@ -675,6 +694,7 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
     >>> reference.layer_norm_backward(np.ones_like(x), x, np.array([2.0]), np.array([1.0]))[2]
     array([1., 1.])
     """
+    dy = _masked(dy, y, dresidual)
     x2, perm, tshape = _trailing(x, axis)
     dy2 = _trailing(dy, axis)[0]
     m, r = np.reshape(mean, (-1, 1)), np.reshape(invstd, (-1, 1))
@@ -687,10 +707,11 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None):
     return _finish(_untrail(dx, perm, tshape), x, out), dgamma, dbeta
 
 
-def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
+def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual=None):
     """RMS norm: x / sqrt(mean(x**2) + eps) * gamma over the axes ``axis``.
 
-    The twin of :func:`fastbn.rms_norm` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.rms_norm` (same parameters and results), in NumPy; relu and
+    residual as in :func:`batch_norm_train`.
 
     Examples
     --------
@@ -705,13 +726,16 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None):
     if gamma is not None:
         y = y * np.reshape(gamma, -1)
     stat_shape = tshape[:x.ndim - len(_norm_axes(x, axis)[0])]
-    return _finish(_untrail(y, perm, tshape), x, out), invrms.reshape(stat_shape).astype(x.dtype)
+    return (_finish(_untrail(y, perm, tshape), x, out, relu, residual),
+            invrms.reshape(stat_shape).astype(x.dtype))
 
 
-def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
+def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None, y=None,
+                      dresidual=None):
     """dx = invrms * g - x * invrms**3 * mean(g * x), g = dy * gamma; dgamma = sum(dy * x * invrms).
 
-    The twin of :func:`fastbn.rms_norm_backward` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.rms_norm_backward` (same parameters and results), in NumPy; y
+    and dresidual as in :func:`batch_norm_backward`.
 
     Examples
     --------
@@ -721,6 +745,7 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None):
     >>> reference.rms_norm_backward(x, x, np.array([0.2]))[0]   # 0.2 x - 0.008 x * 12.5
     array([[0.3, 0.4]])
     """
+    dy = _masked(dy, y, dresidual)
     x2, perm, tshape = _trailing(x, axis)
     dy2 = _trailing(dy, axis)[0]
     r = np.reshape(invrms, (-1, 1))
@@ -740,10 +765,12 @@ def _grouped(x, num_groups, axis):
     return np.reshape(x, view), (1, 1, num_groups, C // num_groups, 1)
 
 
-def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=False,
+               residual=None):
     """Group norm: statistics per (sample, group of consecutive channels along ``axis``).
 
-    The twin of :func:`fastbn.group_norm` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.group_norm` (same parameters and results), in NumPy; relu and
+    residual as in :func:`batch_norm_train`.
 
     Examples
     --------
@@ -762,14 +789,16 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
     if beta is not None:
         y = y + np.reshape(beta, ch)
     stat = (x.shape[0], num_groups)
-    return (_finish(y.reshape(x.shape), x, out), mean.reshape(stat).astype(x.dtype),
+    return (_finish(y.reshape(x.shape), x, out, relu, residual), mean.reshape(stat).astype(x.dtype),
             invstd.reshape(stat).astype(x.dtype))
 
 
-def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None):
+def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, out=None,
+                        y=None, dresidual=None):
     """Layer norm's gradient per (sample, group); dgamma, dbeta per channel.
 
-    The twin of :func:`fastbn.group_norm_backward` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.group_norm_backward` (same parameters and results), in NumPy; y
+    and dresidual as in :func:`batch_norm_backward`.
 
     Examples
     --------
@@ -779,7 +808,11 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     >>> y, m, s = reference.group_norm(x, 2)
     >>> reference.group_norm_backward(np.ones_like(x), x, m, s, 2)[2]
     array([1., 1., 1., 1.])
+    >>> y = np.array([[0.0, 1.0, -1.0, 1.0]])          # a fused forward's output
+    >>> reference.group_norm_backward(np.ones_like(x), x, m, s, 2, y=y)[2]
+    array([0., 1., 0., 1.])
     """
+    dy = _masked(dy, y, dresidual)
     x5, ch = _grouped(x, num_groups, axis)
     dy5 = np.reshape(dy, x5.shape)
     stat = (x.shape[0], 1, num_groups, 1, 1)
@@ -793,10 +826,12 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     return _finish(dx.reshape(x.shape), x, out), dgamma, dbeta
 
 
-def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
+def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=False,
+                  residual=None):
     """Instance norm: group norm with one channel per group.
 
-    The twin of :func:`fastbn.instance_norm` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.instance_norm` (same parameters and results), in NumPy; relu and
+    residual as in :func:`batch_norm_train`.
 
     Examples
     --------
@@ -805,13 +840,16 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None):
     >>> reference.instance_norm(np.array([[[1.0, 3.0]]]), eps=1e-12)[0]
     array([[[-1.,  1.]]])
     """
-    return group_norm(x, x.shape[axis], gamma, beta, axis=axis, eps=eps, out=out)
+    return group_norm(x, x.shape[axis], gamma, beta, axis=axis, eps=eps, out=out, relu=relu,
+                      residual=residual)
 
 
-def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None):
+def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=None,
+                           dresidual=None):
     """Group norm's gradient with one channel per group.
 
-    The twin of :func:`fastbn.instance_norm_backward` (same parameters and results), in NumPy.
+    The twin of :func:`fastbn.instance_norm_backward` (same parameters and results), in NumPy; y
+    and dresidual as in :func:`batch_norm_backward`.
 
     Examples
     --------
@@ -822,7 +860,8 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None)
     >>> reference.instance_norm_backward(np.ones_like(x), x, m, s)[2]
     array([2.])
     """
-    return group_norm_backward(dy, x, mean, invstd, x.shape[axis], gamma, axis=axis, out=out)
+    return group_norm_backward(dy, x, mean, invstd, x.shape[axis], gamma, axis=axis, out=out,
+                               y=y, dresidual=dresidual)
 
 
 # ---- float16 and bfloat16 ------------------------------------------------------------------------

@@ -27,7 +27,7 @@
  * (forward: s = invstd * gamma, c = beta), every output obeys
  *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
  *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
- * (tests/norm_helpers.py checks exactly this).  float64 sums of squares overflow for
+ * (tests/norm_helpers.py checks exactly this; dx* at the mean and invstd passed in).  float64 sums of squares overflow for
  * |x| > ~1e154 in float64 data (as batch norm's).  float16 / bfloat16 tensors (_f16, _bf16;
  * parameters float): T is float (u = 2^-24) and each output is then rounded once to the half
  * type (the float64-formula rows: to float, then to it), so |y - y*| <= ulp_h(|y*| + b)/2 + b

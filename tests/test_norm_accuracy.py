@@ -174,4 +174,4 @@ def test_float32_backward_whose_dy_times_g_overflows_is_finite(name, shape, kw, 
     assert np.max(np.abs(norm.groups(dy.astype(np.float64), kw)[0]).max(axis=1) * r) > F32_MAX
     dx = norm.backward(norm.fb(True), dy, x, stats, gamma, kw)[0]
     assert np.all(np.isfinite(dx))
-    check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5)
+    check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5, stats)

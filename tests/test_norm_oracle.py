@@ -62,7 +62,7 @@ def test_backward_matches_the_oracle(norm, shape, kw, dtype, rng):
                          [s.astype(np.float64) for s in fwd[1:]], gamma.astype(np.float64), kw)
     assert len(got) == len(want) == (3 if norm.has_beta else 2)
     assert got[0].shape == x.shape and all(a.dtype == x.dtype for a in got)
-    check_backward_bound(norm, dy, x, got[0], gamma, kw, EPS)
+    check_backward_bound(norm, dy, x, got[0], gamma, kw, EPS, fwd[1:])
     for g, w in zip(got[1:], want[1:]):
         assert g.shape == gamma.shape
         # a sum of n terms: float32's single rounding, or float64 sums to n * eps of the terms

@@ -208,9 +208,8 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None, relu=Fa
     out : ndarray, optional
         Where to write ``y`` (shape and dtype of ``x``); shares no memory with an input except
         ``out=x`` exactly (in place, bitwise the same result).
-
     relu : bool, default False
-        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
     residual : ndarray, optional
         Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
@@ -285,7 +284,6 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None, y
     axis : int or tuple of ints, default -1
     out : ndarray, optional
         Where to write ``dx``; shares no memory with an input except ``out=dy`` exactly.
-
     y : ndarray, optional
         The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
         byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
@@ -350,9 +348,8 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual
     eps : float > 0, default 1e-6
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
-
     relu : bool, default False
-        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
     residual : ndarray, optional
         Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
@@ -414,7 +411,6 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None, y=None,
     axis : int or tuple of ints, default -1
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
-
     y : ndarray, optional
         The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
         byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
@@ -484,9 +480,8 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
     eps : float > 0, default 1e-5
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
-
     relu : bool, default False
-        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
     residual : ndarray, optional
         Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
@@ -544,7 +539,6 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     axis : int, default 1
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
-
     y : ndarray, optional
         The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
         byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's
@@ -605,9 +599,8 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=
     eps : float > 0, default 1e-5
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
-
     relu : bool, default False
-        Apply a ReLU to the output (after the residual add), as ``torch.relu``, in the same pass.
+        Apply a ReLU to the output (after the residual add), as ``torch.relu``.
     residual : ndarray, optional
         Added to the output before the ReLU: shape and dtype of ``x``, any strides, either byte
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
@@ -661,7 +654,6 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None,
     axis : int, default 1
     out : ndarray, optional
         Where to write ``dx``; ``out=dy`` exactly is allowed.
-
     y : ndarray, optional
         The output of a forward with ``relu=True`` (shape and dtype of ``x``, any strides, either
         byte order): ``dy`` is first replaced by 0 where ``y <= 0`` (PyTorch's

@@ -215,6 +215,7 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None, relu=Fa
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
         output as stored, added and rounded once (float16/bfloat16: in float32, as
         :func:`fastbn.batch_norm_train`'s fused output).
+
     Returns
     -------
     y : ndarray
@@ -293,6 +294,7 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None, y
         An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
         with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
         itself without ``y``).
+
     Returns
     -------
     dx : ndarray
@@ -355,6 +357,7 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
         output as stored, added and rounded once (float16/bfloat16: in float32, as
         :func:`fastbn.batch_norm_train`'s fused output).
+
     Returns
     -------
     y : ndarray
@@ -420,6 +423,7 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None, y=None,
         An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
         with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
         itself without ``y``).
+
     Returns
     -------
     dx : ndarray
@@ -487,6 +491,7 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
         output as stored, added and rounded once (float16/bfloat16: in float32, as
         :func:`fastbn.batch_norm_train`'s fused output).
+
     Returns
     -------
     y : ndarray
@@ -548,6 +553,7 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
         An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
         with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
         itself without ``y``).
+
     Returns
     -------
     dx : ndarray
@@ -606,6 +612,7 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=
         order; shares no memory with ``out``.  ``y = relu(t + residual)`` with ``t`` the plain
         output as stored, added and rounded once (float16/bfloat16: in float32, as
         :func:`fastbn.batch_norm_train`'s fused output).
+
     Returns
     -------
     y : ndarray
@@ -663,6 +670,7 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None,
         An output (shape and dtype of ``x``, writeable, either byte order, sharing no memory
         with any other argument) receiving the residual's gradient: the masked ``dy`` (``dy``
         itself without ``y``).
+
     Returns
     -------
     dx : ndarray

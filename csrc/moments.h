@@ -13,7 +13,7 @@
 #include "simd.h"
 
 /* FB_LANES accumulators set to +0 by vector stores: an initializer compiles to a string store
- * whose start-up costs as much as a short row's sums (layer norm on (65536, 64): 1.35x). */
+ * whose start-up costs as much as a short row's sums. */
 static inline void fb_lanes_zero(double *p)
 {
     for (int l = 0; l < FB_LANES; l += FB_VD_W) fb_vd_store_f64(p + l, fb_vd_set1(0.0));

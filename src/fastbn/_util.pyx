@@ -69,7 +69,7 @@ def byte_extent(cnp.ndarray a):
 def same_view(a, b):
     """Whether ``a`` and ``b`` are the same view of memory: the same data address, shape, strides
     and dtype (an in-place elementwise operation on them is safe; any other overlap is not).
-    In C: the address through ``__array_interface__`` took 3 us an array."""
+    In C: ``__array_interface__`` builds a dict per array, which cost more than the call."""
     if a is b:
         return True
     if not (isinstance(a, cnp.ndarray) and isinstance(b, cnp.ndarray)):

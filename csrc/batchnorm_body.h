@@ -15,8 +15,9 @@
  *   cancellation of E[x^2] - E[x]^2.  Segments are combined with Chan's update in a fixed order;
  *   where the rounded segment means could cost M2 more than 1e-13 (|mean| / sd > ~56), the channel
  *   is read a second time with the merged mean as the shift (refine_stats).
- *   Elementwise passes run in the data type T, as PyTorch's do: the mean is split as mh + mlo
- *   (mh = mean rounded to T), y = (x - mh) * s + c' with c' = c - mlo * s, so x - mh is exact
+ *   Elementwise passes run in FB_C: the data type T, as PyTorch's do (float64 for half storage,
+ *   below).  The mean is split as mh + mlo (mh = mean rounded to FB_C), y = (x - mh) * s + c'
+ *   with c' = c - mlo * s, so x - mh is exact
  *   wherever x is within a factor 2 of the mean (the far-from-zero data that matter) and nothing
  *   cancels catastrophically.  With u the unit roundoff of T (2^-24 for float32) and e its smallest
  *   subnormal (2^-149), each output obeys
@@ -28,11 +29,11 @@
  *   (a few units in the last place of the largest term; tests/bn_helpers.py checks exactly this).
  *   The e terms are underflow: below T's smallest normal, rounding errs by up to e/2 absolutely,
  *   once per coefficient rounded to T (scaled by |dy|, |x - mh|, 1) and once per product.
- *   float16 / bfloat16 (dtype_f16.h, dtype_bf16.h) store the tensors in 16 bits and compute in
- *   T = float: x is widened exactly, so the bounds above hold for the float result, which is then
- *   rounded once to the half type: |y - y*| <= ulp_h(|y*| + b)/2 + b for the bound b above,
- *   within one ulp_h of y* wherever b <= ulp_h(y*)/2 (not at outputs far smaller than their
- *   terms, where b is absolute).  A result beyond the half range becomes +-inf, as a cast.
+ *   float16 / bfloat16 (dtype_f16.h, dtype_bf16.h) store the tensors in 16 bits and run the
+ *   elementwise passes in float64 (FB_C): x is widened exactly, so the bounds above hold with
+ *   u = 2^-53 for the float64 result, which is rounded to float and then to the half type:
+ *   |y - y*| <= ulp_h(|y*| + b)/2 + ulp_32(|y*| + b)/2 + b, one ulp_h of y* but at outputs some
+ *   2^-35 of their terms.  A result beyond the half range becomes +-inf, as a cast.
  *   Where x - mh could overflow in T (|mean| >= 2^102), or a coefficient rounds to +-inf in T, the
  *   float64 formula is used instead; a vector whose T result is not finite is redone by element
  *   (apply1/grad1), so an intermediate overflow never turns a representable result into inf/NaN.
@@ -244,7 +245,7 @@ typedef struct {
     double *r1, *r2;          /* per row chunk and virtual channel: mean & M2, or sdy & sdyx */
     const FN(coef) *coefs;    /* per real channel */
     const double *vm;         /* per virtual channel: the mean (backward sums) */
-    T *tm, *ts, *tg, *tc;     /* per virtual channel, repeated `group` times: coefficients in T */
+    FB_C *tm, *ts, *tg, *tc;  /* per virtual channel, repeated `group` times: coefficients */
     int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
     int exact, backward, stream;
     const S *res;             /* forward: y = relu(y + res) (res may be NULL, relu 0) */
@@ -499,10 +500,10 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
             if (k->backward) k->tg[v] = co->tg;
         }
     }
-    T *const arrays[4] = {k->tm, k->ts, k->tc, k->tg};
+    FB_C *const arrays[4] = {k->tm, k->ts, k->tc, k->tg};
     for (int a = 0; a < (k->backward ? 4 : 3); a++)
         for (int64_t r = 1; r < k->group; r++)
-            memcpy(arrays[a] + r * V, arrays[a], (size_t)V * sizeof(T));
+            memcpy(arrays[a] + r * V, arrays[a], (size_t)V * sizeof(FB_C));
     return exact;
 }
 
@@ -517,7 +518,7 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     if (k->group < 1) k->group = 1;
     const int64_t P = k->group * V;
     const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
-                         sizeof(FN(coef)) * (size_t)C + (sizeof(T) * (size_t)P + 4096 + sizeof(T)) * 4;
+                         sizeof(FN(coef)) * (size_t)C + (sizeof(FB_C) * (size_t)P + 4096 + sizeof(FB_C)) * 4;
     char *s = (char *)malloc(bytes);
     if (!s) return NULL;
     k->r1 = (double *)s;
@@ -529,13 +530,13 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
      * after a store still in flight -- 4K aliasing, which made inference on (32,56,56,64) 1.7x
      * slower wherever malloc happened to place them just behind y. */
     char *at = (char *)(k->coefs + C);
-    T **arrays[4] = {&k->tm, &k->ts, &k->tg, &k->tc};
+    FB_C **arrays[4] = {&k->tm, &k->ts, &k->tg, &k->tc};
     for (int a = 0; a < 4; a++) {
         const size_t want = (size_t)(128 + 512 * a), have = (size_t)((uintptr_t)at - (uintptr_t)k->y) % 4096;
         at += (want - have + 4096) % 4096;
-        at += (sizeof(T) - (uintptr_t)at % sizeof(T)) % sizeof(T);   /* aligned, if y is not */
-        *arrays[a] = (T *)at;
-        at += sizeof(T) * (size_t)P;
+        at += (sizeof(FB_C) - (uintptr_t)at % sizeof(FB_C)) % sizeof(FB_C);   /* aligned */
+        *arrays[a] = (FB_C *)at;
+        at += sizeof(FB_C) * (size_t)P;
     }
     return s;
 }

@@ -7,7 +7,6 @@
 #define FB_T float
 #define FB_S uint16_t
 #define FB_DT bf16
-#define FB_NARROW 1   /* half storage: the layer / RMS norm forward's rows in float64 (1 ulp) */
 #include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_bf16
 #define FB_TV_FROM_VD fb_vf_from_vd
@@ -19,3 +18,9 @@
 #define FB_SV_LOAD fb_vf_load_bf16
 #define FB_SV_STORE fb_vf_store_bf16
 #define FB_SV_STREAM fb_vf_store_bf16   /* no non-temporal half stores: plain ones */
+/* The elementwise passes in float64, two vectors of doubles a vector of T, each output rounded
+ * to float and then to the half type: within one ulp of the exact value (norm.h). */
+#include "dtype_cvd.h"
+#define FB_CV_LOAD_P fb_vd_load_f32
+#define FB_CV_LOAD_S fb_vd_load_bf16
+#define FB_CV_TO_TV(E, i) FB_TV_FROM_VD(E(i), E((i) + FB_VD_W))

@@ -2,7 +2,6 @@
 #undef FB_T
 #undef FB_S
 #undef FB_DT
-#undef FB_NARROW
 #undef FB_TV
 #undef FB_TV_W
 #undef FB_TV_SET1
@@ -28,3 +27,16 @@
 #undef FB_SV_LOAD
 #undef FB_SV_STORE
 #undef FB_SV_STREAM
+#undef FB_C
+#undef FB_CFMA1
+#undef FB_CV
+#undef FB_CV_SET1
+#undef FB_CV_LOAD
+#undef FB_CV_LOAD_P
+#undef FB_CV_LOAD_S
+#undef FB_CV_ADD
+#undef FB_CV_SUB
+#undef FB_CV_MUL
+#undef FB_CV_FMA
+#undef FB_CV_RELU_GRAD
+#undef FB_CV_TO_TV

@@ -9,7 +9,6 @@
 #define FB_T float
 #define FB_S float
 #define FB_DT f32
-#define FB_NARROW 0   /* storage as wide as T */
 #include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_f32
 #define FB_VD_STORE_T fb_vd_store_f32
@@ -22,3 +21,18 @@
 #define FB_SV_LOAD fb_vf_load
 #define FB_SV_STORE fb_vf_store
 #define FB_SV_STREAM fb_vf_stream
+/* The elementwise passes' arithmetic (FB_C: coefficients and intermediates; FB_CV: its vector)
+ * is float32 here; float64 for float64 and the half types (dtype_cvd.h). */
+#define FB_C float
+#define FB_CFMA1 fmaf
+#define FB_CV fb_vf
+#define FB_CV_SET1 fb_vf_set1
+#define FB_CV_LOAD fb_vf_load     /* an array of FB_C */
+#define FB_CV_LOAD_P fb_vf_load   /* an array of T: gamma, beta */
+#define FB_CV_LOAD_S fb_vf_load   /* a tensor */
+#define FB_CV_ADD fb_vf_add
+#define FB_CV_SUB fb_vf_sub
+#define FB_CV_MUL fb_vf_mul
+#define FB_CV_FMA fb_vf_fma
+#define FB_CV_RELU_GRAD fb_vf_relu_grad
+#define FB_CV_TO_TV(E, i) E(i)    /* E(o): the FB_CV at element offset o; one FB_TV */

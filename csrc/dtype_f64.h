@@ -2,7 +2,6 @@
 #define FB_T double
 #define FB_S double
 #define FB_DT f64
-#define FB_NARROW 0   /* storage as wide as T */
 #define FB_TV fb_vd
 #define FB_TV_W FB_VD_W
 #define FB_TV_SET1 fb_vd_set1
@@ -28,3 +27,7 @@
 #define FB_SV_LOAD fb_vd_load_f64
 #define FB_SV_STORE fb_vd_store_f64
 #define FB_SV_STREAM fb_vd_stream
+#include "dtype_cvd.h"
+#define FB_CV_LOAD_P fb_vd_load_f64
+#define FB_CV_LOAD_S fb_vd_load_f64
+#define FB_CV_TO_TV(E, i) E(i)

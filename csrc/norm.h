@@ -23,15 +23,15 @@
  * (gamma, beta per element of a run) use the group's coefficients and gamma, beta as given, so
  * that no per-element coefficient is formed: y = fma(fma(x - mh, (T)invstd, c'), gamma, beta),
  * dx = fma(dy * gamma, (T)invstd, fma(x - mh, s, c')) (fma correctly rounded on every
- * instruction set); with half storage their forward evaluates the float64 formula, rounded once.  With u the unit roundoff of T and s, c, g the element's coefficients
+ * instruction set).  With u the unit roundoff of FB_C (T; float64 for half storage) and s, c, g the element's coefficients
  * (forward: s = invstd * gamma, c = beta), every output obeys
  *     forward:  |y - y*|   <= 4u |(x - mean) s| + 2u |c| + 4u^2 |mean s|
  *     backward: |dx - dx*| <= 8u (|dy g| + |(x - mean) s| + |c|) + 4u^2 |mean s|
  * (tests/norm_helpers.py checks exactly this; dx* at the mean and invstd passed in).  float64 sums of squares overflow for
  * |x| > ~1e154 in float64 data (as batch norm's).  float16 / bfloat16 tensors (_f16, _bf16;
- * parameters float): T is float (u = 2^-24) and each output is then rounded once to the half
- * type (the float64-formula rows: to float, then to it), so |y - y*| <= ulp_h(|y*| + b)/2 + b
- * with b the bound above (tests/test_half_norms.py).
+ * parameters float): the float64 kernel's arithmetic (FB_C = double, u = 2^-53), each output
+ * rounded to float and then to the half type, so |y - y*| <= ulp_h(|y*| + b)/2 +
+ * ulp_32(|y*| + b)/2 + b with b the bound above: one ulp_h (tests/test_half_norms.py).
  * Fused (issue 17, batch norm's definition, norm_common.h's fwd_epi1 / relu_grad1): with
  * residual (or NULL) and relu, y = relu(t + residual) with t the plain output as stored (half:
  * rounded to the half type), added and relu'd in T, rounded once; residual shares no memory with

@@ -28,23 +28,24 @@ static T FN(elem_grad1)(T dy, T x, double g, const FN(coef) *co)
 
 /* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element (gd: the same in
  * float64, for the vectors redone by elem_grad1 where the T result is not finite). */
-static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const T *FB_RESTRICT tg,
-                                const double *FB_RESTRICT gd, const FN(coef) *co, int stream)
+static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
+                                const FB_C *FB_RESTRICT tg, const double *FB_RESTRICT gd,
+                                const FN(coef) *co, int stream)
 {
-    const T tm = co->tm, ts = co->ts, tc = co->tc;
-    const FB_TV m = FB_TV_SET1(tm), s = FB_TV_SET1(ts), c = FB_TV_SET1(tc);
-#define FB_E(i) FB_TV_ADD(FB_TV_MUL(FB_SV_LOAD(dy + (i)), FB_TV_LOAD(tg + (i))),                  \
-                          FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
+    const FB_C tm = co->tm, ts = co->ts, tc = co->tc;
+    const FB_CV m = FB_CV_SET1(tm), s = FB_CV_SET1(ts), c = FB_CV_SET1(tc);
+#define FB_E_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_LOAD_S(dy + (o)), FB_CV_LOAD(tg + (o))),             \
+                             FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s), c))
 #define FB_E_STORE(STORE, i)                                                                      \
     do {                                                                                          \
-        const FB_TV r_ = FB_E(i);                                                                 \
+        const FB_TV r_ = FB_CV_TO_TV(FB_E_AT, i);                                                 \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
             dx[j_] = FB_ST(FN(elem_grad1)(FB_LD(dy[j_]), FB_LD(x[j_]), gd[j_], co));             \
     } while (0)
 #define FB_E1(i)                                                                                  \
     do {                                                                                          \
-        const T r_ = FB_LD(dy[i]) * tg[i] + ((FB_LD(x[i]) - tm) * ts + tc);                       \
+        const T r_ = (T)(FB_LD(dy[i]) * tg[i] + ((FB_LD(x[i]) - tm) * ts + tc));                  \
         dx[i] = FB_ST(isfinite(r_) ? r_ : FN(elem_grad1)(FB_LD(dy[i]), FB_LD(x[i]), gd[i], co));  \
     } while (0)
     int64_t i = 0, head, stop;
@@ -56,7 +57,7 @@ static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const
     for (; i < n; i++) FB_E1(i);
 #undef FB_E1
 #undef FB_E_STORE
-#undef FB_E
+#undef FB_E_AT
 }
 
 /* One output of a row with per-element gamma gm and beta bt (NULL: ones, zeros, so that they
@@ -66,24 +67,25 @@ static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const
 static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T *bt, int64_t e,
                                    double mu, double r)
 {
-    const T t = FB_FMA1(x - co->tm, co->ts, co->tc);
-    const T y = FB_FMA1(t, gm ? gm[e] : (T)1, bt ? bt[e] : (T)0);
-    if (isfinite(y)) return y;
+    const FB_C t = FB_CFMA1(x - co->tm, co->ts, co->tc);
+    const FB_C y = FB_CFMA1(t, gm ? gm[e] : (FB_C)1, bt ? bt[e] : (FB_C)0);
+    if (isfinite(y)) return (T)y;
     const FN(coef) ce = FN(make_coef)(mu, gm ? (double)gm[e] * r : r, 0.0, bt ? (double)bt[e] : 0.0);
     return FN(apply1)(x, &ce);
 }
 
-/* One row of per-element coefficients (layer / RMS norm, inner == 1) in T, as row_affine1: two
- * multiply-adds a vector, where the float64 formula took eight operations and two conversions.
- * Streamed when `stream`; pf, if not NULL, is the next row, prefetched while this one runs. */
+/* One row of per-element coefficients (layer / RMS norm, inner == 1), as row_affine1: two
+ * multiply-adds a vector.  Streamed when `stream`; pf, if not NULL, is the next row, prefetched
+ * while this one runs. */
 static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, const T *gm,
                           const T *bt, double mu, double r, const S *pf, int stream)
 {
-    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-    const FB_TV one = FB_TV_SET1((T)1), zero = FB_TV_SET1((T)0);
-#define FB_RA_V(e)                                                                                \
-    FB_TV_FMA(FB_TV_FMA(FB_TV_SUB(FB_SV_LOAD(xr + (e)), m), s, c),                                \
-              gm ? FB_TV_LOAD(gm + (e)) : one, bt ? FB_TV_LOAD(bt + (e)) : zero)
+    const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
+    const FB_CV one = FB_CV_SET1((FB_C)1), zero = FB_CV_SET1((FB_C)0);
+#define FB_RA_AT(o)                                                                               \
+    FB_CV_FMA(FB_CV_FMA(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), m), s, c),                              \
+              gm ? FB_CV_LOAD_P(gm + (o)) : one, bt ? FB_CV_LOAD_P(bt + (o)) : zero)
+#define FB_RA_V(e) FB_CV_TO_TV(FB_RA_AT, e)
 #define FB_RA_STORE(STORE, e)                                                                     \
     do {                                                                                          \
         if (pf && (e) % (64 / sizeof(S)) == 0) fb_prefetch(pf + (e));                             \
@@ -101,41 +103,7 @@ static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, co
     for (; e < n; e++) yr[e] = FB_ST(FN(row_affine1)(FB_LD(xr[e]), co, gm, bt, e, mu, r));
 #undef FB_RA_STORE
 #undef FB_RA_V
-}
-
-/* One row of per-element coefficients in float64: y = (T)((x - mu) * (gd r) + bd) (bd NULL: + 0),
- * rounded once (half types: to float, then to the half type: FB_ST64, as the vectors).  Whole
- * vectors of T, streamed when `stream` (the row's lines are written whole, so no read for ownership); pf, if not NULL, is the next row, prefetched while this one runs. */
-static void FN(row_apply_f64)(const S *xr, S *yr, int64_t n, double mu, double r,
-                              const double *FB_RESTRICT gd, const double *FB_RESTRICT bd,
-                              const S *pf, int stream)
-{
-    const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r), zv = fb_vd_set1(0.0);
-#define FB_RA_T(e) FB_ST64(((double)FB_LD(xr[e]) - mu) * (gd[e] * r) + (bd ? bd[e] : 0.0))
-#define FB_RA_H(e) fb_vd_add(fb_vd_mul(fb_vd_sub(FB_VD_LOAD_T(xr + (e)), mv),                    \
-                                       fb_vd_mul(fb_vd_load_f64(gd + (e)), rv)),                  \
-                            bd ? fb_vd_load_f64(bd + (e)) : zv)
-#define FB_RA_V(e, out)                                                                   \
-    do {                                                                                          \
-        const FB_TV t_ = FB_TV_FROM_VD(FB_RA_H(e), FB_RA_H((e) + FB_TV_W - FB_VD_W));             \
-        out;                                                                                      \
-    } while (0)
-    int64_t e = 0, head, stop;
-    if (stream && fb_stream_span(yr, sizeof(S), n, &head, &stop)) {
-        for (; e < head; e++) yr[e] = FB_RA_T(e);
-        for (; e < stop; e += FB_TV_W) {
-            if (pf && e % (64 / sizeof(S)) == 0) fb_prefetch(pf + e);
-            FB_RA_V(e, FB_SV_STREAM(yr + e, t_));
-        }
-    }
-    for (; e + FB_TV_W <= n; e += FB_TV_W) {
-        if (pf && e % (64 / sizeof(S)) == 0) fb_prefetch(pf + e);
-        FB_RA_V(e, FB_SV_STORE(yr + e, t_));
-    }
-    for (; e < n; e++) yr[e] = FB_RA_T(e);
-#undef FB_RA_T
-#undef FB_RA_V
-#undef FB_RA_H
+#undef FB_RA_AT
 }
 
 /* One run of the backward's elementwise layout with gamma cached in float64 (layer / RMS norm),
@@ -183,25 +151,26 @@ static void FN(row_grad_sums)(const S *xr, const S *gr, int64_t L, double mu, do
 static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *gm, int64_t e,
                                         double r)
 {
-    const T d = FB_FMA1(gm ? dy * gm[e] : dy, co->tg, FB_FMA1(x - co->tm, co->ts, co->tc));
+    const FB_C w = gm ? (FB_C)dy * gm[e] : (FB_C)dy;
+    const T d = (T)FB_CFMA1(w, co->tg, FB_CFMA1(x - co->tm, co->ts, co->tc));
     return isfinite(d) ? d : FN(elem_grad1)(dy, x, gm ? (double)gm[e] * r : r, co);
 }
 
-/* row_grad_affine1 over a run: three operations a vector besides the subtraction, where the
- * float64 factor gamma invstd took four and two conversions.  Streamed when `stream`; pfx, pfg
- * (or NULL): the next run's x and dy, prefetched. */
+/* row_grad_affine1 over a run: three operations a vector besides the subtraction.  Streamed when
+ * `stream`; pfx, pfg (or NULL): the next run's x and dy, prefetched. */
 static void FN(row_grad_affine)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
                                 const T *gm, double r, const S *pfx, const S *pfg, int stream)
 {
-    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-    const FB_TV tg = FB_TV_SET1(co->tg);
+    const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
+    const FB_CV tg = FB_CV_SET1(co->tg);
 #define FB_PF(i)                                                                                  \
     if (pfx && (i) % (64 / sizeof(S)) == 0) fb_prefetch(pfx + (i)), fb_prefetch(pfg + (i))
+#define FB_G_AT(o) (gm ? FB_CV_MUL(FB_CV_LOAD_S(dy + (o)), FB_CV_LOAD_P(gm + (o)))              \
+                       : FB_CV_LOAD_S(dy + (o)))
+#define FB_GA_AT(o) FB_CV_FMA(FB_G_AT(o), tg, FB_CV_FMA(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s, c))
 #define FB_E_STORE(STORE, i)                                                                      \
     do {                                                                                          \
-        const FB_TV g_ = FB_SV_LOAD(dy + (i));                                                    \
-        const FB_TV r_ = FB_TV_FMA(gm ? FB_TV_MUL(g_, FB_TV_LOAD(gm + (i))) : g_, tg,             \
-                                   FB_TV_FMA(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s, c));           \
+        const FB_TV r_ = FB_CV_TO_TV(FB_GA_AT, i);                                                \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                                \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                     \
             dx[j_] = FB_ST(FN(row_grad_affine1)(FB_LD(dy[j_]), FB_LD(x[j_]), co, gm, j_, r));     \
@@ -222,6 +191,8 @@ static void FN(row_grad_affine)(const S *dy, const S *x, S *dx, int64_t n, const
     for (; i < n; i++) FB_E1(i);
 #undef FB_E1
 #undef FB_E_STORE
+#undef FB_GA_AT
+#undef FB_G_AT
 #undef FB_PF
 }
 
@@ -312,9 +283,7 @@ typedef struct {
 /* The channel of element i of a run (elementwise mode), relative to the group's first. */
 #define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
 
-/* gd, bd: the group's gamma and beta in float64 (or NULL), for half storage's float64 rows. */
-static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const double *gd,
-                              const double *bd)
+static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -336,21 +305,17 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const 
         return;
     }
     /* Per-element coefficients with per-group statistics.  One channel per element (layer and
-     * RMS norm): xhat with the group's coefficients, then gamma and beta (row_affine).  Half
-     * storage, other layouts, or where x - mean could overflow in T: the float64 formula
-     * y = (x - mean) * (gamma r) + beta, rounded once (so a half output is within 1 ulp). */
+     * RMS norm): xhat with the group's coefficients, then gamma and beta (row_affine).  Other
+     * layouts, or where x - mean could overflow in T: the float64 formula
+     * y = (x - mean) * (gamma r) + beta, rounded once. */
     const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
     const FN(coef) co = FN(make_coef)(mu, r, 0.0, 0.0);
     for (int64_t m = 0; m < mid; m++) {
         const S *xr = xb + m * stride;
         S *yr = yb + m * stride;
         const S *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
-        if (inner == 1 && !co.exact && !FB_NARROW) {
+        if (inner == 1 && !co.exact) {
             FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
-            continue;
-        }
-        if (gd) {
-            FN(row_apply_f64)(xr, yr, L, mu, r, gd, bd, next, k->stream);
             continue;
         }
         for (int64_t e = 0; e < L; e++) {
@@ -367,19 +332,8 @@ static void FN(forward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    double *gd = NULL, *bd = NULL;   /* half storage's rows: gamma, beta converted once a task */
-    if (FB_NARROW && p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
-        gd = (double *)malloc(sizeof(double) * 2 * (size_t)p->L);   /* NULL: the plain path */
-    if (gd) {
-        const int64_t c0 = g * p->v.Cg;
-        for (int64_t e = 0; e < p->L; e++) gd[e] = (double)k->gamma[c0 + e];
-        if (k->beta) {
-            bd = gd + p->L;
-            for (int64_t e = 0; e < p->L; e++) bd[e] = (double)k->beta[c0 + e];
-        }
-    }
     for (int64_t o = o0; o < o1; o++) {
-        FN(forward_group)(k, o, g, gd, bd);
+        FN(forward_group)(k, o, g);
         if (k->res || k->relu) {   /* the group's outputs, still in cache: relu(y + res) */
             const int64_t off = o * p->per_outer + g * p->L;
             for (int64_t m = 0; m < p->v.mid; m++)
@@ -387,13 +341,12 @@ static void FN(forward_task)(void *vctx, int64_t task)
                             k->relu);
         }
     }
-    free(gd);
     if (k->stream) fb_stream_fence();
 }
 
 /* ---- the columns layout: a sample as mid rows of V = C * inner columns ---------------------- */
 
-/* Per-chunk scratch of the columns layout: 6 V doubles and 4 V values of T. */
+/* Per-chunk scratch of the columns layout: 6 V doubles and 4 V coefficients (FB_C). */
 typedef struct {
     fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
     const fb_norm_plan *p;
@@ -405,7 +358,7 @@ typedef struct {
     const double *mean_in, *invstd_in;   /* backward */
     double *mean, *invstd;               /* forward */
     double *dw;                          /* n_chunks * 6V */
-    T *tw;                               /* n_chunks * 4V */
+    FB_C *tw;                            /* n_chunks * 4V */
     const S *res;                        /* forward's fused epilogue: residual (or NULL), relu */
     int relu;
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
@@ -415,7 +368,8 @@ typedef struct {
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
  * em, es, ec, eg receive the float64 formula; returns 1 if the group needs it. */
 static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double mu, double s,
-                          double r, double c, int grad, T *tm, T *ts, T *tg, T *tc, double *em,
+                          double r, double c, int grad, FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc,
+                          double *em,
                           double *es, double *eg, double *ec)
 {
     const int64_t inner = k->p->v.inner;
@@ -425,7 +379,7 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
         const int64_t ch = v / inner;
         const double gm = k->gamma ? (double)k->gamma[ch] : 1.0;
         if (grad) {   /* dx = dy (gamma r) + ((x - m) s + c) */
-            tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (T)(gm * r);
+            tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (FB_C)(gm * r);
             em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
             if (isfinite(eg[v]) && !isfinite((double)tg[v])) exact = 1;   /* beyond T's range */
         } else {      /* y = (x - m) (gamma r) + beta: make_coef per column */
@@ -439,7 +393,7 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
 }
 
 static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int exact,
-                                const T *tm, const T *ts, const T *tg, const T *tc,
+                                const FB_C *tm, const FB_C *ts, const FB_C *tg, const FB_C *tc,
                                 const double *em, const double *es, const double *eg,
                                 const double *ec)
 {
@@ -467,7 +421,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *sh = k->dw + ch * 6 * V, *s1 = sh + V, *s2 = s1 + V, *cm = s2 + V, *cq = cm + V;
     double *eg = cq + V;
-    T *tm = k->tw + ch * 4 * V, *ts = tm + V, *tc = ts + V;
+    FB_C *tm = k->tw + ch * 4 * V, *ts = tm + V, *tc = ts + V;
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
@@ -530,7 +484,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *vm = k->dw + ch * 6 * V, *s1 = vm + V, *s2 = s1 + V, *es = s2 + V, *ec = es + V;
     double *eg = ec + V;
-    T *tm = k->tw + ch * 4 * V, *ts = tm + V, *tg = ts + V, *tc = tg + V;
+    FB_C *tm = k->tw + ch * 4 * V, *ts = tm + V, *tg = ts + V, *tc = tg + V;
     double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
@@ -586,7 +540,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
-        T *tw = (T *)malloc(sizeof(T) * 4 * (size_t)(p.n_chunks * p.P));
+        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P));
         if (!dw || !tw) {
             free(dw), free(tw);
             return FB_ENOMEM;
@@ -729,7 +683,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream);
         return;
     }
-    T tg[FB_EBLK];
+    FB_C tg[FB_EBLK];
     double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
     for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
         const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
@@ -743,7 +697,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             continue;
         }
         for (int64_t e = 0; e < w; e++)
-            tgd[e] = (double)gm[FB_ELEM_CH(e0 + e)] * r, tg[e] = (T)tgd[e];
+            tgd[e] = (double)gm[FB_ELEM_CH(e0 + e)] * r, tg[e] = (FB_C)tgd[e];
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
                                 tg, tgd, &co, k->stream);
@@ -804,7 +758,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     if (p.n == 0) return FB_EINVAL;
     const size_t nP = (size_t)(p.n_chunks * p.P);
     double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
-    T *tw = p.columns ? (T *)malloc(sizeof(T) * 4 * nP) : NULL;
+    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP) : NULL;
     const int64_t total = v->outer * p.per_outer;
     /* fused (y or dresidual): the masked dy goes to dresidual, or to scratch of x's size */
     S *own = y && !dresidual ? (S *)malloc(sizeof(S) * (size_t)total) : NULL;

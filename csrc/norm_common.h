@@ -7,9 +7,10 @@
  * formulas with their float64 redo (apply1, grad1), the lanes' pair sums of a run
  * (run_pair_sums), the runs with one coefficient set (run_apply, run_grad_apply) and the row
  * segments with per-element coefficients (row_apply).  The numerics are those of batchnorm_body.h's
- * header: the elementwise passes run in T, and a vector whose T result is not finite is redone
- * by element in float64, so an intermediate overflow never turns a representable result into
- * inf or NaN.
+ * header: the elementwise passes run in FB_C (T, or float64 for half storage: the vector formulas
+ * take their FB_CV operands at element offsets, FB_CV_TO_TV joins them into one vector of T), and
+ * a vector whose T result is not finite is redone by element in float64, so an intermediate
+ * overflow never turns a representable result into inf or NaN.
  */
 #ifndef FASTBN_NORM_COMMON_ONCE   /* the dtype-independent part, once */
 #define FASTBN_NORM_COMMON_ONCE
@@ -37,7 +38,7 @@ typedef struct {
     double m, s, g, c;   /* the float64 formula, used when `exact` */
     double q, mdy, inv;  /* backward: dx = g * ((dy - mdy) - ((x - m) * inv) * q), s or c beyond float64 */
     int factored;        /* q, mdy, inv are set (batch norm's make_grad_coef) */
-    T tm, ts, tg, tc;    /* the same in T, the mean split as tm + (m - tm), folded into tc */
+    FB_C tm, ts, tg, tc; /* the same in FB_C, the mean split as tm + (m - tm), folded into tc */
     int exact;
 } FN(coef);
 
@@ -45,12 +46,12 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 {
     FN(coef) co;
     co.m = m, co.s = s, co.g = g, co.c = c, co.q = 0.0, co.mdy = 0.0, co.inv = 0.0, co.factored = 0;
-    co.tm = (T)m;
-    co.ts = (T)s;
-    co.tg = (T)g;
-    co.tc = (T)(c - (m - (double)co.tm) * (double)co.ts);
+    co.tm = (FB_C)m;
+    co.ts = (FB_C)s;
+    co.tg = (FB_C)g;
+    co.tc = (FB_C)(c - (m - (double)co.tm) * (double)co.ts);
     co.exact = isfinite(m) && fabs(m) >= 0x1p102;
-    /* A finite coefficient that rounds to +-inf in T (float32 scale beyond FLT_MAX) would give
+    /* A finite coefficient that rounds to +-inf in FB_C (float32 scale beyond FLT_MAX) would give
      * 0 * inf = NaN where x equals the mean: that channel takes the float64 formula. */
     if (isfinite(s) && isfinite(g) && isfinite(c) &&
         !(isfinite(co.ts) && isfinite(co.tg) && isfinite(co.tc)))
@@ -109,20 +110,21 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
 }
 #undef FB_K
 
-/* One output in T, the formulas of the passes below.  Where the T result is not finite -- an
+/* One output in FB_C (float64 for half storage: the float64 formula), rounded to T, the formulas
+ * of the passes below.  Where the T result is not finite -- an
  * intermediate overflowed (float32 dy * g or (x - m) * s beyond FLT_MAX), or the exact value
  * itself is not finite -- the float64 formula is used instead: the same +-inf or NaN in the second
  * case, the representable result (rounded once) in the first.  Callers redo only the vectors
  * holding such a value, so finite results keep the bits of the vector pass. */
 static FB_INLINE T FN(apply1)(T x, const FN(coef) *co)
 {
-    const T y = (x - co->tm) * co->ts + co->tc;
+    const T y = (T)((x - co->tm) * co->ts + co->tc);
     return isfinite(y) ? y : FN(exact_apply1)(x, co);
 }
 
 static FB_INLINE T FN(grad1)(T dy, T x, const FN(coef) *co)
 {
-    const T y = dy * co->tg + ((x - co->tm) * co->ts + co->tc);
+    const T y = (T)(dy * co->tg + ((x - co->tm) * co->ts + co->tc));
     return isfinite(y) ? y : FN(exact_grad1)(dy, x, co);
 }
 
@@ -229,8 +231,9 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
             y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(x[i]), co), res, i, has_res, relu));
         return;
     }
-    const FB_TV m = FB_TV_SET1(co->tm), s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
-#define FB_APPLY(i) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c)
+    const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
+#define FB_APPLY_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s), c)
+#define FB_APPLY(i) FB_CV_TO_TV(FB_APPLY_AT, i)
 #define FB_APPLY1(j) FB_ST(FN(fwd_epi1)(FN(apply1)(FB_LD(x[j]), co), res, j, has_res, relu))
 /* a vector with a non-finite value is redone element by element (apply1), in place too: each
  * element is read before it is written */
@@ -250,6 +253,7 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 #undef FB_APPLY_STORE
 #undef FB_APPLY1
 #undef FB_APPLY
+#undef FB_APPLY_AT
 }
 
 static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
@@ -287,16 +291,18 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         for (; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
         return;
     }
-    const FB_TV m = FB_TV_SET1(co->tm), g = FB_TV_SET1(co->tg);
-    const FB_TV s = FB_TV_SET1(co->ts), c = FB_TV_SET1(co->tc);
+    const FB_CV m = FB_CV_SET1(co->tm), g = FB_CV_SET1(co->tg);
+    const FB_CV s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
 #define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(dy + (i)), FB_SV_LOAD(ym + (i)))         \
                         : FB_SV_LOAD(dy + (i)))
-#define FB_GRAD(gv, i) FB_TV_ADD(FB_TV_MUL(gv, g),                                                \
-                                 FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(x + (i)), m), s), c))
+#define FB_GC(o) (has_y ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(dy + (o)), FB_CV_LOAD_S(ym + (o)))     \
+                        : FB_CV_LOAD_S(dy + (o)))
+#define FB_GRAD_AT(o) FB_CV_ADD(FB_CV_MUL(FB_GC(o), g),                                          \
+                                FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s), c))
 #define FB_GRAD_STORE(STORE, i)                                                                  \
     do {                                                                                         \
-        const FB_TV g_ = FB_GV(i);                                                               \
-        const FB_TV r_ = FB_GRAD(g_, i);                                                         \
+        const FB_TV g_ = FB_GV(i);   /* read before dx (which may be dy) is written */          \
+        const FB_TV r_ = FB_CV_TO_TV(FB_GRAD_AT, i);                                             \
         if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
         else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
             dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
@@ -310,7 +316,8 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
     for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STORE, i);
     for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
 #undef FB_GRAD_STORE
-#undef FB_GRAD
+#undef FB_GRAD_AT
+#undef FB_GC
 #undef FB_GV
 #undef FB_GRAD1
 #undef FB_G1
@@ -377,18 +384,23 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
  * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
  * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
 static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
-                                       int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
-                                       const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
+                                       int64_t w, const FB_C *FB_RESTRICT tm,
+                                       const FB_C *FB_RESTRICT ts, const FB_C *FB_RESTRICT tg,
+                                       const FB_C *FB_RESTRICT tc, int stream,
                                        const FN(row_src) *src, const int bwd, const int has_res,
                                        const int relu, const int has_y, const int has_dres)
 {
     const S *res = src->res, *ym = src->ym;
     S *dres = src->dres;
 #define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_V(v) FB_TV_ADD(FB_TV_MUL(FB_TV_SUB(FB_SV_LOAD(xr + (v)), FB_TV_LOAD(tm + (v))), \
-                                        FB_TV_LOAD(ts + (v))), FB_TV_LOAD(tc + (v)))
+#define FB_ROW_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), FB_CV_LOAD(tm + (o))), \
+                                         FB_CV_LOAD(ts + (o))), FB_CV_LOAD(tc + (o)))
+#define FB_ROW_V(v) FB_CV_TO_TV(FB_ROW_AT, v)
 #define FB_ROW_GV(v) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(gr + (v)), FB_SV_LOAD(ym + (v)))       \
                             : FB_SV_LOAD(gr + (v)))
+#define FB_ROW_GC(o) (has_y ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(gr + (o)), FB_CV_LOAD_S(ym + (o)))   \
+                            : FB_CV_LOAD_S(gr + (o)))
+#define FB_ROW_GAT(o) FB_CV_ADD(FB_CV_MUL(FB_ROW_GC(o), FB_CV_LOAD(tg + (o))), FB_ROW_AT(o))
 #define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
 #define FB_ROW_PUT(STORE, v)                                                                     \
     do {                                                                                         \
@@ -398,14 +410,14 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
     } while (0)
 #define FB_ROW_ONE(v)                                                                            \
     do {                                                                                         \
-        const T r_ = FB_ROW_T(v);                                                                \
+        const T r_ = (T)(FB_ROW_T(v));                                                           \
         if (isfinite(r_)) yr[v] = FB_ST(FN(fwd_epi1)(r_, res, (v), has_res, relu));              \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
 #define FB_ROW_GPUT(STORE, v)                                                                    \
     do {                                                                                         \
-        const FB_TV g_ = FB_ROW_GV(v);                                                           \
-        const FB_TV r_ = FB_TV_ADD(FB_TV_MUL(g_, FB_TV_LOAD(tg + (v))), FB_ROW_V(v));           \
+        const FB_TV g_ = FB_ROW_GV(v);   /* read before yr (which may be gr) is written */      \
+        const FB_TV r_ = FB_CV_TO_TV(FB_ROW_GAT, v);                                             \
         if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
         else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
         if (has_dres) FB_SV_STORE(dres + (v), g_);                                               \
@@ -413,7 +425,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #define FB_ROW_GONE(v)                                                                           \
     do {                                                                                         \
         const T g_ = FB_ROW_G1(v);                                                               \
-        const T r_ = g_ * tg[v] + (FB_ROW_T(v));                                                 \
+        const T r_ = (T)(g_ * tg[v] + (FB_ROW_T(v)));                                            \
         if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
@@ -436,8 +448,11 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         for (; v < w; v++) FB_ROW_GONE(v);
     }
 #undef FB_ROW_T
+#undef FB_ROW_AT
 #undef FB_ROW_V
 #undef FB_ROW_GV
+#undef FB_ROW_GC
+#undef FB_ROW_GAT
 #undef FB_ROW_G1
 #undef FB_ROW_PUT
 #undef FB_ROW_ONE
@@ -447,10 +462,10 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 
 /* row_apply_fz for gr NULL (forward) or not, and src's fused arrays: one branch per segment,
  * each case its own instantiation. */
-static void FN(row_apply)(const S *xr, const S *gr, S *yr,
-                          int64_t w, const T *FB_RESTRICT tm, const T *FB_RESTRICT ts,
-                          const T *FB_RESTRICT tg, const T *FB_RESTRICT tc, int stream,
-                          const FN(row_src) *src)
+static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
+                                    int64_t w, const FB_C *FB_RESTRICT tm, const FB_C *FB_RESTRICT ts,
+                                    const FB_C *FB_RESTRICT tg, const FB_C *FB_RESTRICT tc, int stream,
+                                    const FN(row_src) *src)
 {
 #define FB_ROW_FZ(bwd, has_res, relu, has_y, has_dres) \
     FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, bwd, has_res, relu, has_y, has_dres)

@@ -162,11 +162,9 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     float16 and bfloat16 (``ml_dtypes.bfloat16``, optional): ``x``, ``y``, ``out`` and
     ``residual`` are of the half type; ``gamma``, ``beta`` and the running buffers are float32
     (an ndarray of another dtype is a TypeError, a list is converted), and ``mean``, ``invstd``
-    come back float32.  The statistics are float64 as above; the elementwise pass runs in
-    float32 and rounds once to the half type, so with b the float32 bound of the pass,
-    ``|y - y*| <= ulp(|y*| + b)/2 + b``: within one ulp of the exact value except where y is
-    much smaller than the terms that make it (cancellation near zero).  A result beyond the half
-    range is +-inf, as ``astype`` gives.
+    come back float32.  The kernel is the float64 one on the widened ``x``, each output rounded
+    to float32 and then to the half type: within one ulp of the exact value (docs/accuracy.rst).
+    A result beyond the half range is +-inf, as ``astype`` gives.
 
     Examples
     --------

@@ -7,8 +7,8 @@ written once in this module and shared by all the norms; the kernels are reached
 Cython module ``fastbn._norm``.  The plain-NumPy twins are in :mod:`fastbn.reference`.
 
 float16 and bfloat16 ``x`` (and ``dy``, ``out``): gamma, beta, mean and invstd are float32, as
-are the returned statistics and parameter gradients; the elementwise work is float32 rounded
-once to the half type (the bound of :func:`fastbn.batch_norm_train`'s notes).
+are the returned statistics and parameter gradients; the work is the float64 kernel's, each
+output rounded to float32 and then to the half type: within one ulp (docs/accuracy.rst).
 """
 import math
 from collections import namedtuple

@@ -10,7 +10,7 @@ import operator
 import numpy as np
 
 from fastbn import _half
-from fastbn._util import byte_extent, extent_overlaps, same_view as _same_view
+from fastbn._util import byte_extent, extent_overlaps, same_view  # noqa: F401 (v.same_view)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BATCH_LAYOUT = " (batch, channels, ...)"   # what batch norm's x holds, for input_array's message
@@ -257,11 +257,6 @@ def require_native(a, name):
         raise TypeError(f"{name}: expected native byte order (it is updated in place), "
                         f"got dtype {a.dtype.str!r}")
 
-
-def same_view(a, b):
-    """True if ``a`` and ``b`` are the same view of memory: same data pointer, shape, strides and
-    dtype (an in-place operation on them is elementwise-safe; any other overlap is not)."""
-    return _same_view(a, b)
 
 
 # ---- arrays as the C kernels take them ---------------------------------------------------------

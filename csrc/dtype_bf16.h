@@ -1,8 +1,8 @@
-/* dtype_bf16.h -- bfloat16 tensors: stored as uint16_t (FB_S), computed in float (FB_T, the
- * float32 vectors of dtype_f32.h); gamma, beta and running statistics are float32.  Values are
- * widened exactly on every load and rounded once, to nearest even, on every store (overflow to
- * +-inf as a cast, NaN kept NaN): simd_half.h's vectors and half.h's scalars, the same bits on
- * every path.  See dtype_f32.h for the macros. */
+/* dtype_bf16.h -- bfloat16 tensors: stored as uint16_t (FB_S), gamma, beta and running
+ * statistics in float (FB_T, with the float32 vectors of dtype_f32.h), the elementwise passes in
+ * float64 (FB_C, below).  Values are widened exactly on every load and rounded once, to nearest
+ * even, on every store (overflow to +-inf as a cast, NaN kept NaN): simd_half.h's vectors and
+ * half.h's scalars, the same bits on every path.  See dtype_f32.h for the macros. */
 #include "simd_half.h"
 #define FB_T float
 #define FB_S uint16_t

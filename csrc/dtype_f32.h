@@ -2,10 +2,11 @@
  * its vector for the elementwise passes and its conversions from and to float64 vectors.
  * dtype_end.h undoes them, so that dtype_f64.h can follow.
  *
- * FB_T is the arithmetic type (and that of gamma, beta, running statistics); FB_S the storage type
- * of the tensors (x, y, dy, dx), read and written only through FB_LD / FB_ST / FB_ST64 (one value)
- * and FB_SV_LOAD / FB_SV_STORE / FB_SV_STREAM / FB_VD_LOAD_T (vectors).  Here they are the same
- * type and the macros plain; dtype_f16.h and dtype_bf16.h store 16 bits and compute in float. */
+ * FB_T is the type of gamma, beta and the running statistics, and FB_TV its vector; FB_S the
+ * storage type of the tensors (x, y, dy, dx), read and written only through FB_LD / FB_ST /
+ * FB_ST64 (one value) and FB_SV_LOAD / FB_SV_STORE / FB_SV_STREAM / FB_VD_LOAD_T (vectors); FB_C
+ * the elementwise passes' arithmetic (below).  Here they are one type and the macros plain;
+ * dtype_f16.h and dtype_bf16.h store 16 bits, take float parameters and compute in float64. */
 #define FB_T float
 #define FB_S float
 #define FB_DT f32

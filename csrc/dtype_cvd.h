@@ -1,6 +1,6 @@
 /* dtype_cvd.h -- the elementwise passes' arithmetic in float64 (see dtype_f32.h's FB_C, FB_CV):
  * float64 tensors, and float16 / bfloat16 ones, whose outputs it keeps within one ulp.  The
- * including header adds FB_CV_LOAD_P (gamma, beta), FB_CV_LOAD_S (a tensor) and FB_CV_TO_TV. */
+ * including header adds FB_CV_LOAD_P (gamma, beta: T as float64). */
 #define FB_C double
 #define FB_CFMA1 fma
 #define FB_CV fb_vd
@@ -11,3 +11,5 @@
 #define FB_CV_MUL fb_vd_mul
 #define FB_CV_FMA fb_vd_fma
 #define FB_CV_RELU_GRAD fb_vd_relu_grad
+#define FB_CV_LOAD_S FB_VD_LOAD_T   /* a tensor */
+#define FB_CV_TO_TV(E, i) FB_TV_FROM_VD(E(i), E((i) + FB_VD_W))   /* float64: E(i) alone */

@@ -22,5 +22,3 @@
  * to float and then to the half type: within one ulp of the exact value (norm.h). */
 #include "dtype_cvd.h"
 #define FB_CV_LOAD_P fb_vd_load_f32
-#define FB_CV_LOAD_S fb_vd_load_f16
-#define FB_CV_TO_TV(E, i) FB_TV_FROM_VD(E(i), E((i) + FB_VD_W))

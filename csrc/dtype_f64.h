@@ -29,5 +29,3 @@
 #define FB_SV_STREAM fb_vd_stream
 #include "dtype_cvd.h"
 #define FB_CV_LOAD_P fb_vd_load_f64
-#define FB_CV_LOAD_S fb_vd_load_f64
-#define FB_CV_TO_TV(E, i) E(i)

@@ -369,8 +369,7 @@ typedef struct {
  * em, es, ec, eg receive the float64 formula; returns 1 if the group needs it. */
 static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double mu, double s,
                           double r, double c, int grad, FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc,
-                          double *em,
-                          double *es, double *eg, double *ec)
+                          double *em, double *es, double *eg, double *ec)
 {
     const int64_t inner = k->p->v.inner;
     const FN(coef) co = FN(make_coef)(mu, s, r, c);

@@ -208,6 +208,7 @@ def test_norms_half_within_the_bound_of_float64(dtype, norm, shape, kw, rng):
 BIG = [((16, 8, 40, 40), 1, "NCHW"), ((16, 40, 40, 8), -1, "NHWC"), ((4096, 64), 1, "NC"),
        ((4, 4, 6, 20, 20), 1, "NCDHW")]
 
+
 def _kernel_outputs(x, dy, gamma, beta, axis, given, groups):
     """Every kernel's outputs on one input; ``given``: float32 statistics, taken by the kernels
     that receive statistics (as float64 for float64 x), so both runs see the same values."""
@@ -242,11 +243,8 @@ def _kernel_outputs(x, dy, gamma, beta, axis, given, groups):
     return out
 
 
-@pytest.mark.parametrize("shape, axis",
-                         [pytest.param(*b[:2], id="big-" + b[2], marks=pytest.mark.slow_under_qemu)
-                          for b in BIG] +
-                         [pytest.param(*p, id=i) for p, i in zip(bh.LAYOUT_PARAMS[::3],
-                                                                  bh.LAYOUT_IDS[::3])])
+@pytest.mark.parametrize("shape, axis", [b[:2] for b in BIG] + bh.LAYOUT_PARAMS[::3],
+                         ids=["big-" + b[2] for b in BIG] + bh.LAYOUT_IDS[::3])
 @pytest.mark.parametrize("dtype", HALF)
 def test_half_kernels_are_the_float64_kernels_rounded_twice(dtype, shape, axis):
     rng = np.random.default_rng(11)

@@ -258,7 +258,6 @@ def require_native(a, name):
                         f"got dtype {a.dtype.str!r}")
 
 
-
 # ---- arrays as the C kernels take them ---------------------------------------------------------
 # The kernels read and write C-contiguous, aligned arrays of a native dtype.  Aligned: the C code
 # reads single elements as T, which at an odd address is undefined behaviour (UBSan stops there),

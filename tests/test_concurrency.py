@@ -14,6 +14,11 @@ Specification:
   and exits 0; the parent's call completes with the same bits too.
 
 ``.ci/run`` runs this file under ThreadSanitizer too (FASTBN_SANITIZE=thread): zero reports.
+There the forked child calls the kernels on one thread: TSan does not support starting threads
+after a multi-threaded fork (it says so, and stops checking the child), and GCC 12's runtime then
+aborts in about one run in ten ("dup thread with used id": the child's new thread reuses the stack,
+hence the pthread_t, of a parent thread it still counts as live).  The child's threads are tested
+natively and under AddressSanitizer.
 Both tests take a few seconds natively.
 """
 import os
@@ -26,6 +31,7 @@ import fastbn
 import fastbn.init
 from child import run_python
 
+UNDER_TSAN = "libtsan" in os.environ.get("LD_PRELOAD", "")
 pytestmark = pytest.mark.slow_under_qemu   # .ci/run step 4: thread-heavy, minutes under qemu
 
 SETUP = r"""
@@ -142,7 +148,7 @@ print(len(CALLS), "kernels", WORKERS * ROUNDS * len(CALLS), "calls")
 print("\n".join(errors) or "ok")
 """
 
-FORK = SETUP + r"""
+FORK = SETUP + f"CHILD_THREADS = {1 if UNDER_TSAN else 2}\n" + r"""
 fastbn.set_num_threads(4)
 started, done, parent_errors = threading.Event(), threading.Event(), []
 
@@ -161,7 +167,7 @@ pid = os.fork()
 if pid == 0:                                       # the child: every kernel, on threads
     status = 0
     try:
-        fastbn.set_num_threads(2)
+        fastbn.set_num_threads(CHILD_THREADS)
         for name, call in CALLS.items():
             if not same(call(), EXPECTED[name]):
                 print("child:", name, "gave other bits", flush=True)
@@ -189,7 +195,7 @@ def test_eight_threads_with_the_thread_count_changing_underneath():
 def test_fork_while_a_parallel_call_is_in_flight():
     r = run_python(FORK)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert r.stdout.strip().splitlines()[-1] == "child exit 0 parent ok", r.stdout[-4000:]
+    assert r.stdout.strip().splitlines()[-1] == "child exit 0 parent ok", r.stdout[-4000:] + r.stderr[-4000:]
 
 
 def test_a_call_in_progress_elsewhere_does_not_change_the_thread_count_seen():

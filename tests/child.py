@@ -10,9 +10,12 @@ PKG_PARENT = os.path.dirname(os.path.dirname(fastbn.__file__))
 
 def run_python(code, env_extra=None, prefix=(), args=None):
     """``python -c code`` (or ``python *args``) with this fastbn first on the path, the forced
-    instruction set cleared unless ``env_extra`` sets it; the completed process, output as text."""
+    instruction set and pytest-xdist's worker variables cleared (``env_extra`` may set them again);
+    the completed process, output as text."""
     env = dict(os.environ, PYTHONPATH=PKG_PARENT)
     env.pop("FASTBN_FORCE_ISA", None)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):   # a child is no xdist worker
+        env.pop(name, None)
     env.update(env_extra or {})
     argv = args if args is not None else ["-c", code]
     return subprocess.run([*prefix, sys.executable, *argv], env=env, capture_output=True,

@@ -22,6 +22,8 @@ Specification:
 - The last-level cache comes from sysfs (data and unified caches, the highest level), then
   sysconf, then a documented default.
 - ``--big`` times batch norm on inputs of at least 4x the last-level cache.
+- Every contender of every batch-norm and norm-family case (fastbn, NumPy, torch) computes on the
+  case's own input.
 - The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
   writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
   kernel's floor moves the bytes per element of its minimal traffic (8 to 28), and a full
@@ -585,6 +587,26 @@ def test_each_floor_moves_the_minimal_traffic_of_its_kernel():
     for case in bn_cases.cases(quick=True) + norm_cases.cases(quick=True):
         assert case.floor is not None and case.inputs[0] is case.copy_of
         case.floor()
+
+
+def _first_array(result):
+    """The first array (or tensor) of a contender's result: itself, or the first of its tuple."""
+    return result if hasattr(result, "shape") else next(r for r in result if hasattr(r, "shape"))
+
+
+def test_every_contender_times_its_own_case_s_input():
+    # Lambdas written in a loop over the inputs would all read the loop's last input (the NCDHW
+    # one): every row would time that input against its own copy, floor and torch call.
+    torch = importlib.util.find_spec("torch") is not None
+    cases = bn_cases.cases(quick=True, torch=torch) + norm_cases.cases(quick=True, torch=torch)
+    assert len({case.inputs[0].shape for case in cases}) >= 6
+    for case in cases:
+        x = case.inputs[0]
+        for name in ("fastbn", "reference"):
+            out = _first_array(getattr(case, name)())
+            assert out.shape == x.shape, (case.kernel, case.shape, name)
+        if case.torch is not None:   # channels-last inputs are permuted views there
+            assert _first_array(case.torch()).numel() == x.size, (case.kernel, case.shape)
 
 
 def test_a_full_batch_norm_table_fits_in_120_columns():

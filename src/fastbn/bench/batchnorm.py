@@ -179,39 +179,47 @@ def cases(quick=False, torch=False, big=None):
     out = []
     shapes = big_shapes(big) if big else (QUICK_SHAPES if quick else SHAPES)
     for label, shape, axis in shapes:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(shape, dtype=np.float32) * 2 + 3
-        dy = rng.standard_normal(shape, dtype=np.float32)
-        C = shape[axis]
-        g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
-        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
-        y = np.empty_like(x)
-        _, mean, invstd = fastbn.batch_norm_train(x, axis=axis)
-        name = "(" + ",".join(map(str, shape)) + f") {label} f32"
-        t_train = t_infer = t_back = None
-        if torch:
-            t_train, t_infer, t_back = _torch_fns(x, dy, axis, C, mean, invstd)
-        out += [
-            Case("bn train", name,
-                 lambda: fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
-                                                 running_var=rv, out=y),
-                 lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
-                                                    running_var=rv),
-                 torch=t_train, copy_of=x, inputs=[x],
-                 floor=floor_timer("bn train", label, x)),
-            Case("bn infer", name,
-                 lambda: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=y),
-                 lambda: reference.batch_norm_infer(x, rm, rv, g, b, axis=axis),
-                 torch=t_infer, copy_of=x, inputs=[x],
-                 floor=floor_timer("bn infer", label, x)),
-            Case("bn backward", name,
-                 lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=y),
-                 lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis),
-                 torch=t_back, copy_of=x, inputs=[x, dy],
-                 floor=floor_timer("bn backward", label, x, dy)),
-        ]
-        if label in FUSED_LAYOUTS and not big:
-            out += _fused_cases(label, shape, axis, x, dy, g, b, rm, rv, name, torch)
-        if label in HALF_LABELS and not big:
-            out += _half_cases(label, shape, axis, x, dy)
+        out += _input_cases(label, shape, axis, torch, more=not big)
+    return out
+
+
+def _input_cases(label, shape, axis, torch, more):
+    """The cases of one input (with ``more``, its fused and half rows too).  A function of its
+    own: its lambdas bind this call's arrays, where lambdas written in the loop of :func:`cases`
+    would all see the loop's last input."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32) * 2 + 3
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    C = shape[axis]
+    g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    y = np.empty_like(x)
+    _, mean, invstd = fastbn.batch_norm_train(x, axis=axis)
+    name = "(" + ",".join(map(str, shape)) + f") {label} f32"
+    t_train = t_infer = t_back = None
+    if torch:
+        t_train, t_infer, t_back = _torch_fns(x, dy, axis, C, mean, invstd)
+    out = [
+        Case("bn train", name,
+             lambda: fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                             running_var=rv, out=y),
+             lambda: reference.batch_norm_train(x, g, b, axis=axis, running_mean=rm,
+                                                running_var=rv),
+             torch=t_train, copy_of=x, inputs=[x],
+             floor=floor_timer("bn train", label, x)),
+        Case("bn infer", name,
+             lambda: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=y),
+             lambda: reference.batch_norm_infer(x, rm, rv, g, b, axis=axis),
+             torch=t_infer, copy_of=x, inputs=[x],
+             floor=floor_timer("bn infer", label, x)),
+        Case("bn backward", name,
+             lambda: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=y),
+             lambda: reference.batch_norm_backward(dy, x, mean, invstd, g, axis=axis),
+             torch=t_back, copy_of=x, inputs=[x, dy],
+             floor=floor_timer("bn backward", label, x, dy)),
+    ]
+    if label in FUSED_LAYOUTS and more:
+        out += _fused_cases(label, shape, axis, x, dy, g, b, rm, rv, name, torch)
+    if label in HALF_LABELS and more:
+        out += _half_cases(label, shape, axis, x, dy)
     return out

@@ -23,6 +23,13 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #if FB_LANES % (FB_NVG * 2) != 0
 #error "FB_LANES must split into vector groups"
 #endif
+/* Both vectors finite: x - x is 0 for a finite x and NaN otherwise, so one test covers two. */
+#define FB_TV_FINITE2(a, b) FB_TV_FINITE(FB_TV_ADD(FB_TV_SUB(a, a), FB_TV_SUB(b, b)))
+/* Prefetch the `bytes` (a constant) from p on, a line at a time. */
+#define FB_PREFETCH_SPAN(p, bytes)                                                                \
+    do {                                                                                          \
+        for (int b_ = 0; b_ < (bytes); b_ += 64) fb_prefetch((const char *)(p) + b_);              \
+    } while (0)
 /* p + off, or NULL for an absent (NULL) array: the fused arrays follow the output's offsets */
 #define FB_AT(p, off) ((p) ? (p) + (off) : NULL)
 #endif
@@ -235,22 +242,24 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 #define FB_APPLY_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s), c)
 #define FB_APPLY(i) FB_CV_TO_TV(FB_APPLY_AT, i)
 #define FB_APPLY1(j) FB_ST(FN(fwd_epi1)(FN(apply1)(FB_LD(x[j]), co), res, j, has_res, relu))
-/* a vector with a non-finite value is redone element by element (apply1), in place too: each
- * element is read before it is written */
-#define FB_APPLY_STORE(STORE, i)                                                                 \
+/* two vectors a step, one finiteness test; a pair with a non-finite value is redone element by
+ * element (apply1), in place too: each element is read before it is written */
+#define FB_APPLY_STORE2(STORE, i)                                                                \
     do {                                                                                         \
-        const FB_TV r_ = FB_APPLY(i);                                                            \
-        if (FB_TV_FINITE(r_)) STORE(y + (i), FN(fwd_epi)(r_, res, (i), has_res, relu));          \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);             \
+        const FB_TV r0_ = FB_APPLY(i), r1_ = FB_APPLY((i) + FB_TV_W);                            \
+        if (FB_TV_FINITE2(r0_, r1_)) {                                                           \
+            STORE(y + (i), FN(fwd_epi)(r0_, res, (i), has_res, relu));                           \
+            STORE(y + (i) + FB_TV_W, FN(fwd_epi)(r1_, res, (i) + FB_TV_W, has_res, relu));       \
+        } else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);      \
     } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(y, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) y[i] = FB_APPLY1(i);
-        for (; i < stop; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STREAM, i);
+        for (; i + 2 * FB_TV_W <= stop; i += 2 * FB_TV_W) FB_APPLY_STORE2(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_APPLY_STORE(FB_SV_STORE, i);
+    for (; i + 2 * FB_TV_W <= n; i += 2 * FB_TV_W) FB_APPLY_STORE2(FB_SV_STORE, i);
     for (; i < n; i++) y[i] = FB_APPLY1(i);
-#undef FB_APPLY_STORE
+#undef FB_APPLY_STORE2
 #undef FB_APPLY1
 #undef FB_APPLY
 #undef FB_APPLY_AT
@@ -299,23 +308,24 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
                         : FB_CV_LOAD_S(dy + (o)))
 #define FB_GRAD_AT(o) FB_CV_ADD(FB_CV_MUL(FB_GC(o), g),                                          \
                                 FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(x + (o)), m), s), c))
-#define FB_GRAD_STORE(STORE, i)                                                                  \
+#define FB_GRAD_STORE2(STORE, i)                                                                 \
     do {                                                                                         \
-        const FB_TV g_ = FB_GV(i);   /* read before dx (which may be dy) is written */          \
-        const FB_TV r_ = FB_CV_TO_TV(FB_GRAD_AT, i);                                             \
-        if (FB_TV_FINITE(r_)) STORE(dx + (i), r_);                                               \
-        else for (int64_t j_ = (i); j_ < (i) + FB_TV_W; j_++)                                   \
+        /* g read before dx (which may be dy) is written; two vectors, one finiteness test */    \
+        const FB_TV g0_ = FB_GV(i), g1_ = FB_GV((i) + FB_TV_W);                                  \
+        const FB_TV r0_ = FB_CV_TO_TV(FB_GRAD_AT, i), r1_ = FB_CV_TO_TV(FB_GRAD_AT, (i) + FB_TV_W); \
+        if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);      \
+        else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++)                               \
             dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
-        if (has_dres) FB_SV_STORE(dres + (i), g_);                                               \
+        if (has_dres) FB_SV_STORE(dres + (i), g0_), FB_SV_STORE(dres + (i) + FB_TV_W, g1_);      \
     } while (0)
     int64_t head, stop;
     if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
         for (; i < head; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
-        for (; i < stop; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STREAM, i);
+        for (; i + 2 * FB_TV_W <= stop; i += 2 * FB_TV_W) FB_GRAD_STORE2(FB_SV_STREAM, i);
     }
-    for (; i + FB_TV_W <= n; i += FB_TV_W) FB_GRAD_STORE(FB_SV_STORE, i);
+    for (; i + 2 * FB_TV_W <= n; i += 2 * FB_TV_W) FB_GRAD_STORE2(FB_SV_STORE, i);
     for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
-#undef FB_GRAD_STORE
+#undef FB_GRAD_STORE2
 #undef FB_GRAD_AT
 #undef FB_GC
 #undef FB_GV
@@ -402,11 +412,14 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
                             : FB_CV_LOAD_S(gr + (o)))
 #define FB_ROW_GAT(o) FB_CV_ADD(FB_CV_MUL(FB_ROW_GC(o), FB_CV_LOAD(tg + (o))), FB_ROW_AT(o))
 #define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
-#define FB_ROW_PUT(STORE, v)                                                                     \
+/* two vectors a step, one finiteness test (a pair with a non-finite value is redone) */
+#define FB_ROW_PUT2(STORE, v)                                                                    \
     do {                                                                                         \
-        const FB_TV r_ = FB_ROW_V(v);                                                            \
-        if (FB_TV_FINITE(r_)) STORE(yr + (v), FN(fwd_epi)(r_, res, (v), has_res, relu));         \
-        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
+        const FB_TV r0_ = FB_ROW_V(v), r1_ = FB_ROW_V((v) + FB_TV_W);                            \
+        if (FB_TV_FINITE2(r0_, r1_)) {                                                           \
+            STORE(yr + (v), FN(fwd_epi)(r0_, res, (v), has_res, relu));                          \
+            STORE(yr + (v) + FB_TV_W, FN(fwd_epi)(r1_, res, (v) + FB_TV_W, has_res, relu));      \
+        } else FN(row_redo)(xr, gr, yr, (v), 2 * FB_TV_W, src);                                  \
     } while (0)
 #define FB_ROW_ONE(v)                                                                            \
     do {                                                                                         \
@@ -414,13 +427,14 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         if (isfinite(r_)) yr[v] = FB_ST(FN(fwd_epi1)(r_, res, (v), has_res, relu));              \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
-#define FB_ROW_GPUT(STORE, v)                                                                    \
+#define FB_ROW_GPUT2(STORE, v)                                                                   \
     do {                                                                                         \
-        const FB_TV g_ = FB_ROW_GV(v);   /* read before yr (which may be gr) is written */      \
-        const FB_TV r_ = FB_CV_TO_TV(FB_ROW_GAT, v);                                             \
-        if (FB_TV_FINITE(r_)) STORE(yr + (v), r_);                                               \
-        else FN(row_redo)(xr, gr, yr, (v), FB_TV_W, src);                                        \
-        if (has_dres) FB_SV_STORE(dres + (v), g_);                                               \
+        /* read before yr (which may be gr) is written */                                        \
+        const FB_TV g0_ = FB_ROW_GV(v), g1_ = FB_ROW_GV((v) + FB_TV_W);                          \
+        const FB_TV r0_ = FB_CV_TO_TV(FB_ROW_GAT, v), r1_ = FB_CV_TO_TV(FB_ROW_GAT, (v) + FB_TV_W); \
+        if (FB_TV_FINITE2(r0_, r1_)) STORE(yr + (v), r0_), STORE(yr + (v) + FB_TV_W, r1_);      \
+        else FN(row_redo)(xr, gr, yr, (v), 2 * FB_TV_W, src);                                    \
+        if (has_dres) FB_SV_STORE(dres + (v), g0_), FB_SV_STORE(dres + (v) + FB_TV_W, g1_);      \
     } while (0)
 #define FB_ROW_GONE(v)                                                                           \
     do {                                                                                         \
@@ -435,16 +449,16 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
     if (!bwd) {
         if (nt) {
             for (; v < head; v++) FB_ROW_ONE(v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_PUT(FB_SV_STREAM, v);
+            for (; v + 2 * FB_TV_W <= stop; v += 2 * FB_TV_W) FB_ROW_PUT2(FB_SV_STREAM, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_PUT(FB_SV_STORE, v);
+        for (; v + 2 * FB_TV_W <= w; v += 2 * FB_TV_W) FB_ROW_PUT2(FB_SV_STORE, v);
         for (; v < w; v++) FB_ROW_ONE(v);
     } else {
         if (nt) {
             for (; v < head; v++) FB_ROW_GONE(v);
-            for (; v < stop; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STREAM, v);
+            for (; v + 2 * FB_TV_W <= stop; v += 2 * FB_TV_W) FB_ROW_GPUT2(FB_SV_STREAM, v);
         }
-        for (; v + FB_TV_W <= w; v += FB_TV_W) FB_ROW_GPUT(FB_SV_STORE, v);
+        for (; v + 2 * FB_TV_W <= w; v += 2 * FB_TV_W) FB_ROW_GPUT2(FB_SV_STORE, v);
         for (; v < w; v++) FB_ROW_GONE(v);
     }
 #undef FB_ROW_T
@@ -454,9 +468,9 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #undef FB_ROW_GC
 #undef FB_ROW_GAT
 #undef FB_ROW_G1
-#undef FB_ROW_PUT
+#undef FB_ROW_PUT2
 #undef FB_ROW_ONE
-#undef FB_ROW_GPUT
+#undef FB_ROW_GPUT2
 #undef FB_ROW_GONE
 }
 

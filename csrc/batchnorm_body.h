@@ -180,10 +180,12 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     k->mean[c] = mu, k->var[c] = var, k->invstd[c] = invstd;
     const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
                                       k->beta ? (double)k->beta[c] : 0.0);
-    /* Second pass in reverse: the slabs read last are the surest to still be in cache. */
+    /* Second pass in reverse: the slabs read last are the surest to still be in cache.  It
+     * prefetches the next channel's slabs, so that memory works while this one computes. */
     for (int64_t o = k->outer - 1; o >= 0; o--)
         FN(run_apply_fused)(k->x + o * stride + c * inner, k->y + o * stride + c * inner, inner,
-                            &co, k->stream, FB_AT(k->res, o * stride + c * inner), k->relu);
+                            &co, k->stream, FB_AT(k->res, o * stride + c * inner), k->relu,
+                            c + 1 < k->C ? k->x + o * stride + (c + 1) * inner : NULL);
     if (k->stream) fb_stream_fence();
 }
 
@@ -231,7 +233,7 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
                                      FB_AT(k->dres, at));
         else
             FN(run_apply_fused)(k->x + at, k->y + at, k->inner, &k->coefs[j % k->C], k->stream,
-                                FB_AT(k->res, at), k->relu);
+                                FB_AT(k->res, at), k->relu, NULL);
     }
     if (k->stream) fb_stream_fence();
 }

@@ -312,12 +312,14 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     const double r = 1.0 / sqrt(var + k->eps);
     k->mean[o * p->v.G + g] = mu, k->invstd[o * p->v.G + g] = r;
     if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */
+        /* the next group (contiguous when mid == 1), prefetched while this one is applied */
+        const S *next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] * r : r,
                                                   0.0, k->beta ? (double)k->beta[c0 + c] : 0.0);
                 FN(run_apply)(xb + m * stride + c * inner, yb + m * stride + c * inner, inner, &co,
-                              k->stream);
+                              k->stream, next ? next + c * inner : NULL);
             }
         return;
     }

@@ -236,9 +236,9 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
 /* y = (x - m) * s + c over a run, then fwd_epi1 (residual res, relu; constant flags).  y may be
  * x itself (in place: each element is read before it is written, and nothing is read again), so
  * neither pointer is restrict; the coefficients are copied to locals so that stores through y
- * need not reload them. */
+ * need not reload them.  pf (or NULL): the next run of the same length, prefetched. */
 static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
-                                       const S *res, const int has_res, const int relu)
+                                       const S *res, const int has_res, const int relu, const S *pf)
 {
     int64_t i = 0;
     if (co->exact) {
@@ -254,6 +254,7 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
  * element (apply1), in place too: each element is read before it is written */
 #define FB_APPLY_STORE2(STORE, i)                                                                \
     do {                                                                                         \
+        if (pf) FB_PREFETCH_SPAN(pf + (i), 2 * FB_TV_W * (int)sizeof(S));                      \
         const FB_TV r0_ = FB_APPLY(i), r1_ = FB_APPLY((i) + FB_TV_W);                            \
         if (FB_TV_FINITE2(r0_, r1_)) {                                                           \
             STORE(y + (i), FN(fwd_epi)(r0_, res, (i), has_res, relu));                           \
@@ -273,20 +274,20 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 #undef FB_APPLY_AT
 }
 
-static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream)
+static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream, const S *pf)
 {
-    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0);
+    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf);
 }
 
 /* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
  * instantiation, so the unfused loop is run_apply's. */
 static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,
-                                       int stream, const S *res, int relu)
+                                       int stream, const S *res, int relu, const S *pf)
 {
-    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1);
-    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0);
-    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1);
-    else FN(run_apply)(x, y, n, co, stream);
+    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1, pf);
+    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0, pf);
+    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1, pf);
+    else FN(run_apply)(x, y, n, co, stream, pf);
 }
 
 /* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused

@@ -212,10 +212,12 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     fb_bn_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
     const FN(coef) gco = FN(make_grad_coef)(mu, coef);
-    for (int64_t o = k->outer - 1; o >= 0; o--) {   /* reverse, as in slab_train_task */
+    for (int64_t o = k->outer - 1; o >= 0; o--) {   /* reverse, prefetching, as slab_train_task */
         const int64_t at = o * stride + c * inner;
         FN(run_grad_apply_fused)(k->dy + at, k->x + at, k->y + at, inner, &gco, k->stream,
-                                 FB_AT(k->ym, at), FB_AT(k->dres, at));
+                                 FB_AT(k->ym, at), FB_AT(k->dres, at),
+                                 c + 1 < k->C ? k->x + at + inner : NULL,
+                                 c + 1 < k->C ? k->dy + at + inner : NULL);
     }
     if (k->stream) fb_stream_fence();
 }
@@ -230,7 +232,7 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
         if (k->dy)
             FN(run_grad_apply_fused)(k->dy + at, k->x + at, k->y + at, k->inner,
                                      &k->coefs[j % k->C], k->stream, FB_AT(k->ym, at),
-                                     FB_AT(k->dres, at));
+                                     FB_AT(k->dres, at), NULL, NULL);
         else
             FN(run_apply_fused)(k->x + at, k->y + at, k->inner, &k->coefs[j % k->C], k->stream,
                                 FB_AT(k->res, at), k->relu, NULL);

@@ -633,12 +633,15 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
         if (!k->centered) coef[2] = 0.0;
+        /* the next group's x and dy (contiguous when mid == 1), prefetched, as the forward's */
+        const int next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const double gc = Cg == 1 ? coef[1] : (gm ? (double)gm[c] * r : r);
                 const FN(coef) co = FN(make_coef)(mu, coef[0], gc, coef[2]);
                 const int64_t at = m * stride + c * inner;
-                FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream);
+                FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream,
+                                   next ? xb + L + at : NULL, next ? k->dy + off + L + at : NULL);
             }
         return;
     }
@@ -698,7 +701,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     }
     if (!gm) {
         for (int64_t m = 0; m < mid; m++)
-            FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream);
+            FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream,
+                               NULL, NULL);
         return;
     }
     FB_C tg[FB_EBLK];

@@ -295,7 +295,8 @@ static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coe
  * run_apply.  dx may be dy itself (in place, elementwise), so no pointer is restrict. */
 static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                             const FN(coef) *co, int stream, const S *ym,
-                                            const int has_y, S *dres, const int has_dres)
+                                            const int has_y, S *dres, const int has_dres,
+                                            const S *pfx, const S *pfg)
 {
     int64_t i = 0;
 #define FB_G1(j) (has_y ? FN(relu_grad1)(FB_LD(dy[j]), FB_LD(ym[j])) : FB_LD(dy[j]))
@@ -320,6 +321,10 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
 #define FB_GRAD_STORE2(STORE, i)                                                                 \
     do {                                                                                         \
         /* g read before dx (which may be dy) is written; two vectors, one finiteness test */    \
+        if (pfx) {                                                                               \
+            FB_PREFETCH_SPAN(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                          \
+            FB_PREFETCH_SPAN(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                          \
+        }                                                                                        \
         const FB_TV g0_ = FB_GV(i), g1_ = FB_GV((i) + FB_TV_W);                                  \
         const FB_TV r0_ = FB_CV_TO_TV(FB_GRAD_AT, i), r1_ = FB_CV_TO_TV(FB_GRAD_AT, (i) + FB_TV_W); \
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);      \
@@ -343,19 +348,20 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
 }
 
 static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
-                               int stream)
+                               int stream, const S *pfx, const S *pfg)
 {
-    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0);
+    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0, pfx, pfg);
 }
 
 /* run_grad_apply masked by ym and writing dres (either may be NULL), as run_apply_fused. */
 static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int64_t n,
-                                            const FN(coef) *co, int stream, const S *ym, S *dres)
+                                            const FN(coef) *co, int stream, const S *ym, S *dres,
+                                            const S *pfx, const S *pfg)
 {
-    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1);
-    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0);
-    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1);
-    else FN(run_grad_apply)(dy, x, dx, n, co, stream);
+    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1, pfx, pfg);
+    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0, pfx, pfg);
+    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1, pfx, pfg);
+    else FN(run_grad_apply)(dy, x, dx, n, co, stream, pfx, pfg);
 }
 
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Batch norm

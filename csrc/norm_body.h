@@ -365,7 +365,7 @@ static void FN(forward_task)(void *vctx, int64_t task)
 
 /* ---- the columns layout: a sample as mid rows of V = C * inner columns ---------------------- */
 
-/* Per-chunk scratch of the columns layout: 6 V doubles and 4 V coefficients (FB_C). */
+/* Per-chunk scratch of the columns layout: 6 V doubles and 4 R V coefficients (FB_C). */
 typedef struct {
     fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
     const fb_norm_plan *p;
@@ -410,20 +410,31 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
     return exact;
 }
 
+/* The apply of a sample, R rows a call (short rows made long runs): the coefficients of columns
+ * [0, V) are first repeated over R rows. */
 static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int exact,
-                                const FB_C *tm, const FB_C *ts, const FB_C *tg, const FB_C *tc,
-                                const double *em, const double *es, const double *eg,
-                                const double *ec)
+                                FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc, const double *em,
+                                const double *es, const double *eg, const double *ec)
 {
-    const int64_t V = k->p->P, mid = k->p->v.mid;
+    const int64_t V = k->p->P, mid = k->p->v.mid, R = k->p->R;
+    if (!exact) {
+        for (int64_t q = 1; q < R; q++) {
+            memcpy(tm + q * V, tm, sizeof(FB_C) * (size_t)V);
+            memcpy(ts + q * V, ts, sizeof(FB_C) * (size_t)V);
+            memcpy(tc + q * V, tc, sizeof(FB_C) * (size_t)V);
+            if (tg) memcpy(tg + q * V, tg, sizeof(FB_C) * (size_t)V);
+        }
+        const FN(row_src) src = {NULL, 0, V, 0, em, es, eg, ec};   /* em..: column j % V */
+        for (int64_t m = 0; m < mid; m += R) {
+            const int64_t w = (mid - m < R ? mid - m : R) * V;
+            FN(row_apply)(xs + m * V, gs ? gs + m * V : NULL, ys + m * V, w, tm, ts, tg, tc,
+                          k->stream, &src);
+        }
+        return;
+    }
     for (int64_t m = 0; m < mid; m++) {
         const S *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
         S *yr = ys + m * V;
-        if (!exact) {
-            const FN(row_src) src = {NULL, 0, 0, 0, em, es, eg, ec};
-            FN(row_apply)(xr, gr, yr, V, tm, ts, tg, tc, k->stream, &src);
-            continue;
-        }
         for (int64_t v = 0; v < V; v++) {
             const double t = ((double)FB_LD(xr[v]) - em[v]) * es[v] + ec[v];
             yr[v] = FB_ST64(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t);
@@ -439,7 +450,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *sh = k->dw + ch * 6 * V, *s1 = sh + V, *s2 = s1 + V, *cm = s2 + V, *cq = cm + V;
     double *eg = cq + V;
-    FB_C *tm = k->tw + ch * 4 * V, *ts = tm + V, *tc = ts + V;
+    FB_C *tm = k->tw + ch * 4 * p->R * V, *ts = tm + p->R * V, *tc = ts + p->R * V;
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
@@ -502,7 +513,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *vm = k->dw + ch * 6 * V, *s1 = vm + V, *s2 = s1 + V, *es = s2 + V, *ec = es + V;
     double *eg = ec + V;
-    FB_C *tm = k->tw + ch * 4 * V, *ts = tm + V, *tg = ts + V, *tc = tg + V;
+    FB_C *tm = k->tw + ch * 4 * p->R * V, *ts = tm + p->R * V, *tg = ts + p->R * V, *tc = tg + p->R * V;
     double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
@@ -558,7 +569,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
-        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P));
+        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P * p.R));
         if (!dw || !tw) {
             free(dw), free(tw);
             return FB_ENOMEM;
@@ -780,7 +791,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     if (p.n == 0) return FB_EINVAL;
     const size_t nP = (size_t)(p.n_chunks * p.P);
     double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
-    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP) : NULL;
+    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP * (size_t)p.R) : NULL;
     const int64_t total = v->outer * p.per_outer;
     /* fused (y or dresidual): the masked dy goes to dresidual, or to scratch of x's size */
     S *own = y && !dresidual ? (S *)malloc(sizeof(S) * (size_t)total) : NULL;

@@ -26,6 +26,7 @@
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
 #define FB_COLS_ROWS 1024       /* columns layout: rows per shifted-sum segment of a column      */
+#define FB_COLS_SPAN 1024       /* columns layout: elements per apply call (whole rows, >= one)  */
 
 #if FB_SEG % FB_LANES != 0
 #error "FB_SEG must hold whole lane rounds"
@@ -39,6 +40,7 @@ typedef struct {
     int columns;       /* elementwise with many short runs (channels-last): a task takes whole
                         * samples as rows of V = C * inner columns, every group at once */
     int64_t P;         /* partial sums per chunk: C * inner (elementwise) or C */
+    int64_t R;         /* columns layout: rows per apply call, the coefficients repeated R times */
 } fb_norm_plan;
 
 static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
@@ -58,6 +60,8 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     p.columns = p.elementwise && v->mid >= FB_COLS_MIN_MID;
     if (p.columns) p.n_tasks = p.n_chunks;
     p.P = p.elementwise ? p.C * v->inner : p.C;
+    p.R = p.columns && p.P < FB_COLS_SPAN ? FB_COLS_SPAN / p.P : 1;
+    if (p.R > v->mid) p.R = v->mid > 0 ? v->mid : 1;
     return p;
 }
 

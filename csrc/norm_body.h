@@ -75,10 +75,9 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
 }
 
 /* One row of per-element coefficients (layer / RMS norm, inner == 1), as row_affine1: two
- * multiply-adds a vector.  Streamed when `stream`; pf, if not NULL, is the next row, prefetched
- * while this one runs.  Two vectors a step with one finiteness test, gamma and beta present or
- * not as constant flags: the loop a vector at a time with the tests inside ran the forward at
- * ~0.25 ns an element in cache. */
+ * multiply-adds a vector, two vectors a step with one finiteness test, gamma and beta present or
+ * not as constant flags (no test in the loop).  Streamed when `stream`; pf, if not NULL, is the
+ * next row, prefetched while this one runs. */
 static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(coef) *co,
                                         const T *gm, const T *bt, double mu, double r,
                                         const S *pf, int stream, const int has_g, const int has_b)

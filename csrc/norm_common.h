@@ -367,10 +367,9 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Batch norm
  * (coefs): element v of the segment is virtual channel v0 + v % period, real channel
  * (v0 + v % period) / inner.  The core's columns layout (coefs NULL): element v's float64
- * coefficients are em[q], es[q], eg[q], ec[q] (those of make_coef), q = v % period (v if
- * period is 0).  Batch norm's fused arrays,
- * indexed as the segment (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked
- * by it, relu_grad1) and dres (receives the masked dy). */
+ * coefficients are em[q], es[q], eg[q], ec[q] (those of make_coef), q = v % period (v if period
+ * is 0).  Batch norm's fused arrays, indexed as the segment (NULL, 0: none): forward res, relu
+ * (fwd_epi1); backward ym (dy masked by it, relu_grad1) and dres (receives the masked dy). */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, period, inner;

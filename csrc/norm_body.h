@@ -96,13 +96,9 @@ static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(
         if (FB_TV_FINITE2(y0_, y1_)) STORE(yr + (e), y0_), STORE(yr + (e) + FB_TV_W, y1_);        \
         else for (int64_t j_ = (e); j_ < (e) + 2 * FB_TV_W; j_++) yr[j_] = FB_RA1(j_);            \
     } while (0)
-    int64_t e = 0, head, stop;
-    if (stream && fb_stream_span(yr, sizeof(S), n, &head, &stop)) {
-        for (; e < head; e++) yr[e] = FB_RA1(e);
-        for (; e + 2 * FB_TV_W <= stop; e += 2 * FB_TV_W) FB_RA_STORE2(FB_SV_STREAM, e);
-    }
-    for (; e + 2 * FB_TV_W <= n; e += 2 * FB_TV_W) FB_RA_STORE2(FB_SV_STORE, e);
-    for (; e < n; e++) yr[e] = FB_RA1(e);
+#define FB_RA_ONE(e) yr[e] = FB_RA1(e)
+    FB_RUN_LOOP(stream, yr, n, FB_RA_ONE, FB_RA_STORE2);
+#undef FB_RA_ONE
 #undef FB_RA_STORE2
 #undef FB_RA1
 #undef FB_RA_V
@@ -192,13 +188,7 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);       \
         else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) FB_E1(j_);                     \
     } while (0)
-    int64_t i = 0, head, stop;
-    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
-        for (; i < head; i++) FB_E1(i);
-        for (; i + 2 * FB_TV_W <= stop; i += 2 * FB_TV_W) FB_E_STORE2(FB_SV_STREAM, i);
-    }
-    for (; i + 2 * FB_TV_W <= n; i += 2 * FB_TV_W) FB_E_STORE2(FB_SV_STORE, i);
-    for (; i < n; i++) FB_E1(i);
+    FB_RUN_LOOP(stream, dx, n, FB_E1, FB_E_STORE2);
 #undef FB_E_STORE2
 #undef FB_E1
 #undef FB_GA_AT

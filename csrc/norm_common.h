@@ -240,9 +240,8 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
 static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
                                        const S *res, const int has_res, const int relu, const S *pf)
 {
-    int64_t i = 0;
     if (co->exact) {
-        for (; i < n; i++)
+        for (int64_t i = 0; i < n; i++)
             y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(x[i]), co), res, i, has_res, relu));
         return;
     }
@@ -261,13 +260,9 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
             STORE(y + (i) + FB_TV_W, FN(fwd_epi)(r1_, res, (i) + FB_TV_W, has_res, relu));       \
         } else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);      \
     } while (0)
-    int64_t head, stop;
-    if (stream && fb_stream_span(y, sizeof(S), n, &head, &stop)) {
-        for (; i < head; i++) y[i] = FB_APPLY1(i);
-        for (; i + 2 * FB_TV_W <= stop; i += 2 * FB_TV_W) FB_APPLY_STORE2(FB_SV_STREAM, i);
-    }
-    for (; i + 2 * FB_TV_W <= n; i += 2 * FB_TV_W) FB_APPLY_STORE2(FB_SV_STORE, i);
-    for (; i < n; i++) y[i] = FB_APPLY1(i);
+#define FB_APPLY_ONE(j) y[j] = FB_APPLY1(j)
+    FB_RUN_LOOP(stream, y, n, FB_APPLY_ONE, FB_APPLY_STORE2);
+#undef FB_APPLY_ONE
 #undef FB_APPLY_STORE2
 #undef FB_APPLY1
 #undef FB_APPLY
@@ -298,7 +293,6 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
                                             const int has_y, S *dres, const int has_dres,
                                             const S *pfx, const S *pfg)
 {
-    int64_t i = 0;
 #define FB_G1(j) (has_y ? FN(relu_grad1)(FB_LD(dy[j]), FB_LD(ym[j])) : FB_LD(dy[j]))
 #define FB_GRAD1(j, EXPR)                                                                        \
     do {                                                                                         \
@@ -307,7 +301,7 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (has_dres) dres[j] = FB_ST(g1_);   /* dy or 0: exact */                               \
     } while (0)
     if (co->exact) {
-        for (; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
+        for (int64_t i = 0; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
         return;
     }
     const FB_CV m = FB_CV_SET1(co->tm), g = FB_CV_SET1(co->tg);
@@ -332,13 +326,9 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
             dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
         if (has_dres) FB_SV_STORE(dres + (i), g0_), FB_SV_STORE(dres + (i) + FB_TV_W, g1_);      \
     } while (0)
-    int64_t head, stop;
-    if (stream && fb_stream_span(dx, sizeof(S), n, &head, &stop)) {
-        for (; i < head; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
-        for (; i + 2 * FB_TV_W <= stop; i += 2 * FB_TV_W) FB_GRAD_STORE2(FB_SV_STREAM, i);
-    }
-    for (; i + 2 * FB_TV_W <= n; i += 2 * FB_TV_W) FB_GRAD_STORE2(FB_SV_STORE, i);
-    for (; i < n; i++) FB_GRAD1(i, FN(grad1)(g1_, FB_LD(x[i]), co));
+#define FB_GRAD_ONE(j) FB_GRAD1(j, FN(grad1)(g1_, FB_LD(x[j]), co))
+    FB_RUN_LOOP(stream, dx, n, FB_GRAD_ONE, FB_GRAD_STORE2);
+#undef FB_GRAD_ONE
 #undef FB_GRAD_STORE2
 #undef FB_GRAD_AT
 #undef FB_GC
@@ -460,23 +450,8 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
-    int64_t v = 0, head, stop;
-    const int nt = stream && fb_stream_span(yr, sizeof(S), w, &head, &stop);
-    if (!bwd) {
-        if (nt) {
-            for (; v < head; v++) FB_ROW_ONE(v);
-            for (; v + 2 * FB_TV_W <= stop; v += 2 * FB_TV_W) FB_ROW_PUT2(FB_SV_STREAM, v);
-        }
-        for (; v + 2 * FB_TV_W <= w; v += 2 * FB_TV_W) FB_ROW_PUT2(FB_SV_STORE, v);
-        for (; v < w; v++) FB_ROW_ONE(v);
-    } else {
-        if (nt) {
-            for (; v < head; v++) FB_ROW_GONE(v);
-            for (; v + 2 * FB_TV_W <= stop; v += 2 * FB_TV_W) FB_ROW_GPUT2(FB_SV_STREAM, v);
-        }
-        for (; v + 2 * FB_TV_W <= w; v += 2 * FB_TV_W) FB_ROW_GPUT2(FB_SV_STORE, v);
-        for (; v < w; v++) FB_ROW_GONE(v);
-    }
+    if (!bwd) FB_RUN_LOOP(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2);
+    else FB_RUN_LOOP(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2);
 #undef FB_ROW_T
 #undef FB_ROW_AT
 #undef FB_ROW_V

@@ -235,6 +235,20 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
     return 1;
 }
 
+/* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
+ * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole
+ * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere). */
+#define FB_RUN_LOOP(stream, out, n, ONE, PAIR)                                                   \
+    do {                                                                                         \
+        int64_t i_ = 0, head_, stop_;                                                            \
+        if ((stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_)) {            \
+            for (; i_ < head_; i_++) ONE(i_);                                                    \
+            for (; i_ + 2 * FB_TV_W <= stop_; i_ += 2 * FB_TV_W) PAIR(FB_SV_STREAM, i_);         \
+        }                                                                                        \
+        for (; i_ + 2 * FB_TV_W <= (n); i_ += 2 * FB_TV_W) PAIR(FB_SV_STORE, i_);                \
+        for (; i_ < (n); i_++) ONE(i_);                                                          \
+    } while (0)
+
 /* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
  * load of the whole would stall store forwarding). */
 static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)

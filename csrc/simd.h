@@ -235,18 +235,54 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
     return 1;
 }
 
+/* Whether an elementwise pass writing out and reading in[0..k) (NULL entries skipped) should run
+ * last element first.  A load whose address matches a pending non-temporal store's in its low 12
+ * bits waits for that store (4K aliasing): running forward, the loads of in reach such a store
+ * when out - in is a little above a multiple of 4096, backward when it is a little below.  At
+ * out - in = 16 to 96 mod 4096 (16: adjacent heap blocks) batch norm and layer norm ran 1.4-2.5x
+ * slower forward; from 128 on, running backward was the slower order (docs/performance.rst). */
+#define FB_ALIAS_WINDOW 112
+static inline int fb_run_reverse(const void *out, const void *const *in, int k)
+{
+    /* the nearest aliasing input either way (4096: none); the nearer one stalls longer */
+    size_t fwd = 4096, rev = 4096;
+    for (int j = 0; j < k; j++) {
+        if (!in[j]) continue;
+        const size_t d = (size_t)((uintptr_t)out - (uintptr_t)in[j]) % 4096;
+        if (d != 0 && d <= FB_ALIAS_WINDOW && d < fwd) fwd = d;
+        if (d >= 4096 - FB_ALIAS_WINDOW && 4096 - d < rev) rev = 4096 - d;
+    }
+    return fwd < rev;
+}
+#define FB_RUN_REVERSE(out, ...) \
+    fb_run_reverse((out), (const void *const[]){__VA_ARGS__}, \
+                   (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *)))
+
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole
- * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere). */
-#define FB_RUN_LOOP(stream, out, n, ONE, PAIR)                                                   \
+ * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere); rev (fb_run_reverse):
+ * the same steps, last first.  Every element is computed alone, so the order changes no bit. */
+#define FB_RUN_LOOP(stream, out, n, ONE, PAIR, rev)                                              \
     do {                                                                                         \
-        int64_t i_ = 0, head_, stop_;                                                            \
-        if ((stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_)) {            \
-            for (; i_ < head_; i_++) ONE(i_);                                                    \
-            for (; i_ + 2 * FB_TV_W <= stop_; i_ += 2 * FB_TV_W) PAIR(FB_SV_STREAM, i_);         \
+        int64_t head_ = 0, stop_ = 0;                                                            \
+        const int nt_ = (stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_);  \
+        if (!(rev)) {                                                                            \
+            int64_t i_ = 0;                                                                      \
+            if (nt_) {                                                                           \
+                for (; i_ < head_; i_++) ONE(i_);                                                \
+                for (; i_ + 2 * FB_TV_W <= stop_; i_ += 2 * FB_TV_W) PAIR(FB_SV_STREAM, i_);     \
+            }                                                                                    \
+            for (; i_ + 2 * FB_TV_W <= (n); i_ += 2 * FB_TV_W) PAIR(FB_SV_STORE, i_);            \
+            for (; i_ < (n); i_++) ONE(i_);                                                      \
+        } else {   /* streamed: the pairs of [head_, s_); stored: [s_, n) and [0, head_) */      \
+            const int64_t lo_ = nt_ ? head_ : 0;                                                 \
+            const int64_t s_ = nt_ ? head_ + (stop_ - head_) / (2 * FB_TV_W) * (2 * FB_TV_W) : 0; \
+            int64_t i_ = (n);                                                                    \
+            while ((i_ - s_) % (2 * FB_TV_W)) { i_--; ONE(i_); }                                 \
+            while (i_ > s_) { i_ -= 2 * FB_TV_W; PAIR(FB_SV_STORE, i_); }                        \
+            while (i_ > lo_) { i_ -= 2 * FB_TV_W; PAIR(FB_SV_STREAM, i_); }                      \
+            while (i_ > 0) { i_--; ONE(i_); }                                                    \
         }                                                                                        \
-        for (; i_ + 2 * FB_TV_W <= (n); i_ += 2 * FB_TV_W) PAIR(FB_SV_STORE, i_);                \
-        for (; i_ < (n); i_++) ONE(i_);                                                          \
     } while (0)
 
 /* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a

@@ -42,19 +42,22 @@ static FB_INLINE float sum1(const fb_stream_pass *p, int64_t i)
     return v;
 }
 
+/* float's names for simd.h's FB_RUN_LOOP (the kernels' own loop, 4K-aliasing direction included) */
+#define FB_TV_W FB_VF_W
+#define FB_SV_STORE fb_vf_store
+#define FB_SV_STREAM fb_vf_stream
+
 static void write_block(const fb_stream_pass *p, int64_t s, int64_t len, int nt)
 {
-    float *out = p->out;
-    const int64_t e = s + len;
-    int64_t i = s;
-    int64_t head, stop;   /* non-temporal stores over whole cache lines only, as batch norm's */
-    if (nt && fb_stream_span(out + s, sizeof(float), len, &head, &stop)) {
-        for (; i < s + head; i++) out[i] = sum1(p, i);
-        for (; i < s + stop; i += FB_VF_W) fb_vf_stream(out + i, sum_at(p, i));
-        fb_stream_fence();
-    }
-    for (; i + FB_VF_W <= e; i += FB_VF_W) fb_vf_store(out + i, sum_at(p, i));
-    for (; i < e; i++) out[i] = sum1(p, i);
+    float *out = p->out + s;
+#define FB_W_ONE(i) out[i] = sum1(p, s + (i))
+#define FB_W_PAIR(STORE, i) \
+    do { STORE(out + (i), sum_at(p, s + (i))); STORE(out + (i) + FB_VF_W, sum_at(p, s + (i) + FB_VF_W)); } while (0)
+    const int rev = nt && fb_run_reverse(p->out, (const void *const *)p->in, p->n_in);
+    FB_RUN_LOOP(nt, out, len, FB_W_ONE, FB_W_PAIR, rev);
+    if (nt) fb_stream_fence();
+#undef FB_W_PAIR
+#undef FB_W_ONE
 }
 
 const fb_stream_table FB_CAT(fb_stream_table, FB_ISA_SUFFIX) = {read_block, write_block};

@@ -1,0 +1,99 @@
+"""Where an output lies relative to its inputs changes no bit.
+
+Outputs of 4 MiB and more are written with non-temporal stores, and a pass whose output lies up
+to 112 bytes above one of its inputs modulo 4096 runs last element first (4K aliasing,
+csrc/simd.h's fb_run_reverse).  Each kernel here writes one output placed 16, 64 or 112 bytes
+above x modulo 4096 (the reversed order), 240 or 4080 bytes above (the forward order, either
+side of the window) and at 0 (forward), and each result must be the bits of the forward one.
+"""
+import numpy as np
+import pytest
+
+import fastbn
+
+PAGE = 4096
+OFFSETS = [16, 64, 112, 240, 4080]
+
+
+class Arena:
+    """Arrays carved from one buffer at chosen byte offsets modulo 4096."""
+
+    def __init__(self):
+        self.blocks = []
+
+    def place(self, shape, dtype, offset):
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        buf = np.empty(nbytes + 2 * PAGE, np.uint8)
+        self.blocks.append(buf)
+        start = (-buf.ctypes.data) % PAGE + offset
+        return buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _inputs(shape, axis, dtype, arena):
+    rng = np.random.default_rng(7)
+    x = arena.place(shape, dtype, 0)
+    x[...] = rng.standard_normal(shape) * 2 + 3
+    dy = arena.place(shape, dtype, 2048)   # far from the window on either side of the outputs
+    dy[...] = rng.standard_normal(shape)
+    C, D = shape[axis], shape[-1]
+    params = [rng.uniform(0.5, 2, n).astype(dtype) for n in (C, D)]
+    params += [rng.standard_normal(n).astype(dtype) for n in (C, D)]
+    return x, dy, params
+
+
+# 2^20 elements and more: the outputs are streamed in float32 and float64 alike.
+SHAPES = {"NC": ((1280, 1024), 1), "NCHW": ((8, 32, 64, 80), 1), "NHWC": ((8, 64, 80, 32), -1)}
+
+
+def _batch_norms(x, dy, params, axis):
+    """name -> a call writing `out` and returning the array it wrote"""
+    g, _, b, _ = params
+    _, mean, invstd = fastbn.batch_norm_train(x, g, b, axis=axis)
+    rm, rv = mean.astype(x.dtype), (1 / invstd ** 2).astype(x.dtype)
+    return {
+        "train": lambda out: fastbn.batch_norm_train(x, g, b, axis=axis, out=out).y,
+        "train-add-relu": lambda out: fastbn.batch_norm_train(x, g, b, axis=axis, residual=dy,
+                                                              relu=True, out=out).y,
+        "infer": lambda out: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=out),
+        "backward": lambda out: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis,
+                                                           out=out)[0],
+    }
+
+
+def _norms(x, dy, params, axis):
+    """layer and RMS norm over the last axis, group (8 groups) and instance norm over `axis`"""
+    g, gl, b, bl = params
+    _, m, r = fastbn.layer_norm(x, gl, bl)
+    _, q = fastbn.rms_norm(x, gl)
+    _, gm, gr = fastbn.group_norm(x, 8, g, b, axis=axis)
+    _, im, ir = fastbn.instance_norm(x, g, b, axis=axis)
+    return {
+        "layer": lambda out: fastbn.layer_norm(x, gl, bl, out=out)[0],
+        "layer-backward": lambda out: fastbn.layer_norm_backward(dy, x, m, r, gl, out=out)[0],
+        "rms": lambda out: fastbn.rms_norm(x, gl, out=out)[0],
+        "rms-backward": lambda out: fastbn.rms_norm_backward(dy, x, q, gl, out=out)[0],
+        "group": lambda out: fastbn.group_norm(x, 8, g, b, axis=axis, out=out)[0],
+        "group-backward": lambda out: fastbn.group_norm_backward(dy, x, gm, gr, 8, g, axis=axis,
+                                                                 out=out)[0],
+        "instance": lambda out: fastbn.instance_norm(x, g, b, axis=axis, out=out)[0],
+        "instance-backward": lambda out: fastbn.instance_norm_backward(dy, x, im, ir, g, axis=axis,
+                                                                       out=out)[0],
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", list(SHAPES))
+@pytest.mark.parametrize("family", [_batch_norms, _norms], ids=["batch-norm", "other-norms"])
+def test_an_output_near_its_input_modulo_4096_gives_the_same_bits(family, layout, dtype, isa):
+    arena = Arena()
+    shape, axis = SHAPES[layout]
+    x, dy, params = _inputs(shape, axis, dtype, arena)
+    for name, call in family(x, dy, params, axis).items():
+        want = call(arena.place(shape, dtype, 0)).copy()
+        for offset in OFFSETS:
+            out = arena.place(shape, dtype, offset)
+            out[...] = np.nan   # an element the pass skipped would stay NaN
+            got = call(out)
+            assert got.ctypes.data == out.ctypes.data, (name, offset)
+            assert got.tobytes() == want.tobytes(), (name, offset)

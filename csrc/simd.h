@@ -260,28 +260,34 @@ static inline int fb_run_reverse(const void *out, const void *const *in, int k)
 
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole
- * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere); rev (fb_run_reverse):
- * the same steps, last first.  Every element is computed alone, so the order changes no bit. */
+ * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere).  rev (FB_RUN_REVERSE,
+ * only when `stream`): the same steps, last first.  The parts -- singles [0, a), streamed pairs
+ * [a, b), stored pairs [b, c), singles [c, n) -- run in a loop that takes them in either order,
+ * each index stepping by +-1 or +-2 vectors, so every body is compiled once, not once per
+ * direction.  Every element is computed alone, so the order changes no bit. */
 #define FB_RUN_LOOP(stream, out, n, ONE, PAIR, rev)                                              \
     do {                                                                                         \
         int64_t head_ = 0, stop_ = 0;                                                            \
         const int nt_ = (stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_);  \
-        if (!(rev)) {                                                                            \
-            int64_t i_ = 0;                                                                      \
-            if (nt_) {                                                                           \
-                for (; i_ < head_; i_++) ONE(i_);                                                \
-                for (; i_ + 2 * FB_TV_W <= stop_; i_ += 2 * FB_TV_W) PAIR(FB_SV_STREAM, i_);     \
+        const int r_ = (stream) && (rev);                                                        \
+        const int64_t v2_ = 2 * FB_TV_W;                                                         \
+        const int64_t a_ = nt_ ? head_ : 0;                                                      \
+        const int64_t b_ = nt_ ? head_ + (stop_ - head_) / v2_ * v2_ : 0;                        \
+        const int64_t bound_[5] = {0, a_, b_, b_ + ((n) - b_) / v2_ * v2_, (n)};                 \
+        for (int p_ = 0; p_ < 4; p_++) {                                                         \
+            const int q_ = r_ ? 3 - p_ : p_;                                                     \
+            const int64_t lo_ = bound_[q_], hi_ = bound_[q_ + 1];                                \
+            if (q_ == 0 || q_ == 3) {                                                            \
+                const int64_t d_ = r_ ? -1 : 1;                                                  \
+                int64_t i_ = r_ ? hi_ - 1 : lo_;                                                 \
+                for (int64_t k_ = hi_ - lo_; k_ > 0; k_--, i_ += d_) ONE(i_);                    \
+            } else {                                                                             \
+                const int64_t d_ = r_ ? -v2_ : v2_;                                              \
+                int64_t i_ = r_ ? hi_ - v2_ : lo_;                                               \
+                int64_t k_ = (hi_ - lo_) / v2_;                                                  \
+                if (q_ == 1) for (; k_ > 0; k_--, i_ += d_) PAIR(FB_SV_STREAM, i_);              \
+                else for (; k_ > 0; k_--, i_ += d_) PAIR(FB_SV_STORE, i_);                       \
             }                                                                                    \
-            for (; i_ + 2 * FB_TV_W <= (n); i_ += 2 * FB_TV_W) PAIR(FB_SV_STORE, i_);            \
-            for (; i_ < (n); i_++) ONE(i_);                                                      \
-        } else {   /* streamed: the pairs of [head_, s_); stored: [s_, n) and [0, head_) */      \
-            const int64_t lo_ = nt_ ? head_ : 0;                                                 \
-            const int64_t s_ = nt_ ? head_ + (stop_ - head_) / (2 * FB_TV_W) * (2 * FB_TV_W) : 0; \
-            int64_t i_ = (n);                                                                    \
-            while ((i_ - s_) % (2 * FB_TV_W)) { i_--; ONE(i_); }                                 \
-            while (i_ > s_) { i_ -= 2 * FB_TV_W; PAIR(FB_SV_STORE, i_); }                        \
-            while (i_ > lo_) { i_ -= 2 * FB_TV_W; PAIR(FB_SV_STREAM, i_); }                      \
-            while (i_ > 0) { i_--; ONE(i_); }                                                    \
         }                                                                                        \
     } while (0)
 

@@ -53,8 +53,8 @@ static void write_block(const fb_stream_pass *p, int64_t s, int64_t len, int nt)
 #define FB_W_ONE(i) out[i] = sum1(p, s + (i))
 #define FB_W_PAIR(STORE, i) \
     do { STORE(out + (i), sum_at(p, s + (i))); STORE(out + (i) + FB_VF_W, sum_at(p, s + (i) + FB_VF_W)); } while (0)
-    const int rev = nt && fb_run_reverse(p->out, (const void *const *)p->in, p->n_in);
-    FB_RUN_LOOP(nt, out, len, FB_W_ONE, FB_W_PAIR, rev);
+    FB_RUN_LOOP(nt, out, len, FB_W_ONE, FB_W_PAIR,
+                fb_run_reverse(p->out, (const void *const *)p->in, p->n_in));
     if (nt) fb_stream_fence();
 #undef FB_W_PAIR
 #undef FB_W_ONE

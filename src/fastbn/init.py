@@ -19,6 +19,7 @@ Shapes follow the ``x @ W`` convention by default: (in, out) for dense layers an
 (kh, kw, in, out) for convolutions (``in_axis=-2, out_axis=-1``); PyTorch's (out, in, kh, kw) is
 ``in_axis=1, out_axis=0``.
 """
+import functools
 import inspect
 import math
 import numbers
@@ -51,6 +52,8 @@ TRUNCATION_STD = 0.87962566103423978
 
 def _shape(shape, name="shape"):
     """A tuple of non-negative Python ints (an int means a 1-d shape)."""
+    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
+        return shape                      # the common case, cheaply
     if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, (bool, np.bool_)):
         shape = (shape,)
     if not isinstance(shape, (tuple, list)):
@@ -83,9 +86,27 @@ def _compute(dtype):
 
 
 def _finite_in(x, dtype):
-    """Whether the real ``x`` rounds to a finite value of ``dtype``."""
-    with np.errstate(over="ignore"):
-        return bool(np.isfinite(np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64)))
+    """Whether the float ``x`` rounds (through float64) to a finite value of ``dtype``."""
+    limit = _INF_FROM.get(dtype)
+    if limit is None:
+        limit = _INF_FROM[dtype] = _least_rounding_to_inf(dtype)
+    return abs(x) < limit                 # False for NaN
+
+
+_INF_FROM = {}    # dtype -> the least float64 that rounds to infinity in it (a search per dtype)
+
+
+def _least_rounding_to_inf(dtype):
+    """The least positive float64 whose conversion to ``dtype`` is infinite (inf for float64):
+    a bisection over float64 bit patterns, which order the positive floats."""
+    def inf_in(bits):
+        with np.errstate(over="ignore"):
+            return bool(np.isinf(np.array([bits], np.uint64).view(np.float64).astype(dtype)[0]))
+    lo, hi = 0, int(np.array([np.inf]).view(np.uint64)[0])    # inf_in(lo) false, inf_in(hi) true
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if inf_in(mid) else (mid, hi)
+    return float(np.array([hi], np.uint64).view(np.float64)[0])
 
 
 def _choice(value, name, options):
@@ -105,6 +126,12 @@ def _check_rng(rng):
     return int(rng)
 
 
+@functools.lru_cache(maxsize=256)
+def _seed_sequence_words(seed):
+    # SeedSequence costs ~20 us, most of a small initializer's call; its words depend on seed alone
+    return tuple(int(w) for w in np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32))
+
+
 def _seed_words(rng):
     """The Philox stream (key0, key1, stream0, stream1) of ``rng``, as 4 uint32.
 
@@ -113,7 +140,7 @@ def _seed_words(rng):
     ``default_rng()`` (OS entropy).
     """
     if isinstance(rng, int):
-        return np.random.SeedSequence(rng).generate_state(4, dtype=np.uint32)
+        return np.array(_seed_sequence_words(rng), np.uint32)
     gen = np.random.default_rng() if rng is None else rng
     words = gen.integers(0, 2**64, size=2, dtype=np.uint64, endpoint=False)
     return np.ascontiguousarray(words).view(np.uint32).copy()
@@ -149,7 +176,7 @@ def _fill(law, params, shape, dtype, rng, out):
     buf = _buffer(shape, dtype, out)
     seed = _seed_words(rng)          # advances a Generator only once everything is valid
     if buf.size:
-        half = _half.kind(dtype, "dtype")
+        half = None if dtype in v.FLOAT_DTYPES else _half.kind(dtype, "dtype")
         if half is None:
             _random.fill(buf.reshape(-1), law, seed, params, _config.get_num_threads())
         else:   # handed over as its bits: bfloat16 has no buffer-protocol format

@@ -20,8 +20,8 @@ import time
 
 from fastbn import _atomic, _config
 from fastbn.bench import _machine
-from fastbn.bench._harness import (MIN_TIME, STATES, WINDOWS, Flush, columns, in_windows, markdown,
-                                   measure, measure_alone, reuse_freed_memory, row)
+from fastbn.bench._harness import (MIN_TIME, SETTLE, STATES, WINDOWS, Flush, columns, in_windows,
+                                   markdown, measure, measure_alone, reuse_freed_memory, row)
 from fastbn.bench._progress import progress
 
 # Above the tables of a --quick run: its figures are noise, and nothing in it is to be quoted.
@@ -38,11 +38,9 @@ STATE_ROUNDS = 3
 
 
 def _torch_threads(n):
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(n)
+    torch = sys.modules.get("torch")    # imported by the cases only when its column is wanted
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def main(argv=None):
@@ -78,7 +76,8 @@ def main(argv=None):
     rounds = args.rounds or (3 if args.quick else 5)
     state_rounds = args.rounds or (3 if args.quick else STATE_ROUNDS)
     windows = args.windows or (1 if args.quick else WINDOWS)
-    min_time = 0.05 if args.quick else MIN_TIME
+    # --quick: a smoke run, its times not compared: no minimum time, a short settle (see SETTLE)
+    min_time, settle = (0.0, 0.001) if args.quick else (MIN_TIME, SETTLE)
     torch_ok, torch_version = False, None
     if not args.no_torch:
         try:
@@ -116,7 +115,7 @@ def main(argv=None):
         scales = len(threads) > 1 and 1 in threads
         bar = progress(windows * (len(cases) + (len(alone) if scales else 0)))
         results = in_windows({key: _main_job(case, rounds if key[2] == "b2b" else state_rounds,
-                                             min_time, flush)
+                                             min_time, flush, settle)
                               for key, case in cases.items()}, windows,
                              before=lambda key, w: bar.start("main", w, windows,
                                                              _label(cases[key])))
@@ -180,13 +179,13 @@ def _label(case):
             f"{state}")
 
 
-def _main_job(case, rounds, min_time, flush=None):
+def _main_job(case, rounds, min_time, flush=None, settle=SETTLE):
     """One window of a main-table case: its thread count set (fastbn's and torch's), measured in
     its state."""
     def job():
         _config.set_num_threads(case.threads)
         _torch_threads(case.threads)
-        return measure(case, rounds, min_time, flush)
+        return measure(case, rounds, min_time, flush, settle)
     return job
 
 
@@ -200,7 +199,8 @@ def thread_scaling(cases, threads, rounds, min_time, windows=1, ratios=True, bar
         return ""
 
     def job(case):
-        return lambda: measure_alone(case, threads, rounds, _config.set_num_threads, min_time)
+        return lambda: measure_alone(case, threads, rounds, _config.set_num_threads, min_time,
+                                     warmup=0.2 if ratios else 0.02)   # --quick: a short warm-up
 
     def before(i, w):
         if bar is not None:

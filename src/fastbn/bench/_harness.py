@@ -244,10 +244,10 @@ def state_step(case, flush=None):
     raise ValueError(f"state: expected one of {', '.join(STATES)}, got {case.state!r}")
 
 
-def measure(case, rounds, min_time=MIN_TIME, flush=None):
+def measure(case, rounds, min_time=MIN_TIME, flush=None, settle=SETTLE):
     """Median seconds of each contender of ``case``, timed interleaved, round by round, each
-    after the step of the case's state (:func:`state_step`; in "b2b" a call of its own, see
-    :data:`SETTLE`)."""
+    after ``settle`` seconds of busy waiting and the step of the case's state
+    (:func:`state_step`; in "b2b" a call of its own, see :data:`SETTLE`)."""
     contenders = {"fastbn": case.fastbn}
     if case.reference is not None:
         contenders["reference"] = case.reference
@@ -258,7 +258,7 @@ def measure(case, rounds, min_time=MIN_TIME, flush=None):
         contenders["copyto"] = roofline
     if case.floor is not None:
         contenders["floor"] = case.floor
-    return _interleaved(contenders, rounds, min_time, settle=SETTLE, lead_below=LEAD_BELOW,
+    return _interleaved(contenders, rounds, min_time, settle=settle, lead_below=LEAD_BELOW,
                         before=state_step(case, flush))
 
 

@@ -4,7 +4,8 @@ Each extension module is one Cython file, its C dispatch/API sources, and kernel
 compiled once per instruction set (scalar baseline, AVX2, AVX-512 on x86-64) with that set's own
 flags.  The module picks one set at import from CPUID, so one build runs on any x86-64.
 Set FASTBN_SANITIZE=1 to build with -fsanitize=address,undefined, FASTBN_SANITIZE=thread to build
-with -fsanitize=thread (ThreadSanitizer: tests/test_concurrency.py under .ci/run).
+with -fsanitize=thread (ThreadSanitizer: tests/test_concurrency.py under .ci/run), and
+FASTBN_SKIP_AVX512=1 to leave out the AVX-512 kernels.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,10 @@ ISA_FLAGS_GNU = {
                "-mprefer-vector-width=512"],
 }
 ISA_FLAGS_MSVC = {"scalar": [], "avx2": ["/arch:AVX2"], "avx512": ["/arch:AVX512"]}
-ISAS = list(ISA_FLAGS_GNU) if X86 else ["scalar"]
+# FASTBN_SKIP_AVX512=1: a build without the AVX-512 kernels, for a machine that cannot run them
+# (a third less compile time; CI's sanitizer builds on such a host).  Wheels have all three.
+SKIP_AVX512 = os.environ.get("FASTBN_SKIP_AVX512", "").strip() not in ("", "0")
+ISAS = [isa for isa in ISA_FLAGS_GNU if not (SKIP_AVX512 and isa == "avx512")] if X86 else ["scalar"]
 
 
 class BuildExt(build_ext):
@@ -83,6 +87,8 @@ class BuildExt(build_ext):
                 base.append("-fno-sanitize-recover=undefined")
             ext.extra_link_args = ext.extra_link_args + [f"-fsanitize={SANITIZE}"]
         macros = [("FB_X86_ISAS", "1")] if X86 else []
+        if X86 and SKIP_AVX512:
+            macros.append(("FB_NO_AVX512", "1"))
         ext.define_macros = ext.define_macros + macros
         ext.extra_compile_args = base + (["-pthread"] if not msvc else [])
         if not msvc:

@@ -32,6 +32,9 @@ static int fb_msvc_supports(int isa)
 int fb_cpu_supports(int isa)
 {
     if (isa == FB_ISA_SCALAR) return 1;
+#if defined(FB_NO_AVX512)
+    if (isa == FB_ISA_AVX512) return 0;   /* not compiled */
+#endif
 #if defined(FB_DETECT_GNU)
     __builtin_cpu_init();
     /* f16c: the float16 conversions (half.h), compiled into the AVX2/AVX-512 paths */

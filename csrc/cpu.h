@@ -15,7 +15,9 @@ const char *fb_isa_name(int isa);
  * kernels files to define PREFIX_table_scalar (and _avx2, _avx512 on x86), and defines the table
  * in use, `static const TYPE *PREFIX`, with PREFIX_set_isa(isa) (0, or -1 if isa cannot run
  * here) and PREFIX_get_isa(). */
-#if defined(FB_X86_ISAS)
+#if defined(FB_X86_ISAS) && defined(FB_NO_AVX512)   /* setup.py: FASTBN_SKIP_AVX512=1 */
+#define FB_ISA_TABLES(prefix) &prefix##_table_scalar, &prefix##_table_avx2, NULL
+#elif defined(FB_X86_ISAS)
 #define FB_ISA_TABLES(prefix) &prefix##_table_scalar, &prefix##_table_avx2, &prefix##_table_avx512
 #else
 #define FB_ISA_TABLES(prefix) &prefix##_table_scalar, NULL, NULL

@@ -11,9 +11,11 @@
 #define FB_SFX _avx2
 #include "kernels_table.h"
 #undef FB_SFX
+#if !defined(FB_NO_AVX512)
 #define FB_SFX _avx512
 #include "kernels_table.h"
 #undef FB_SFX
+#endif
 #endif
 
 FB_ISA_DISPATCH(fb_kernels, fb_kernel_table)

@@ -42,8 +42,13 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The docstring examples of fastbn.distributed use mpi4py: without it they are skipped with
+    """The longest tests first: those marked slow_under_qemu (the resource counts, the fuzz
+    profiles, the concurrency stress), so that under ``pytest -n`` none of them starts last and
+    keeps one worker busy after the others have finished.
+
+    The docstring examples of fastbn.distributed use mpi4py: without it they are skipped with
     the reason shown (never under FASTBN_REQUIRE_MPI=1, .ci/run's MPI step)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow_under_qemu") is None)   # stable
     if importlib.util.find_spec("mpi4py") is not None or os.environ.get("FASTBN_REQUIRE_MPI") == "1":
         return
     skip = pytest.mark.skip(reason='mpi4py not installed (pip install "fastbn[mpi]"): the '

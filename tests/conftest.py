@@ -49,6 +49,13 @@ def pytest_collection_modifyitems(config, items):
     The docstring examples of fastbn.distributed use mpi4py: without it they are skipped with
     the reason shown (never under FASTBN_REQUIRE_MPI=1, .ci/run's MPI step)."""
     items.sort(key=lambda item: item.get_closest_marker("slow_under_qemu") is None)   # stable
+    # FASTBN_SHARD=i/n: only every n-th test from the i-th (.ci/run's emulated step runs the
+    # shards of one collection in parallel processes).
+    shard = os.environ.get("FASTBN_SHARD")
+    if shard:
+        i, n = map(int, shard.split("/"))
+        config.hook.pytest_deselected(items=[t for k, t in enumerate(items) if k % n != i])
+        items[:] = [t for k, t in enumerate(items) if k % n == i]
     if importlib.util.find_spec("mpi4py") is not None or os.environ.get("FASTBN_REQUIRE_MPI") == "1":
         return
     skip = pytest.mark.skip(reason='mpi4py not installed (pip install "fastbn[mpi]"): the '

@@ -79,8 +79,8 @@ class BuildExt(build_ext):
         msvc = self.compiler.compiler_type == "msvc"
         base = ["/O2", "/fp:precise"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99", "-Wno-psabi"]
         if SANITIZE and not msvc:
-            # -Og -g1 (line tables: enough for the reports' stack traces) build in a third of the
-            # time of -O1 -g: 34 s against 107 s for the AVX2 batch-norm kernels with ASan + UBSan.
+            # -Og -g1: line tables are enough for the reports' stack traces, and build in a third
+            # of -O1 -g's time (figures in docs/robustness.rst and the commit that chose them).
             base = ["-Og", "-g1", "-fno-omit-frame-pointer", "-ffp-contract=off", "-std=c99",
                     f"-fsanitize={SANITIZE}"]
             if SANITIZE != "thread":

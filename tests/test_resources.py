@@ -3,10 +3,16 @@
 Specification (each measured in a fresh child process, where process state is not shared with
 the test run):
 
-- 10^5 calls of every public function on small inputs (so that the Python glue, the C scratch
-  and the result objects are what is exercised; small inputs take seconds), after a warm-up of
-  10^4 calls, grow the resident set by less than 2 MiB -- a leak of 20 bytes per call would show
-  -- and leave the number of open file descriptors and of threads exactly unchanged.
+- 5000 calls of every public function on small inputs (so that the Python glue, the C scratch
+  and the result objects are what is exercised), after a warm-up of 500 calls, leave the counts
+  of live Python objects (``sys.getallocatedblocks``) and of bytes live in malloc (glibc's
+  ``mallinfo2``: in-use and mmapped) flat: fewer than 30 more blocks -- one object leaked per 100
+  calls would show -- and fewer than 5000 more bytes (one byte per call); they grow the resident set
+  by less than 2 MiB and leave the number of open file descriptors and of threads exactly
+  unchanged.  Both counts are exact (the harness's own state costs a constant ~10 blocks and
+  ~160 bytes), so 5000 calls find what 10^5 calls and the resident set alone did at 20 bytes per
+  call; without mallinfo2 (not glibc) the harness makes 10^5 calls and the resident-set bound
+  is that check.
   (tests/test_batchnorm_memory.py checks the batch-norm kernels' scratch on mid-size inputs and
   Python allocations with tracemalloc; this file covers every public function.)
 - 10^4 changes of ``set_num_threads`` (1 to 4, each followed by a call large enough to run on
@@ -28,7 +34,7 @@ import pytest
 from child import run_python
 
 # slow_under_qemu: .ci/run step 4 deselects it ("-k 'not qemu'" matches the marker's name):
-# qemu-user keeps memory per guest thread (see .ci/run) and 1e5 emulated calls take minutes.
+# qemu-user keeps memory per guest thread (see .ci/run) and 5000 emulated calls per function take minutes.
 pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/status"),
                                  reason="counts threads and descriptors in /proc"),
               pytest.mark.slow_under_qemu]
@@ -42,9 +48,23 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+try:   # glibc >= 2.33: bytes in use (main arena) and in mmapped chunks, exact
+    import ctypes
+    class _Mallinfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                    "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _mallinfo2 = ctypes.CDLL(None).mallinfo2
+    _mallinfo2.restype = _Mallinfo2
+    def heap():
+        m = _mallinfo2()
+        return m.uordblks + m.hblkhd
+except (AttributeError, OSError):
+    heap = None
+
 def state():
     gc.collect()
-    return rss(), len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
+    return (rss(), len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task")),
+            sys.getallocatedblocks(), heap() if heap else None)
 
 warnings.simplefilter("ignore")
 rng = np.random.default_rng(0)
@@ -102,7 +122,7 @@ for name in fastbn.init.__all__:
     CALLS["init." + name] = (lambda f=f: f((4, 3), rng=7)) if name != "constant" else \
         (lambda f=f: f((4, 3), 0.5, rng=7, out=w))
 
-N = int(sys.argv[1])
+N = int(sys.argv[1]) if heap else 100_000   # without the exact heap count, the RSS alone
 which = sys.argv[2:] or list(CALLS)
 report = {}
 for name in which:
@@ -117,8 +137,10 @@ for name in which:
 print(json.dumps(report))
 """
 
-CALLS_PER_FUNCTION = 100_000
+CALLS_PER_FUNCTION = 5000
 RSS_TOLERANCE = 2 * 1024 * 1024
+BLOCKS_TOLERANCE = 30      # live Python objects: one leaked per 100 calls shows
+HEAP_TOLERANCE = 5000      # bytes live in malloc: one leaked per call shows
 
 
 def _names():
@@ -153,8 +175,11 @@ def test_resources_are_flat_over_many_calls(group):
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
     assert set(report) == set(names)
-    for name, ((rss0, fd0, th0), (rss1, fd1, th1)) in report.items():
-        assert rss1 - rss0 < RSS_TOLERANCE, f"{name}: RSS grew by {rss1 - rss0} bytes over 1e5 calls"
+    for name, ((rss0, fd0, th0, blk0, heap0), (rss1, fd1, th1, blk1, heap1)) in report.items():
+        assert rss1 - rss0 < RSS_TOLERANCE, f"{name}: RSS grew by {rss1 - rss0} bytes"
+        assert blk1 - blk0 < BLOCKS_TOLERANCE, f"{name}: {blk1 - blk0} more live Python objects"
+        if heap0 is not None:
+            assert heap1 - heap0 < HEAP_TOLERANCE, f"{name}: {heap1 - heap0} more bytes in malloc"
         assert fd1 == fd0, f"{name}: open descriptors {fd0} -> {fd1}"
         assert th1 == th0, f"{name}: threads {th0} -> {th1}"
 

@@ -35,7 +35,7 @@ import pytest
 from child import run_python
 
 # slow_under_qemu: .ci/run step 4 deselects it ("-k 'not qemu'" matches the marker's name):
-# qemu-user keeps memory per guest thread (see .ci/run) and 5000 emulated calls per function take minutes.
+# qemu-user keeps memory per guest thread (see .ci/run), and emulated calls take minutes.
 pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/status"),
                                  reason="counts threads and descriptors in /proc"),
               pytest.mark.slow_under_qemu]
@@ -128,10 +128,10 @@ which = sys.argv[2:] or list(CALLS)
 report = {}
 for name in which:
     call = CALLS[name]
-    for _ in range(max(N // 10, 2000)):   # freelists and caches filled (global_norm: ~1000 calls)
+    for _ in range(max(N // 10, 2000)):   # free lists and caches filled first
         call()
     states = [state()]
-    for half in range(2):
+    for _ in range(2):   # two halves
         for _ in range(N // 2):
             call()
         states.append(state())
@@ -182,8 +182,7 @@ def test_resources_are_flat_over_many_calls(group):
         assert rss2 - rss0 < RSS_TOLERANCE, f"{name}: RSS grew by {rss2 - rss0} bytes"
         assert fd2 == fd0, f"{name}: open descriptors {fd0} -> {fd2}"
         assert th2 == th0, f"{name}: threads {th0} -> {th2}"
-        # A leak grows both halves; a cache or free list still filling, one (seen: up to 29
-        # blocks in one half, 14 in the other; global_norm's count settles after ~10^4 calls).
+        # A leak grows both halves; a cache or free list still filling grows one.
         blocks = min(s1[3] - s0[3], s2[3] - s1[3])
         assert blocks < BLOCKS_TOLERANCE, f"{name}: {blocks} more live Python objects per half"
         if s0[4] is not None:

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu.h"
+
 #if defined(__GNUC__) || defined(__clang__)
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -240,7 +242,8 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
  * bits waits for that store (4K aliasing): running forward, the loads of in reach such a store
  * when out - in is a little above a multiple of 4096, backward when it is a little below.  At
  * out - in = 16 to 96 mod 4096 (16: adjacent heap blocks) batch norm and layer norm ran 1.4-2.5x
- * slower forward; from 128 on, running backward was the slower order (docs/performance.rst). */
+ * slower forward on Zen 1; from 128 on, running backward was the slower order (docs/performance.rst).
+ * Only where fb_alias_reverse (cpu.h) says this CPU gains by it. */
 #define FB_ALIAS_WINDOW 112
 static inline int fb_run_reverse(const void *out, const void *const *in, int k)
 {
@@ -255,8 +258,8 @@ static inline int fb_run_reverse(const void *out, const void *const *in, int k)
     return fwd < rev;
 }
 #define FB_RUN_REVERSE(out, ...) \
-    fb_run_reverse((out), (const void *const[]){__VA_ARGS__}, \
-                   (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *)))
+    (fb_alias_reverse && fb_run_reverse((out), (const void *const[]){__VA_ARGS__}, \
+                   (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *))))
 
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole

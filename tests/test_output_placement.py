@@ -5,11 +5,14 @@ to 112 bytes above one of its inputs modulo 4096 runs last element first (4K ali
 csrc/simd.h's fb_run_reverse).  Each kernel here writes one output placed 16, 64 or 112 bytes
 above x modulo 4096 (the reversed order), 240 or 4080 bytes above (the forward order, either
 side of the window) and at 0 (forward), and each result must be the bits of the forward one.
+Whether a CPU reverses at all is chosen when the module loads (csrc/cpu.h's fb_alias_reverse);
+the tests run both choices on any host.
 """
 import numpy as np
 import pytest
 
 import fastbn
+from fastbn import _config, _norm
 
 PAGE = 4096
 OFFSETS = [16, 64, 112, 240, 4080]
@@ -86,10 +89,20 @@ def _norms(x, dy, params, axis):
     return calls
 
 
+@pytest.fixture(params=[True, False], ids=["reversing", "forward-only"])
+def alias_reverse(request):
+    """The CPU's choice of whether to reverse, forced either way for one test."""
+    chosen = _norm.get_alias_reverse()
+    _norm.set_alias_reverse(request.param)
+    yield request.param
+    _norm.set_alias_reverse(chosen)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", list(SHAPES))
 @pytest.mark.parametrize("family", [_batch_norms, _norms], ids=["batch-norm", "other-norms"])
-def test_an_output_near_its_input_modulo_4096_gives_the_same_bits(family, layout, dtype, isa):
+def test_an_output_near_its_input_modulo_4096_gives_the_same_bits(family, layout, dtype, isa,
+                                                                  alias_reverse):
     arena = Arena()
     shape, axis = SHAPES[layout]
     x, dy, params = _inputs(shape, axis, dtype, arena)
@@ -101,3 +114,20 @@ def test_an_output_near_its_input_modulo_4096_gives_the_same_bits(family, layout
             got = call(out)
             assert got.ctypes.data == out.ctypes.data, (name, offset)
             assert got.tobytes() == want.tobytes(), (name, offset)
+
+
+def test_the_order_is_chosen_per_cpu_family():
+    """Reversed where it was measured to help (AMD family 17h: Zen 1 and 2), forward elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                        if ":" in line)
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    if "vendor_id" not in info or "cpu family" not in info:
+        pytest.skip("not an x86 /proc/cpuinfo")
+    if "avx2" in info.get("flags", "").split() and "avx2" not in _config.available_isas():
+        pytest.skip("an emulated CPU (qemu-user): /proc/cpuinfo describes the host")
+    zen_1_or_2 = info["vendor_id"] == "AuthenticAMD" and int(info["cpu family"]) == 0x17
+    assert _norm.get_alias_reverse() == zen_1_or_2

@@ -31,6 +31,9 @@ cdef extern from "kernels.h":
 
 include "_kernels_decl.pxi"
 
+cdef extern from "cpu.h":
+    int fb_alias_reverse
+
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
 
@@ -42,6 +45,18 @@ def set_isa(int isa):
 
 def get_isa():
     return fb_kernels_get_isa()
+
+
+def set_alias_reverse(bint on):
+    """Whether streamed passes whose output lies just above an input (modulo 4 KB) run last
+    element first (csrc/cpu.h's fb_alias_reverse; chosen per CPU when the module loads).  For
+    the tests: the order changes no bit.  Not for use while kernels run."""
+    global fb_alias_reverse
+    fb_alias_reverse = on
+
+
+def get_alias_reverse():
+    return bool(fb_alias_reverse)
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:

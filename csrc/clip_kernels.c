@@ -12,6 +12,7 @@
 #include "clip.h"
 #include "half.h"
 #include "parallel.h"
+#include "simd.h"   /* fb_lanes_total */
 
 #ifndef FB_ISA_SUFFIX
 #define FB_ISA_SUFFIX _scalar

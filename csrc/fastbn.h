@@ -34,16 +34,6 @@ enum { FB_ISA_SCALAR = 0, FB_ISA_AVX2 = 1, FB_ISA_AVX512 = 2, FB_ISA_COUNT = 3 }
 /* Virtual lane width of every reduction: fixed, whatever the vector width of the path. */
 #define FB_LANES 32
 
-/* Sum FB_LANES partial sums in a fixed pairwise order. */
-static inline double fb_lanes_total(const double *acc)
-{
-    double t[FB_LANES / 2];
-    for (int i = 0; i < FB_LANES / 2; i++) t[i] = acc[i] + acc[i + FB_LANES / 2];
-    for (int w = FB_LANES / 4; w >= 1; w /= 2)
-        for (int i = 0; i < w; i++) t[i] = t[i] + t[i + w];
-    return t[0];
-}
-
 /* FB_UNROLL: unroll the next loop completely (a fixed-count loop inside a loop the compiler
  * should vectorize, such as a polynomial's Horner steps: GCC does not vectorize a loop nest
  * with an inner loop left rolled). */

@@ -186,7 +186,7 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
 {
     const fb_vd kv = fb_vd_set1(k);
     const int64_t full = n - n % FB_LANES;
-    for (int g = 0; g < FB_LANES; g += FB_LG) {
+    for (int g = 0; g < (full ? FB_LANES : 0); g += FB_LG) {   /* no whole round: the tail alone */
         fb_vd a[FB_NVG], b[FB_NVG];
         for (int j = 0; j < FB_NVG; j++)
             a[j] = fb_vd_load_f64(s1 + g + j * FB_VD_W), b[j] = fb_vd_load_f64(s2 + g + j * FB_VD_W);

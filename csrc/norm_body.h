@@ -322,10 +322,11 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
             FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
             continue;
         }
-        for (int64_t e = 0; e < L; e++) {
-            const int64_t c = FB_ELEM_CH(e);
+        for (int64_t c = 0; c < Cg; c++) {   /* a channel's run: constant factors, a loop to vectorize */
             const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
-            yr[e] = FB_ST64(((double)FB_LD(xr[e]) - mu) * sc + b);
+            const S *xc = xr + c * inner;   /* yc may be xc (in place) */
+            S *yc = yr + c * inner;
+            for (int64_t i = 0; i < inner; i++) yc[i] = FB_ST64(((double)FB_LD(xc[i]) - mu) * sc + b);
         }
     }
 }

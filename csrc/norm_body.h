@@ -663,10 +663,18 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         for (int64_t e0 = inner == 1 && gm ? full : 0; e0 < L; e0 += FB_LANES) {
             const int64_t w = L - e0 < FB_LANES ? L - e0 : FB_LANES;
+            double gv[FB_LANES];   /* each element's gamma: the channel stepped, not divided for */
+            if (gm) {
+                int64_t c = FB_ELEM_CH(e0), at = e0 - c * inner;
+                for (int64_t l = 0; l < w; l++) {
+                    gv[l] = (double)gm[c];
+                    if (++at == inner) at = 0, c++;
+                }
+            }
             for (int64_t l = 0; l < w; l++) {
                 const int64_t e = e0 + l;
                 const double dyv = (double)FB_LD(gr[e]), d = (double)FB_LD(xr[e]) - mu;
-                const double wv = gm ? (double)gm[FB_ELEM_CH(e)] * dyv : dyv;
+                const double wv = gm ? gv[l] * dyv : dyv;
                 la[l] += wv;
                 lb[l] += wv * d;
             }
@@ -715,8 +723,10 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
                 }
             continue;
         }
-        for (int64_t e = 0; e < w; e++)
-            tgd[e] = (double)gm[FB_ELEM_CH(e0 + e)] * r, tg[e] = (FB_C)tgd[e];
+        for (int64_t e = 0, c = FB_ELEM_CH(e0), at = e0 - c * inner; e < w; e++) {
+            tgd[e] = (double)gm[c] * r, tg[e] = (FB_C)tgd[e];
+            if (++at == inner) at = 0, c++;
+        }
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
                                 tg, tgd, &co, k->stream);

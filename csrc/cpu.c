@@ -12,16 +12,10 @@
 int fb_alias_reverse = 0;
 
 #if defined(FB_DETECT_GNU)
-#include <cpuid.h>
 __attribute__((constructor)) static void fb_alias_probe(void)
 {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(0, &a, &b, &c, &d)) return;
-    const int amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;   /* "AuthenticAMD" */
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    unsigned family = (a >> 8) & 0xf;
-    if (family == 0xf) family += (a >> 20) & 0xff;
-    fb_alias_reverse = amd && family == 0x17;
+    __builtin_cpu_init();
+    fb_alias_reverse = __builtin_cpu_is("amdfam17h");
 }
 #endif
 

@@ -11,11 +11,9 @@ int fb_cpu_supports(int isa);
 /* "scalar", "avx2", "avx512". */
 const char *fb_isa_name(int isa);
 
-/* 1 where a streamed pass whose output lies a little above an input modulo 4 KB should run last
- * element first (simd.h's FB_RUN_REVERSE), 0 where it should run forward.  Set when the module
- * loads: 1 on AMD family 17h (Zen 1 and 2; on Zen 1 reversing took such passes from 1.4-2.5x a
- * copy's time back to 1x), 0 elsewhere (on Zen 4 the forward order showed no stall there, and the
- * reversed one ran 1.5-2.3x slower).  The order changes no bit. */
+/* 1 where a streamed pass whose output lies a little above an input modulo 4 KB runs faster last
+ * element first (simd.h's FB_RUN_REVERSE): AMD family 17h (Zen 1 and 2), as measured; 0 elsewhere
+ * (Zen 4: slower).  Set when the module loads; the order changes no bit (docs/performance.rst). */
 extern int fb_alias_reverse;
 
 /* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the

@@ -589,6 +589,17 @@ typedef struct {
  * gives its own sum bit for bit, -0 included). */
 #define FB_PART(dst, val) ((dst) = first ? (val) : (dst) + (val))
 
+/* out[e] = gamma of element e0 + e of a run (channel (e0 + e) / inner), e < w: the channel
+ * stepped along the run, not divided for. */
+static inline void FN(elem_gamma)(const T *gm, int64_t e0, int64_t w, int64_t inner, double *out)
+{
+    int64_t c = e0 / inner, at = e0 - c * inner;
+    for (int64_t e = 0; e < w; e++) {
+        out[e] = (double)gm[c];
+        if (++at == inner) at = 0, c++;
+    }
+}
+
 /* gd: the group's gamma in float64 when inner == 1 (or NULL). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd)
@@ -663,14 +674,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         for (int64_t e0 = inner == 1 && gm ? full : 0; e0 < L; e0 += FB_LANES) {
             const int64_t w = L - e0 < FB_LANES ? L - e0 : FB_LANES;
-            double gv[FB_LANES];   /* each element's gamma: the channel stepped, not divided for */
-            if (gm) {
-                int64_t c = FB_ELEM_CH(e0), at = e0 - c * inner;
-                for (int64_t l = 0; l < w; l++) {
-                    gv[l] = (double)gm[c];
-                    if (++at == inner) at = 0, c++;
-                }
-            }
+            double gv[FB_LANES];
+            if (gm) FN(elem_gamma)(gm, e0, w, inner, gv);
             for (int64_t l = 0; l < w; l++) {
                 const int64_t e = e0 + l;
                 const double dyv = (double)FB_LD(gr[e]), d = (double)FB_LD(xr[e]) - mu;
@@ -723,10 +728,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
                 }
             continue;
         }
-        for (int64_t e = 0, c = FB_ELEM_CH(e0), at = e0 - c * inner; e < w; e++) {
-            tgd[e] = (double)gm[c] * r, tg[e] = (FB_C)tgd[e];
-            if (++at == inner) at = 0, c++;
-        }
+        FN(elem_gamma)(gm, e0, w, inner, tgd);
+        for (int64_t e = 0; e < w; e++) tgd[e] *= r, tg[e] = (FB_C)tgd[e];
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
                                 tg, tgd, &co, k->stream);

@@ -238,9 +238,8 @@ static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t 
 }
 
 /* Sum FB_LANES partial sums in a fixed pairwise order: lane i + h added to lane i for h = 16,
- * 8, 4, 2, 1, each level in vectors where it is wide enough (the same additions element by
- * element on every path).  Written out level by level: a loop over the levels stayed scalar, 75
- * instructions a call, a sixth of layer norm's per-row work at D = 16. */
+ * 8, 4, 2, 1, each level in vectors where it is wide enough (the same additions on every path).
+ * Written out level by level: a loop over the levels stays scalar. */
 #if FB_LANES != 32
 #error "fb_lanes_total is written for 32 lanes"
 #endif

@@ -10,6 +10,9 @@
 
 #include "csrc/batchnorm_kernels.c"   /* of the tree given by -I: its static passes included */
 
+/* cpu.c's run-order rule (csrc/simd.h), off: the forward order */
+int fb_alias_reverse = 0;
+
 /* Each pass's time in the last call (ms). */
 double k_phase[8];
 
@@ -30,17 +33,17 @@ void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
 int k_train(const float *x, float *y, int64_t R, int64_t C, int64_t inner, const float *g,
             const float *b, double *m, double *v, double *i)
 {
-    return train_f32(x, y, R, C, inner, g, b, 1e-5, m, v, i, 1);
+    return train_f32(x, y, R, C, inner, g, b, 1e-5, m, v, i, NULL, 0, 1);
 }
 
 int k_infer(const float *x, float *y, int64_t R, int64_t C, int64_t inner, const float *rm,
             const float *rv, const float *g, const float *b)
 {
-    return infer_f32(x, y, R, C, inner, rm, rv, g, b, 1e-5, 1);
+    return infer_f32(x, y, R, C, inner, rm, rv, g, b, 1e-5, NULL, 0, 1);
 }
 
 int k_backward(const float *dy, const float *x, float *dx, int64_t R, int64_t C, int64_t inner,
                const double *m, const double *i, const float *g, double *dg, double *db)
 {
-    return backward_f32(dy, x, dx, R, C, inner, m, i, g, dg, db, 1);
+    return backward_f32(dy, x, dx, R, C, inner, m, i, g, dg, db, NULL, NULL, 1);
 }

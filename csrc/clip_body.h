@@ -15,13 +15,14 @@
 #define T FB_T
 
 /* One reduction over p[0], p[s], ..., p[(n-1)s] with FB_CLIP_ACC = 2 * FB_LANES accumulators:
- * element i goes to accumulator i % FB_CLIP_ACC (acc = COMBINE(acc, TERM(x)), x the element as a
- * double); accumulators l and l + FB_LANES are then combined into lane l, and the lanes by FINISH.
+ * element i goes to accumulator i % FB_CLIP_ACC (acc = STEP(acc, x), x the element as a double);
+ * accumulators l and l + FB_LANES are then combined into lane l by COMBINE, and the lanes by
+ * FINISH.
  * Two sets of FB_LANES keep twice as many independent add chains in flight as one would, which a
  * memory-bound stream needs.  Contiguous whole groups go through NAME##_run, a plain loop over a
  * local accumulator that the compiler vectorizes; the strided path and the tail use the same
  * element-to-accumulator map, so every path gives the same bits. */
-#define FB_CLIP_REDUCE(NAME, INIT, COMBINE, TERM, FINISH)                                          \
+#define FB_CLIP_REDUCE(NAME, INIT, STEP, COMBINE, FINISH)                                          \
     static void FN(NAME##_run)(const T *FB_RESTRICT p, int64_t groups, double *FB_RESTRICT out,  \
                                double pw)                                                        \
     {                                                                                            \
@@ -32,7 +33,7 @@
             FB_CLIP_PREFETCH(q + FB_CLIP_AHEAD);                                                 \
             for (int l = 0; l < FB_CLIP_ACC; l++) {                                              \
                 const double x = (double)FB_TO_CT(q[l]);                                         \
-                acc[l] = COMBINE(acc[l], TERM);                                                  \
+                acc[l] = STEP(acc[l], x);                                                        \
             }                                                                                    \
         }                                                                                        \
         for (int l = 0; l < FB_CLIP_ACC; l++) out[l] = acc[l];                                   \
@@ -50,22 +51,37 @@
             for (; i + FB_CLIP_ACC <= n; i += FB_CLIP_ACC)                                       \
                 for (int l = 0; l < FB_CLIP_ACC; l++) {                                          \
                     const double x = (double)FB_TO_CT(p[(i + l) * s]);                           \
-                    acc[l] = COMBINE(acc[l], TERM);                                              \
+                    acc[l] = STEP(acc[l], x);                                                    \
                 }                                                                                \
         }                                                                                        \
         for (int l = 0; i < n; i++, l++) {                                                       \
             const double x = (double)FB_TO_CT(p[i * s]);                                         \
-            acc[l] = COMBINE(acc[l], TERM);                                                      \
+            acc[l] = STEP(acc[l], x);                                                            \
         }                                                                                        \
         for (int l = 0; l < FB_LANES; l++) lanes[l] = COMBINE(acc[l], acc[l + FB_LANES]);        \
         (void)pw;                                                                                \
         return FINISH(lanes);                                                                    \
     }
 
-FB_CLIP_REDUCE(sumsq, 0.0, FB_CLIP_ADD, x * x, fb_lanes_total)
-FB_CLIP_REDUCE(sumabs, 0.0, FB_CLIP_ADD, fabs(x), fb_lanes_total)
-FB_CLIP_REDUCE(sumpow, 0.0, FB_CLIP_ADD, pow(fabs(x), pw), fb_lanes_total)
-FB_CLIP_REDUCE(maxabs, 0.0, fb_clip_max, fabs(x), fb_clip_lanes_max)
+/* acc + x^2: one multiply-add where x^2 is exact in a double (FB_SQ_EXACT: x of float, float16 or
+ * bfloat16, 24 bits at most), so the same bits as the product and the sum; where the instruction
+ * set has one (otherwise fma is a library call). */
+#if FB_SQ_EXACT && (defined(__FMA__) || defined(__AVX512F__))
+#define FB_SUMSQ_STEP(a, x) fma((x), (x), (a))
+#else
+#define FB_SUMSQ_STEP(a, x) ((a) + (x) * (x))
+#endif
+#define FB_SUMABS_STEP(a, x) ((a) + fabs(x))
+#define FB_SUMPOW_STEP(a, x) ((a) + pow(fabs(x), pw))
+#define FB_MAXABS_STEP(a, x) fb_clip_max((a), fabs(x))
+FB_CLIP_REDUCE(sumsq, 0.0, FB_SUMSQ_STEP, FB_CLIP_ADD, fb_lanes_total)
+FB_CLIP_REDUCE(sumabs, 0.0, FB_SUMABS_STEP, FB_CLIP_ADD, fb_lanes_total)
+FB_CLIP_REDUCE(sumpow, 0.0, FB_SUMPOW_STEP, FB_CLIP_ADD, fb_lanes_total)
+FB_CLIP_REDUCE(maxabs, 0.0, FB_MAXABS_STEP, fb_clip_max, fb_clip_lanes_max)
+#undef FB_SUMSQ_STEP
+#undef FB_SUMABS_STEP
+#undef FB_SUMPOW_STEP
+#undef FB_MAXABS_STEP
 
 static double FN(block_partial)(const T *p, int64_t n, int64_t s, int kind, double pw)
 {
@@ -145,3 +161,4 @@ static void FN(task_clamp)(const fb_clip_plan *pl, int64_t b, double clip_value)
 #undef FB_TO_CT
 #undef FB_FROM_CT
 #undef FB_FROM_D
+#undef FB_SQ_EXACT

@@ -44,6 +44,7 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
 /* The dtype rows: one instantiation of clip_body.h each (see there for the macros). */
 #define FB_T float
 #define FB_DT f32
+#define FB_SQ_EXACT 1   /* x * x exact in a double */
 #define FB_CT float
 #define FB_TO_CT(v) (v)
 #define FB_FROM_CT(x) (x)
@@ -52,6 +53,7 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
 
 #define FB_T double
 #define FB_DT f64
+#define FB_SQ_EXACT 0   /* x * x rounds */
 #define FB_CT double
 #define FB_TO_CT(v) (v)
 #define FB_FROM_CT(x) (x)
@@ -60,6 +62,7 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
 
 #define FB_T uint16_t
 #define FB_DT f16
+#define FB_SQ_EXACT 1   /* x * x exact in a double */
 #define FB_CT float
 #define FB_TO_CT(v) fb_f16_to_f32(v)
 #define FB_FROM_CT(x) fb_f32_to_f16(x)
@@ -68,6 +71,7 @@ static inline int64_t fb_clip_block_len(const fb_clip_plan *plan, int64_t b)
 
 #define FB_T uint16_t
 #define FB_DT bf16
+#define FB_SQ_EXACT 1   /* x * x exact in a double */
 #define FB_CT double
 #define FB_TO_CT(v) ((double)fb_bf16_to_f32(v))
 #define FB_FROM_CT(x) fb_f64_to_bf16(x)

@@ -12,7 +12,7 @@ int fb_cpu_supports(int isa);
 const char *fb_isa_name(int isa);
 
 /* 1 where a streamed pass whose output lies a little above an input modulo 4 KB runs faster last
- * element first (simd.h's FB_RUN_REVERSE): AMD family 17h (Zen 1 and 2), as measured; 0 elsewhere
+ * element first (simd.h's FB_RUN_PLACE): AMD family 17h (Zen 1 and 2), as measured; 0 elsewhere
  * (Zen 4: slower).  Set when the module loads; the order changes no bit (docs/performance.rst). */
 extern int fb_alias_reverse;
 

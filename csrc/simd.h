@@ -282,29 +282,53 @@ static inline int fb_run_reverse(const void *out, const void *const *in, int k)
     }
     return fwd < rev;
 }
-#define FB_RUN_REVERSE(out, ...) \
-    (fb_alias_reverse && fb_run_reverse((out), (const void *const[]){__VA_ARGS__}, \
-                   (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *))))
+
+/* FB_RUN_LOOP's placement flags of an output and its inputs: FB_RUN_REV, run last element first
+ * (fb_run_reverse, where fb_alias_reverse); FB_RUN_APART, no input is the output itself (not in
+ * place), so elements may be computed and dropped before their inputs are read again. */
+enum { FB_RUN_REV = 1, FB_RUN_APART = 2 };
+static inline int fb_run_place(const void *out, const void *const *in, int k)
+{
+    int apart = FB_RUN_APART;
+    for (int j = 0; j < k; j++)
+        if (in[j] == out) apart = 0;
+    return (fb_alias_reverse && fb_run_reverse(out, in, k) ? FB_RUN_REV : 0) | apart;
+}
+#define FB_RUN_PLACE(out, ...) \
+    fb_run_place((out), (const void *const[]){__VA_ARGS__}, \
+                 (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *)))
 
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole
- * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere).  rev (FB_RUN_REVERSE,
- * only when `stream`): the same steps, last first.  The parts -- singles [0, a), streamed pairs
- * [a, b), stored pairs [b, c), singles [c, n) -- run in a loop that takes them in either order,
- * each index stepping by +-1 or +-2 vectors, so every body is compiled once, not once per
- * direction.  Every element is computed alone, so the order changes no bit. */
-#define FB_RUN_LOOP(stream, out, n, ONE, PAIR, rev)                                              \
+ * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere).  place (FB_RUN_PLACE,
+ * only when `stream`): FB_RUN_REV, the same steps last first.  The parts -- singles [0, a),
+ * streamed pairs [a, b), stored pairs [b, c), singles [c, n) -- run in a loop that takes them in
+ * either order, each index stepping by +-1 or +-2 vectors, so every body is compiled once, not
+ * once per direction.  Forward and FB_RUN_APART, a whole line the pairs leave over (a vector of
+ * 64 bytes: the streamed span's lines an odd number) is streamed too, by a first pair whose
+ * vector past it is dropped (FB_SV_STREAM_BELOW): a whole line stored normally among streamed
+ * ones made a streamed pass 1.5-2x slower on Zen 4 (an output 16-48 bytes off its input's
+ * alignment, runs of 1024 floats).  Every element is computed alone, so the order, and a
+ * computed element dropped, change no bit. */
+#define FB_SV_STREAM_BELOW(p, v) ((const char *)(p) < lim_ ? FB_SV_STREAM((p), (v)) : (void)0)
+#define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place)                                            \
     do {                                                                                         \
         int64_t head_ = 0, stop_ = 0;                                                            \
         const int nt_ = (stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_);  \
-        const int r_ = (stream) && (rev);                                                        \
+        const int pl_ = (stream) ? (place) : 0;                                                  \
+        const int r_ = (pl_ & FB_RUN_REV) != 0;                                                  \
         const int64_t v2_ = 2 * FB_TV_W;                                                         \
-        const int64_t a_ = nt_ ? head_ : 0;                                                      \
-        const int64_t b_ = nt_ ? head_ + (stop_ - head_) / v2_ * v2_ : 0;                        \
+        int64_t a_ = nt_ ? head_ : 0, s0_ = a_;   /* singles [0, s0_), streamed pairs from a_ */ \
+        int64_t b_ = nt_ ? head_ + (stop_ - head_) / v2_ * v2_ : 0;                              \
+        if (nt_ && !r_ && (pl_ & FB_RUN_APART) && (stop_ - head_) % v2_ && head_ + v2_ <= (n)) { \
+            a_ = head_ + (stop_ - head_) % v2_, b_ = stop_;                                      \
+            const char *lim_ = (const char *)((out) + a_);                                       \
+            PAIR(FB_SV_STREAM_BELOW, head_);   /* the lines [head_, a_) */                       \
+        }                                                                                        \
         const int64_t bound_[5] = {0, a_, b_, b_ + ((n) - b_) / v2_ * v2_, (n)};                 \
         for (int p_ = 0; p_ < 4; p_++) {                                                         \
             const int q_ = r_ ? 3 - p_ : p_;                                                     \
-            const int64_t lo_ = bound_[q_], hi_ = bound_[q_ + 1];                                \
+            const int64_t lo_ = bound_[q_], hi_ = q_ == 0 ? s0_ : bound_[q_ + 1];                \
             if (q_ == 0 || q_ == 3) {                                                            \
                 const int64_t d_ = r_ ? -1 : 1;                                                  \
                 int64_t i_ = r_ ? hi_ - 1 : lo_;                                                 \

@@ -54,7 +54,7 @@ static void write_block(const fb_stream_pass *p, int64_t s, int64_t len, int nt)
 #define FB_W_PAIR(STORE, i) \
     do { STORE(out + (i), sum_at(p, s + (i))); STORE(out + (i) + FB_VF_W, sum_at(p, s + (i) + FB_VF_W)); } while (0)
     FB_RUN_LOOP(nt, out, len, FB_W_ONE, FB_W_PAIR,
-                fb_run_reverse(p->out, (const void *const *)p->in, p->n_in));
+                fb_run_place(p->out, (const void *const *)p->in, p->n_in));
     if (nt) fb_stream_fence();
 #undef FB_W_PAIR
 #undef FB_W_ONE

@@ -5,6 +5,9 @@ to 112 bytes above one of its inputs modulo 4096 runs last element first (4K ali
 csrc/simd.h's fb_run_reverse).  Each kernel here writes one output placed 16, 64 or 112 bytes
 above x modulo 4096 (the reversed order), 240 or 4080 bytes above (the forward order, either
 side of the window) and at 0 (forward), and each result must be the bits of the forward one.
+An output not 64-byte aligned like x (16, 112, 240, 4080) also takes the forward order's
+leftover-line step (FB_RUN_LOOP streams a whole line through a pair whose second vector it
+drops), the fused backward's dresidual included.
 Whether a CPU reverses at all is chosen when the module loads (csrc/cpu.h's fb_alias_reverse);
 the tests run both choices on any host.
 """
@@ -61,7 +64,21 @@ def _batch_norms(x, dy, params, axis):
         "infer": lambda out: fastbn.batch_norm_infer(x, rm, rv, g, b, axis=axis, out=out),
         "backward": lambda out: fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis,
                                                            out=out)[0],
+        "backward-relu": lambda out: _relu_backward(dy, x, mean, invstd, g, axis, out),
     }
+
+
+def _relu_backward(dy, x, mean, invstd, g, axis, out):
+    """dx of the fused backward; its dresidual, placed 16 bytes past out's offset, must be dy
+    masked by y > 0 (+0 elsewhere) bit for bit"""
+    y = np.maximum(x - 3, 0).astype(x.dtype)
+    buf = np.empty(out.nbytes + 2 * PAGE, np.uint8)
+    start = ((out.ctypes.data + 16) - buf.ctypes.data) % PAGE
+    dres = buf[start:start + out.nbytes].view(out.dtype).reshape(out.shape)
+    dx = fastbn.batch_norm_backward(dy, x, mean, invstd, g, axis=axis, out=out, y=y,
+                                    dresidual=dres)[0]
+    assert dres.tobytes() == np.where(y > 0, dy, 0).astype(out.dtype).tobytes()
+    return dx
 
 
 def _norms(x, dy, params, axis):

@@ -304,12 +304,11 @@ static inline int fb_run_place(const void *out, const void *const *in, int k)
  * only when `stream`): FB_RUN_REV, the same steps last first.  The parts -- singles [0, a),
  * streamed pairs [a, b), stored pairs [b, c), singles [c, n) -- run in a loop that takes them in
  * either order, each index stepping by +-1 or +-2 vectors, so every body is compiled once, not
- * once per direction.  Forward and FB_RUN_APART, a whole line the pairs leave over (a vector of
- * 64 bytes: the streamed span's lines an odd number) is streamed too, by a first pair whose
- * vector past it is dropped (FB_SV_STREAM_BELOW): a whole line stored normally among streamed
- * ones made a streamed pass 1.5-2x slower on Zen 4 (an output 16-48 bytes off its input's
- * alignment, runs of 1024 floats).  Every element is computed alone, so the order, and a
- * computed element dropped, change no bit. */
+ * once per direction.  Forward and FB_RUN_APART, the whole line the pairs leave over (an odd
+ * count of 64-byte lines) is streamed too, by a first pair whose second vector is dropped
+ * (FB_SV_STREAM_BELOW): one whole line stored normally among streamed ones slows the whole pass
+ * (docs/performance.rst).  Every element is computed alone, so neither the order nor a dropped
+ * vector changes a bit. */
 #define FB_SV_STREAM_BELOW(p, v) ((const char *)(p) < lim_ ? FB_SV_STREAM((p), (v)) : (void)0)
 #define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place)                                            \
     do {                                                                                         \

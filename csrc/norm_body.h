@@ -282,9 +282,6 @@ typedef struct {
     int relu;
 } FN(fwd_ctx);
 
-/* The channel of element i of a run (elementwise mode), relative to the group's first. */
-#define FB_ELEM_CH(i) (inner == 1 ? (i) : (i) / inner)
-
 static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
 {
     const fb_norm_plan *p = k->p;
@@ -719,17 +716,18 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
     for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
         const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
+        FN(elem_gamma)(gm, e0, w, inner, tgd);
+        for (int64_t e = 0; e < w; e++) tgd[e] *= r;
         if (co.exact) {
             for (int64_t m = 0; m < mid; m++)
                 for (int64_t e = e0; e < e0 + w; e++) {
                     const int64_t at = m * stride + e;
-                    db[at] = FB_ST64((double)FB_LD(gb[at]) * ((double)gm[FB_ELEM_CH(e)] * r) +
+                    db[at] = FB_ST64((double)FB_LD(gb[at]) * tgd[e - e0] +
                                  (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2]));
                 }
             continue;
         }
-        FN(elem_gamma)(gm, e0, w, inner, tgd);
-        for (int64_t e = 0; e < w; e++) tgd[e] *= r, tg[e] = (FB_C)tgd[e];
+        for (int64_t e = 0; e < w; e++) tg[e] = (FB_C)tgd[e];
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
                                 tg, tgd, &co, k->stream);
@@ -811,7 +809,6 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     return FB_OK;
 }
 
-#undef FB_ELEM_CH
 #undef FN
 #undef T
 #undef S

@@ -110,43 +110,78 @@ static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, co
     else FN(row_affine_fz)(xr, yr, n, co, NULL, NULL, mu, r, pf, stream, 0, 0);
 }
 
-/* One run of the backward's elementwise layout with gamma cached in float64 (layer / RMS norm),
- * in one pass: la[l] += gamma dy, lb[l] += gamma dy (x - mu) in lane l = e mod FB_LANES (the
- * order of the plain loop), and the per-element partials qdb += dy, qdg += dy (x - mu) r
- * (assigned when fst). */
-static void FN(row_grad_sums)(const S *xr, const S *gr, int64_t L, double mu, double r,
-                              const double *FB_RESTRICT gd, double la[FB_LANES],
-                              double lb[FB_LANES], double *FB_RESTRICT qdg,
-                              double *FB_RESTRICT qdb, int fst)
+/* Runs of nr rows (1 or 2, a constant) of the backward's elementwise layout with gamma cached in
+ * float64 (layer / RMS norm), in one pass: for row q, la[q][l] += gamma dy and
+ * lb[q][l] += gamma dy (x - mu_q) in lane l = e mod FB_LANES (the order of the plain loop), and
+ * the per-element partials qdb += dy, qdg += dy (x - mu_q) r_q, row after row (the first row
+ * assigns when fst).  Two rows load and store the partials once, and prefetch x and dy
+ * FB_GRAD_AHEAD bytes ahead (which, measured, slows one row down). */
+static FB_INLINE void FN(rows_grad_sums_n)(const S *const *xr, const S *const *gr, int64_t L,
+                                           const double *mu, const double *r,
+                                           const double *FB_RESTRICT gd, double (*la)[FB_LANES],
+                                           double (*lb)[FB_LANES], double *FB_RESTRICT qdg,
+                                           double *FB_RESTRICT qdb, int fst, const int nr)
 {
-    const fb_vd mv = fb_vd_set1(mu), rv = fb_vd_set1(r);
+    fb_vd mv[2], rv[2];
+    for (int q = 0; q < nr; q++) mv[q] = fb_vd_set1(mu[q]), rv[q] = fb_vd_set1(r[q]);
     const int64_t full = L - L % FB_LANES;
     for (int g = 0; g < FB_LANES; g += FB_LG) {
-        fb_vd a[FB_NVG], b[FB_NVG];
-        for (int j = 0; j < FB_NVG; j++)
-            a[j] = fb_vd_load_f64(la + g + j * FB_VD_W), b[j] = fb_vd_load_f64(lb + g + j * FB_VD_W);
+        fb_vd a[2][FB_NVG], b[2][FB_NVG];
+        for (int q = 0; q < nr; q++)
+            for (int j = 0; j < FB_NVG; j++)
+                a[q][j] = fb_vd_load_f64(la[q] + g + j * FB_VD_W),
+                b[q][j] = fb_vd_load_f64(lb[q] + g + j * FB_VD_W);
         for (int64_t i = 0; i < full; i += FB_LANES) {
+            for (int q = 0; nr == 2 && g == 0 && q < nr; q++) {   /* ahead of the hardware's */
+                FB_PREFETCH_SPAN((uintptr_t)(xr[q] + i) + FB_GRAD_AHEAD, FB_LANES * (int)sizeof(S));
+                FB_PREFETCH_SPAN((uintptr_t)(gr[q] + i) + FB_GRAD_AHEAD, FB_LANES * (int)sizeof(S));
+            }
             for (int j = 0; j < FB_NVG; j++) {
                 const int64_t e = i + g + j * FB_VD_W;
-                const fb_vd dyv = FB_VD_LOAD_T(gr + e), d = fb_vd_sub(FB_VD_LOAD_T(xr + e), mv);
-                const fb_vd wv = fb_vd_mul(fb_vd_load_f64(gd + e), dyv);
-                const fb_vd pg = fb_vd_mul(fb_vd_mul(dyv, d), rv);
-                a[j] = fb_vd_add(a[j], wv);
-                b[j] = fb_vd_add_m(fb_vd_mul(wv, d), b[j]);
-                fb_vd_store_f64(qdb + e, fst ? dyv : fb_vd_add(fb_vd_load_f64(qdb + e), dyv));
-                fb_vd_store_f64(qdg + e, fst ? pg : fb_vd_add(fb_vd_load_f64(qdg + e), pg));
+                const fb_vd gv = fb_vd_load_f64(gd + e);
+                fb_vd qb = fst ? fb_vd_set1(0.0) : fb_vd_load_f64(qdb + e);
+                fb_vd qg = fst ? fb_vd_set1(0.0) : fb_vd_load_f64(qdg + e);
+                for (int q = 0; q < nr; q++) {
+                    const fb_vd dyv = FB_VD_LOAD_T(gr[q] + e);
+                    const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr[q] + e), mv[q]);
+                    const fb_vd wv = fb_vd_mul(gv, dyv), pg = fb_vd_mul(fb_vd_mul(dyv, d), rv[q]);
+                    a[q][j] = fb_vd_add(a[q][j], wv);
+                    b[q][j] = fb_vd_add_m(fb_vd_mul(wv, d), b[q][j]);
+                    qb = fst && q == 0 ? dyv : fb_vd_add(qb, dyv);
+                    qg = fst && q == 0 ? pg : fb_vd_add(qg, pg);
+                }
+                fb_vd_store_f64(qdb + e, qb);
+                fb_vd_store_f64(qdg + e, qg);
             }
         }
-        for (int j = 0; j < FB_NVG; j++)
-            fb_vd_store_f64(la + g + j * FB_VD_W, a[j]), fb_vd_store_f64(lb + g + j * FB_VD_W, b[j]);
+        for (int q = 0; q < nr; q++)
+            for (int j = 0; j < FB_NVG; j++)
+                fb_vd_store_f64(la[q] + g + j * FB_VD_W, a[q][j]),
+                fb_vd_store_f64(lb[q] + g + j * FB_VD_W, b[q][j]);
     }
-    for (int64_t e = full; e < L; e++) {
-        const double dyv = (double)FB_LD(gr[e]), d = (double)FB_LD(xr[e]) - mu, wv = gd[e] * dyv;
-        la[e - full] += wv;
-        lb[e - full] += wv * d;
-        qdb[e] = fst ? dyv : qdb[e] + dyv;
-        qdg[e] = fst ? dyv * d * r : qdg[e] + dyv * d * r;
-    }
+    for (int64_t e = full; e < L; e++)
+        for (int q = 0; q < nr; q++) {
+            const double dyv = (double)FB_LD(gr[q][e]), d = (double)FB_LD(xr[q][e]) - mu[q];
+            const double wv = gd[e] * dyv, pg = dyv * d * r[q];
+            la[q][e - full] += wv;
+            lb[q][e - full] += wv * d;
+            qdb[e] = fst && q == 0 ? dyv : qdb[e] + dyv;
+            qdg[e] = fst && q == 0 ? pg : qdg[e] + pg;
+        }
+}
+
+static void FN(rows_grad_sums1)(const S *const *xr, const S *const *gr, int64_t L, const double *mu,
+                                const double *r, const double *gd, double (*la)[FB_LANES],
+                                double (*lb)[FB_LANES], double *qdg, double *qdb, int fst)
+{
+    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 1);
+}
+
+static void FN(rows_grad_sums2)(const S *const *xr, const S *const *gr, int64_t L, const double *mu,
+                                const double *r, const double *gd, double (*la)[FB_LANES],
+                                double (*lb)[FB_LANES], double *qdg, double *qdb, int fst)
+{
+    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 2);
 }
 
 /* One gradient of a row with per-element gamma gm (NULL: ones, the same bits):
@@ -597,6 +632,70 @@ static inline void FN(elem_gamma)(const T *gm, int64_t e0, int64_t w, int64_t in
     }
 }
 
+/* The dy of the group at off that every later read sees: in the fused backward, masked once
+ * (into gbuf); otherwise dy as given. */
+static const S *FN(group_dy)(const FN(bwd_ctx) *k, int64_t off)
+{
+    const fb_norm_plan *p = k->p;
+    if (!k->gbuf) return k->dy + off;
+    for (int64_t m = 0; m < p->v.mid; m++)
+        FN(mask_run)(k->dy + off + m * p->stride, FB_AT(k->ym, off + m * p->stride),
+                     k->gbuf + off + m * p->stride, p->L);
+    return k->gbuf + off;
+}
+
+/* The elementwise gradient of group (o, g) from its lane sums: the coefficients, then
+ * dx = dy gamma r + ((x - mean) s + c) over its runs (gb: the group's dy as group_dy gives it). */
+static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
+                                 const double la[FB_LANES], const double lb[FB_LANES])
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, inner = p->v.inner, L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L, og = o * p->v.G + g;
+    const S *xb = k->x + off;
+    S *db = k->dx + off;
+    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
+    const T *gm = k->gamma ? k->gamma + g * p->v.Cg : NULL;
+    double coef[3], unused;
+    fb_grad_coefs(fb_lanes_total(la), fb_lanes_total(lb), n, r, 1.0, &unused, &unused, coef);
+    if (!k->centered) coef[2] = 0.0;
+    const FN(coef) co = FN(make_coef)(mu, coef[0], r, coef[2]);
+    if (inner == 1 && !co.exact) {
+        const int pf = mid == 1 && o + 1 < p->v.outer;
+        for (int64_t m = 0; m < mid; m++)
+            FN(row_grad_affine)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, gm, r,
+                                pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
+                                k->stream);
+        return;
+    }
+    if (!gm) {
+        for (int64_t m = 0; m < mid; m++)
+            FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream,
+                               NULL, NULL);
+        return;
+    }
+    FB_C tg[FB_EBLK];
+    double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
+    for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
+        const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
+        FN(elem_gamma)(gm, e0, w, inner, tgd);
+        for (int64_t e = 0; e < w; e++) tgd[e] *= r;
+        if (co.exact) {
+            for (int64_t m = 0; m < mid; m++)
+                for (int64_t e = e0; e < e0 + w; e++) {
+                    const int64_t at = m * stride + e;
+                    db[at] = FB_ST64((double)FB_LD(gb[at]) * tgd[e - e0] +
+                                 (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2]));
+                }
+            continue;
+        }
+        for (int64_t e = 0; e < w; e++) tg[e] = (FB_C)tgd[e];
+        for (int64_t m = 0; m < mid; m++)
+            FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
+                                tg, tgd, &co, k->stream);
+    }
+}
+
 /* gd: the group's gamma in float64 when inner == 1 (or NULL). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd)
@@ -604,14 +703,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
-    const S *xb = k->x + off, *gb = k->dy + off;
+    const S *xb = k->x + off, *gb = FN(group_dy)(k, off);
     S *db = k->dx + off;
-    if (k->gbuf) {   /* the fused backward: dy masked once, so every read below sees it */
-        for (int64_t m = 0; m < mid; m++)
-            FN(mask_run)(gb + m * stride, FB_AT(k->ym, off + m * stride),
-                         k->gbuf + off + m * stride, L);
-        gb = k->gbuf + off;
-    }
     const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
     const T *gm = k->gamma ? k->gamma + c0 : NULL;
     double coef[3], unused;
@@ -653,9 +746,10 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     /* Elementwise: lanes over the run for the group's sums, per-element partials. */
     double la[FB_LANES] = {0}, lb[FB_LANES] = {0};
     double *qdg = pdg + g * L, *qdb = pdb + g * L;
-    for (int64_t m = 0; gd && m < mid; m++)   /* layer and RMS norm: one fused pass */
-        FN(row_grad_sums)(xb + m * stride, gb + m * stride, L, mu, r, gd, la, lb, qdg, qdb,
-                          first && m == 0);
+    for (int64_t m = 0; gd && m < mid; m++) {   /* layer and RMS norm: one fused pass */
+        const S *xr = xb + m * stride, *gr = gb + m * stride;
+        FN(rows_grad_sums1)(&xr, &gr, L, &mu, &r, gd, &la, &lb, qdg, qdb, first && m == 0);
+    }
     for (int64_t m = 0; !gd && m < mid; m++) {
         const S *xr = xb + m * stride, *gr = gb + m * stride;
         const int fst = first && m == 0;
@@ -695,45 +789,27 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             }
         }
     }
-    fb_grad_coefs(fb_lanes_total(la), fb_lanes_total(lb), n, r, 1.0, &unused, &unused, coef);
-    if (!k->centered) coef[2] = 0.0;
-    const FN(coef) co = FN(make_coef)(mu, coef[0], r, coef[2]);
-    if (inner == 1 && !co.exact) {
-        const int pf = mid == 1 && o + 1 < p->v.outer;
-        for (int64_t m = 0; m < mid; m++)
-            FN(row_grad_affine)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, gm, r,
-                                pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
-                                k->stream);
-        return;
-    }
-    if (!gm) {
-        for (int64_t m = 0; m < mid; m++)
-            FN(run_grad_apply)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, k->stream,
-                               NULL, NULL);
-        return;
-    }
-    FB_C tg[FB_EBLK];
-    double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
-    for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
-        const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
-        FN(elem_gamma)(gm, e0, w, inner, tgd);
-        for (int64_t e = 0; e < w; e++) tgd[e] *= r;
-        if (co.exact) {
-            for (int64_t m = 0; m < mid; m++)
-                for (int64_t e = e0; e < e0 + w; e++) {
-                    const int64_t at = m * stride + e;
-                    db[at] = FB_ST64((double)FB_LD(gb[at]) * tgd[e - e0] +
-                                 (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2]));
-                }
-            continue;
-        }
-        for (int64_t e = 0; e < w; e++) tg[e] = (FB_C)tgd[e];
-        for (int64_t m = 0; m < mid; m++)
-            FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
-                                tg, tgd, &co, k->stream);
-    }
+    FN(elem_grad_finish)(k, o, g, gb, la, lb);
 }
+
 #undef FB_PART
+
+/* Two samples' group g (o and o + 1; mid == 1, gd given): their gradient sums in one pass over
+ * both runs, then each one's finish, as backward_group gives them. */
+static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
+                               double *pdb, int first, const double *gd)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t off = o * p->per_outer + g * p->L, og = o * p->v.G + g;
+    const S *xr[2] = {k->x + off, k->x + off + p->per_outer};
+    const S *gr[2] = {FN(group_dy)(k, off), FN(group_dy)(k, off + p->per_outer)};
+    const double mu[2] = {k->centered ? k->mean[og] : 0.0, k->centered ? k->mean[og + p->v.G] : 0.0};
+    const double r[2] = {k->invstd[og], k->invstd[og + p->v.G]};
+    double la[2][FB_LANES] = {{0}}, lb[2][FB_LANES] = {{0}};
+    FN(rows_grad_sums2)(xr, gr, p->L, mu, r, gd, la, lb, pdg + g * p->L, pdb + g * p->L, first);
+    FN(elem_grad_finish)(k, o, g, gr[0], la[0], lb[0]);
+    FN(elem_grad_finish)(k, o + 1, g, gr[1], la[1], lb[1]);
+}
 
 static void FN(backward_task)(void *vctx, int64_t task)
 {
@@ -741,13 +817,20 @@ static void FN(backward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    /* Layer / RMS norm: gamma converted once per task (as the forward's). */
+    /* Layer / RMS norm: gamma converted once per task (as the forward's; ones without gamma,
+     * which give the plain path's bits), and samples taken FB_GRAD_ROWS at a time. */
     double *gd = NULL;
-    if (p->elementwise && p->v.inner == 1 && k->gamma && o1 - o0 > 1)
+    if (p->elementwise && p->v.inner == 1 && o1 - o0 > 1)
         gd = (double *)malloc(sizeof(double) * (size_t)p->L);   /* NULL: the plain path */
-    for (int64_t e = 0; gd && e < p->L; e++) gd[e] = (double)k->gamma[g * p->v.Cg + e];
-    for (int64_t o = o0; o < o1; o++)
-        FN(backward_group)(k, o, g, k->mg.pdg + ch * p->P, k->mg.pdb + ch * p->P, o == o0, gd);
+    for (int64_t e = 0; gd && e < p->L; e++)
+        gd[e] = k->gamma ? (double)k->gamma[g * p->v.Cg + e] : 1.0;
+    double *pdg = k->mg.pdg + ch * p->P, *pdb = k->mg.pdb + ch * p->P;
+    for (int64_t o = o0; o < o1; o++) {
+        if (FB_GRAD_ROWS == 2 && gd && p->v.mid == 1 && o + 1 < o1)
+            FN(backward_rows2)(k, o, g, pdg, pdb, o == o0, gd), o++;
+        else
+            FN(backward_group)(k, o, g, pdg, pdb, o == o0, gd);
+    }
     free(gd);
     if (k->stream) fb_stream_fence();
 }

@@ -27,6 +27,10 @@
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
 #define FB_COLS_ROWS 1024       /* columns layout: rows per shifted-sum segment of a column      */
 #define FB_COLS_SPAN 1024       /* columns layout: elements per apply call (whole rows, >= one)  */
+/* layer / RMS norm backward: samples whose gradient sums share one pass (two where 32 vector
+ * registers hold both samples' lanes) */
+#define FB_GRAD_ROWS (FB_VD_W >= 8 ? 2 : 1)
+#define FB_GRAD_AHEAD 4096      /* layer / RMS norm backward: bytes prefetched ahead of the sums */
 
 #if FB_SEG % FB_LANES != 0
 #error "FB_SEG must hold whole lane rounds"

@@ -8,6 +8,9 @@ Specification:
 - every output of every norm, forward and backward, on inputs large enough to be split across
   threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
   instruction-set path.
+- so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
+  not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
+  whose dy is -0 in every row (dbeta there stays -0).
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
@@ -102,6 +105,35 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     got = _all_outputs(norm, x, gamma, beta, dy, kw)
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize("rows, D", [(7, 37), (8, 37), (301, 1001), (64, 768)])
+@pytest.mark.parametrize("with_gamma", [True, False])
+def test_row_norm_backward_gives_the_scalar_bits(rows, D, with_gamma, threads, isa):
+    rng = np.random.default_rng(rows * D)
+    x = (rng.standard_normal((rows, D)) * 3.0 + 2.0).astype(np.float32)
+    dy = rng.standard_normal((rows, D)).astype(np.float32)
+    dy[:, D // 2] = -0.0
+    gamma = rng.standard_normal(D).astype(np.float32) if with_gamma else None
+    _, mean, invstd = fastbn.layer_norm(x, gamma)
+    _, invrms = fastbn.rms_norm(x, gamma)
+
+    def outputs():
+        return (list(fastbn.layer_norm_backward(dy, x, mean, invstd, gamma))
+                + list(fastbn.rms_norm_backward(dy, x, invrms, gamma)))
+
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        want = outputs()
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+    got = outputs()
+    for g, w in zip(got, want):
+        assert g.tobytes() == w.tobytes()
+    assert want[2][D // 2] == 0 and np.signbit(want[2][D // 2])   # dbeta of the all -0 column
 
 
 @pytest.mark.parametrize("D", [37, 768, 1001])

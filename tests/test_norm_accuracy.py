@@ -10,7 +10,9 @@ Specification:
   instruction-set path.
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
   not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
-  whose dy is -0 in every row (dbeta there stays -0).
+  whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
+  columns layout) for row counts that leave rows over after whole steps of four and after whole
+  segments.
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
@@ -134,6 +136,31 @@ def test_row_norm_backward_gives_the_scalar_bits(rows, D, with_gamma, threads, i
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()
     assert want[2][D // 2] == 0 and np.signbit(want[2][D // 2])   # dbeta of the all -0 column
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 7, 5, 12), 4), ((2, 1027, 6), 3), ((2, 1030, 8), 2)])
+def test_channels_last_group_norm_gives_the_scalar_bits(shape, groups, threads, isa):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3.0 + 2.0).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    gamma = rng.standard_normal(shape[-1]).astype(np.float32)
+    beta = rng.standard_normal(shape[-1]).astype(np.float32)
+
+    def outputs():
+        y, mean, invstd = fastbn.group_norm(x, groups, gamma, beta, axis=-1)
+        return [y, mean, invstd, *fastbn.group_norm_backward(dy, x, mean, invstd, groups, gamma,
+                                                             axis=-1)]
+
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        want = outputs()
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+    for g, w in zip(outputs(), want):
+        assert g.tobytes() == w.tobytes()
 
 
 @pytest.mark.parametrize("D", [37, 768, 1001])

@@ -84,6 +84,24 @@ BIG = {"layer_norm": ((1024, 640), {}), "rms_norm": ((96, 80, 70), {"axis": (1, 
        "instance_norm": ((4, 70, 48, 48), {"axis": -1})}
 
 
+def _assert_scalar_bits(outputs):
+    """outputs() gives, on this thread count and instruction set, the bits it gives on the scalar
+    path on one thread; returns the scalar path's outputs."""
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        want = outputs()
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+    got = outputs()
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.tobytes() == w.tobytes()
+    return want
+
+
 def _all_outputs(norm, x, gamma, beta, dy, kw):
     fwd = norm.forward(norm.fb(), x, gamma, beta, kw)
     return list(fwd) + list(norm.backward(norm.fb(True), dy, x, fwd[1:], gamma, kw))
@@ -96,17 +114,7 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     rng = np.random.default_rng(7)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = rng.standard_normal(shape).astype(dtype)
-    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
-    try:
-        _config.set_isa("scalar")
-        fastbn.set_num_threads(1)
-        want = _all_outputs(norm, x, gamma, beta, dy, kw)
-    finally:
-        _config.set_isa(saved_isa)
-        fastbn.set_num_threads(saved_n)
-    got = _all_outputs(norm, x, gamma, beta, dy, kw)
-    for g, w in zip(got, want):
-        assert g.tobytes() == w.tobytes()
+    _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
 
 @pytest.mark.parametrize("rows, D", [(7, 37), (8, 37), (301, 1001), (64, 768)])
@@ -124,17 +132,7 @@ def test_row_norm_backward_gives_the_scalar_bits(rows, D, with_gamma, threads, i
         return (list(fastbn.layer_norm_backward(dy, x, mean, invstd, gamma))
                 + list(fastbn.rms_norm_backward(dy, x, invrms, gamma)))
 
-    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
-    try:
-        _config.set_isa("scalar")
-        fastbn.set_num_threads(1)
-        want = outputs()
-    finally:
-        _config.set_isa(saved_isa)
-        fastbn.set_num_threads(saved_n)
-    got = outputs()
-    for g, w in zip(got, want):
-        assert g.tobytes() == w.tobytes()
+    want = _assert_scalar_bits(outputs)
     assert want[2][D // 2] == 0 and np.signbit(want[2][D // 2])   # dbeta of the all -0 column
 
 
@@ -151,16 +149,7 @@ def test_channels_last_group_norm_gives_the_scalar_bits(shape, groups, threads, 
         return [y, mean, invstd, *fastbn.group_norm_backward(dy, x, mean, invstd, groups, gamma,
                                                              axis=-1)]
 
-    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
-    try:
-        _config.set_isa("scalar")
-        fastbn.set_num_threads(1)
-        want = outputs()
-    finally:
-        _config.set_isa(saved_isa)
-        fastbn.set_num_threads(saved_n)
-    for g, w in zip(outputs(), want):
-        assert g.tobytes() == w.tobytes()
+    _assert_scalar_bits(outputs)
 
 
 @pytest.mark.parametrize("D", [37, 768, 1001])

@@ -85,8 +85,9 @@ def _prepare(grads, name, inplace):
 
 def _kernel_views(flats):
     """The flat arrays as _clip takes them: bfloat16 as its uint16 bits (NumPy cannot export
-    bfloat16 through the buffer protocol), the others as they are."""
-    return [f.view(np.uint16) if f.dtype.name == "bfloat16" else f for f in flats]
+    bfloat16 through the buffer protocol), the others as they are.  Validated 2-byte dtypes
+    other than float16 are bfloat16; asking ``dtype.name`` costs 5 us per array."""
+    return [f.view(np.uint16) if f.itemsize == 2 and f.dtype.char != "e" else f for f in flats]
 
 
 def _copy_back(arrays, flats, copied):

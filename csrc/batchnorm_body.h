@@ -426,7 +426,7 @@ static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, 
 
 /* The backward sums of row chunks 2q and 2q + 1 of a column tile, read side by side as
  * rows_stats_task reads its pair (x and dy of each: four memory streams) where the tile has at
- * most FB_GRAD_PAIR_COLS_MAX columns (measured 1.2-1.3x faster at 32 and 64, slower at 128);
+ * most FB_GRAD_PAIR_COLS_MAX columns (AVX2: 1.1x faster at 32 and 64, slower at 128);
  * each chunk keeps its own sums in its own order, so the results are those of the chunks read
  * one by one. */
 static void FN(rows_grad_sums_task)(void *vctx, int64_t pair)

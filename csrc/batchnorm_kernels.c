@@ -29,7 +29,9 @@
 #define FB_SLAB_MIN 32          /* inner extents below this take the rows path               */
 #define FB_TILE_COLS 1024       /* rows path: virtual channels per column tile               */
 #define FB_PAIR_COLS_MAX 256    /* rows path: widest tile whose statistics read 2 chunks at once */
-#define FB_GRAD_PAIR_COLS_MAX 64 /* rows path: widest tile whose backward sums read 2 chunks at once */
+/* rows path: widest tile whose backward sums read 2 chunks at once (none with 8-double
+ * vectors: there pairs were 1.2-1.3x slower from memory at 64 columns) */
+#define FB_GRAD_PAIR_COLS_MAX (FB_VD_W >= 8 ? 0 : 64)
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */

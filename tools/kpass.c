@@ -3,7 +3,7 @@
  * interleaved call by call: the way to compare two versions on a shared, noisy machine.
  *
  *   gcc -O2 tools/kpass.c -o /tmp/kpass -ldl
- *   OPS=012 PCT=0.5 /tmp/kpass R C inner state rounds ./old.so ./new.so
+ *   OPS=012 PCT=0.5 OFF=0 /tmp/kpass R C inner state rounds ./old.so ./new.so
  *
  * state 0: back to back (each call made twice, the second timed); 1: cold (96 MB written first).
  * OPS: which of train (0), infer (1), backward (2).  PCT: the quantile shown (0.5, the median).
@@ -69,7 +69,12 @@ int main(int argc, char **argv)
         phase[l] = (const double *)dlsym(h, "k_phase");
     }
     const int64_t n = R * C * inner;
-    float *x = aligned_alloc(64, n * 4), *dy = aligned_alloc(64, n * 4), *y = aligned_alloc(64, n * 4);
+    /* OFF: bytes (a multiple of 4) past a 64-byte boundary where x, dy and y start: NumPy's
+     * large arrays start 16 bytes into a page */
+    const size_t off = getenv("OFF") ? (size_t)atoi(getenv("OFF")) : 0;
+    float *x = (float *)((char *)aligned_alloc(64, n * 4 + 64) + off);
+    float *dy = (float *)((char *)aligned_alloc(64, n * 4 + 64) + off);
+    float *y = (float *)((char *)aligned_alloc(64, n * 4 + 64) + off);
     for (int64_t i = 0; i < n; i++) {
         x[i] = (float)((i * 7919) % 1000) * 0.01f + 3;
         dy[i] = (float)((i * 31) % 97) * 0.01f - 0.5f;

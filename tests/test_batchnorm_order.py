@@ -72,3 +72,39 @@ def test_subclasses_give_plain_arrays(rng):
     x = np.asfortranarray(rng.standard_normal((8, 3))).view(np.ma.MaskedArray)
     y = fastbn.batch_norm_train(x).y
     assert type(y) is np.ndarray and y.flags.f_contiguous
+
+
+# Large results start on a 64-byte line (NumPy's own start 16 bytes into a page, and each row's
+# partial last line slows the streamed stores); small ones are plain np.empty.
+_NEW_OUTPUTS = {
+    "bn train": lambda x: fastbn.batch_norm_train(x, axis=-1).y,
+    "bn infer": lambda x: fastbn.batch_norm_infer(x, np.zeros(64, x.dtype), np.ones(64, x.dtype),
+                                                  axis=-1),
+    "bn backward": lambda x: fastbn.batch_norm_backward(x, x, np.zeros(64, x.dtype),
+                                                        np.ones(64, x.dtype), axis=-1).dx,
+    "layer norm": lambda x: fastbn.layer_norm(x)[0],
+    "layer norm backward": lambda x: fastbn.layer_norm_backward(
+        x, x, np.zeros(x.shape[:-1], x.dtype), np.ones(x.shape[:-1], x.dtype))[0],
+    "group norm": lambda x: fastbn.group_norm(x, 4, axis=-1)[0],
+    "clip_by_norm": lambda x: fastbn.clip_by_norm(x, 1.0),
+    "BatchNorm dresidual": lambda x: _layer_dresidual(x),
+}
+
+
+def _layer_dresidual(x):
+    layer = fastbn.BatchNorm(64, axis=-1, relu=True, dtype=x.dtype)
+    layer.forward(x, residual=x)
+    layer.backward(x)
+    return layer.dresidual
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("what", list(_NEW_OUTPUTS))
+def test_large_new_results_start_on_a_line_in_the_order_of_x(rng, what, order):
+    x = np.array(rng.standard_normal((512, 64)), dtype=np.float32, order=order)
+    assert x.nbytes >= 1 << 17
+    out = _NEW_OUTPUTS[what](x)
+    assert out.ctypes.data % 64 == 0
+    assert out.strides == np.empty_like(x).strides
+    small = _NEW_OUTPUTS[what](np.array(x[:8], order=order))
+    assert small.strides == np.empty_like(x[:8]).strides

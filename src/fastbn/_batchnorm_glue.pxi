@@ -442,6 +442,14 @@ cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
     return out
 
 
+cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t):
+    """A C-ordered array of x's shape and type t; a large one line-aligned (empty_aligned)."""
+    cdef cnp.dtype d = cnp.PyArray_DescrFromType(t)
+    if cnp.PyArray_SIZE(xa) * d.itemsize < _val.LINE_MIN_BYTES:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    return _val.empty_aligned((<object>xa).shape, d)
+
+
 cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int64_t *C,
                   int64_t *inner) except -2:
     """The type of x (NPY_FLOAT32/64) and its layout when x is a plain C-contiguous float array of
@@ -484,7 +492,7 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     if extents_meet(running_mean, running_var):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    cdef cnp.ndarray y = _empty_like_x(xa, t)
     cdef cnp.npy_intp sdims[2]
     sdims[0] = 3
     sdims[1] = C
@@ -515,7 +523,7 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
             and _plain_vector(beta, t, C, True, True, False)):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
+    cdef cnp.ndarray y = _empty_like_x(xa, t)
     infer(xa, y, outer, C, inner, running_mean, running_var, gamma, beta, e, n_threads)
     return y
 
@@ -538,7 +546,7 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads):
             and _plain_vector(invstd, t, C, False, True, False)
             and _plain_vector(gamma, t, C, True, True, False)):
         return None
-    cdef cnp.ndarray dx = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(xa), t, 0)
+    cdef cnp.ndarray dx = _empty_like_x(xa, t)
     cdef cnp.npy_intp gdims[2]
     gdims[0] = 2
     gdims[1] = C

@@ -14,6 +14,8 @@ from fastbn._util cimport fb_status, check_status, extents_meet, fb_parallel_ins
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint16_t
 
+from fastbn import _validation as _val
+
 cnp.import_array()
 
 # Kernels run their threads on _util's pool: one pool per process.

@@ -252,6 +252,7 @@ typedef struct {
     FB_C *tm, *ts, *tg, *tc;  /* per virtual channel, repeated `group` times: coefficients */
     int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
     int exact, backward, stream;
+    int reverse;              /* apply the tasks last first: those read last are still cached */
     const S *res;             /* forward: y = relu(y + res) (res may be NULL, relu 0) */
     int relu;
     const S *ym;              /* backward: dy masked by the fused forward's y, or NULL */
@@ -456,6 +457,7 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
     const fb_rows_plan *p = &k->p;
     int64_t r0, r1, v0, w;
+    if (k->reverse) task = p->n_rchunks * p->n_ctiles - 1 - task;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
     /* `group` whole rows form one run of group * V elements when the tile spans the rows. */
     const int64_t group = w == p->V ? k->group : 1;
@@ -632,6 +634,7 @@ static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
 {
     FN(rows_ctx) *k = f->k;
     const int64_t n_tasks = k->p.n_rchunks * k->p.n_ctiles;
+    k->reverse = 1;
     const fb_phase phases[3] = {
         {(k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* reductions: chunk pairs */
          k->backward ? FN(rows_grad_sums_task) : FN(rows_stats_task), k, NULL},

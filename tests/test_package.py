@@ -47,7 +47,8 @@ def test_package_is_typed():
 def test_compiled_module_has_a_complete_stub(name):
     stub = os.path.join(PKG_DIR, name + ".pyi")
     assert os.path.isfile(stub), f"{name}: no stub {stub}"
-    tree = ast.parse(open(stub).read())
+    with open(stub) as f:
+        tree = ast.parse(f.read())
     declared = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     declared |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign)}
     module = importlib.import_module(f"fastbn.{name}")

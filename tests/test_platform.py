@@ -225,7 +225,8 @@ def test_ci_runs_qemu_with_the_guest_blas_kernels():
     ci = os.path.join(os.path.dirname(__file__), os.pardir, ".ci", "run")
     if not os.path.exists(ci):
         pytest.skip("not in a source checkout: no .ci/run beside the tests")
-    calls = [line for line in open(ci) if re.search(r"^\s*[^#]*\bqemu-x86_64 -cpu", line)]
+    with open(ci) as f:
+        calls = [line for line in f if re.search(r"^\s*[^#]*\bqemu-x86_64 -cpu", line)]
     assert calls
     for line in calls:
         cpu = re.search(r"-cpu (\w+)", line).group(1)

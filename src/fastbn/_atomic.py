@@ -52,7 +52,8 @@ def replacing(path):
     >>> with replacing(p) as tmp:
     ...     with open(tmp, "w") as f:
     ...         _ = f.write("new")
-    >>> open(p).read()
+    >>> with open(p) as f:
+    ...     f.read()
     'new'
     """
     path = os.fspath(path)

@@ -308,9 +308,10 @@ def out_buffers(out, x, dtype, perm=None):
     """(buf, target) for a kernel that writes an array shaped like ``x``.
 
     The caller gets ``target``: ``out``, or a new array in the memory order of ``x`` (as
-    ``np.empty_like``, line-aligned: :func:`empty_aligned_like`).  The kernel writes ``buf``: the shape of ``x`` transposed by ``perm`` if
-    given, C-contiguous, native ``dtype``; ``target`` itself when that needs no transpose and is
-    :func:`kernel_ready`, else scratch that :func:`deliver` copies into ``target``.
+    ``np.empty_like``, line-aligned: :func:`empty_aligned_like`).  The kernel writes ``buf``: the
+    shape of ``x`` transposed by ``perm`` if given, C-contiguous, native ``dtype``; ``target``
+    itself when that needs no transpose and is :func:`kernel_ready`, else scratch that
+    :func:`deliver` copies into ``target``.
     """
     target = empty_aligned_like(x, dtype) if out is None else out
     if perm is None and kernel_ready(target):

@@ -311,16 +311,13 @@ static inline int fb_run_place(const void *out, const void *const *in, int k)
  * (FB_SV_STREAM_BELOW): one whole line stored normally among streamed ones slows the whole pass
  * (docs/performance.rst).  Every element is computed alone, so neither the order nor a dropped
  * vector changes a bit. */
-/* A streamed run whose last line is partial stores that line normally, and a store that misses
- * waits for the line's read: it is requested first, and arrives while the run computes. */
-#define FB_RUN_PFW(nt, out, n, stop) \
-    do { if ((nt) && (stop) < (n)) fb_prefetch_w((out) + (n) - 1); } while (0)
 #define FB_SV_STREAM_BELOW(p, v) ((const char *)(p) < lim_ ? FB_SV_STREAM((p), (v)) : (void)0)
 #define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place)                                            \
     do {                                                                                         \
         int64_t head_ = 0, stop_ = 0;                                                            \
         const int nt_ = (stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_);  \
-        FB_RUN_PFW(nt_, out, n, stop_);                                                          \
+        /* a partial last line is stored normally: fetched now, its store will not wait */       \
+        if (nt_ && stop_ < (n)) fb_prefetch_w((out) + (n) - 1);                                  \
         const int pl_ = (stream) ? (place) : 0;                                                  \
         const int r_ = (pl_ & FB_RUN_REV) != 0;                                                  \
         const int64_t v2_ = 2 * FB_TV_W;                                                         \

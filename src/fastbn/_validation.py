@@ -280,9 +280,9 @@ def kernel_array(a, dtype, perm=None):
 
 
 # NumPy's large arrays start 16 bytes into a page, so each row or slab of an output ends in a
-# partial 64-byte line that the streamed stores cannot take (1.05-1.3x slower passes, measured).
+# partial 64-byte line that the streamed stores cannot take (docs/performance.rst).
 _LINE = 64
-LINE_MIN_BYTES = 1 << 16   # below this the kernels do not stream
+LINE_MIN_BYTES = 1 << 16   # smaller results stay plain np.empty: their calls are overhead-bound
 
 
 def empty_aligned(shape, dtype, order="C"):

@@ -263,6 +263,23 @@ typedef struct {
  * the accumulator traffic twice over; the order is fixed by the plan, like everything else. */
 #define FB_ROWS_AT_ONCE 4
 
+/* Rows i..i+3 are read four at a time, four streams that the hardware prefetcher alone follows
+ * slowly: the four rows after them (columns from `at` on), to be prefetched into L2 while these
+ * are read (into L1 was slower); NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
+static FB_INLINE const S *FN(rows_pf_next)(const FN(rows_ctx) *k, const S *at, int64_t i)
+{
+    const int wide = k->p.V * (int64_t)sizeof(S) >= FB_PF_ROW_BYTES;
+    return wide && at && i + 2 * FB_ROWS_AT_ONCE <= k->p.R ? at + FB_ROWS_AT_ONCE * k->p.V : NULL;
+}
+
+/* Once per line of progress along the columns (v counts from the tile's start): the line at v
+ * in each of the next four rows nx (rows_pf_next), into L2. */
+#define FB_ROWS_PF(nx, V, v)                                                                      \
+    do {                                                                                          \
+        if ((nx) && ((v) & (64 / (int64_t)sizeof(S) - 1)) == 0)                                   \
+            for (int j_ = 0; j_ < FB_ROWS_AT_ONCE; j_++) fb_prefetch_l2((nx) + j_ * (V) + (v));    \
+    } while (0)
+
 /* The statistics of one (row chunk, column tile) as they are read: shifts and running sums. */
 typedef struct {
     int64_t r0, r1, i, v0, w, ch;   /* rows [r0, r1), the next row i, columns [v0, v0 + w) */
@@ -287,8 +304,10 @@ static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
     if (i + FB_ROWS_AT_ONCE <= ac->r1) {
         const S *FB_RESTRICT a = k->x + i * V + ac->v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
                 *FB_RESTRICT d = c + V;
+        const S *nx = FN(rows_pf_next)(k, a, i);
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            FB_ROWS_PF(nx, V, v);
             const fb_vd kv = fb_vd_load_f64(sh + v);
             const fb_vd da = fb_vd_sub(FB_VD_LOAD_T(a + v), kv), db = fb_vd_sub(FB_VD_LOAD_T(b + v), kv);
             const fb_vd dc = fb_vd_sub(FB_VD_LOAD_T(c + v), kv), dd = fb_vd_sub(FB_VD_LOAD_T(d + v), kv);
@@ -371,8 +390,13 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     if (i + FB_ROWS_AT_ONCE <= r1) {
         const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
         const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
+        const S *nx = FN(rows_pf_next)(k, xa, i), *ng = FN(rows_pf_next)(k, ga, i);
+        const S *ny = FN(rows_pf_next)(k, ya, i);
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
+            FB_ROWS_PF(nx, V, v);
+            FB_ROWS_PF(ng, V, v);
+            FB_ROWS_PF(ny, V, v);
             const fb_vd m = fb_vd_load_f64(vm + v);
             fb_vd g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
             for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {

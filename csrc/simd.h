@@ -219,9 +219,11 @@ static inline void fb_stream_fence(void) {}
 #if defined(__GNUC__) || defined(__clang__)
 #define fb_prefetch(p) __builtin_prefetch(p)
 #define fb_prefetch_w(p) __builtin_prefetch((p), 1)   /* the line, for writing */
+#define fb_prefetch_l2(p) __builtin_prefetch((p), 0, 2)   /* into L2, not L1 (prefetcht1) */
 #else
 #define fb_prefetch(p) ((void)0)
 #define fb_prefetch_w(p) ((void)0)
+#define fb_prefetch_l2(p) ((void)0)
 #endif
 
 /* Which elements of an n-element output at p to write with non-temporal stores: [*head, *stop),

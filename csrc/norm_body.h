@@ -73,7 +73,7 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
 /* One row of per-element coefficients (layer / RMS norm, inner == 1), as row_affine1: two
  * multiply-adds a vector, two vectors a step with one finiteness test, gamma and beta present or
  * not as constant flags (no test in the loop).  Streamed when `stream`; pf, if not NULL, is the
- * next row, prefetched while this one runs. */
+ * next row, prefetched into L2 while this one runs. */
 static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(coef) *co,
                                         const T *gm, const T *bt, double mu, double r,
                                         const S *pf, int stream, const int has_g, const int has_b)
@@ -87,7 +87,7 @@ static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(
 #define FB_RA1(e) FB_ST(FN(row_affine1)(FB_LD(xr[e]), co, gm, bt, e, mu, r))
 #define FB_RA_STORE2(STORE, e)                                                                    \
     do {                                                                                          \
-        if (pf) FB_PREFETCH_SPAN(pf + (e), 2 * FB_TV_W * (int)sizeof(S));                        \
+        if (pf) FB_PREFETCH_SPAN_L2(pf + (e), 2 * FB_TV_W * (int)sizeof(S));                     \
         const FB_TV y0_ = FB_RA_V(e), y1_ = FB_RA_V((e) + FB_TV_W);                              \
         if (FB_TV_FINITE2(y0_, y1_)) STORE(yr + (e), y0_), STORE(yr + (e) + FB_TV_W, y1_);        \
         else for (int64_t j_ = (e); j_ < (e) + 2 * FB_TV_W; j_++) yr[j_] = FB_RA1(j_);            \

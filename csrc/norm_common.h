@@ -34,6 +34,12 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
         for (int b_ = 0; b_ < (bytes); b_ += 64)                                                  \
             fb_prefetch((const void *)((uintptr_t)(p) + (uintptr_t)b_));                          \
     } while (0)
+/* FB_PREFETCH_SPAN into L2 alone: for data read after the current run's data is done with */
+#define FB_PREFETCH_SPAN_L2(p, bytes)                                                             \
+    do {                                                                                          \
+        for (int b_ = 0; b_ < (bytes); b_ += 64)                                                  \
+            fb_prefetch_l2((const void *)((uintptr_t)(p) + (uintptr_t)b_));                       \
+    } while (0)
 /* p + off, or NULL for an absent (NULL) array: the fused arrays follow the output's offsets */
 #define FB_AT(p, off) ((p) ? (p) + (off) : NULL)
 #endif
@@ -236,9 +242,11 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
 /* y = (x - m) * s + c over a run, then fwd_epi1 (residual res, relu; constant flags).  y may be
  * x itself (in place: each element is read before it is written, and nothing is read again), so
  * neither pointer is restrict; the coefficients are copied to locals so that stores through y
- * need not reload them.  pf (or NULL): the next run of the same length, prefetched. */
+ * need not reload them.  pf (or NULL): the next run of the same length, prefetched (into L2
+ * alone where pf_l2: batch norm's next channel, read after this one's whole slab). */
 static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
-                                       const S *res, const int has_res, const int relu, const S *pf)
+                                       const S *res, const int has_res, const int relu, const S *pf,
+                                       const int pf_l2)
 {
     if (co->exact) {
         for (int64_t i = 0; i < n; i++)
@@ -253,7 +261,8 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
  * element (apply1), in place too: each element is read before it is written */
 #define FB_APPLY_STORE2(STORE, i)                                                                \
     do {                                                                                         \
-        if (pf) FB_PREFETCH_SPAN(pf + (i), 2 * FB_TV_W * (int)sizeof(S));                      \
+        if (pf && pf_l2) FB_PREFETCH_SPAN_L2(pf + (i), 2 * FB_TV_W * (int)sizeof(S));          \
+        else if (pf) FB_PREFETCH_SPAN(pf + (i), 2 * FB_TV_W * (int)sizeof(S));                 \
         const FB_TV r0_ = FB_APPLY(i), r1_ = FB_APPLY((i) + FB_TV_W);                            \
         if (FB_TV_FINITE2(r0_, r1_)) {                                                           \
             STORE(y + (i), FN(fwd_epi)(r0_, res, (i), has_res, relu));                           \
@@ -271,7 +280,7 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 
 static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream, const S *pf)
 {
-    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf);
+    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 0);
 }
 
 /* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
@@ -279,15 +288,16 @@ static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int s
 static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,
                                        int stream, const S *res, int relu, const S *pf)
 {
-    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1, pf);
-    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0, pf);
-    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1, pf);
-    else FN(run_apply)(x, y, n, co, stream, pf);
+    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1, pf, 1);
+    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0, pf, 1);
+    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1, pf, 1);
+    else FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 1);
 }
 
 /* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused
  * forward's output (relu_grad1); with dres (has_dres) g is stored there too.  `stream` as in
- * run_apply.  dx may be dy itself (in place, elementwise), so no pointer is restrict. */
+ * run_apply; pfx, pfg (or NULL): the next run's x and dy, prefetched into L2.  dx may be dy
+ * itself (in place, elementwise), so no pointer is restrict. */
 static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                             const FN(coef) *co, int stream, const S *ym,
                                             const int has_y, S *dres, const int has_dres,
@@ -316,8 +326,8 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
     do {                                                                                         \
         /* g read before dx (which may be dy) is written; two vectors, one finiteness test */    \
         if (pfx) {                                                                               \
-            FB_PREFETCH_SPAN(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                          \
-            FB_PREFETCH_SPAN(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                          \
+            FB_PREFETCH_SPAN_L2(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
+            FB_PREFETCH_SPAN_L2(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
         }                                                                                        \
         const FB_TV g0_ = FB_GV(i), g1_ = FB_GV((i) + FB_TV_W);                                  \
         const FB_TV r0_ = FB_CV_TO_TV(FB_GRAD_AT, i), r1_ = FB_CV_TO_TV(FB_GRAD_AT, (i) + FB_TV_W); \

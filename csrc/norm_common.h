@@ -21,6 +21,9 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #define FB_NVG 4
 /* Bytes ahead of a reduction's reads that it prefetches (1024: measured best of 512-2048) */
 #define FB_PF_AHEAD 1024
+/* Bytes ahead of the rows layout's gradient apply that it prefetches into L2 (4096: best of
+ * 1024-16384; the forward's apply gained nothing) */
+#define FB_GRAD_APPLY_AHEAD 4096
 #define FB_LG (FB_NVG * FB_VD_W < FB_LANES ? FB_NVG * FB_VD_W : FB_LANES)
 #if FB_LANES % (FB_NVG * 2) != 0
 #error "FB_LANES must split into vector groups"
@@ -443,9 +446,14 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         if (isfinite(r_)) yr[v] = FB_ST(FN(fwd_epi1)(r_, res, (v), has_res, relu));              \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
+#define FB_ROW_AHEAD(p, v)                                                                       \
+    FB_PREFETCH_SPAN_L2((uintptr_t)((p) + (v)) + FB_GRAD_APPLY_AHEAD, 2 * FB_TV_W * (int)sizeof(S))
 #define FB_ROW_GPUT2(STORE, v)                                                                   \
     do {                                                                                         \
         /* read before yr (which may be gr) is written */                                        \
+        FB_ROW_AHEAD(xr, v);                                                                     \
+        FB_ROW_AHEAD(gr, v);                                                                     \
+        if (has_y) FB_ROW_AHEAD(ym, v);                                                          \
         const FB_TV g0_ = FB_ROW_GV(v), g1_ = FB_ROW_GV((v) + FB_TV_W);                          \
         const FB_TV r0_ = FB_CV_TO_TV(FB_ROW_GAT, v), r1_ = FB_CV_TO_TV(FB_ROW_GAT, (v) + FB_TV_W); \
         if (FB_TV_FINITE2(r0_, r1_)) STORE(yr + (v), r0_), STORE(yr + (v) + FB_TV_W, r1_);      \
@@ -467,6 +475,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #undef FB_ROW_AT
 #undef FB_ROW_V
 #undef FB_ROW_GV
+#undef FB_ROW_AHEAD
 #undef FB_ROW_GC
 #undef FB_ROW_GAT
 #undef FB_ROW_G1

@@ -37,7 +37,8 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
         for (int b_ = 0; b_ < (bytes); b_ += 64)                                                  \
             fb_prefetch((const void *)((uintptr_t)(p) + (uintptr_t)b_));                          \
     } while (0)
-/* FB_PREFETCH_SPAN into L2 alone: for data read after the current run's data is done with */
+/* FB_PREFETCH_SPAN into L2 only (fb_prefetch_l2), for lines read well after this step's: there
+ * prefetcht0 filled L1 with lines evicted before their use (docs/performance.rst) */
 #define FB_PREFETCH_SPAN_L2(p, bytes)                                                             \
     do {                                                                                          \
         for (int b_ = 0; b_ < (bytes); b_ += 64)                                                  \

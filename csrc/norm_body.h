@@ -115,7 +115,7 @@ static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, co
  * lb[q][l] += gamma dy (x - mu_q) in lane l = e mod FB_LANES (the order of the plain loop), and
  * the per-element partials qdb += dy, qdg += dy (x - mu_q) r_q, row after row (the first row
  * assigns when fst).  Two rows load and store the partials once, and prefetch x and dy
- * FB_GRAD_AHEAD bytes ahead (which, measured, slows one row down). */
+ * FB_GRAD_AHEAD bytes ahead into L2 (which, measured, slows one row down). */
 static FB_INLINE void FN(rows_grad_sums_n)(const S *const *xr, const S *const *gr, int64_t L,
                                            const double *mu, const double *r,
                                            const double *FB_RESTRICT gd, double (*la)[FB_LANES],
@@ -133,8 +133,10 @@ static FB_INLINE void FN(rows_grad_sums_n)(const S *const *xr, const S *const *g
                 b[q][j] = fb_vd_load_f64(lb[q] + g + j * FB_VD_W);
         for (int64_t i = 0; i < full; i += FB_LANES) {
             for (int q = 0; nr == 2 && g == 0 && q < nr; q++) {   /* ahead of the hardware's */
-                FB_PREFETCH_SPAN((uintptr_t)(xr[q] + i) + FB_GRAD_AHEAD, FB_LANES * (int)sizeof(S));
-                FB_PREFETCH_SPAN((uintptr_t)(gr[q] + i) + FB_GRAD_AHEAD, FB_LANES * (int)sizeof(S));
+                FB_PREFETCH_SPAN_L2((uintptr_t)(xr[q] + i) + FB_GRAD_AHEAD,
+                                    FB_LANES * (int)sizeof(S));
+                FB_PREFETCH_SPAN_L2((uintptr_t)(gr[q] + i) + FB_GRAD_AHEAD,
+                                    FB_LANES * (int)sizeof(S));
             }
             for (int j = 0; j < FB_NVG; j++) {
                 const int64_t e = i + g + j * FB_VD_W;

@@ -28,8 +28,9 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #if FB_LANES % (FB_NVG * 2) != 0
 #error "FB_LANES must split into vector groups"
 #endif
-/* Both vectors finite: x - x is 0 for a finite x and NaN otherwise, so one test covers two. */
-#define FB_TV_FINITE2(a, b) FB_TV_FINITE(FB_TV_ADD(FB_TV_SUB(a, a), FB_TV_SUB(b, b)))
+/* Both vectors finite, or a pair to redo: a + b is not finite where either is not (or where the
+ * sum of two finite values overflows -- a redo that gives the same bits). */
+#define FB_TV_FINITE2(a, b) FB_TV_FINITE(FB_TV_ADD(a, b))
 /* Prefetch the `bytes` (a constant) from address p (a pointer or uintptr_t) on, a line at a
  * time; computed as integers, since the lines may lie past the array's end. */
 #define FB_PREFETCH_SPAN(p, bytes)                                                                \

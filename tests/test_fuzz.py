@@ -1102,6 +1102,32 @@ def test_forward_intermediate_overflow(shape, axis, path):
     assert np.all(np.abs(y - exact) <= bound)
 
 
+@pytest.mark.parametrize("shape, axis", [((4, 8, 70), 1), ((70, 40), 1), ((6, 50, 3), 1)],
+                         ids=["slab", "rows", "rows-inner3"])
+def test_outputs_near_float32_max_keep_their_bits(shape, axis):
+    """Outputs near FLT_MAX, where two vectors' sum overflows (the elementwise passes then redo
+    the pair element by element): with running mean 0 and beta 0, gamma scaled by 2**127 scales
+    every output by exactly 2**127, whichever path computed it; layer norm's likewise."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(1.0, 1.5, shape).astype(np.float32)
+    C = shape[axis]
+    rm, rv, beta = np.zeros(C, np.float32), np.ones(C, np.float32), np.zeros(C, np.float32)
+    gamma = rng.uniform(1.0, 1.1, C).astype(np.float32)
+    y = fastbn.batch_norm_infer(x, rm, rv, gamma, beta, axis=axis)
+    big = fastbn.batch_norm_infer(x, rm, rv, gamma * np.float32(2.0**127), beta, axis=axis)
+    assert np.abs(big).min() > F32MAX / 2
+    np.testing.assert_array_equal(big, y * np.float32(2.0**127))
+    # layer norm: rows alternating 1, 2 normalize to about -+1, so with gamma times 2**127 each
+    # output is beyond FLT_MAX / 2 and each pair of same-sign outputs sums beyond FLT_MAX
+    D = 2 * shape[-1]
+    xr = np.broadcast_to(1 + np.arange(D) % 2, shape[:-1] + (D,)).astype(np.float32)
+    g = rng.uniform(1.01, 1.1, D).astype(np.float32)
+    ln = fastbn.layer_norm(xr, g)[0]
+    ln_big = fastbn.layer_norm(xr, g * np.float32(2.0**127))[0]
+    assert np.abs(ln_big).min() > F32MAX / 2
+    np.testing.assert_array_equal(ln_big, ln * np.float32(2.0**127))
+
+
 @pytest.mark.parametrize("shape, axis, path", SLAB_AND_ROWS, ids=[p for *_, p in SLAB_AND_ROWS])
 def test_train_scale_beyond_float32(shape, axis, path):
     """Training: a constant channel with a tiny eps has invstd ~1e150, a float32 scale of inf:

@@ -385,7 +385,7 @@ static void FN(forward_task)(void *vctx, int64_t task)
 
 /* ---- the columns layout: a sample as mid rows of V = C * inner columns ---------------------- */
 
-/* Per-chunk scratch of the columns layout: 6 V doubles and 4 R V coefficients (FB_C). */
+/* Per-chunk scratch of the columns layout: 6 V doubles and 4 (R + 1) V coefficients (FB_C). */
 typedef struct {
     fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
     const fb_norm_plan *p;
@@ -431,24 +431,31 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
 }
 
 /* The apply of a sample, R rows a call (short rows made long runs): the coefficients of columns
- * [0, V) are first repeated over R rows. */
+ * [0, V) are first repeated over R + 1 rows, so that a call may start within a row.  Streamed,
+ * the first call ends where y's first whole cache line starts: every later call starts a line,
+ * so no line is shared by two calls (both would store it normally, read from memory first). */
 static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int exact,
                                 FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc, const double *em,
                                 const double *es, const double *eg, const double *ec)
 {
-    const int64_t V = k->p->P, mid = k->p->v.mid, R = k->p->R;
+    const int64_t V = k->p->P, mid = k->p->v.mid, R = k->p->R, n = mid * V;
     if (!exact) {
-        for (int64_t q = 1; q < R; q++) {
+        for (int64_t q = 1; q <= R; q++) {
             memcpy(tm + q * V, tm, sizeof(FB_C) * (size_t)V);
             memcpy(ts + q * V, ts, sizeof(FB_C) * (size_t)V);
             memcpy(tc + q * V, tc, sizeof(FB_C) * (size_t)V);
             if (tg) memcpy(tg + q * V, tg, sizeof(FB_C) * (size_t)V);
         }
-        const FN(row_src) src = {NULL, 0, V, 0, em, es, eg, ec};   /* em..: column j % V */
-        for (int64_t m = 0; m < mid; m += R) {
-            const int64_t w = (mid - m < R ? mid - m : R) * V;
-            FN(row_apply)(xs + m * V, gs ? gs + m * V : NULL, ys + m * V, w, tm, ts, tg, tc,
-                          k->stream, &src);
+        const uintptr_t a = (uintptr_t)ys;
+        int64_t h = k->stream && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S))
+                                                    : 0;
+        if (h > n) h = n;
+        for (int64_t e = 0, w; e < n; e += w) {
+            const int64_t q = e % V;
+            w = e == 0 && h ? h : n - e < R * V ? n - e : R * V;
+            const FN(row_src) src = {NULL, q, V, 0, em, es, eg, ec};   /* em..: column (q + j) % V */
+            FN(row_apply)(xs + e, gs ? gs + e : NULL, ys + e, w, tm + q, ts + q, tg ? tg + q : NULL,
+                          tc + q, k->stream, &src);
         }
         return;
     }
@@ -516,7 +523,8 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *sh = k->dw + ch * 6 * V, *s1 = sh + V, *s2 = s1 + V, *cm = s2 + V, *cq = cm + V;
     double *eg = cq + V;
-    FB_C *tm = k->tw + ch * 4 * p->R * V, *ts = tm + p->R * V, *tc = ts + p->R * V;
+    const int64_t RV = (p->R + 1) * V;
+    FB_C *tm = k->tw + ch * 4 * RV, *ts = tm + RV, *tc = ts + RV;
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
@@ -572,7 +580,8 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *vm = k->dw + ch * 6 * V, *s1 = vm + V, *s2 = s1 + V, *es = s2 + V, *ec = es + V;
     double *eg = ec + V;
-    FB_C *tm = k->tw + ch * 4 * p->R * V, *ts = tm + p->R * V, *tg = ts + p->R * V, *tc = tg + p->R * V;
+    const int64_t RV = (p->R + 1) * V;
+    FB_C *tm = k->tw + ch * 4 * RV, *ts = tm + RV, *tg = ts + RV, *tc = tg + RV;
     double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
@@ -621,7 +630,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
-        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P * p.R));
+        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P * (p.R + 1)));
         if (!dw || !tw) {
             free(dw), free(tw);
             return FB_ENOMEM;
@@ -905,7 +914,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     if (p.n == 0) return FB_EINVAL;
     const size_t nP = (size_t)(p.n_chunks * p.P);
     double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
-    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP * (size_t)p.R) : NULL;
+    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP * (size_t)(p.R + 1)) : NULL;
     const int64_t total = v->outer * p.per_outer;
     /* fused (y or dresidual): the masked dy goes to dresidual, or to scratch of x's size */
     S *own = y && !dresidual ? (S *)malloc(sizeof(S) * (size_t)total) : NULL;

@@ -249,7 +249,7 @@ typedef struct {
     double *r1, *r2;          /* per row chunk and virtual channel: mean & M2, or sdy & sdyx */
     const FN(coef) *coefs;    /* per real channel */
     const double *vm;         /* per virtual channel: the mean (backward sums) */
-    FB_C *tm, *ts, *tg, *tc;  /* per virtual channel, repeated `group` times: coefficients */
+    FB_C *tm, *ts, *tg, *tc;  /* per virtual channel, repeated group + 1 times: coefficients */
     int64_t group;            /* rows per elementwise run (V small: runs of about FB_RUN values) */
     int exact, backward, stream;
     int reverse;              /* apply the tasks last first: those read last are still cached */
@@ -483,39 +483,50 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     int64_t r0, r1, v0, w;
     if (k->reverse) task = p->n_rchunks * p->n_ctiles - 1 - task;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
-    /* `group` whole rows form one run of group * V elements when the tile spans the rows. */
-    const int64_t group = w == p->V ? k->group : 1;
-    for (int64_t i = r0; i < r1; i += group) {
-        const int64_t rows = r1 - i < group ? r1 - i : group, n = rows * w;
-        const S *xr = k->x + i * p->V + v0;   /* yr may be xr or gr (in place) */
-        S *yr = k->y + i * p->V + v0;
-        const S *gr = k->backward ? k->dy + i * p->V + v0 : NULL;
-        const int64_t at = i * p->V + v0;   /* of the fused arrays */
-        const S *res = FB_AT(k->res, at), *ym = FB_AT(k->ym, at);
-        S *dres = FB_AT(k->dres, at);
-        if (k->exact) {   /* the float64 path, rare: the fused parts tested per element */
-            for (int64_t v = 0; v < n; v++) {
-                const FN(coef) *co = &k->coefs[(v0 + v % w) / p->inner];
-                if (gr) {
-                    const T g = ym ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]);
-                    yr[v] = FB_ST(FN(exact_grad1)(g, FB_LD(xr[v]), co));
-                    if (dres) dres[v] = FB_ST(g);
-                } else {
-                    yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(xr[v]), co), res, v,
-                                               res != NULL, k->relu));
+    /* A tile that spans the rows is one run of (r1 - r0) V elements, applied in calls of `group`
+     * rows; streamed, the first call ends where y's first whole cache line starts, so that no
+     * line is shared by two calls (both would store it normally, read from memory first).  A
+     * call may start within a row: the coefficients are repeated group + 1 times. */
+    const int flat = w == p->V;
+    const int64_t runs = flat ? 1 : r1 - r0, len = flat ? (r1 - r0) * w : w;
+    const int64_t span = flat ? k->group * w : w;
+    for (int64_t i = 0; i < runs; i++) {
+        const int64_t at0 = (r0 + i) * p->V + v0;   /* of the run's first element */
+        const uintptr_t a = (uintptr_t)(k->y + at0);
+        int64_t h = flat && k->stream && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S))
+                                                            : 0;
+        for (int64_t e = 0, n; e < len; e += n) {
+            const int64_t q = e % w, at = at0 + e;   /* the call's first column, its offset */
+            n = e == 0 && h ? (h < len ? h : len) : len - e < span ? len - e : span;
+            const S *xr = k->x + at;   /* yr may be xr or gr (in place) */
+            S *yr = k->y + at;
+            const S *gr = k->backward ? k->dy + at : NULL;
+            const S *res = FB_AT(k->res, at), *ym = FB_AT(k->ym, at);
+            S *dres = FB_AT(k->dres, at);
+            if (k->exact) {   /* the float64 path, rare: the fused parts tested per element */
+                for (int64_t v = 0; v < n; v++) {
+                    const FN(coef) *co = &k->coefs[(v0 + (q + v) % w) / p->inner];
+                    if (gr) {
+                        const T g = ym ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]);
+                        yr[v] = FB_ST(FN(exact_grad1)(g, FB_LD(xr[v]), co));
+                        if (dres) dres[v] = FB_ST(g);
+                    } else {
+                        yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(xr[v]), co), res, v,
+                                                   res != NULL, k->relu));
+                    }
                 }
+            } else {
+                const FN(row_src) src = {k->coefs, v0, q, w, p->inner, NULL, NULL, NULL, NULL,
+                                         res, k->relu, ym, dres};
+                FN(row_apply)(xr, gr, yr, n, k->tm + v0 + q, k->ts + v0 + q, k->tg + v0 + q,
+                              k->tc + v0 + q, k->stream, &src);
             }
-        } else {
-            const FN(row_src) src = {k->coefs, v0, w, p->inner, NULL, NULL, NULL, NULL,
-                                     res, k->relu, ym, dres};
-            FN(row_apply)(xr, gr, yr, n, k->tm + v0, k->ts + v0, k->tg + v0, k->tc + v0, k->stream,
-                          &src);
         }
     }
     if (k->stream) fb_stream_fence();
 }
 
-/* Spread per-channel coefficients over the virtual channels, `group` periods (one period
+/* Spread per-channel coefficients over the virtual channels, group + 1 periods (one period
  * written, then copied); 1 if any channel needs the float64 path. */
 static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
 {
@@ -532,7 +543,7 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
     }
     FB_C *const arrays[4] = {k->tm, k->ts, k->tc, k->tg};
     for (int a = 0; a < (k->backward ? 4 : 3); a++)
-        for (int64_t r = 1; r < k->group; r++)
+        for (int64_t r = 1; r <= k->group; r++)
             memcpy(arrays[a] + r * V, arrays[a], (size_t)V * sizeof(FB_C));
     return exact;
 }
@@ -546,7 +557,7 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     k->group = V < FB_RUN ? FB_RUN / V : 1;
     if (k->group > (k->p.R + 3) / 4) k->group = (k->p.R + 3) / 4;
     if (k->group < 1) k->group = 1;
-    const int64_t P = k->group * V;
+    const int64_t P = (k->group + 1) * V;
     const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
                          sizeof(FN(coef)) * (size_t)C + (sizeof(FB_C) * (size_t)P + 4096 + sizeof(FB_C)) * 4;
     char *s = (char *)malloc(bytes);

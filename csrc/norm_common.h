@@ -369,15 +369,16 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
     else FN(run_grad_apply)(dy, x, dx, n, co, stream, pfx, pfg);
 }
 
-/* Where a row segment's coefficients come from, for the elements redone in float64.  Batch norm
- * (coefs): element v of the segment is virtual channel v0 + v % period, real channel
- * (v0 + v % period) / inner.  The core's columns layout (coefs NULL): element v's float64
- * coefficients are em[q], es[q], eg[q], ec[q] (those of make_coef), q = (v0 + v) % period (v if
- * period is 0).  Batch norm's fused arrays, indexed as the segment (NULL, 0: none): forward res, relu
- * (fwd_epi1); backward ym (dy masked by it, relu_grad1) and dres (receives the masked dy). */
+/* Where a row segment's coefficients come from, for the elements redone in float64.  Element v
+ * of the segment is at place (phase + v) % period of its period (v if period is 0).  Batch norm
+ * (coefs): that place is virtual channel v0 + place, real channel (v0 + place) / inner.  The
+ * core's columns layout (coefs NULL): its float64 coefficients are em[place], es[place],
+ * eg[place], ec[place] (those of make_coef).  Batch norm's fused arrays, indexed as the segment
+ * (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it, relu_grad1) and
+ * dres (receives the masked dy). */
 typedef struct {
     const FN(coef) *coefs;
-    int64_t v0, period, inner;
+    int64_t v0, phase, period, inner;
     const double *em, *es, *eg, *ec;
     const S *res;
     int relu;
@@ -396,10 +397,10 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
         const T x = FB_LD(xr[j]);
         T t;
         if (src->coefs) {
-            const FN(coef) *co = &src->coefs[(src->v0 + j % src->period) / src->inner];
+            const FN(coef) *co = &src->coefs[(src->v0 + (src->phase + j) % src->period) / src->inner];
             t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
         } else {
-            const int64_t q = src->period ? (src->v0 + j) % src->period : j;
+            const int64_t q = src->period ? (src->phase + j) % src->period : j;
             const FN(coef) co = FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0,
                                               src->ec[q]);
             t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);

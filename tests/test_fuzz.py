@@ -1130,20 +1130,25 @@ def test_outputs_near_float32_max_keep_their_bits(shape, axis):
 
 @pytest.mark.parametrize("C", [64, 96])
 def test_channels_last_outputs_near_float32_max_keep_their_bits(C):
-    """Group norm channels-last, outputs streamed past the cache (over 4 MB) into a buffer that
-    starts anywhere in a cache line: the apply's calls then start within a row, and the pairs
-    redone element by element (every pair of same-sign outputs beyond FLT_MAX / 2 overflows)
-    take their own columns' coefficients."""
+    """Channels-last outputs streamed past the cache (over 4 MB) into a buffer that starts
+    anywhere in a cache line: the elementwise pass's calls then start within a row, and the
+    pairs redone element by element (every pair of same-sign outputs beyond FLT_MAX / 2
+    overflows) take their own channels' coefficients.  Group norm and batch norm inference."""
     shape = (2, 80, 80, C) if C == 96 else (2, 96, 96, C)
     x = np.broadcast_to(1 + 2 * (np.arange(C) % 2), shape).astype(np.float32)   # xhat -+1, invstd 1
     g = np.random.default_rng(8).uniform(1.01, 1.1, C).astype(np.float32)
-    for start in range(4):
-        y = np.empty(x.size + 16, np.float32)[start:start + x.size].reshape(shape)
-        big = np.empty(x.size + 16, np.float32)[start:start + x.size].reshape(shape)
-        fastbn.group_norm(x, C // 2, g, axis=-1, out=y)
-        fastbn.group_norm(x, C // 2, g * np.float32(2.0**127), axis=-1, out=big)
-        assert np.abs(big).min() > F32MAX / 2
-        np.testing.assert_array_equal(big, y * np.float32(2.0**127))
+    twos, ones, zeros = (np.full(C, v, np.float32) for v in (2, 1, 0))
+    norms = [lambda gamma, out: fastbn.group_norm(x, C // 2, gamma, axis=-1, out=out),
+             lambda gamma, out: fastbn.batch_norm_infer(x, twos, ones, gamma, zeros, axis=-1,
+                                                        out=out)]
+    for norm in norms:
+        for start in range(4):
+            y = np.empty(x.size + 16, np.float32)[start:start + x.size].reshape(shape)
+            big = np.empty(x.size + 16, np.float32)[start:start + x.size].reshape(shape)
+            norm(g, y)
+            norm(g * np.float32(2.0**127), big)
+            assert np.abs(big).min() > F32MAX / 2
+            np.testing.assert_array_equal(big, y * np.float32(2.0**127))
 
 
 @pytest.mark.parametrize("shape, axis, path", SLAB_AND_ROWS, ids=[p for *_, p in SLAB_AND_ROWS])

@@ -385,7 +385,7 @@ static void FN(forward_task)(void *vctx, int64_t task)
 
 /* ---- the columns layout: a sample as mid rows of V = C * inner columns ---------------------- */
 
-/* Per-chunk scratch of the columns layout: 6 V doubles and 4 (R + 1) V coefficients (FB_C). */
+/* Per-chunk scratch of the columns layout: 6 V doubles and 4 coefficient arrays (cols_span). */
 typedef struct {
     fb_norm_merge mg;                    /* backward: partial sums, n_chunks * V, and results */
     const fb_norm_plan *p;
@@ -397,7 +397,7 @@ typedef struct {
     const double *mean_in, *invstd_in;   /* backward */
     double *mean, *invstd;               /* forward */
     double *dw;                          /* n_chunks * 6V */
-    FB_C *tw;                            /* n_chunks * 4V */
+    FB_C *tw;                            /* n_chunks * 4 arrays of cols_span, from a line */
     const S *res;                        /* forward's fused epilogue: residual (or NULL), relu */
     int relu;
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
@@ -430,13 +430,46 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
     return exact;
 }
 
+/* The coefficient arrays of a chunk: (R + 1) V elements each and a line of slack (cols_place),
+ * in whole lines, each starting a line. */
+static int64_t FN(cols_span)(const fb_norm_plan *p)
+{
+    const int64_t le = 64 / (int64_t)sizeof(FB_C);
+    return ((p->R + 1) * p->P + 2 * le - 1) / le * le;
+}
+
+/* p rounded up to a 64-byte line (the allocations of the coefficient arrays have a line spare). */
+static FB_C *FN(line_up)(FB_C *p)
+{
+    return (FB_C *)(void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* The elements of a sample's apply before y's first whole cache line: its first call. */
+static int64_t FN(cols_head)(const S *ys, int64_t n)
+{
+    const uintptr_t a = (uintptr_t)ys;
+    const int64_t h = a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S)) : 0;
+    return h < n ? h : n;
+}
+
+/* Where a chunk's coefficient arrays start (t0: their lines) for a sample whose apply starts
+ * with h elements: every call after the first starts at column h % V, and loads whole lines. */
+static FB_C *FN(cols_place)(FB_C *t0, const fb_norm_plan *p, int64_t h)
+{
+    const int64_t le = 64 / (int64_t)sizeof(FB_C), q = h % p->P;
+    return t0 + (le - q % le) % le;
+}
+
 /* The apply of a sample, R rows a call (short rows made long runs): the coefficients of columns
- * [0, V) are first repeated over R + 1 rows, so that a call may start within a row.  Streamed,
- * the first call ends where y's first whole cache line starts: every later call starts a line,
- * so no line is shared by two calls (both would store it normally, read from memory first). */
-static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int exact,
-                                FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc, const double *em,
-                                const double *es, const double *eg, const double *ec)
+ * [0, V) are first repeated over R + 1 rows, so that a call may start within a row.  The first
+ * call takes the h elements before y's first line (cols_head), so that the later ones store
+ * whole lines (and load them, from x with y's offset and from arrays placed by cols_place): no
+ * line is shared by two calls (streamed, both would store it normally, read from memory first),
+ * and no vector spans two lines. */
+static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int64_t h,
+                                int exact, FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc,
+                                const double *em, const double *es, const double *eg,
+                                const double *ec)
 {
     const int64_t V = k->p->P, mid = k->p->v.mid, R = k->p->R, n = mid * V;
     if (!exact) {
@@ -446,10 +479,6 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
             memcpy(tc + q * V, tc, sizeof(FB_C) * (size_t)V);
             if (tg) memcpy(tg + q * V, tg, sizeof(FB_C) * (size_t)V);
         }
-        const uintptr_t a = (uintptr_t)ys;
-        int64_t h = k->stream && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S))
-                                                    : 0;
-        if (h > n) h = n;
         for (int64_t e = 0, w; e < n; e += w) {
             const int64_t q = e % V;
             w = e == 0 && h ? h : n - e < R * V ? n - e : R * V;
@@ -523,10 +552,12 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *sh = k->dw + ch * 6 * V, *s1 = sh + V, *s2 = s1 + V, *cm = s2 + V, *cq = cm + V;
     double *eg = cq + V;
-    const int64_t RV = (p->R + 1) * V;
-    FB_C *tm = k->tw + ch * 4 * RV, *ts = tm + RV, *tc = ts + RV;
+    const int64_t RS = FN(cols_span)(p);
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer;
+        S *ys = k->y + o * p->per_outer;
+        const int64_t h = FN(cols_head)(ys, p->per_outer);
+        FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tc = ts + RS;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
          * (the merge weights depend on the counts alone: one step for every column). */
         double n = 0.0;
@@ -563,8 +594,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
             exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,
                                     tc, sh, s1, eg, s2);
         }
-        FN(cols_apply_rows)(k, xs, NULL, k->y + o * p->per_outer, exact, tm, ts, NULL, tc, sh, s1,
-                            eg, s2);
+        FN(cols_apply_rows)(k, xs, NULL, ys, h, exact, tm, ts, NULL, tc, sh, s1, eg, s2);
         if (k->res || k->relu)
             FN(epi_run)(k->y + o * p->per_outer, FB_AT(k->res, o * p->per_outer), p->per_outer,
                         k->relu);
@@ -580,12 +610,15 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *vm = k->dw + ch * 6 * V, *s1 = vm + V, *s2 = s1 + V, *es = s2 + V, *ec = es + V;
     double *eg = ec + V;
-    const int64_t RV = (p->R + 1) * V;
-    FB_C *tm = k->tw + ch * 4 * RV, *ts = tm + RV, *tg = ts + RV, *tc = tg + RV;
+    const int64_t RS = FN(cols_span)(p);
     double *pdg = k->mg.pdg + ch * V, *pdb = k->mg.pdb + ch * V;
     const double n = (double)p->n;
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
+        S *ys = k->y + o * p->per_outer;
+        const int64_t h = FN(cols_head)(ys, p->per_outer);
+        FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tg = ts + RS;
+        FB_C *tc = tg + RS;
         if (k->gbuf) {   /* the fused backward: the sample's dy masked once, read from there */
             FN(mask_run)(gs, FB_AT(k->ym, o * p->per_outer), k->gbuf + o * p->per_outer,
                          p->per_outer);
@@ -609,8 +642,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
             exact |= FN(cols_coefs)(k, g * L, L, mu, coef[0], r, coef[2], 1, tm, ts, tg, tc, vm, es,
                                     eg, ec);
         }
-        FN(cols_apply_rows)(k, xs, gs, k->y + o * p->per_outer, exact, tm, ts, tg, tc, vm, es, eg,
-                            ec);
+        FN(cols_apply_rows)(k, xs, gs, ys, h, exact, tm, ts, tg, tc, vm, es, eg, ec);
     }
     if (k->stream) fb_stream_fence();
 }
@@ -630,13 +662,14 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
     if (p.columns) {
         double *dw = (double *)malloc(sizeof(double) * 6 * (size_t)(p.n_chunks * p.P));
-        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * 4 * (size_t)(p.n_chunks * p.P * (p.R + 1)));
+        FB_C *tw = (FB_C *)malloc(sizeof(FB_C) * (size_t)(4 * p.n_chunks * FN(cols_span)(&p)) + 64);
         if (!dw || !tw) {
             free(dw), free(tw);
             return FB_ENOMEM;
         }
         FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
-                          stream, NULL, NULL, mean, invstd, dw, tw, residual, relu, NULL, NULL};
+                          stream, NULL, NULL, mean, invstd, dw, FN(line_up)(tw), residual, relu,
+                          NULL, NULL};
         fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(cols_forward_task), &c);
         free(dw), free(tw);
         return FB_OK;
@@ -914,7 +947,8 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     if (p.n == 0) return FB_EINVAL;
     const size_t nP = (size_t)(p.n_chunks * p.P);
     double *scratch = (double *)malloc(sizeof(double) * (p.columns ? 8 : 2) * nP);
-    FB_C *tw = p.columns ? (FB_C *)malloc(sizeof(FB_C) * 4 * nP * (size_t)(p.R + 1)) : NULL;
+    const size_t tw_bytes = p.columns ? sizeof(FB_C) * (size_t)(4 * p.n_chunks * FN(cols_span)(&p)) : 0;
+    FB_C *tw = p.columns ? (FB_C *)malloc(tw_bytes + 64) : NULL;
     const int64_t total = v->outer * p.per_outer;
     /* fused (y or dresidual): the masked dy goes to dresidual, or to scratch of x's size */
     S *own = y && !dresidual ? (S *)malloc(sizeof(S) * (size_t)total) : NULL;
@@ -927,7 +961,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
     FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
-                      scratch + 2 * nP, tw, NULL, 0, y, gbuf};
+                      scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
                             p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
     fb_parallel_phases(&phase, 1, fb_threads_for(total, n_threads));

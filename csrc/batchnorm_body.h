@@ -484,20 +484,22 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     if (k->reverse) task = p->n_rchunks * p->n_ctiles - 1 - task;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
     /* A tile that spans the rows is one run of (r1 - r0) V elements, applied in calls of `group`
-     * rows; streamed, the first call ends where y's first whole cache line starts, so that no
-     * line is shared by two calls (both would store it normally, read from memory first).  A
-     * call may start within a row: the coefficients are repeated group + 1 times. */
+     * rows, the first ending where y's first whole cache line starts: the later calls store
+     * whole lines, and load them from x with y's offset and from the coefficient arrays (placed
+     * by rows_alloc in step with y); streamed, no line is shared by two calls (both would store
+     * it normally, read from memory first).  A call may start within a row: the coefficients
+     * are repeated group + 1 times. */
     const int flat = w == p->V;
     const int64_t runs = flat ? 1 : r1 - r0, len = flat ? (r1 - r0) * w : w;
     const int64_t span = flat ? k->group * w : w;
     for (int64_t i = 0; i < runs; i++) {
         const int64_t at0 = (r0 + i) * p->V + v0;   /* of the run's first element */
         const uintptr_t a = (uintptr_t)(k->y + at0);
-        int64_t h = flat && k->stream && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S))
-                                                            : 0;
+        const int64_t h = flat && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S)) : 0;
         for (int64_t e = 0, n; e < len; e += n) {
             const int64_t q = e % w, at = at0 + e;   /* the call's first column, its offset */
-            n = e == 0 && h ? (h < len ? h : len) : len - e < span ? len - e : span;
+            n = e < h && h - e < span ? h - e : span;   /* up to h, then from h on */
+            if (n > len - e) n = len - e;
             const S *xr = k->x + at;   /* yr may be xr or gr (in place) */
             S *yr = k->y + at;
             const S *gr = k->backward ? k->dy + at : NULL;

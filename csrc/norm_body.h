@@ -481,7 +481,8 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
         }
         for (int64_t e = 0, w; e < n; e += w) {
             const int64_t q = e % V;
-            w = e == 0 && h ? h : n - e < R * V ? n - e : R * V;
+            w = e < h && h - e < R * V ? h - e : R * V;   /* up to h, then from h on */
+            if (w > n - e) w = n - e;
             const FN(row_src) src = {NULL, 0, q, V, 0, em, es, eg, ec};   /* column (q + j) % V */
             FN(row_apply)(xs + e, gs ? gs + e : NULL, ys + e, w, tm + q, ts + q, tg ? tg + q : NULL,
                           tc + q, k->stream, &src);

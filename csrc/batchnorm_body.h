@@ -494,12 +494,10 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
     const int64_t span = flat ? k->group * w : w;
     for (int64_t i = 0; i < runs; i++) {
         const int64_t at0 = (r0 + i) * p->V + v0;   /* of the run's first element */
-        const uintptr_t a = (uintptr_t)(k->y + at0);
-        const int64_t h = flat && a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S)) : 0;
+        const int64_t h = flat ? fb_line_head(k->y + at0, sizeof(S), len) : 0;
         for (int64_t e = 0, n; e < len; e += n) {
             const int64_t q = e % w, at = at0 + e;   /* the call's first column, its offset */
-            n = e < h && h - e < span ? h - e : span;   /* up to h, then from h on */
-            if (n > len - e) n = len - e;
+            n = fb_call_len(e, h, span, len);
             const S *xr = k->x + at;   /* yr may be xr or gr (in place) */
             S *yr = k->y + at;
             const S *gr = k->backward ? k->dy + at : NULL;

@@ -444,14 +444,6 @@ static FB_C *FN(line_up)(FB_C *p)
     return (FB_C *)(void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-/* The elements of a sample's apply before y's first whole cache line: its first call. */
-static int64_t FN(cols_head)(const S *ys, int64_t n)
-{
-    const uintptr_t a = (uintptr_t)ys;
-    const int64_t h = a % sizeof(S) == 0 ? (int64_t)((64 - a % 64) % 64 / sizeof(S)) : 0;
-    return h < n ? h : n;
-}
-
 /* Where a chunk's coefficient arrays start (t0: their lines) for a sample whose apply starts
  * with h elements: every call after the first starts at column h % V, and loads whole lines. */
 static FB_C *FN(cols_place)(FB_C *t0, const fb_norm_plan *p, int64_t h)
@@ -462,7 +454,7 @@ static FB_C *FN(cols_place)(FB_C *t0, const fb_norm_plan *p, int64_t h)
 
 /* The apply of a sample, R rows a call (short rows made long runs): the coefficients of columns
  * [0, V) are first repeated over R + 1 rows, so that a call may start within a row.  The first
- * call takes the h elements before y's first line (cols_head), so that the later ones store
+ * call takes the h elements before y's first line (fb_line_head), so that the later ones store
  * whole lines (and load them, from x with y's offset and from arrays placed by cols_place): no
  * line is shared by two calls (streamed, both would store it normally, read from memory first),
  * and no vector spans two lines. */
@@ -481,8 +473,7 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
         }
         for (int64_t e = 0, w; e < n; e += w) {
             const int64_t q = e % V;
-            w = e < h && h - e < R * V ? h - e : R * V;   /* up to h, then from h on */
-            if (w > n - e) w = n - e;
+            w = fb_call_len(e, h, R * V, n);
             const FN(row_src) src = {NULL, 0, q, V, 0, em, es, eg, ec};   /* column (q + j) % V */
             FN(row_apply)(xs + e, gs ? gs + e : NULL, ys + e, w, tm + q, ts + q, tg ? tg + q : NULL,
                           tc + q, k->stream, &src);
@@ -557,7 +548,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer;
         S *ys = k->y + o * p->per_outer;
-        const int64_t h = FN(cols_head)(ys, p->per_outer);
+        const int64_t h = fb_line_head(ys, sizeof(S), p->per_outer);
         FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tc = ts + RS;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
          * (the merge weights depend on the counts alone: one step for every column). */
@@ -617,7 +608,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
     for (int64_t o = o0; o < o1; o++) {
         const S *xs = k->x + o * p->per_outer, *gs = k->dy + o * p->per_outer;
         S *ys = k->y + o * p->per_outer;
-        const int64_t h = FN(cols_head)(ys, p->per_outer);
+        const int64_t h = fb_line_head(ys, sizeof(S), p->per_outer);
         FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tg = ts + RS;
         FB_C *tc = tg + RS;
         if (k->gbuf) {   /* the fused backward: the sample's dy masked once, read from there */

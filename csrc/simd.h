@@ -226,19 +226,34 @@ static inline void fb_stream_fence(void) {}
 #define fb_prefetch_l2(p) ((void)0)
 #endif
 
+/* The elements of an n-element array at p (elements of `size` bytes) before its first 64-byte
+ * line boundary, at most n; 0 if its elements never align. */
+static inline int64_t fb_line_head(const void *p, size_t size, int64_t n)
+{
+    const size_t off = (size_t)((uintptr_t)p % 64);
+    const int64_t h = off % size ? 0 : (int64_t)((64 - off) % 64 / size);
+    return h < n ? h : n;
+}
+
 /* Which elements of an n-element output at p to write with non-temporal stores: [*head, *stop),
  * whole 64-byte cache lines only.  A line streamed in part and then stored to normally (a run's
  * end) costs a partial write-combining flush and a read: on Zen 3 an output at 48 bytes past a
  * line made every kernel 1.1-1.85x slower.  0 if the elements never align. */
 static inline int fb_stream_span(const void *p, size_t size, int64_t n, int64_t *head, int64_t *stop)
 {
-    const size_t off = (size_t)((uintptr_t)p % 64);
-    if (off % size) return 0;
+    if ((uintptr_t)p % size) return 0;
     const int64_t per = (int64_t)(64 / size);
-    *head = off ? (int64_t)((64 - off) / size) : 0;
-    if (*head > n) *head = n;
+    *head = fb_line_head(p, size, n);
     *stop = *head + (n - *head) / per * per;
     return 1;
+}
+
+/* The length of the call at element e of a run of n applied in calls of at most `span` from
+ * h = fb_line_head on: up to h first (in calls of span), so that every later call starts a line. */
+static inline int64_t fb_call_len(int64_t e, int64_t h, int64_t span, int64_t n)
+{
+    const int64_t w = e < h && h - e < span ? h - e : span;
+    return w < n - e ? w : n - e;
 }
 
 /* Sum FB_LANES partial sums in a fixed pairwise order: lane i + h added to lane i for h = 16,

@@ -71,25 +71,40 @@ typedef uint32_t fb_vu __attribute__((vector_size(FB_VBYTES)));        /* FB_VF_
 /* The bits of each float rounded to bfloat16 (in the low 16 bits of its lane): fb_f32_to_bf16. */
 static inline fb_vu fb_vu_round_bf16(fb_vf v)
 {
-    const fb_vu u = (fb_vu)v;
-    const fb_vu nan = (fb_vu)((u & 0x7FFFFFFFu) > 0x7F800000u);   /* all ones where NaN */
-    return (((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) & ~nan) | (((u >> 16) | 0x40u) & nan);
+    const fb_vu u = (fb_vu)v, t = u >> 16;
+    const fb_vu nan = (fb_vu)(v != v);   /* all ones where NaN */
+    return (((u + 0x7FFFu + (t & 1u)) >> 16) & ~nan) | ((t | 0x40u) & nan);
 }
 #endif
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX512F__) && defined(__AVX512DQ__) && \
+    defined(__AVX512BW__) && defined(__AVX512VL__)   /* the AVX-512 path's flags (setup.py) */
+/* Widening: each value permuted into the high half of its lane, the low half zeroed by mask. */
 static inline fb_vf fb_vf_load_bf16(const uint16_t *p)
 {
-    return (fb_vf)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i_u *)p)), 16);
-}
-static inline void fb_vf_store_bf16(uint16_t *p, fb_vf v)
-{
-    _mm256_storeu_si256((__m256i_u *)p, _mm512_cvtepi32_epi16((__m512i)fb_vu_round_bf16(v)));
+    const __m512i idx = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8,
+                                         7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    return (fb_vf)_mm512_maskz_permutexvar_epi16(
+        0xAAAAAAAAu, idx, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i_u *)p)));
 }
 static inline fb_vd fb_vd_load_bf16(const uint16_t *p)
 {
-    const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i_u *)p)), 16);
-    return (fb_vd)_mm512_cvtps_pd(_mm256_castsi256_ps(w));
+    const __m256i idx = _mm256_set_epi16(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    return (fb_vd)_mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_maskz_permutexvar_epi16(
+        0xAAAA, idx, _mm256_castsi128_si256(_mm_loadu_si128((const __m128i_u *)p)))));
+}
+/* fb_vu_round_bf16's carry with the result left in each lane's high half (a NaN: its bits with
+ * the quiet bit set, by mask), and those halves gathered by one permute: the same bits. */
+static inline void fb_vf_store_bf16(uint16_t *p, fb_vf v)
+{
+    const __m512i u = _mm512_castps_si512((__m512)v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb);
+    r = _mm512_mask_or_epi32(r, _mm512_fpclass_ps_mask((__m512)v, 0x81), u,   /* 0x81: NaN */
+                             _mm512_set1_epi32(0x00400000));
+    const __m512i high = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+                                          31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    _mm256_storeu_si256((__m256i_u *)p, _mm512_castsi512_si256(_mm512_permutexvar_epi16(high, r)));
 }
 #elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX2__) && FB_VBYTES == 32
 static inline fb_vf fb_vf_load_bf16(const uint16_t *p)

@@ -118,7 +118,7 @@ def test_non_native_running_buffers_are_rejected_before_writing(rng, which, x_or
     bufs[which] = swapped(bufs[which])
     before = {k: b.tobytes() for k, b in bufs.items()}
     out = np.full((8, 4), -1.0, np.float32)
-    for kw in ({}, {"out": out}):     # the plain path and the general one
+    for kw in ({}, {"out": out}):     # without out and with it: neither writes
         with pytest.raises(TypeError, match=f"^{which}: expected native byte order"):
             fastbn.batch_norm_train(x, **bufs, **kw)
         assert {k: b.tobytes() for k, b in bufs.items()} == before

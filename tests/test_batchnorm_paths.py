@@ -3,9 +3,11 @@ path (validated in Python) are one function.
 
 Specification:
 - A plain call -- C-contiguous ndarrays of one float dtype in native byte order, a Python int
-  axis, Python floats (eps > 0), no ``out`` -- takes the Cython path
-  (``fastbn._batchnorm.*_plain`` returns a result), and gives exactly the bits the general path
-  gives (the general path is forced with ``out=``), including the running buffers' update.
+  axis, Python floats (eps > 0), no fused part, ``out`` absent or a plain array that shares no
+  memory with the inputs or is x itself (dy for the backward) -- takes the Cython path
+  (``fastbn._batchnorm.*_plain`` returns a result, and the ``out`` given), and gives exactly the
+  bits the general path gives (forced with a NumPy float ``eps``), including the running
+  buffers' update.
 - Neither the Cython paths nor the C glue under them take an array of non-native byte order:
   ``PyArray_TYPE`` is NPY_FLOAT for '<f4' and '>f4' alike, so each check also asks for it.
 - Anything outside the plain case makes the Cython path decline (return None) before it writes
@@ -34,22 +36,58 @@ def test_plain_and_general_paths_give_the_same_bits(rng, shape, axis, dtype):
     rm2, rv2 = rm1.copy(), rv1.copy()
     plain = fastbn.batch_norm_train(x, gamma, beta, axis=axis, running_mean=rm1, running_var=rv1)
     general = fastbn.batch_norm_train(x, gamma, beta, axis=axis, running_mean=rm2, running_var=rv2,
-                                      out=np.empty_like(x))
+                                      eps=GENERAL_EPS)
     for p, g in zip(plain, general):
         same_bits(p, g)
     same_bits(rm1, rm2)
     same_bits(rv1, rv2)
 
     same_bits(fastbn.batch_norm_infer(x, rm1, rv1, gamma, beta, axis=axis),
-              fastbn.batch_norm_infer(x, rm1, rv1, gamma, beta, axis=axis, out=np.empty_like(x)))
+              fastbn.batch_norm_infer(x, rm1, rv1, gamma, beta, axis=axis, eps=GENERAL_EPS))
 
     dy = rng.standard_normal(shape).astype(dtype)
     _, mean, invstd = plain
     plain_grads = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis)
     general_grads = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis,
-                                               out=np.empty_like(x))
+                                               out=np.asfortranarray(np.empty_like(x)))
     for p, g in zip(plain_grads, general_grads):
         same_bits(p, g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_takes_the_cython_path_and_gets_the_same_bits(rng, dtype):
+    """``out`` a new array, or x itself (dy for the backward): written by the Cython path, which
+    returns that very array, holding the bits of a call without ``out``."""
+    shape, axis = (6, 5, 4), 1
+    x, gamma, beta = make_inputs(rng, shape, axis, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    want, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, axis=axis)
+    want_infer = fastbn.batch_norm_infer(x, mean, invstd, gamma, beta, axis=axis)
+    want_grads = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis)
+
+    out = np.full_like(x, np.nan)
+    got = _batchnorm.train_plain(x, gamma, beta, axis, 1e-5, None, None, 0.1, 1, out)
+    assert got[0] is out
+    same_bits(out, want)
+    assert _batchnorm.infer_plain(x, mean, invstd, gamma, beta, axis, 1e-5, 1, out) is out
+    same_bits(out, want_infer)
+    grads = _batchnorm.backward_plain(dy, x, mean, invstd, gamma, axis, 1, out)
+    assert grads[0] is out
+    for g, w in zip(grads, want_grads):
+        same_bits(g, w)
+
+    xi = x.copy()
+    assert _batchnorm.train_plain(xi, gamma, beta, axis, 1e-5, None, None, 0.1, 1, xi)[0] is xi
+    same_bits(xi, want)
+    xi = x.copy()
+    assert _batchnorm.infer_plain(xi, mean, invstd, gamma, beta, axis, 1e-5, 1, xi) is xi
+    same_bits(xi, want_infer)
+    dyi = dy.copy()
+    assert _batchnorm.backward_plain(dyi, x, mean, invstd, gamma, axis, 1, dyi)[0] is dyi
+    same_bits(dyi, want_grads.dx)
+
+
+GENERAL_EPS = np.float64(1e-5)   # not a Python float: the Cython paths decline it
 
 
 def _train_args(rng, dtype=np.float32):
@@ -60,7 +98,8 @@ def _train_args(rng, dtype=np.float32):
 
 def _train_plain(a):
     return _batchnorm.train_plain(a["x"], a["gamma"], a["beta"], a["axis"], a["eps"],
-                                  a["running_mean"], a["running_var"], a["momentum"], 1)
+                                  a["running_mean"], a["running_var"], a["momentum"], 1,
+                                  a.get("out"))
 
 
 def test_a_plain_call_takes_the_cython_path(rng):
@@ -79,6 +118,20 @@ def _readonly(a):
     a = a.copy()
     a.flags.writeable = False
     return a
+
+
+def _holding(a, name):
+    """``out`` a new array and a[name] one of its rows (C values)."""
+    out = np.zeros((16, 8), np.float32)
+    out[3] = a[name]
+    a.update(out=out, **{name: out[3]})
+
+
+def _shifted(a):
+    """x and ``out`` two views of one buffer, a row apart."""
+    buf = np.zeros((17, 8), np.float32)
+    buf[:16] = a["x"]
+    a.update(x=buf[:16], out=buf[1:])
 
 
 DECLINED = {
@@ -107,6 +160,16 @@ DECLINED = {
     "running_mean read-only": lambda a: a.update(running_mean=_readonly(a["running_mean"])),
     "running_mean inside x": lambda a: a.update(running_mean=a["x"][0]),
     "running_var is running_mean": lambda a: a.update(running_var=a["running_mean"]),
+    "out a list": lambda a: a.update(out=np.zeros((16, 8)).tolist()),
+    "out a subclass": lambda a: a.update(out=np.zeros((16, 8), np.float32).view(_Sub)),
+    "out float64": lambda a: a.update(out=np.zeros((16, 8))),
+    "out big-endian": lambda a: a.update(out=np.zeros((16, 8), ">f4")),
+    "out Fortran-ordered": lambda a: a.update(out=np.zeros((16, 8), np.float32, order="F")),
+    "out of another shape": lambda a: a.update(out=np.zeros((8, 16), np.float32)),
+    "out read-only": lambda a: a.update(out=_readonly(np.zeros((16, 8), np.float32))),
+    "out x shifted by a row": lambda a: _shifted(a),
+    "out holding gamma": lambda a: _holding(a, "gamma"),
+    "out holding running_mean": lambda a: _holding(a, "running_mean"),
 }
 
 

@@ -141,7 +141,8 @@ def _nan_channel_batch(rng, shape):
     return x, gamma, beta
 
 
-# plain path; general path with out= (C-contiguous and strided) or a strided x
+# the Cython path without out= and with a C-contiguous out=; the general path with a strided
+# out= or a strided x
 CALLS = {
     "plain": lambda x: dict(x=x),
     "out": lambda x: dict(x=x, out=np.full_like(x, -7.0)),

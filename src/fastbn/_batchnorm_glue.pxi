@@ -32,8 +32,10 @@ A (32, 64) batch costs about a microsecond in C, so checking ten arguments in Py
 dominate it.  ``train_plain``, ``infer_plain`` and ``backward_plain`` take the public functions'
 arguments as they came and handle the plain case entirely here, in C-level checks: exact
 ndarrays of the right dtype in native byte order and of the right shape (x, dy, gamma, beta
-C-contiguous), a Python int axis and Python floats in range (eps > 0), no ``out``, and running
-buffers whose memory does not meet the inputs'.
+C-contiguous), a Python int axis and Python floats in range (eps > 0), no fused part, running
+buffers whose memory does not meet the inputs', and ``out`` absent or a C-contiguous writeable
+array of x's shape and type whose memory meets no input's (or that is x itself -- dy for the
+backward -- in place).
 Anything else -- including every bad argument -- makes them return None *before writing
 anything*, and the public function then runs its full validation (which raises with the
 argument's name) and the general path.  Both paths call the same kernels, so they give the same
@@ -450,6 +452,31 @@ cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t):
     return _val.empty_aligned((<object>xa).shape, d)
 
 
+cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others):
+    """What a plain call writes: a new array when out is None; else out itself when it is a plain
+    C-contiguous, aligned, writeable ndarray of x's shape and type t whose memory meets none of
+    ``others`` -- but for ``others[0]`` (x or dy, plain too), which out may be exactly (in place:
+    the same address, shape and type); else None (the general path checks it, or raises)."""
+    if out is None:
+        return _empty_like_x(xa, t)
+    if _float_type(out) != t or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+        return None
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    cdef int i, nd = cnp.PyArray_NDIM(xa)
+    if cnp.PyArray_NDIM(o) != nd:
+        return None
+    for i in range(nd):
+        if cnp.PyArray_DIM(o, i) != cnp.PyArray_DIM(xa, i):
+            return None
+    cdef cnp.ndarray first = <cnp.ndarray>others[0]
+    if cnp.PyArray_DATA(o) != cnp.PyArray_DATA(first) and extents_meet(o, first):
+        return None
+    for a in others[1:]:
+        if extents_meet(o, a):
+            return None
+    return o
+
+
 cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int64_t *C,
                   int64_t *inner) except -2:
     """The type of x (NPY_FLOAT32/64) and its layout when x is a plain C-contiguous float array of
@@ -467,7 +494,8 @@ cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int6
     return t
 
 
-def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, int n_threads):
+def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, int n_threads,
+                out=None):
     """(y, mean, invstd, pending) of batch_norm_train in the plain case, else None.
 
     pending is None when nothing is left to do (no running buffers, or they were updated), else
@@ -492,7 +520,9 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     if extents_meet(running_mean, running_var):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef cnp.ndarray y = _empty_like_x(xa, t)
+    y = _plain_out(out, xa, t, (x, gamma, beta, running_mean, running_var))
+    if y is None:
+        return None
     cdef cnp.npy_intp sdims[2]
     sdims[0] = 3
     sdims[1] = C
@@ -508,7 +538,7 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     return y, _vector_of(ps, C, t), _vector_of(ps + 2 * C, C, t), pending
 
 
-def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads):
+def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads, out=None):
     """y of batch_norm_infer in the plain case, else None."""
     cdef int64_t outer, C, inner
     cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
@@ -523,12 +553,14 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
             and _plain_vector(beta, t, C, True, True, False)):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    cdef cnp.ndarray y = _empty_like_x(xa, t)
+    y = _plain_out(out, xa, t, (x, running_mean, running_var, gamma, beta))
+    if y is None:
+        return None
     infer(xa, y, outer, C, inner, running_mean, running_var, gamma, beta, e, n_threads)
     return y
 
 
-def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads):
+def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
     """(dx, dgamma, dbeta) of batch_norm_backward in the plain case, else None."""
     cdef int64_t outer, C, inner
     cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
@@ -546,7 +578,9 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads):
             and _plain_vector(invstd, t, C, False, True, False)
             and _plain_vector(gamma, t, C, True, True, False)):
         return None
-    cdef cnp.ndarray dx = _empty_like_x(xa, t)
+    dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma))
+    if dx is None:
+        return None
     cdef cnp.npy_intp gdims[2]
     gdims[0] = 2
     gdims[1] = C

@@ -141,6 +141,7 @@ def train_plain(
     running_var: object,
     momentum: object,
     n_threads: int,
+    out: object = ...,
 ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]]: ...
 def infer_plain(
     x: object,
@@ -151,6 +152,7 @@ def infer_plain(
     axis: object,
     eps: object,
     n_threads: int,
+    out: object = ...,
 ) -> Optional[np.ndarray]: ...
 def backward_plain(
     dy: object,
@@ -160,4 +162,26 @@ def backward_plain(
     gamma: object,
     axis: object,
     n_threads: int,
+    out: object = ...,
 ) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+def trailing_forward_plain(
+    x: object,
+    gamma: object,
+    beta: object,
+    axis: object,
+    eps: object,
+    centered: bool,
+    n_threads: int,
+    out: object = ...,
+) -> Optional[Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]]: ...
+def trailing_backward_plain(
+    dy: object,
+    x: object,
+    mean: object,
+    invstd: object,
+    gamma: object,
+    axis: object,
+    centered: bool,
+    n_threads: int,
+    out: object = ...,
+) -> Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]: ...

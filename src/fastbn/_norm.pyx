@@ -201,3 +201,120 @@ def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mea
 # ---- batch norm -------------------------------------------------------------------------------
 
 include "_batchnorm_glue.pxi"
+
+
+# ---- layer and RMS norm's plain case ----------------------------------------------------------
+# As batch norm's (the glue's "Small calls"): the public function's arguments as they came, taken
+# here when x is a plain float32/float64 array normalized over its last axis (a Python int axis),
+# gamma, beta and the statistics plain too, eps a Python float > 0, no fused part and out absent
+# or plain (_plain_out); anything else returns None before writing, and the general path
+# validates it.  Both paths call norm_forward / norm_backward with the same view: the same bits.
+
+cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) except -2:
+    """The type of x when it is plain with ``axis`` its last axis and values to normalize, with
+    (outer, D): x seen as rows of D values; else -1."""
+    cdef int t = _float_type(x)
+    if t < 0 or type(axis) is not int:
+        return -1
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int nd = cnp.PyArray_NDIM(xa)
+    cdef long a = axis
+    if nd < 1 or (a != -1 and a != nd - 1):
+        return -1
+    D[0] = cnp.PyArray_DIM(xa, nd - 1)
+    if D[0] < 1 or cnp.PyArray_SIZE(xa) < 1:
+        return -1
+    outer[0] = cnp.PyArray_SIZE(xa) // D[0]
+    return t
+
+
+cdef bint _plain_stat(object a, cnp.ndarray xa, int t):
+    """a is a plain array of type t shaped as x without its last axis (a statistic)."""
+    if _float_type(a) != t:
+        return False
+    cdef cnp.ndarray s = <cnp.ndarray>a
+    cdef int i, nd = cnp.PyArray_NDIM(xa)
+    if cnp.PyArray_NDIM(s) != nd - 1:
+        return False
+    for i in range(nd - 1):
+        if cnp.PyArray_DIM(s, i) != cnp.PyArray_DIM(xa, i):
+            return False
+    return True
+
+
+cdef cnp.ndarray _stat_of(cnp.ndarray src, cnp.ndarray xa, int t):
+    """src (float64, one value per row of x) as an array of type t shaped as x without its last
+    axis."""
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa) - 1, cnp.PyArray_DIMS(xa), t, 0)
+    cdef const double *s = <const double *>cnp.PyArray_DATA(src)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(out)
+    cdef float *o32
+    cdef double *o64
+    if t == cnp.NPY_FLOAT32:
+        o32 = <float *>cnp.PyArray_DATA(out)
+        for i in range(n):
+            o32[i] = <float>s[i]
+    else:
+        o64 = <double *>cnp.PyArray_DATA(out)
+        for i in range(n):
+            o64[i] = s[i]
+    return out
+
+
+def trailing_forward_plain(x, gamma, beta, axis, eps, bint centered, int n_threads, out=None):
+    """(y, mean, invstd) of layer_norm (centered) or rms_norm (mean None) in the plain case,
+    else None."""
+    cdef int64_t outer, D
+    cdef int t = _plain_trailing(x, axis, &outer, &D)
+    if t < 0 or type(eps) is not float:
+        return None
+    cdef double e = eps
+    if not (e > 0.0):
+        return None
+    if not (_plain_vector(gamma, t, D, True, True, False)
+            and _plain_vector(beta, t, D, True, True, False)):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    y = _plain_out(out, xa, t, (x, gamma, beta))
+    if y is None:
+        return None
+    cdef cnp.npy_intp n = outer
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
+    norm_forward(xa, y, (outer, 1, 1, D, 1), gamma, beta, e, centered, mean, invstd, n_threads)
+    return y, (_stat_of(mean, xa, t) if centered else None), _stat_of(invstd, xa, t)
+
+
+def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int n_threads,
+                            out=None):
+    """(dx, dgamma, dbeta) of layer_norm_backward (centered) or rms_norm_backward (mean ignored,
+    dbeta None) in the plain case, else None."""
+    cdef int64_t outer, D
+    cdef int t = _plain_trailing(x, axis, &outer, &D)
+    if t < 0 or _float_type(dy) != t:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
+    cdef int i, nd = cnp.PyArray_NDIM(xa)
+    if cnp.PyArray_NDIM(dya) != nd:
+        return None
+    for i in range(nd):
+        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
+            return None
+    if not ((not centered or _plain_stat(mean, xa, t)) and _plain_stat(invstd, xa, t)
+            and _plain_vector(gamma, t, D, True, True, False)):
+        return None
+    if not centered:
+        mean = None
+    dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma))
+    if dx is None:
+        return None
+    m = None if mean is None else cnp.PyArray_Cast(<cnp.ndarray>mean, cnp.NPY_FLOAT64)
+    s = cnp.PyArray_Cast(<cnp.ndarray>invstd, cnp.NPY_FLOAT64)
+    cdef cnp.npy_intp d = D
+    cdef cnp.ndarray dgamma = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0)
+    dbeta = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0) if centered else None
+    norm_backward(dya, xa, dx, (outer, 1, 1, D, 1), m, s, gamma, centered, dgamma, dbeta,
+                  n_threads)
+    return (dx, _vector_of(<const double *>cnp.PyArray_DATA(dgamma), D, t),
+            None if dbeta is None else
+            _vector_of(<const double *>cnp.PyArray_DATA(<cnp.ndarray>dbeta), D, t))

@@ -200,9 +200,9 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
     ...                        .astype(np.float16)))
     True
     """
-    if out is None and relu is False and residual is None:   # the plain case, in Cython
+    if relu is False and residual is None:   # the plain case, in Cython
         plain = _batchnorm.train_plain(x, gamma, beta, axis, eps, running_mean, running_var,
-                                       momentum, _config.get_num_threads())
+                                       momentum, _config.get_num_threads(), out)
         if plain is not None:
             y, mean, invstd, pending = plain
             if pending is not None:   # a non-finite channel: warn, then update
@@ -286,9 +286,9 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     array([[0. , 0.5],
            [0. , 1. ]])
     """
-    if out is None and relu is False and residual is None:   # the plain case, in Cython
+    if relu is False and residual is None:   # the plain case, in Cython
         y = _batchnorm.infer_plain(x, running_mean, running_var, gamma, beta, axis, eps,
-                                   _config.get_num_threads())
+                                   _config.get_num_threads(), out)
         if y is not None:
             return y
     x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)
@@ -396,9 +396,9 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
     >>> grads.dbeta
     array([0., 2.])
     """
-    if out is None and y is None and dresidual is None:   # the plain case, in Cython
+    if y is None and dresidual is None:   # the plain case, in Cython
         plain = _batchnorm.backward_plain(dy, x, mean, invstd, gamma, axis,
-                                          _config.get_num_threads())
+                                          _config.get_num_threads(), out)
         if plain is not None:
             return BatchNormGrads(*plain)
     x = v.input_array(x, "x", 2, v.BATCH_LAYOUT, half=True)

@@ -258,6 +258,11 @@ def layer_norm(x, gamma=None, beta=None, *, axis=-1, eps=1e-5, out=None, relu=Fa
     array([[0. , 0. ],
            [0. , 1.5]], dtype=float32)
     """
+    if relu is False and residual is None:   # the plain case, in Cython
+        plain = _norm.trailing_forward_plain(x, gamma, beta, axis, eps, True,
+                                             _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _trailing_plan(x, axis)
     return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
@@ -329,6 +334,11 @@ def layer_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=-1, out=None, y
     array([[0., 1.],
            [0., 1.]])
     """
+    if y is None and dresidual is None:   # the plain case, in Cython
+        plain = _norm.trailing_backward_plain(dy, x, mean, invstd, gamma, axis, True,
+                                              _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _trailing_plan(x, axis)
     return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)
 
@@ -387,6 +397,11 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual
     array([[0.      , 0.131371],
            [0.      , 0.414214]])
     """
+    if relu is False and residual is None:   # the plain case, in Cython
+        plain = _norm.trailing_forward_plain(x, gamma, None, axis, eps, False,
+                                             _config.get_num_threads(), out)
+        if plain is not None:
+            return plain[0], plain[2]
     x, plan = _trailing_plan(x, axis)
     y, _, invrms = _forward(x, plan, gamma, None, eps, out, False, relu, residual)
     return y, invrms
@@ -454,6 +469,11 @@ def rms_norm_backward(dy, x, invrms, gamma=None, *, axis=-1, out=None, y=None,
     >>> dres
     array([[0., 1.]])
     """
+    if y is None and dresidual is None:   # the plain case, in Cython
+        plain = _norm.trailing_backward_plain(dy, x, None, invrms, gamma, axis, False,
+                                              _config.get_num_threads(), out)
+        if plain is not None:
+            return plain[0], plain[1]
     x, plan = _trailing_plan(x, axis)
     dx, dgamma, _ = _backward(dy, x, plan, None, invrms, gamma, out, False, y, dresidual)
     return dx, dgamma

@@ -1,13 +1,14 @@
-"""Layer and RMS norm's plain-case path (checked and run in Cython) and their general path
+"""The normalization family's plain-case path (checked and run in Cython) and its general path
 (validated in Python) are one function, as batch norm's (tests/test_batchnorm_paths.py).
 
 Specification:
-- A plain call -- x a C-contiguous float32/float64 ndarray in native byte order normalized over
-  its last axis (``axis`` a Python int, -1 or ndim - 1), gamma, beta and the statistics plain
-  arrays of x's dtype and their shapes, eps a Python float > 0, no fused part, ``out`` absent or
-  a plain array sharing no memory with the inputs or x itself (dy for the backward) -- takes the
-  Cython path (``fastbn._norm.trailing_*_plain`` returns a result, and the ``out`` given) and
-  gives exactly the bits of the general path.
+- A plain call -- x a C-contiguous float32/float64 ndarray in native byte order; layer and RMS
+  norm over its last axis (``axis`` a Python int, -1 or ndim - 1), group and instance norm on a
+  channel axis other than 0 (a Python int; ``num_groups`` a Python int dividing the channels);
+  gamma, beta and the statistics plain arrays of x's dtype and their shapes, eps a Python
+  float > 0, no fused part, ``out`` absent or a plain array sharing no memory with the inputs or
+  x itself (dy for the backward) -- takes the Cython path (``fastbn._norm.*_plain`` returns a
+  result, and the ``out`` given) and gives exactly the bits of the general path.
 - Anything else makes the Cython path decline (return None) before it writes anything; the
   general path then validates it (tests/test_norm_api.py checks the errors).
 """
@@ -169,3 +170,104 @@ def test_the_backward_declines_anything_else_and_writes_nothing(rng, change):
     assert _norm.trailing_backward_plain(a["dy"], a["x"], a["mean"], a["invstd"], a["gamma"],
                                          a["axis"], True, 1, a["out"]) is None
     _unchanged(a, before)
+
+
+GROUP_CASES = [((2, 6, 5), 1, 3), ((3, 4, 5, 6), 1, 2), ((3, 5, 6, 4), -1, 4), ((2, 8), 1, 8),
+               ((2, 8), -1, None)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis, groups", GROUP_CASES, ids=str)
+def test_group_and_instance_norm_paths_give_the_same_bits(rng, shape, axis, groups, dtype):
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    C = shape[axis]
+    g, b = rng.uniform(0.5, 2, C).astype(dtype), rng.standard_normal(C).astype(dtype)
+    if groups is None:
+        fwd = lambda **kw: fastbn.instance_norm(x, g, b, axis=axis, **kw)
+        bwd = lambda m, s, **kw: fastbn.instance_norm_backward(dy, x, m, s, g, axis=axis, **kw)
+    else:
+        fwd = lambda **kw: fastbn.group_norm(x, groups, g, b, axis=axis, **kw)
+        bwd = lambda m, s, **kw: fastbn.group_norm_backward(dy, x, m, s, groups, g, axis=axis,
+                                                            **kw)
+    plain = fwd()
+    assert _norm.group_forward_plain(x, groups, g, b, axis, 1e-5, 1) is not None
+    for p, q in zip(plain, fwd(eps=np.float64(1e-5))):
+        same_bits(p, q)
+    _, mean, invstd = plain
+    assert _norm.group_backward_plain(dy, x, mean, invstd, groups, g, axis, 1) is not None
+    for p, q in zip(bwd(mean, invstd), bwd(mean, invstd, out=strided_out(x))):
+        same_bits(p, q)
+
+    xi, dyi = x.copy(), dy.copy()
+    assert _norm.group_forward_plain(xi, groups, g, b, axis, 1e-5, 1, xi)[0] is xi
+    same_bits(xi, plain[0])
+    assert _norm.group_backward_plain(dyi, x, mean, invstd, groups, g, axis, 1, dyi)[0] is dyi
+    same_bits(dyi, bwd(mean, invstd)[0])
+
+
+def _group_args(rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    g, b = np.ones(4, np.float32), np.zeros(4, np.float32)
+    _, mean, invstd = fastbn.group_norm(x, 2, g, b)
+    return dict(x=x, dy=x.copy(), groups=2, gamma=g, beta=b, axis=1, eps=1e-5, mean=mean,
+                invstd=invstd, out=np.zeros_like(x))
+
+
+GROUP_DECLINED = {
+    "groups a numpy int": lambda a: a.update(groups=np.int64(2)),
+    "groups a bool": lambda a: a.update(groups=True),
+    "groups 3 of 4 channels": lambda a: a.update(groups=3),
+    "groups 0": lambda a: a.update(groups=0),
+    "axis 0": lambda a: a.update(axis=0),
+    "axis out of range": lambda a: a.update(axis=3),
+    "x 1-d": lambda a: a.update(x=a["x"][0, 0], dy=a["dy"][0, 0]),
+    "x no samples": lambda a: a.update(x=np.zeros((0, 4, 5), np.float32)),
+    "gamma too short": lambda a: a.update(gamma=a["gamma"][:2]),
+    "out holding gamma": lambda a: a.update(gamma=a["out"][0, 0, :4]),
+}
+GROUP_FORWARD = {**GROUP_DECLINED,
+                 "out holding beta": lambda a: a.update(beta=a["out"][0, 0, :4])}
+GROUP_BACKWARD = {**GROUP_DECLINED,
+                  "out is x": lambda a: a.update(out=a["x"]),
+                  "mean (N, C)": lambda a: a.update(mean=np.zeros((3, 4), np.float32)),
+                  "invstd float64": lambda a: a.update(invstd=a["invstd"].astype(np.float64))}
+
+
+def _before(a):
+    return {k: np.array(v, copy=True) for k, v in a.items() if isinstance(v, np.ndarray)}
+
+
+@pytest.mark.parametrize("change", GROUP_FORWARD.values(), ids=GROUP_FORWARD.keys())
+def test_the_group_forward_declines_anything_else_and_writes_nothing(rng, change):
+    a = _group_args(rng)
+    change(a)
+    before = _before(a)
+    assert _norm.group_forward_plain(a["x"], a["groups"], a["gamma"], a["beta"], a["axis"],
+                                     a["eps"], 1, a["out"]) is None
+    _unchanged(a, before)
+
+
+@pytest.mark.parametrize("change", GROUP_BACKWARD.values(), ids=GROUP_BACKWARD.keys())
+def test_the_group_backward_declines_anything_else_and_writes_nothing(rng, change):
+    a = _group_args(rng)
+    change(a)
+    before = _before(a)
+    assert _norm.group_backward_plain(a["dy"], a["x"], a["mean"], a["invstd"], a["groups"],
+                                      a["gamma"], a["axis"], 1, a["out"]) is None
+    _unchanged(a, before)
+
+
+@pytest.mark.parametrize("axis", [2**70, -2**70, 2**40])
+def test_an_axis_of_any_size_is_declined_and_named(rng, axis):
+    """Compared as Python ints, not converted to C: no OverflowError, the general path's
+    ValueError naming axis."""
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    assert _norm.trailing_forward_plain(x, None, None, axis, 1e-5, True, 1) is None
+    assert _norm.group_forward_plain(x, 2, None, None, axis, 1e-5, 1) is None
+    for call in (lambda: fastbn.layer_norm(x, axis=axis), lambda: fastbn.rms_norm(x, axis=axis),
+                 lambda: fastbn.group_norm(x, 2, axis=axis),
+                 lambda: fastbn.instance_norm(x, axis=axis),
+                 lambda: fastbn.batch_norm_train(x, axis=axis)):
+        with pytest.raises(ValueError, match="^axis: "):
+            call()

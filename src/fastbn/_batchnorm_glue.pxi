@@ -395,7 +395,7 @@ cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint conti
 
 cdef int _plain_axis(object axis, int ndim):
     """The normalized channel axis, or -1 if axis is not a plain int in range."""
-    if type(axis) is not int:
+    if type(axis) is not int or not -ndim <= axis < ndim:   # compared as Python ints: any size
         return -1
     cdef long a = axis
     if a < -ndim or a >= ndim:

@@ -185,3 +185,24 @@ def trailing_backward_plain(
     n_threads: int,
     out: object = ...,
 ) -> Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]: ...
+def group_forward_plain(
+    x: object,
+    num_groups: object,
+    gamma: object,
+    beta: object,
+    axis: object,
+    eps: object,
+    n_threads: int,
+    out: object = ...,
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+def group_backward_plain(
+    dy: object,
+    x: object,
+    mean: object,
+    invstd: object,
+    num_groups: object,
+    gamma: object,
+    axis: object,
+    n_threads: int,
+    out: object = ...,
+) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...

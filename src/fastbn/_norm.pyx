@@ -203,23 +203,24 @@ def norm_backward(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, tuple view, mea
 include "_batchnorm_glue.pxi"
 
 
-# ---- layer and RMS norm's plain case ----------------------------------------------------------
+# ---- the family's plain case ------------------------------------------------------------------
 # As batch norm's (the glue's "Small calls"): the public function's arguments as they came, taken
-# here when x is a plain float32/float64 array normalized over its last axis (a Python int axis),
-# gamma, beta and the statistics plain too, eps a Python float > 0, no fused part and out absent
-# or plain (_plain_out); anything else returns None before writing, and the general path
-# validates it.  Both paths call norm_forward / norm_backward with the same view: the same bits.
+# here when x is a plain float32/float64 array -- layer and RMS norm over its last axis, group and
+# instance norm on a channel axis other than 0 (a Python int axis; num_groups a Python int
+# dividing the channels) -- gamma, beta and the statistics plain too, eps a Python float > 0, no
+# fused part and out absent or plain (_plain_out); anything else returns None before writing, and
+# the general path validates it.  Both paths call norm_forward / norm_backward with the same view:
+# the same bits.
 
 cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) except -2:
     """The type of x when it is plain with ``axis`` its last axis and values to normalize, with
     (outer, D): x seen as rows of D values; else -1."""
     cdef int t = _float_type(x)
-    if t < 0 or type(axis) is not int:
+    if t < 0:
         return -1
     cdef cnp.ndarray xa = <cnp.ndarray>x
     cdef int nd = cnp.PyArray_NDIM(xa)
-    cdef long a = axis
-    if nd < 1 or (a != -1 and a != nd - 1):
+    if nd < 1 or _plain_axis(axis, nd) != nd - 1:
         return -1
     D[0] = cnp.PyArray_DIM(xa, nd - 1)
     if D[0] < 1 or cnp.PyArray_SIZE(xa) < 1:
@@ -228,24 +229,23 @@ cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) exce
     return t
 
 
-cdef bint _plain_stat(object a, cnp.ndarray xa, int t):
-    """a is a plain array of type t shaped as x without its last axis (a statistic)."""
+cdef bint _plain_stat(object a, int nd, const cnp.npy_intp *dims, int t):
+    """a is a plain array of type t and shape dims[:nd] (a statistic)."""
     if _float_type(a) != t:
         return False
     cdef cnp.ndarray s = <cnp.ndarray>a
-    cdef int i, nd = cnp.PyArray_NDIM(xa)
-    if cnp.PyArray_NDIM(s) != nd - 1:
+    cdef int i
+    if cnp.PyArray_NDIM(s) != nd:
         return False
-    for i in range(nd - 1):
-        if cnp.PyArray_DIM(s, i) != cnp.PyArray_DIM(xa, i):
+    for i in range(nd):
+        if cnp.PyArray_DIM(s, i) != dims[i]:
             return False
     return True
 
 
-cdef cnp.ndarray _stat_of(cnp.ndarray src, cnp.ndarray xa, int t):
-    """src (float64, one value per row of x) as an array of type t shaped as x without its last
-    axis."""
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa) - 1, cnp.PyArray_DIMS(xa), t, 0)
+cdef cnp.ndarray _stat_of(cnp.ndarray src, int nd, cnp.npy_intp *dims, int t):
+    """src (float64, as many values as dims[:nd] holds) as an array of type t and that shape."""
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)
     cdef const double *s = <const double *>cnp.PyArray_DATA(src)
     cdef Py_ssize_t i, n = cnp.PyArray_SIZE(out)
     cdef float *o32
@@ -282,7 +282,9 @@ def trailing_forward_plain(x, gamma, beta, axis, eps, bint centered, int n_threa
     cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
     cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
     norm_forward(xa, y, (outer, 1, 1, D, 1), gamma, beta, e, centered, mean, invstd, n_threads)
-    return y, (_stat_of(mean, xa, t) if centered else None), _stat_of(invstd, xa, t)
+    cdef int nd = cnp.PyArray_NDIM(xa) - 1   # the statistics: x's shape without the last axis
+    return (y, (_stat_of(mean, nd, cnp.PyArray_DIMS(xa), t) if centered else None),
+            _stat_of(invstd, nd, cnp.PyArray_DIMS(xa), t))
 
 
 def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int n_threads,
@@ -300,21 +302,106 @@ def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int
     for i in range(nd):
         if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
             return None
-    if not ((not centered or _plain_stat(mean, xa, t)) and _plain_stat(invstd, xa, t)
-            and _plain_vector(gamma, t, D, True, True, False)):
+    if not ((not centered or _plain_stat(mean, nd - 1, cnp.PyArray_DIMS(xa), t))
+            and _plain_stat(invstd, nd - 1, cnp.PyArray_DIMS(xa), t)):
         return None
-    if not centered:
-        mean = None
-    dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma))
+    return _plain_backward(dya, xa, t, mean if centered else None, invstd, gamma,
+                           (outer, 1, 1, D, 1), centered, n_threads, out)
+
+
+cdef object _plain_backward(cnp.ndarray dya, cnp.ndarray xa, int t, mean, invstd, gamma,
+                            tuple view, bint centered, int n_threads, out):
+    """(dx, dgamma, dbeta) of a plain backward whose dy, x, mean (None when not centered) and
+    invstd are checked; gamma (C values) and out checked here; else None."""
+    cdef int64_t C = view[2] * view[3]
+    if not _plain_vector(gamma, t, C, True, True, False):
+        return None
+    dx = _plain_out(out, xa, t, (dya, xa, mean, invstd, gamma))
     if dx is None:
         return None
     m = None if mean is None else cnp.PyArray_Cast(<cnp.ndarray>mean, cnp.NPY_FLOAT64)
     s = cnp.PyArray_Cast(<cnp.ndarray>invstd, cnp.NPY_FLOAT64)
-    cdef cnp.npy_intp d = D
+    cdef cnp.npy_intp d = C
     cdef cnp.ndarray dgamma = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0)
     dbeta = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0) if centered else None
-    norm_backward(dya, xa, dx, (outer, 1, 1, D, 1), m, s, gamma, centered, dgamma, dbeta,
-                  n_threads)
-    return (dx, _vector_of(<const double *>cnp.PyArray_DATA(dgamma), D, t),
+    norm_backward(dya, xa, dx, view, m, s, gamma, centered, dgamma, dbeta, n_threads)
+    return (dx, _vector_of(<const double *>cnp.PyArray_DATA(dgamma), C, t),
             None if dbeta is None else
-            _vector_of(<const double *>cnp.PyArray_DATA(<cnp.ndarray>dbeta), D, t))
+            _vector_of(<const double *>cnp.PyArray_DATA(<cnp.ndarray>dbeta), C, t))
+
+
+cdef int _plain_group(object x, object num_groups, object axis, int64_t view[5]) except -2:
+    """The type of x when it is plain, with a Python int channel axis other than 0 whose C
+    channels num_groups (a Python int; None: instance norm, one group a channel) divides, and
+    values in every group, with view: x as (N, mid, G, Cg, inner); else -1."""
+    cdef int t = _float_type(x)
+    if t < 0:
+        return -1
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int i, nd = cnp.PyArray_NDIM(xa), ax = _plain_axis(axis, nd)
+    if nd < 2 or ax < 1:
+        return -1
+    cdef int64_t C = cnp.PyArray_DIM(xa, ax), G
+    if num_groups is None:
+        G = C
+    elif type(num_groups) is int and 1 <= num_groups <= C:
+        G = num_groups
+    else:
+        return -1
+    if C < 1 or C % G:
+        return -1
+    view[0], view[1], view[2], view[3], view[4] = cnp.PyArray_DIM(xa, 0), 1, G, C // G, 1
+    for i in range(1, ax):
+        view[1] *= cnp.PyArray_DIM(xa, i)
+    for i in range(ax + 1, nd):
+        view[4] *= cnp.PyArray_DIM(xa, i)
+    if view[0] < 1 or view[1] * view[4] < 1:
+        return -1
+    return t
+
+
+def group_forward_plain(x, num_groups, gamma, beta, axis, eps, int n_threads, out=None):
+    """(y, mean, invstd) of group_norm (instance_norm: num_groups None) in the plain case, else
+    None."""
+    cdef int64_t view[5]
+    cdef int t = _plain_group(x, num_groups, axis, view)
+    if t < 0 or type(eps) is not float:
+        return None
+    cdef double e = eps
+    cdef int64_t C = view[2] * view[3]
+    if not (e > 0.0) or not (_plain_vector(gamma, t, C, True, True, False)
+                             and _plain_vector(beta, t, C, True, True, False)):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    y = _plain_out(out, xa, t, (x, gamma, beta))
+    if y is None:
+        return None
+    cdef cnp.npy_intp sdims[2]
+    sdims[0], sdims[1] = view[0], view[2]
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
+    norm_forward(xa, y, (view[0], view[1], view[2], view[3], view[4]), gamma, beta, e, True, mean,
+                 invstd, n_threads)
+    return y, _stat_of(mean, 2, sdims, t), _stat_of(invstd, 2, sdims, t)
+
+
+def group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis, int n_threads, out=None):
+    """(dx, dgamma, dbeta) of group_norm_backward (instance_norm_backward: num_groups None) in
+    the plain case, else None."""
+    cdef int64_t view[5]
+    cdef int t = _plain_group(x, num_groups, axis, view)
+    if t < 0 or _float_type(dy) != t:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
+    cdef int i, nd = cnp.PyArray_NDIM(xa)
+    if cnp.PyArray_NDIM(dya) != nd:
+        return None
+    for i in range(nd):
+        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
+            return None
+    cdef cnp.npy_intp sdims[2]
+    sdims[0], sdims[1] = view[0], view[2]
+    if not (_plain_stat(mean, 2, sdims, t) and _plain_stat(invstd, 2, sdims, t)):
+        return None
+    return _plain_backward(dya, xa, t, mean, invstd, gamma,
+                           (view[0], view[1], view[2], view[3], view[4]), True, n_threads, out)

@@ -540,6 +540,11 @@ def group_norm(x, num_groups, gamma=None, beta=None, *, axis=1, eps=1e-5, out=No
     >>> fastbn.group_norm(x, 2, eps=1e-12, relu=True, residual=np.full_like(x, 0.5))[0]
     array([[0. , 1.5, 0. , 1.5]])
     """
+    if relu is False and residual is None and num_groups is not None:   # plain, in Cython
+        plain = _norm.group_forward_plain(x, num_groups, gamma, beta, axis, eps,
+                                          _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _group_plan(x, num_groups, axis)
     return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
@@ -604,6 +609,11 @@ def group_norm_backward(dy, x, mean, invstd, num_groups, gamma=None, *, axis=1, 
     >>> dres
     array([[0., 1., 0., 1.]])
     """
+    if y is None and dresidual is None and num_groups is not None:   # plain, in Cython
+        plain = _norm.group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis,
+                                           _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _group_plan(x, num_groups, axis)
     return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)
 
@@ -661,6 +671,11 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=
     array([[[0. , 1.5],
             [0. , 1.5]]])
     """
+    if relu is False and residual is None:   # the plain case, in Cython
+        plain = _norm.group_forward_plain(x, None, gamma, beta, axis, eps,
+                                          _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _group_plan(x, None, axis, instance=True)
     return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
 
@@ -720,5 +735,10 @@ def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None,
     array([[[0., 1.],
             [0., 1.]]])
     """
+    if y is None and dresidual is None:   # the plain case, in Cython
+        plain = _norm.group_backward_plain(dy, x, mean, invstd, None, gamma, axis,
+                                           _config.get_num_threads(), out)
+        if plain is not None:
+            return plain
     x, plan = _group_plan(x, None, axis, instance=True)
     return _backward(dy, x, plan, mean, invstd, gamma, out, True, y, dresidual)

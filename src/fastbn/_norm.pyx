@@ -229,8 +229,8 @@ cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) exce
     return t
 
 
-cdef bint _plain_stat(object a, int nd, const cnp.npy_intp *dims, int t):
-    """a is a plain array of type t and shape dims[:nd] (a statistic)."""
+cdef bint _plain_shaped(object a, int nd, const cnp.npy_intp *dims, int t):
+    """a is a plain array of type t and shape dims[:nd] (dy, a statistic)."""
     if _float_type(a) != t:
         return False
     cdef cnp.ndarray s = <cnp.ndarray>a
@@ -261,30 +261,41 @@ cdef cnp.ndarray _stat_of(cnp.ndarray src, int nd, cnp.npy_intp *dims, int t):
     return out
 
 
+cdef tuple _plain_forward(cnp.ndarray xa, int t, tuple view, gamma, beta, eps, bint centered,
+                          int n_threads, out):
+    """(y, mean, invstd) of a plain forward whose x is checked, the statistics float64 (one per
+    group, outer * G); eps, gamma and beta (C values each) and out checked here; else None."""
+    if type(eps) is not float:
+        return None
+    cdef double e = eps
+    cdef int64_t C = view[2] * view[3]
+    if not (e > 0.0) or not (_plain_vector(gamma, t, C, True, True, False)
+                             and _plain_vector(beta, t, C, True, True, False)):
+        return None
+    y = _plain_out(out, xa, t, (xa, gamma, beta))
+    if y is None:
+        return None
+    cdef cnp.npy_intp n = view[0] * view[2]
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
+    cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
+    norm_forward(xa, y, view, gamma, beta, e, centered, mean, invstd, n_threads)
+    return y, mean, invstd
+
+
 def trailing_forward_plain(x, gamma, beta, axis, eps, bint centered, int n_threads, out=None):
     """(y, mean, invstd) of layer_norm (centered) or rms_norm (mean None) in the plain case,
     else None."""
     cdef int64_t outer, D
     cdef int t = _plain_trailing(x, axis, &outer, &D)
-    if t < 0 or type(eps) is not float:
-        return None
-    cdef double e = eps
-    if not (e > 0.0):
-        return None
-    if not (_plain_vector(gamma, t, D, True, True, False)
-            and _plain_vector(beta, t, D, True, True, False)):
+    if t < 0:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    y = _plain_out(out, xa, t, (x, gamma, beta))
-    if y is None:
+    r = _plain_forward(xa, t, (outer, 1, 1, D, 1), gamma, beta, eps, centered, n_threads, out)
+    if r is None:
         return None
-    cdef cnp.npy_intp n = outer
-    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
-    cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(1, &n, cnp.NPY_FLOAT64, 0)
-    norm_forward(xa, y, (outer, 1, 1, D, 1), gamma, beta, e, centered, mean, invstd, n_threads)
     cdef int nd = cnp.PyArray_NDIM(xa) - 1   # the statistics: x's shape without the last axis
-    return (y, (_stat_of(mean, nd, cnp.PyArray_DIMS(xa), t) if centered else None),
-            _stat_of(invstd, nd, cnp.PyArray_DIMS(xa), t))
+    return (r[0], (_stat_of(r[1], nd, cnp.PyArray_DIMS(xa), t) if centered else None),
+            _stat_of(r[2], nd, cnp.PyArray_DIMS(xa), t))
 
 
 def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int n_threads,
@@ -293,19 +304,16 @@ def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int
     dbeta None) in the plain case, else None."""
     cdef int64_t outer, D
     cdef int t = _plain_trailing(x, axis, &outer, &D)
-    if t < 0 or _float_type(dy) != t:
+    if t < 0:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
-    cdef int i, nd = cnp.PyArray_NDIM(xa)
-    if cnp.PyArray_NDIM(dya) != nd:
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef int nd = cnp.PyArray_NDIM(xa)
+    if not _plain_shaped(dy, nd, cnp.PyArray_DIMS(xa), t):
         return None
-    for i in range(nd):
-        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
-            return None
-    if not ((not centered or _plain_stat(mean, nd - 1, cnp.PyArray_DIMS(xa), t))
-            and _plain_stat(invstd, nd - 1, cnp.PyArray_DIMS(xa), t)):
+    if not ((not centered or _plain_shaped(mean, nd - 1, cnp.PyArray_DIMS(xa), t))
+            and _plain_shaped(invstd, nd - 1, cnp.PyArray_DIMS(xa), t)):
         return None
-    return _plain_backward(dya, xa, t, mean if centered else None, invstd, gamma,
+    return _plain_backward(<cnp.ndarray>dy, xa, t, mean if centered else None, invstd, gamma,
                            (outer, 1, 1, D, 1), centered, n_threads, out)
 
 
@@ -365,24 +373,15 @@ def group_forward_plain(x, num_groups, gamma, beta, axis, eps, int n_threads, ou
     None."""
     cdef int64_t view[5]
     cdef int t = _plain_group(x, num_groups, axis, view)
-    if t < 0 or type(eps) is not float:
+    if t < 0:
         return None
-    cdef double e = eps
-    cdef int64_t C = view[2] * view[3]
-    if not (e > 0.0) or not (_plain_vector(gamma, t, C, True, True, False)
-                             and _plain_vector(beta, t, C, True, True, False)):
-        return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
-    y = _plain_out(out, xa, t, (x, gamma, beta))
-    if y is None:
+    r = _plain_forward(<cnp.ndarray>x, t, (view[0], view[1], view[2], view[3], view[4]), gamma,
+                       beta, eps, True, n_threads, out)
+    if r is None:
         return None
     cdef cnp.npy_intp sdims[2]
     sdims[0], sdims[1] = view[0], view[2]
-    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
-    cdef cnp.ndarray invstd = cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
-    norm_forward(xa, y, (view[0], view[1], view[2], view[3], view[4]), gamma, beta, e, True, mean,
-                 invstd, n_threads)
-    return y, _stat_of(mean, 2, sdims, t), _stat_of(invstd, 2, sdims, t)
+    return r[0], _stat_of(r[1], 2, sdims, t), _stat_of(r[2], 2, sdims, t)
 
 
 def group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis, int n_threads, out=None):
@@ -390,18 +389,14 @@ def group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis, int n_thr
     the plain case, else None."""
     cdef int64_t view[5]
     cdef int t = _plain_group(x, num_groups, axis, view)
-    if t < 0 or _float_type(dy) != t:
+    if t < 0:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
-    cdef int i, nd = cnp.PyArray_NDIM(xa)
-    if cnp.PyArray_NDIM(dya) != nd:
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if not _plain_shaped(dy, cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t):
         return None
-    for i in range(nd):
-        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
-            return None
     cdef cnp.npy_intp sdims[2]
     sdims[0], sdims[1] = view[0], view[2]
-    if not (_plain_stat(mean, 2, sdims, t) and _plain_stat(invstd, 2, sdims, t)):
+    if not (_plain_shaped(mean, 2, sdims, t) and _plain_shaped(invstd, 2, sdims, t)):
         return None
-    return _plain_backward(dya, xa, t, mean, invstd, gamma,
+    return _plain_backward(<cnp.ndarray>dy, xa, t, mean, invstd, gamma,
                            (view[0], view[1], view[2], view[3], view[4]), True, n_threads, out)

@@ -2,7 +2,8 @@
 path (validated in Python) are one function.
 
 Specification:
-- A plain call -- C-contiguous ndarrays of one float dtype in native byte order, a Python int
+- A plain call -- C-contiguous ndarrays of one float dtype in native byte order (float32
+  per-channel arrays beside float16/bfloat16 tensors; tests/test_norm_paths.py), a Python int
   axis, Python floats (eps > 0), no fused part, ``out`` absent or a plain array that shares no
   memory with the inputs or is x itself (dy for the backward) -- takes the Cython path
   (``fastbn._batchnorm.*_plain`` returns a result, and the ``out`` given), and gives exactly the
@@ -138,7 +139,8 @@ DECLINED = {
     "x a list": lambda a: a.update(x=a["x"].tolist()),
     "x a subclass": lambda a: a.update(x=a["x"].view(_Sub)),
     "x not contiguous": lambda a: a.update(x=a["x"][::2]),
-    "x float16": lambda a: a.update(x=a["x"].astype(np.float16)),
+    "x float16, gamma float16": lambda a: a.update(x=a["x"].astype(np.float16),
+                                                   gamma=a["gamma"].astype(np.float16)),
     "x big-endian": lambda a: a.update(x=a["x"].astype(">f4")),
     "gamma big-endian": lambda a: a.update(gamma=a["gamma"].astype(">f4")),
     "beta big-endian": lambda a: a.update(beta=a["beta"].astype(">f4")),

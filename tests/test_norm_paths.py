@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastbn
-from fastbn import _norm
+from fastbn import _batchnorm, _norm
 
 SHAPES = [(7,), (5, 33), (3, 4, 65)]
 DTYPES = [np.float32, np.float64]
@@ -271,3 +271,57 @@ def test_an_axis_of_any_size_is_declined_and_named(rng, axis):
                  lambda: fastbn.batch_norm_train(x, axis=axis)):
         with pytest.raises(ValueError, match="^axis: "):
             call()
+
+
+try:
+    import ml_dtypes
+    BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:
+    BF16 = None
+HALF = [pytest.param(np.dtype(np.float16), id="f16"),
+        pytest.param(BF16, id="bf16",
+                     marks=pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed"))]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_tensors_take_the_cython_paths_with_float32_parameters(rng, dtype):
+    """float16 / bfloat16 x, dy, out with float32 gamma, beta, running buffers and statistics:
+    plain, the same bits as the general path; a half gamma is declined (the general path raises
+    its TypeError)."""
+    x = (rng.standard_normal((6, 4, 5)) * 2 + 1).astype(dtype)
+    dy = rng.standard_normal((6, 4, 5)).astype(dtype)
+    g4, b4 = rng.uniform(0.5, 2, 4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    g5, b5 = rng.uniform(0.5, 2, 5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    general = dict(eps=np.float64(1e-5))   # a NumPy float: the general path
+
+    def both(fwd, bwd, eps=1e-5):
+        """The plain forward and backward against the general ones, bit for bit."""
+        plain = fwd()
+        assert plain[0].dtype == dtype and all(p.dtype == np.float32 for p in plain[1:])
+        for p, q in zip(plain, fwd(eps=np.float64(eps))):
+            same_bits(p, q)
+        grads = bwd(plain, {})
+        assert grads[0].dtype == dtype and all(q.dtype == np.float32 for q in grads[1:])
+        for p, q in zip(grads, bwd(plain, {"out": strided_out(x)})):
+            same_bits(p, q)
+
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    assert _batchnorm.train_plain(x, g4, b4, 1, 1e-5, rm, rv, 0.1, 1) is not None
+    assert _batchnorm.infer_plain(x, rm, rv, g4, b4, 1, 1e-5, 1) is not None
+    both(lambda **kw: fastbn.batch_norm_train(x, g4, b4, **kw),
+         lambda p, kw: fastbn.batch_norm_backward(dy, x, p[1], p[2], g4, **kw))
+    same_bits(fastbn.batch_norm_infer(x, rm, rv, g4, b4),
+              fastbn.batch_norm_infer(x, rm, rv, g4, b4, **general))
+    assert _norm.trailing_forward_plain(x, g5, b5, -1, 1e-5, True, 1) is not None
+    both(lambda **kw: fastbn.layer_norm(x, g5, b5, **kw),
+         lambda p, kw: fastbn.layer_norm_backward(dy, x, p[1], p[2], g5, **kw))
+    both(lambda **kw: fastbn.rms_norm(x, g5, **kw),
+         lambda p, kw: fastbn.rms_norm_backward(dy, x, p[1], g5, **kw), eps=1e-6)
+    assert _norm.group_forward_plain(x, 2, g4, b4, 1, 1e-5, 1) is not None
+    both(lambda **kw: fastbn.group_norm(x, 2, g4, b4, **kw),
+         lambda p, kw: fastbn.group_norm_backward(dy, x, p[1], p[2], 2, g4, **kw))
+
+    gh = g5.astype(dtype)
+    assert _norm.trailing_forward_plain(x, gh, None, -1, 1e-5, True, 1) is None
+    with pytest.raises(TypeError, match="^gamma: "):
+        fastbn.layer_norm(x, gh)

@@ -361,20 +361,34 @@ def count_nonfinite(cnp.ndarray stats):
 
 # ---- the plain case of the public functions (see "Small calls" above) ------------------------
 
+cdef int _bf16_type = -1   # ml_dtypes' bfloat16 type number, once a bfloat16 array was seen
+
+
 cdef int _float_type(object a):
-    """NPY_FLOAT32 / NPY_FLOAT64 for a C-contiguous, aligned plain ndarray of that dtype in
-    native byte order, else -1 (the Python path copies the others: the C code reads elements as
-    T, which at an unaligned address is undefined behaviour)."""
+    """The type number of a C-contiguous, aligned plain ndarray of float32, float64, float16 or
+    bfloat16 in native byte order, else -1 (the Python path copies the others: the C code reads
+    elements as T, which at an unaligned address is undefined behaviour)."""
+    global _bf16_type
     if type(a) is not cnp.ndarray:
         return -1
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64 and t != cnp.NPY_FLOAT16
+            and t != _bf16_type):
+        if _bf16_type >= 0 or not (arr.dtype.name == "bfloat16" and arr.dtype.itemsize == 2):
+            return -1
+        _bf16_type = t
+    if not cnp.PyArray_ISNOTSWAPPED(arr):
         return -1
-    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        return -1
-    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
         return -1
     return t
+
+
+cdef inline int _params_type(int t) noexcept:
+    """The type number of the per-channel arrays and statistics beside tensors of type t:
+    float32 for the half types."""
+    return t if t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64 else cnp.NPY_FLOAT32
 
 
 cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint contiguous,
@@ -479,7 +493,7 @@ cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others):
 
 cdef int _plain_x(object x, object axis, int64_t min_count, int64_t *outer, int64_t *C,
                   int64_t *inner) except -2:
-    """The type of x (NPY_FLOAT32/64) and its layout when x is a plain C-contiguous float array of
+    """The type of x (_float_type) and its layout when x is a plain C-contiguous float array of
     ndim >= 2 with a plain int axis, at least one channel and min_count values per channel;
     else -1."""
     cdef int t = _float_type(x)
@@ -502,16 +516,16 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     the (3, C) float64 statistics: some channel is not finite, and the caller warns, then updates
     the running buffers with update_running."""
     cdef int64_t outer, C, inner
-    cdef int t = _plain_x(x, axis, 2, &outer, &C, &inner)
+    cdef int t = _plain_x(x, axis, 2, &outer, &C, &inner), pt = _params_type(t)
     if t < 0 or type(eps) is not float or type(momentum) is not float:
         return None
     cdef double e = eps, mom = momentum
     if not (e > 0.0) or not (0.0 <= mom <= 1.0):
         return None
-    if not (_plain_vector(gamma, t, C, True, True, False)
-            and _plain_vector(beta, t, C, True, True, False)
-            and _plain_vector(running_mean, t, C, True, False, True)
-            and _plain_vector(running_var, t, C, True, False, True)):
+    if not (_plain_vector(gamma, pt, C, True, True, False)
+            and _plain_vector(beta, pt, C, True, True, False)
+            and _plain_vector(running_mean, pt, C, True, False, True)
+            and _plain_vector(running_var, pt, C, True, False, True)):
         return None
     for w in (running_mean, running_var):
         if w is not None and (extents_meet(w, x) or extents_meet(w, gamma)
@@ -534,23 +548,23 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
         if _nonfinite(ps, ps + C, C):
             pending = stats     # the caller warns first: nothing is written before the warning
         else:
-            update_running(running_mean, running_var, stats, outer * inner, mom, t)
-    return y, _vector_of(ps, C, t), _vector_of(ps + 2 * C, C, t), pending
+            update_running(running_mean, running_var, stats, outer * inner, mom, pt)
+    return y, _vector_of(ps, C, pt), _vector_of(ps + 2 * C, C, pt), pending
 
 
 def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_threads, out=None):
     """y of batch_norm_infer in the plain case, else None."""
     cdef int64_t outer, C, inner
-    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
+    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner), pt = _params_type(t)
     if t < 0 or type(eps) is not float:
         return None
     cdef double e = eps
     if not (e > 0.0):
         return None
-    if not (_plain_vector(running_mean, t, C, False, True, False)
-            and _plain_vector(running_var, t, C, False, True, False)
-            and _plain_vector(gamma, t, C, True, True, False)
-            and _plain_vector(beta, t, C, True, True, False)):
+    if not (_plain_vector(running_mean, pt, C, False, True, False)
+            and _plain_vector(running_var, pt, C, False, True, False)
+            and _plain_vector(gamma, pt, C, True, True, False)
+            and _plain_vector(beta, pt, C, True, True, False)):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
     y = _plain_out(out, xa, t, (x, running_mean, running_var, gamma, beta))
@@ -563,7 +577,7 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
 def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
     """(dx, dgamma, dbeta) of batch_norm_backward in the plain case, else None."""
     cdef int64_t outer, C, inner
-    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner)
+    cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner), pt = _params_type(t)
     if t < 0 or _float_type(dy) != t:
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
@@ -574,9 +588,9 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
     for i in range(nd):
         if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
             return None
-    if not (_plain_vector(mean, t, C, False, True, False)
-            and _plain_vector(invstd, t, C, False, True, False)
-            and _plain_vector(gamma, t, C, True, True, False)):
+    if not (_plain_vector(mean, pt, C, False, True, False)
+            and _plain_vector(invstd, pt, C, False, True, False)
+            and _plain_vector(gamma, pt, C, True, True, False)):
         return None
     dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma))
     if dx is None:
@@ -586,11 +600,11 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
     gdims[1] = C
     cdef cnp.ndarray grads = cnp.PyArray_EMPTY(2, gdims, cnp.NPY_FLOAT64, 0)
     cdef cnp.ndarray m, s
-    if t == cnp.NPY_FLOAT64:
+    if pt == cnp.NPY_FLOAT64:
         m, s = mean, invstd
     else:
         m = cnp.PyArray_Cast(<cnp.ndarray>mean, cnp.NPY_FLOAT64)
         s = cnp.PyArray_Cast(<cnp.ndarray>invstd, cnp.NPY_FLOAT64)
     backward(dya, xa, dx, outer, C, inner, m, s, gamma, grads, n_threads)
     cdef const double *pg = <const double *>cnp.PyArray_DATA(grads)
-    return dx, _vector_of(pg, C, t), _vector_of(pg + C, C, t)
+    return dx, _vector_of(pg, C, pt), _vector_of(pg + C, C, pt)

@@ -205,12 +205,12 @@ include "_batchnorm_glue.pxi"
 
 # ---- the family's plain case ------------------------------------------------------------------
 # As batch norm's (the glue's "Small calls"): the public function's arguments as they came, taken
-# here when x is a plain float32/float64 array -- layer and RMS norm over its last axis, group and
-# instance norm on a channel axis other than 0 (a Python int axis; num_groups a Python int
-# dividing the channels) -- gamma, beta and the statistics plain too, eps a Python float > 0, no
-# fused part and out absent or plain (_plain_out); anything else returns None before writing, and
-# the general path validates it.  Both paths call norm_forward / norm_backward with the same view:
-# the same bits.
+# here when x is a plain float32, float64, float16 or bfloat16 array -- layer and RMS norm over
+# its last axis, group and instance norm on a channel axis other than 0 (a Python int axis;
+# num_groups a Python int dividing the channels) -- gamma, beta and the statistics plain too
+# (float32 beside half tensors), eps a Python float > 0, no fused part and out absent or plain
+# (_plain_out); anything else returns None before writing, and the general path validates it.
+# Both paths call norm_forward / norm_backward with the same view: the same bits.
 
 cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) except -2:
     """The type of x when it is plain with ``axis`` its last axis and values to normalize, with
@@ -269,8 +269,9 @@ cdef tuple _plain_forward(cnp.ndarray xa, int t, tuple view, gamma, beta, eps, b
         return None
     cdef double e = eps
     cdef int64_t C = view[2] * view[3]
-    if not (e > 0.0) or not (_plain_vector(gamma, t, C, True, True, False)
-                             and _plain_vector(beta, t, C, True, True, False)):
+    cdef int pt = _params_type(t)
+    if not (e > 0.0) or not (_plain_vector(gamma, pt, C, True, True, False)
+                             and _plain_vector(beta, pt, C, True, True, False)):
         return None
     y = _plain_out(out, xa, t, (xa, gamma, beta))
     if y is None:
@@ -293,9 +294,9 @@ def trailing_forward_plain(x, gamma, beta, axis, eps, bint centered, int n_threa
     r = _plain_forward(xa, t, (outer, 1, 1, D, 1), gamma, beta, eps, centered, n_threads, out)
     if r is None:
         return None
-    cdef int nd = cnp.PyArray_NDIM(xa) - 1   # the statistics: x's shape without the last axis
-    return (r[0], (_stat_of(r[1], nd, cnp.PyArray_DIMS(xa), t) if centered else None),
-            _stat_of(r[2], nd, cnp.PyArray_DIMS(xa), t))
+    cdef int nd = cnp.PyArray_NDIM(xa) - 1, pt = _params_type(t)   # x's shape but the last axis
+    return (r[0], (_stat_of(r[1], nd, cnp.PyArray_DIMS(xa), pt) if centered else None),
+            _stat_of(r[2], nd, cnp.PyArray_DIMS(xa), pt))
 
 
 def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int n_threads,
@@ -310,8 +311,9 @@ def trailing_backward_plain(dy, x, mean, invstd, gamma, axis, bint centered, int
     cdef int nd = cnp.PyArray_NDIM(xa)
     if not _plain_shaped(dy, nd, cnp.PyArray_DIMS(xa), t):
         return None
-    if not ((not centered or _plain_shaped(mean, nd - 1, cnp.PyArray_DIMS(xa), t))
-            and _plain_shaped(invstd, nd - 1, cnp.PyArray_DIMS(xa), t)):
+    cdef int pt = _params_type(t)
+    if not ((not centered or _plain_shaped(mean, nd - 1, cnp.PyArray_DIMS(xa), pt))
+            and _plain_shaped(invstd, nd - 1, cnp.PyArray_DIMS(xa), pt)):
         return None
     return _plain_backward(<cnp.ndarray>dy, xa, t, mean if centered else None, invstd, gamma,
                            (outer, 1, 1, D, 1), centered, n_threads, out)
@@ -322,7 +324,8 @@ cdef object _plain_backward(cnp.ndarray dya, cnp.ndarray xa, int t, mean, invstd
     """(dx, dgamma, dbeta) of a plain backward whose dy, x, mean (None when not centered) and
     invstd are checked; gamma (C values) and out checked here; else None."""
     cdef int64_t C = view[2] * view[3]
-    if not _plain_vector(gamma, t, C, True, True, False):
+    cdef int pt = _params_type(t)
+    if not _plain_vector(gamma, pt, C, True, True, False):
         return None
     dx = _plain_out(out, xa, t, (dya, xa, mean, invstd, gamma))
     if dx is None:
@@ -333,9 +336,9 @@ cdef object _plain_backward(cnp.ndarray dya, cnp.ndarray xa, int t, mean, invstd
     cdef cnp.ndarray dgamma = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0)
     dbeta = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT64, 0) if centered else None
     norm_backward(dya, xa, dx, view, m, s, gamma, centered, dgamma, dbeta, n_threads)
-    return (dx, _vector_of(<const double *>cnp.PyArray_DATA(dgamma), C, t),
+    return (dx, _vector_of(<const double *>cnp.PyArray_DATA(dgamma), C, pt),
             None if dbeta is None else
-            _vector_of(<const double *>cnp.PyArray_DATA(<cnp.ndarray>dbeta), C, t))
+            _vector_of(<const double *>cnp.PyArray_DATA(<cnp.ndarray>dbeta), C, pt))
 
 
 cdef int _plain_group(object x, object num_groups, object axis, int64_t view[5]) except -2:
@@ -381,7 +384,8 @@ def group_forward_plain(x, num_groups, gamma, beta, axis, eps, int n_threads, ou
         return None
     cdef cnp.npy_intp sdims[2]
     sdims[0], sdims[1] = view[0], view[2]
-    return r[0], _stat_of(r[1], 2, sdims, t), _stat_of(r[2], 2, sdims, t)
+    cdef int pt = _params_type(t)
+    return r[0], _stat_of(r[1], 2, sdims, pt), _stat_of(r[2], 2, sdims, pt)
 
 
 def group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis, int n_threads, out=None):
@@ -396,7 +400,8 @@ def group_backward_plain(dy, x, mean, invstd, num_groups, gamma, axis, int n_thr
         return None
     cdef cnp.npy_intp sdims[2]
     sdims[0], sdims[1] = view[0], view[2]
-    if not (_plain_shaped(mean, 2, sdims, t) and _plain_shaped(invstd, 2, sdims, t)):
+    cdef int pt = _params_type(t)
+    if not (_plain_shaped(mean, 2, sdims, pt) and _plain_shaped(invstd, 2, sdims, pt)):
         return None
     return _plain_backward(<cnp.ndarray>dy, xa, t, mean, invstd, gamma,
                            (view[0], view[1], view[2], view[3], view[4]), True, n_threads, out)

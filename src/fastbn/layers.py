@@ -630,7 +630,8 @@ class LayerNorm(_NormLayer):
         self._init_fused(relu)
 
     def _axes(self):
-        return tuple(range(-len(self.normalized_shape), 0))
+        k = len(self.normalized_shape)
+        return -1 if k == 1 else tuple(range(-k, 0))   # one axis as an int: the plain path's
 
     def _check(self, x):
         k = len(self.normalized_shape)

@@ -407,6 +407,20 @@ cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint conti
             and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
 
 
+cdef bint _plain_shaped(object a, int nd, const cnp.npy_intp *dims, int t):
+    """a is a plain array of type t and shape dims[:nd] (dy, a statistic)."""
+    if _float_type(a) != t:
+        return False
+    cdef cnp.ndarray s = <cnp.ndarray>a
+    cdef int i
+    if cnp.PyArray_NDIM(s) != nd:
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIM(s, i) != dims[i]:
+            return False
+    return True
+
+
 cdef int _plain_axis(object axis, int ndim):
     """The normalized channel axis, or -1 if axis is not a plain int in range."""
     if type(axis) is not int or not -ndim <= axis < ndim:   # compared as Python ints: any size
@@ -578,16 +592,12 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
     """(dx, dgamma, dbeta) of batch_norm_backward in the plain case, else None."""
     cdef int64_t outer, C, inner
     cdef int t = _plain_x(x, axis, 1, &outer, &C, &inner), pt = _params_type(t)
-    if t < 0 or _float_type(dy) != t:
+    if t < 0:
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x, dya = <cnp.ndarray>dy
-    cdef int nd = cnp.PyArray_NDIM(xa)
-    if cnp.PyArray_NDIM(dya) != nd:
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if not _plain_shaped(dy, cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t):
         return None
-    cdef int i
-    for i in range(nd):
-        if cnp.PyArray_DIM(dya, i) != cnp.PyArray_DIM(xa, i):
-            return None
+    cdef cnp.ndarray dya = <cnp.ndarray>dy
     if not (_plain_vector(mean, pt, C, False, True, False)
             and _plain_vector(invstd, pt, C, False, True, False)
             and _plain_vector(gamma, pt, C, True, True, False)):

@@ -229,20 +229,6 @@ cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) exce
     return t
 
 
-cdef bint _plain_shaped(object a, int nd, const cnp.npy_intp *dims, int t):
-    """a is a plain array of type t and shape dims[:nd] (dy, a statistic)."""
-    if _float_type(a) != t:
-        return False
-    cdef cnp.ndarray s = <cnp.ndarray>a
-    cdef int i
-    if cnp.PyArray_NDIM(s) != nd:
-        return False
-    for i in range(nd):
-        if cnp.PyArray_DIM(s, i) != dims[i]:
-            return False
-    return True
-
-
 cdef cnp.ndarray _stat_of(cnp.ndarray src, int nd, cnp.npy_intp *dims, int t):
     """src (float64, as many values as dims[:nd] holds) as an array of type t and that shape."""
     cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)

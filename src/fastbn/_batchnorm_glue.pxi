@@ -454,22 +454,27 @@ def layout(cnp.ndarray x, int axis):
     return outer, C, inner
 
 
-cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
-    """A new 1-d array of type t holding src[0..C)."""
-    cdef cnp.npy_intp n = C
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &n, t, 0)
-    cdef Py_ssize_t i
+cdef cnp.ndarray _array_of(const double *src, int nd, cnp.npy_intp *dims, int t):
+    """A new array of type t (float32 or float64) and shape dims[:nd] holding src, in order."""
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(out)
     cdef float *o32
     cdef double *o64
     if t == cnp.NPY_FLOAT32:
         o32 = <float *>cnp.PyArray_DATA(out)
-        for i in range(C):
+        for i in range(n):
             o32[i] = <float>src[i]
     else:
         o64 = <double *>cnp.PyArray_DATA(out)
-        for i in range(C):
+        for i in range(n):
             o64[i] = src[i]
     return out
+
+
+cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
+    """A new 1-d array of type t holding src[0..C)."""
+    cdef cnp.npy_intp n = C
+    return _array_of(src, 1, &n, t)
 
 
 cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t):

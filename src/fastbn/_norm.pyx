@@ -231,20 +231,7 @@ cdef int _plain_trailing(object x, object axis, int64_t *outer, int64_t *D) exce
 
 cdef cnp.ndarray _stat_of(cnp.ndarray src, int nd, cnp.npy_intp *dims, int t):
     """src (float64, as many values as dims[:nd] holds) as an array of type t and that shape."""
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(nd, dims, t, 0)
-    cdef const double *s = <const double *>cnp.PyArray_DATA(src)
-    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(out)
-    cdef float *o32
-    cdef double *o64
-    if t == cnp.NPY_FLOAT32:
-        o32 = <float *>cnp.PyArray_DATA(out)
-        for i in range(n):
-            o32[i] = <float>s[i]
-    else:
-        o64 = <double *>cnp.PyArray_DATA(out)
-        for i in range(n):
-            o64[i] = s[i]
-    return out
+    return _array_of(<const double *>cnp.PyArray_DATA(src), nd, dims, t)
 
 
 cdef tuple _plain_forward(cnp.ndarray xa, int t, tuple view, gamma, beta, eps, bint centered,

@@ -13,8 +13,9 @@ Specification:
   and its window with the time left, cleared when the run ends; otherwise (stderr not a terminal,
   or no tqdm) a plain line as each window of each table starts, nothing per case.
 - ``--update-readme`` replaces only what lies between the bench markers.
-- The output opens with the machine: CPU, cores, caches and the last level's size, fastbn's
-  instruction set, NumPy's version, and the cold state's flush (three times the last-level cache).
+- The output opens with the machine: CPU, cores, caches and the last level's size, Linux's
+  transparent-huge-page mode, fastbn's instruction set, NumPy's version, and the cold state's
+  flush (three times the last-level cache).
 - Batch-norm rows are timed in each state of ``--state`` (default b2b, producer, cold), one row per
   (kernel, input, threads, state); the other areas keep their protocol (b2b). The state's step runs
   untimed before every timed call of every contender: b2b none (a call of its own), producer the
@@ -23,7 +24,9 @@ Specification:
   sysconf, then a documented default.
 - ``--big`` times batch norm on inputs of at least 4x the last-level cache.
 - Every contender of every batch-norm and norm-family case (fastbn, NumPy, torch) computes on the
-  case's own input.
+  case's own input.  The small calls' rows (named after the functions: a fully-connected
+  layer's batch norm, small layer, RMS and group norms) time fastbn writing into an output allocated once, and their times keep
+  their digits: under 0.1 ms, four decimals of a millisecond.
 - The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
   writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
   kernel's floor moves the bytes per element of its minimal traffic (8 to 28), and a full
@@ -60,6 +63,7 @@ from child import PKG_PARENT, run_python
 from fastbn.bench import _harness, _machine, _progress, floor
 from fastbn.bench import batchnorm as bn_cases
 from fastbn.bench import norms as norm_cases
+from fastbn.bench import small as small_cases
 from fastbn.bench import __main__ as report_main
 
 pytest.importorskip("scipy")   # the truncated-normal baseline
@@ -68,6 +72,9 @@ BENCH_SUITE = Path(__file__).resolve().parents[1] / "bench"
 BN_QUICK = ["kernel", "input", "threads", "state", "fastbn ms", "NumPy ms", "copyto ms",
             "floor ms"]
 OTHER_QUICK = ["kernel", "input", "threads", "fastbn ms", "baseline", "baseline ms", "copyto ms"]
+SMALL_CALLS = ["batch_norm_train", "batch_norm_infer", "batch_norm_backward", "layer_norm",
+               "layer_norm_backward", "rms_norm", "rms_norm_backward", "group_norm",
+               "group_norm_backward"]
 NUMBER = re.compile(r"^\d+\.\d+x?$")   # a time (1.234, 12.34) or a ratio (1.23, 1.23x)
 
 
@@ -104,6 +111,7 @@ def test_every_kernel_has_a_row_at_each_thread_count(report):
                                   "gn backward", "in forward", "in backward"}
     assert {"global_norm", "clip_grad_norm", "clip_grad_value", "init he_normal",
             "init truncated_normal"} <= {r[0] for r in other}
+    assert set(SMALL_CALLS) <= {r[0] for r in other}
     for case in {(r[0], r[1]) for r in bn}:   # every state at each thread count
         assert sorted((r[2], r[3]) for r in bn if (r[0], r[1]) == case) == [
             (n, s) for n in ("1", "2") for s in ("b2b", "cold", "producer")], case
@@ -471,10 +479,20 @@ def test_the_report_opens_with_the_machine(report):
     head = table.split("\n\n")[0].splitlines()
     assert head[0].startswith("Machine: CPU: ") and "logical CPUs" in head[0]
     assert head[1].startswith("caches ") and "last level " in head[1]
-    assert f"isa {_config.get_isa()}; numpy {np.__version__}; torch not used" in head[2]
+    assert head[2] == f"transparent huge pages: {_machine.huge_pages() or 'unknown'};"
+    assert f"isa {_config.get_isa()}; numpy {np.__version__}; torch not used" in head[3]
     llc, _ = _machine.last_level_cache()
-    assert head[3].startswith(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level")
-    assert head[3].endswith(".") and len(head) == 4
+    assert head[4].startswith(f"cold state: a flush of {3 * llc >> 20} MB (3x the last-level")
+    assert head[4].endswith(".") and len(head) == 5
+
+
+def test_the_huge_page_mode_is_the_bracketed_word_of_sysfs(tmp_path):
+    f = tmp_path / "enabled"
+    for text, mode in (("always [madvise] never\n", "madvise"), ("[always] madvise never", "always"),
+                       ("always madvise never", None)):
+        f.write_text(text)
+        assert _machine.huge_pages(f) == mode
+    assert _machine.huge_pages(tmp_path / "absent") is None
 
 
 def _fake_cache(root, index, level, kind, size):
@@ -607,6 +625,27 @@ def test_every_contender_times_its_own_case_s_input():
             assert out.shape == x.shape, (case.kernel, case.shape, name)
         if case.torch is not None:   # channels-last inputs are permuted views there
             assert _first_array(case.torch()).numel() == x.size, (case.kernel, case.shape)
+
+
+def test_small_calls_write_one_output_allocated_once_from_their_own_input():
+    torch = importlib.util.find_spec("torch") is not None
+    cases = small_cases.cases(torch=torch)
+    assert sorted(c.kernel for c in cases) == sorted(SMALL_CALLS)
+    for case in cases:
+        first, second = _first_array(case.fastbn()), _first_array(case.fastbn())
+        assert second is first, case.kernel   # the output of every call: allocated once
+        assert first.nbytes <= 1 << 15, case.shape   # small: a call's fixed cost decides its time
+        ref = _first_array(case.reference())
+        assert ref.shape == first.shape and not np.shares_memory(ref, first), case.kernel
+        assert np.allclose(first, ref, rtol=1e-4, atol=1e-4), case.kernel
+        assert case.roofline is not None and _harness._roofline_parts(case, 2) is None
+        if case.torch is not None:
+            assert _first_array(case.torch()).numel() == first.size, case.kernel
+
+
+def test_times_under_a_tenth_of_a_millisecond_keep_their_digits():
+    assert [_harness._ms(t) for t in (3.4e-6, 9.87e-5, 1.234e-4, 0.012345, None)] == [
+        "0.0034", "0.0987", "0.123", "12.35", ""]
 
 
 def test_a_full_batch_norm_table_fits_in_120_columns():

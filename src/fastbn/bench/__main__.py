@@ -20,8 +20,9 @@ import time
 
 from fastbn import _atomic, _config
 from fastbn.bench import _machine
-from fastbn.bench._harness import (MIN_TIME, SETTLE, STATES, WINDOWS, Flush, columns, in_windows,
-                                   markdown, measure, measure_alone, reuse_freed_memory, row)
+from fastbn.bench._harness import (MIN_TIME, SETTLE, STATES, WINDOWS, Flush, _ms, columns,
+                                   in_windows, markdown, measure, measure_alone,
+                                   reuse_freed_memory, row)
 from fastbn.bench._progress import progress
 
 # Above the tables of a --quick run: its figures are noise, and nothing in it is to be quoted.
@@ -29,7 +30,7 @@ QUICK_NOTE = ("**Not a measurement.** `--quick` times small inputs for a few rou
               "to check that every case runs: the times below are noise, and no ratio is given. "
               "Run without `--quick` for figures to compare.")
 
-AREAS = ["batchnorm", "norms", "clip", "init"]
+AREAS = ["batchnorm", "norms", "small", "clip", "init"]
 
 # Rounds per window of a batch-norm row in the producer and cold states (b2b rows and the other
 # areas: --rounds, default 5).  Their steps (a rewrite of the inputs, a 96 MB flush) cost as much
@@ -228,7 +229,7 @@ def alone_table(cases, results, threads, how, ratios=True):
     for case, t in zip(cases, results):
         copy = t["copyto"]
         if ratios:
-            cells = [f"{t[1] * 1e3:.3f}", _ms(copy), "" if copy is None else f"{t[1] / copy:.2f}"]
+            cells = [_ms(t[1]), _ms(copy), "" if copy is None else f"{t[1] / copy:.2f}"]
             for m in others:
                 cells += [_times(t[1], t[m]), _times(copy, t[("copyto", m)])]
         else:
@@ -238,11 +239,6 @@ def alone_table(cases, results, threads, how, ratios=True):
     return ("fastbn alone: its thread counts, a copy of the same tensor, and that copy cut into "
             "as many parts as threads and run on as many Python threads (the memory's scaling at "
             f"that moment), interleaved with each other only ({how}).\n\n" + "\n".join(lines))
-
-
-def _ms(t):
-    """Milliseconds with three decimals; blank for no time."""
-    return "" if t is None else f"{t * 1e3:.3f}"
 
 
 def _times(a, b):

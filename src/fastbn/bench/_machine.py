@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+SYSFS_THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 DEFAULT_LLC = 32 << 20
 
 
@@ -66,13 +67,24 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def huge_pages(path=SYSFS_THP):
+    """Linux's transparent-huge-page mode (the bracketed word of ``path``: always, madvise or
+    never), or None.  Under madvise, NumPy's arrays of 4 MB and more are on 2 MB pages and memory
+    that nobody asked that for (torch's allocations) on 4 KB pages, which stream slower."""
+    try:
+        m = re.search(r"\[(\w+)\]", Path(path).read_text())
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
 def _size(b):
     return f"{b >> 20} MB" if b >= 1 << 20 and not b % (1 << 20) else f"{b >> 10} KB"
 
 
 def describe(isa, torch_version=None):
-    """One line per fact: the CPU, its cores, its caches, fastbn's instruction set, the
-    versions of NumPy and torch."""
+    """One line per fact: the CPU, its cores, its caches, the huge-page mode, fastbn's
+    instruction set, the versions of NumPy and torch."""
     import numpy as np
     try:
         usable = len(os.sched_getaffinity(0))
@@ -84,6 +96,7 @@ def describe(isa, torch_version=None):
     return [f"CPU: {cpu_model()} ({platform.machine()}), {os.cpu_count()} logical CPUs, "
             f"{usable} usable by this process",
             f"caches (per CPU 0, data/unified): {cache_text}; last level {_size(llc)} ({source})",
+            f"transparent huge pages: {huge_pages() or 'unknown'}",
             f"fastbn {_version()} isa {isa}; numpy {np.__version__}; "
             f"torch {torch_version or 'not used'}; Python {platform.python_version()}"]
 

@@ -264,16 +264,20 @@ typedef struct {
 #define FB_ROWS_AT_ONCE 4
 
 /* Rows i..i+3 are read four at a time, four streams that the hardware prefetcher alone follows
- * slowly: the four rows after them (columns from `at` on), to be prefetched into L2 while these
- * are read (into L1 was slower); NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
+ * slowly: four rows ahead (columns from `at` on), the next four or, for short rows, those
+ * FB_PF_ROWS_AHEAD bytes on, to be prefetched into L2 while these are read (into L1 was
+ * slower); NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
 static FB_INLINE const S *FN(rows_pf_next)(const FN(rows_ctx) *k, const S *at, int64_t i)
 {
-    const int wide = k->p.V * (int64_t)sizeof(S) >= FB_PF_ROW_BYTES;
-    return wide && at && i + 2 * FB_ROWS_AT_ONCE <= k->p.R ? at + FB_ROWS_AT_ONCE * k->p.V : NULL;
+    const int64_t row = k->p.V * (int64_t)sizeof(S);
+    const int64_t ahead = row * FB_ROWS_AT_ONCE >= FB_PF_ROWS_AHEAD ? FB_ROWS_AT_ONCE
+                                                                      : FB_PF_ROWS_AHEAD / row;
+    const int wide = row >= FB_PF_ROW_BYTES;
+    return wide && at && i + FB_ROWS_AT_ONCE + ahead <= k->p.R ? at + ahead * k->p.V : NULL;
 }
 
 /* Once per line of progress along the columns (v counts from the tile's start): the line at v
- * in each of the next four rows nx (rows_pf_next), into L2. */
+ * in each of the four rows nx (rows_pf_next), into L2. */
 #define FB_ROWS_PF(nx, V, v)                                                                      \
     do {                                                                                          \
         if ((nx) && ((v) & (64 / (int64_t)sizeof(S) - 1)) == 0)                                   \

@@ -24,9 +24,9 @@ Specification:
   sysconf, then a documented default.
 - ``--big`` times batch norm on inputs of at least 4x the last-level cache.
 - Every contender of every batch-norm and norm-family case (fastbn, NumPy, torch) computes on the
-  case's own input.  The small calls' rows (named after the functions: a fully-connected
-  layer's batch norm, small layer, RMS and group norms) time fastbn writing into an output allocated once, and their times keep
-  their digits: under 0.1 ms, four decimals of a millisecond.
+  case's own input.  The small calls' rows (named after the functions: a fully-connected layer's
+  batch norm, small layer, RMS and group norms) time fastbn writing into an output allocated
+  once, and their times keep their digits: under 0.1 ms, four decimals of a millisecond.
 - The floor: a C kernel on fastbn's pool reads float32 arrays (its checksum that of the data) or
   writes their sum (exactly, aligned or not, in place of the cache or past it); each batch-norm
   kernel's floor moves the bytes per element of its minimal traffic (8 to 28), and a full
@@ -488,8 +488,8 @@ def test_the_report_opens_with_the_machine(report):
 
 def test_the_huge_page_mode_is_the_bracketed_word_of_sysfs(tmp_path):
     f = tmp_path / "enabled"
-    for text, mode in (("always [madvise] never\n", "madvise"), ("[always] madvise never", "always"),
-                       ("always madvise never", None)):
+    for text, mode in (("always [madvise] never\n", "madvise"),
+                       ("[always] madvise never", "always"), ("always madvise never", None)):
         f.write_text(text)
         assert _machine.huge_pages(f) == mode
     assert _machine.huge_pages(tmp_path / "absent") is None

@@ -1,12 +1,13 @@
 """Benchmark cases for small calls: a fully-connected layer's batch norm and a small network's
-layer, RMS and group norm (the inputs of the guide's "Small calls are cheap"), where a call's fixed cost (checking the arguments, choosing a path,
-waking threads) rather than memory decides its time.
+layer, RMS and group norm (the inputs of the guide's "Small calls are cheap"), where a call's
+fixed cost (checking the arguments, choosing a path, waking threads) rather than memory decides
+its time.
 
-The rows are named after the functions they call.  Each call writes into an output allocated once (``out=``), as a training loop that reuses its
-buffers does; torch's contenders allocate theirs, as torch's functional calls do.  The rows keep
-the b2b protocol of the other areas: each timed call follows a call of its own.  Their roofline
-is ``np.copyto`` of the input: the time of a NumPy call that touches as many bytes (with no
-two-thread figure: two Python threads would time waking them).
+The rows are named after the functions they call.  Each call writes into an output allocated
+once (``out=``), as a training loop that reuses its buffers does; torch's contenders allocate
+theirs, as torch's functional calls do.  The rows keep the b2b protocol of the other areas: each
+timed call follows a call of its own.  Their roofline is ``np.copyto`` of the input, a NumPy call
+that touches as many bytes (with no two-thread figure: two Python threads would time waking them).
 """
 import numpy as np
 

@@ -24,10 +24,10 @@
 /* The kernels (declared from the one kernel list, kernels.def; the instruction set is chosen
  * for the whole family by fb_kernels_set_isa).  _f32: tensors (x, y, dy, dx) and parameters
  * (gamma, beta, rmean, rvar) float; _f64: both double; _f16 / _bf16: tensors float16 / bfloat16
- * (uint16_t bits), parameters float, the elementwise arithmetic in float and each output rounded
- * once to the half type (to nearest even; beyond its range +-inf, as a cast), so with b the
- * float32 bound of batchnorm_body.h, |y - y*| <= ulp_h(|y*| + b)/2 + b: within one ulp_h of the
- * exact value wherever b <= ulp_h(y*)/2.  Statistics are float64 for every dtype.
+ * (uint16_t bits), parameters float, the elementwise arithmetic in float64 and each output
+ * rounded to float and then to the half type (to nearest even; beyond its range +-inf, as a
+ * cast), so with b the float64 bound of batchnorm_body.h, |y - y*| <= ulp_h(|y*| + b)/2 +
+ * ulp_32(|y*| + b)/2 + b: one ulp_h of the exact value.  Statistics are float64 for every dtype.
  *
  * fb_bn_train_*(x, y, outer, C, inner, gamma, beta, eps, mean, var, invstd, residual, relu,
  *               n_threads)

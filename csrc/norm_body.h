@@ -114,13 +114,14 @@ static void FN(row_affine)(const S *xr, S *yr, int64_t n, const FN(coef) *co, co
  * float64 (layer / RMS norm), in one pass: for row q, la[q][l] += gamma dy and
  * lb[q][l] += gamma dy (x - mu_q) in lane l = e mod FB_LANES (the order of the plain loop), and
  * the per-element partials qdb += dy, qdg += dy (x - mu_q) r_q, row after row (the first row
- * assigns when fst).  Two rows load and store the partials once, and prefetch x and dy
- * FB_GRAD_AHEAD bytes ahead into L2 (which, measured, slows one row down). */
+ * assigns when fst).  Two rows load and store the partials once, and prefetch x and dy `ahead`
+ * bytes ahead into L2 (which, measured, slows one row down). */
 static FB_INLINE void FN(rows_grad_sums_n)(const S *const *xr, const S *const *gr, int64_t L,
                                            const double *mu, const double *r,
                                            const double *FB_RESTRICT gd, double (*la)[FB_LANES],
                                            double (*lb)[FB_LANES], double *FB_RESTRICT qdg,
-                                           double *FB_RESTRICT qdb, int fst, const int nr)
+                                           double *FB_RESTRICT qdb, int fst, const int nr,
+                                           uintptr_t ahead)
 {
     fb_vd mv[2], rv[2];
     for (int q = 0; q < nr; q++) mv[q] = fb_vd_set1(mu[q]), rv[q] = fb_vd_set1(r[q]);
@@ -133,10 +134,8 @@ static FB_INLINE void FN(rows_grad_sums_n)(const S *const *xr, const S *const *g
                 b[q][j] = fb_vd_load_f64(lb[q] + g + j * FB_VD_W);
         for (int64_t i = 0; i < full; i += FB_LANES) {
             for (int q = 0; nr == 2 && g == 0 && q < nr; q++) {   /* ahead of the hardware's */
-                FB_PREFETCH_SPAN_L2((uintptr_t)(xr[q] + i) + FB_GRAD_AHEAD,
-                                    FB_LANES * (int)sizeof(S));
-                FB_PREFETCH_SPAN_L2((uintptr_t)(gr[q] + i) + FB_GRAD_AHEAD,
-                                    FB_LANES * (int)sizeof(S));
+                FB_PREFETCH_SPAN_L2((uintptr_t)(xr[q] + i) + ahead, FB_LANES * (int)sizeof(S));
+                FB_PREFETCH_SPAN_L2((uintptr_t)(gr[q] + i) + ahead, FB_LANES * (int)sizeof(S));
             }
             for (int j = 0; j < FB_NVG; j++) {
                 const int64_t e = i + g + j * FB_VD_W;
@@ -176,14 +175,15 @@ static void FN(rows_grad_sums1)(const S *const *xr, const S *const *gr, int64_t 
                                 const double *r, const double *gd, double (*la)[FB_LANES],
                                 double (*lb)[FB_LANES], double *qdg, double *qdb, int fst)
 {
-    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 1);
+    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 1, 0);
 }
 
 static void FN(rows_grad_sums2)(const S *const *xr, const S *const *gr, int64_t L, const double *mu,
                                 const double *r, const double *gd, double (*la)[FB_LANES],
-                                double (*lb)[FB_LANES], double *qdg, double *qdb, int fst)
+                                double (*lb)[FB_LANES], double *qdg, double *qdb, int fst,
+                                uintptr_t ahead)
 {
-    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 2);
+    FN(rows_grad_sums_n)(xr, gr, L, mu, r, gd, la, lb, qdg, qdb, fst, 2, ahead);
 }
 
 /* One gradient of a row with per-element gamma gm (NULL: ones, the same bits):
@@ -199,10 +199,11 @@ static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *
 
 /* row_grad_affine1 over a run: three operations a vector besides the subtraction, two vectors a
  * step with one finiteness test, gamma present or not as a constant flag (as row_affine).
- * Streamed when `stream`; pfx, pfg (or NULL): the next run's x and dy, prefetched. */
+ * Streamed when `stream`; pfx, pfg (or NULL): a later run's x and dy, prefetched (into L2 alone
+ * where pf_l2). */
 static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                              const FN(coef) *co, const T *gm, double r,
-                                             const S *pfx, const S *pfg, int stream,
+                                             const S *pfx, const S *pfg, int pf_l2, int stream,
                                              const int has_g)
 {
     const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
@@ -214,8 +215,13 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
 #define FB_E_STORE2(STORE, i)                                                                     \
     do {                                                                                          \
         if (pfx) {                                                                                \
-            FB_PREFETCH_SPAN(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                           \
-            FB_PREFETCH_SPAN(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                           \
+            if (pf_l2) {                                                                          \
+                FB_PREFETCH_SPAN_L2(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                    \
+                FB_PREFETCH_SPAN_L2(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                    \
+            } else {                                                                              \
+                FB_PREFETCH_SPAN(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
+                FB_PREFETCH_SPAN(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
+            }                                                                                     \
         }                                                                                         \
         const FB_TV r0_ = FB_CV_TO_TV(FB_GA_AT, i), r1_ = FB_CV_TO_TV(FB_GA_AT, (i) + FB_TV_W);  \
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);       \
@@ -229,10 +235,11 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
 }
 
 static void FN(row_grad_affine)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
-                                const T *gm, double r, const S *pfx, const S *pfg, int stream)
+                                const T *gm, double r, const S *pfx, const S *pfg, int pf_l2,
+                                int stream)
 {
-    if (gm) FN(row_grad_affine_fz)(dy, x, dx, n, co, gm, r, pfx, pfg, stream, 1);
-    else FN(row_grad_affine_fz)(dy, x, dx, n, co, NULL, r, pfx, pfg, stream, 0);
+    if (gm) FN(row_grad_affine_fz)(dy, x, dx, n, co, gm, r, pfx, pfg, pf_l2, stream, 1);
+    else FN(row_grad_affine_fz)(dy, x, dx, n, co, NULL, r, pfx, pfg, pf_l2, stream, 0);
 }
 
 /* ---- the fused epilogue and mask (issue 17): batch norm's, norm_common.h ------------------ */
@@ -713,9 +720,12 @@ static const S *FN(group_dy)(const FN(bwd_ctx) *k, int64_t off)
 }
 
 /* The elementwise gradient of group (o, g) from its lane sums: the coefficients, then
- * dx = dy gamma r + ((x - mean) s + c) over its runs (gb: the group's dy as group_dy gives it). */
+ * dx = dy gamma r + ((x - mean) s + c) over its runs (gb: the group's dy as group_dy gives it).
+ * A row (inner == 1, mid == 1) prefetches the x and dy of the row `ahead` samples on (the next
+ * one, or with long rows taken in pairs the next pair's): into L2 from FB_PF_L2_ROW bytes, into
+ * L1 below (measured best either side). */
 static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
-                                 const double la[FB_LANES], const double lb[FB_LANES])
+                                 const double la[FB_LANES], const double lb[FB_LANES], int ahead)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -729,11 +739,12 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
     if (!k->centered) coef[2] = 0.0;
     const FN(coef) co = FN(make_coef)(mu, coef[0], r, coef[2]);
     if (inner == 1 && !co.exact) {
-        const int pf = mid == 1 && o + 1 < p->v.outer;
+        const int pf = mid == 1 && o + ahead < p->v.outer;
+        const int64_t to = ahead * p->per_outer;   /* dy as given: a masked row is not yet written */
         for (int64_t m = 0; m < mid; m++)
             FN(row_grad_affine)(gb + m * stride, xb + m * stride, db + m * stride, L, &co, gm, r,
-                                pf ? xb + p->per_outer : NULL, pf ? gb + p->per_outer : NULL,
-                                k->stream);
+                                pf ? xb + to : NULL, pf ? k->dy + off + to : NULL,
+                                L * (int64_t)sizeof(S) >= FB_PF_L2_ROW, k->stream);
         return;
     }
     if (!gm) {
@@ -857,13 +868,14 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             }
         }
     }
-    FN(elem_grad_finish)(k, o, g, gb, la, lb);
+    FN(elem_grad_finish)(k, o, g, gb, la, lb, 1);
 }
 
 #undef FB_PART
 
 /* Two samples' group g (o and o + 1; mid == 1, gd given): their gradient sums in one pass over
- * both runs, then each one's finish, as backward_group gives them. */
+ * both runs, then each one's finish, as backward_group gives them.  Long rows prefetch further
+ * (the next pair), in both passes, so that memory works under the apply too. */
 static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd)
 {
@@ -874,9 +886,11 @@ static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const double mu[2] = {k->centered ? k->mean[og] : 0.0, k->centered ? k->mean[og + p->v.G] : 0.0};
     const double r[2] = {k->invstd[og], k->invstd[og + p->v.G]};
     double la[2][FB_LANES] = {{0}}, lb[2][FB_LANES] = {{0}};
-    FN(rows_grad_sums2)(xr, gr, p->L, mu, r, gd, la, lb, pdg + g * p->L, pdb + g * p->L, first);
-    FN(elem_grad_finish)(k, o, g, gr[0], la[0], lb[0]);
-    FN(elem_grad_finish)(k, o + 1, g, gr[1], la[1], lb[1]);
+    const int long_rows = p->L * (int64_t)sizeof(S) >= FB_PF_L2_ROW;
+    FN(rows_grad_sums2)(xr, gr, p->L, mu, r, gd, la, lb, pdg + g * p->L, pdb + g * p->L, first,
+                        long_rows ? 2 * FB_GRAD_AHEAD : FB_GRAD_AHEAD);
+    FN(elem_grad_finish)(k, o, g, gr[0], la[0], lb[0], long_rows ? 2 : 1);
+    FN(elem_grad_finish)(k, o + 1, g, gr[1], la[1], lb[1], long_rows ? 2 : 1);
 }
 
 static void FN(backward_task)(void *vctx, int64_t task)

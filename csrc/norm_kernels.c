@@ -30,7 +30,10 @@
 /* layer / RMS norm backward: samples whose gradient sums share one pass (two where 32 vector
  * registers hold both samples' lanes) */
 #define FB_GRAD_ROWS (FB_VD_W >= 8 ? 2 : 1)
-#define FB_GRAD_AHEAD 4096      /* layer / RMS norm backward: bytes prefetched ahead of the sums */
+/* layer / RMS norm backward, rows taken in pairs: the sums prefetch FB_GRAD_AHEAD bytes ahead,
+ * and rows of FB_PF_L2_ROW bytes or more twice that, their apply the next pair's rows into L2 */
+#define FB_GRAD_AHEAD 4096
+#define FB_PF_L2_ROW 2048
 
 #if FB_SEG % FB_LANES != 0
 #error "FB_SEG must hold whole lane rounds"

@@ -94,6 +94,7 @@ typedef struct {
     int relu;
     const S *ym;                  /* backward: dy masked by the fused forward's y, or NULL */
     S *dres;                      /* backward: receives the masked dy, or NULL */
+    int pf_first;                 /* one thread: the first pass prefetches the next channel too */
 } FN(slab_ctx);
 
 /* One statistics segment of a channel: pieces of at most FB_SEG values (whole small slabs, or
@@ -106,13 +107,14 @@ typedef struct {
     int64_t outer, inner, stride;
     int64_t o, p, off, count;   /* piece (slab o, offset p), position in it, values done */
     int done;
+    uintptr_t next;             /* the next channel's slab from this one (bytes), or 0 */
     double shift, s1[FB_LANES], s2[FB_LANES];
 } FN(seg_cursor);
 
 static void FN(seg_start)(FN(seg_cursor) *g, const S *x, int64_t outer, int64_t inner,
-                          int64_t stride, int64_t o, int64_t p)
+                          int64_t stride, int64_t o, int64_t p, uintptr_t next)
 {
-    g->x = x, g->outer = outer, g->inner = inner, g->stride = stride;
+    g->x = x, g->outer = outer, g->inner = inner, g->stride = stride, g->next = next;
     g->o = o, g->p = p, g->off = 0, g->count = 0;
     g->done = o >= outer;
     g->shift = g->done ? 0.0 : (double)FB_LD(x[o * stride + p]);
@@ -137,7 +139,8 @@ static void FN(seg_step)(FN(seg_cursor) *g, int64_t budget)
     while (!g->done && budget > 0) {
         const int64_t len = g->inner - g->p < FB_SEG ? g->inner - g->p : FB_SEG;
         const int64_t n = len - g->off < budget ? len - g->off : budget;
-        FN(run_pair_sums)(g->x + g->o * g->stride + g->p + g->off, NULL, 0, n, g->shift, g->s1, g->s2);
+        FN(run_pair_sums)(g->x + g->o * g->stride + g->p + g->off, NULL, 0, n, g->shift, g->s1,
+                          g->s2, g->next);
         g->off += n, budget -= n;
         if (g->off < len) continue;
         budget -= budget % FB_LANES;
@@ -154,11 +157,12 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     double n = 0.0, mu = 0.0, m2 = 0.0;
     FN(seg_cursor) g[2];
     int64_t o = 0, p = 0;
+    const uintptr_t next = k->pf_first && c + 1 < k->C && !k->m2 ? (uintptr_t)inner * sizeof(S) : 0;
     while (o < k->outer) {
         /* Two consecutive segments side by side, merged in order. */
-        FN(seg_start)(&g[0], k->x + c * inner, k->outer, inner, stride, o, p);
+        FN(seg_start)(&g[0], k->x + c * inner, k->outer, inner, stride, o, p, next);
         FN(seg_next)(k->outer, inner, &o, &p);
-        FN(seg_start)(&g[1], k->x + c * inner, k->outer, inner, stride, o, p);
+        FN(seg_start)(&g[1], k->x + c * inner, k->outer, inner, stride, o, p, next);
         if (o < k->outer) FN(seg_next)(k->outer, inner, &o, &p);
         while (!g[0].done || !g[1].done)
             FN(seg_step)(&g[0], FB_SEG_STEP), FN(seg_step)(&g[1], FB_SEG_STEP);
@@ -195,14 +199,16 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const int64_t inner = k->inner, stride = k->C * inner;
     const double mu = k->mean[c], invstd = k->invstd[c];
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
+    const uintptr_t next =
+        k->pf_first && c + 1 < k->C && !k->sums_only ? (uintptr_t)inner * sizeof(S) : 0;
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
         for (int64_t s = 0; s < inner; s += FB_SEG) {
             const int64_t at = o * stride + c * inner + s;
             const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
             if (k->ym)   /* dy masked by the fused forward's y: its own instantiation */
-                FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx);
+                FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx, next);
             else
-                FN(run_pair_sums)(k->x + at, k->dy + at, 1, len, mu, sdy, sdyx);
+                FN(run_pair_sums)(k->x + at, k->dy + at, 1, len, mu, sdy, sdyx, next);
         }
     if (k->sums_only) {
         k->dbeta[c] = fb_lanes_total(sdy), k->dgamma[c] = fb_lanes_total(sdyx);
@@ -700,7 +706,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
         k.x = x, k.y = y, k.outer = outer, k.C = C, k.inner = inner;
         k.gamma = gamma, k.beta = beta, k.eps = eps;
         k.mean = mean, k.var = var, k.invstd = invstd, k.m2 = m2, k.stream = stream;
-        k.res = res, k.relu = relu;
+        k.res = res, k.relu = relu, k.pf_first = n_threads == 1;
         fb_parallel_for(C, n_threads, FN(slab_train_task), &k);
         return FB_OK;
     }
@@ -848,6 +854,7 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
         k.x = x, k.dy = dy, k.y = dx, k.outer = outer, k.C = C, k.inner = inner, k.gamma = gamma;
         k.mean = (double *)mean, k.invstd = (double *)invstd, k.dgamma = dgamma, k.dbeta = dbeta;
         k.sums_only = sums_only, k.stream = stream, k.ym = ym, k.dres = dres;
+        k.pf_first = n_threads == 1;
         fb_parallel_for(C, n_threads, FN(slab_backward_task), &k);
         return FB_OK;
     }

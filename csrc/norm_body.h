@@ -281,9 +281,10 @@ static void FN(mask_run)(const S *dy, const S *ym, S *g, int64_t n)
 
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
  * `stride` apart.  Segments of pieces (at most FB_SEG values of a run) until FB_SEG values or the
- * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path. */
+ * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path.
+ * next: as pair_sums_fz's (the next group's run, prefetched into L2), or 0. */
 static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t stride, int centered,
-                              double *mean, double *var)
+                              uintptr_t next, double *mean, double *var)
 {
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
     int64_t m = 0, p = 0;
@@ -295,7 +296,7 @@ static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t str
         int64_t count = 0;
         while (m < mid && count < FB_SEG) {
             const int64_t len = L - p < FB_SEG ? L - p : FB_SEG;
-            FN(run_pair_sums)(base + m * stride + p, NULL, 0, len, k, s1, s2);
+            FN(run_pair_sums)(base + m * stride + p, NULL, 0, len, k, s1, s2, next);
             count += len, p += FB_SEG;
             if (p >= L) p = 0, m++;
         }
@@ -324,6 +325,7 @@ typedef struct {
     double *mean, *invstd;
     const S *res;   /* the fused epilogue: residual (or NULL) and relu */
     int relu;
+    int pf_first;   /* one thread: the statistics prefetch the next group too */
 } FN(fwd_ctx);
 
 static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
@@ -334,12 +336,15 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     const S *xb = k->x + off;
     S *yb = k->y + off;
     double mu, var;
-    FN(group_moments)(xb, mid, L, stride, k->centered, &mu, &var);
+    /* the next group (contiguous when mid == 1): prefetched during the apply, and on one thread
+     * (where the next group is this thread's) during the statistics too */
+    const int has_next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
+    FN(group_moments)(xb, mid, L, stride, k->centered,
+                      has_next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0, &mu, &var);
     const double r = 1.0 / sqrt(var + k->eps);
     k->mean[o * p->v.G + g] = mu, k->invstd[o * p->v.G + g] = r;
     if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */
-        /* the next group (contiguous when mid == 1), prefetched while this one is applied */
-        const S *next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer) ? xb + L : NULL;
+        const S *next = has_next ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] * r : r,
@@ -673,8 +678,10 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
         free(dw), free(tw);
         return FB_OK;
     }
-    FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu};
-    fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(forward_task), &k);
+    const int nt = fb_threads_for(total, n_threads);
+    FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
+                     nt == 1};
+    fb_parallel_for(p.n_tasks, nt, FN(forward_task), &k);
     return FB_OK;
 }
 
@@ -690,6 +697,7 @@ typedef struct {
     int centered, stream;
     const S *ym;   /* the fused forward's output (or NULL) */
     S *gbuf;       /* the masked dy, written per group before its first read (or NULL) */
+    int pf_first;  /* one thread: the sums prefetch the next group too */
 } FN(bwd_ctx);
 
 /* Partial per-channel sums: the chunk's first group assigns, the others add (so that one group
@@ -789,12 +797,16 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     double coef[3], unused;
     if (!p->elementwise) {
         double A = 0.0, B = 0.0;
+        /* the next group's x and dy (contiguous when mid == 1), prefetched during the apply and,
+         * on one thread, during the sums */
+        const int next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
         for (int64_t c = 0; c < Cg; c++) {
             double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
             for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
                 for (int64_t s = 0; s < inner; s += FB_SEG)
                     FN(run_pair_sums)(xb + m * stride + c * inner + s, gb + m * stride + c * inner + s,
-                                      1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx);
+                                      1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
+                                      next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
             const double t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
             if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
                 double dbeta, dgamma;
@@ -810,8 +822,6 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
         if (!k->centered) coef[2] = 0.0;
-        /* the next group's x and dy (contiguous when mid == 1), prefetched, as the forward's */
-        const int next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const double gc = Cg == 1 ? coef[1] : (gm ? (double)gm[c] * r : r);
@@ -965,12 +975,13 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     }
     const int stream = fb_stream_output(total * (int64_t)sizeof(S));
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
-    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf};
+    const int nt = fb_threads_for(total, n_threads);
+    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf, nt == 1};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
                       scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
                             p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
-    fb_parallel_phases(&phase, 1, fb_threads_for(total, n_threads));
+    fb_parallel_phases(&phase, 1, nt);
     free(scratch), free(tw), free(own);
     return FB_OK;
 }

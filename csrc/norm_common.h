@@ -189,11 +189,13 @@ static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const S *res, int64_t j, const int h
  *             with ym (has_y, pair_sums_fz), dy masked by it first (relu_grad1).
  * Lanes are visited FB_LG at a time -- as many as the registers hold -- in one pass each over
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
- * whatever FB_LG is, so every instruction set gives the same bits. */
+ * whatever FB_LG is, so every instruction set gives the same bits.  next (bytes, or 0): where the
+ * next group's or channel's run lies from this one, prefetched into L2 as this one is read, so
+ * that memory works while the sums compute from cache. */
 static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                        const int has_q, const S *FB_RESTRICT ym, const int has_y,
                                        int64_t n, double k, double s1[FB_LANES],
-                                       double s2[FB_LANES])
+                                       double s2[FB_LANES], uintptr_t next)
 {
     const fb_vd kv = fb_vd_set1(k);
     const int64_t full = n - n % FB_LANES;
@@ -205,6 +207,12 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
             if (g == 0) {   /* with the hardware prefetcher alone the pass takes ~1.5x a read */
                 FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
                 if (has_q) FB_PREFETCH_SPAN((uintptr_t)(q + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
+                if (next) {
+                    const int span = FB_LANES * (int)sizeof(S);
+                    FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, span);
+                    if (has_q) FB_PREFETCH_SPAN_L2((uintptr_t)(q + i) + next, span);
+                    if (has_y) FB_PREFETCH_SPAN_L2((uintptr_t)(ym + i) + next, span);
+                }
             }
             /* With several passes, the first touches only the first FB_LG values of each lane
              * round: fetch the rest of the round too, so that memory sees one sequential stream
@@ -239,9 +247,9 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
 
 static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                         const int has_q, int64_t n, double k,
-                                        double s1[FB_LANES], double s2[FB_LANES])
+                                        double s1[FB_LANES], double s2[FB_LANES], uintptr_t next)
 {
-    FN(pair_sums_fz)(x, q, has_q, NULL, 0, n, k, s1, s2);
+    FN(pair_sums_fz)(x, q, has_q, NULL, 0, n, k, s1, s2, next);
 }
 
 /* y = (x - m) * s + c over a run, then fwd_epi1 (residual res, relu; constant flags).  y may be

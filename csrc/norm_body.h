@@ -336,11 +336,13 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     const S *xb = k->x + off;
     S *yb = k->y + off;
     double mu, var;
-    /* the next group (contiguous when mid == 1): prefetched during the apply, and on one thread
-     * (where the next group is this thread's) during the statistics too */
+    /* the next group (contiguous when mid == 1): prefetched during the apply, and for
+     * whole-channel runs on one thread (where the next group is this thread's) during the
+     * statistics too (layer / RMS norm's rows: no gain measured) */
     const int has_next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
-    FN(group_moments)(xb, mid, L, stride, k->centered,
-                      has_next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0, &mu, &var);
+    const int stats_next = has_next && k->pf_first && !p->elementwise;
+    FN(group_moments)(xb, mid, L, stride, k->centered, stats_next ? (uintptr_t)L * sizeof(S) : 0,
+                      &mu, &var);
     const double r = 1.0 / sqrt(var + k->eps);
     k->mean[o * p->v.G + g] = mu, k->invstd[o * p->v.G + g] = r;
     if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */

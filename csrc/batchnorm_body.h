@@ -150,6 +150,14 @@ static void FN(seg_step)(FN(seg_cursor) *g, int64_t budget)
     }
 }
 
+/* Where channel c + 1's slab lies from c's (bytes), for the first pass to prefetch on one thread
+ * where a second pass follows; 0 otherwise. */
+static uintptr_t FN(slab_next)(const FN(slab_ctx) *k, int64_t c)
+{
+    const int second_pass = !k->m2 && !k->sums_only;
+    return k->pf_first && second_pass && c + 1 < k->C ? (uintptr_t)k->inner * sizeof(S) : 0;
+}
+
 static void FN(slab_train_task)(void *vctx, int64_t c)
 {
     const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
@@ -157,7 +165,7 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     double n = 0.0, mu = 0.0, m2 = 0.0;
     FN(seg_cursor) g[2];
     int64_t o = 0, p = 0;
-    const uintptr_t next = k->pf_first && c + 1 < k->C && !k->m2 ? (uintptr_t)inner * sizeof(S) : 0;
+    const uintptr_t next = FN(slab_next)(k, c);
     while (o < k->outer) {
         /* Two consecutive segments side by side, merged in order. */
         FN(seg_start)(&g[0], k->x + c * inner, k->outer, inner, stride, o, p, next);
@@ -199,8 +207,7 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const int64_t inner = k->inner, stride = k->C * inner;
     const double mu = k->mean[c], invstd = k->invstd[c];
     double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
-    const uintptr_t next =
-        k->pf_first && c + 1 < k->C && !k->sums_only ? (uintptr_t)inner * sizeof(S) : 0;
+    const uintptr_t next = FN(slab_next)(k, c);
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
         for (int64_t s = 0; s < inner; s += FB_SEG) {
             const int64_t at = o * stride + c * inner + s;

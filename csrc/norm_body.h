@@ -519,12 +519,12 @@ static FB_INLINE void FN(cols_pair_sums_fz)(const S *xs, const S *qs, const int 
         for (int64_t e = 0; e < 4 * V; e += 64 / (int64_t)sizeof(S))
             fb_prefetch((const void *)((uintptr_t)(xr + e) + FB_PF_AHEAD));
         int64_t v = 0;
-        for (; v + FB_VD_W <= V; v += FB_VD_W) {   /* the squares' sums on the multiply-add unit */
-            const fb_vd kv = fb_vd_load_f64(k + v);
+        for (; v + FB_VD_W <= V; v += FB_VD_W) {   /* the squares' sums and half of the others' */
+            const fb_vd kv = fb_vd_load_f64(k + v);   /* on the multiply-add unit (pair_sums_fz) */
             fb_vd a = fb_vd_load_f64(s1 + v), b = fb_vd_load_f64(s2 + v);
             for (int j = 0; j < 4; j++) {
                 const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + j * V + v), kv);
-                a = fb_vd_add(a, d);
+                a = j & 1 ? fb_vd_add_m(a, d) : fb_vd_add(a, d);
                 b = fb_vd_add_m(fb_vd_mul(d, d), b);
             }
             fb_vd_store_f64(s1 + v, a), fb_vd_store_f64(s2 + v, b);

@@ -229,7 +229,9 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
                 const fb_vd qv = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
                 const fb_vd w =
                     has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T(ym + i + g + j * FB_VD_W)) : qv;
-                a[j] = fb_vd_add(a[j], w);
+                /* the conversions and d take the adders: half of the statistics' sums, and all
+                 * of the gradient's (two conversions), go to the multiply-add unit instead */
+                a[j] = has_q || (j & 1) ? fb_vd_add_m(a[j], w) : fb_vd_add(a[j], w);
                 b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);   /* = b + w * d, adder-free */
             }
         }

@@ -10,12 +10,14 @@
 #endif
 
 int fb_alias_reverse = 0;
+int fb_narrow_sums = 0;
 
 #if defined(FB_DETECT_GNU)
 __attribute__((constructor)) static void fb_alias_probe(void)
 {
     __builtin_cpu_init();
     fb_alias_reverse = __builtin_cpu_is("amdfam17h");
+    fb_narrow_sums = __builtin_cpu_is("amdfam19h");
 }
 #endif
 

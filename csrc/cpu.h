@@ -16,6 +16,11 @@ const char *fb_isa_name(int isa);
  * (Zen 4: slower).  Set when the module loads; the order changes no bit (docs/performance.rst). */
 extern int fb_alias_reverse;
 
+/* 1 where the AVX-512 kernels' float32 statistics sums run faster in half-width vectors: AMD
+ * family 19h (Zen 4, which executes 512-bit operations as two halves), as measured; 0 elsewhere.
+ * Set when the module loads; the width changes no bit (docs/performance.rst). */
+extern int fb_narrow_sums;
+
 /* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the
  * kernels files to define PREFIX_table_scalar (and _avx2, _avx512 on x86), and defines the table
  * in use, `static const TYPE *PREFIX`, with PREFIX_set_isa(isa) (0, or -1 if isa cannot run

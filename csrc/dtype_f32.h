@@ -13,6 +13,9 @@
 #include "dtype_vf.h"
 #define FB_VD_LOAD_T fb_vd_load_f32
 #define FB_VD_STORE_T fb_vd_store_f32
+#ifdef FB_VN_W
+#define FB_VN_LOAD_T fb_vn_load_f32   /* the narrow statistics' sums (norm_common.h) */
+#endif
 #define FB_TV_FROM_VD fb_vf_from_vd
 #define FB_LD(v) (v)
 #define FB_ST(v) (v)

@@ -247,10 +247,46 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
     }
 }
 
+#ifdef FB_VN_LOAD_T
+/* pair_sums_fz's statistics (no q) in half-width vectors, every lane in registers at once: the
+ * same lanes, additions and order, so the same bits.  Where fb_narrow_sums (cpu.h). */
+static void FN(stat_sums_narrow)(const S *FB_RESTRICT x, int64_t n, double k, double s1[FB_LANES],
+                                 double s2[FB_LANES], uintptr_t next)
+{
+    const fb_vn kv = fb_vn_set1(k);
+    const int64_t full = n - n % FB_LANES;
+    fb_vn a[FB_LANES / FB_VN_W], b[FB_LANES / FB_VN_W];
+    for (int j = 0; j < FB_LANES / FB_VN_W; j++)
+        a[j] = fb_vn_load_f64(s1 + j * FB_VN_W), b[j] = fb_vn_load_f64(s2 + j * FB_VN_W);
+    for (int64_t i = 0; i < full; i += FB_LANES) {
+        FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
+        if (next) FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, FB_LANES * (int)sizeof(S));
+        for (int j = 0; j < FB_LANES / FB_VN_W; j++) {
+            const fb_vn d = fb_vn_sub(FB_VN_LOAD_T(x + i + j * FB_VN_W), kv);
+            a[j] = j & 1 ? fb_vn_add_m(a[j], d) : fb_vn_add(a[j], d);
+            b[j] = fb_vn_add_m(fb_vn_mul(d, d), b[j]);
+        }
+    }
+    for (int j = 0; j < FB_LANES / FB_VN_W; j++)
+        fb_vn_store_f64(s1 + j * FB_VN_W, a[j]), fb_vn_store_f64(s2 + j * FB_VN_W, b[j]);
+    for (int64_t i = full, l = 0; i < n; i++, l++) {
+        const double d = (double)FB_LD(x[i]) - k;
+        s1[l] += d;
+        s2[l] += d * d;
+    }
+}
+#endif
+
 static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                         const int has_q, int64_t n, double k,
                                         double s1[FB_LANES], double s2[FB_LANES], uintptr_t next)
 {
+#ifdef FB_VN_LOAD_T
+    if (!has_q && fb_narrow_sums) {
+        FN(stat_sums_narrow)(x, n, k, s1, s2, next);
+        return;
+    }
+#endif
     FN(pair_sums_fz)(x, q, has_q, NULL, 0, n, k, s1, s2, next);
 }
 

@@ -23,8 +23,9 @@ by m1 and |xhat| m2, the channel's means of |dy| and |dy xhat|.  float64 results
 of their scale.
 """
 import numpy as np
+import pytest
 
-from fastbn import reference
+from fastbn import _config, reference
 
 # (shape, channel axis, id).  `inner` is the product of the extents after the channel axis: the C
 # code takes the "rows" path (virtual channels) when inner < 32 and the "slab" path otherwise.
@@ -188,3 +189,21 @@ def strided_variants(x):
     for name, view in out:
         assert np.array_equal(view, x) and view.shape == x.shape
     return out
+
+
+def x86_cpu():
+    """This CPU's (vendor_id, cpu family) from /proc/cpuinfo, for the per-CPU choices of
+    csrc/cpu.c; skips where there is none or where qemu-user emulates an older CPU (its
+    /proc/cpuinfo describes the host)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                        if ":" in line)
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    if "vendor_id" not in info or "cpu family" not in info:
+        pytest.skip("not an x86 /proc/cpuinfo")
+    if "avx2" in info.get("flags", "").split() and "avx2" not in _config.available_isas():
+        pytest.skip("an emulated CPU (qemu-user): /proc/cpuinfo describes the host")
+    return info["vendor_id"], int(info["cpu family"])

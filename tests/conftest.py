@@ -1,4 +1,4 @@
-"""Shared fixtures: every test that takes `threads` or `isa` runs at each value."""
+"""Shared fixtures: every test that takes `threads`, `isa` or `sums_width` runs at each value."""
 import importlib.util
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastbn
-from fastbn import _config
+from fastbn import _config, _norm
 
 # Scripts run by mpiexec (tests/test_mpi.py launches them), not test modules: --doctest-modules
 # would import them, and they import mpi4py at the top.
@@ -29,6 +29,19 @@ def isa(request):
     _config.set_isa(request.param)
     yield request.param
     _config.set_isa(saved)
+
+
+@pytest.fixture(params=[False, True], ids=["wide-sums", "narrow-sums"])
+def sums_width(request, isa):
+    """The AVX-512 kernels' float32 statistics sums in full- or half-width vectors (csrc/cpu.h's
+    fb_narrow_sums, chosen per CPU), forced either way with the `isa` fixture; the other
+    instruction sets have one width."""
+    if request.param and isa != "avx512":
+        pytest.skip("only the AVX-512 kernels have a narrow width")
+    saved = _norm.get_narrow_sums()
+    _norm.set_narrow_sums(request.param)
+    yield request.param
+    _norm.set_narrow_sums(saved)
 
 
 @pytest.fixture

@@ -3,14 +3,15 @@
 Specification: on inputs large enough to be split across threads (>= 65536 elements) and on both C
 layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
-(each equal to the scalar path's bits).
+(each equal to the scalar path's bits), the AVX-512 path with its statistics sums in either
+vector width; that width is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
 """
 import numpy as np
 import pytest
 
 import fastbn
-from fastbn import _config
-from bn_helpers import make_inputs
+from fastbn import _config, _norm
+from bn_helpers import make_inputs, x86_cpu
 
 # Above the size where kernels start threads (csrc/parallel.h: FB_PAR_MIN_ELEMS = 2^19 elements).
 BIG = [((64, 32, 320), 1), ((32768, 24), 1), ((16384, 8, 5), 1), ((40, 32, 32, 16), -1)]
@@ -54,7 +55,8 @@ def assert_same_bits(got, want):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
-def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, threads, isa):
+def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, threads, isa,
+                                                          sums_width):
     args = _inputs(shape, axis, dtype)
     want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
     assert fastbn.get_num_threads() == threads and _config.get_isa() == isa
@@ -108,3 +110,9 @@ def test_concurrent_calls_from_several_threads_give_the_same_bits():
     assert not errors and len(results) == 20
     for got in results:
         assert_same_bits(got, want)
+
+
+def test_the_statistics_width_is_chosen_per_cpu_family():
+    """Half-width sums where they were measured to help (AMD family 19h: Zen 4), full elsewhere."""
+    vendor, family = x86_cpu()
+    assert _norm.get_narrow_sums() == (vendor == "AuthenticAMD" and family == 0x19)

@@ -7,7 +7,9 @@ Specification:
   norm error is no larger than torch's float32 layer_norm error there (torch's is printed).
 - every output of every norm, forward and backward, on inputs large enough to be split across
   threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
-  instruction-set path.
+  instruction-set path (the AVX-512 one with its statistics sums in either vector width); so is
+  layer norm's and RMS norm's forward for row lengths that do and do not fill whole lane rounds
+  and statistics segments.
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
   not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
   whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
@@ -109,12 +111,18 @@ def _all_outputs(norm, x, gamma, beta, dy, kw):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
-def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, isa):
+def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, isa, sums_width):
     shape, kw = BIG[norm.name]
     rng = np.random.default_rng(7)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = rng.standard_normal(shape).astype(dtype)
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
+
+
+@pytest.mark.parametrize("rows, D", [(7, 37), (301, 1001), (16, 4099)])
+def test_row_norm_forward_gives_the_scalar_bits(rows, D, threads, isa, sums_width):
+    x = (np.random.default_rng(rows * D).standard_normal((rows, D)) * 3.0 + 2.0).astype(np.float32)
+    _assert_scalar_bits(lambda: list(fastbn.layer_norm(x)) + list(fastbn.rms_norm(x)))
 
 
 @pytest.mark.parametrize("rows, D", [(7, 37), (8, 37), (301, 1001), (64, 768)])

@@ -16,6 +16,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
+from bn_helpers import x86_cpu
 
 PAGE = 4096
 OFFSETS = [16, 64, 112, 240, 4080]
@@ -135,16 +136,5 @@ def test_an_output_near_its_input_modulo_4096_gives_the_same_bits(family, layout
 
 def test_the_order_is_chosen_per_cpu_family():
     """Reversed where it was measured to help (AMD family 17h: Zen 1 and 2), forward elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
-                        if ":" in line)
-    except OSError:
-        pytest.skip("no /proc/cpuinfo")
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    if "vendor_id" not in info or "cpu family" not in info:
-        pytest.skip("not an x86 /proc/cpuinfo")
-    if "avx2" in info.get("flags", "").split() and "avx2" not in _config.available_isas():
-        pytest.skip("an emulated CPU (qemu-user): /proc/cpuinfo describes the host")
-    zen_1_or_2 = info["vendor_id"] == "AuthenticAMD" and int(info["cpu family"]) == 0x17
-    assert _norm.get_alias_reverse() == zen_1_or_2
+    vendor, family = x86_cpu()
+    assert _norm.get_alias_reverse() == (vendor == "AuthenticAMD" and family == 0x17)

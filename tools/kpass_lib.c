@@ -12,6 +12,11 @@
 
 /* cpu.c's run-order rule (csrc/simd.h), off: the forward order */
 int fb_alias_reverse = 0;
+/* cpu.c's choice of the statistics' vector width (csrc/cpu.h): -DFB_NARROW=1 for the narrow one */
+#ifndef FB_NARROW
+#define FB_NARROW 0
+#endif
+int fb_narrow_sums = FB_NARROW;
 
 /* Each pass's time in the last call (ms). */
 double k_phase[8];

@@ -35,6 +35,7 @@ include "_kernels_decl.pxi"
 
 cdef extern from "cpu.h":
     int fb_alias_reverse
+    int fb_narrow_sums
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
@@ -59,6 +60,18 @@ def set_alias_reverse(bint on):
 
 def get_alias_reverse():
     return bool(fb_alias_reverse)
+
+
+def set_narrow_sums(bint on):
+    """Whether the AVX-512 kernels take float32 statistics sums in half-width vectors
+    (csrc/cpu.h's fb_narrow_sums; chosen per CPU when the module loads).  For the tests: the
+    width changes no bit.  Not for use while kernels run."""
+    global fb_narrow_sums
+    fb_narrow_sums = on
+
+
+def get_narrow_sums():
+    return bool(fb_narrow_sums)
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:

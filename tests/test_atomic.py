@@ -68,9 +68,12 @@ def test_the_temporary_file_keeps_the_extension(tmp_path):
         open(tmp, "wb").close()
 
 
+# Ctrl-C raises KeyboardInterrupt as in a terminal, also where the test runner was started as a
+# background job without job control, whose children inherit SIGINT ignored (nohup cmd &).
 SLOW_WRITER = r"""
-import sys, time
+import signal, sys, time
 from fastbn import _atomic
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with _atomic.replacing(sys.argv[1]) as tmp:
     with open(tmp, "wb") as f:
         for i in range(10000):

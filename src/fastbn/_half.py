@@ -25,14 +25,19 @@ def bfloat16():
     return _bf16[0]
 
 
+def named_bfloat16(dtype):
+    """Whether ``dtype`` is called bfloat16.  ``dtype.name`` is built in Python on every call
+    (about 2 us here), into a cache whose bursts of growth tests/test_resources.py saw, so it is
+    asked of 2-byte dtypes only."""
+    return dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
 def kind(dtype, name):
     """'f16', 'bf16' or None (neither) for a dtype, without importing ml_dtypes unless ``dtype``
     is called bfloat16; TypeError naming ``name`` if it is but ml_dtypes is missing."""
     if dtype == FLOAT16:
         return "f16"
-    # dtype.name is built in Python on every call (about 2 us here), into a cache whose bursts of
-    # growth tests/test_resources.py saw: asked of 2-byte dtypes only
-    if dtype.itemsize == 2 and dtype.name == "bfloat16":
+    if named_bfloat16(dtype):
         bf = bfloat16()
         if bf is None:
             raise TypeError(f"{name}: {INSTALL}")

@@ -60,9 +60,9 @@ def float_array(a, name, half=False):
 
 
 def is_half(dtype):
-    """True for float16 and bfloat16 (2-byte floats: the kernels store them, compute in float32).
-    ``dtype.name`` costs 5 us (NumPy builds it in Python), so it is asked of 2-byte dtypes only."""
-    return dtype.itemsize == 2 and (dtype == _half.FLOAT16 or dtype.name == "bfloat16")
+    """True for float16 and bfloat16 (2-byte floats: the kernels store them; their parameters
+    are float32)."""
+    return dtype == _half.FLOAT16 or _half.named_bfloat16(dtype)
 
 
 def param_dtype(dtype):

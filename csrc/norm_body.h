@@ -315,6 +315,13 @@ static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t str
 
 /* ---- forward: statistics, then the apply while the group is in cache ----------------------- */
 
+/* Whether group (o, g) is followed in memory by another (its runs contiguous, mid == 1): the one
+ * the passes over this group prefetch. */
+static inline int FN(has_next_group)(const fb_norm_plan *p, int64_t o, int64_t g)
+{
+    return p->v.mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
+}
+
 typedef struct {
     const fb_norm_plan *p;
     const S *x;
@@ -339,7 +346,7 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     /* the next group (contiguous when mid == 1): prefetched during the apply, and for
      * whole-channel runs on one thread (where the next group is this thread's) during the
      * statistics too (layer / RMS norm's rows: no gain measured) */
-    const int has_next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
+    const int has_next = FN(has_next_group)(p, o, g);
     const int stats_next = has_next && k->pf_first && !p->elementwise;
     FN(group_moments)(xb, mid, L, stride, k->centered, stats_next ? (uintptr_t)L * sizeof(S) : 0,
                       &mu, &var);
@@ -801,7 +808,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         double A = 0.0, B = 0.0;
         /* the next group's x and dy (contiguous when mid == 1), prefetched during the apply and,
          * on one thread, during the sums */
-        const int next = mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
+        const int next = FN(has_next_group)(p, o, g);
         for (int64_t c = 0; c < Cg; c++) {
             double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
             for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */

@@ -423,6 +423,7 @@ typedef struct {
     int relu;
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
     S *gbuf;                             /* backward: the masked dy (or NULL: dy as given) */
+    int pf_next;                         /* forward, one thread: the statistics prefetch the next sample */
 } FN(cols_ctx);
 
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
@@ -514,17 +515,21 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
 /* Column sums of rows [r0, r1) of the columns layout (V columns a row): with d = x - k[v] and
  * w = q (has_q, a constant) or d, s1[v] += w and s2[v] += w * d, row after row.  Without q
  * (the statistics) four rows a step, so that each column's sums are loaded and stored once per
- * four rows, their lines prefetched FB_PF_AHEAD bytes ahead; with q, a row a step (four rows of
- * x and dy a step were slower from memory). */
+ * four rows, their lines prefetched FB_PF_AHEAD bytes ahead, and the same lines `next` bytes
+ * on (the next sample, or 0: none) into L2; with q, a row a step (four rows of x and dy a step
+ * were slower from memory). */
 static FB_INLINE void FN(cols_pair_sums_fz)(const S *xs, const S *qs, const int has_q, int64_t V,
                                             int64_t r0, int64_t r1, const double *FB_RESTRICT k,
-                                            double *FB_RESTRICT s1, double *FB_RESTRICT s2)
+                                            double *FB_RESTRICT s1, double *FB_RESTRICT s2,
+                                            uintptr_t next)
 {
     int64_t r = r0;
     for (; !has_q && r + 4 <= r1; r += 4) {
         const S *FB_RESTRICT xr = xs + r * V;
-        for (int64_t e = 0; e < 4 * V; e += 64 / (int64_t)sizeof(S))
+        for (int64_t e = 0; e < 4 * V; e += 64 / (int64_t)sizeof(S)) {
             fb_prefetch((const void *)((uintptr_t)(xr + e) + FB_PF_AHEAD));
+            if (next) fb_prefetch_l2((const void *)((uintptr_t)(xr + e) + next));
+        }
         int64_t v = 0;
         for (; v + FB_VD_W <= V; v += FB_VD_W) {   /* the squares' sums and half of the others' */
             const fb_vd kv = fb_vd_load_f64(k + v);   /* on the multiply-add unit (pair_sums_fz) */
@@ -572,14 +577,18 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
         const int64_t h = fb_line_head(ys, sizeof(S), p->per_outer);
         FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tc = ts + RS;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
-         * (the merge weights depend on the counts alone: one step for every column). */
+         * (the merge weights depend on the counts alone: one step for every column).  On one
+         * thread they prefetch the next sample, so that memory works while this one is applied
+         * from cache (a sample is more than L2 holds, but less than L3). */
+        const uintptr_t next =
+            k->pf_next && o + 1 < p->v.outer ? (uintptr_t)p->per_outer * sizeof(S) : 0;
         double n = 0.0;
         for (int64_t r0 = 0; r0 < mid; r0 += FB_COLS_ROWS) {
             const int64_t r1 = r0 + FB_COLS_ROWS < mid ? r0 + FB_COLS_ROWS : mid;
             const double cnt = (double)(r1 - r0);
             for (int64_t v = 0; v < V; v++)
                 sh[v] = k->centered ? (double)FB_LD(xs[r0 * V + v]) : 0.0, s1[v] = 0.0, s2[v] = 0.0;
-            FN(cols_pair_sums_fz)(xs, NULL, 0, V, r0, r1, sh, s1, s2);
+            FN(cols_pair_sums_fz)(xs, NULL, 0, V, r0, r1, sh, s1, s2, next);
             if (!k->centered) {
                 for (int64_t v = 0; v < V; v++) cq[v] = n == 0.0 ? s2[v] : cq[v] + s2[v];
             } else if (n == 0.0) {
@@ -639,7 +648,7 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
         }
         for (int64_t v = 0; v < V; v++)
             vm[v] = k->centered ? k->mean_in[o * G + v / L] : 0.0, s1[v] = 0.0, s2[v] = 0.0;
-        FN(cols_pair_sums_fz)(xs, gs, 1, V, 0, mid, vm, s1, s2);
+        FN(cols_pair_sums_fz)(xs, gs, 1, V, 0, mid, vm, s1, s2, 0);
         int exact = 0;
         for (int64_t g = 0; g < G; g++) {
             const double r = k->invstd_in[o * G + g], mu = vm[g * L];
@@ -680,10 +689,11 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
             free(dw), free(tw);
             return FB_ENOMEM;
         }
+        const int nt = fb_threads_for(total, n_threads);
         FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
                           stream, NULL, NULL, mean, invstd, dw, FN(line_up)(tw), residual, relu,
-                          NULL, NULL};
-        fb_parallel_for(p.n_tasks, fb_threads_for(total, n_threads), FN(cols_forward_task), &c);
+                          NULL, NULL, nt == 1};
+        fb_parallel_for(p.n_tasks, nt, FN(cols_forward_task), &c);
         free(dw), free(tw);
         return FB_OK;
     }
@@ -987,7 +997,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     const int nt = fb_threads_for(total, n_threads);
     FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf, nt == 1};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
-                      scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf};
+                      scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf, 0};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
                             p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
     fb_parallel_phases(&phase, 1, nt);

@@ -93,7 +93,7 @@ static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(
         else for (int64_t j_ = (e); j_ < (e) + 2 * FB_TV_W; j_++) yr[j_] = FB_RA1(j_);            \
     } while (0)
 #define FB_RA_ONE(e) yr[e] = FB_RA1(e)
-    FB_RUN_LOOP(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RUN_PLACE(yr, xr, gm, bt));
+    FB_RUN_LOOP_H(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RUN_PLACE(yr, xr, gm, bt), 1);
 #undef FB_RA_ONE
 #undef FB_RA_STORE2
 #undef FB_RA1
@@ -227,7 +227,7 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);       \
         else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) FB_E1(j_);                     \
     } while (0)
-    FB_RUN_LOOP(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE(dx, dy, x, gm));
+    FB_RUN_LOOP_H(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE(dx, dy, x, gm), 1);
 #undef FB_E_STORE2
 #undef FB_E1
 #undef FB_GA_AT

@@ -321,7 +321,7 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
         } else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);      \
     } while (0)
 #define FB_APPLY_ONE(j) y[j] = FB_APPLY1(j)
-    FB_RUN_LOOP(stream, y, n, FB_APPLY_ONE, FB_APPLY_STORE2, FB_RUN_PLACE(y, x, res));
+    FB_RUN_LOOP_H(stream, y, n, FB_APPLY_ONE, FB_APPLY_STORE2, FB_RUN_PLACE(y, x, res), 1);
 #undef FB_APPLY_ONE
 #undef FB_APPLY_STORE2
 #undef FB_APPLY1
@@ -388,7 +388,7 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (has_dres) FB_SV_STORE(dres + (i), g0_), FB_SV_STORE(dres + (i) + FB_TV_W, g1_);      \
     } while (0)
 #define FB_GRAD_ONE(j) FB_GRAD1(j, FN(grad1)(g1_, FB_LD(x[j]), co))
-    FB_RUN_LOOP(stream, dx, n, FB_GRAD_ONE, FB_GRAD_STORE2, FB_RUN_PLACE(dx, dy, x, ym));
+    FB_RUN_LOOP_H(stream, dx, n, FB_GRAD_ONE, FB_GRAD_STORE2, FB_RUN_PLACE(dx, dy, x, ym), 1);
 #undef FB_GRAD_ONE
 #undef FB_GRAD_STORE2
 #undef FB_GRAD_AT
@@ -518,8 +518,8 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
     const int place = stream ? FB_RUN_PLACE(yr, xr, gr, res, ym, tm, ts, tg, tc) : 0;
-    if (!bwd) FB_RUN_LOOP(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, place);
-    else FB_RUN_LOOP(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, place);
+    if (!bwd) FB_RUN_LOOP_H(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, place, 1);
+    else FB_RUN_LOOP_H(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, place, 1);
 #undef FB_ROW_T
 #undef FB_ROW_AT
 #undef FB_ROW_V

@@ -43,6 +43,7 @@ static FB_INLINE float sum1(const fb_stream_pass *p, int64_t i)
 }
 
 /* float's names for simd.h's FB_RUN_LOOP (the kernels' own loop, 4K-aliasing direction included) */
+#define FB_TV fb_vf
 #define FB_TV_W FB_VF_W
 #define FB_SV_STORE fb_vf_store
 #define FB_SV_STREAM fb_vf_stream

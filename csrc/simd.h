@@ -339,16 +339,16 @@ static inline int fb_run_place(const void *out, const void *const *in, int k)
 
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole
- * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere).  place (FB_RUN_PLACE,
- * only when `stream`): FB_RUN_REV, the same steps last first; FB_RUN_HOLD, where `held` (the
- * PAIR stores both vectors or neither), each pair stored after the next one's loads.  The parts -- singles [0, a),
- * streamed pairs [a, b), stored pairs [b, c), singles [c, n) -- run in a loop that takes them in
- * either order, each index stepping by +-1 or +-2 vectors, so every body is compiled once, not
- * once per direction.  Forward and FB_RUN_APART, the whole line the pairs leave over (an odd
- * count of 64-byte lines) is streamed too, by a first pair whose second vector is dropped
- * (FB_SV_STREAM_BELOW): one whole line stored normally among streamed ones slows the whole pass
- * (docs/performance.rst).  Every element is computed alone, so neither the order nor a dropped
- * vector changes a bit. */
+ * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere). place (FB_RUN_PLACE,
+ * only when `stream`): FB_RUN_REV, the same steps last first; FB_RUN_HOLD, where `held` (the PAIR
+ * stores both vectors or neither), each pair stored after the next one's loads.  The parts --
+ * singles [0, a), streamed pairs [a, b), stored pairs [b, c), singles [c, n) -- run in a loop
+ * that takes them in either order, each index stepping by +-1 or +-2 vectors, so every body is
+ * compiled once, not once per direction.  Forward and FB_RUN_APART, the whole line the pairs leave
+ * over (an odd count of 64-byte lines) is streamed too, by a first pair whose second vector is
+ * dropped (FB_SV_STREAM_BELOW): one whole line stored normally among streamed ones slows the
+ * whole pass (docs/performance.rst).  Every element is computed alone, so neither the order nor a
+ * dropped vector changes a bit. */
 #define FB_SV_STREAM_BELOW(p, v) ((const char *)(p) < lim_ ? FB_SV_STREAM((p), (v)) : (void)0)
 /* The forward pairs, each stored after the next pair's loads: an output a few vectors above an
  * input (modulo 4 KB: the heap places np.empty_like(x) 16 bytes above x) would otherwise have

@@ -423,7 +423,7 @@ typedef struct {
     int relu;
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
     S *gbuf;                             /* backward: the masked dy (or NULL: dy as given) */
-    int pf_next;                         /* forward, one thread: the statistics prefetch the next sample */
+    int pf_next;                         /* forward, one thread: the sums prefetch the next sample */
 } FN(cols_ctx);
 
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.

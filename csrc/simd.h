@@ -408,7 +408,8 @@ static inline int fb_run_place(const void *out, const void *const *in, int k)
         }                                                                                        \
     } while (0)
 
-#define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place) FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, 0)
+#define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place) \
+    FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, 0)
 
 /* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
  * load of the whole would stall store forwarding). */

@@ -16,6 +16,7 @@
 #undef FB_TV_FINITE
 #undef FB_TV_RELU
 #undef FB_TV_RELU_GRAD
+#undef FB_TV_BITS_GRAD
 #undef FB_VD_LOAD_T
 #undef FB_VD_STORE_T
 #undef FB_VN_LOAD_T
@@ -40,4 +41,6 @@
 #undef FB_CV_MUL
 #undef FB_CV_FMA
 #undef FB_CV_RELU_GRAD
+#undef FB_CV_BITS_GRAD
+#undef FB_MASK8
 #undef FB_CV_TO_TV

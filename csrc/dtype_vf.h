@@ -14,3 +14,4 @@
 #define FB_TV_FINITE fb_vf_finite
 #define FB_TV_RELU fb_vf_relu
 #define FB_TV_RELU_GRAD fb_vf_relu_grad
+#define FB_TV_BITS_GRAD fb_vf_bits_grad

@@ -158,6 +158,19 @@ static FB_INLINE T FN(relu1)(T t) { return t < 0 ? (T)0 : t; }
 /* threshold_backward(dy, y, 0): +0 where y <= 0 (0, -0.0), dy elsewhere (also where y is NaN). */
 static FB_INLINE T FN(relu_grad1)(T dy, T y) { return y <= 0 ? (T)0 : dy; }
 
+/* The mask of y[0..8) as bits (simd.h's layout): bit k set where relu_grad1 keeps dy (batch
+ * norm's backward keeps it only where the dtype has FB_MASK8). */
+static FB_INLINE unsigned FN(mask8)(const S *y)
+{
+#ifdef FB_MASK8
+    return FB_MASK8(y);
+#else
+    unsigned b = 0;
+    for (int k = 0; k < 8; k++) b |= (unsigned)!(FB_LD(y[k]) <= 0) << k;
+    return b;
+#endif
+}
+
 /* The forward's epilogue of output j, t (the unfused output, in T), returned in T for the
  * caller's one store (FB_ST): the unfused output as stored (FB_RT: t itself for float32/float64,
  * t rounded to the half type and widened back for float16/bfloat16), + res[j] (widened) in T
@@ -421,7 +434,8 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
  * core's columns layout (coefs NULL): its float64 coefficients are em[place], es[place],
  * eg[place], ec[place] (those of make_coef).  Batch norm's fused arrays, indexed as the segment
  * (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it, relu_grad1) and
- * dres (receives the masked dy). */
+ * dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8), element j of the
+ * segment at bit mb0 + j, read by the vector loop instead of ym. */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, phase, period, inner;
@@ -430,6 +444,8 @@ typedef struct {
     int relu;
     const S *ym;
     S *dres;
+    const unsigned char *mbits;
+    int64_t mb0;
 } FN(row_src);
 
 /* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors), with the
@@ -470,14 +486,21 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 {
     const S *res = src->res, *ym = src->ym;
     S *dres = src->dres;
+    const unsigned char *mbits = src->mbits;
+    const int64_t mb0 = src->mb0;
 #define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
 #define FB_ROW_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), FB_CV_LOAD(tm + (o))), \
                                          FB_CV_LOAD(ts + (o))), FB_CV_LOAD(tc + (o)))
 #define FB_ROW_V(v) FB_CV_TO_TV(FB_ROW_AT, v)
-#define FB_ROW_GV(v) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(gr + (v)), FB_SV_LOAD(ym + (v)))       \
-                            : FB_SV_LOAD(gr + (v)))
-#define FB_ROW_GC(o) (has_y ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(gr + (o)), FB_CV_LOAD_S(ym + (o)))   \
-                            : FB_CV_LOAD_S(gr + (o)))
+/* has_y 2: ym's mask from mbits */
+#define FB_ROW_GV(v)                                                                             \
+    (has_y == 2 ? FB_TV_BITS_GRAD(FB_SV_LOAD(gr + (v)), fb_mask_at(mbits, mb0 + (v)))           \
+     : has_y    ? FB_TV_RELU_GRAD(FB_SV_LOAD(gr + (v)), FB_SV_LOAD(ym + (v)))                   \
+                : FB_SV_LOAD(gr + (v)))
+#define FB_ROW_GC(o)                                                                             \
+    (has_y == 2 ? FB_CV_BITS_GRAD(FB_CV_LOAD_S(gr + (o)), fb_mask_at(mbits, mb0 + (o)))         \
+     : has_y    ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(gr + (o)), FB_CV_LOAD_S(ym + (o)))               \
+                : FB_CV_LOAD_S(gr + (o)))
 #define FB_ROW_GAT(o) FB_CV_ADD(FB_CV_MUL(FB_ROW_GC(o), FB_CV_LOAD(tg + (o))), FB_ROW_AT(o))
 #define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
 /* two vectors a step, one finiteness test (a pair with a non-finite value is redone) */
@@ -502,7 +525,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         /* read before yr (which may be gr) is written */                                        \
         FB_ROW_AHEAD(xr, v);                                                                     \
         FB_ROW_AHEAD(gr, v);                                                                     \
-        if (has_y) FB_ROW_AHEAD(ym, v);                                                          \
+        if (has_y == 1) FB_ROW_AHEAD(ym, v);                                                     \
         const FB_TV g0_ = FB_ROW_GV(v), g1_ = FB_ROW_GV((v) + FB_TV_W);                          \
         const FB_TV r0_ = FB_CV_TO_TV(FB_ROW_GAT, v), r1_ = FB_CV_TO_TV(FB_ROW_GAT, (v) + FB_TV_W); \
         if (FB_TV_FINITE2(r0_, r1_)) STORE(yr + (v), r0_), STORE(yr + (v) + FB_TV_W, r1_);      \
@@ -549,7 +572,9 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
         else if (src->relu) FB_ROW_FZ(0, 0, 1, 0, 0);
         else FB_ROW_FZ(0, 0, 0, 0, 0);
     } else {
-        if (src->ym && src->dres) FB_ROW_FZ(1, 0, 0, 1, 1);
+        if (src->mbits && src->dres) FB_ROW_FZ(1, 0, 0, 2, 1);
+        else if (src->mbits) FB_ROW_FZ(1, 0, 0, 2, 0);
+        else if (src->ym && src->dres) FB_ROW_FZ(1, 0, 0, 1, 1);
         else if (src->ym) FB_ROW_FZ(1, 0, 0, 1, 0);
         else if (src->dres) FB_ROW_FZ(1, 0, 0, 0, 1);
         else FB_ROW_FZ(1, 0, 0, 0, 0);

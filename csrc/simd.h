@@ -162,6 +162,22 @@ static inline fb_vf fb_vf_relu(fb_vf v) { return (fb_vf)((fb_vfi)v & ~(fb_vfi)(v
 static inline fb_vd fb_vd_relu(fb_vd v) { return (fb_vd)((fb_vdi)v & ~(fb_vdi)(v < (fb_vd){0})); }
 static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { return (fb_vf)((fb_vfi)dy & ~(fb_vfi)(y <= (fb_vf){0})); }
 static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0})); }
+/* relu_grad with the mask as bits (fb_mask_at): lane i keeps dy where bit i of m is set, else +0 */
+static const int32_t fb_lane_bit32[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
+                                          8192, 16384, 32768};
+static const int64_t fb_lane_bit64[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m)
+{
+    fb_vfi sel;
+    memcpy(&sel, fb_lane_bit32, sizeof sel);
+    return (fb_vf)((fb_vfi)dy & ((((fb_vfi){0} + (int32_t)m) & sel) != 0));
+}
+static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m)
+{
+    fb_vdi sel;
+    memcpy(&sel, fb_lane_bit64, sizeof sel);
+    return (fb_vd)((fb_vdi)dy & ((((fb_vdi){0} + (int64_t)m) & sel) != 0));
+}
 
 /* Non-temporal stores (p aligned to FB_VBYTES): outputs that do not fit in cache are written
  * without first reading their lines.  Ordered by fb_stream_fence() before a task ends. */
@@ -224,6 +240,8 @@ static inline fb_vf fb_vf_relu(fb_vf v) { for (int i = 0; i < FB_VF_W; i++) v.v[
 static inline fb_vd fb_vd_relu(fb_vd v) { for (int i = 0; i < FB_VD_W; i++) v.v[i] = v.v[i] < 0.0 ? 0.0 : v.v[i]; return v; }
 static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = y.v[i] <= 0.0f ? 0.0f : dy.v[i]; return dy; }
 static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = y.v[i] <= 0.0 ? 0.0 : dy.v[i]; return dy; }
+static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0f; return dy; }
+static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
 static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }
@@ -430,6 +448,33 @@ static inline fb_vf fb_vf_from_vd(fb_vd a, fb_vd b)
     memcpy(&r, t, sizeof r);
     return r;
 #endif
+}
+
+/* The fused backward's mask of y as bits, element 8j + k at bit k of byte j: set where
+ * relu_grad keeps dy, !(y <= 0) (NaN included).  fb_mask8_f32: the byte of eight floats. */
+static inline unsigned fb_mask8_f32(const float *y)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y), _mm256_setzero_ps(),
+                                                      _CMP_NLE_UQ));
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    const __m128 z = _mm_setzero_ps();
+    return (unsigned)(_mm_movemask_ps(_mm_cmpnle_ps(_mm_loadu_ps(y), z)) |
+                      _mm_movemask_ps(_mm_cmpnle_ps(_mm_loadu_ps(y + 4), z)) << 4);
+#else
+    unsigned b = 0;
+    for (int k = 0; k < 8; k++) b |= (unsigned)!(y[k] <= 0.0f) << k;
+    return b;
+#endif
+}
+
+/* Bits b, b + 1, ... of a mask in the low bits of the result (25 of them at least: 4 bytes are
+ * read from byte b / 8). */
+static inline uint32_t fb_mask_at(const unsigned char *bits, int64_t b)
+{
+    const unsigned char *p = bits + (b >> 3);
+    return ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24) >>
+           (b & 7);
 }
 
 #endif /* FASTBN_SIMD_H */

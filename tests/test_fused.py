@@ -163,11 +163,40 @@ def test_backward_is_the_backward_of_the_masked_dy_bitwise(rng, shape, axis, dty
     assert_bitwise(dres2, dy)
 
 
+# The rows path with virtual channels a multiple of 8 keeps y's mask as bits between its two
+# passes: several row chunks, several column tiles (1024 + 1024 + 8), channels last, and outputs
+# whose first whole cache line (where the elementwise pass starts its calls) falls anywhere.
+BITS_LAYOUTS = [((9000, 8), 1), ((21, 2056), 1), ((3, 5, 7, 16), -1), ((6, 8, 5), 1)]
+BITS_IDS = ["NC-chunked", "NC-tiled", "NHWC", "NCL-rows"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, axis", BITS_LAYOUTS, ids=BITS_IDS)
+def test_backward_through_the_mask_as_bits_is_the_masked_backward(rng, shape, axis, dtype,
+                                                                  threads, isa):
+    x, gamma, _ = make_inputs(rng, shape, axis, dtype)
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, axis=axis, relu=True)
+    y.flat[::7] = np.resize(np.array(MASK_Y, dtype), y.flat[::7].shape)
+    dy = rng.standard_normal(shape).astype(dtype)
+    g = relu_grad(dy, y)
+    want = fastbn.batch_norm_backward(g, x, mean, invstd, gamma, axis=axis)
+    for shift in range(4):   # dx and dresidual each in a buffer, `shift` elements in
+        dx = np.empty(x.size + 4, dtype)[shift:shift + x.size].reshape(shape)
+        dres = np.full(x.size + 4, SENTINEL, dtype)[3 - shift:3 - shift + x.size].reshape(shape)
+        got = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y, out=dx,
+                                         dresidual=dres)
+        for a, b in zip(got, want):
+            assert_bitwise(a, b)
+        assert_bitwise(dres, g)
+        assert_bitwise(fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y,
+                                                  out=dx).dx, want.dx)
+
+
 MASK_Y = [0.0, -0.0, np.nan, 1e-30, -1e-30, np.inf, -np.inf, 1.0, -1.0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(72, 3), (4, 3, 72)], ids=["rows", "slab"])
+@pytest.mark.parametrize("shape", [(72, 3), (72, 8), (4, 3, 72)], ids=["rows", "rows-bits", "slab"])
 def test_mask_is_threshold_backward_at_zero_minus_zero_and_nan(rng, shape, dtype, isa):
     x, gamma, _ = make_inputs(rng, shape, 1, dtype)
     _, mean, invstd = fastbn.batch_norm_train(x, gamma)

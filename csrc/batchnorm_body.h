@@ -405,6 +405,12 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
                              : FB_VD_LOAD_T((p) + (at)))
 #define FB_G1D(p, at) \
     (double)(has_y ? FN(relu_grad1)(FB_LD((p)[at]), FB_LD(ya[at])) : FB_LD((p)[at]))
+    /* has_y 2: y's mask also written as bits, a byte per 8 values (w and v0 multiples of 8) */
+#ifdef FB_MASK8
+#define FB_MASK_PUT(e, p) (k->mbits[(e) >> 3] = (unsigned char)FN(mask8)(p))
+#else
+#define FB_MASK_PUT(e, p) ((void)0)
+#endif
     if (i + FB_ROWS_AT_ONCE <= r1) {
         const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
         const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
@@ -421,10 +427,9 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
                 g[j] = FB_GVD(ga, j * V + v);
                 e[j] = fb_vd_mul(g[j], fb_vd_sub(FB_VD_LOAD_T(xa + j * V + v), m));
             }
-            if (has_y == 2 && (v & 7) == 0)   /* w and v0 are multiples of 8 */
+            if (has_y == 2 && (v & 7) == 0)
                 for (int j = 0; j < FB_ROWS_AT_ONCE; j++)
-                    k->mbits[((i + j) * V + v0 + v) >> 3] =
-                        (unsigned char)FN(mask8)(ya + j * V + v);
+                    FB_MASK_PUT((i + j) * V + v0 + v, ya + j * V + v);
             const fb_vd t1 = fb_vd_add(fb_vd_add(g[0], g[1]), fb_vd_add(g[2], g[3]));
             /* the products' sums on the multiply-add unit (fb_vd_add_m), balancing the ports */
             const fb_vd t2 = fb_vd_add_m(fb_vd_add_m(e[0], e[1]), fb_vd_add_m(e[2], e[3]));
@@ -447,8 +452,7 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
     int64_t v = 0;
     for (; v + FB_VD_W <= w; v += FB_VD_W) {
-        if (has_y == 2 && (v & 7) == 0)
-            k->mbits[(i * V + v0 + v) >> 3] = (unsigned char)FN(mask8)(ya + v);
+        if (has_y == 2 && (v & 7) == 0) FB_MASK_PUT(i * V + v0 + v, ya + v);
         const fb_vd g = FB_GVD(gr, v);
         const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
         fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
@@ -462,6 +466,7 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     return 1;
 #undef FB_GVD
 #undef FB_G1D
+#undef FB_MASK_PUT
 }
 
 /* rows_grad_step_fz, with dy masked where the fused forward's y is given (and its mask written
@@ -470,7 +475,9 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
 static int64_t FN(rows_grad_step)(const FN(rows_ctx) *k, int64_t i, int64_t r1, int64_t v0,
                                   int64_t w, double *FB_RESTRICT sdy, double *FB_RESTRICT sdyx)
 {
+#ifdef FB_MASK8
     if (k->mbits) return FN(rows_grad_step_fz)(k, i, r1, v0, w, sdy, sdyx, 2);
+#endif
     if (k->ym) return FN(rows_grad_step_fz)(k, i, r1, v0, w, sdy, sdyx, 1);
     return FN(rows_grad_step_fz)(k, i, r1, v0, w, sdy, sdyx, 0);
 }
@@ -882,10 +889,9 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
     void *scratch = FN(rows_alloc)(&k, C, 0);
     if (!scratch) return FB_ENOMEM;
 #ifdef FB_MASK8
-    /* float32: the elementwise pass reads y's mask as bits, written by the sums (from memory 24
-     * bytes an element in all instead of 28).  Byte-aligned rows and tiles only; without the
-     * memory the pass reads y, with the same results.  (The other dtypes' bits, made by the
-     * generic mask8, measured slower than reading y.) */
+    /* The elementwise pass reads y's mask as bits, written by the sums (from memory, float32:
+     * 24 bytes an element in all instead of 28).  Byte-aligned rows and tiles only; without the
+     * memory the pass reads y, with the same results. */
     if (ym && !sums_only && k.p.V % 8 == 0)
         k.mbits = (unsigned char *)malloc((size_t)(k.p.R * k.p.V / 8) + 4);
 #endif

@@ -467,6 +467,24 @@ static inline unsigned fb_mask8_f32(const float *y)
     return b;
 #endif
 }
+static inline unsigned fb_mask8_f64(const double *y)
+{
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+    const __m256d z = _mm256_setzero_pd();
+    return (unsigned)(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(y), z, _CMP_NLE_UQ)) |
+                      _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(y + 4), z, _CMP_NLE_UQ)) << 4);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    const __m128d z = _mm_setzero_pd();
+    unsigned b = 0;
+    for (int k = 0; k < 8; k += 2)
+        b |= (unsigned)_mm_movemask_pd(_mm_cmpnle_pd(_mm_loadu_pd(y + k), z)) << k;
+    return b;
+#else
+    unsigned b = 0;
+    for (int k = 0; k < 8; k++) b |= (unsigned)!(y[k] <= 0.0) << k;
+    return b;
+#endif
+}
 
 /* Bits b, b + 1, ... of a mask in the low bits of the result (25 of them at least: 4 bytes are
  * read from byte b / 8). */

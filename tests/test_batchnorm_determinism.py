@@ -3,8 +3,8 @@
 Specification: on inputs large enough to be split across threads (>= 65536 elements) and on both C
 layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
-(each equal to the scalar path's bits), the AVX-512 path with its statistics sums in either
-vector width; that width is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
+(each equal to the scalar path's bits, also with +-inf and NaN among the inputs: NaNs' signs and
+payloads included), the AVX-512 path with its statistics sums in either vector width; that width is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
 """
 import numpy as np
 import pytest
@@ -61,6 +61,25 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, th
     want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
     assert fastbn.get_num_threads() == threads and _config.get_isa() == isa
     assert_same_bits(run_all(*args, axis), want)
+
+
+@pytest.mark.filterwarnings("ignore:.*non-finite batch statistics:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
+def test_non_finite_inputs_give_the_scalar_bits_nan_included(shape, axis, dtype, threads, isa):
+    """+-inf and NaN of both signs in x and dy: every output has the scalar path's bits, its NaNs'
+    signs and payloads too."""
+    x, gamma, beta, dy = _inputs(shape, axis, dtype)
+    for a, seed in ((x, 1), (dy, 2)):
+        flat = a.reshape(-1)
+        at = np.random.default_rng(seed).choice(flat.size, 8, replace=False)
+        flat[at] = np.array([np.inf, -np.inf, np.nan, -np.nan] * 2, dtype)
+    want = scalar_one_thread((x, gamma, beta, dy), axis)
+    assert np.isnan(want[0]).any() and np.isfinite(want[0]).any()
+    quiet = np.array(np.nan, dtype).tobytes()   # the positive quiet NaN
+    for out in (want[0], want[5], want[6]):      # y, inference y, dx
+        assert np.isnan(out).any() and out[np.isnan(out)].tobytes() == quiet * np.isnan(out).sum()
+    assert_same_bits(run_all(x, gamma, beta, dy, axis), want)
 
 
 @pytest.mark.parametrize("shape, axis", BIG[:2], ids=BIG_IDS[:2])

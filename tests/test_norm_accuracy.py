@@ -7,7 +7,8 @@ Specification:
   norm error is no larger than torch's float32 layer_norm error there (torch's is printed).
 - every output of every norm, forward and backward, on inputs large enough to be split across
   threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
-  instruction-set path (the AVX-512 one with its statistics sums in either vector width); so is
+  instruction-set path (the AVX-512 one with its statistics sums in either vector width), also
+  with +-inf and NaN among the inputs (NaNs' signs and payloads included); so is
   layer norm's and RMS norm's forward for row lengths that do and do not fill whole lane rounds
   and statistics segments.
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
@@ -117,6 +118,29 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = rng.standard_normal(shape).astype(dtype)
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
+
+
+def _with_non_finite(a, seed):
+    """a with +-inf and NaN of both signs at a few scattered places: whole groups' statistics,
+    and every output that depends on them, turn NaN."""
+    flat = a.reshape(-1)
+    at = np.random.default_rng(seed).choice(flat.size, 8, replace=False)
+    flat[at] = np.array([np.inf, -np.inf, np.nan, -np.nan] * 2, a.dtype)
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
+def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, threads, isa):
+    """Every NaN an output holds has the same bits on every path, sign and payload too (a
+    commutative operation of two NaNs returns one of them, as each build's compiler orders it)."""
+    shape, kw = BIG[norm.name]
+    rng = np.random.default_rng(8)
+    x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
+    dy = _with_non_finite(rng.standard_normal(shape).astype(dtype), 1)
+    _with_non_finite(x, 2)
+    want = _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
+    assert any(np.isnan(w).any() for w in want) and np.isfinite(want[0]).any()
 
 
 @pytest.mark.parametrize("rows, D", [(7, 37), (301, 1001), (16, 4099)])

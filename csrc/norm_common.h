@@ -106,7 +106,8 @@ static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
 {
     const double y = ((double)x - co->m) * co->s + co->c;
     if (isfinite(y)) return (T)y;
-    const double z = (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64;
+    const double z =
+        (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64;
     return FB_NAN1(z);
 }
 
@@ -125,9 +126,9 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     const double y = (double)dy * co->g + (((double)x - co->m) * co->s + co->c);
     if (isfinite(y)) return (T)y;
     if (!co->factored) {   /* the plain formula, scaled */
-        const double z = ((double)dy * FB_K * (co->g * FB_K) +
-                          (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K))) *
-                         0x1p64;
+        const double xs =
+            ((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K);
+        const double z = ((double)dy * FB_K * (co->g * FB_K) + xs) * 0x1p64;
         return FB_NAN1(z);
     }
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */

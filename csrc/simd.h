@@ -471,8 +471,9 @@ static inline unsigned fb_mask8_f64(const double *y)
 {
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
     const __m256d z = _mm256_setzero_pd();
-    return (unsigned)(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(y), z, _CMP_NLE_UQ)) |
-                      _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(y + 4), z, _CMP_NLE_UQ)) << 4);
+    const __m256d lo = _mm256_cmp_pd(_mm256_loadu_pd(y), z, _CMP_NLE_UQ);
+    const __m256d hi = _mm256_cmp_pd(_mm256_loadu_pd(y + 4), z, _CMP_NLE_UQ);
+    return (unsigned)(_mm256_movemask_pd(lo) | _mm256_movemask_pd(hi) << 4);
 #elif (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
     const __m128d z = _mm_setzero_pd();
     unsigned b = 0;

@@ -4,7 +4,8 @@ Specification: on inputs large enough to be split across threads (>= 65536 eleme
 layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
 (each equal to the scalar path's bits, also with +-inf and NaN among the inputs: NaNs' signs and
-payloads included), the AVX-512 path with its statistics sums in either vector width; that width is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
+payloads included), the AVX-512 path with its statistics sums in either vector width; that width
+is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
 """
 import numpy as np
 import pytest

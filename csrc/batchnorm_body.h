@@ -165,9 +165,8 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     double n = 0.0, mu = 0.0, m2 = 0.0;
     FN(seg_cursor) g[2];
     int64_t o = 0, p = 0;
-    /* With a residual, the statistics prefetch this channel's residual slabs instead, and the
-     * second pass alone the next channel's: its 32 short runs of the residual, read from memory
-     * there, made the fused add 2.4x slower than the plain pass, not 1.5x (the bytes). */
+    /* With a residual, the statistics prefetch this channel's residual slabs instead (the second
+     * pass, which reads them in short runs, still prefetches the next channel's x). */
     uintptr_t next = FN(slab_next)(k, c);
     if (k->res && k->pf_first && !k->m2) next = (uintptr_t)k->res - (uintptr_t)k->x;
     while (o < k->outer) {
@@ -189,11 +188,11 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     if (n > FB_SEG && FN(needs_refine)(mu, m2, n))   /* more than one segment was merged */
         FN(refine_stats)(k->x + c * inner, k->outer, stride, inner, &mu, &m2);
     if (k->m2) {   /* moments only */
-        k->mean[c] = mu, k->m2[c] = m2;
+        k->mean[c] = fb_nan1(mu), k->m2[c] = fb_nan1(m2);
         return;
     }
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
-    k->mean[c] = mu, k->var[c] = var, k->invstd[c] = invstd;
+    k->mean[c] = fb_nan1(mu), k->var[c] = fb_nan1(var), k->invstd[c] = fb_nan1(invstd);
     const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
                                       k->beta ? (double)k->beta[c] : 0.0);
     /* Second pass in reverse: the slabs read last are the surest to still be in cache.  It
@@ -222,7 +221,7 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
                 FN(run_pair_sums)(k->x + at, k->dy + at, 1, len, mu, sdy, sdyx, next);
         }
     if (k->sums_only) {
-        k->dbeta[c] = fb_lanes_total(sdy), k->dgamma[c] = fb_lanes_total(sdyx);
+        k->dbeta[c] = fb_nan1(fb_lanes_total(sdy)), k->dgamma[c] = fb_nan1(fb_lanes_total(sdyx));
         return;
     }
     double coef[6];
@@ -650,7 +649,7 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
                     sdyx += k->r2[ch * p->V + c * p->inner + i];
                 }
             if (f->reduce_only) {
-                f->dbeta[c] = sdy, f->dgamma[c] = sdyx;
+                f->dbeta[c] = fb_nan1(sdy), f->dgamma[c] = fb_nan1(sdyx);
                 continue;
             }
             fb_bn_grad_coefs(sdy, sdyx, (double)p->R * (double)p->inner, f->invstd[c],
@@ -682,12 +681,12 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
         if (merged && FN(needs_refine)(mu[c - c0], m2[c - c0], n))
             FN(refine_stats)(k->x + c * p->inner, p->R, p->V, p->inner, &mu[c - c0], &m2[c - c0]);
         if (f->reduce_only) {
-            f->mean[c] = mu[c - c0], f->m2[c] = m2[c - c0];
+            f->mean[c] = fb_nan1(mu[c - c0]), f->m2[c] = fb_nan1(m2[c - c0]);
             continue;
         }
-        f->mean[c] = mu[c - c0];
-        f->var[c] = m2[c - c0] / n;
-        f->invstd[c] = 1.0 / sqrt(f->var[c] + f->eps);
+        f->mean[c] = fb_nan1(mu[c - c0]);
+        f->var[c] = fb_nan1(m2[c - c0] / n);
+        f->invstd[c] = fb_nan1(1.0 / sqrt(f->var[c] + f->eps));
         coefs[c] = FN(make_coef)(f->mean[c], f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
                                  0.0, f->beta ? (double)f->beta[c] : 0.0);
     }

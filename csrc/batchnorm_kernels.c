@@ -55,8 +55,8 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
                                     double gamma, double *dbeta, double *dgamma, double coef[6])
 {
     const double g = gamma * invstd;
-    *dbeta = sdy;
-    *dgamma = sdyx * invstd;
+    *dbeta = fb_nan1(sdy);
+    *dgamma = fb_nan1(sdyx * invstd);
     const double w = -g * invstd * invstd;
     coef[0] = w * (sdyx / count);
     /* w below the normal range (invstd < ~1e-103: float64 data of scale 1e103 and up) lost the

@@ -12,6 +12,10 @@
 #include "parallel.h"
 #include "simd.h"
 
+/* A per-channel result as stored: a NaN is the positive quiet NaN, whatever NaNs (in an order each
+ * build's compiler picks for commutative operations) made it. */
+static inline double fb_nan1(double v) { return isnan(v) ? NAN : v; }
+
 /* FB_LANES accumulators set to +0 by vector stores: an initializer compiles to a string store
  * whose start-up costs as much as a short row's sums. */
 static inline void fb_lanes_zero(double *p)

@@ -78,7 +78,7 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(shape, axis, dtype,
     want = scalar_one_thread((x, gamma, beta, dy), axis)
     assert np.isnan(want[0]).any() and np.isfinite(want[0]).any()
     quiet = np.array(np.nan, dtype).tobytes()   # the positive quiet NaN
-    for out in (want[0], want[5], want[6]):      # y, inference y, dx
+    for out in (want[0], want[1], want[2], want[5], want[6], want[7], want[8]):   # all but running
         assert np.isnan(out).any() and out[np.isnan(out)].tobytes() == quiet * np.isnan(out).sum()
     assert_same_bits(run_all(x, gamma, beta, dy, axis), want)
 

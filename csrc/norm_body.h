@@ -72,8 +72,8 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
 
 /* One row of per-element coefficients (layer / RMS norm, inner == 1), as row_affine1: two
  * multiply-adds a vector, two vectors a step with one finiteness test, gamma and beta present or
- * not as constant flags (no test in the loop).  Streamed when `stream`; pf, if not NULL, is the
- * next row, prefetched into L2 while this one runs. */
+ * not as constant flags (no test in the loop).  Streamed when `stream`; pf, if not NULL, is a
+ * later row (FB_FWD_ROWS_AHEAD on), prefetched into L2 while this one runs. */
 static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(coef) *co,
                                         const T *gm, const T *bt, double mu, double r,
                                         const S *pf, int stream, const int has_g, const int has_b)
@@ -372,7 +372,8 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
     for (int64_t m = 0; m < mid; m++) {
         const S *xr = xb + m * stride;
         S *yr = yb + m * stride;
-        const S *next = mid == 1 && o + 1 < p->v.outer ? xr + p->per_outer : NULL;
+        const int64_t ahead = FB_FWD_ROWS_AHEAD;
+        const S *next = mid == 1 && o + ahead < p->v.outer ? xr + ahead * p->per_outer : NULL;
         if (inner == 1 && !co.exact) {
             FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
             continue;

@@ -33,6 +33,9 @@
 /* layer / RMS norm backward, rows taken in pairs: the sums prefetch FB_GRAD_AHEAD bytes ahead,
  * and rows of FB_PF_L2_ROW bytes or more twice that, their apply the next pair's rows into L2 */
 #define FB_GRAD_AHEAD 4096
+/* layer / RMS norm forward: a row's apply prefetches the row this many on into L2 (the next
+ * one left memory idle while a row computed) */
+#define FB_FWD_ROWS_AHEAD 4
 #define FB_PF_L2_ROW 2048
 
 #if FB_SEG % FB_LANES != 0

@@ -98,17 +98,16 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[6])
  * by 2^-32 and the result by 2^64 (powers of two: exact but for underflow, whose absolute error,
  * ~2^-1000, is nothing beside the overflowing terms).  A result that is not finite either way is
  * +-inf where the exact value overflows, and NaN from NaN inputs: always the one quiet NaN
- * (FB_NAN1), whose sign and payload would otherwise depend on the order in which each build's
- * compiler put the operands of a commutative operation that are both NaN. */
+ * (moments.h's fb_nan1), whose sign and payload would otherwise depend on the order in which
+ * each build's compiler put the operands of a commutative operation that are both NaN. */
 #define FB_K 0x1p-32
-#define FB_NAN1(v) (isnan(v) ? (T)NAN : (T)(v))
 static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
 {
     const double y = ((double)x - co->m) * co->s + co->c;
     if (isfinite(y)) return (T)y;
     const double z =
         (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64;
-    return FB_NAN1(z);
+    return (T)fb_nan1(z);
 }
 
 /* The factored form's xhat term (d * inv) * q, d = x - m (scaled): 0 for q == 0 where d * inv
@@ -129,16 +128,15 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
         const double xs =
             ((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K);
         const double z = ((double)dy * FB_K * (co->g * FB_K) + xs) * 0x1p64;
-        return FB_NAN1(z);
+        return (T)fb_nan1(z);
     }
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
     const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
     if (isfinite(r)) return (T)r;
     const double z = co->g * FB_K * (((double)dy * FB_K - co->mdy * FB_K) -
                                      FN(xq)((double)x * FB_K - co->m * FB_K, x, co)) * 0x1p64;
-    return FB_NAN1(z);
+    return (T)fb_nan1(z);
 }
-#undef FB_NAN1
 #undef FB_K
 
 /* One output in FB_C (float64 for half storage: the float64 formula), rounded to T, the formulas

@@ -71,6 +71,15 @@ def make_inputs(rng, shape, axis, dtype, *, offset=3.0, scale=2.0):
     return x, gamma, beta
 
 
+def with_non_finite(a, seed):
+    """a, in place, with +-inf and NaN of both signs at 8 scattered places: whole channels' or
+    groups' statistics, and every output that depends on them, turn NaN."""
+    flat = a.reshape(-1)
+    at = np.random.default_rng(seed).choice(flat.size, 8, replace=False)
+    flat[at] = np.array([np.inf, -np.inf, np.nan, -np.nan] * 2, a.dtype)
+    return a
+
+
 def f64(a):
     return None if a is None else np.asarray(a, dtype=np.float64)
 

@@ -12,7 +12,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
-from bn_helpers import make_inputs, x86_cpu
+from bn_helpers import make_inputs, with_non_finite, x86_cpu
 
 # Above the size where kernels start threads (csrc/parallel.h: FB_PAR_MIN_ELEMS = 2^19 elements).
 BIG = [((64, 32, 320), 1), ((32768, 24), 1), ((16384, 8, 5), 1), ((40, 32, 32, 16), -1)]
@@ -71,10 +71,7 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(shape, axis, dtype,
     """+-inf and NaN of both signs in x and dy: every output has the scalar path's bits, its NaNs'
     signs and payloads too."""
     x, gamma, beta, dy = _inputs(shape, axis, dtype)
-    for a, seed in ((x, 1), (dy, 2)):
-        flat = a.reshape(-1)
-        at = np.random.default_rng(seed).choice(flat.size, 8, replace=False)
-        flat[at] = np.array([np.inf, -np.inf, np.nan, -np.nan] * 2, dtype)
+    with_non_finite(x, 1), with_non_finite(dy, 2)
     want = scalar_one_thread((x, gamma, beta, dy), axis)
     assert np.isnan(want[0]).any() and np.isfinite(want[0]).any()
     quiet = np.array(np.nan, dtype).tobytes()   # the positive quiet NaN

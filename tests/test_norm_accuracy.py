@@ -29,6 +29,7 @@ import pytest
 
 import fastbn
 from fastbn import _config
+from bn_helpers import with_non_finite
 from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
                           exact_forward_terms, make)
 
@@ -120,15 +121,6 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
 
-def _with_non_finite(a, seed):
-    """a with +-inf and NaN of both signs at a few scattered places: whole groups' statistics,
-    and every output that depends on them, turn NaN."""
-    flat = a.reshape(-1)
-    at = np.random.default_rng(seed).choice(flat.size, 8, replace=False)
-    flat[at] = np.array([np.inf, -np.inf, np.nan, -np.nan] * 2, a.dtype)
-    return a
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, threads, isa):
@@ -137,8 +129,8 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, thread
     shape, kw = BIG[norm.name]
     rng = np.random.default_rng(8)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
-    dy = _with_non_finite(rng.standard_normal(shape).astype(dtype), 1)
-    _with_non_finite(x, 2)
+    dy = with_non_finite(rng.standard_normal(shape).astype(dtype), 1)
+    with_non_finite(x, 2)
     want = _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
     assert any(np.isnan(w).any() for w in want) and np.isfinite(want[0]).any()
 

@@ -283,8 +283,8 @@ static void FN(mask_run)(const S *dy, const S *ym, S *g, int64_t n)
  * `stride` apart.  Segments of pieces (at most FB_SEG values of a run) until FB_SEG values or the
  * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path.
  * next: as pair_sums_fz's (the next group's run, prefetched into L2), or 0. */
-static void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t stride, int centered,
-                              uintptr_t next, double *mean, double *var)
+static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, int64_t stride,
+                                        int centered, uintptr_t next, double *mean, double *var)
 {
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
     int64_t m = 0, p = 0;
@@ -335,25 +335,37 @@ typedef struct {
     int pf_first;   /* one thread: the statistics prefetch the next group too */
 } FN(fwd_ctx);
 
-static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
+/* Group (o, g)'s statistics, stored in mean and invstd: the mean mu and r = 1 / sqrt(var + eps).
+ * row: the group is one contiguous row (mid == 1, inner == 1), a constant. */
+static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
+                                        double *mu, double *r)
 {
     const fb_norm_plan *p = k->p;
-    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
-    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
-    const S *xb = k->x + off;
-    S *yb = k->y + off;
-    double mu, var;
+    const S *xb = k->x + o * p->per_outer + g * p->L;
+    double var;
     /* the next group (contiguous when mid == 1): prefetched during the apply, and for
      * whole-channel runs on one thread (where the next group is this thread's) during the
      * statistics too (layer / RMS norm's rows: no gain measured) */
-    const int has_next = FN(has_next_group)(p, o, g);
-    const int stats_next = has_next && k->pf_first && !p->elementwise;
-    FN(group_moments)(xb, mid, L, stride, k->centered, stats_next ? (uintptr_t)L * sizeof(S) : 0,
-                      &mu, &var);
-    const double r = 1.0 / sqrt(var + k->eps);
-    k->mean[o * p->v.G + g] = mu, k->invstd[o * p->v.G + g] = r;
+    const int stats_next = FN(has_next_group)(p, o, g) && k->pf_first && !p->elementwise;
+    FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered,
+                      stats_next ? (uintptr_t)p->L * sizeof(S) : 0, mu, &var);
+    *r = 1.0 / sqrt(var + k->eps);
+    k->mean[o * p->v.G + g] = *mu, k->invstd[o * p->v.G + g] = *r;
+}
+
+/* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
+ * are in cache.  row as forward_stats'. */
+static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
+                                        double mu, double r)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = row ? 1 : p->v.mid, Cg = p->v.Cg, inner = row ? 1 : p->v.inner;
+    const int64_t L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
+    const S *xb = k->x + off;
+    S *yb = k->y + off;
     if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */
-        const S *next = has_next ? xb + L : NULL;
+        const S *next = FN(has_next_group)(p, o, g) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] * r : r,
@@ -361,30 +373,34 @@ static void FN(forward_group)(const FN(fwd_ctx) *k, int64_t o, int64_t g)
                 FN(run_apply)(xb + m * stride + c * inner, yb + m * stride + c * inner, inner, &co,
                               k->stream, next ? next + c * inner : NULL);
             }
-        return;
-    }
-    /* Per-element coefficients with per-group statistics.  One channel per element (layer and
-     * RMS norm): xhat with the group's coefficients, then gamma and beta (row_affine).  Other
-     * layouts, or where x - mean could overflow in T: the float64 formula
-     * y = (x - mean) * (gamma r) + beta, rounded once. */
-    const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
-    const FN(coef) co = FN(make_coef)(mu, r, 0.0, 0.0);
-    for (int64_t m = 0; m < mid; m++) {
-        const S *xr = xb + m * stride;
-        S *yr = yb + m * stride;
-        const int64_t ahead = FB_FWD_ROWS_AHEAD;
-        const S *next = mid == 1 && o + ahead < p->v.outer ? xr + ahead * p->per_outer : NULL;
-        if (inner == 1 && !co.exact) {
-            FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
-            continue;
+    } else {
+        /* Per-element coefficients with per-group statistics.  One channel per element (layer
+         * and RMS norm): xhat with the group's coefficients, then gamma and beta (row_affine).
+         * Other layouts, or where x - mean could overflow in T: the float64 formula
+         * y = (x - mean) * (gamma r) + beta, rounded once. */
+        const T *gm = k->gamma ? k->gamma + c0 : NULL, *bt = k->beta ? k->beta + c0 : NULL;
+        const FN(coef) co = FN(make_coef)(mu, r, 0.0, 0.0);
+        for (int64_t m = 0; m < mid; m++) {
+            const S *xr = xb + m * stride;
+            S *yr = yb + m * stride;
+            const int64_t ahead = FB_FWD_ROWS_AHEAD;
+            const S *next = mid == 1 && o + ahead < p->v.outer ? xr + ahead * p->per_outer : NULL;
+            if (inner == 1 && !co.exact) {
+                FN(row_affine)(xr, yr, L, &co, gm, bt, mu, r, next, k->stream);
+                continue;
+            }
+            for (int64_t c = 0; c < Cg; c++) {   /* a channel's run: a loop to vectorize */
+                const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
+                const S *xc = xr + c * inner;   /* yc may be xc (in place) */
+                S *yc = yr + c * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    yc[i] = FB_ST64(((double)FB_LD(xc[i]) - mu) * sc + b);
+            }
         }
-        for (int64_t c = 0; c < Cg; c++) {   /* a channel's run: constant factors, a loop to vectorize */
-            const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
-            const S *xc = xr + c * inner;   /* yc may be xc (in place) */
-            S *yc = yr + c * inner;
-            for (int64_t i = 0; i < inner; i++) yc[i] = FB_ST64(((double)FB_LD(xc[i]) - mu) * sc + b);
-        }
     }
+    if (k->res || k->relu)
+        for (int64_t m = 0; m < mid; m++)
+            FN(epi_run)(yb + m * stride, FB_AT(k->res, off + m * stride), L, k->relu);
 }
 
 static void FN(forward_task)(void *vctx, int64_t task)
@@ -393,14 +409,20 @@ static void FN(forward_task)(void *vctx, int64_t task)
     const fb_norm_plan *p = k->p;
     const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
-    for (int64_t o = o0; o < o1; o++) {
-        FN(forward_group)(k, o, g);
-        if (k->res || k->relu) {   /* the group's outputs, still in cache: relu(y + res) */
-            const int64_t off = o * p->per_outer + g * p->L;
-            for (int64_t m = 0; m < p->v.mid; m++)
-                FN(epi_run)(k->y + off + m * p->stride, FB_AT(k->res, off + m * p->stride), p->L,
-                            k->relu);
-        }
+    /* Short rows (a group a row, at most FB_PAIR_ROW_BYTES) in pairs: both rows' statistics, then
+     * both applies, so that a row's scalar tail (totals, divisions, square root) overlaps the
+     * other row's vector loop.  The same operations a row, so the same bits. */
+    const int pairs = p->v.G == 1 && p->v.mid == 1 && p->v.inner == 1 &&
+                      p->L * (int64_t)sizeof(S) <= FB_PAIR_ROW_BYTES;
+    double mu[2], r[2];
+    int64_t o = o0;
+    for (; pairs && o + 1 < o1; o += 2) {
+        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, &mu[q], &r[q]);
+        for (int q = 0; q < 2; q++) FN(forward_apply)(k, o + q, g, 1, mu[q], r[q]);
+    }
+    for (; o < o1; o++) {
+        FN(forward_stats)(k, o, g, 0, &mu[0], &r[0]);
+        FN(forward_apply)(k, o, g, 0, mu[0], r[0]);
     }
     if (k->stream) fb_stream_fence();
 }

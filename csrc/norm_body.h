@@ -335,7 +335,8 @@ typedef struct {
     int pf_first;   /* one thread: the statistics prefetch the next group too */
 } FN(fwd_ctx);
 
-/* Group (o, g)'s statistics, stored in mean and invstd: the mean mu and r = 1 / sqrt(var + eps).
+/* Group (o, g)'s statistics, stored in mean and invstd (a NaN as fb_nan1's): the mean mu and
+ * r = 1 / sqrt(var + eps).
  * row: the group is one contiguous row (mid == 1, inner == 1), a constant. */
 static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
                                         double *mu, double *r)
@@ -350,7 +351,7 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
     FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered,
                       stats_next ? (uintptr_t)p->L * sizeof(S) : 0, mu, &var);
     *r = 1.0 / sqrt(var + k->eps);
-    k->mean[o * p->v.G + g] = *mu, k->invstd[o * p->v.G + g] = *r;
+    k->mean[o * p->v.G + g] = fb_nan1(*mu), k->invstd[o * p->v.G + g] = fb_nan1(*r);
 }
 
 /* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
@@ -635,7 +636,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
                 else sq += cq[v], nn += n;
             }
             const double var = (k->centered ? m2 : sq) / nn, r = 1.0 / sqrt(var + k->eps);
-            k->mean[o * G + g] = k->centered ? mu : 0.0, k->invstd[o * G + g] = r;
+            k->mean[o * G + g] = k->centered ? fb_nan1(mu) : 0.0, k->invstd[o * G + g] = fb_nan1(r);
             exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,
                                     tc, sh, s1, eg, s2);
         }
@@ -970,7 +971,7 @@ static void FN(backward_task)(void *vctx, int64_t task)
 }
 
 /* dgamma, dbeta: the chunks' partial sums added in chunk order, then (elementwise mode with
- * inner > 1) each channel's inner positions in order. */
+ * inner > 1) each channel's inner positions in order; a NaN stored as fb_nan1's. */
 static void FN(backward_then)(void *vctx)
 {
     const fb_norm_merge *k = (const fb_norm_merge *)vctx;   /* either layout's context */
@@ -982,8 +983,8 @@ static void FN(backward_then)(void *vctx)
     for (int64_t c = 0; c < p->C; c++) {
         double a = dg[c * per], b = dbs[c * per];
         for (int64_t i = 1; i < per; i++) a += dg[c * per + i], b += dbs[c * per + i];
-        k->dgamma[c] = a;
-        if (k->dbeta) k->dbeta[c] = b;
+        k->dgamma[c] = fb_nan1(a);
+        if (k->dbeta) k->dbeta[c] = fb_nan1(b);
     }
 }
 

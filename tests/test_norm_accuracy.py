@@ -121,16 +121,30 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
 
+def _dense_non_finite(a):
+    """a, in place, with NaN of both signs and +-inf every few values in its first quarter: the
+    groups there meet non-finite values in several lanes of their sums (inf - inf, NaN + NaN)."""
+    head = a.reshape(-1)[: a.size // 4]
+    for start, step, v in [(0, 37, np.nan), (3, 41, -np.nan), (5, 43, np.inf), (7, 47, -np.inf)]:
+        head[start::step] = v
+    return a
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
-def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, threads, isa):
-    """Every NaN an output holds has the same bits on every path, sign and payload too (a
-    commutative operation of two NaNs returns one of them, as each build's compiler orders it)."""
+@pytest.mark.parametrize("spread", ["scattered", "dense"])
+def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, spread, threads, isa):
+    """Every NaN an output holds, the statistics' too, has the same bits on every path, sign and
+    payload too (a commutative operation of two NaNs returns one of them, as each build's compiler
+    orders it)."""
     shape, kw = BIG[norm.name]
     rng = np.random.default_rng(8)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = with_non_finite(rng.standard_normal(shape).astype(dtype), 1)
-    with_non_finite(x, 2)
+    if spread == "dense":
+        _dense_non_finite(x)
+    else:
+        with_non_finite(x, 2)
     want = _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
     assert any(np.isnan(w).any() for w in want) and np.isfinite(want[0]).any()
 

@@ -209,7 +209,8 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
     const FN(slab_ctx) *k = (const FN(slab_ctx) *)vctx;
     const int64_t inner = k->inner, stride = k->C * inner;
     const double mu = k->mean[c], invstd = k->invstd[c];
-    double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
+    double sdy[FB_LANES], sdyx[FB_LANES];
+    fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
     const uintptr_t next = FN(slab_next)(k, c);
     for (int64_t o = 0; o < k->outer; o++)   /* L1-sized pieces; FB_SEG is a multiple of FB_LANES */
         for (int64_t s = 0; s < inner; s += FB_SEG) {

@@ -844,7 +844,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
          * on one thread, during the sums */
         const int next = FN(has_next_group)(p, o, g);
         for (int64_t c = 0; c < Cg; c++) {
-            double sdy[FB_LANES] = {0}, sdyx[FB_LANES] = {0};
+            double sdy[FB_LANES], sdyx[FB_LANES];
+            fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
             for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
                 for (int64_t s = 0; s < inner; s += FB_SEG)
                     FN(run_pair_sums)(xb + m * stride + c * inner + s, gb + m * stride + c * inner + s,
@@ -876,7 +877,8 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         return;
     }
     /* Elementwise: lanes over the run for the group's sums, per-element partials. */
-    double la[FB_LANES] = {0}, lb[FB_LANES] = {0};
+    double la[FB_LANES], lb[FB_LANES];
+    fb_lanes_zero(la), fb_lanes_zero(lb);
     double *qdg = pdg + g * L, *qdb = pdb + g * L;
     for (int64_t m = 0; gd && m < mid; m++) {   /* layer and RMS norm: one fused pass */
         const S *xr = xb + m * stride, *gr = gb + m * stride;
@@ -938,7 +940,8 @@ static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const S *gr[2] = {FN(group_dy)(k, off), FN(group_dy)(k, off + p->per_outer)};
     const double mu[2] = {k->centered ? k->mean[og] : 0.0, k->centered ? k->mean[og + p->v.G] : 0.0};
     const double r[2] = {k->invstd[og], k->invstd[og + p->v.G]};
-    double la[2][FB_LANES] = {{0}}, lb[2][FB_LANES] = {{0}};
+    double la[2][FB_LANES], lb[2][FB_LANES];
+    for (int q = 0; q < 2; q++) fb_lanes_zero(la[q]), fb_lanes_zero(lb[q]);
     const int long_rows = p->L * (int64_t)sizeof(S) >= FB_PF_L2_ROW;
     FN(rows_grad_sums2)(xr, gr, p->L, mu, r, gd, la, lb, pdg + g * p->L, pdb + g * p->L, first,
                         long_rows ? 2 * FB_GRAD_AHEAD : FB_GRAD_AHEAD);

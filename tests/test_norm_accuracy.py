@@ -134,9 +134,9 @@ def _dense_non_finite(a):
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 @pytest.mark.parametrize("spread", ["scattered", "dense"])
 def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, spread, threads, isa):
-    """Every NaN an output holds, the statistics' too, has the same bits on every path, sign and
-    payload too (a commutative operation of two NaNs returns one of them, as each build's compiler
-    orders it)."""
+    """Every NaN an output holds, the statistics' included, has the same bits on every path, sign
+    and payload too (a commutative operation of two NaNs returns one of them, as each build's
+    compiler orders it)."""
     shape, kw = BIG[norm.name]
     rng = np.random.default_rng(8)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)

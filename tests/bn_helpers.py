@@ -80,6 +80,15 @@ def with_non_finite(a, seed):
     return a
 
 
+def with_dense_non_finite(a):
+    """a, in place, with NaN of both signs and +-inf every few values in its first quarter: the
+    groups there meet non-finite values in several lanes of their sums (inf - inf, NaN + NaN)."""
+    head = a.reshape(-1)[: a.size // 4]
+    for start, step, v in [(0, 37, np.nan), (3, 41, -np.nan), (5, 43, np.inf), (7, 47, -np.inf)]:
+        head[start::step] = v
+    return a
+
+
 def f64(a):
     return None if a is None else np.asarray(a, dtype=np.float64)
 

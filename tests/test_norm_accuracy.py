@@ -29,7 +29,7 @@ import pytest
 
 import fastbn
 from fastbn import _config
-from bn_helpers import with_non_finite
+from bn_helpers import with_dense_non_finite, with_non_finite
 from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
                           exact_forward_terms, make)
 
@@ -121,15 +121,6 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
 
-def _dense_non_finite(a):
-    """a, in place, with NaN of both signs and +-inf every few values in its first quarter: the
-    groups there meet non-finite values in several lanes of their sums (inf - inf, NaN + NaN)."""
-    head = a.reshape(-1)[: a.size // 4]
-    for start, step, v in [(0, 37, np.nan), (3, 41, -np.nan), (5, 43, np.inf), (7, 47, -np.inf)]:
-        head[start::step] = v
-    return a
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
 @pytest.mark.parametrize("spread", ["scattered", "dense"])
@@ -142,7 +133,7 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, spread
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = with_non_finite(rng.standard_normal(shape).astype(dtype), 1)
     if spread == "dense":
-        _dense_non_finite(x)
+        with_dense_non_finite(x)
     else:
         with_non_finite(x, 2)
     want = _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))

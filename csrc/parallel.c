@@ -21,11 +21,17 @@ typedef pthread_t fb_thread;
 #define FB_MAX_THREADS 256
 #define FB_MAX_PHASES 8
 #define FB_SPINS 1000   /* pauses (~13 us here) before a waiting thread starts yielding its core */
+/* A thread takes a run of consecutive tasks at a time, about this many runs per thread, so that a
+ * task's prefetch of the next task's data serves the core that reads it (one task at a time, two
+ * threads alternated: group norm's NCHW forward took 1.1-1.3x the time; docs/performance.rst),
+ * while the runs still balance a core slowed by another tenant. */
+#define FB_RUNS_PER_THREAD 8
 
 typedef struct {
     const fb_phase *phases;
     int n_phases;
     volatile int64_t next[FB_MAX_PHASES];   /* next task of each phase; taken atomically */
+    int64_t run[FB_MAX_PHASES];             /* tasks taken at once (FB_RUNS_PER_THREAD) */
     volatile int64_t arrived;               /* workers done with the current phase */
     volatile int64_t phase_done;            /* phases finished, `then` included */
 } fb_job;
@@ -78,8 +84,10 @@ static void fb_wait_at_least(volatile int64_t *p, int64_t target)
 static void fb_run_tasks(fb_job *job, int ph)
 {
     const fb_phase *p = &job->phases[ph];
-    for (int64_t t = fb_atomic_add(&job->next[ph], 1); t < p->n_tasks; t = fb_atomic_add(&job->next[ph], 1))
-        p->fn(p->ctx, t);
+    const int64_t run = job->run[ph];
+    for (int64_t t = fb_atomic_add(&job->next[ph], run); t < p->n_tasks;
+         t = fb_atomic_add(&job->next[ph], run))
+        for (int64_t u = t; u < t + run && u < p->n_tasks; u++) p->fn(p->ctx, u);
 }
 
 /* A worker's part in a job: each phase's tasks, then report and wait for the caller to close the
@@ -279,7 +287,11 @@ void fb_parallel_phases(const fb_phase *phases, int n_phases, int n_threads)
     }
     fb_job job;
     job.phases = phases, job.n_phases = n_phases, job.arrived = 0, job.phase_done = 0;
-    for (int ph = 0; ph < FB_MAX_PHASES; ph++) job.next[ph] = 0;
+    for (int ph = 0; ph < FB_MAX_PHASES; ph++) {
+        const int64_t per = (int64_t)n_threads * FB_RUNS_PER_THREAD;
+        const int64_t run = ph < n_phases ? phases[ph].n_tasks / per : 1;
+        job.next[ph] = 0, job.run[ph] = run > 1 ? run : 1;
+    }
 #ifdef FB_HAVE_POOL
     if (fb_pool_run(&job, n_threads - 1)) return;
 #endif

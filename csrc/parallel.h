@@ -10,7 +10,7 @@
  * whose fb_parallel_phases calls _util's, installed when the module is imported: one pool per
  * process.
  * Tasks are indexed; a task writes only its own outputs, so which thread runs a task never changes
- * a result.
+ * a result.  Threads take runs of consecutive tasks, so that neighbouring data meets one core.
  */
 #ifndef FASTBN_PARALLEL_H
 #define FASTBN_PARALLEL_H

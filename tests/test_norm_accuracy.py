@@ -16,6 +16,8 @@ Specification:
   whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
   columns layout) for row counts that leave rows over after whole steps of four and after whole
   segments.
+- group norm and batch norm on 2 to 5 threads give the one-thread bits where the runs of
+  consecutive tasks the threads take do not divide the tasks evenly.
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
@@ -119,6 +121,37 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, 
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     dy = rng.standard_normal(shape).astype(dtype)
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
+
+
+@pytest.mark.parametrize("n_threads", [2, 3, 4, 5])
+def test_runs_of_tasks_that_do_not_divide_the_tasks_give_the_one_thread_bits(n_threads):
+    """Threads take runs of consecutive tasks (csrc/parallel.c: about 8 runs a thread).  Group
+    norm here has 76 tasks (4 sample chunks x 19 groups): runs of 4, 3, 2 and 1 at 2-5 threads,
+    a partial last run at 3; batch norm's 37 channels: runs of 2 at 2 threads, the last partial."""
+    rng = np.random.default_rng(76)
+    x = (rng.standard_normal((37, 38, 24, 24)) * 3.0 + 2.0).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma = rng.standard_normal(38).astype(np.float32)
+    beta = rng.standard_normal(38).astype(np.float32)
+    xb = np.ascontiguousarray(x[:, :37])
+
+    def outputs():
+        y, mean, invstd = fastbn.group_norm(x, 19, gamma, beta)
+        yb, mb, sb = fastbn.batch_norm_train(xb, gamma[:37], beta[:37])
+        dxs = fastbn.group_norm_backward(dy, x, mean, invstd, 19, gamma)
+        dxb = fastbn.batch_norm_backward(dy[:, :37], xb, mb, sb, gamma[:37])
+        return [y, mean, invstd, *dxs, yb, mb, sb, *dxb]
+
+    saved = fastbn.get_num_threads()
+    try:
+        fastbn.set_num_threads(1)
+        want = outputs()
+        fastbn.set_num_threads(n_threads)
+        got = outputs()
+    finally:
+        fastbn.set_num_threads(saved)
+    for g, w in zip(got, want):
+        assert g.tobytes() == w.tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

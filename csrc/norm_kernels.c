@@ -36,8 +36,8 @@
 /* layer / RMS norm forward: a row's apply prefetches the row this many on into L2 (the next
  * one left memory idle while a row computed) */
 #define FB_FWD_ROWS_AHEAD 4
-/* layer / RMS norm forward: rows of at most this many bytes are taken in pairs */
-#define FB_PAIR_ROW_BYTES 2048
+/* layer / RMS norm forward: rows of at most this many bytes are taken in pairs (4 KB rows lost) */
+#define FB_PAIR_ROW_BYTES 3584
 #define FB_PF_L2_ROW 2048
 
 #if FB_SEG % FB_LANES != 0

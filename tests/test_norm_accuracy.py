@@ -10,7 +10,7 @@ Specification:
   instruction-set path (the AVX-512 one with its statistics sums in either vector width), also
   with +-inf and NaN among the inputs (NaNs' signs and payloads included); so is
   layer norm's and RMS norm's forward for row lengths that do and do not fill whole lane rounds
-  and statistics segments.
+  and statistics segments, rows taken in pairs (at most 3.5 KB) and one at a time.
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
   not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
   whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
@@ -173,7 +173,7 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, spread
     assert any(np.isnan(w).any() for w in want) and np.isfinite(want[0]).any()
 
 
-@pytest.mark.parametrize("rows, D", [(7, 37), (301, 1001), (16, 4099)])
+@pytest.mark.parametrize("rows, D", [(7, 37), (65, 700), (301, 1001), (16, 4099)])
 def test_row_norm_forward_gives_the_scalar_bits(rows, D, threads, isa, sums_width):
     x = (np.random.default_rng(rows * D).standard_normal((rows, D)) * 3.0 + 2.0).astype(np.float32)
     _assert_scalar_bits(lambda: list(fastbn.layer_norm(x)) + list(fastbn.rms_norm(x)))

@@ -199,7 +199,8 @@ static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *
 
 /* row_grad_affine1 over a run: three operations a vector besides the subtraction, two vectors a
  * step with one finiteness test, gamma present or not as a constant flag (as row_affine).
- * Streamed when `stream`; pfx, pfg (or NULL): a later run's x and dy, prefetched (into L2 alone
+ * Streamed when `stream`, last element first where dx lies just above an input modulo 4 KB
+ * (FB_RUN_PLACE_REV); pfx, pfg (or NULL): a later run's x and dy, prefetched (into L2 alone
  * where pf_l2). */
 static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                              const FN(coef) *co, const T *gm, double r,
@@ -227,7 +228,7 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);       \
         else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) FB_E1(j_);                     \
     } while (0)
-    FB_RUN_LOOP_H(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE(dx, dy, x, gm), 1);
+    FB_RUN_LOOP_H(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE_REV(dx, dy, x, gm), 1);
 #undef FB_E_STORE2
 #undef FB_E1
 #undef FB_GA_AT

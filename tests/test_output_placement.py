@@ -3,7 +3,8 @@
 Outputs of 4 MiB and more are written with non-temporal stores, and a pass whose output lies up
 to 112 bytes above one of its inputs modulo 4096 runs last element first, or where the CPU does
 not reverse, stores each pair of vectors after the next pair's loads (4K aliasing, csrc/simd.h's
-fb_run_reverse and FB_RUN_HELD).  Each kernel here writes one output placed 16, 64 or 112 bytes
+fb_run_reverse and FB_RUN_HELD); layer and RMS norm's backward rows reverse on every CPU
+(FB_RUN_PLACE_REV).  Each kernel here writes one output placed 16, 64 or 112 bytes
 above x modulo 4096 (the reversed order), 240 or 4080 bytes above (the forward order, either
 side of the window) and at 0 (forward), and each result must be the bits of the forward one.
 An output not 64-byte aligned like x (16, 112, 240, 4080) also takes the forward order's

@@ -21,10 +21,9 @@ typedef pthread_t fb_thread;
 #define FB_MAX_THREADS 256
 #define FB_MAX_PHASES 8
 #define FB_SPINS 1000   /* pauses (~13 us here) before a waiting thread starts yielding its core */
-/* A thread takes a run of consecutive tasks at a time, about this many runs per thread, so that a
- * task's prefetch of the next task's data serves the core that reads it (one task at a time, two
- * threads alternated: group norm's NCHW forward took 1.1-1.3x the time; docs/performance.rst),
- * while the runs still balance a core slowed by another tenant. */
+/* Threads take runs of consecutive tasks, about this many a thread: a task's prefetch of the next
+ * task's data then serves the core that reads it, and the runs still balance a core slowed by
+ * another tenant (docs/performance.rst, "Runs of consecutive tasks"). */
 #define FB_RUNS_PER_THREAD 8
 
 typedef struct {

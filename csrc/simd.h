@@ -355,17 +355,14 @@ static inline int fb_run_place(const void *out, const void *const *in, int k)
     fb_run_place((out), (const void *const[]){__VA_ARGS__}, \
                  (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *)))
 
-/* fb_run_place, but last element first wherever an input lies in the window, whatever
+/* FB_RUN_PLACE, but last element first wherever an input lies in the window, whatever
  * fb_alias_reverse says: for a pass that still stalls forward with its pairs held (layer / RMS
  * norm's backward rows on Zen 5, 1.5x slower; docs/performance.rst). */
-static inline int fb_run_place_rev(const void *out, const void *const *in, int k)
+static inline int fb_place_reversed(int p)
 {
-    const int p = fb_run_place(out, in, k);
     return (p & FB_RUN_HOLD) ? (p & ~FB_RUN_HOLD) | FB_RUN_REV : p;
 }
-#define FB_RUN_PLACE_REV(out, ...) \
-    fb_run_place_rev((out), (const void *const[]){__VA_ARGS__}, \
-                     (int)(sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *)))
+#define FB_RUN_PLACE_REV(out, ...) fb_place_reversed(FB_RUN_PLACE(out, __VA_ARGS__))
 
 /* The loop of every elementwise pass over n outputs at out: ONE(i) writes element i, PAIR(STORE,
  * i) the two vectors of the element type's FB_TV_W at i with STORE (FB_SV_STREAM on the whole

@@ -21,6 +21,12 @@ extern int fb_alias_reverse;
  * Set when the module loads; the width changes no bit (docs/performance.rst). */
 extern int fb_narrow_sums;
 
+/* 1 where the rows layout's gradient apply prefetches its inputs 4 KB ahead into L2
+ * (norm_common.h's FB_ROW_GPUT2): 0 on AMD family 1Ah (Zen 5), where the hardware prefetcher
+ * alone was faster, as measured; 1 elsewhere (Zen 4: faster with it).  Set when the module
+ * loads; prefetching changes no bit (docs/performance.rst). */
+extern int fb_grad_prefetch;
+
 /* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the
  * kernels files to define PREFIX_table_scalar (and _avx2, _avx512 on x86), and defines the table
  * in use, `static const TYPE *PREFIX`, with PREFIX_set_isa(isa) (0, or -1 if isa cannot run

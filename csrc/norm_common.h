@@ -21,8 +21,9 @@ static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && byt
 #define FB_NVG 4
 /* Bytes ahead of a reduction's reads that it prefetches (1024: measured best of 512-2048) */
 #define FB_PF_AHEAD 1024
-/* Bytes ahead of the rows layout's gradient apply that it prefetches into L2 (4096: best of
- * 1024-16384; the forward's apply gained nothing) */
+/* Bytes ahead of the rows layout's gradient apply that it prefetches into L2, where
+ * fb_grad_prefetch (cpu.h) (4096: best of 1024-16384 on Zen 4; the forward's apply gained
+ * nothing) */
 #define FB_GRAD_APPLY_AHEAD 4096
 #define FB_LG (FB_NVG * FB_VD_W < FB_LANES ? FB_NVG * FB_VD_W : FB_LANES)
 #if FB_LANES % (FB_NVG * 2) != 0
@@ -519,7 +520,11 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
     } while (0)
 #define FB_ROW_AHEAD(p, v)                                                                       \
-    FB_PREFETCH_SPAN_L2((uintptr_t)((p) + (v)) + FB_GRAD_APPLY_AHEAD, 2 * FB_TV_W * (int)sizeof(S))
+    do {                                                                                         \
+        if (ahead)                                                                               \
+            FB_PREFETCH_SPAN_L2((uintptr_t)((p) + (v)) + FB_GRAD_APPLY_AHEAD,                    \
+                                2 * FB_TV_W * (int)sizeof(S));                                   \
+    } while (0)
 #define FB_ROW_GPUT2(STORE, v)                                                                   \
     do {                                                                                         \
         /* read before yr (which may be gr) is written */                                        \
@@ -541,6 +546,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
     const int place = stream ? FB_RUN_PLACE(yr, xr, gr, res, ym, tm, ts, tg, tc) : 0;
+    const int ahead = fb_grad_prefetch;
     if (!bwd) FB_RUN_LOOP_H(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, place, 1);
     else FB_RUN_LOOP_H(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, place, 1);
 #undef FB_ROW_T

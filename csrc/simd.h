@@ -160,8 +160,23 @@ typedef int32_t fb_vfi __attribute__((vector_size(FB_VBYTES)));
 typedef int64_t fb_vdi __attribute__((vector_size(FB_VBYTES)));
 static inline fb_vf fb_vf_relu(fb_vf v) { return (fb_vf)((fb_vfi)v & ~(fb_vfi)(v < (fb_vf){0})); }
 static inline fb_vd fb_vd_relu(fb_vd v) { return (fb_vd)((fb_vdi)v & ~(fb_vdi)(v < (fb_vd){0})); }
-static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { return (fb_vf)((fb_vfi)dy & ~(fb_vfi)(y <= (fb_vf){0})); }
-static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0})); }
+/* dy loaded whole into a register: the compiler would otherwise fold the masks below into a
+ * masked load of dy, and Zen 5's hardware prefetcher did not follow masked loads (measured) */
+#if defined(__x86_64__) || defined(__i386__)
+#define FB_IN_REG(v) __asm__("" : "+v"(v))
+#else
+#define FB_IN_REG(v) ((void)0)
+#endif
+static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y)
+{
+    FB_IN_REG(dy);
+    return (fb_vf)((fb_vfi)dy & ~(fb_vfi)(y <= (fb_vf){0}));
+}
+static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y)
+{
+    FB_IN_REG(dy);
+    return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0}));
+}
 /* relu_grad with the mask as bits (fb_mask_at): lane i keeps dy where bit i of m is set, else +0 */
 static const int32_t fb_lane_bit32[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
                                           8192, 16384, 32768};
@@ -170,12 +185,14 @@ static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m)
 {
     fb_vfi sel;
     memcpy(&sel, fb_lane_bit32, sizeof sel);
+    FB_IN_REG(dy);
     return (fb_vf)((fb_vfi)dy & ((((fb_vfi){0} + (int32_t)m) & sel) != 0));
 }
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m)
 {
     fb_vdi sel;
     memcpy(&sel, fb_lane_bit64, sizeof sel);
+    FB_IN_REG(dy);
     return (fb_vd)((fb_vdi)dy & ((((fb_vdi){0} + (int64_t)m) & sel) != 0));
 }
 

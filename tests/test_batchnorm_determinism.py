@@ -4,8 +4,10 @@ Specification: on inputs large enough to be split across threads (>= 65536 eleme
 layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
 (each equal to the scalar path's bits, also with +-inf and NaN among the inputs: NaNs' signs and
-payloads included), the AVX-512 path with its statistics sums in either vector width; that width
-is chosen per CPU: half-width on AMD family 19h (Zen 4), full elsewhere.
+payloads included), the AVX-512 path with its statistics sums in either vector width, and the
+rows layouts' gradient apply with its L2 prefetch or without.  Both are chosen per CPU: half-width
+sums on AMD family 19h (Zen 4), full elsewhere; no prefetch on AMD family 1Ah (Zen 5), prefetch
+elsewhere.
 """
 import numpy as np
 import pytest
@@ -127,6 +129,55 @@ def test_concurrent_calls_from_several_threads_give_the_same_bits():
     assert not errors and len(results) == 20
     for got in results:
         assert_same_bits(got, want)
+
+
+@pytest.fixture
+def prefetch_chosen():
+    chosen = _norm.get_grad_prefetch()
+    yield chosen
+    _norm.set_grad_prefetch(chosen)
+
+
+def _backwards(x, gamma, beta, dy, axis):
+    """Batch norm's backward, plain and through a fused ReLU (with dresidual), and group norm's
+    (4 groups): every output."""
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, beta, axis=axis, relu=True)
+    dres = np.empty_like(x)
+    fused = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y,
+                                       dresidual=dres)
+    plain = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis)
+    _, gm, gr = fastbn.group_norm(x, 4, gamma, beta, axis=axis)
+    group = fastbn.group_norm_backward(dy, x, gm, gr, 4, gamma, axis=axis)
+    return [*plain, *fused, dres, *group]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", BIG[1:], ids=BIG_IDS[1:])
+def test_the_gradient_apply_gives_the_same_bits_with_its_prefetch_or_without(
+        shape, axis, dtype, threads, isa, prefetch_chosen):
+    """The rows layouts' gradient apply (batch norm NC / NHWC, plain and through the ReLU mask;
+    group norm channels-last) prefetches its inputs into L2 or leaves them to the hardware
+    (csrc/cpu.h's fb_grad_prefetch, chosen per CPU): either way, the scalar path's bits."""
+    args = _inputs(shape, axis, dtype)
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        fastbn.set_num_threads(1)
+        want = _backwards(*args, axis)
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+    for on in (True, False):
+        _norm.set_grad_prefetch(on)
+        for got, w in zip(_backwards(*args, axis), want):
+            assert got.tobytes() == w.tobytes(), f"prefetch {on}"
+
+
+def test_the_gradient_prefetch_is_chosen_per_cpu_family():
+    """Off where the hardware prefetcher alone was measured faster (AMD family 1Ah: Zen 5), on
+    elsewhere (it was measured faster on Zen 4)."""
+    vendor, family = x86_cpu()
+    assert _norm.get_grad_prefetch() == (not (vendor == "AuthenticAMD" and family == 0x1A))
 
 
 def test_the_statistics_width_is_chosen_per_cpu_family():

@@ -36,6 +36,7 @@ include "_kernels_decl.pxi"
 cdef extern from "cpu.h":
     int fb_alias_reverse
     int fb_narrow_sums
+    int fb_grad_prefetch
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
@@ -72,6 +73,18 @@ def set_narrow_sums(bint on):
 
 def get_narrow_sums():
     return bool(fb_narrow_sums)
+
+
+def set_grad_prefetch(bint on):
+    """Whether the rows layout's gradient apply prefetches its inputs into L2 (csrc/cpu.h's
+    fb_grad_prefetch; chosen per CPU when the module loads).  For the tests: prefetching changes
+    no bit.  Not for use while kernels run."""
+    global fb_grad_prefetch
+    fb_grad_prefetch = on
+
+
+def get_grad_prefetch():
+    return bool(fb_grad_prefetch)
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:

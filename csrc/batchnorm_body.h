@@ -585,8 +585,10 @@ static int FN(rows_spread)(const FN(rows_ctx) *k, int64_t C, int64_t inner)
     return exact;
 }
 
-/* Scratch of the rows path: chunk results (unless `coefs_only`), coefficients. */
-static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
+/* Scratch of the rows path: chunk results (unless `coefs_only`), coefficients, and `mbits`
+ * bytes for k->mbits (0: none).  One block: two, freed each call, let glibc's default malloc
+ * trim the heap between calls, and each call faulted its pages in again. */
+static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only, size_t mbits)
 {
     const int64_t V = k->p.V, n_results = coefs_only ? 0 : k->p.n_rchunks * V;
     /* Runs of about FB_RUN values, but no more copies of the coefficients than a quarter of
@@ -596,7 +598,8 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
     if (k->group < 1) k->group = 1;
     const int64_t P = (k->group + 1) * V;
     const size_t bytes = sizeof(double) * (size_t)(2 * n_results + V) +
-                         sizeof(FN(coef)) * (size_t)C + (sizeof(FB_C) * (size_t)P + 4096 + sizeof(FB_C)) * 4;
+                         sizeof(FN(coef)) * (size_t)C +
+                         (sizeof(FB_C) * (size_t)P + 4096 + sizeof(FB_C)) * 4 + mbits;
     char *s = (char *)malloc(bytes);
     if (!s) return NULL;
     k->r1 = (double *)s;
@@ -616,6 +619,7 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only)
         *arrays[a] = (FB_C *)at;
         at += sizeof(FB_C) * (size_t)P;
     }
+    k->mbits = mbits ? (unsigned char *)at : NULL;
     return s;
 }
 
@@ -743,7 +747,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
     k.x = x, k.y = y;
     k.stream = stream;
     k.res = res, k.relu = relu;
-    void *scratch = FN(rows_alloc)(&k, C, 0);
+    void *scratch = FN(rows_alloc)(&k, C, 0, 0);
     if (!scratch) return FB_ENOMEM;
     FN(rows_finish_ctx) f = {&k, gamma, beta, eps, mean, var, invstd, NULL, NULL, m2, m2 != NULL};
     FN(rows_run)(&f, n_threads);
@@ -820,7 +824,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
     k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
     k.res = res, k.relu = relu, k.ym = ym, k.dres = dres;
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
-    void *scratch = FN(rows_alloc)(&k, C, 1);
+    void *scratch = FN(rows_alloc)(&k, C, 1, 0);
     if (!scratch) return FB_ENOMEM;
     FN(fill_coefs)(src, (FN(coef) *)k.coefs, C);
     if (inner >= FB_SLAB_MIN) {
@@ -890,22 +894,22 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
     k.p = fb_rows_plan_make(outer, C, inner);
     k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
     k.stream = stream, k.ym = ym, k.dres = dres;
-    void *scratch = FN(rows_alloc)(&k, C, 0);
-    if (!scratch) return FB_ENOMEM;
+    size_t mbits = 0;
 #ifdef FB_MASK8
     /* The elementwise pass reads y's mask as bits, written by the sums (from memory, float32:
      * 24 bytes an element in all instead of 28).  Byte-aligned rows and tiles only; without the
      * memory the pass reads y, with the same results. */
-    if (ym && !sums_only && k.p.V % 8 == 0)
-        k.mbits = (unsigned char *)malloc((size_t)(k.p.R * k.p.V / 8) + 4);
+    if (ym && !sums_only && k.p.V % 8 == 0) mbits = (size_t)(k.p.R * k.p.V / 8) + 4;
 #endif
+    void *scratch = FN(rows_alloc)(&k, C, 0, mbits);
+    if (!scratch && mbits) scratch = FN(rows_alloc)(&k, C, 0, 0);
+    if (!scratch) return FB_ENOMEM;
     double *vm = (double *)k.vm;
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < inner; i++) vm[c * inner + i] = mean[c];
     FN(rows_finish_ctx) f = {&k, gamma, NULL, 0.0, (double *)mean, NULL, (double *)invstd,
                              dgamma, dbeta, NULL, sums_only};
     FN(rows_run)(&f, n_threads);
-    free(k.mbits);
     free(scratch);
     return FB_OK;
 }

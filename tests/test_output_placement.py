@@ -12,6 +12,10 @@ leftover-line step (FB_RUN_LOOP streams a whole line through a pair whose second
 drops), the fused backward's dresidual included.
 Whether a CPU reverses or holds is chosen when the module loads (csrc/cpu.h's
 fb_alias_reverse); the tests run both choices on any host.
+
+The outputs fastbn allocates itself (``out=None``, ``dresidual`` of a layer) of 4 MiB and more
+start on the 64-byte line of a page farthest from the inputs read with them, modulo 4096: the
+middle of the widest gap between those inputs' offsets, so never in the window above.
 """
 import numpy as np
 import pytest
@@ -164,3 +168,47 @@ def test_the_order_is_chosen_per_cpu_family():
     """Reversed where it was measured to help (AMD family 17h: Zen 1 and 2), forward elsewhere."""
     vendor, family = x86_cpu()
     assert _norm.get_alias_reverse() == (vendor == "AuthenticAMD" and family == 0x17)
+
+
+def _circular(a, b):
+    d = (a - b) % PAGE
+    return min(d, PAGE - d)
+
+
+ONE_INPUT = {"train", "infer", "layer", "rms", "group", "instance"}   # x alone: the rest read dy
+
+
+@pytest.mark.parametrize("dy_offset", [0, 48, 1040, 2064, 4048])
+@pytest.mark.parametrize("layout", list(SHAPES))
+@pytest.mark.parametrize("family", [_batch_norms, _norms], ids=["batch-norm", "other-norms"])
+def test_a_new_output_starts_far_from_its_inputs_modulo_4096(family, layout, dy_offset):
+    """x 16 bytes into a page (NumPy's own large arrays), dy (also the residual) elsewhere: each
+    new output starts on a line at least half the widest gap between its inputs' offsets, less a
+    line, from each of them, and gives the bits of an output placed by the caller."""
+    arena = Arena()
+    shape, axis = SHAPES[layout]
+    x0, dy0, params = _inputs(shape, axis, np.float32, arena)
+    x = arena.place(shape, np.float32, 16)
+    x[...] = x0
+    dy = arena.place(shape, np.float32, dy_offset)
+    dy[...] = dy0
+    for name, call in family(x, dy, params, axis).items():
+        if name == "backward-relu":   # its y is made inside the call; its dresidual is given
+            continue
+        want = call(arena.place(shape, np.float32, 0)).copy()
+        got = call(None)
+        start = got.ctypes.data % PAGE
+        reads = [16] if name in ONE_INPUT else [16, dy_offset]
+        gap = PAGE if len(set(reads)) == 1 else max((dy_offset - 16) % PAGE, (16 - dy_offset) % PAGE)
+        assert start % 64 == 0, name
+        for offset in reads:
+            assert _circular(start, offset) >= gap // 2 - 64, (name, start, offset)
+        assert got.tobytes() == want.tobytes(), name
+
+
+def test_a_small_output_is_not_moved_within_its_page():
+    """Under 4 MiB (not streamed: no stall was measured there) a new output is only line-aligned:
+    its buffer holds 64 bytes more, not a page."""
+    x = np.ones((1024, 1023), np.float32)   # just under 4 MiB
+    y = fastbn.layer_norm(x)[0]
+    assert y.ctypes.data % 64 == 0 and y.base.nbytes == y.nbytes + 64

@@ -477,12 +477,13 @@ cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
     return _array_of(src, 1, &n, t)
 
 
-cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t):
-    """A C-ordered array of x's shape and type t; a large one line-aligned (empty_aligned)."""
+cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t, object first):
+    """A C-ordered array of x's shape and type t; a large one placed as empty_aligned places it,
+    away from xa and first (the kernel's inputs read with it)."""
     cdef cnp.dtype d = cnp.PyArray_DescrFromType(t)
     if cnp.PyArray_SIZE(xa) * d.itemsize < _val.LINE_MIN_BYTES:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
-    return _val.empty_aligned((<object>xa).shape, d)
+    return _val.empty_aligned((<object>xa).shape, d, "C", (xa, first))
 
 
 cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others):
@@ -491,7 +492,7 @@ cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others):
     ``others`` -- but for ``others[0]`` (x or dy, plain too), which out may be exactly (in place:
     the same address, shape and type); else None (the general path checks it, or raises)."""
     if out is None:
-        return _empty_like_x(xa, t)
+        return _empty_like_x(xa, t, others[0])
     if _float_type(out) != t or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
         return None
     cdef cnp.ndarray o = <cnp.ndarray>out

@@ -285,39 +285,62 @@ _LINE = 64
 LINE_MIN_BYTES = 1 << 16   # smaller results stay plain np.empty: their calls are overhead-bound
 
 
-def empty_aligned(shape, dtype, order="C"):
-    """``np.empty``, starting on a 64-byte line when it is large (its ``base``: the buffer)."""
+# A load from 16-112 bytes above (or just below) a streamed store still in flight, modulo 4 KB,
+# waits for it (4K aliasing): new outputs that are streamed (csrc/norm_common.h's
+# FB_STREAM_MIN_BYTES) start as far from their kernel's inputs as a page allows.
+_PAGE = 4096
+STREAM_MIN_BYTES = 4 << 20
+
+
+def far_offset(arrays):
+    """The 64-byte line within a 4 KB page farthest from where each of ``arrays`` (None: left
+    out) starts, modulo 4 KB: the middle of the widest gap between their offsets."""
+    offs = sorted({a.__array_interface__["data"][0] % _PAGE for a in arrays if a is not None})
+    if not offs:
+        return 0
+    width, start = max(((offs[(i + 1) % len(offs)] - o) % _PAGE or _PAGE, o)
+                       for i, o in enumerate(offs))
+    return (start + width // 2) % _PAGE // _LINE * _LINE
+
+
+def empty_aligned(shape, dtype, order="C", away=()):
+    """``np.empty``, starting on a 64-byte line when it is large (its ``base``: the buffer), and
+    when streamed on the line of a 4 KB page farthest from the arrays ``away``
+    (:func:`far_offset`)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < LINE_MIN_BYTES:
         return np.empty(shape, dtype=dtype, order=order)
-    buf = np.empty(nbytes + _LINE, dtype=np.uint8)
-    off = -buf.__array_interface__["data"][0] % _LINE
+    page = nbytes >= STREAM_MIN_BYTES and any(a is not None for a in away)
+    buf = np.empty(nbytes + (_PAGE if page else _LINE), dtype=np.uint8)
+    want = far_offset(away) if page else 0
+    off = (want - buf.__array_interface__["data"][0]) % (_PAGE if page else _LINE)
     return np.ndarray(shape, dtype=dtype, buffer=buf, offset=off, order=order)
 
 
-def empty_aligned_like(x, dtype):
-    """``np.empty_like(x, dtype)`` (the memory order of ``x``), line-aligned as empty_aligned
-    where ``x`` is C- or Fortran-contiguous."""
+def empty_aligned_like(x, dtype, away=()):
+    """``np.empty_like(x, dtype)`` (the memory order of ``x``), placed as empty_aligned where
+    ``x`` is C- or Fortran-contiguous."""
     if x.flags.c_contiguous or x.flags.f_contiguous:
-        return empty_aligned(x.shape, dtype, "C" if x.flags.c_contiguous else "F")
+        return empty_aligned(x.shape, dtype, "C" if x.flags.c_contiguous else "F", away)
     return np.empty_like(x, dtype=dtype, subok=False)
 
 
-def out_buffers(out, x, dtype, perm=None):
-    """(buf, target) for a kernel that writes an array shaped like ``x``.
+def out_buffers(out, x, dtype, perm=None, away=()):
+    """(buf, target) for a kernel that writes an array shaped like ``x``, reading ``away`` (the
+    arrays it reads in step with its output, as it reads them).
 
     The caller gets ``target``: ``out``, or a new array in the memory order of ``x`` (as
-    ``np.empty_like``, line-aligned: :func:`empty_aligned_like`).  The kernel writes ``buf``: the
-    shape of ``x`` transposed by ``perm`` if given, C-contiguous, native ``dtype``; ``target``
-    itself when that needs no transpose and is :func:`kernel_ready`, else scratch that
-    :func:`deliver` copies into ``target``.
+    ``np.empty_like``, line-aligned and away from those inputs: :func:`empty_aligned_like`).  The
+    kernel writes ``buf``: the shape of ``x`` transposed by ``perm`` if given, C-contiguous,
+    native ``dtype``; ``target`` itself when that needs no transpose and is :func:`kernel_ready`,
+    else scratch, placed the same way, that :func:`deliver` copies into ``target``.
     """
-    target = empty_aligned_like(x, dtype) if out is None else out
+    target = empty_aligned_like(x, dtype, away) if out is None else out
     if perm is None and kernel_ready(target):
         return target, target
     shape = x.shape if perm is None else tuple(x.shape[i] for i in perm)
-    return empty_aligned(shape, dtype), target
+    return empty_aligned(shape, dtype, away=away), target
 
 
 def deliver(buf, target, perm=None):

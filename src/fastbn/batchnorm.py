@@ -222,13 +222,14 @@ def batch_norm_train(x, gamma=None, beta=None, *, axis=1, eps=1e-5, running_mean
                          f"(shape {x.shape}, channel axis {axis})")
     relu, res = _fused_args(x, relu, residual)
     g, b, rm, rv = _train_args(x, C, dtype, gamma, beta, running_mean, running_var, out, res)
-    buf, target = v.out_buffers(out, x, dtype)
+    xk, resk = v.kernel_array(x, dtype), v.kernel_array(res, dtype)
+    buf, target = v.out_buffers(out, x, dtype, away=(xk, resk))
 
     stats = np.empty((3, C), dtype=np.float64)   # mean, var, invstd
     if C:
-        _batchnorm.train(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(g, pdtype),
-                         v.kernel_array(b, pdtype), eps, stats, _config.get_num_threads(),
-                         v.kernel_array(res, dtype), relu)
+        _batchnorm.train(xk, buf, outer, C, inner, v.kernel_array(g, pdtype),
+                         v.kernel_array(b, pdtype), eps, stats, _config.get_num_threads(), resk,
+                         relu)
     y = v.deliver(buf, target)
     if (rm is not None or rv is not None) and C:
         _update_running(rm, rv, stats, count, momentum)
@@ -307,13 +308,13 @@ def batch_norm_infer(x, running_mean, running_var, gamma=None, beta=None, *, axi
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("running_mean", rm),
                                   ("running_var", rv), ("gamma", g), ("beta", b),
                                   ("residual", res)])
-    buf, target = v.out_buffers(out, x, dtype)
+    xk, resk = v.kernel_array(x, dtype), v.kernel_array(res, dtype)
+    buf, target = v.out_buffers(out, x, dtype, away=(xk, resk))
     if x.size:
         outer, C, inner = _batchnorm.layout(x, axis)
-        _batchnorm.infer(v.kernel_array(x, dtype), buf, outer, C, inner, v.kernel_array(rm, pdtype),
+        _batchnorm.infer(xk, buf, outer, C, inner, v.kernel_array(rm, pdtype),
                          v.kernel_array(rv, pdtype), v.kernel_array(g, pdtype),
-                         v.kernel_array(b, pdtype), eps, _config.get_num_threads(),
-                         v.kernel_array(res, dtype), relu)
+                         v.kernel_array(b, pdtype), eps, _config.get_num_threads(), resk, relu)
     return v.deliver(buf, target)
 
 
@@ -424,15 +425,16 @@ def batch_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=
     v.no_overlap([("out", out), ("dresidual", dresidual)],
                  [("dy", None if in_place else dy), ("x", x), ("mean", mean), ("invstd", invstd),
                   ("gamma", g), ("y", y)])
-    buf, target = v.out_buffers(out, x, dtype)
-    dbuf, dtarget = (None, None) if dresidual is None else v.out_buffers(dresidual, x, dtype)
+    dyk, xk, yk = v.kernel_array(dy, dtype), v.kernel_array(x, dtype), v.kernel_array(y, dtype)
+    buf, target = v.out_buffers(out, x, dtype, away=(dyk, xk, yk))
+    dbuf, dtarget = ((None, None) if dresidual is None
+                     else v.out_buffers(dresidual, x, dtype, away=(dyk, xk, yk)))
     grads = np.empty((2, C), dtype=np.float64)   # dgamma, dbeta
     if C:
         m = v.kernel_array(mean, np.float64)
         s = v.kernel_array(invstd, np.float64)
-        _batchnorm.backward(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C,
-                            inner, m, s, v.kernel_array(g, pdtype), grads,
-                            _config.get_num_threads(), v.kernel_array(y, dtype), dbuf)
+        _batchnorm.backward(dyk, xk, buf, outer, C, inner, m, s, v.kernel_array(g, pdtype), grads,
+                            _config.get_num_threads(), yk, dbuf)
     if dresidual is not None:
         v.deliver(dbuf, dtarget)
     return BatchNormGrads(v.deliver(buf, target), grads[0].astype(pdtype), grads[1].astype(pdtype))

@@ -251,9 +251,10 @@ def batch_norm_apply(x, mean, invstd, gamma=None, beta=None, *, axis=1, out=None
     in_place = out is not None and v.same_view(out, x)
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("mean", _nd(mean)),
                                   ("invstd", _nd(invstd)), ("gamma", g), ("beta", b)])
-    buf, target = v.out_buffers(out, x, dtype)
+    xk = v.kernel_array(x, dtype)
+    buf, target = v.out_buffers(out, x, dtype, away=(xk,))
     if x.size:
-        _k.apply(v.kernel_array(x, dtype), buf, outer, C, inner, m, s, v.kernel_array(g, pdtype),
+        _k.apply(xk, buf, outer, C, inner, m, s, v.kernel_array(g, pdtype),
                  v.kernel_array(b, pdtype), _config.get_num_threads())
     return v.deliver(buf, target)
 
@@ -391,11 +392,11 @@ def _grad_sums(dy, x, dtype, outer, C, inner, m, s):
 
 def _grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sum_dy, sum_dy_xmu, count, out):
     """dx from validated inputs and the (global) sums of _grad_sums over ``count`` values."""
-    buf, target = v.out_buffers(out, x, dtype)
+    dyk, xk = v.kernel_array(dy, dtype), v.kernel_array(x, dtype)
+    buf, target = v.out_buffers(out, x, dtype, away=(dyk, xk))
     if x.size:
-        _k.grad_apply(v.kernel_array(dy, dtype), v.kernel_array(x, dtype), buf, outer, C, inner,
-                      m, s, v.kernel_array(g, v.param_dtype(dtype)), sum_dy, sum_dy_xmu, int(count),
-                      _config.get_num_threads())
+        _k.grad_apply(dyk, xk, buf, outer, C, inner, m, s, v.kernel_array(g, v.param_dtype(dtype)),
+                      sum_dy, sum_dy_xmu, int(count), _config.get_num_threads())
     return v.deliver(buf, target)
 
 

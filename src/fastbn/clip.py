@@ -339,7 +339,7 @@ def clip_by_norm(grad, max_norm, *, out=None):
     *_, total, _ = _norm_call(grad, "grad", 2.0, 0, 0.0, inplace=False)
     total = float(total)
     if out is None:
-        out = v.empty_aligned_like(grad, dtype)
+        out = v.empty_aligned_like(grad, dtype, away=(grad,))
     if total <= max_norm:
         if not v.same_view(out, grad):
             np.copyto(out, grad)

@@ -405,7 +405,7 @@ class BatchNorm:
         if dy.shape != x.shape:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
                              f"got {dy.shape}")
-        dres = v.empty_aligned_like(x, x.dtype) if has_residual else None
+        dres = v.empty_aligned_like(x, x.dtype, away=(dy, x, y)) if has_residual else None
         if kind == "batch":
             dx, dgamma, dbeta = self._batch_backward(dy, x, mean, invstd, y, dres)
         else:  # the running statistics are constants: the layer is affine in x
@@ -536,7 +536,7 @@ class _NormLayer:
         if dy.shape != x.shape:
             raise ValueError(f"dy: expected the shape of the last input x {x.shape}, "
                              f"got {dy.shape}")
-        dres = v.empty_aligned_like(x, x.dtype) if has_residual else None
+        dres = v.empty_aligned_like(x, x.dtype, away=(dy, x, y)) if has_residual else None
         dx, dgamma, dbeta = self._backward(dy, x, stats, y, dres)
         if self.gamma is not None:
             self.dgamma = dgamma

@@ -130,14 +130,14 @@ def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None
     v.no_overlap([("out", out)], [("x", None if in_place else x), ("gamma", g), ("beta", b),
                                   ("residual", res)])
     xk = v.kernel_array(x, plan.dtype, plan.perm)
-    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
+    resk = v.kernel_array(res, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=(xk, resk))
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
         _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, pdtype),
                            v.kernel_array(b, pdtype), eps, centered, mean, invstd,
-                           _config.get_num_threads(), v.kernel_array(res, plan.dtype, plan.perm),
-                           relu)
+                           _config.get_num_threads(), resk, relu)
     y = v.deliver(buf, target, plan.perm)
     return (y, mean.reshape(plan.stat_shape).astype(pdtype),
             invstd.reshape(plan.stat_shape).astype(pdtype))
@@ -167,15 +167,15 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered, y=None, dresidual
                   ("gamma", g), ("y", y)])
     dyk = v.kernel_array(dy, plan.dtype, plan.perm)
     xk = v.kernel_array(x, plan.dtype, plan.perm)
-    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm)
+    yk = v.kernel_array(y, plan.dtype, plan.perm)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=(dyk, xk, yk))
     dbuf, dtarget = ((None, None) if dresidual is None
-                     else v.out_buffers(dresidual, x, plan.dtype, plan.perm))
+                     else v.out_buffers(dresidual, x, plan.dtype, plan.perm, away=(dyk, xk, yk)))
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
     _norm.norm_backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
                         v.kernel_array(invstd, np.float64), v.kernel_array(g, pdtype),
-                        centered, dgamma, dbeta, _config.get_num_threads(),
-                        v.kernel_array(y, plan.dtype, plan.perm), dbuf)
+                        centered, dgamma, dbeta, _config.get_num_threads(), yk, dbuf)
     if dresidual is not None:
         v.deliver(dbuf, dtarget, plan.perm)
     dx = v.deliver(buf, target, plan.perm)

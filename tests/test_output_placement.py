@@ -175,7 +175,17 @@ def _circular(a, b):
     return min(d, PAGE - d)
 
 
-ONE_INPUT = {"train", "infer", "layer", "rms", "group", "instance"}   # x alone: the rest read dy
+def _reads(name, x, dy, params, layout):
+    """The arrays a call reads element by element with its output: x; dy (the backward's, or the
+    residual); gamma and beta where each group is one row of channels, one per element (layer
+    and RMS norm, group norm of NC)."""
+    g, gl, b, bl = params
+    arrays = [x, dy] if name.endswith("backward") or name == "train-add-relu" else [x]
+    if name.startswith(("layer", "rms")):
+        arrays += [gl] + ([bl] if name == "layer" else [])
+    elif name.startswith("group") and layout == "NC":
+        arrays += [g] + ([b] if name == "group" else [])
+    return [a.ctypes.data % PAGE for a in arrays]
 
 
 @pytest.mark.parametrize("dy_offset", [0, 48, 1040, 2064, 4048])
@@ -183,8 +193,9 @@ ONE_INPUT = {"train", "infer", "layer", "rms", "group", "instance"}   # x alone:
 @pytest.mark.parametrize("family", [_batch_norms, _norms], ids=["batch-norm", "other-norms"])
 def test_a_new_output_starts_far_from_its_inputs_modulo_4096(family, layout, dy_offset):
     """x 16 bytes into a page (NumPy's own large arrays), dy (also the residual) elsewhere: each
-    new output starts on a line at least half the widest gap between its inputs' offsets, less a
-    line, from each of them, and gives the bits of an output placed by the caller."""
+    new output starts on a line at least half the widest gap between the offsets of the arrays
+    read with it, less a line, from each of them, and gives the bits of an output placed by the
+    caller."""
     arena = Arena()
     shape, axis = SHAPES[layout]
     x0, dy0, params = _inputs(shape, axis, np.float32, arena)
@@ -198,8 +209,8 @@ def test_a_new_output_starts_far_from_its_inputs_modulo_4096(family, layout, dy_
         want = call(arena.place(shape, np.float32, 0)).copy()
         got = call(None)
         start = got.ctypes.data % PAGE
-        reads = [16] if name in ONE_INPUT else [16, dy_offset]
-        gap = PAGE if len(set(reads)) == 1 else max((dy_offset - 16) % PAGE, (16 - dy_offset) % PAGE)
+        reads = sorted(set(_reads(name, x, dy, params, layout)))
+        gap = max((b - a) % PAGE or PAGE for a, b in zip(reads, reads[1:] + reads[:1]))
         assert start % 64 == 0, name
         for offset in reads:
             assert _circular(start, offset) >= gap // 2 - 64, (name, start, offset)

@@ -477,22 +477,23 @@ cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
     return _array_of(src, 1, &n, t)
 
 
-cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t, object first):
+cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t, tuple away):
     """A C-ordered array of x's shape and type t; a large one placed as empty_aligned places it,
-    away from xa and first (the kernel's inputs read with it)."""
+    away from the arrays the kernel reads with it."""
     cdef cnp.dtype d = cnp.PyArray_DescrFromType(t)
     if cnp.PyArray_SIZE(xa) * d.itemsize < _val.LINE_MIN_BYTES:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
-    return _val.empty_aligned((<object>xa).shape, d, "C", (xa, first))
+    return _val.empty_aligned((<object>xa).shape, d, "C", away)
 
 
-cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others):
-    """What a plain call writes: a new array when out is None; else out itself when it is a plain
+cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others, tuple away):
+    """What a plain call writes: a new array when out is None (placed away from ``away``, the
+    arrays the kernel reads with it: _empty_like_x); else out itself when it is a plain
     C-contiguous, aligned, writeable ndarray of x's shape and type t whose memory meets none of
     ``others`` -- but for ``others[0]`` (x or dy, plain too), which out may be exactly (in place:
     the same address, shape and type); else None (the general path checks it, or raises)."""
     if out is None:
-        return _empty_like_x(xa, t, others[0])
+        return _empty_like_x(xa, t, away)
     if _float_type(out) != t or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
         return None
     cdef cnp.ndarray o = <cnp.ndarray>out
@@ -554,7 +555,7 @@ def train_plain(x, gamma, beta, axis, eps, running_mean, running_var, momentum, 
     if extents_meet(running_mean, running_var):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    y = _plain_out(out, xa, t, (x, gamma, beta, running_mean, running_var))
+    y = _plain_out(out, xa, t, (x, gamma, beta, running_mean, running_var), (x,))
     if y is None:
         return None
     cdef cnp.npy_intp sdims[2]
@@ -587,7 +588,7 @@ def infer_plain(x, running_mean, running_var, gamma, beta, axis, eps, int n_thre
             and _plain_vector(beta, pt, C, True, True, False)):
         return None
     cdef cnp.ndarray xa = <cnp.ndarray>x
-    y = _plain_out(out, xa, t, (x, running_mean, running_var, gamma, beta))
+    y = _plain_out(out, xa, t, (x, running_mean, running_var, gamma, beta), (x,))
     if y is None:
         return None
     infer(xa, y, outer, C, inner, running_mean, running_var, gamma, beta, e, n_threads)
@@ -608,7 +609,7 @@ def backward_plain(dy, x, mean, invstd, gamma, axis, int n_threads, out=None):
             and _plain_vector(invstd, pt, C, False, True, False)
             and _plain_vector(gamma, pt, C, True, True, False)):
         return None
-    dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma))
+    dx = _plain_out(out, xa, t, (dy, x, mean, invstd, gamma), (dy, x))
     if dx is None:
         return None
     cdef cnp.npy_intp gdims[2]

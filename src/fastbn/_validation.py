@@ -285,9 +285,9 @@ _LINE = 64
 LINE_MIN_BYTES = 1 << 16   # smaller results stay plain np.empty: their calls are overhead-bound
 
 
-# A load from 16-112 bytes above (or just below) a streamed store still in flight, modulo 4 KB,
-# waits for it (4K aliasing): new outputs that are streamed (csrc/norm_common.h's
-# FB_STREAM_MIN_BYTES) start as far from their kernel's inputs as a page allows.
+# An output starting just above or below one of its kernel's inputs modulo 4 KB makes that
+# input's loads wait for the output's stores in flight (4K aliasing): new outputs that are streamed
+# (csrc/norm_common.h's FB_STREAM_MIN_BYTES) start as far from those inputs as a page allows.
 _PAGE = 4096
 STREAM_MIN_BYTES = 4 << 20
 

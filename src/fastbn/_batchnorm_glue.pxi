@@ -479,7 +479,7 @@ cdef cnp.ndarray _vector_of(const double *src, Py_ssize_t C, int t):
 
 cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t, tuple away):
     """A C-ordered array of x's shape and type t; a large one placed as empty_aligned places it,
-    away from the arrays the kernel reads with it."""
+    at or below the arrays the kernel reads with it (``away``)."""
     cdef cnp.dtype d = cnp.PyArray_DescrFromType(t)
     if cnp.PyArray_SIZE(xa) * d.itemsize < _val.LINE_MIN_BYTES:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), t, 0)
@@ -487,7 +487,7 @@ cdef cnp.ndarray _empty_like_x(cnp.ndarray xa, int t, tuple away):
 
 
 cdef object _plain_out(object out, cnp.ndarray xa, int t, tuple others, tuple away):
-    """What a plain call writes: a new array when out is None (placed away from ``away``, the
+    """What a plain call writes: a new array when out is None (placed at or below ``away``, the
     arrays the kernel reads with it: _empty_like_x); else out itself when it is a plain
     C-contiguous, aligned, writeable ndarray of x's shape and type t whose memory meets none of
     ``others`` -- but for ``others[0]`` (x or dy, plain too), which out may be exactly (in place:

@@ -285,35 +285,42 @@ _LINE = 64
 LINE_MIN_BYTES = 1 << 16   # smaller results stay plain np.empty: their calls are overhead-bound
 
 
-# An output starting just above or below one of its kernel's inputs modulo 4 KB makes that
-# input's loads wait for the output's stores in flight (4K aliasing): new outputs that are streamed
-# (csrc/norm_common.h's FB_STREAM_MIN_BYTES) start as far from those inputs as a page allows.
+# A load waits for an older store still in flight to the same address modulo 4 KB (4K
+# aliasing). The passes store their output in step with their loads, so the stores in flight
+# trail the loads: an output that starts above an input modulo 4 KB is met by that input's loads
+# (16-112 bytes above: every vector; layer norm's rows of 4 KB: any offset but x's own). New
+# outputs that are streamed (csrc/norm_common.h's FB_STREAM_MIN_BYTES) start at their first
+# input's line instead, and below any other input starting just below that.
 _PAGE = 4096
+_NEAR = 128
 STREAM_MIN_BYTES = 4 << 20
 
 
-def far_offset(arrays):
-    """The 64-byte line within a 4 KB page farthest from where each of ``arrays`` (None: left
-    out) starts, modulo 4 KB: the middle of the widest gap between their offsets."""
-    offs = sorted({a.__array_interface__["data"][0] % _PAGE for a in arrays if a is not None})
+def below_offset(arrays):
+    """The 64-byte line of a 4 KB page at or just below where the first of ``arrays`` (None: left
+    out) starts, modulo 4 KB, moved below each other one starting up to _NEAR bytes under it."""
+    offs = [a.__array_interface__["data"][0] % _PAGE for a in arrays if a is not None]
     if not offs:
         return 0
-    width, start = max(((offs[(i + 1) % len(offs)] - o) % _PAGE or _PAGE, o)
-                       for i, o in enumerate(offs))
-    return (start + width // 2) % _PAGE // _LINE * _LINE
+    line = offs[0] // _LINE * _LINE
+    for _ in offs:
+        under = [(line - o) % _PAGE for o in offs if 0 < (line - o) % _PAGE <= _NEAR]
+        if not under:
+            break
+        line = (line - max(under)) % _PAGE // _LINE * _LINE
+    return line
 
 
 def empty_aligned(shape, dtype, order="C", away=()):
     """``np.empty``, starting on a 64-byte line when it is large (its ``base``: the buffer), and
-    when streamed on the line of a 4 KB page farthest from the arrays ``away``
-    (:func:`far_offset`)."""
+    when streamed at or just below the arrays ``away`` modulo 4 KB (:func:`below_offset`)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < LINE_MIN_BYTES:
         return np.empty(shape, dtype=dtype, order=order)
     page = nbytes >= STREAM_MIN_BYTES and any(a is not None for a in away)
     buf = np.empty(nbytes + (_PAGE if page else _LINE), dtype=np.uint8)
-    want = far_offset(away) if page else 0
+    want = below_offset(away) if page else 0
     off = (want - buf.__array_interface__["data"][0]) % (_PAGE if page else _LINE)
     return np.ndarray(shape, dtype=dtype, buffer=buf, offset=off, order=order)
 
@@ -331,7 +338,7 @@ def out_buffers(out, x, dtype, perm=None, away=()):
     arrays it reads in step with its output, as it reads them).
 
     The caller gets ``target``: ``out``, or a new array in the memory order of ``x`` (as
-    ``np.empty_like``, line-aligned and away from those inputs: :func:`empty_aligned_like`).  The
+    ``np.empty_like``, line-aligned and at or below those inputs: :func:`empty_aligned_like`).  The
     kernel writes ``buf``: the shape of ``x`` transposed by ``perm`` if given, C-contiguous,
     native ``dtype``; ``target`` itself when that needs no transpose and is :func:`kernel_ready`,
     else scratch, placed the same way, that :func:`deliver` copies into ``target``.

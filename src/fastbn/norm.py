@@ -116,7 +116,7 @@ def _stat(a, name, plan):
 
 def _params_in_step(plan):
     """Whether the kernel reads gamma and beta element by element with x (each group one row
-    of channels: layer and RMS norm), so that a new output is placed away from them too."""
+    of channels: layer and RMS norm), so that a new output is placed below them too."""
     return plan.view[1] == 1 and plan.view[4] == 1
 
 

@@ -696,6 +696,34 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
 
 /* ---- public kernels ----------------------------------------------------------------------- */
 
+/* Where the passes read gamma and beta element by element with their streamed output y (each
+ * group one row of channels, inner == 1): copies of them (n values each; NULL stays NULL) 1024
+ * and 1536 bytes past y modulo 4 KB, as rows_alloc places batch norm's coefficient arrays, so
+ * that no load of them meets a store to y in flight (4K aliasing; the caller's arrays can lie
+ * anywhere).  Returns the block to free (NULL, the originals kept, when none is needed or the
+ * memory is not there: the same results). */
+static void *FN(params_placed)(const fb_norm_plan *p, const S *y, int stream, const T **gamma,
+                               const T **beta)
+{
+    if (!stream || !p->elementwise || p->v.inner != 1 || (!*gamma && !*beta)) return NULL;
+    const size_t n = (size_t)p->C, bytes = sizeof(T) * n;
+    char *block = (char *)malloc(2 * (bytes + 4096) + 2 * sizeof(T));
+    if (!block) return NULL;
+    char *at = block;
+    const T **params[2] = {gamma, beta};
+    for (int a = 0; a < 2; a++) {
+        if (!*params[a]) continue;
+        const size_t want = (size_t)(1024 + 512 * a);
+        const size_t have = (size_t)((uintptr_t)at - (uintptr_t)y) % 4096;
+        at += (want - have + 4096) % 4096;
+        at += (sizeof(T) - (uintptr_t)at % sizeof(T)) % sizeof(T);
+        memcpy(at, *params[a], bytes);
+        *params[a] = (const T *)at;
+        at += bytes;
+    }
+    return block;
+}
+
 static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *gamma, const T *beta,
                              double eps, int centered, double *mean, double *invstd,
                              const S *residual, int relu, int n_threads)
@@ -723,9 +751,11 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
         return FB_OK;
     }
     const int nt = fb_threads_for(total, n_threads);
+    void *placed = FN(params_placed)(&p, y, stream, &gamma, &beta);
     FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
                      nt == 1};
     fb_parallel_for(p.n_tasks, nt, FN(forward_task), &k);
+    free(placed);
     return FB_OK;
 }
 
@@ -1021,6 +1051,8 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
         return FB_ENOMEM;
     }
     const int stream = fb_stream_output(total * (int64_t)sizeof(S));
+    const T *unused_beta = NULL;
+    void *placed = p.columns ? NULL : FN(params_placed)(&p, dx, stream, &gamma, &unused_beta);
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
     const int nt = fb_threads_for(total, n_threads);
     FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf, nt == 1};
@@ -1029,7 +1061,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),
                             p.columns ? (void *)&c : (void *)&k, FN(backward_then)};
     fb_parallel_phases(&phase, 1, nt);
-    free(scratch), free(tw), free(own);
+    free(scratch), free(tw), free(own), free(placed);
     return FB_OK;
 }
 

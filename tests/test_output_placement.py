@@ -220,3 +220,29 @@ def test_a_small_output_is_not_moved_within_its_page():
     x = np.ones((1024, 1023), np.float32)   # just under 4 MiB
     y = fastbn.layer_norm(x)[0]
     assert y.ctypes.data % 64 == 0 and y.base.nbytes == y.nbytes + 64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_streamed_with_their_parameters_copied_give_the_bits_of_rows_in_cache(dtype, isa):
+    """A streamed layer / RMS norm (4 MiB and more) reads copies of gamma and beta placed next to
+    its output (csrc/norm_body.h's params_placed); each half of the rows alone (not streamed,
+    the caller's gamma and beta) gives the same bits, forward and backward."""
+    rng = np.random.default_rng(11)
+    rows = (4 << 20) // (1024 * np.dtype(dtype).itemsize) + 32
+    x = (rng.standard_normal((rows, 1024)) * 2 + 3).astype(dtype)
+    dy = rng.standard_normal((rows, 1024)).astype(dtype)
+    g, b = rng.uniform(0.5, 2, 1024).astype(dtype), rng.standard_normal(1024).astype(dtype)
+    y, m, r = fastbn.layer_norm(x, g, b)
+    yr, q = fastbn.rms_norm(x, g)
+    whole = [y, fastbn.layer_norm_backward(dy, x, m, r, g)[0], yr,
+             fastbn.rms_norm_backward(dy, x, q, g)[0]]
+    h = rows // 2
+    for part in (slice(0, h), slice(h, rows)):
+        xs, dys = x[part].copy(), dy[part].copy()
+        assert xs.nbytes < 4 << 20
+        ys, ms, rs = fastbn.layer_norm(xs, g, b)
+        yrs, qs = fastbn.rms_norm(xs, g)
+        halves = [ys, fastbn.layer_norm_backward(dys, xs, ms, rs, g)[0], yrs,
+                  fastbn.rms_norm_backward(dys, xs, qs, g)[0]]
+        for got, want in zip(halves, whole):
+            assert got.tobytes() == want[part].tobytes()

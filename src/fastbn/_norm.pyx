@@ -260,11 +260,6 @@ cdef cnp.ndarray _stat_of(cnp.ndarray src, int nd, cnp.npy_intp *dims, int t):
     return _array_of(<const double *>cnp.PyArray_DATA(src), nd, dims, t)
 
 
-cdef bint _params_in_step(tuple view):
-    """Whether gamma and beta are read element by element with x (norm.py's _params_in_step)."""
-    return view[1] == 1 and view[4] == 1
-
-
 cdef tuple _plain_forward(cnp.ndarray xa, int t, tuple view, gamma, beta, eps, bint centered,
                           int n_threads, out):
     """(y, mean, invstd) of a plain forward whose x is checked, the statistics float64 (one per
@@ -277,8 +272,7 @@ cdef tuple _plain_forward(cnp.ndarray xa, int t, tuple view, gamma, beta, eps, b
     if not (e > 0.0) or not (_plain_vector(gamma, pt, C, True, True, False)
                              and _plain_vector(beta, pt, C, True, True, False)):
         return None
-    y = _plain_out(out, xa, t, (xa, gamma, beta),
-                   (xa, gamma, beta) if _params_in_step(view) else (xa,))
+    y = _plain_out(out, xa, t, (xa, gamma, beta), (xa,))
     if y is None:
         return None
     cdef cnp.npy_intp n = view[0] * view[2]
@@ -332,8 +326,7 @@ cdef object _plain_backward(cnp.ndarray dya, cnp.ndarray xa, int t, mean, invstd
     cdef int pt = _params_type(t)
     if not _plain_vector(gamma, pt, C, True, True, False):
         return None
-    dx = _plain_out(out, xa, t, (dya, xa, mean, invstd, gamma),
-                    (dya, xa, gamma) if _params_in_step(view) else (dya, xa))
+    dx = _plain_out(out, xa, t, (dya, xa, mean, invstd, gamma), (dya, xa))
     if dx is None:
         return None
     m = None if mean is None else cnp.PyArray_Cast(<cnp.ndarray>mean, cnp.NPY_FLOAT64)

@@ -114,12 +114,6 @@ def _stat(a, name, plan):
                    "as the forward pass returns it")
 
 
-def _params_in_step(plan):
-    """Whether the kernel reads gamma and beta element by element with x (each group one row
-    of channels: layer and RMS norm), so that a new output is placed below them too."""
-    return plan.view[1] == 1 and plan.view[4] == 1
-
-
 def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None):
     """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype (mean,
     invstd float32 for a half x); y = relu(norm(x) + residual) where asked (batch norm's fused
@@ -137,13 +131,12 @@ def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None
                                   ("residual", res)])
     xk = v.kernel_array(x, plan.dtype, plan.perm)
     resk = v.kernel_array(res, plan.dtype, plan.perm)
-    gk, bk = v.kernel_array(g, pdtype), v.kernel_array(b, pdtype)
-    away = (xk, resk) + ((gk, bk) if _params_in_step(plan) else ())
-    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=away)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=(xk, resk))
     n_stats = plan.view[0] * plan.view[2]
     mean, invstd = np.empty(n_stats), np.empty(n_stats)
     if x.size:
-        _norm.norm_forward(xk, buf, plan.view, gk, bk, eps, centered, mean, invstd,
+        _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, pdtype),
+                           v.kernel_array(b, pdtype), eps, centered, mean, invstd,
                            _config.get_num_threads(), resk, relu)
     y = v.deliver(buf, target, plan.perm)
     return (y, mean.reshape(plan.stat_shape).astype(pdtype),
@@ -175,16 +168,14 @@ def _backward(dy, x, plan, mean, invstd, gamma, out, centered, y=None, dresidual
     dyk = v.kernel_array(dy, plan.dtype, plan.perm)
     xk = v.kernel_array(x, plan.dtype, plan.perm)
     yk = v.kernel_array(y, plan.dtype, plan.perm)
-    gk = v.kernel_array(g, pdtype)
-    away = (dyk, xk, yk) + ((gk,) if _params_in_step(plan) else ())
-    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=away)
+    buf, target = v.out_buffers(out, x, plan.dtype, plan.perm, away=(dyk, xk, yk))
     dbuf, dtarget = ((None, None) if dresidual is None
-                     else v.out_buffers(dresidual, x, plan.dtype, plan.perm, away=away))
+                     else v.out_buffers(dresidual, x, plan.dtype, plan.perm, away=(dyk, xk, yk)))
     C = plan.view[2] * plan.view[3]
     dgamma, dbeta = np.empty(C), (np.empty(C) if centered else None)
     _norm.norm_backward(dyk, xk, buf, plan.view, v.kernel_array(mean, np.float64),
-                        v.kernel_array(invstd, np.float64), gk, centered, dgamma, dbeta,
-                        _config.get_num_threads(), yk, dbuf)
+                        v.kernel_array(invstd, np.float64), v.kernel_array(g, pdtype), centered,
+                        dgamma, dbeta, _config.get_num_threads(), yk, dbuf)
     if dresidual is not None:
         v.deliver(dbuf, dtarget, plan.perm)
     dx = v.deliver(buf, target, plan.perm)

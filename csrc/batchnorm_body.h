@@ -613,9 +613,7 @@ static void *FN(rows_alloc)(FN(rows_ctx) *k, int64_t C, int coefs_only, size_t m
     char *at = (char *)(k->coefs + C);
     FB_C **arrays[4] = {&k->tm, &k->ts, &k->tg, &k->tc};
     for (int a = 0; a < 4; a++) {
-        const size_t want = (size_t)(128 + 512 * a), have = (size_t)((uintptr_t)at - (uintptr_t)k->y) % 4096;
-        at += (want - have + 4096) % 4096;
-        at += (sizeof(FB_C) - (uintptr_t)at % sizeof(FB_C)) % sizeof(FB_C);   /* aligned */
+        at = fb_place_past(at, k->y, (size_t)(128 + 512 * a), sizeof(FB_C));
         *arrays[a] = (FB_C *)at;
         at += sizeof(FB_C) * (size_t)P;
     }

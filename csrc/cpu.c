@@ -4,7 +4,6 @@
 #if defined(FB_X86_ISAS) && (defined(__GNUC__) || defined(__clang__))
 #define FB_DETECT_GNU 1
 #include <cpuid.h>
-#include <string.h>
 #elif defined(FB_X86_ISAS) && defined(_MSC_VER)
 #include <intrin.h>
 #include <immintrin.h>
@@ -16,20 +15,16 @@ int fb_narrow_sums = 0;
 int fb_grad_prefetch = 1;
 
 #if defined(FB_DETECT_GNU)
-__attribute__((constructor)) static void fb_alias_probe(void)
+__attribute__((constructor)) static void fb_cpu_probe(void)
 {
     __builtin_cpu_init();
     fb_alias_reverse = __builtin_cpu_is("amdfam17h");
     fb_narrow_sums = __builtin_cpu_is("amdfam19h");
     /* family 1Ah by CPUID: older compilers' __builtin_cpu_is does not know it */
     unsigned a, b, c, d;
-    char vendor[13] = {0};
-    if (__get_cpuid(0, &a, &b, &c, &d)) {
-        memcpy(vendor, &b, 4), memcpy(vendor + 4, &d, 4), memcpy(vendor + 8, &c, 4);
-        if (!strcmp(vendor, "AuthenticAMD") && __get_cpuid(1, &a, &b, &c, &d)) {
-            const unsigned base = (a >> 8) & 0xf;
-            fb_grad_prefetch = (base == 0xf ? base + ((a >> 20) & 0xff) : base) != 0x1a;
-        }
+    if (__builtin_cpu_is("amd") && __get_cpuid(1, &a, &b, &c, &d)) {
+        const unsigned base = (a >> 8) & 0xf;
+        fb_grad_prefetch = (base == 0xf ? base + ((a >> 20) & 0xff) : base) != 0x1a;
     }
 }
 #endif

@@ -713,10 +713,7 @@ static void *FN(params_placed)(const fb_norm_plan *p, const S *y, int stream, co
     const T **params[2] = {gamma, beta};
     for (int a = 0; a < 2; a++) {
         if (!*params[a]) continue;
-        const size_t want = (size_t)(1024 + 512 * a);
-        const size_t have = (size_t)((uintptr_t)at - (uintptr_t)y) % 4096;
-        at += (want - have + 4096) % 4096;
-        at += (sizeof(T) - (uintptr_t)at % sizeof(T)) % sizeof(T);
+        at = fb_place_past(at, y, (size_t)(1024 + 512 * a), sizeof(T));
         memcpy(at, *params[a], bytes);
         *params[a] = (const T *)at;
         at += bytes;

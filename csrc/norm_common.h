@@ -16,6 +16,14 @@
 #define FASTBN_NORM_COMMON_ONCE
 #define FB_STREAM_MIN_BYTES (4 << 20) /* outputs this large bypass the cache (non-temporal) */
 static inline int fb_stream_output(int64_t bytes) { return FB_HAVE_STREAM && bytes >= FB_STREAM_MIN_BYTES; }
+/* The first address from `at` on, aligned to `align`, that lies `want` bytes past y modulo 4 KB:
+ * where an array read in step with y's streamed stores starts clear of them (4K aliasing). */
+static inline char *fb_place_past(char *at, const void *y, size_t want, size_t align)
+{
+    const size_t have = (size_t)((uintptr_t)at - (uintptr_t)y) % 4096;
+    at += (want - have + 4096) % 4096;
+    return at + (align - (uintptr_t)at % align) % align;
+}
 
 /* Lanes a reduction keeps in registers at once: four vectors per accumulator. */
 #define FB_NVG 4

@@ -696,12 +696,9 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
 
 /* ---- public kernels ----------------------------------------------------------------------- */
 
-/* Where the passes read gamma and beta element by element with their streamed output y (each
- * group one row of channels, inner == 1): copies of them (n values each; NULL stays NULL) 1024
- * and 1536 bytes past y modulo 4 KB, as rows_alloc places batch norm's coefficient arrays, so
- * that no load of them meets a store to y in flight (4K aliasing; the caller's arrays can lie
- * anywhere).  Returns the block to free (NULL, the originals kept, when none is needed or the
- * memory is not there: the same results). */
+/* Where gamma and beta are read element by element with a streamed output y (inner == 1):
+ * copies of them 1024 and 1536 bytes past y modulo 4 KB, clear of y's stores (4K aliasing).
+ * Returns the block to free; NULL keeps the caller's arrays (none needed, or no memory). */
 static void *FN(params_placed)(const fb_norm_plan *p, const S *y, int stream, const T **gamma,
                                const T **beta)
 {

@@ -285,12 +285,9 @@ _LINE = 64
 LINE_MIN_BYTES = 1 << 16   # smaller results stay plain np.empty: their calls are overhead-bound
 
 
-# A load waits for an older store still in flight to the same address modulo 4 KB (4K
-# aliasing). The passes store their output in step with their loads, so the stores in flight
-# trail the loads: an output that starts above an input modulo 4 KB is met by that input's loads
-# (16-112 bytes above: every vector; layer norm's rows of 4 KB: any offset but x's own). New
-# outputs that are streamed (csrc/norm_common.h's FB_STREAM_MIN_BYTES) start at their first
-# input's line instead, and below any other input starting just below that.
+# A streamed output that starts above an input modulo 4 KB is met by that input's loads, which
+# wait for its stores in flight (4K aliasing; docs/performance.rst): new streamed outputs
+# (csrc/norm_common.h's FB_STREAM_MIN_BYTES) start at their first input's line, below the others.
 _PAGE = 4096
 _NEAR = 128
 STREAM_MIN_BYTES = 4 << 20

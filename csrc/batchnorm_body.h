@@ -260,7 +260,8 @@ static void FN(slab_apply_task)(void *vctx, int64_t task)
 /* ---- rows path: (rows, V) with V = C * inner virtual channels, tiled (row chunk, column tile) */
 
 typedef struct {
-    fb_rows_plan p;
+    fb_rows_plan p;           /* the reductions' tasks */
+    fb_rows_plan ap;          /* the elementwise pass's (fb_rows_plan_rows) */
     const S *x, *dy;
     S *y;
     double *r1, *r2;          /* per row chunk and virtual channel: mean & M2, or sdy & sdyx */
@@ -516,7 +517,7 @@ static void FN(rows_grad_sums_task)(void *vctx, int64_t pair)
 static void FN(rows_apply_task)(void *vctx, int64_t task)
 {
     const FN(rows_ctx) *k = (const FN(rows_ctx) *)vctx;
-    const fb_rows_plan *p = &k->p;
+    const fb_rows_plan *p = &k->ap;
     int64_t r0, r1, v0, w;
     if (k->reverse) task = p->n_rchunks * p->n_ctiles - 1 - task;
     fb_rows_task_range(p, task, &r0, &r1, &v0, &w);
@@ -707,7 +708,7 @@ static void FN(rows_spread_then)(void *vctx)
 static void FN(rows_run)(FN(rows_finish_ctx) *f, int n_threads)
 {
     FN(rows_ctx) *k = f->k;
-    const int64_t n_tasks = k->p.n_rchunks * k->p.n_ctiles;
+    const int64_t n_tasks = k->ap.n_rchunks * k->ap.n_ctiles;
     k->reverse = 1;
     const fb_phase phases[3] = {
         {(k->p.n_rchunks + 1) / 2 * k->p.n_ctiles,   /* reductions: chunk pairs */
@@ -742,6 +743,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner);
+    k.ap = fb_rows_plan_rows(outer, C, inner);
     k.x = x, k.y = y;
     k.stream = stream;
     k.res = res, k.relu = relu;
@@ -819,6 +821,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
+    k.ap = fb_rows_plan_rows(outer, C, inner < FB_SLAB_MIN ? inner : 1);
     k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
     k.res = res, k.relu = relu, k.ym = ym, k.dres = dres;
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
@@ -834,7 +837,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
         fb_parallel_for((outer * C + s.per_task - 1) / s.per_task, n_threads, FN(slab_apply_task), &s);
     } else {
         k.exact = FN(rows_spread)(&k, C, inner);
-        fb_parallel_for(k.p.n_rchunks * k.p.n_ctiles, n_threads, FN(rows_apply_task), &k);
+        fb_parallel_for(k.ap.n_rchunks * k.ap.n_ctiles, n_threads, FN(rows_apply_task), &k);
     }
     free(scratch);
     return FB_OK;
@@ -890,6 +893,7 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner);
+    k.ap = fb_rows_plan_rows(outer, C, inner);
     k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
     k.stream = stream, k.ym = ym, k.dres = dres;
     size_t mbits = 0;

@@ -21,11 +21,11 @@ import fastbn
 
 GOLDEN = Path(__file__).parent / "golden" / "batchnorm.json"
 
-# (shape, axis): NC, NCL/NCHW (slab path), channels-last (rows path), a middle axis, and cases above
-# the 2^19-element threshold where the kernels start threads.
+# (shape, axis): NC, NCL/NCHW (slab path), channels-last (rows path), a middle axis, cases above
+# the 2^19-element threshold where the kernels start threads, and rows wider than a column tile.
 CORPUS = [((2, 3), 1), ((7, 5), 1), ((300, 7), 1), ((33, 5, 40), 1), ((4, 6, 6, 9), -1),
           ((3, 17, 1, 31), 2), ((5, 4, 3, 2, 6), 1), ((64, 96, 100), 1), ((32768, 24), 1),
-          ((40, 32, 32, 16), -1), ((16, 40, 8, 100), 2)]
+          ((40, 32, 32, 16), -1), ((16, 40, 8, 100), 2), ((300, 2080), 1)]
 
 
 def _case_id(shape, axis, dtype, threads):

@@ -333,7 +333,7 @@ typedef struct {
     double *mean, *invstd;
     const S *res;   /* the fused epilogue: residual (or NULL) and relu */
     int relu;
-    int pf_first;   /* one thread: the statistics prefetch the next group too */
+    int pf_first;   /* one thread: whole-channel runs prefetch the next group in the statistics */
 } FN(fwd_ctx);
 
 /* Group (o, g)'s statistics, stored in mean and invstd (a NaN as fb_nan1's): the mean mu and
@@ -345,10 +345,10 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
     const fb_norm_plan *p = k->p;
     const S *xb = k->x + o * p->per_outer + g * p->L;
     double var;
-    /* the next group (contiguous when mid == 1): prefetched during the apply, and for
-     * whole-channel runs on one thread (where the next group is this thread's) during the
-     * statistics too (layer / RMS norm's rows: no gain measured) */
-    const int stats_next = FN(has_next_group)(p, o, g) && k->pf_first && !p->elementwise;
+    /* the next group (contiguous when mid == 1): prefetched during the apply, and during the
+     * statistics too for rows (layer / RMS norm: a thread's run of rows goes on there) and for
+     * whole-channel runs on one thread (where the next group is this thread's) */
+    const int stats_next = FN(has_next_group)(p, o, g) && (p->elementwise || k->pf_first);
     FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered,
                       stats_next ? (uintptr_t)p->L * sizeof(S) : 0, mu, &var);
     *r = 1.0 / sqrt(var + k->eps);

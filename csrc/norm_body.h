@@ -954,8 +954,9 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
 #undef FB_PART
 
 /* Two samples' group g (o and o + 1; mid == 1, gd given): their gradient sums in one pass over
- * both runs, then each one's finish, as backward_group gives them.  Long rows prefetch further
- * (the next pair), in both passes, so that memory works under the apply too. */
+ * both runs, then each one's finish, as backward_group gives them.  Long rows prefetch further,
+ * in both passes, so that memory works under the apply too: the sums 2 FB_GRAD_AHEAD bytes on,
+ * or where a pair is longer, up to FB_GRAD_PAIR_AHEAD, the next pair (each row two rows on). */
 static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd)
 {
@@ -968,8 +969,11 @@ static void FN(backward_rows2)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     double la[2][FB_LANES], lb[2][FB_LANES];
     for (int q = 0; q < 2; q++) fb_lanes_zero(la[q]), fb_lanes_zero(lb[q]);
     const int long_rows = p->L * (int64_t)sizeof(S) >= FB_PF_L2_ROW;
+    const uintptr_t pair = 2 * (uintptr_t)p->L * sizeof(S);
     FN(rows_grad_sums2)(xr, gr, p->L, mu, r, gd, la, lb, pdg + g * p->L, pdb + g * p->L, first,
-                        long_rows ? 2 * FB_GRAD_AHEAD : FB_GRAD_AHEAD);
+                        !long_rows ? FB_GRAD_AHEAD
+                        : pair > 2 * FB_GRAD_AHEAD && pair <= FB_GRAD_PAIR_AHEAD ? pair
+                                                                                : 2 * FB_GRAD_AHEAD);
     FN(elem_grad_finish)(k, o, g, gr[0], la[0], lb[0], long_rows ? 2 : 1);
     FN(elem_grad_finish)(k, o + 1, g, gr[1], la[1], lb[1], long_rows ? 2 : 1);
 }

@@ -31,8 +31,10 @@
  * registers hold both samples' lanes) */
 #define FB_GRAD_ROWS (FB_VD_W >= 8 ? 2 : 1)
 /* layer / RMS norm backward, rows taken in pairs: the sums prefetch FB_GRAD_AHEAD bytes ahead,
- * and rows of FB_PF_L2_ROW bytes or more twice that, their apply the next pair's rows into L2 */
+ * rows of FB_PF_L2_ROW bytes or more twice that, or the next pair where it is further but at
+ * most FB_GRAD_PAIR_AHEAD bytes on; their apply the next pair's rows; into L2 */
 #define FB_GRAD_AHEAD 4096
+#define FB_GRAD_PAIR_AHEAD 32768
 /* layer / RMS norm forward: a row's apply prefetches the row this many on into L2 (the next
  * one left memory idle while a row computed) */
 #define FB_FWD_ROWS_AHEAD 4

@@ -28,21 +28,21 @@ import pytest
 from fastbn import _config, reference
 
 # (shape, channel axis, id).  `inner` is the product of the extents after the channel axis: the C
-# code takes the "rows" path (virtual channels) when inner < 32 and the "slab" path otherwise.
+# code takes the "rows" path (virtual channels) when inner <= 64 and the "slab" path otherwise.
 LAYOUTS = [
     ((16, 5), 1, "NC"),
     ((16, 5), -1, "NC-last"),
     ((5, 16), 0, "CN-axis0"),
     ((8, 3, 1), 1, "NCL-L1"),
     ((8, 3, 7), 1, "NCL-rows"),
-    ((4, 3, 40), 1, "NCL-slab"),
+    ((4, 3, 80), 1, "NCL-slab"),
     ((3, 2, 4100), 1, "NCL-slab-multisegment"),
-    ((4, 3, 6, 7), 1, "NCHW-slab"),
+    ((4, 3, 9, 9), 1, "NCHW-slab"),
     ((4, 3, 2, 3), 1, "NCHW-rows"),
     ((4, 6, 7, 3), -1, "NHWC"),
     ((4, 6, 3, 7), 2, "middle-axis2"),
     ((2, 3, 2, 3, 4), 1, "NCDHW-rows"),
-    ((2, 3, 4, 4, 3), 1, "NCDHW-slab"),
+    ((2, 3, 4, 4, 5), 1, "NCDHW-slab"),
     ((2, 4, 3, 5, 3), -2, "NCDHW-axis-2"),
     ((60, 1500), 1, "NC-wide-tiled"),      # rows path, several column tiles
     ((20000, 5), 1, "NC-tall-chunked"),    # rows path, several row chunks

@@ -14,7 +14,7 @@ import pytest
 import fastbn
 from bn_helpers import DTYPES, make_inputs
 
-SHAPES = [((16, 5), 1), ((6, 3, 7), 1), ((4, 3, 40), 1), ((4, 6, 7, 3), -1)]
+SHAPES = [((16, 5), 1), ((6, 3, 7), 1), ((4, 3, 80), 1), ((4, 6, 7, 3), -1)]
 SHAPE_IDS = ["NC", "NCL-rows", "NCL-slab", "NHWC"]
 
 

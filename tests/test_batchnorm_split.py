@@ -17,13 +17,13 @@ import pytest
 
 from fastbn import _batchnorm
 
-# (shape, channel axis): NC, NCHW, NHWC, NCDHW on the slab path (inner >= 32) and the rows path,
+# (shape, channel axis): NC, NCHW, NHWC, NCDHW on the slab path (inner > 64) and the rows path,
 # several statistics segments / row chunks / column tiles, and sizes above the threading threshold.
 SHAPES = [
     ((16, 5), 1), ((7, 3), 0), ((20000, 5), 1), ((60, 1500), 1),
-    ((4, 3, 6, 7), 1), ((4, 3, 2, 3), 1), ((3, 2, 64, 65), 1), ((16, 8, 64, 64), 1),
+    ((4, 3, 9, 9), 1), ((4, 3, 2, 3), 1), ((3, 2, 64, 65), 1), ((16, 8, 64, 64), 1),
     ((4, 6, 7, 3), -1), ((8, 64, 64, 16), -1),
-    ((2, 3, 2, 3, 4), 1), ((2, 3, 4, 4, 3), 1),
+    ((2, 3, 2, 3, 4), 1), ((2, 3, 4, 4, 5), 1),
 ]
 IDS = [f"{list(s)}axis{a}" for s, a in SHAPES]
 DTYPES = [np.float32, np.float64]

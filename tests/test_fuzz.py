@@ -1007,7 +1007,7 @@ def run_case(make, data):
 # ---- bugs the fuzzing found, fixed: each example pinned ---------------------------------------
 
 F32MAX = float(np.finfo(np.float32).max)
-SLAB_AND_ROWS = [((2, 3, 40), 1, "slab"), ((40, 3), 1, "rows"), ((5, 2, 3), 1, "rows-inner3")]
+SLAB_AND_ROWS = [((2, 3, 80), 1, "slab"), ((40, 3), 1, "rows"), ((5, 2, 3), 1, "rows-inner3")]
 
 
 def test_backward_intermediate_overflow():

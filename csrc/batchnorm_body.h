@@ -743,7 +743,7 @@ static fb_status FN(train_run)(const S *x, S *y, int64_t outer, int64_t C, int64
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner);
-    k.ap = fb_rows_plan_rows(outer, C, inner);
+    k.ap = fb_rows_plan_rows(&k.p);
     k.x = x, k.y = y;
     k.stream = stream;
     k.res = res, k.relu = relu;
@@ -821,7 +821,7 @@ static fb_status FN(elementwise)(const S *dy, const S *x, S *y, int64_t outer, i
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner < FB_SLAB_MIN ? inner : 1);
-    k.ap = fb_rows_plan_rows(outer, C, inner < FB_SLAB_MIN ? inner : 1);
+    k.ap = fb_rows_plan_rows(&k.p);
     k.x = x, k.dy = dy, k.y = y, k.backward = dy != NULL;
     k.res = res, k.relu = relu, k.ym = ym, k.dres = dres;
     k.stream = fb_stream_output(outer * C * inner * (int64_t)sizeof(S));
@@ -893,7 +893,7 @@ static fb_status FN(backward_run)(const S *dy, const S *x, S *dx, int64_t outer,
     FN(rows_ctx) k;
     memset(&k, 0, sizeof k);
     k.p = fb_rows_plan_make(outer, C, inner);
-    k.ap = fb_rows_plan_rows(outer, C, inner);
+    k.ap = fb_rows_plan_rows(&k.p);
     k.x = x, k.dy = dy, k.y = dx, k.backward = 1;
     k.stream = stream, k.ym = ym, k.dres = dres;
     size_t mbits = 0;

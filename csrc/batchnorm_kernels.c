@@ -93,17 +93,18 @@ static fb_rows_plan fb_rows_plan_make(int64_t R, int64_t C, int64_t inner)
     return p;
 }
 
-/* The elementwise pass's tiling: whole rows, FB_CHUNK_ELEMS values a task or so.  Its results do
- * not depend on the tiling; tiles narrower than a row made it 1.4-1.5x slower. */
-static fb_rows_plan fb_rows_plan_rows(int64_t R, int64_t C, int64_t inner)
+/* The elementwise pass's tiling of the same matrix: whole rows, FB_CHUNK_ELEMS values a task or
+ * so.  Its results do not depend on the tiling; tiles narrower than a row made it 1.4-1.5x
+ * slower. */
+static fb_rows_plan fb_rows_plan_rows(const fb_rows_plan *tiled)
 {
-    fb_rows_plan p = fb_rows_plan_make(R, C, inner);
+    fb_rows_plan p = *tiled;
     if (p.n_ctiles == 1) return p;
     p.CT = p.V;
     p.CH = FB_CHUNK_ELEMS / p.V;
     if (p.CH > FB_CHUNK_ROWS_MAX) p.CH = FB_CHUNK_ROWS_MAX;
     if (p.CH < 1) p.CH = 1;
-    p.n_rchunks = (R + p.CH - 1) / p.CH;
+    p.n_rchunks = (p.R + p.CH - 1) / p.CH;
     p.n_ctiles = 1;
     return p;
 }

@@ -78,35 +78,33 @@ typedef struct {
     int64_t R, C, inner, V, CT, CH, n_rchunks, n_ctiles;
 } fb_rows_plan;
 
-static fb_rows_plan fb_rows_plan_make(int64_t R, int64_t C, int64_t inner)
+/* An (R, C x inner) matrix in tiles of CT columns (at most V) and as many rows as make about
+ * FB_CHUNK_ELEMS values, FB_CHUNK_ROWS_MAX at most. */
+static fb_rows_plan fb_rows_plan_tiles(int64_t R, int64_t C, int64_t inner, int64_t CT)
 {
     fb_rows_plan p;
     p.R = R, p.C = C, p.inner = inner, p.V = C * inner;
-    const int64_t V = p.V;
-    p.CT = V < FB_TILE_COLS ? V : FB_TILE_COLS;
+    p.CT = CT < p.V ? CT : p.V;
     if (p.CT < 1) p.CT = 1;
     p.CH = FB_CHUNK_ELEMS / p.CT;
     if (p.CH > FB_CHUNK_ROWS_MAX) p.CH = FB_CHUNK_ROWS_MAX;
     if (p.CH < 1) p.CH = 1;
     p.n_rchunks = (R + p.CH - 1) / p.CH;
-    p.n_ctiles = (V + p.CT - 1) / p.CT;
+    p.n_ctiles = (p.V + p.CT - 1) / p.CT;
     return p;
 }
 
-/* The elementwise pass's tiling of the same matrix: whole rows, FB_CHUNK_ELEMS values a task or
- * so.  Its results do not depend on the tiling; tiles narrower than a row made it 1.4-1.5x
- * slower. */
+/* The reductions' tiling: FB_TILE_COLS columns, whose float64 sums stay in L1. */
+static fb_rows_plan fb_rows_plan_make(int64_t R, int64_t C, int64_t inner)
+{
+    return fb_rows_plan_tiles(R, C, inner, FB_TILE_COLS);
+}
+
+/* The elementwise pass's tiling of the same matrix: whole rows (its results do not depend on the
+ * tiling, and pieces of rows read from memory were slower). */
 static fb_rows_plan fb_rows_plan_rows(const fb_rows_plan *tiled)
 {
-    fb_rows_plan p = *tiled;
-    if (p.n_ctiles == 1) return p;
-    p.CT = p.V;
-    p.CH = FB_CHUNK_ELEMS / p.V;
-    if (p.CH > FB_CHUNK_ROWS_MAX) p.CH = FB_CHUNK_ROWS_MAX;
-    if (p.CH < 1) p.CH = 1;
-    p.n_rchunks = (p.R + p.CH - 1) / p.CH;
-    p.n_ctiles = 1;
-    return p;
+    return fb_rows_plan_tiles(tiled->R, tiled->C, tiled->inner, tiled->V);
 }
 
 static inline int64_t fb_rows_chunk_len(const fb_rows_plan *p, int64_t ch)

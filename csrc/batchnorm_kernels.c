@@ -26,8 +26,8 @@
  * split -- and the merge order -- is the same for every thread count. */
 #define FB_SEG 4096             /* slab path: values per shifted-sum segment                 */
 #define FB_SEG_STEP 1024        /* slab path: values of one segment read before the other's  */
-#define FB_SLAB_MIN 65          /* inner extents below this take the rows path (at 7 x 7 the   */
-                                /* slab path's per-run costs made it 1.3-4x slower)            */
+#define FB_SLAB_MIN 65          /* inner extents below this take the rows path: slabs of 7 x 7 */
+                                /* values cost the slab path more a run than they hold         */
 #define FB_TILE_COLS 1024       /* rows path: virtual channels per column tile               */
 #define FB_PAIR_COLS_MAX 256    /* rows path: widest tile whose statistics read 2 chunks at once */
 /* rows path: widest tile whose backward sums read 2 chunks at once (none with 8-double

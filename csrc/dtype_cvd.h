@@ -6,6 +6,7 @@
 #define FB_CV fb_vd
 #define FB_CV_SET1 fb_vd_set1
 #define FB_CV_LOAD fb_vd_load_f64
+#define FB_CV_STORE fb_vd_store_f64
 #define FB_CV_ADD fb_vd_add
 #define FB_CV_SUB fb_vd_sub
 #define FB_CV_MUL fb_vd_mul

@@ -34,6 +34,7 @@
 #undef FB_CV
 #undef FB_CV_SET1
 #undef FB_CV_LOAD
+#undef FB_CV_STORE
 #undef FB_CV_LOAD_P
 #undef FB_CV_LOAD_S
 #undef FB_CV_ADD

@@ -32,6 +32,7 @@
 #define FB_CV fb_vf
 #define FB_CV_SET1 fb_vf_set1
 #define FB_CV_LOAD fb_vf_load     /* an array of FB_C */
+#define FB_CV_STORE fb_vf_store   /* into an array of FB_C */
 #define FB_CV_LOAD_P fb_vf_load   /* an array of T: gamma, beta */
 #define FB_CV_LOAD_S fb_vf_load   /* a tensor */
 #define FB_CV_ADD fb_vf_add

@@ -355,6 +355,66 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
     k->mean[o * p->v.G + g] = fb_nan1(*mu), k->invstd[o * p->v.G + g] = fb_nan1(*r);
 }
 
+/* Channel c's coefficients in a group, as the per-channel loops make them: forward
+ * make_coef(mu, gamma r, 0, beta), backward make_coef(mu, s, gamma r, c) (several channels). */
+typedef struct {
+    double mu, r, s, c;
+    const T *gm, *bt;
+    int bwd;
+} FN(chan_rule);
+
+static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
+{
+    const double gr = q->gm ? (double)q->gm[c] * q->r : q->r;
+    if (!q->bwd) return FN(make_coef)(q->mu, gr, 0.0, q->bt ? (double)q->bt[c] : 0.0);
+    return FN(make_coef)(q->mu, q->s, gr, q->c);
+}
+
+/* A contiguous group of short channel runs (inner < FB_SHORT_RUN) as row segments of FB_EBLK
+ * elements, each channel's coefficients repeated over its run (row_apply): the bits of run_apply
+ * and run_grad_apply, without their costs per run (setup, unaligned ends taken one by one).
+ * Segments after the first start on y's 64-byte lines.  gb NULL: the forward. */
+static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t L, int64_t inner,
+                           const FN(chan_rule) *q, int stream)
+{
+    enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
+    FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
+    FN(coef) co[FB_EBLK / FB_SLAB_MIN + 2];
+    const int64_t lw = 64 / (int64_t)sizeof(S);
+    const FB_CV mv = FB_CV_SET1((FB_C)q->mu);
+    for (int64_t i = 0; i < (L < FB_EBLK ? L : FB_EBLK); i += W) FB_CV_STORE(tm + i, mv);
+    for (int64_t e0 = 0, e1; e0 < L; e0 = e1) {
+        e1 = e0 + FB_EBLK - (e0 ? 0 : (int64_t)((uintptr_t)yb / sizeof(S)) % lw);
+        if (e1 > L) e1 = L;
+        const int64_t cA = e0 / inner;
+        int exact = 0;
+        for (int64_t c = cA, e = e0; e < e1; c++) {
+            const int64_t b = (c + 1) * inner < e1 ? (c + 1) * inner : e1;
+            const FN(coef) cc = co[c - cA] = FN(chan_coef)(q, c);
+            exact |= cc.exact;
+            const FB_CV sv = FB_CV_SET1(cc.ts), cv = FB_CV_SET1(cc.tc), gv = FB_CV_SET1(cc.tg);
+            for (int64_t i = e - e0; i < b - e0; i += W) {
+                FB_CV_STORE(ts + i, sv), FB_CV_STORE(tc + i, cv);
+                if (gb) FB_CV_STORE(tg + i, gv);
+            }
+            e = b;
+        }
+        if (exact) {   /* a channel takes the float64 formula: the per-run loops */
+            for (int64_t c = cA, e = e0; e < e1; c++) {
+                const int64_t b = (c + 1) * inner < e1 ? (c + 1) * inner : e1;
+                if (gb) FN(run_grad_apply)(gb + e, xb + e, yb + e, b - e, &co[c - cA], stream,
+                                           NULL, NULL);
+                else FN(run_apply)(xb + e, yb + e, b - e, &co[c - cA], stream, NULL);
+                e = b;
+            }
+            continue;
+        }
+        const FN(row_src) src = {co, e0 - cA * inner, 0, e1 - e0, inner, NULL, NULL, NULL, NULL,
+                                 NULL, 0, NULL, NULL, NULL, 0};
+        FN(row_apply)(xb + e0, gb ? gb + e0 : NULL, yb + e0, e1 - e0, tm, ts, tg, tc, stream, &src);
+    }
+}
+
 /* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
  * are in cache.  row as forward_stats'. */
 static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
@@ -366,7 +426,11 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
     const S *xb = k->x + off;
     S *yb = k->y + off;
-    if (!p->elementwise) {            /* whole-channel runs: one coefficient set per channel */
+    if (!p->elementwise && mid == 1 && Cg > 1 && inner < FB_SHORT_RUN) {
+        const FN(chan_rule) q = {mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
+                                 k->beta ? k->beta + c0 : NULL, 0};
+        FN(short_runs)(xb, NULL, yb, L, inner, &q, k->stream);
+    } else if (!p->elementwise) {     /* whole-channel runs: one coefficient set per channel */
         const S *next = FN(has_next_group)(p, o, g) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
@@ -891,6 +955,11 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         }
         if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
         if (!k->centered) coef[2] = 0.0;
+        if (mid == 1 && Cg > 1 && inner < FB_SHORT_RUN) {
+            const FN(chan_rule) q = {mu, r, coef[0], coef[2], gm, NULL, 1};
+            FN(short_runs)(xb, gb, db, L, inner, &q, k->stream);
+            return;
+        }
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
                 const double gc = Cg == 1 ? coef[1] : (gm ? (double)gm[c] * r : r);

@@ -214,6 +214,31 @@ def test_channels_last_group_norm_gives_the_scalar_bits(shape, groups, threads, 
     _assert_scalar_bits(outputs)
 
 
+# Group norm over short channel runs (inner 32-127, several channels a group, their coefficients
+# repeated per element): run lengths odd and of whole vectors, a group longer than one segment of
+# coefficients (512 values), an output large enough to be streamed (4 MB), non-finite inputs.
+@pytest.mark.parametrize("shape, groups", [((3, 8, 7, 7), 2), ((2, 48, 33), 3), ((2, 64, 127), 4),
+                                           ((84, 256, 7, 7), 32)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("finite", [True, False], ids=["finite", "non-finite"])
+def test_group_norm_over_short_channel_runs_gives_the_scalar_bits(shape, groups, dtype, finite,
+                                                                   threads, isa):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3.0 + 2.0).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    if not finite:
+        with_non_finite(x, 3), with_non_finite(dy, 4)
+    gamma = rng.standard_normal(shape[1]).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+
+    def outputs():
+        y, mean, invstd = fastbn.group_norm(x, groups, gamma, beta)
+        return [y, mean, invstd, *fastbn.group_norm_backward(dy, x, mean, invstd, groups, gamma)]
+
+    want = _assert_scalar_bits(outputs)
+    assert np.isnan(want[0]).any() != finite and np.isfinite(want[0]).any()
+
+
 @pytest.mark.parametrize("D", [37, 768, 1001])
 @pytest.mark.parametrize("with_beta", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -285,3 +310,45 @@ def test_float32_backward_whose_dy_times_g_overflows_is_finite(name, shape, kw, 
     dx = norm.backward(norm.fb(True), dy, x, stats, gamma, kw)[0]
     assert np.all(np.isfinite(dx))
     check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5, stats)
+
+
+def test_float32_short_channel_runs_redo_each_value_with_its_own_channel():
+    """Group norm over short runs redoes a pair of vectors holding an overflowed intermediate
+    value by value, each with its own channel's coefficients: also where the pair spans two
+    channels and lies past the group's first segment of coefficients (512 values).  Even and odd
+    channels' coefficients differ by far more than the bound, so another channel's would fail."""
+    shape, kw = (1, 32, 40), {"num_groups": 2}   # groups of 16 channels of 40 values: 640
+    norm = next(n for n in NORMS if n.name == "group_norm")
+    odd = np.arange(32) % 2 == 1
+    x = np.zeros(shape, np.float32)
+    x[0, [1, 13], 2] = 8.0                       # values 42 and 522 of group 0, odd channels
+    gamma = np.where(odd, 2.8e37, 1.0).astype(np.float32)
+    beta = np.where(odd, -2.8e38, 0.5).astype(np.float32)
+    xg, m, sc, c, _, _ = exact_forward_terms(norm, x, gamma, beta, kw, 1e-5)
+    assert np.max(np.abs((xg - m) * sc)) > F32_MAX
+    assert np.all(np.abs((xg - m) * sc + c) < F32_MAX)
+    y, mean, invstd = fastbn.group_norm(x, 2, gamma, beta)
+    assert np.all(np.isfinite(y))
+    check_forward_bound(norm, x, y, gamma, beta, kw, 1e-5)
+
+    x = np.zeros(shape, np.float32)
+    x[0, 13, 2] = 3.0
+    dy = np.full(shape, 0.5, np.float32)
+    dy[0, 13, 2] = 3e38                          # dy * gamma r overflows there
+    gamma = np.where(odd, 1.0, 1e31).astype(np.float32)
+    _, mean, invstd = fastbn.group_norm(x, 2, gamma)
+    r = np.asarray(invstd, np.float64)
+    assert 3e38 * r[0, 0] > F32_MAX
+    dx = fastbn.group_norm_backward(dy, x, mean, invstd, 2, gamma)[0]
+    assert np.all(np.isfinite(dx))
+    check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5, (mean, invstd))
+
+    # the coefficients themselves finite in float32: dy * gamma r alone overflows, just
+    x = np.where(np.arange(40) % 2 == 0, 1.0, -1.0).astype(np.float32) + np.zeros(shape, np.float32)
+    x[0, 13, 2] = 0.0
+    _, mean, invstd = fastbn.group_norm(x, 2)
+    gamma[13] = np.float32(1.1345 / np.float64(invstd[0, 0]))
+    assert 3e38 * np.float64(np.float32(gamma[13] * np.float64(invstd[0, 0]))) > F32_MAX
+    dx = fastbn.group_norm_backward(dy, x, mean, invstd, 2, gamma)[0]
+    assert np.all(np.isfinite(dx))
+    check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5, (mean, invstd))

@@ -933,14 +933,24 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
          * on one thread, during the sums */
         const int next = FN(has_next_group)(p, o, g);
         for (int64_t c = 0; c < Cg; c++) {
-            double sdy[FB_LANES], sdyx[FB_LANES];
-            fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
-            for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
-                for (int64_t s = 0; s < inner; s += FB_SEG)
-                    FN(run_pair_sums)(xb + m * stride + c * inner + s, gb + m * stride + c * inner + s,
-                                      1, inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
-                                      next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
-            const double t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
+            double t1, t2;
+#ifdef FB_VD_LOAD_T_HEAD
+            if (mid == 1 && inner <= FB_SEG)   /* one run: its lanes in registers */
+                FN(run_pair_totals)(xb + c * inner, gb + c * inner, inner, mu, &t1, &t2,
+                                    next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
+            else
+#endif
+            {
+                double sdy[FB_LANES], sdyx[FB_LANES];
+                fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
+                for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
+                    for (int64_t s = 0; s < inner; s += FB_SEG)
+                        FN(run_pair_sums)(xb + m * stride + c * inner + s,
+                                          gb + m * stride + c * inner + s, 1,
+                                          inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
+                                          next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
+                t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
+            }
             if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
                 double dbeta, dgamma;
                 fb_grad_coefs(t1, t2, n, r, gm ? (double)gm[0] : 1.0, &dbeta, &dgamma, coef);

@@ -260,6 +260,19 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
         for (int j = 0; j < FB_NVG; j++)
             fb_vd_store_f64(s1 + g + j * FB_VD_W, a[j]), fb_vd_store_f64(s2 + g + j * FB_VD_W, b[j]);
     }
+#ifdef FB_VD_LOAD_T_HEAD
+    /* the last, partial round in vectors too: added value by value, the next wide load of its
+     * lanes waited for those stores (store forwarding) */
+    for (int64_t i = full; i < n; i += FB_VD_W) {
+        const int c = n - i < FB_VD_W ? (int)(n - i) : FB_VD_W;
+        const fb_vd d = fb_vd_sub(FB_VD_LOAD_T_HEAD(x + i, c), kv);
+        const fb_vd qv = has_q ? FB_VD_LOAD_T_HEAD(q + i, c) : d;
+        const fb_vd w = has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T_HEAD(ym + i, c)) : qv;
+        double *a = s1 + (i - full), *b = s2 + (i - full);
+        fb_vd_store_f64(a, fb_vd_add_head(fb_vd_load_f64(a), w, c));
+        fb_vd_store_f64(b, fb_vd_add_head(fb_vd_load_f64(b), fb_vd_mul(w, d), c));
+    }
+#else
     for (int64_t i = full, l = 0; i < n; i++, l++) {
         const double d = (double)FB_LD(x[i]) - k;
         const double w =
@@ -267,7 +280,56 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
         s1[l] += w;
         s2[l] += w * d;
     }
+#endif
 }
+
+#ifdef FB_VD_LOAD_T_HEAD
+/* pair_sums_fz with has_q over one run from zeroed lanes, then fb_lanes_total of each: the same
+ * additions in the same order, so the same bits, with the lanes held in registers throughout
+ * (a short run's lanes stored, reloaded and totalled cost more than its sums). */
+static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                          int64_t n, double k, double *t1, double *t2,
+                                          uintptr_t next)
+{
+    enum { NV = FB_LANES / FB_VD_W };
+    const fb_vd kv = fb_vd_set1(k);
+    fb_vd a[NV], b[NV];
+    for (int j = 0; j < NV; j++) a[j] = b[j] = fb_vd_set1(0.0);
+    const int64_t full = n - n % FB_LANES;
+    for (int64_t i = 0; i < full; i += FB_LANES) {
+        FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
+        FB_PREFETCH_SPAN((uintptr_t)(q + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
+        if (next) {
+            FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, FB_LANES * (int)sizeof(S));
+            FB_PREFETCH_SPAN_L2((uintptr_t)(q + i) + next, FB_LANES * (int)sizeof(S));
+        }
+        for (int j = 0; j < NV; j++) {
+            const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + j * FB_VD_W), kv);
+            const fb_vd w = FB_VD_LOAD_T(q + i + j * FB_VD_W);
+            a[j] = fb_vd_add_m(a[j], w);
+            b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);
+        }
+    }
+    const int64_t rest = n - full;
+    for (int j = 0; j < NV; j++) {   /* the last round as pair_sums_fz's (c = 0: nothing read) */
+        const int64_t i = j * FB_VD_W < rest ? full + j * FB_VD_W : 0;
+        const int c = rest - j * FB_VD_W >= FB_VD_W ? FB_VD_W
+                      : rest > j * FB_VD_W          ? (int)(rest - j * FB_VD_W)
+                                                    : 0;
+        const fb_vd d = fb_vd_sub(FB_VD_LOAD_T_HEAD(x + i, c), kv);
+        const fb_vd w = FB_VD_LOAD_T_HEAD(q + i, c);
+        a[j] = fb_vd_add_head(a[j], w, c);
+        b[j] = fb_vd_add_head(b[j], fb_vd_mul(w, d), c);
+    }
+    for (int h = NV / 2; h >= 1; h /= 2)   /* fb_lanes_total's levels of whole vectors */
+        for (int j = 0; j < h; j++) a[j] = fb_vd_add(a[j], a[j + h]), b[j] = fb_vd_add(b[j], b[j + h]);
+    double ta[FB_VD_W], tb[FB_VD_W];
+    fb_vd_store_f64(ta, a[0]), fb_vd_store_f64(tb, b[0]);
+    for (int h = FB_VD_W / 2; h >= 2; h /= 2)   /* and its levels within one */
+        for (int i = 0; i < h; i++) ta[i] += ta[i + h], tb[i] += tb[i + h];
+    *t1 = ta[0] + ta[1], *t2 = tb[0] + tb[1];
+}
+#endif
 
 #ifdef FB_VN_LOAD_T
 /* pair_sums_fz's statistics (no q) in half-width vectors, every lane in registers at once: the

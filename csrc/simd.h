@@ -177,6 +177,46 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y)
     FB_IN_REG(dy);
     return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0}));
 }
+/* The first n values (0 < n <= FB_VD_W) as doubles, the other lanes 0, nothing past them read;
+ * a + b in lanes [0, n) and a elsewhere, exactly: a run's last lane round in vectors, whose lanes
+ * scalar adds left in memory for a wide load to stall on (store forwarding). */
+static inline fb_vd fb_vd_load_f32_head(const float *p, int n)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_cvtps_pd(_mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p));
+#elif defined(__AVX2__)
+    const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
+    return (fb_vd)_mm256_cvtps_pd(_mm_maskload_ps(p, m));
+#else
+    fb_vd r = {0};
+    for (int i = 0; i < n; i++) r[i] = p[i];
+    return r;
+#endif
+}
+static inline fb_vd fb_vd_load_f64_head(const double *p, int n)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p);
+#elif defined(__AVX2__)
+    const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    return (fb_vd)_mm256_maskload_pd(p, m);
+#else
+    fb_vd r = {0};
+    for (int i = 0; i < n; i++) r[i] = p[i];
+    return r;
+#endif
+}
+static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_mask_add_pd((__m512d)a, (__mmask8)((1u << n) - 1), (__m512d)a, (__m512d)b);
+#else
+    fb_vdi lane;
+    for (int i = 0; i < FB_VD_W; i++) lane[i] = i;
+    const fb_vdi m = (fb_vdi)(lane < (fb_vdi){0} + n);
+    return (fb_vd)(((fb_vdi)(a + b) & m) | ((fb_vdi)a & ~m));
+#endif
+}
 /* relu_grad with the mask as bits (fb_mask_at): lane i keeps dy where bit i of m is set, else +0 */
 static const int32_t fb_lane_bit32[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
                                           8192, 16384, 32768};
@@ -259,6 +299,9 @@ static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { for (int i = 0; i < FB_
 static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = y.v[i] <= 0.0 ? 0.0 : dy.v[i]; return dy; }
 static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0f; return dy; }
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
+static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
+static inline fb_vd fb_vd_load_f64_head(const double *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
+static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
 static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }

@@ -935,7 +935,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         for (int64_t c = 0; c < Cg; c++) {
             double t1, t2;
 #ifdef FB_VD_LOAD_T_HEAD
-            if (mid == 1 && inner <= FB_SEG)   /* one run: its lanes in registers */
+            if (mid == 1 && inner < FB_TOTALS_RUN)   /* one short run: lanes in registers */
                 FN(run_pair_totals)(xb + c * inner, gb + c * inner, inner, mu, &t1, &t2,
                                     next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
             else

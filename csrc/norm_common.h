@@ -322,7 +322,8 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
         b[j] = fb_vd_add_head(b[j], fb_vd_mul(w, d), c);
     }
     for (int h = NV / 2; h >= 1; h /= 2)   /* fb_lanes_total's levels of whole vectors */
-        for (int j = 0; j < h; j++) a[j] = fb_vd_add(a[j], a[j + h]), b[j] = fb_vd_add(b[j], b[j + h]);
+        for (int j = 0; j < h; j++)
+            a[j] = fb_vd_add(a[j], a[j + h]), b[j] = fb_vd_add(b[j], b[j + h]);
     double ta[FB_VD_W], tb[FB_VD_W];
     fb_vd_store_f64(ta, a[0]), fb_vd_store_f64(tb, b[0]);
     for (int h = FB_VD_W / 2; h >= 2; h /= 2)   /* and its levels within one */

@@ -290,23 +290,33 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
     int64_t m = 0, p = 0;
     while (m < mid) {
-        double s1[FB_LANES], s2[FB_LANES];
-        fb_lanes_zero(s1);
-        fb_lanes_zero(s2);
         const double k = centered ? (double)FB_LD(base[m * stride + p]) : 0.0;
         int64_t count = 0;
-        while (m < mid && count < FB_SEG) {
-            const int64_t len = L - p < FB_SEG ? L - p : FB_SEG;
-            FN(run_pair_sums)(base + m * stride + p, NULL, 0, len, k, s1, s2, next);
-            count += len, p += FB_SEG;
-            if (p >= L) p = 0, m++;
+        double t1, t2;
+#ifdef FB_VD_LOAD_T_HEAD
+        if (mid == 1 && L < FB_TOTALS_RUN) {   /* one short run: lanes in registers */
+            FN(run_pair_totals)(base, NULL, 0, L, k, &t1, &t2, next);
+            count = L, m = 1;
+        } else
+#endif
+        {
+            double s1[FB_LANES], s2[FB_LANES];
+            fb_lanes_zero(s1);
+            fb_lanes_zero(s2);
+            while (m < mid && count < FB_SEG) {
+                const int64_t len = L - p < FB_SEG ? L - p : FB_SEG;
+                FN(run_pair_sums)(base + m * stride + p, NULL, 0, len, k, s1, s2, next);
+                count += len, p += FB_SEG;
+                if (p >= L) p = 0, m++;
+            }
+            t1 = fb_lanes_total(s1), t2 = fb_lanes_total(s2);
         }
         if (centered) {
             double smu, sm2;
-            fb_shifted_result(k, (double)count, fb_lanes_total(s1), fb_lanes_total(s2), &smu, &sm2);
+            fb_shifted_result(k, (double)count, t1, t2, &smu, &sm2);
             fb_chan_merge(&n, &mu, &m2, (double)count, smu, sm2);
         } else {
-            sq += fb_lanes_total(s2);
+            sq += t2;
             n += (double)count;
         }
     }
@@ -936,7 +946,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
             double t1, t2;
 #ifdef FB_VD_LOAD_T_HEAD
             if (mid == 1 && inner < FB_TOTALS_RUN)   /* one short run: lanes in registers */
-                FN(run_pair_totals)(xb + c * inner, gb + c * inner, inner, mu, &t1, &t2,
+                FN(run_pair_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2,
                                     next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
             else
 #endif

@@ -284,12 +284,12 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
 }
 
 #ifdef FB_VD_LOAD_T_HEAD
-/* pair_sums_fz with has_q over one run from zeroed lanes, then fb_lanes_total of each: the same
- * additions in the same order, so the same bits, with the lanes held in registers throughout
- * (a short run's lanes stored, reloaded and totalled cost more than its sums). */
+/* pair_sums_fz over one run from zeroed lanes, then fb_lanes_total of each: the same additions
+ * in the same order, so the same bits, with the lanes held in registers throughout (a short
+ * run's lanes stored, reloaded and totalled cost more than its sums). */
 static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
-                                          int64_t n, double k, double *t1, double *t2,
-                                          uintptr_t next)
+                                          const int has_q, int64_t n, double k, double *t1,
+                                          double *t2, uintptr_t next)
 {
     enum { NV = FB_LANES / FB_VD_W };
     const fb_vd kv = fb_vd_set1(k);
@@ -298,14 +298,14 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
     const int64_t full = n - n % FB_LANES;
     for (int64_t i = 0; i < full; i += FB_LANES) {
         FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
-        FB_PREFETCH_SPAN((uintptr_t)(q + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
+        if (has_q) FB_PREFETCH_SPAN((uintptr_t)(q + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
         if (next) {
             FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, FB_LANES * (int)sizeof(S));
-            FB_PREFETCH_SPAN_L2((uintptr_t)(q + i) + next, FB_LANES * (int)sizeof(S));
+            if (has_q) FB_PREFETCH_SPAN_L2((uintptr_t)(q + i) + next, FB_LANES * (int)sizeof(S));
         }
         for (int j = 0; j < NV; j++) {
             const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + j * FB_VD_W), kv);
-            const fb_vd w = FB_VD_LOAD_T(q + i + j * FB_VD_W);
+            const fb_vd w = has_q ? FB_VD_LOAD_T(q + i + j * FB_VD_W) : d;
             a[j] = fb_vd_add_m(a[j], w);
             b[j] = fb_vd_add_m(fb_vd_mul(w, d), b[j]);
         }
@@ -317,7 +317,7 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
                       : rest > j * FB_VD_W          ? (int)(rest - j * FB_VD_W)
                                                     : 0;
         const fb_vd d = fb_vd_sub(FB_VD_LOAD_T_HEAD(x + i, c), kv);
-        const fb_vd w = FB_VD_LOAD_T_HEAD(q + i, c);
+        const fb_vd w = has_q ? FB_VD_LOAD_T_HEAD(q + i, c) : d;
         a[j] = fb_vd_add_head(a[j], w, c);
         b[j] = fb_vd_add_head(b[j], fb_vd_mul(w, d), c);
     }

@@ -24,7 +24,7 @@
 #define FB_SLAB_MIN 32          /* inner extents from this take whole-channel runs              */
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
 #define FB_SHORT_RUN 128        /* whole-channel runs shorter than this: short_runs            */
-#define FB_TOTALS_RUN 256       /* backward runs shorter than this: run_pair_totals            */
+#define FB_TOTALS_RUN 256       /* runs shorter than this: run_pair_totals                      */
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
 #define FB_COLS_ROWS 1024       /* columns layout: rows per shifted-sum segment of a column      */

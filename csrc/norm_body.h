@@ -280,6 +280,23 @@ static void FN(mask_run)(const S *dy, const S *ym, S *g, int64_t n)
 
 /* ---- moments: one group's statistics ------------------------------------------------------ */
 
+/* The two lane totals of one run of n <= FB_SEG values (run_pair_sums from zeroed lanes, then
+ * fb_lanes_total of each); runs shorter than FB_TOTALS_RUN with the lanes in registers. */
+static FB_INLINE void FN(run_totals)(const S *x, const S *q, const int has_q, int64_t n, double k,
+                                     double *t1, double *t2, uintptr_t next)
+{
+#ifdef FB_VD_LOAD_T_HEAD
+    if (n < FB_TOTALS_RUN) {
+        FN(run_pair_totals)(x, q, has_q, n, k, t1, t2, next);
+        return;
+    }
+#endif
+    double s1[FB_LANES], s2[FB_LANES];
+    fb_lanes_zero(s1), fb_lanes_zero(s2);
+    FN(run_pair_sums)(x, q, has_q, n, k, s1, s2, next);
+    *t1 = fb_lanes_total(s1), *t2 = fb_lanes_total(s2);
+}
+
 /* Mean and variance (centered), or 0 and mean(x^2) (not centered), of `mid` runs of L values
  * `stride` apart.  Segments of pieces (at most FB_SEG values of a run) until FB_SEG values or the
  * group ends, shifted by their first value and Chan-merged in order: batch norm's slab path.
@@ -293,13 +310,10 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
         const double k = centered ? (double)FB_LD(base[m * stride + p]) : 0.0;
         int64_t count = 0;
         double t1, t2;
-#ifdef FB_VD_LOAD_T_HEAD
-        if (mid == 1 && L < FB_TOTALS_RUN) {   /* one short run: lanes in registers */
-            FN(run_pair_totals)(base, NULL, 0, L, k, &t1, &t2, next);
+        if (mid == 1 && L <= FB_SEG) {   /* one run, one segment */
+            FN(run_totals)(base, NULL, 0, L, k, &t1, &t2, next);
             count = L, m = 1;
-        } else
-#endif
-        {
+        } else {
             double s1[FB_LANES], s2[FB_LANES];
             fb_lanes_zero(s1);
             fb_lanes_zero(s2);
@@ -942,15 +956,12 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         /* the next group's x and dy (contiguous when mid == 1), prefetched during the apply and,
          * on one thread, during the sums */
         const int next = FN(has_next_group)(p, o, g);
+        const uintptr_t ahead = next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0;
         for (int64_t c = 0; c < Cg; c++) {
             double t1, t2;
-#ifdef FB_VD_LOAD_T_HEAD
-            if (mid == 1 && inner < FB_TOTALS_RUN)   /* one short run: lanes in registers */
-                FN(run_pair_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2,
-                                    next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
-            else
-#endif
-            {
+            if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
+                FN(run_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2, ahead);
+            } else {
                 double sdy[FB_LANES], sdyx[FB_LANES];
                 fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
                 for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
@@ -958,7 +969,7 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
                         FN(run_pair_sums)(xb + m * stride + c * inner + s,
                                           gb + m * stride + c * inner + s, 1,
                                           inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
-                                          next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0);
+                                          ahead);
                 t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
             }
             if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */

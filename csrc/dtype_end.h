@@ -30,6 +30,8 @@
 #undef FB_SV_LOAD
 #undef FB_SV_STORE
 #undef FB_SV_STREAM
+#undef FB_SV_LOAD_PART
+#undef FB_SV_STORE_PART
 #undef FB_C
 #undef FB_CFMA1
 #undef FB_CV

@@ -26,6 +26,8 @@
 #define FB_SV_LOAD fb_vf_load
 #define FB_SV_STORE fb_vf_store
 #define FB_SV_STREAM fb_vf_stream
+#define FB_SV_LOAD_PART fb_vf_load_part   /* lanes of a vector (simd.h; FB_TV = FB_CV) */
+#define FB_SV_STORE_PART fb_vf_store_part
 /* The elementwise passes' arithmetic (FB_C: coefficients and intermediates; FB_CV: its vector)
  * is float32 here; float64 for float64 and the half types (dtype_cvd.h). */
 #define FB_C float

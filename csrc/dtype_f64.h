@@ -30,5 +30,7 @@
 #define FB_SV_LOAD fb_vd_load_f64
 #define FB_SV_STORE fb_vd_store_f64
 #define FB_SV_STREAM fb_vd_stream
+#define FB_SV_LOAD_PART fb_vd_load_f64_part   /* as dtype_f32.h's */
+#define FB_SV_STORE_PART fb_vd_store_f64_part
 #include "dtype_cvd.h"
 #define FB_CV_LOAD_P fb_vd_load_f64

@@ -54,6 +54,12 @@ static inline char *fb_place_past(char *at, const void *y, size_t want, size_t a
         for (int b_ = 0; b_ < (bytes); b_ += 64)                                                  \
             fb_prefetch_l2((const void *)((uintptr_t)(p) + (uintptr_t)b_));                       \
     } while (0)
+/* The line a run ends in, where `end` is inside one: stored normally amid streamed lines, it is
+ * fetched a run ahead so that its store does not hold up the streamed ones behind it. */
+static inline void fb_prefetch_end_w(const void *end)
+{
+    if ((uintptr_t)end % 64) fb_prefetch_w((const char *)end - 1);
+}
 /* p + off, or NULL for an absent (NULL) array: the fused arrays follow the output's offsets */
 #define FB_AT(p, off) ((p) ? (p) + (off) : NULL)
 #endif
@@ -61,6 +67,13 @@ static inline char *fb_place_past(char *at, const void *y, size_t want, size_t a
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
 #define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
+/* A run's ends in masked vectors (FB_RUN_LOOP_P's PART) where the tensors are stored in the
+ * arithmetic's type (float32, float64); the half types' go element by element. */
+#ifdef FB_SV_LOAD_PART
+#define FB_PARTS 1
+#else
+#define FB_PARTS 0
+#endif
 
 /* ---- per-channel coefficients of the elementwise passes ----------------------------------- */
 
@@ -200,6 +213,16 @@ static FB_INLINE FB_TV FN(fwd_epi)(FB_TV t, const S *res, int64_t j, const int h
     if (has_res) t = FB_TV_ADD(t, FB_SV_LOAD(res + j));
     return relu ? FB_TV_RELU(t) : t;
 }
+
+#if FB_PARTS
+/* fwd_epi over lanes [sh, sh + k) (FB_RUN_LOOP_P's PART): res read there alone */
+static FB_INLINE FB_TV FN(fwd_epi_part)(FB_TV t, const S *res, int64_t j, int sh, int k,
+                                        const int has_res, const int relu)
+{
+    if (has_res) t = FB_TV_ADD(t, FB_SV_LOAD_PART(res + j, sh, k));
+    return relu ? FB_TV_RELU(t) : t;
+}
+#endif
 
 /* ---- contiguous runs ---------------------------------------------------------------------- */
 
@@ -382,7 +405,7 @@ static FB_INLINE void FN(run_pair_sums)(const S *FB_RESTRICT x, const S *FB_REST
  * alone where pf_l2: batch norm's next channel, read after this one's whole slab). */
 static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream,
                                        const S *res, const int has_res, const int relu, const S *pf,
-                                       const int pf_l2)
+                                       const int pf_l2, int ends)
 {
     if (co->exact) {
         for (int64_t i = 0; i < n; i++)
@@ -406,7 +429,20 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
         } else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) y[j_] = FB_APPLY1(j_);      \
     } while (0)
 #define FB_APPLY_ONE(j) y[j] = FB_APPLY1(j)
-    FB_RUN_LOOP_H(stream, y, n, FB_APPLY_ONE, FB_APPLY_STORE2, FB_RUN_PLACE(y, x, res), 1);
+#if FB_PARTS
+#define FB_APPLY_PART(LD, ST, i, sh, k)                                                          \
+    do {                                                                                         \
+        const FB_TV t_ = FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(x + (i), sh, k), m), s), c);           \
+        if (FB_TV_FINITE(t_))                                                                    \
+            ST(y + (i), FN(fwd_epi_part)(t_, res, (i), sh, k, has_res, relu), sh, k);            \
+        else for (int64_t j_ = (i); j_ < (i) + (k); j_++) y[j_] = FB_APPLY1(j_);                \
+    } while (0)
+#else
+#define FB_APPLY_PART FB_NO_PART
+#endif
+    FB_RUN_LOOP_P(stream, y, n, FB_APPLY_ONE, FB_APPLY_STORE2, FB_APPLY_PART, FB_PARTS, ends,
+                  FB_RUN_PLACE(y, x, res), 1);
+#undef FB_APPLY_PART
 #undef FB_APPLY_ONE
 #undef FB_APPLY_STORE2
 #undef FB_APPLY1
@@ -416,18 +452,18 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 
 static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream, const S *pf)
 {
-    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 0);
+    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 0, 0);
 }
 
 /* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
  * instantiation, so the unfused loop is run_apply's. */
 static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,
-                                       int stream, const S *res, int relu, const S *pf)
+                                       int stream, const S *res, int relu, const S *pf, int ends)
 {
-    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1, pf, 1);
-    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0, pf, 1);
-    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1, pf, 1);
-    else FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 1);
+    if (res && relu) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 1, pf, 1, ends);
+    else if (res) FN(run_apply_fz)(x, y, n, co, stream, res, 1, 0, pf, 1, ends);
+    else if (relu) FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 1, pf, 1, ends);
+    else FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 1, ends);
 }
 
 /* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused
@@ -437,7 +473,7 @@ static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coe
 static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                             const FN(coef) *co, int stream, const S *ym,
                                             const int has_y, S *dres, const int has_dres,
-                                            const S *pfx, const S *pfg)
+                                            const S *pfx, const S *pfg, int ends)
 {
 #define FB_G1(j) (has_y ? FN(relu_grad1)(FB_LD(dy[j]), FB_LD(ym[j])) : FB_LD(dy[j]))
 #define FB_GRAD1(j, EXPR)                                                                        \
@@ -473,7 +509,24 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (has_dres) FB_SV_STORE(dres + (i), g0_), FB_SV_STORE(dres + (i) + FB_TV_W, g1_);      \
     } while (0)
 #define FB_GRAD_ONE(j) FB_GRAD1(j, FN(grad1)(g1_, FB_LD(x[j]), co))
-    FB_RUN_LOOP_H(stream, dx, n, FB_GRAD_ONE, FB_GRAD_STORE2, FB_RUN_PLACE(dx, dy, x, ym), 1);
+#if FB_PARTS
+#define FB_GRAD_PART(LD, ST, i, sh, k)                                                           \
+    do {                                                                                         \
+        const FB_TV dy_ = LD(dy + (i), sh, k);                                                   \
+        const FB_TV g_ = has_y ? FB_TV_RELU_GRAD(dy_, LD(ym + (i), sh, k)) : dy_;                \
+        const FB_TV xh_ = FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(x + (i), sh, k), m), s), c);          \
+        const FB_TV t_ = FB_CV_ADD(FB_CV_MUL(g_, g), xh_);                                       \
+        if (FB_TV_FINITE(t_)) ST(dx + (i), t_, sh, k);                                           \
+        else for (int64_t j_ = (i); j_ < (i) + (k); j_++)                                       \
+            dx[j_] = FB_ST(FN(grad1)(FB_G1(j_), FB_LD(x[j_]), co));                              \
+        if (has_dres) FB_SV_STORE_PART(dres + (i), g_, sh, k);   /* dres is never streamed */    \
+    } while (0)
+#else
+#define FB_GRAD_PART FB_NO_PART
+#endif
+    FB_RUN_LOOP_P(stream, dx, n, FB_GRAD_ONE, FB_GRAD_STORE2, FB_GRAD_PART, FB_PARTS, ends,
+                  FB_RUN_PLACE(dx, dy, x, ym), 1);
+#undef FB_GRAD_PART
 #undef FB_GRAD_ONE
 #undef FB_GRAD_STORE2
 #undef FB_GRAD_AT
@@ -486,18 +539,20 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
 static void FN(run_grad_apply)(const S *dy, const S *x, S *dx, int64_t n, const FN(coef) *co,
                                int stream, const S *pfx, const S *pfg)
 {
-    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0, pfx, pfg);
+    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0, pfx, pfg, 0);
 }
 
 /* run_grad_apply masked by ym and writing dres (either may be NULL), as run_apply_fused. */
 static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int64_t n,
                                             const FN(coef) *co, int stream, const S *ym, S *dres,
-                                            const S *pfx, const S *pfg)
+                                            const S *pfx, const S *pfg, int ends)
 {
-    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1, pfx, pfg);
-    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0, pfx, pfg);
-    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1, pfx, pfg);
-    else FN(run_grad_apply)(dy, x, dx, n, co, stream, pfx, pfg);
+    const S *px = pfx, *pg = pfg;
+    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1, px, pg, ends);
+    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0, px, pg, ends);
+    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1, px, pg, ends);
+    else if (ends) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0, px, pg, 1);
+    else FN(run_grad_apply)(dy, x, dx, n, co, stream, px, pg);
 }
 
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Element v
@@ -665,3 +720,4 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
 #undef FN
 #undef T
 #undef S
+#undef FB_PARTS

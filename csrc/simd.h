@@ -206,6 +206,69 @@ static inline fb_vd fb_vd_load_f64_head(const double *p, int n)
     return r;
 #endif
 }
+/* Lanes [sh, sh + k) of a vector (0 <= sh, 0 < k, sh + k <= the width) loaded from p[0..k), the
+ * other lanes 0, and stored to p[0..k): nothing else read or written, so that a run's ends take
+ * one vector, placed on the lanes a cache line gives them (a masked move that spills into the
+ * next line, one being streamed, was 2-3x slower on Zen 5). */
+#define FB_PART_BASE(p, sh) ((void *)((uintptr_t)(p) - (uintptr_t)(sh) * sizeof *(p)))
+#if defined(__AVX2__) && !defined(__AVX512F__)
+static inline __m256i fb_lanes8(int sh, int k)   /* all ones in the 32-bit lanes [sh, sh + k) */
+{
+    const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(sh), i),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(sh + k), i));
+}
+static inline __m256i fb_lanes4(int sh, int k)   /* the same of 64-bit lanes */
+{
+    const __m256i i = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(sh), i),
+                               _mm256_cmpgt_epi64(_mm256_set1_epi64x(sh + k), i));
+}
+#endif
+static inline fb_vf fb_vf_load_part(const float *p, int sh, int k)
+{
+#if defined(__AVX512F__)
+    return (fb_vf)_mm512_maskz_loadu_ps((__mmask16)(((1u << k) - 1) << sh), FB_PART_BASE(p, sh));
+#elif defined(__AVX2__)
+    return (fb_vf)_mm256_maskload_ps(FB_PART_BASE(p, sh), fb_lanes8(sh, k));
+#else
+    fb_vf r = {0};
+    for (int i = 0; i < k; i++) r[sh + i] = p[i];
+    return r;
+#endif
+}
+static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k)
+{
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(FB_PART_BASE(p, sh), (__mmask16)(((1u << k) - 1) << sh), (__m512)v);
+#elif defined(__AVX2__)
+    _mm256_maskstore_ps(FB_PART_BASE(p, sh), fb_lanes8(sh, k), (__m256)v);
+#else
+    for (int i = 0; i < k; i++) p[i] = v[sh + i];
+#endif
+}
+static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_maskz_loadu_pd((__mmask8)(((1u << k) - 1) << sh), FB_PART_BASE(p, sh));
+#elif defined(__AVX2__)
+    return (fb_vd)_mm256_maskload_pd(FB_PART_BASE(p, sh), fb_lanes4(sh, k));
+#else
+    fb_vd r = {0};
+    for (int i = 0; i < k; i++) r[sh + i] = p[i];
+    return r;
+#endif
+}
+static inline void fb_vd_store_f64_part(double *p, fb_vd v, int sh, int k)
+{
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_pd(FB_PART_BASE(p, sh), (__mmask8)(((1u << k) - 1) << sh), (__m512d)v);
+#elif defined(__AVX2__)
+    _mm256_maskstore_pd(FB_PART_BASE(p, sh), fb_lanes4(sh, k), (__m256d)v);
+#else
+    for (int i = 0; i < k; i++) p[i] = v[sh + i];
+#endif
+}
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
 {
 #if defined(__AVX512F__)
@@ -301,6 +364,10 @@ static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < 
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
 static inline fb_vd fb_vd_load_f64_head(const double *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
+static inline fb_vf fb_vf_load_part(const float *p, int sh, int k) { fb_vf r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
+static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
+static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k) { fb_vd r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
+static inline void fb_vd_store_f64_part(double *p, fb_vd v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
@@ -429,13 +496,17 @@ static inline int fb_place_reversed(int p)
  * cache lines fb_stream_span gives when `stream`, FB_SV_STORE elsewhere). place (FB_RUN_PLACE,
  * only when `stream`): FB_RUN_REV, the same steps last first; FB_RUN_HOLD, where `held` (the PAIR
  * stores both vectors or neither), each pair stored after the next one's loads.  The parts --
- * singles [0, a), streamed pairs [a, b), stored pairs [b, c), singles [c, n) -- run in a loop
- * that takes them in either order, each index stepping by +-1 or +-2 vectors, so every body is
- * compiled once, not once per direction.  Forward and FB_RUN_APART, the whole line the pairs leave
- * over (an odd count of 64-byte lines) is streamed too, by a first pair whose second vector is
- * dropped (FB_SV_STREAM_BELOW): one whole line stored normally among streamed ones slows the
- * whole pass (docs/performance.rst).  Every element is computed alone, so neither the order nor a
- * dropped vector changes a bit. */
+ * singles [0, e), streamed lines [e, l), streamed pairs [a, b), stored pairs [b, c), singles
+ * [c, n) -- run in a loop that takes them in either order, so every body is compiled once, not
+ * once per direction.  The whole line the pairs leave over (an odd count of 64-byte lines) is
+ * streamed too -- one whole line stored normally among streamed ones slows the whole pass
+ * (docs/performance.rst) -- by PART where the loop has one (`parts`: FB_RUN_LOOP_P), else, forward
+ * and FB_RUN_APART, by a first pair whose second vector is dropped (FB_SV_STREAM_BELOW; 1.2x
+ * slower: batch norm at 14 x 14).  PART(LD, ST, i, sh, k) moves elements [i, i + k) through
+ * lanes [sh, sh + k) of one vector with LD(p, sh, k) and ST(p, v, sh, k): a streamed line
+ * (FB_LINE_LD / FB_LINE_ST), or where `ends`, the singles in masked vectors (FB_SV_LOAD_PART /
+ * FB_SV_STORE_PART), the first ones ending where the streamed lines start.  Every element is
+ * computed alone, so neither the order, a vector's width nor a dropped vector changes a bit. */
 #define FB_SV_STREAM_BELOW(p, v) ((const char *)(p) < lim_ ? FB_SV_STREAM((p), (v)) : (void)0)
 /* The forward pairs, each stored after the next pair's loads: an output a few vectors above an
  * input (modulo 4 KB: the heap places np.empty_like(x) 16 bytes above x) would otherwise have
@@ -458,7 +529,7 @@ static inline int fb_place_reversed(int p)
         }                                                                                        \
         if (hn_) STORE((out) + hi_, hv0_), STORE((out) + hi_ + FB_TV_W, hv1_);                   \
     } while (0)
-#define FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, held)                                    \
+#define FB_RUN_LOOP_P(stream, out, n, ONE, PAIR, PART, parts, ends, place, held)                 \
     do {                                                                                         \
         int64_t head_ = 0, stop_ = 0;                                                            \
         const int nt_ = (stream) && fb_stream_span((out), sizeof(*(out)), (n), &head_, &stop_);  \
@@ -466,19 +537,37 @@ static inline int fb_place_reversed(int p)
         if (nt_ && stop_ < (n)) fb_prefetch_w((out) + (n) - 1);                                  \
         const int pl_ = (stream) ? (place) : 0;                                                  \
         const int r_ = (pl_ & FB_RUN_REV) != 0;                                                  \
-        const int64_t v2_ = 2 * FB_TV_W;                                                         \
-        int64_t a_ = nt_ ? head_ : 0, s0_ = a_;   /* singles [0, s0_), streamed pairs from a_ */ \
-        int64_t b_ = nt_ ? head_ + (stop_ - head_) / v2_ * v2_ : 0;                              \
-        if (nt_ && !r_ && (pl_ & FB_RUN_APART) && (stop_ - head_) % v2_ && head_ + v2_ <= (n)) { \
-            a_ = head_ + (stop_ - head_) % v2_, b_ = stop_;                                      \
-            const char *lim_ = (const char *)((out) + a_);                                       \
-            PAIR(FB_SV_STREAM_BELOW, head_);   /* the lines [head_, a_) */                       \
-        }                                                                                        \
-        const int64_t bound_[5] = {0, a_, b_, b_ + ((n) - b_) / v2_ * v2_, (n)};                 \
-        for (int p_ = 0; p_ < 4; p_++) {                                                         \
-            const int q_ = r_ ? 3 - p_ : p_;                                                     \
-            const int64_t lo_ = bound_[q_], hi_ = q_ == 0 ? s0_ : bound_[q_ + 1];                \
-            if (q_ == 0 || q_ == 3) {                                                            \
+        const int64_t v2_ = 2 * FB_TV_W, odd_ = nt_ ? (stop_ - head_) % v2_ : 0;                 \
+        const int64_t e_ = nt_ ? head_ : 0;                                                      \
+        int64_t l_ = e_, a_ = e_, b_ = nt_ ? head_ + (stop_ - head_) / v2_ * v2_ : 0;            \
+        int below_ = 0;   /* the odd line by a first pair whose second vector is dropped */      \
+        if (odd_ && (parts)) l_ = a_ = head_ + odd_, b_ = stop_;                                 \
+        else if (odd_ && !r_ && (pl_ & FB_RUN_APART) && head_ + v2_ <= (n))                      \
+            a_ = head_ + odd_, b_ = stop_, below_ = 1;                                           \
+        const int64_t c_ = b_ + ((n) - b_) / v2_ * v2_;                                          \
+        const int64_t from_[5] = {0, e_, a_, b_, c_}, to_[5] = {e_, l_, b_, c_, (n)};            \
+        for (int p_ = 0; p_ < 5; p_++) {                                                         \
+            const int q_ = r_ ? 4 - p_ : p_;                                                     \
+            const int64_t lo_ = from_[q_], hi_ = to_[q_];                                        \
+            if (q_ == 1) {                                                                       \
+                if (below_) {                                                                    \
+                    const char *lim_ = (const char *)((out) + a_);                               \
+                    PAIR(FB_SV_STREAM_BELOW, e_);   /* the lines [e_, a_) */                     \
+                }                                                                                \
+                for (int64_t i_ = lo_; i_ < hi_; i_ += FB_TV_W)                                  \
+                    PART(FB_LINE_LD, FB_LINE_ST, i_, 0, FB_TV_W);                                \
+            } else if ((q_ == 0 || q_ == 4) && (parts) && (ends)) {                              \
+                if (q_ == 0)                                                                     \
+                    for (int64_t z_ = hi_; z_ > lo_; z_ -= FB_TV_W) {                            \
+                        const int64_t at_ = z_ - FB_TV_W > lo_ ? z_ - FB_TV_W : lo_;             \
+                        const int sh_ = (int)(at_ - (z_ - FB_TV_W));                             \
+                        PART(FB_SV_LOAD_PART, FB_SV_STORE_PART, at_, sh_, (int)(z_ - at_));      \
+                    }                                                                            \
+                else for (int64_t at_ = lo_; at_ < hi_; at_ += FB_TV_W) {                        \
+                    const int k_ = hi_ - at_ < FB_TV_W ? (int)(hi_ - at_) : FB_TV_W;             \
+                    PART(FB_SV_LOAD_PART, FB_SV_STORE_PART, at_, 0, k_);                         \
+                }                                                                                \
+            } else if (q_ == 0 || q_ == 4) {                                                     \
                 const int64_t d_ = r_ ? -1 : 1;                                                  \
                 int64_t i_ = r_ ? hi_ - 1 : lo_;                                                 \
                 for (int64_t k_ = hi_ - lo_; k_ > 0; k_--, i_ += d_) ONE(i_);                    \
@@ -487,16 +576,21 @@ static inline int fb_place_reversed(int p)
                 int64_t i_ = r_ ? hi_ - v2_ : lo_;                                               \
                 int64_t k_ = (hi_ - lo_) / v2_;                                                  \
                 if (r_ || !(held) || !(pl_ & FB_RUN_HOLD)) {                                     \
-                    if (q_ == 1) for (; k_ > 0; k_--, i_ += d_) PAIR(FB_SV_STREAM, i_);          \
+                    if (q_ == 2) for (; k_ > 0; k_--, i_ += d_) PAIR(FB_SV_STREAM, i_);          \
                     else for (; k_ > 0; k_--, i_ += d_) PAIR(FB_SV_STORE, i_);                   \
-                } else if (q_ == 1) FB_RUN_HELD(out, PAIR, FB_SV_STREAM, i_, k_, d_);            \
+                } else if (q_ == 2) FB_RUN_HELD(out, PAIR, FB_SV_STREAM, i_, k_, d_);            \
                 else FB_RUN_HELD(out, PAIR, FB_SV_STORE, i_, k_, d_);                            \
             }                                                                                    \
         }                                                                                        \
     } while (0)
-
+/* PART's moves of a whole streamed line (sh 0, k the width) */
+#define FB_LINE_LD(p, sh, k) FB_SV_LOAD(p)
+#define FB_LINE_ST(p, v, sh, k) FB_SV_STREAM((p), (v))
+#define FB_NO_PART(LD, ST, i, sh, k) ((void)(i), (void)(sh), (void)(k))
+#define FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, held) \
+    FB_RUN_LOOP_P(stream, out, n, ONE, PAIR, FB_NO_PART, 0, 0, place, held)
 #define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place) \
-    FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, 0)
+    FB_RUN_LOOP_P(stream, out, n, ONE, PAIR, FB_NO_PART, 0, 0, place, 0)
 
 /* Two vectors of doubles rounded to one of floats (in registers: a store of each half and a
  * load of the whole would stall store forwarding). */

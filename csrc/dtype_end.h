@@ -32,6 +32,7 @@
 #undef FB_SV_STREAM
 #undef FB_SV_LOAD_PART
 #undef FB_SV_STORE_PART
+#undef FB_PARTS   /* norm_common.h's */
 #undef FB_C
 #undef FB_CFMA1
 #undef FB_CV

@@ -49,7 +49,20 @@ static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
         dx[i] = FB_ST(isfinite(r_) ? r_ : FN(elem_grad1)(FB_LD(dy[i]), FB_LD(x[i]), gd[i], co));  \
     } while (0)
 #define FB_E_STORE2(STORE, i) do { FB_E_STORE(STORE, i); FB_E_STORE(STORE, (i) + FB_TV_W); } while (0)
-    FB_RUN_LOOP(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE(dx, dy, x, tg));
+#if FB_PARTS
+#define FB_E_PART(LD, ST, i, sh, k)                                                               \
+    do {                                                                                          \
+        const FB_TV r_ = FB_CV_ADD(FB_CV_MUL(LD(dy + (i), sh, k), LD(tg + (i), sh, k)),           \
+                                   FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(x + (i), sh, k), m), s), c)); \
+        if (FB_TV_FINITE(r_)) ST(dx + (i), r_, sh, k);                                            \
+        else for (int64_t j_ = (i); j_ < (i) + (k); j_++) FB_E1(j_);                              \
+    } while (0)
+#else
+#define FB_E_PART FB_NO_PART
+#endif
+    FB_RUN_LOOP_P(stream, dx, n, FB_E1, FB_E_STORE2, FB_E_PART, FB_PARTS, 0,
+                  FB_RUN_PLACE(dx, dy, x, tg), 0);
+#undef FB_E_PART
 #undef FB_E_STORE2
 #undef FB_E1
 #undef FB_E_STORE
@@ -93,7 +106,22 @@ static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(
         else for (int64_t j_ = (e); j_ < (e) + 2 * FB_TV_W; j_++) yr[j_] = FB_RA1(j_);            \
     } while (0)
 #define FB_RA_ONE(e) yr[e] = FB_RA1(e)
-    FB_RUN_LOOP_H(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RUN_PLACE(yr, xr, gm, bt), 1);
+#if FB_PARTS
+#define FB_RA_PART(LD, ST, e, sh, k)                                                              \
+    do {                                                                                          \
+        if (pf) FB_PREFETCH_SPAN_L2(pf + (e), (k) * (int)sizeof(S));                            \
+        const FB_TV y_ = FB_CV_FMA(FB_CV_FMA(FB_CV_SUB(LD(xr + (e), sh, k), m), s, c),            \
+                                   has_g ? LD(gm + (e), sh, k) : FB_CV_SET1((FB_C)1),             \
+                                   has_b ? LD(bt + (e), sh, k) : FB_CV_SET1((FB_C)0));            \
+        if (FB_TV_FINITE(y_)) ST(yr + (e), y_, sh, k);                                            \
+        else for (int64_t j_ = (e); j_ < (e) + (k); j_++) yr[j_] = FB_RA1(j_);                    \
+    } while (0)
+#else
+#define FB_RA_PART FB_NO_PART
+#endif
+    FB_RUN_LOOP_P(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RA_PART, FB_PARTS, 0,
+                  FB_RUN_PLACE(yr, xr, gm, bt), 1);
+#undef FB_RA_PART
 #undef FB_RA_ONE
 #undef FB_RA_STORE2
 #undef FB_RA1
@@ -228,7 +256,28 @@ static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int
         if (FB_TV_FINITE2(r0_, r1_)) STORE(dx + (i), r0_), STORE(dx + (i) + FB_TV_W, r1_);       \
         else for (int64_t j_ = (i); j_ < (i) + 2 * FB_TV_W; j_++) FB_E1(j_);                     \
     } while (0)
-    FB_RUN_LOOP_H(stream, dx, n, FB_E1, FB_E_STORE2, FB_RUN_PLACE_REV(dx, dy, x, gm), 1);
+#if FB_PARTS
+#define FB_GA_PART(LD, ST, i, sh, k)                                                              \
+    do {                                                                                          \
+        if (pfx && pf_l2) {                                                                       \
+            FB_PREFETCH_SPAN_L2(pfx + (i), (k) * (int)sizeof(S));                                \
+            FB_PREFETCH_SPAN_L2(pfg + (i), (k) * (int)sizeof(S));                                \
+        } else if (pfx) {                                                                         \
+            FB_PREFETCH_SPAN(pfx + (i), (k) * (int)sizeof(S));                                   \
+            FB_PREFETCH_SPAN(pfg + (i), (k) * (int)sizeof(S));                                   \
+        }                                                                                         \
+        const FB_TV dy_ = LD(dy + (i), sh, k);                                                    \
+        const FB_TV g_ = has_g ? FB_CV_MUL(dy_, LD(gm + (i), sh, k)) : dy_;                       \
+        const FB_TV r_ = FB_CV_FMA(g_, tg, FB_CV_FMA(FB_CV_SUB(LD(x + (i), sh, k), m), s, c));    \
+        if (FB_TV_FINITE(r_)) ST(dx + (i), r_, sh, k);                                            \
+        else for (int64_t j_ = (i); j_ < (i) + (k); j_++) FB_E1(j_);                              \
+    } while (0)
+#else
+#define FB_GA_PART FB_NO_PART
+#endif
+    FB_RUN_LOOP_P(stream, dx, n, FB_E1, FB_E_STORE2, FB_GA_PART, FB_PARTS, 0,
+                  FB_RUN_PLACE_REV(dx, dy, x, gm), 1);
+#undef FB_GA_PART
 #undef FB_E_STORE2
 #undef FB_E1
 #undef FB_GA_AT

@@ -432,6 +432,8 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 #if FB_PARTS
 #define FB_APPLY_PART(LD, ST, i, sh, k)                                                          \
     do {                                                                                         \
+        if (pf && pf_l2) FB_PREFETCH_SPAN_L2(pf + (i), (k) * (int)sizeof(S));                    \
+        else if (pf) FB_PREFETCH_SPAN(pf + (i), (k) * (int)sizeof(S));                           \
         const FB_TV t_ = FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(x + (i), sh, k), m), s), c);           \
         if (FB_TV_FINITE(t_))                                                                    \
             ST(y + (i), FN(fwd_epi_part)(t_, res, (i), sh, k, has_res, relu), sh, k);            \
@@ -512,6 +514,10 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
 #if FB_PARTS
 #define FB_GRAD_PART(LD, ST, i, sh, k)                                                           \
     do {                                                                                         \
+        if (pfx) {                                                                               \
+            FB_PREFETCH_SPAN_L2(pfx + (i), (k) * (int)sizeof(S));                                \
+            FB_PREFETCH_SPAN_L2(pfg + (i), (k) * (int)sizeof(S));                                \
+        }                                                                                        \
         const FB_TV dy_ = LD(dy + (i), sh, k);                                                   \
         const FB_TV g_ = has_y ? FB_TV_RELU_GRAD(dy_, LD(ym + (i), sh, k)) : dy_;                \
         const FB_TV xh_ = FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(x + (i), sh, k), m), s), c);          \
@@ -671,10 +677,41 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
+#if FB_PARTS
+#define FB_ROW_PAT(LD, v, sh, k)                                                                 \
+    FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(xr + (v), sh, k), LD(tm + (v), sh, k)), LD(ts + (v), sh, k)), \
+              LD(tc + (v), sh, k))
+#define FB_ROW_PART(LD, ST, v, sh, k)                                                            \
+    do {                                                                                         \
+        const FB_TV t_ = FB_ROW_PAT(LD, v, sh, k);                                               \
+        if (FB_TV_FINITE(t_)) ST(yr + (v), FN(fwd_epi_part)(t_, res, (v), sh, k, has_res, relu), sh, k); \
+        else FN(row_redo)(xr, gr, yr, (v), (k), src);                                            \
+    } while (0)
+#define FB_ROW_GPART(LD, ST, v, sh, k)                                                           \
+    do {                                                                                         \
+        FB_ROW_AHEAD(xr, v);                                                                     \
+        FB_ROW_AHEAD(gr, v);                                                                     \
+        if (has_y == 1) FB_ROW_AHEAD(ym, v);                                                     \
+        const FB_TV gl_ = LD(gr + (v), sh, k);                                                   \
+        const FB_TV g_ = has_y == 2 ? FB_TV_BITS_GRAD(gl_, fb_mask_at(mbits, mb0 + (v)) << (sh)) \
+                         : has_y    ? FB_TV_RELU_GRAD(gl_, LD(ym + (v), sh, k))                  \
+                                    : gl_;                                                       \
+        const FB_TV t_ = FB_CV_ADD(FB_CV_MUL(g_, LD(tg + (v), sh, k)), FB_ROW_PAT(LD, v, sh, k)); \
+        if (FB_TV_FINITE(t_)) ST(yr + (v), t_, sh, k);                                           \
+        else FN(row_redo)(xr, gr, yr, (v), (k), src);                                            \
+        if (has_dres) FB_SV_STORE_PART(dres + (v), g_, sh, k);   /* dres is never streamed */    \
+    } while (0)
+#else
+#define FB_ROW_PART FB_NO_PART
+#define FB_ROW_GPART FB_NO_PART
+#endif
     const int place = stream ? FB_RUN_PLACE(yr, xr, gr, res, ym, tm, ts, tg, tc) : 0;
     const int ahead = fb_grad_prefetch;
-    if (!bwd) FB_RUN_LOOP_H(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, place, 1);
-    else FB_RUN_LOOP_H(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, place, 1);
+    if (!bwd) FB_RUN_LOOP_P(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, FB_ROW_PART, FB_PARTS, 0, place, 1);
+    else FB_RUN_LOOP_P(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, FB_ROW_GPART, FB_PARTS, 0, place, 1);
+#undef FB_ROW_PART
+#undef FB_ROW_GPART
+#undef FB_ROW_PAT
 #undef FB_ROW_T
 #undef FB_ROW_AT
 #undef FB_ROW_V
@@ -720,4 +757,3 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
 #undef FN
 #undef T
 #undef S
-#undef FB_PARTS

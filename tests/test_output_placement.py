@@ -7,9 +7,10 @@ fb_run_reverse and FB_RUN_HELD); layer and RMS norm's backward rows reverse on e
 (FB_RUN_PLACE_REV).  Each kernel here writes one output placed 16, 64 or 112 bytes
 above x modulo 4096 (the reversed order), 240 or 4080 bytes above (the forward order, either
 side of the window) and at 0 (forward), and each result must be the bits of the forward one.
-An output not 64-byte aligned like x (16, 112, 240, 4080) also takes the forward order's
-leftover-line step (FB_RUN_LOOP streams a whole line through a pair whose second vector it
-drops), the fused backward's dresidual included.
+An output not 64-byte aligned like x (16, 112, 240, 4080) also takes the leftover-line step
+(FB_RUN_LOOP streams the whole line its vector pairs leave over as one vector, or for the half
+types forward through a pair whose second vector it drops), the fused backward's dresidual
+included.
 Whether a CPU reverses or holds is chosen when the module loads (csrc/cpu.h's
 fb_alias_reverse); the tests run both choices on any host.
 

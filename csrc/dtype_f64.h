@@ -19,7 +19,7 @@
 #define FB_TV_BITS_GRAD fb_vd_bits_grad
 #define FB_MASK8 fb_mask8_f64
 #define FB_VD_LOAD_T fb_vd_load_f64
-#define FB_VD_LOAD_T_HEAD fb_vd_load_f64_head
+#define FB_VD_LOAD_T_HEAD(p, n) fb_vd_load_f64_part((p), 0, (n))
 #define FB_VD_STORE_T fb_vd_store_f64
 #define FB_TV_FROM_VD(a, b) (a)   /* one vector of doubles: b is a */
 #define FB_LD(v) (v)

@@ -193,19 +193,6 @@ static inline fb_vd fb_vd_load_f32_head(const float *p, int n)
     return r;
 #endif
 }
-static inline fb_vd fb_vd_load_f64_head(const double *p, int n)
-{
-#if defined(__AVX512F__)
-    return (fb_vd)_mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p);
-#elif defined(__AVX2__)
-    const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
-    return (fb_vd)_mm256_maskload_pd(p, m);
-#else
-    fb_vd r = {0};
-    for (int i = 0; i < n; i++) r[i] = p[i];
-    return r;
-#endif
-}
 /* Lanes [sh, sh + k) of a vector (0 <= sh, 0 < k, sh + k <= the width) loaded from p[0..k), the
  * other lanes 0, and stored to p[0..k): nothing else read or written, so that a run's ends take
  * one vector, placed on the lanes a cache line gives them (a masked move that spills into the
@@ -363,7 +350,6 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_
 static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0f; return dy; }
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
-static inline fb_vd fb_vd_load_f64_head(const double *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
 static inline fb_vf fb_vf_load_part(const float *p, int sh, int k) { fb_vf r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
 static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
 static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k) { fb_vd r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }

@@ -67,8 +67,8 @@ static inline void fb_prefetch_end_w(const void *end)
 #define FN(name) FB_CAT3(name, _, FB_DT)
 #define T FB_T
 #define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
-/* A run's ends in masked vectors (FB_RUN_LOOP_P's PART) where the tensors are stored in the
- * arithmetic's type (float32, float64); the half types' go element by element. */
+/* FB_RUN_LOOP_P's PART (a streamed line in one vector, a run's ends in masked ones) where the
+ * tensors are stored in the arithmetic's type (float32, float64); the half types have none. */
 #ifdef FB_SV_LOAD_PART
 #define FB_PARTS 1
 #else
@@ -553,12 +553,14 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
                                             const FN(coef) *co, int stream, const S *ym, S *dres,
                                             const S *pfx, const S *pfg, int ends)
 {
-    const S *px = pfx, *pg = pfg;
-    if (ym && dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, dres, 1, px, pg, ends);
-    else if (ym) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym, 1, NULL, 0, px, pg, ends);
-    else if (dres) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, dres, 1, px, pg, ends);
-    else if (ends) FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, NULL, 0, NULL, 0, px, pg, 1);
-    else FN(run_grad_apply)(dy, x, dx, n, co, stream, px, pg);
+#define FB_GRAD_FZ(ym_, has_y, dres_, has_dres, ends_) \
+    FN(run_grad_apply_fz)(dy, x, dx, n, co, stream, ym_, has_y, dres_, has_dres, pfx, pfg, ends_)
+    if (ym && dres) FB_GRAD_FZ(ym, 1, dres, 1, ends);
+    else if (ym) FB_GRAD_FZ(ym, 1, NULL, 0, ends);
+    else if (dres) FB_GRAD_FZ(NULL, 0, dres, 1, ends);
+    else if (ends) FB_GRAD_FZ(NULL, 0, NULL, 0, 1);
+    else FN(run_grad_apply)(dy, x, dx, n, co, stream, pfx, pfg);
+#undef FB_GRAD_FZ
 }
 
 /* Where a row segment's coefficients come from, for the elements redone in float64.  Element v
@@ -684,7 +686,8 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #define FB_ROW_PART(LD, ST, v, sh, k)                                                            \
     do {                                                                                         \
         const FB_TV t_ = FB_ROW_PAT(LD, v, sh, k);                                               \
-        if (FB_TV_FINITE(t_)) ST(yr + (v), FN(fwd_epi_part)(t_, res, (v), sh, k, has_res, relu), sh, k); \
+        if (FB_TV_FINITE(t_))                                                                    \
+            ST(yr + (v), FN(fwd_epi_part)(t_, res, (v), sh, k, has_res, relu), sh, k);           \
         else FN(row_redo)(xr, gr, yr, (v), (k), src);                                            \
     } while (0)
 #define FB_ROW_GPART(LD, ST, v, sh, k)                                                           \
@@ -707,8 +710,11 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #endif
     const int place = stream ? FB_RUN_PLACE(yr, xr, gr, res, ym, tm, ts, tg, tc) : 0;
     const int ahead = fb_grad_prefetch;
-    if (!bwd) FB_RUN_LOOP_P(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, FB_ROW_PART, FB_PARTS, 0, place, 1);
-    else FB_RUN_LOOP_P(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, FB_ROW_GPART, FB_PARTS, 0, place, 1);
+    if (!bwd)
+        FB_RUN_LOOP_P(stream, yr, w, FB_ROW_ONE, FB_ROW_PUT2, FB_ROW_PART, FB_PARTS, 0, place, 1);
+    else
+        FB_RUN_LOOP_P(stream, yr, w, FB_ROW_GONE, FB_ROW_GPUT2, FB_ROW_GPART, FB_PARTS, 0, place,
+                      1);
 #undef FB_ROW_PART
 #undef FB_ROW_GPART
 #undef FB_ROW_PAT

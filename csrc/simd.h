@@ -193,6 +193,17 @@ static inline fb_vd fb_vd_load_f32_head(const float *p, int n)
     return r;
 #endif
 }
+static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
+{
+#if defined(__AVX512F__)
+    return (fb_vd)_mm512_mask_add_pd((__m512d)a, (__mmask8)((1u << n) - 1), (__m512d)a, (__m512d)b);
+#else
+    fb_vdi lane;
+    for (int i = 0; i < FB_VD_W; i++) lane[i] = i;
+    const fb_vdi m = (fb_vdi)(lane < (fb_vdi){0} + n);
+    return (fb_vd)(((fb_vdi)(a + b) & m) | ((fb_vdi)a & ~m));
+#endif
+}
 /* Lanes [sh, sh + k) of a vector (0 <= sh, 0 < k, sh + k <= the width) loaded from p[0..k), the
  * other lanes 0, and stored to p[0..k): nothing else read or written, so that a run's ends take
  * one vector, placed on the lanes a cache line gives them (a masked move that spills into the
@@ -254,17 +265,6 @@ static inline void fb_vd_store_f64_part(double *p, fb_vd v, int sh, int k)
     _mm256_maskstore_pd(FB_PART_BASE(p, sh), fb_lanes4(sh, k), (__m256d)v);
 #else
     for (int i = 0; i < k; i++) p[i] = v[sh + i];
-#endif
-}
-static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
-{
-#if defined(__AVX512F__)
-    return (fb_vd)_mm512_mask_add_pd((__m512d)a, (__mmask8)((1u << n) - 1), (__m512d)a, (__m512d)b);
-#else
-    fb_vdi lane;
-    for (int i = 0; i < FB_VD_W; i++) lane[i] = i;
-    const fb_vdi m = (fb_vdi)(lane < (fb_vdi){0} + n);
-    return (fb_vd)(((fb_vdi)(a + b) & m) | ((fb_vdi)a & ~m));
 #endif
 }
 /* relu_grad with the mask as bits (fb_mask_at): lane i keeps dy where bit i of m is set, else +0 */
@@ -350,11 +350,11 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_
 static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0f; return dy; }
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
+static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 static inline fb_vf fb_vf_load_part(const float *p, int sh, int k) { fb_vf r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
 static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
 static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k) { fb_vd r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
 static inline void fb_vd_store_f64_part(double *p, fb_vd v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
-static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 #define FB_HAVE_STREAM 0
 #define FB_VBYTES 16
 static inline void fb_vf_stream(float *p, fb_vf v) { fb_vf_store(p, v); }
@@ -573,8 +573,6 @@ static inline int fb_place_reversed(int p)
 #define FB_LINE_LD(p, sh, k) FB_SV_LOAD(p)
 #define FB_LINE_ST(p, v, sh, k) FB_SV_STREAM((p), (v))
 #define FB_NO_PART(LD, ST, i, sh, k) ((void)(i), (void)(sh), (void)(k))
-#define FB_RUN_LOOP_H(stream, out, n, ONE, PAIR, place, held) \
-    FB_RUN_LOOP_P(stream, out, n, ONE, PAIR, FB_NO_PART, 0, 0, place, held)
 #define FB_RUN_LOOP(stream, out, n, ONE, PAIR, place) \
     FB_RUN_LOOP_P(stream, out, n, ONE, PAIR, FB_NO_PART, 0, 0, place, 0)
 

@@ -389,6 +389,13 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
 
 /* ---- forward: statistics, then the apply while the group is in cache ----------------------- */
 
+/* In a plan's blocks: the bytes from a group of sample o to the same group of the next sample
+ * (the task's next block), which the sums over this one prefetch; 0 for the last sample. */
+static inline uintptr_t FN(block_next)(const fb_norm_plan *p, int64_t o)
+{
+    return o + 1 < p->v.outer ? (uintptr_t)p->per_outer * sizeof(S) : 0;
+}
+
 /* Whether group (o, g) is followed in memory by another (its runs contiguous, mid == 1): the one
  * the passes over this group prefetch. */
 static inline int FN(has_next_group)(const fb_norm_plan *p, int64_t o, int64_t g)
@@ -420,10 +427,13 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
     double var;
     /* the next group (contiguous when mid == 1): prefetched during the apply, and during the
      * statistics too for rows (layer / RMS norm: a thread's run of rows goes on there) and for
-     * whole-channel runs on one thread (where the next group is this thread's) */
+     * whole-channel runs on one thread (where the next group is this thread's); in a plan's
+     * blocks, block_next */
     const int stats_next = FN(has_next_group)(p, o, g) && (p->elementwise || k->pf_first);
-    FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered,
-                      stats_next ? (uintptr_t)p->L * sizeof(S) : 0, mu, &var);
+    const uintptr_t next = p->blocked  ? FN(block_next)(p, o)
+                           : stats_next ? (uintptr_t)p->L * sizeof(S)
+                                        : 0;
+    FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered, next, mu, &var);
     *r = 1.0 / sqrt(var + k->eps);
     k->mean[o * p->v.G + g] = fb_nan1(*mu), k->invstd[o * p->v.G + g] = fb_nan1(*r);
 }
@@ -443,31 +453,31 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
     return FN(make_coef)(q->mu, q->s, gr, q->c);
 }
 
-/* A contiguous group of short channel runs (inner < FB_SHORT_RUN) as row segments of FB_EBLK
- * elements, each channel's coefficients repeated over its run (row_apply): the bits of run_apply
- * and run_grad_apply, without their costs per run (setup, unaligned ends taken one by one).
- * Segments after the first start on y's 64-byte lines.  gb NULL: the forward. */
-static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t L, int64_t inner,
+/* Contiguous groups of short channel runs (a plan's block: mid == 1, inner < FB_SHORT_RUN), n
+ * values in all, as row segments of FB_EBLK elements, each channel's coefficients (q[group],
+ * chan_coef) repeated over its run (row_apply): the bits of run_apply and run_grad_apply, without
+ * their costs per run (setup, unaligned ends taken one by one).  Segments after the first start
+ * on y's 64-byte lines.  gb NULL: the forward. */
+static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner, int64_t Cg,
                            const FN(chan_rule) *q, int stream)
 {
     enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
     FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
     FN(coef) co[FB_EBLK / FB_SLAB_MIN + 2];
     const int64_t lw = 64 / (int64_t)sizeof(S);
-    const FB_CV mv = FB_CV_SET1((FB_C)q->mu);
-    for (int64_t i = 0; i < (L < FB_EBLK ? L : FB_EBLK); i += W) FB_CV_STORE(tm + i, mv);
-    for (int64_t e0 = 0, e1; e0 < L; e0 = e1) {
+    for (int64_t e0 = 0, e1; e0 < n; e0 = e1) {
         e1 = e0 + FB_EBLK - (e0 ? 0 : (int64_t)((uintptr_t)yb / sizeof(S)) % lw);
-        if (e1 > L) e1 = L;
+        if (e1 > n) e1 = n;
         const int64_t cA = e0 / inner;
         int exact = 0;
         for (int64_t c = cA, e = e0; e < e1; c++) {
             const int64_t b = (c + 1) * inner < e1 ? (c + 1) * inner : e1;
-            const FN(coef) cc = co[c - cA] = FN(chan_coef)(q, c);
+            const FN(coef) cc = co[c - cA] = FN(chan_coef)(&q[c / Cg], c % Cg);
             exact |= cc.exact;
-            const FB_CV sv = FB_CV_SET1(cc.ts), cv = FB_CV_SET1(cc.tc), gv = FB_CV_SET1(cc.tg);
+            const FB_CV mv = FB_CV_SET1(cc.tm), sv = FB_CV_SET1(cc.ts), cv = FB_CV_SET1(cc.tc);
+            const FB_CV gv = FB_CV_SET1(cc.tg);
             for (int64_t i = e - e0; i < b - e0; i += W) {
-                FB_CV_STORE(ts + i, sv), FB_CV_STORE(tc + i, cv);
+                FB_CV_STORE(tm + i, mv), FB_CV_STORE(ts + i, sv), FB_CV_STORE(tc + i, cv);
                 if (gb) FB_CV_STORE(tg + i, gv);
             }
             e = b;
@@ -488,6 +498,25 @@ static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t L, int64_t i
     }
 }
 
+/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Each group's
+ * statistics (independent, so that they overlap), then one short_runs apply over them all and
+ * the fused epilogue. */
+static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
+{
+    const fb_norm_plan *p = k->p;
+    FN(chan_rule) q[FB_BLOCK_GROUPS];
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t c0 = g * p->v.Cg;
+        double mu, r;
+        FN(forward_stats)(k, o, g, 0, &mu, &r);
+        q[g - g0] = (FN(chan_rule)){mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
+                                    k->beta ? k->beta + c0 : NULL, 0};
+    }
+    const int64_t off = o * p->per_outer + g0 * p->L, n = (g1 - g0) * p->L;
+    FN(short_runs)(k->x + off, NULL, k->y + off, n, p->v.inner, p->v.Cg, q, k->stream);
+    if (k->res || k->relu) FN(epi_run)(k->y + off, FB_AT(k->res, off), n, k->relu);
+}
+
 /* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
  * are in cache.  row as forward_stats'. */
 static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
@@ -499,11 +528,7 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
     const S *xb = k->x + off;
     S *yb = k->y + off;
-    if (!p->elementwise && mid == 1 && Cg > 1 && inner < FB_SHORT_RUN) {
-        const FN(chan_rule) q = {mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
-                                 k->beta ? k->beta + c0 : NULL, 0};
-        FN(short_runs)(xb, NULL, yb, L, inner, &q, k->stream);
-    } else if (!p->elementwise) {     /* whole-channel runs: one coefficient set per channel */
+    if (!p->elementwise) {     /* whole-channel runs: one coefficient set per channel */
         const S *next = FN(has_next_group)(p, o, g) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
@@ -546,8 +571,13 @@ static void FN(forward_task)(void *vctx, int64_t task)
 {
     const FN(fwd_ctx) *k = (const FN(fwd_ctx) *)vctx;
     const fb_norm_plan *p = k->p;
-    const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
+    const int64_t ch = task / p->n_blocks, g = task % p->n_blocks * p->GB, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    if (p->blocked) {   /* the task is (sample ch, block g) */
+        FN(forward_block)(k, ch, g, g + p->GB < p->v.G ? g + p->GB : p->v.G);
+        if (k->stream) fb_stream_fence();
+        return;
+    }
     /* Short rows (a group a row, at most FB_PAIR_ROW_BYTES) in pairs: both rows' statistics, then
      * both applies, so that a row's scalar tail (totals, divisions, square root) overlaps the
      * other row's vector loop.  The same operations a row, so the same bits. */
@@ -885,7 +915,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     void *placed = FN(params_placed)(&p, y, stream, &gamma, &beta);
     FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
                      nt == 1};
-    fb_parallel_for(p.n_tasks, nt, FN(forward_task), &k);
+    fb_parallel_for(p.n_fwd_tasks, nt, FN(forward_task), &k);
     free(placed);
     return FB_OK;
 }
@@ -988,62 +1018,89 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
     }
 }
 
+/* Group (o, g)'s gradient sums over whole-channel runs (gb: its dy as group_dy gives it), their
+ * parts of dgamma and dbeta added, and the rule of its channels' coefficients. */
+static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
+                                         double *pdg, double *pdb, int first)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
+    const S *xb = k->x + off;
+    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
+    const T *gm = k->gamma ? k->gamma + c0 : NULL;
+    double coef[3], unused, A = 0.0, B = 0.0;
+    /* the next group's x and dy (contiguous when mid == 1), prefetched on one thread; in a
+     * plan's blocks, block_next */
+    const uintptr_t ahead = p->blocked ? FN(block_next)(p, o)
+                            : FN(has_next_group)(p, o, g) && k->pf_first ? (uintptr_t)L * sizeof(S)
+                                                                         : 0;
+    for (int64_t c = 0; c < Cg; c++) {
+        double t1, t2;
+        if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
+            FN(run_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2, ahead);
+        } else {
+            double sdy[FB_LANES], sdyx[FB_LANES];
+            fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
+            for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
+                for (int64_t s = 0; s < inner; s += FB_SEG)
+                    FN(run_pair_sums)(xb + m * stride + c * inner + s,
+                                      gb + m * stride + c * inner + s, 1,
+                                      inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
+                                      ahead);
+            t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
+        }
+        if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
+            double dbeta, dgamma;
+            fb_grad_coefs(t1, t2, n, r, gm ? (double)gm[0] : 1.0, &dbeta, &dgamma, coef);
+            FB_PART(pdb[c0], dbeta);
+            FB_PART(pdg[c0], dgamma);
+        } else {
+            const double w = gm ? (double)gm[c] : 1.0;
+            A += w * t1, B += w * t2;
+            FB_PART(pdb[c0 + c], t1);
+            FB_PART(pdg[c0 + c], t2 * r);
+        }
+    }
+    if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
+    /* channel c: make_coef(mu, s, gamma_c r, c), gamma_c r being Cg == 1's coef[1] */
+    const FN(chan_rule) q = {mu, r, coef[0], k->centered ? coef[2] : 0.0, gm, NULL, 1};
+    return q;
+}
+
+/* A plan's block (forward_block's): each group's gradient sums, then one short_runs gradient
+ * apply over them all. */
+static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int64_t g1,
+                               double *pdg, double *pdb, int first)
+{
+    const fb_norm_plan *p = k->p;
+    FN(chan_rule) q[FB_BLOCK_GROUPS];
+    const S *gb = NULL;
+    for (int64_t g = g0; g < g1; g++) {
+        const S *gg = FN(group_dy)(k, o * p->per_outer + g * p->L);
+        if (g == g0) gb = gg;
+        q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first);
+    }
+    const int64_t off = o * p->per_outer + g0 * p->L;
+    FN(short_runs)(k->x + off, gb, k->dx + off, (g1 - g0) * p->L, p->v.inner, p->v.Cg, q,
+                   k->stream);
+}
+
 /* gd: the group's gamma in float64 when inner == 1 (or NULL). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
-    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
+    const int64_t off = o * p->per_outer + g * L;
     const S *xb = k->x + off, *gb = FN(group_dy)(k, off);
     S *db = k->dx + off;
-    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
-    const T *gm = k->gamma ? k->gamma + c0 : NULL;
-    double coef[3], unused;
     if (!p->elementwise) {
-        double A = 0.0, B = 0.0;
-        /* the next group's x and dy (contiguous when mid == 1), prefetched during the apply and,
-         * on one thread, during the sums */
-        const int next = FN(has_next_group)(p, o, g);
-        const uintptr_t ahead = next && k->pf_first ? (uintptr_t)L * sizeof(S) : 0;
-        for (int64_t c = 0; c < Cg; c++) {
-            double t1, t2;
-            if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
-                FN(run_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2, ahead);
-            } else {
-                double sdy[FB_LANES], sdyx[FB_LANES];
-                fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
-                for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
-                    for (int64_t s = 0; s < inner; s += FB_SEG)
-                        FN(run_pair_sums)(xb + m * stride + c * inner + s,
-                                          gb + m * stride + c * inner + s, 1,
-                                          inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
-                                          ahead);
-                t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
-            }
-            if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
-                double dbeta, dgamma;
-                fb_grad_coefs(t1, t2, n, r, gm ? (double)gm[0] : 1.0, &dbeta, &dgamma, coef);
-                FB_PART(pdb[c0], dbeta);
-                FB_PART(pdg[c0], dgamma);
-            } else {
-                const double w = gm ? (double)gm[c] : 1.0;
-                A += w * t1, B += w * t2;
-                FB_PART(pdb[c0 + c], t1);
-                FB_PART(pdg[c0 + c], t2 * r);
-            }
-        }
-        if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
-        if (!k->centered) coef[2] = 0.0;
-        if (mid == 1 && Cg > 1 && inner < FB_SHORT_RUN) {
-            const FN(chan_rule) q = {mu, r, coef[0], coef[2], gm, NULL, 1};
-            FN(short_runs)(xb, gb, db, L, inner, &q, k->stream);
-            return;
-        }
+        const FN(chan_rule) q = FN(group_grad_rule)(k, o, g, gb, pdg, pdb, first);
+        const int next = FN(has_next_group)(p, o, g);   /* its x and dy prefetched in the apply */
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
-                const double gc = Cg == 1 ? coef[1] : (gm ? (double)gm[c] * r : r);
-                const FN(coef) co = FN(make_coef)(mu, coef[0], gc, coef[2]);
+                const FN(coef) co = FN(chan_coef)(&q, c);
                 const int64_t at = m * stride + c * inner;
                 FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream,
                                    next ? xb + L + at : NULL, next ? k->dy + off + L + at : NULL);
@@ -1051,6 +1108,9 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
         return;
     }
     /* Elementwise: lanes over the run for the group's sums, per-element partials. */
+    const int64_t og = o * p->v.G + g;
+    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og];
+    const T *gm = k->gamma ? k->gamma + g * Cg : NULL;
     double la[FB_LANES], lb[FB_LANES];
     fb_lanes_zero(la), fb_lanes_zero(lb);
     double *qdg = pdg + g * L, *qdb = pdb + g * L;
@@ -1131,8 +1191,15 @@ static void FN(backward_task)(void *vctx, int64_t task)
 {
     const FN(bwd_ctx) *k = (const FN(bwd_ctx) *)vctx;
     const fb_norm_plan *p = k->p;
-    const int64_t ch = task / p->v.G, g = task % p->v.G, o0 = ch * p->OC;
+    const int64_t ch = task / p->n_blocks, g = task % p->n_blocks * p->GB, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
+    double *pdg = k->mg.pdg + ch * p->P, *pdb = k->mg.pdb + ch * p->P;
+    if (p->blocked) {
+        const int64_t g1 = g + p->GB < p->v.G ? g + p->GB : p->v.G;
+        for (int64_t o = o0; o < o1; o++) FN(backward_block)(k, o, g, g1, pdg, pdb, o == o0);
+        if (k->stream) fb_stream_fence();
+        return;
+    }
     /* Layer / RMS norm: gamma converted once per task (as the forward's; ones without gamma,
      * which give the plain path's bits), and samples taken FB_GRAD_ROWS at a time. */
     double *gd = NULL;
@@ -1140,7 +1207,6 @@ static void FN(backward_task)(void *vctx, int64_t task)
         gd = (double *)malloc(sizeof(double) * (size_t)p->L);   /* NULL: the plain path */
     for (int64_t e = 0; gd && e < p->L; e++)
         gd[e] = k->gamma ? (double)k->gamma[g * p->v.Cg + e] : 1.0;
-    double *pdg = k->mg.pdg + ch * p->P, *pdb = k->mg.pdb + ch * p->P;
     for (int64_t o = o0; o < o1; o++) {
         if (FB_GRAD_ROWS == 2 && gd && p->v.mid == 1 && o + 1 < o1)
             FN(backward_rows2)(k, o, g, pdg, pdb, o == o0, gd), o++;

@@ -18,6 +18,9 @@ Specification:
   segments.
 - group norm and batch norm on 2 to 5 threads give the one-thread bits where the runs of
   consecutive tasks the threads take do not divide the tasks evenly.
+- so do group and instance norm over channel runs of 32 to 127 values (7 x 7, 6 x 6), taken a
+  block of a sample's groups at a time (at most 256 groups or 16384 values: a whole block and a
+  partial one in each sample here), forward, backward and fused, also with +-inf and NaN.
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
@@ -152,6 +155,32 @@ def test_runs_of_tasks_that_do_not_divide_the_tasks_give_the_one_thread_bits(n_t
         fastbn.set_num_threads(saved)
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize("non_finite", [False, True], ids=["finite", "non-finite"])
+@pytest.mark.parametrize("shape, groups", [((40, 300, 7, 7), 300), ((32, 512, 6, 6), 64)],
+                         ids=["instance 7x7", "group 6x6"])
+def test_blocks_of_short_channel_runs_give_the_scalar_bits(shape, groups, non_finite, threads,
+                                                           isa):
+    rng = np.random.default_rng(300)
+    x = (rng.standard_normal(shape) * 3.0 + 2.0).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    res = rng.standard_normal(shape).astype(np.float32)
+    if non_finite:
+        with_non_finite(x, 1), with_non_finite(dy, 2)
+    gamma = rng.standard_normal(shape[1]).astype(np.float32)
+    beta = rng.standard_normal(shape[1]).astype(np.float32)
+
+    def outputs():
+        y, mean, invstd = fastbn.group_norm(x, groups, gamma, beta)
+        yf = fastbn.group_norm(x, groups, gamma, beta, relu=True, residual=res)[0]
+        dres = np.empty_like(x)
+        fused = fastbn.group_norm_backward(dy, x, mean, invstd, groups, gamma, y=yf,
+                                           dresidual=dres)
+        return [y, mean, invstd, yf, *fastbn.group_norm_backward(dy, x, mean, invstd, groups),
+                *fused, dres]
+
+    _assert_scalar_bits(outputs)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

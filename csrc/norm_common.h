@@ -347,11 +347,7 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
     for (int h = NV / 2; h >= 1; h /= 2)   /* fb_lanes_total's levels of whole vectors */
         for (int j = 0; j < h; j++)
             a[j] = fb_vd_add(a[j], a[j + h]), b[j] = fb_vd_add(b[j], b[j + h]);
-    double ta[FB_VD_W], tb[FB_VD_W];
-    fb_vd_store_f64(ta, a[0]), fb_vd_store_f64(tb, b[0]);
-    for (int h = FB_VD_W / 2; h >= 2; h /= 2)   /* and its levels within one */
-        for (int i = 0; i < h; i++) ta[i] += ta[i + h], tb[i] += tb[i + h];
-    *t1 = ta[0] + ta[1], *t2 = tb[0] + tb[1];
+    *t1 = fb_vd_total(a[0]), *t2 = fb_vd_total(b[0]);   /* and its levels within one */
 }
 #endif
 

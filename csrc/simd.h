@@ -193,6 +193,19 @@ static inline fb_vd fb_vd_load_f32_head(const float *p, int n)
     return r;
 #endif
 }
+/* v's lanes added pairwise as fb_lanes_total's levels within a vector (lane i + h to lane i,
+ * h = FB_VD_W / 2 down to 1), in registers. */
+static inline double fb_vd_total(fb_vd v)
+{
+#if FB_VD_W == 8
+    const double a0 = v[0] + v[4], a1 = v[1] + v[5], a2 = v[2] + v[6], a3 = v[3] + v[7];
+    return (a0 + a2) + (a1 + a3);
+#elif FB_VD_W == 4
+    return (v[0] + v[2]) + (v[1] + v[3]);
+#else
+    return v[0] + v[1];
+#endif
+}
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
 {
 #if defined(__AVX512F__)
@@ -351,6 +364,7 @@ static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < 
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
+static inline double fb_vd_total(fb_vd v) { return v.v[0] + v.v[1]; }
 static inline fb_vf fb_vf_load_part(const float *p, int sh, int k) { fb_vf r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
 static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
 static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k) { fb_vd r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }

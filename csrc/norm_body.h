@@ -389,13 +389,6 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
 
 /* ---- forward: statistics, then the apply while the group is in cache ----------------------- */
 
-/* In a plan's blocks: the bytes from a group of sample o to the same group of the next sample
- * (the task's next block), which the sums over this one prefetch; 0 for the last sample. */
-static inline uintptr_t FN(block_next)(const fb_norm_plan *p, int64_t o)
-{
-    return o + 1 < p->v.outer ? (uintptr_t)p->per_outer * sizeof(S) : 0;
-}
-
 /* Whether group (o, g) is followed in memory by another (its runs contiguous, mid == 1): the one
  * the passes over this group prefetch. */
 static inline int FN(has_next_group)(const fb_norm_plan *p, int64_t o, int64_t g)
@@ -420,7 +413,7 @@ typedef struct {
  * r = 1 / sqrt(var + eps).
  * row: the group is one contiguous row (mid == 1, inner == 1), a constant. */
 static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
-                                        double *mu, double *r)
+                                        uintptr_t blk_next, double *mu, double *r)
 {
     const fb_norm_plan *p = k->p;
     const S *xb = k->x + o * p->per_outer + g * p->L;
@@ -428,9 +421,9 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
     /* the next group (contiguous when mid == 1): prefetched during the apply, and during the
      * statistics too for rows (layer / RMS norm: a thread's run of rows goes on there) and for
      * whole-channel runs on one thread (where the next group is this thread's); in a plan's
-     * blocks, block_next */
+     * blocks, blk_next (bytes, or 0) */
     const int stats_next = FN(has_next_group)(p, o, g) && (p->elementwise || k->pf_first);
-    const uintptr_t next = p->blocked  ? FN(block_next)(p, o)
+    const uintptr_t next = p->blocked  ? blk_next
                            : stats_next ? (uintptr_t)p->L * sizeof(S)
                                         : 0;
     FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered, next, mu, &var);
@@ -458,26 +451,32 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
  * chan_coef) repeated over its run (row_apply): the bits of run_apply and run_grad_apply, without
  * their costs per run (setup, unaligned ends taken one by one).  Segments after the first start
  * on y's 64-byte lines.  gb NULL: the forward. */
-static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner, int64_t Cg,
-                           const FN(chan_rule) *q, int stream)
+static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
+                                        int64_t Cg, const FN(chan_rule) *q, int stream,
+                                        const int one)
 {
     enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
     FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
     FN(coef) co[FB_EBLK / FB_SLAB_MIN + 2];
     const int64_t lw = 64 / (int64_t)sizeof(S);
+    for (int64_t i = 0; one && i < (n < FB_EBLK ? n : FB_EBLK); i += W)
+        FB_CV_STORE(tm + i, FB_CV_SET1((FB_C)q->mu));
     for (int64_t e0 = 0, e1; e0 < n; e0 = e1) {
         e1 = e0 + FB_EBLK - (e0 ? 0 : (int64_t)((uintptr_t)yb / sizeof(S)) % lw);
         if (e1 > n) e1 = n;
         const int64_t cA = e0 / inner;
         int exact = 0;
-        for (int64_t c = cA, e = e0; e < e1; c++) {
+        /* channel c is channel cg of group qg: stepped along, not divided for */
+        for (int64_t c = cA, e = e0, qg = cA / Cg, cg = cA % Cg; e < e1; c++) {
             const int64_t b = (c + 1) * inner < e1 ? (c + 1) * inner : e1;
-            const FN(coef) cc = co[c - cA] = FN(chan_coef)(&q[c / Cg], c % Cg);
+            const FN(coef) cc = co[c - cA] = FN(chan_coef)(&q[qg], cg);
+            if (++cg == Cg) cg = 0, qg++;
             exact |= cc.exact;
             const FB_CV mv = FB_CV_SET1(cc.tm), sv = FB_CV_SET1(cc.ts), cv = FB_CV_SET1(cc.tc);
             const FB_CV gv = FB_CV_SET1(cc.tg);
             for (int64_t i = e - e0; i < b - e0; i += W) {
-                FB_CV_STORE(tm + i, mv), FB_CV_STORE(ts + i, sv), FB_CV_STORE(tc + i, cv);
+                FB_CV_STORE(ts + i, sv), FB_CV_STORE(tc + i, cv);
+                if (!one) FB_CV_STORE(tm + i, mv);
                 if (gb) FB_CV_STORE(tg + i, gv);
             }
             e = b;
@@ -498,23 +497,12 @@ static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t i
     }
 }
 
-/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Each group's
- * statistics (independent, so that they overlap), then one short_runs apply over them all and
- * the fused epilogue. */
-static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
+/* one: a single group, its mean throughout (a constant flag, so a loop of its own) */
+static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner, int64_t Cg,
+                           const FN(chan_rule) *q, int stream)
 {
-    const fb_norm_plan *p = k->p;
-    FN(chan_rule) q[FB_BLOCK_GROUPS];
-    for (int64_t g = g0; g < g1; g++) {
-        const int64_t c0 = g * p->v.Cg;
-        double mu, r;
-        FN(forward_stats)(k, o, g, 0, &mu, &r);
-        q[g - g0] = (FN(chan_rule)){mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
-                                    k->beta ? k->beta + c0 : NULL, 0};
-    }
-    const int64_t off = o * p->per_outer + g0 * p->L, n = (g1 - g0) * p->L;
-    FN(short_runs)(k->x + off, NULL, k->y + off, n, p->v.inner, p->v.Cg, q, k->stream);
-    if (k->res || k->relu) FN(epi_run)(k->y + off, FB_AT(k->res, off), n, k->relu);
+    if (n <= Cg * inner) FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, 1);
+    else FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, 0);
 }
 
 /* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
@@ -528,7 +516,11 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
     const int64_t off = o * p->per_outer + g * L, c0 = g * Cg;
     const S *xb = k->x + off;
     S *yb = k->y + off;
-    if (!p->elementwise) {     /* whole-channel runs: one coefficient set per channel */
+    if (!p->elementwise && mid == 1 && Cg > 1 && inner < FB_SHORT_RUN) {
+        const FN(chan_rule) q = {mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
+                                 k->beta ? k->beta + c0 : NULL, 0};
+        FN(short_runs)(xb, NULL, yb, L, inner, Cg, &q, k->stream);
+    } else if (!p->elementwise) {     /* whole-channel runs: one coefficient set per channel */
         const S *next = FN(has_next_group)(p, o, g) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
@@ -567,6 +559,28 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
             FN(epi_run)(yb + m * stride, FB_AT(k->res, off + m * stride), L, k->relu);
 }
 
+/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Each group's
+ * statistics (independent, so that they overlap), then one short_runs apply over them all and
+ * the fused epilogue. */
+static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
+{
+    const fb_norm_plan *p = k->p;
+    FN(chan_rule) q[FB_BLOCK_GROUPS];
+    /* the next block in memory (the next task's), prefetched by the statistics */
+    const uintptr_t next =
+        o + 1 < p->v.outer || g1 < p->v.G ? (uintptr_t)((g1 - g0) * p->L) * sizeof(S) : 0;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t c0 = g * p->v.Cg;
+        double mu, r;
+        FN(forward_stats)(k, o, g, 0, next, &mu, &r);
+        q[g - g0] = (FN(chan_rule)){mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
+                                    k->beta ? k->beta + c0 : NULL, 0};
+    }
+    const int64_t off = o * p->per_outer + g0 * p->L, n = (g1 - g0) * p->L;
+    FN(short_runs)(k->x + off, NULL, k->y + off, n, p->v.inner, p->v.Cg, q, k->stream);
+    if (k->res || k->relu) FN(epi_run)(k->y + off, FB_AT(k->res, off), n, k->relu);
+}
+
 static void FN(forward_task)(void *vctx, int64_t task)
 {
     const FN(fwd_ctx) *k = (const FN(fwd_ctx) *)vctx;
@@ -586,11 +600,11 @@ static void FN(forward_task)(void *vctx, int64_t task)
     double mu[2], r[2];
     int64_t o = o0;
     for (; pairs && o + 1 < o1; o += 2) {
-        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, &mu[q], &r[q]);
+        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, 0, &mu[q], &r[q]);
         for (int q = 0; q < 2; q++) FN(forward_apply)(k, o + q, g, 1, mu[q], r[q]);
     }
     for (; o < o1; o++) {
-        FN(forward_stats)(k, o, g, 0, &mu[0], &r[0]);
+        FN(forward_stats)(k, o, g, 0, 0, &mu[0], &r[0]);
         FN(forward_apply)(k, o, g, 0, mu[0], r[0]);
     }
     if (k->stream) fb_stream_fence();
@@ -1021,7 +1035,7 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
 /* Group (o, g)'s gradient sums over whole-channel runs (gb: its dy as group_dy gives it), their
  * parts of dgamma and dbeta added, and the rule of its channels' coefficients. */
 static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
-                                         double *pdg, double *pdb, int first)
+                                         double *pdg, double *pdb, int first, uintptr_t ahead)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
@@ -1030,11 +1044,6 @@ static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_
     const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
     const T *gm = k->gamma ? k->gamma + c0 : NULL;
     double coef[3], unused, A = 0.0, B = 0.0;
-    /* the next group's x and dy (contiguous when mid == 1), prefetched on one thread; in a
-     * plan's blocks, block_next */
-    const uintptr_t ahead = p->blocked ? FN(block_next)(p, o)
-                            : FN(has_next_group)(p, o, g) && k->pf_first ? (uintptr_t)L * sizeof(S)
-                                                                         : 0;
     for (int64_t c = 0; c < Cg; c++) {
         double t1, t2;
         if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
@@ -1068,10 +1077,30 @@ static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_
     return q;
 }
 
+/* Group (o, g)'s gradient apply over whole-channel runs, channel c's coefficients chan_coef(q, c)
+ * (gb: its dy as group_dy gives it). */
+static void FN(group_grad_apply)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
+                                 const FN(chan_rule) *q)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
+    const int64_t off = o * p->per_outer + g * L;
+    const S *xb = k->x + off;
+    S *db = k->dx + off;
+    const int next = FN(has_next_group)(p, o, g);   /* its x and dy prefetched in the apply */
+    for (int64_t m = 0; m < mid; m++)
+        for (int64_t c = 0; c < Cg; c++) {
+            const FN(coef) co = FN(chan_coef)(q, c);
+            const int64_t at = m * stride + c * inner;
+            FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream,
+                               next ? xb + L + at : NULL, next ? k->dy + off + L + at : NULL);
+        }
+}
+
 /* A plan's block (forward_block's): each group's gradient sums, then one short_runs gradient
  * apply over them all. */
 static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int64_t g1,
-                               double *pdg, double *pdb, int first)
+                               double *pdg, double *pdb, int first, uintptr_t next)
 {
     const fb_norm_plan *p = k->p;
     FN(chan_rule) q[FB_BLOCK_GROUPS];
@@ -1079,7 +1108,7 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
     for (int64_t g = g0; g < g1; g++) {
         const S *gg = FN(group_dy)(k, o * p->per_outer + g * p->L);
         if (g == g0) gb = gg;
-        q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first);
+        q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first, next);
     }
     const int64_t off = o * p->per_outer + g0 * p->L;
     FN(short_runs)(k->x + off, gb, k->dx + off, (g1 - g0) * p->L, p->v.inner, p->v.Cg, q,
@@ -1094,17 +1123,15 @@ static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, doubl
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
     const int64_t off = o * p->per_outer + g * L;
     const S *xb = k->x + off, *gb = FN(group_dy)(k, off);
-    S *db = k->dx + off;
     if (!p->elementwise) {
-        const FN(chan_rule) q = FN(group_grad_rule)(k, o, g, gb, pdg, pdb, first);
-        const int next = FN(has_next_group)(p, o, g);   /* its x and dy prefetched in the apply */
-        for (int64_t m = 0; m < mid; m++)
-            for (int64_t c = 0; c < Cg; c++) {
-                const FN(coef) co = FN(chan_coef)(&q, c);
-                const int64_t at = m * stride + c * inner;
-                FN(run_grad_apply)(gb + at, xb + at, db + at, inner, &co, k->stream,
-                                   next ? xb + L + at : NULL, next ? k->dy + off + L + at : NULL);
-            }
+        /* the next group's x and dy (contiguous when mid == 1), prefetched on one thread */
+        const uintptr_t ahead =
+            FN(has_next_group)(p, o, g) && k->pf_first ? (uintptr_t)L * sizeof(S) : 0;
+        const FN(chan_rule) q = FN(group_grad_rule)(k, o, g, gb, pdg, pdb, first, ahead);
+        if (mid == 1 && Cg > 1 && inner < FB_SHORT_RUN)
+            FN(short_runs)(xb, gb, k->dx + off, L, inner, Cg, &q, k->stream);
+        else
+            FN(group_grad_apply)(k, o, g, gb, &q);
         return;
     }
     /* Elementwise: lanes over the run for the group's sums, per-element partials. */
@@ -1191,12 +1218,16 @@ static void FN(backward_task)(void *vctx, int64_t task)
 {
     const FN(bwd_ctx) *k = (const FN(bwd_ctx) *)vctx;
     const fb_norm_plan *p = k->p;
-    const int64_t ch = task / p->n_blocks, g = task % p->n_blocks * p->GB, o0 = ch * p->OC;
+    /* (chunk, block) or (chunk, group) */
+    const int64_t nb = p->bwd_blocked ? p->n_blocks : p->v.G, gb = p->bwd_blocked ? p->GB : 1;
+    const int64_t ch = task / nb, g = task % nb * gb, o0 = ch * p->OC;
     const int64_t o1 = o0 + p->OC < p->v.outer ? o0 + p->OC : p->v.outer;
     double *pdg = k->mg.pdg + ch * p->P, *pdb = k->mg.pdb + ch * p->P;
-    if (p->blocked) {
+    if (p->bwd_blocked) {
         const int64_t g1 = g + p->GB < p->v.G ? g + p->GB : p->v.G;
-        for (int64_t o = o0; o < o1; o++) FN(backward_block)(k, o, g, g1, pdg, pdb, o == o0);
+        for (int64_t o = o0; o < o1; o++)   /* the sums prefetch the same block of sample o + 1 */
+            FN(backward_block)(k, o, g, g1, pdg, pdb, o == o0,
+                               o + 1 < o1 ? (uintptr_t)p->per_outer * sizeof(S) : 0);
         if (k->stream) fb_stream_fence();
         return;
     }

@@ -23,9 +23,11 @@
 #define FB_SEG 4096             /* values per shifted-sum segment (as batch norm's slab path)   */
 #define FB_SLAB_MIN 32          /* inner extents from this take whole-channel runs              */
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
-#define FB_SHORT_RUN 128        /* contiguous groups of channel runs shorter than this: blocks  */
-#define FB_GROUP_BLOCK 16384    /* a block of such groups: at most this many values (or one),    */
-#define FB_BLOCK_GROUPS 256     /* and at most this many groups                                  */
+#define FB_SHORT_RUN 128        /* contiguous groups of channel runs shorter than this ...      */
+#define FB_BLOCK_GROUP 1024     /* ... and of at most this many values (the backward: 128) ...  */
+#define FB_BLOCK_GROUP_BWD 128
+#define FB_GROUP_BLOCK 16384    /* ... are taken in blocks of at most this many values          */
+#define FB_BLOCK_GROUPS 256     /* and this many groups                                          */
 #define FB_TOTALS_RUN 256       /* runs shorter than this: run_pair_totals                      */
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
@@ -57,6 +59,7 @@ typedef struct {
     int blocked;       /* contiguous groups of short channel runs: GB of a sample at once */
     int64_t GB, n_blocks;
     int64_t n_fwd_tasks;   /* forward, blocked: a task per (sample, block), in memory order */
+    int bwd_blocked;   /* the backward's: its tasks (chunk, block), or else (chunk, group) */
     int elementwise;   /* inner < FB_SLAB_MIN: coefficients per element of a run */
     int columns;       /* elementwise with many short runs (channels-last): a task takes whole
                         * samples as rows of V = C * inner columns, every group at once */
@@ -77,13 +80,14 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     p.n_chunks = (v->outer + p.OC - 1) / p.OC;
     p.n = v->mid * p.L;                  /* values per group */
     p.elementwise = v->inner < FB_SLAB_MIN;
-    p.blocked = v->mid == 1 && !p.elementwise && v->inner < FB_SHORT_RUN;
-    p.GB = p.blocked && p.L < FB_GROUP_BLOCK ? FB_GROUP_BLOCK / p.L : 1;
+    p.blocked = v->mid == 1 && !p.elementwise && v->inner < FB_SHORT_RUN && p.L <= FB_BLOCK_GROUP;
+    p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_GROUP_BWD;
+    p.GB = p.blocked ? FB_GROUP_BLOCK / p.L : 1;
     if (p.GB > FB_BLOCK_GROUPS) p.GB = FB_BLOCK_GROUPS;
     if (p.GB > v->G) p.GB = v->G > 0 ? v->G : 1;
     p.n_blocks = (v->G + p.GB - 1) / p.GB;
-    p.n_tasks = p.n_chunks * p.n_blocks;
-    p.n_fwd_tasks = p.blocked ? v->outer * p.n_blocks : p.n_tasks;
+    p.n_fwd_tasks = p.blocked ? v->outer * p.n_blocks : p.n_chunks * p.n_blocks;
+    p.n_tasks = p.n_chunks * (p.bwd_blocked ? p.n_blocks : v->G);
     p.columns = p.elementwise && v->mid >= FB_COLS_MIN_MID;
     if (p.columns) p.n_tasks = p.n_chunks;
     p.P = p.elementwise ? p.C * v->inner : p.C;

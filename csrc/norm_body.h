@@ -457,7 +457,7 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
 {
     enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
     FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
-    FN(coef) co[FB_EBLK / FB_SLAB_MIN + 2];
+    FN(coef) co[FB_EBLK / FB_BLOCK_MIN_RUN + 2];
     const int64_t lw = 64 / (int64_t)sizeof(S);
     for (int64_t i = 0; one && i < (n < FB_EBLK ? n : FB_EBLK); i += W)
         FB_CV_STORE(tm + i, FB_CV_SET1((FB_C)q->mu));

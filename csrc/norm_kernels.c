@@ -23,11 +23,16 @@
 #define FB_SEG 4096             /* values per shifted-sum segment (as batch norm's slab path)   */
 #define FB_SLAB_MIN 32          /* inner extents from this take whole-channel runs              */
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
-#define FB_SHORT_RUN 128        /* contiguous groups of channel runs shorter than this ...      */
-#define FB_BLOCK_GROUP 1024     /* ... and of at most this many values (the backward: 128) ...  */
-#define FB_BLOCK_GROUP_BWD 128
-#define FB_GROUP_BLOCK 16384    /* ... are taken in blocks of at most this many values          */
-#define FB_BLOCK_GROUPS 256     /* and this many groups                                          */
+/* Contiguous groups (mid == 1) of channel runs of FB_BLOCK_MIN_RUN to FB_SHORT_RUN - 1 values
+ * are taken in blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at
+ * most FB_BLOCK_SMALL values in both passes, the forward's also up to FB_BLOCK_GROUP values
+ * where the runs have FB_SLAB_MIN values or more */
+#define FB_BLOCK_MIN_RUN 8
+#define FB_SHORT_RUN 128
+#define FB_BLOCK_SMALL 128
+#define FB_BLOCK_GROUP 1024
+#define FB_GROUP_BLOCK 16384
+#define FB_BLOCK_GROUPS 256
 #define FB_TOTALS_RUN 256       /* runs shorter than this: run_pair_totals                      */
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
@@ -79,9 +84,10 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     if (p.OC < 1) p.OC = 1;
     p.n_chunks = (v->outer + p.OC - 1) / p.OC;
     p.n = v->mid * p.L;                  /* values per group */
-    p.elementwise = v->inner < FB_SLAB_MIN;
-    p.blocked = v->mid == 1 && !p.elementwise && v->inner < FB_SHORT_RUN && p.L <= FB_BLOCK_GROUP;
-    p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_GROUP_BWD;
+    p.blocked = v->mid == 1 && v->inner >= FB_BLOCK_MIN_RUN && v->inner < FB_SHORT_RUN &&
+                p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
+    p.elementwise = v->inner < FB_SLAB_MIN && !p.blocked;
+    p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_SMALL;
     p.GB = p.blocked ? FB_GROUP_BLOCK / p.L : 1;
     if (p.GB > FB_BLOCK_GROUPS) p.GB = FB_BLOCK_GROUPS;
     if (p.GB > v->G) p.GB = v->G > 0 ? v->G : 1;

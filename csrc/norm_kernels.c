@@ -85,7 +85,7 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     p.n_chunks = (v->outer + p.OC - 1) / p.OC;
     p.n = v->mid * p.L;                  /* values per group */
     p.blocked = v->mid == 1 && v->inner >= FB_BLOCK_MIN_RUN && v->inner < FB_SHORT_RUN &&
-                p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
+                p.L > 0 && p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
     p.elementwise = v->inner < FB_SLAB_MIN && !p.blocked;
     p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_SMALL;
     p.GB = p.blocked ? FB_GROUP_BLOCK / p.L : 1;

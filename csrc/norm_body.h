@@ -453,11 +453,10 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
  * on y's 64-byte lines.  gb NULL: the forward. */
 static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
                                         int64_t Cg, const FN(chan_rule) *q, int stream,
-                                        const int one)
+                                        FN(coef) *co, const int one)
 {
     enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
     FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
-    FN(coef) co[FB_EBLK / FB_BLOCK_MIN_RUN + 2];
     const int64_t lw = 64 / (int64_t)sizeof(S);
     for (int64_t i = 0; one && i < (n < FB_EBLK ? n : FB_EBLK); i += W)
         FB_CV_STORE(tm + i, FB_CV_SET1((FB_C)q->mu));
@@ -497,12 +496,23 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
     }
 }
 
-/* one: a single group, its mean throughout (a constant flag, so a loop of its own) */
+/* co: a segment's channels, up to 66 for runs under FB_SLAB_MIN values (short_runs_small), 18
+ * for longer runs, whose stack frame its size changed (and with it their speed); one: a single
+ * group, its mean throughout (a constant flag, so a loop of its own) */
+static void FN(short_runs_small)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
+                                 int64_t Cg, const FN(chan_rule) *q, int stream)
+{
+    FN(coef) co[FB_EBLK / FB_BLOCK_MIN_RUN + 2];
+    FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, co, 0);
+}
+
 static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner, int64_t Cg,
                            const FN(chan_rule) *q, int stream)
 {
-    if (n <= Cg * inner) FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, 1);
-    else FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, 0);
+    FN(coef) co[FB_EBLK / FB_SLAB_MIN + 2];
+    if (inner < FB_SLAB_MIN) FN(short_runs_small)(xb, gb, yb, n, inner, Cg, q, stream);
+    else if (n <= Cg * inner) FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, co, 1);
+    else FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, co, 0);
 }
 
 /* Group (o, g)'s outputs from its statistics, then the fused epilogue relu(y + res) while they
@@ -577,6 +587,15 @@ static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64
                                     k->beta ? k->beta + c0 : NULL, 0};
     }
     const int64_t off = o * p->per_outer + g0 * p->L, n = (g1 - g0) * p->L;
+    if (p->v.inner >= FB_BLOCK_RUN) {   /* each run its own loop, its ends in masked vectors */
+        for (int64_t c = 0; c < n / p->v.inner; c++) {
+            const FN(coef) co = FN(chan_coef)(&q[c / p->v.Cg], c % p->v.Cg);
+            const int64_t at = off + c * p->v.inner;
+            FN(run_apply_fused)(k->x + at, k->y + at, p->v.inner, &co, k->stream, FB_AT(k->res, at),
+                                k->relu, NULL, 1);
+        }
+        return;
+    }
     FN(short_runs)(k->x + off, NULL, k->y + off, n, p->v.inner, p->v.Cg, q, k->stream);
     if (k->res || k->relu) FN(epi_run)(k->y + off, FB_AT(k->res, off), n, k->relu);
 }
@@ -1111,6 +1130,15 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
         q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first, next);
     }
     const int64_t off = o * p->per_outer + g0 * p->L;
+    if (p->v.inner >= FB_BLOCK_RUN) {   /* as forward_block's */
+        for (int64_t c = 0; c < (g1 - g0) * p->v.Cg; c++) {
+            const FN(coef) co = FN(chan_coef)(&q[c / p->v.Cg], c % p->v.Cg);
+            const int64_t at = c * p->v.inner;
+            FN(run_grad_apply_fused)(gb + at, k->x + off + at, k->dx + off + at, p->v.inner, &co,
+                                     k->stream, NULL, NULL, NULL, NULL, 1);
+        }
+        return;
+    }
     FN(short_runs)(k->x + off, gb, k->dx + off, (g1 - g0) * p->L, p->v.inner, p->v.Cg, q,
                    k->stream);
 }

@@ -33,6 +33,7 @@
 #define FB_BLOCK_GROUP 1024
 #define FB_GROUP_BLOCK 16384
 #define FB_BLOCK_GROUPS 256
+#define FB_BLOCK_RUN 64         /* a block's runs of this many values or more: applied run by run */
 #define FB_TOTALS_RUN 256       /* runs shorter than this: run_pair_totals                      */
 #define FB_EBLK 512             /* per-element coefficients computed this many at a time        */
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */

@@ -18,8 +18,8 @@ Specification:
   segments.
 - group norm and batch norm on 2 to 5 threads give the one-thread bits where the runs of
   consecutive tasks the threads take do not divide the tasks evenly.
-- so do group and instance norm over channel runs of 8 to 127 values (7 x 7 to 3 x 3), taken a
-  block of a sample's groups at a time (at most 256 groups or 16384 values: whole blocks and a
+- so do group and instance norm over channel runs of 8 to 127 values (10 x 10 to 3 x 3), taken
+  a block of a sample's groups at a time (at most 256 groups or 16384 values: whole blocks and a
   partial one in a sample), forward, backward and fused, also with +-inf and NaN.
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
@@ -158,9 +158,11 @@ def test_runs_of_tasks_that_do_not_divide_the_tasks_give_the_one_thread_bits(n_t
 
 
 @pytest.mark.parametrize("non_finite", [False, True], ids=["finite", "non-finite"])
-@pytest.mark.parametrize("shape, groups", [((40, 300, 7, 7), 300), ((32, 512, 6, 6), 64),
+@pytest.mark.parametrize("shape, groups", [((40, 300, 9, 9), 300), ((24, 256, 10, 10), 64),
+                                           ((40, 300, 7, 7), 300), ((32, 512, 6, 6), 64),
                                            ((48, 700, 4, 4), 700), ((64, 1024, 3, 3), 256)],
-                         ids=["instance 7x7", "group 6x6", "instance 4x4", "group 3x3"])
+                         ids=["instance 9x9", "group 10x10", "instance 7x7", "group 6x6",
+                              "instance 4x4", "group 3x3"])
 def test_blocks_of_short_channel_runs_give_the_scalar_bits(shape, groups, non_finite, threads,
                                                            isa):
     rng = np.random.default_rng(300)

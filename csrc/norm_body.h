@@ -446,11 +446,11 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
     return FN(make_coef)(q->mu, q->s, gr, q->c);
 }
 
-/* Contiguous groups of short channel runs (a plan's block: mid == 1, inner < FB_SHORT_RUN), n
- * values in all, as row segments of FB_EBLK elements, each channel's coefficients (q[group],
- * chan_coef) repeated over its run (row_apply): the bits of run_apply and run_grad_apply, without
- * their costs per run (setup, unaligned ends taken one by one).  Segments after the first start
- * on y's 64-byte lines.  gb NULL: the forward. */
+/* Contiguous groups of short channel runs (mid == 1, inner < FB_SHORT_RUN: one group, or a
+ * plan's block), n values in all, as row segments of FB_EBLK elements, each channel's
+ * coefficients (q[group], chan_coef) repeated over its run (row_apply): the bits of run_apply and
+ * run_grad_apply, without their costs per run (setup, unaligned ends taken one by one).  Segments
+ * after the first start on y's 64-byte lines.  gb NULL: the forward. */
 static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
                                         int64_t Cg, const FN(chan_rule) *q, int stream,
                                         FN(coef) *co, const int one)
@@ -496,9 +496,8 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
     }
 }
 
-/* co: a segment's channels, up to 66 for runs under FB_SLAB_MIN values (short_runs_small), 18
- * for longer runs, whose stack frame its size changed (and with it their speed); one: a single
- * group, its mean throughout (a constant flag, so a loop of its own) */
+/* short_runs_fz's co, a segment's channels: up to 66 for runs under FB_SLAB_MIN values here, 18
+ * in short_runs, whose stack frame the larger array changed (and with it its speed) */
 static void FN(short_runs_small)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
                                  int64_t Cg, const FN(chan_rule) *q, int stream)
 {
@@ -506,6 +505,7 @@ static void FN(short_runs_small)(const S *xb, const S *gb, S *yb, int64_t n, int
     FN(short_runs_fz)(xb, gb, yb, n, inner, Cg, q, stream, co, 0);
 }
 
+/* one (short_runs_fz): a single group, its mean throughout (a constant flag, a loop of its own) */
 static void FN(short_runs)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner, int64_t Cg,
                            const FN(chan_rule) *q, int stream)
 {
@@ -570,8 +570,8 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
 }
 
 /* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Each group's
- * statistics (independent, so that they overlap), then one short_runs apply over them all and
- * the fused epilogue. */
+ * statistics (independent, so that they overlap), then the apply over them all with the fused
+ * epilogue: one short_runs, or runs of FB_BLOCK_RUN values or more each in its own loop. */
 static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
 {
     const fb_norm_plan *p = k->p;
@@ -1116,8 +1116,8 @@ static void FN(group_grad_apply)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
         }
 }
 
-/* A plan's block (forward_block's): each group's gradient sums, then one short_runs gradient
- * apply over them all. */
+/* A plan's block (forward_block's): each group's gradient sums, then the gradient apply over them
+ * all, as forward_block's. */
 static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int64_t g1,
                                double *pdg, double *pdb, int first, uintptr_t next)
 {

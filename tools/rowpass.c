@@ -99,7 +99,7 @@ int main(int argc, char **argv)
     if (!x || !dy || !dx || !flush) return 1;
     for (size_t i = 0; i < n; i++) x[i] = (float)(i % 7), dy[i] = (float)(i % 5), dx[i] = 0.0f;
     static double t[5][2][ROUNDS];
-    float sink = 0.0f;
+    volatile float sink = 0.0f;   /* the sums stored, so that their loads are kept */
     for (int k = 0; k < ROUNDS; k++)
         for (int p = 1; p <= 4; p++)
             for (int cold = 0; cold < 2; cold++) {
@@ -116,5 +116,5 @@ int main(int argc, char **argv)
             qsort(t[p][cold], ROUNDS, sizeof(double), cmp);
             printf("%-17s %-4s %.3f ms\n", names[p], cold ? "cold" : "b2b", t[p][cold][ROUNDS / 2]);
         }
-    return sink == 12345.0f;   /* keeps the sums */
+    return 0;
 }

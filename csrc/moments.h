@@ -53,6 +53,18 @@ static inline void fb_chan_merge(double *n, double *mean, double *m2, double nb,
     *n = nt;
 }
 
+/* The mean and variance (centered), or 0 and the mean square, of a group of one segment of
+ * count > 0 values from its shifted totals: the operations of group_moments' (fb_shifted_result,
+ * then fb_chan_merge into nothing), without its branches, so that loops of it vectorize. */
+static inline void fb_seg_moments(int centered, double k, double count, double t1, double t2,
+                                  double *mean, double *var)
+{
+    double smu, sm2;
+    fb_shifted_result(k, count, t1, t2, &smu, &sm2);
+    *mean = centered ? smu : 0.0;
+    *var = (centered ? sm2 : 0.0 + t2) / count;
+}
+
 /* Backward coefficients of one group from sdy = sum(gamma dy), sdyx = sum(gamma dy (x - mean)):
  * dbeta, dgamma (for a group of one channel), and dx = dy * g + ((x - mean) * s + c) as
  * coef = {s, g, c}. */

@@ -409,26 +409,31 @@ typedef struct {
     int pf_first;   /* one thread: whole-channel runs prefetch the next group in the statistics */
 } FN(fwd_ctx);
 
-/* Group (o, g)'s statistics, stored in mean and invstd (a NaN as fb_nan1's): the mean mu and
- * r = 1 / sqrt(var + eps).
+/* Group (o, g)'s results from its mean mu and variance: r = 1 / sqrt(var + eps), both stored in
+ * mean and invstd (a NaN as fb_nan1's). */
+static FB_INLINE double FN(store_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, double mu,
+                                        double var)
+{
+    const double r = 1.0 / sqrt(var + k->eps);
+    k->mean[o * k->p->v.G + g] = fb_nan1(mu), k->invstd[o * k->p->v.G + g] = fb_nan1(r);
+    return r;
+}
+
+/* Group (o, g)'s statistics (store_stats): the mean mu and r.
  * row: the group is one contiguous row (mid == 1, inner == 1), a constant. */
 static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
-                                        uintptr_t blk_next, double *mu, double *r)
+                                        double *mu, double *r)
 {
     const fb_norm_plan *p = k->p;
     const S *xb = k->x + o * p->per_outer + g * p->L;
     double var;
     /* the next group (contiguous when mid == 1): prefetched during the apply, and during the
      * statistics too for rows (layer / RMS norm: a thread's run of rows goes on there) and for
-     * whole-channel runs on one thread (where the next group is this thread's); in a plan's
-     * blocks, blk_next (bytes, or 0) */
+     * whole-channel runs on one thread (where the next group is this thread's) */
     const int stats_next = FN(has_next_group)(p, o, g) && (p->elementwise || k->pf_first);
-    const uintptr_t next = p->blocked  ? blk_next
-                           : stats_next ? (uintptr_t)p->L * sizeof(S)
-                                        : 0;
+    const uintptr_t next = stats_next ? (uintptr_t)p->L * sizeof(S) : 0;
     FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered, next, mu, &var);
-    *r = 1.0 / sqrt(var + k->eps);
-    k->mean[o * p->v.G + g] = fb_nan1(*mu), k->invstd[o * p->v.G + g] = fb_nan1(*r);
+    *r = FN(store_stats)(k, o, g, *mu, var);
 }
 
 /* Channel c's coefficients in a group, as the per-channel loops make them: forward
@@ -569,22 +574,33 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
             FN(epi_run)(yb + m * stride, FB_AT(k->res, off + m * stride), L, k->relu);
 }
 
-/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Each group's
- * statistics (independent, so that they overlap), then the apply over them all with the fused
- * epilogue: one short_runs, or runs of FB_BLOCK_RUN values or more each in its own loop. */
+/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Every group's
+ * totals (group_moments' one segment), then their statistics, so that the groups' scalar work
+ * overlaps; then the apply over them all with the fused epilogue: one short_runs, or runs of
+ * FB_BLOCK_RUN values or more each in its own loop. */
 static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
 {
     const fb_norm_plan *p = k->p;
     FN(chan_rule) q[FB_BLOCK_GROUPS];
+    double sh[FB_BLOCK_GROUPS], t1[FB_BLOCK_GROUPS], t2[FB_BLOCK_GROUPS];
     /* the next block in memory (the next task's), prefetched by the statistics */
     const uintptr_t next =
         o + 1 < p->v.outer || g1 < p->v.G ? (uintptr_t)((g1 - g0) * p->L) * sizeof(S) : 0;
     for (int64_t g = g0; g < g1; g++) {
-        const int64_t c0 = g * p->v.Cg;
-        double mu, r;
-        FN(forward_stats)(k, o, g, 0, next, &mu, &r);
-        q[g - g0] = (FN(chan_rule)){mu, r, 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
-                                    k->beta ? k->beta + c0 : NULL, 0};
+        const S *xb = k->x + o * p->per_outer + g * p->L;
+        sh[g - g0] = k->centered ? (double)FB_LD(xb[0]) : 0.0;
+        FN(run_totals)(xb, NULL, 0, p->L, sh[g - g0], &t1[g - g0], &t2[g - g0], next);
+    }
+    double mu[FB_BLOCK_GROUPS], r[FB_BLOCK_GROUPS];
+    for (int64_t j = 0; j < g1 - g0; j++) {   /* a loop of its own, which vectorizes */
+        double var;
+        fb_seg_moments(k->centered, sh[j], (double)p->L, t1[j], t2[j], &mu[j], &var);
+        r[j] = FN(store_stats)(k, o, g0 + j, mu[j], var);
+    }
+    for (int64_t j = 0; j < g1 - g0; j++) {
+        const int64_t c0 = (g0 + j) * p->v.Cg;
+        q[j] = (FN(chan_rule)){mu[j], r[j], 0.0, 0.0, k->gamma ? k->gamma + c0 : NULL,
+                               k->beta ? k->beta + c0 : NULL, 0};
     }
     const int64_t off = o * p->per_outer + g0 * p->L, n = (g1 - g0) * p->L;
     if (p->v.inner >= FB_BLOCK_RUN) {   /* each run its own loop, its ends in masked vectors */
@@ -619,11 +635,11 @@ static void FN(forward_task)(void *vctx, int64_t task)
     double mu[2], r[2];
     int64_t o = o0;
     for (; pairs && o + 1 < o1; o += 2) {
-        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, 0, &mu[q], &r[q]);
+        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, &mu[q], &r[q]);
         for (int q = 0; q < 2; q++) FN(forward_apply)(k, o + q, g, 1, mu[q], r[q]);
     }
     for (; o < o1; o++) {
-        FN(forward_stats)(k, o, g, 0, 0, &mu[0], &r[0]);
+        FN(forward_stats)(k, o, g, 0, &mu[0], &r[0]);
         FN(forward_apply)(k, o, g, 0, mu[0], r[0]);
     }
     if (k->stream) fb_stream_fence();
@@ -1051,49 +1067,78 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
     }
 }
 
+/* Channel c's gradient totals in group (o, g) at xb, gb (its dy as group_dy gives it), over
+ * whole-channel runs: t1 = sum(dy), t2 = sum(dy (x - mu)). */
+static FB_INLINE void FN(chan_grad_totals)(const FN(bwd_ctx) *k, const S *xb, const S *gb,
+                                           int64_t c, double mu, uintptr_t ahead, double *t1,
+                                           double *t2)
+{
+    const fb_norm_plan *p = k->p;
+    const int64_t mid = p->v.mid, inner = p->v.inner, stride = p->stride;
+    if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
+        FN(run_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, t1, t2, ahead);
+        return;
+    }
+    double sdy[FB_LANES], sdyx[FB_LANES];
+    fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
+    for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
+        for (int64_t s = 0; s < inner; s += FB_SEG)
+            FN(run_pair_sums)(xb + m * stride + c * inner + s, gb + m * stride + c * inner + s, 1,
+                              inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx, ahead);
+    *t1 = fb_lanes_total(sdy), *t2 = fb_lanes_total(sdyx);
+}
+
+/* The rule of group (o, g)'s channels' coefficients from its s and c (fb_grad_coefs' coef[0],
+ * coef[2]): channel c's, make_coef(mu, s, gamma_c r, c). */
+static FB_INLINE FN(chan_rule) FN(grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double s,
+                                            double c)
+{
+    const int64_t og = o * k->p->v.G + g;
+    const FN(chan_rule) q = {k->centered ? k->mean[og] : 0.0, k->invstd[og], s,
+                             k->centered ? c : 0.0, k->gamma ? k->gamma + g * k->p->v.Cg : NULL,
+                             NULL, 1};
+    return q;
+}
+
+/* A group of one channel (o, g) from its totals: gamma factors out, batch norm's coefficients
+ * s and c (grad_rule's); its parts of dgamma and dbeta added. */
+static FB_INLINE void FN(chan1_grad_coefs)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double t1,
+                                           double t2, double *pdg, double *pdb, int first,
+                                           double *s, double *c)
+{
+    const double r = k->invstd[o * k->p->v.G + g];
+    double coef[3], dbeta, dgamma;
+    fb_grad_coefs(t1, t2, (double)k->p->n, r, k->gamma ? (double)k->gamma[g] : 1.0, &dbeta,
+                  &dgamma, coef);
+    FB_PART(pdb[g], dbeta);
+    FB_PART(pdg[g], dgamma);
+    *s = coef[0], *c = coef[2];
+}
+
 /* Group (o, g)'s gradient sums over whole-channel runs (gb: its dy as group_dy gives it), their
  * parts of dgamma and dbeta added, and the rule of its channels' coefficients. */
 static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_t g, const S *gb,
                                          double *pdg, double *pdb, int first, uintptr_t ahead)
 {
     const fb_norm_plan *p = k->p;
-    const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
-    const int64_t off = o * p->per_outer + g * L, c0 = g * Cg, og = o * p->v.G + g;
-    const S *xb = k->x + off;
-    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og], n = (double)p->n;
-    const T *gm = k->gamma ? k->gamma + c0 : NULL;
-    double coef[3], unused, A = 0.0, B = 0.0;
-    for (int64_t c = 0; c < Cg; c++) {
-        double t1, t2;
-        if (mid == 1 && inner <= FB_SEG) {   /* one run, one piece */
-            FN(run_totals)(xb + c * inner, gb + c * inner, 1, inner, mu, &t1, &t2, ahead);
-        } else {
-            double sdy[FB_LANES], sdyx[FB_LANES];
-            fb_lanes_zero(sdy), fb_lanes_zero(sdyx);
-            for (int64_t m = 0; m < mid; m++)   /* L1-sized pieces, as batch norm's slab path */
-                for (int64_t s = 0; s < inner; s += FB_SEG)
-                    FN(run_pair_sums)(xb + m * stride + c * inner + s,
-                                      gb + m * stride + c * inner + s, 1,
-                                      inner - s < FB_SEG ? inner - s : FB_SEG, mu, sdy, sdyx,
-                                      ahead);
-            t1 = fb_lanes_total(sdy), t2 = fb_lanes_total(sdyx);
-        }
-        if (Cg == 1) {   /* one channel: gamma factors out, batch norm's coefficients */
-            double dbeta, dgamma;
-            fb_grad_coefs(t1, t2, n, r, gm ? (double)gm[0] : 1.0, &dbeta, &dgamma, coef);
-            FB_PART(pdb[c0], dbeta);
-            FB_PART(pdg[c0], dgamma);
-        } else {
-            const double w = gm ? (double)gm[c] : 1.0;
-            A += w * t1, B += w * t2;
-            FB_PART(pdb[c0 + c], t1);
-            FB_PART(pdg[c0 + c], t2 * r);
-        }
+    const int64_t Cg = p->v.Cg, c0 = g * Cg, og = o * p->v.G + g;
+    const S *xb = k->x + o * p->per_outer + g * p->L;
+    const double mu = k->centered ? k->mean[og] : 0.0, r = k->invstd[og];
+    double t1, t2, coef[3], unused, A = 0.0, B = 0.0;
+    if (Cg == 1) {
+        FN(chan_grad_totals)(k, xb, gb, 0, mu, ahead, &t1, &t2);
+        FN(chan1_grad_coefs)(k, o, g, t1, t2, pdg, pdb, first, &coef[0], &coef[2]);
+        return FN(grad_rule)(k, o, g, coef[0], coef[2]);
     }
-    if (Cg != 1) fb_grad_coefs(A, B, n, r, 1.0, &unused, &unused, coef);
-    /* channel c: make_coef(mu, s, gamma_c r, c), gamma_c r being Cg == 1's coef[1] */
-    const FN(chan_rule) q = {mu, r, coef[0], k->centered ? coef[2] : 0.0, gm, NULL, 1};
-    return q;
+    for (int64_t c = 0; c < Cg; c++) {
+        FN(chan_grad_totals)(k, xb, gb, c, mu, ahead, &t1, &t2);
+        const double w = k->gamma ? (double)k->gamma[c0 + c] : 1.0;
+        A += w * t1, B += w * t2;
+        FB_PART(pdb[c0 + c], t1);
+        FB_PART(pdg[c0 + c], t2 * r);
+    }
+    fb_grad_coefs(A, B, (double)p->n, r, 1.0, &unused, &unused, coef);
+    return FN(grad_rule)(k, o, g, coef[0], coef[2]);
 }
 
 /* Group (o, g)'s gradient apply over whole-channel runs, channel c's coefficients chan_coef(q, c)
@@ -1117,17 +1162,33 @@ static void FN(group_grad_apply)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
 }
 
 /* A plan's block (forward_block's): each group's gradient sums, then the gradient apply over them
- * all, as forward_block's. */
+ * all, as forward_block's.  Groups of one channel as forward_block's: every group's totals, then
+ * their rules. */
 static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int64_t g1,
                                double *pdg, double *pdb, int first, uintptr_t next)
 {
     const fb_norm_plan *p = k->p;
     FN(chan_rule) q[FB_BLOCK_GROUPS];
     const S *gb = NULL;
-    for (int64_t g = g0; g < g1; g++) {
-        const S *gg = FN(group_dy)(k, o * p->per_outer + g * p->L);
-        if (g == g0) gb = gg;
-        q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first, next);
+    if (p->v.Cg == 1) {
+        double t1[FB_BLOCK_GROUPS], t2[FB_BLOCK_GROUPS];
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t off = o * p->per_outer + g * p->L;
+            const S *gg = FN(group_dy)(k, off);
+            if (g == g0) gb = gg;
+            const double mu = k->centered ? k->mean[o * p->v.G + g] : 0.0;
+            FN(chan_grad_totals)(k, k->x + off, gg, 0, mu, next, &t1[g - g0], &t2[g - g0]);
+        }
+        double s[FB_BLOCK_GROUPS], c[FB_BLOCK_GROUPS];
+        for (int64_t j = 0; j < g1 - g0; j++)   /* a loop of its own, which vectorizes */
+            FN(chan1_grad_coefs)(k, o, g0 + j, t1[j], t2[j], pdg, pdb, first, &s[j], &c[j]);
+        for (int64_t j = 0; j < g1 - g0; j++) q[j] = FN(grad_rule)(k, o, g0 + j, s[j], c[j]);
+    } else {
+        for (int64_t g = g0; g < g1; g++) {
+            const S *gg = FN(group_dy)(k, o * p->per_outer + g * p->L);
+            if (g == g0) gb = gg;
+            q[g - g0] = FN(group_grad_rule)(k, o, g, gg, pdg, pdb, first, next);
+        }
     }
     const int64_t off = o * p->per_outer + g0 * p->L;
     if (p->v.inner >= FB_BLOCK_RUN) {   /* as forward_block's */

@@ -57,6 +57,9 @@
 #if FB_SEG % FB_LANES != 0
 #error "FB_SEG must hold whole lane rounds"
 #endif
+#if FB_BLOCK_GROUP > FB_SEG || FB_BLOCK_SMALL > FB_SEG
+#error "a block's group must be one shifted-sum segment (forward_block, backward_block)"
+#endif
 
 /* The task split of a view: tasks are (chunk of OC outer indices, block of GB groups). */
 typedef struct {

@@ -23,10 +23,11 @@
 #define FB_SEG 4096             /* values per shifted-sum segment (as batch norm's slab path)   */
 #define FB_SLAB_MIN 32          /* inner extents from this take whole-channel runs              */
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
-/* Contiguous groups (mid == 1) of channel runs of FB_BLOCK_MIN_RUN to FB_SHORT_RUN - 1 values
- * are taken in blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at
- * most FB_BLOCK_SMALL values in both passes, the forward's also up to FB_BLOCK_GROUP values
- * where the runs have FB_SLAB_MIN values or more */
+/* Contiguous groups (mid == 1) of channel runs of FB_BLOCK_MIN_RUN values or more are taken in
+ * blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at most
+ * FB_BLOCK_SMALL values in both passes, the forward's also up to FB_BLOCK_GROUP values where the
+ * runs have FB_SLAB_MIN values or more.  Elsewhere a group's runs under FB_SHORT_RUN values are
+ * applied together (short_runs). */
 #define FB_BLOCK_MIN_RUN 8
 #define FB_SHORT_RUN 128
 #define FB_BLOCK_SMALL 128
@@ -88,8 +89,8 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     if (p.OC < 1) p.OC = 1;
     p.n_chunks = (v->outer + p.OC - 1) / p.OC;
     p.n = v->mid * p.L;                  /* values per group */
-    p.blocked = v->mid == 1 && v->inner >= FB_BLOCK_MIN_RUN && v->inner < FB_SHORT_RUN &&
-                p.L > 0 && p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
+    p.blocked = v->mid == 1 && v->inner >= FB_BLOCK_MIN_RUN && p.L > 0 &&
+                p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
     p.elementwise = v->inner < FB_SLAB_MIN && !p.blocked;
     p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_SMALL;
     p.GB = p.blocked ? FB_GROUP_BLOCK / p.L : 1;

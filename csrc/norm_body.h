@@ -5,7 +5,8 @@
  * norm.h has the layout, the guarantees and the error bound.
  *
  * Four pieces, each written once: group_moments (shifted float64 sums per segment, Chan-merged
- * in order: the statistics of batch norm's slab path), the apply (y = (x - mh) * s + c', the
+ * in order: the statistics of batch norm's slab path; a block's groups of one segment take its
+ * fold as fb_seg_moments, branch-free), the apply (y = (x - mh) * s + c', the
  * mean split as mh + mlo and mlo folded into c', as batch norm's elementwise pass), the gradient
  * sums (sum gamma dy and sum gamma dy (x - mean) per group, sum dy and sum dy xhat per channel)
  * and the gradient apply (dx = dy g + ((x - mh) s + c')).  coef, make_coef, run_pair_sums,

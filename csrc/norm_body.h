@@ -575,9 +575,9 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
             FN(epi_run)(yb + m * stride, FB_AT(k->res, off + m * stride), L, k->relu);
 }
 
-/* A plan's block: groups [g0, g1) of sample o, contiguous, of short channel runs.  Every group's
- * totals (group_moments' one segment), then their statistics, so that the groups' scalar work
- * overlaps; then the apply over them all with the fused epilogue: one short_runs, or runs of
+/* A plan's block: groups [g0, g1) of sample o, contiguous, each one shifted-sum segment.  Every
+ * group's totals (group_moments' one segment), then their statistics, so that the groups' scalar
+ * work overlaps; then the apply over them all with the fused epilogue: one short_runs, or runs of
  * FB_BLOCK_RUN values or more each in its own loop. */
 static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64_t g1)
 {

@@ -13,5 +13,6 @@
 #define FB_CV_FMA fb_vd_fma
 #define FB_CV_RELU_GRAD fb_vd_relu_grad
 #define FB_CV_BITS_GRAD fb_vd_bits_grad
+#define FB_CV_SPLIT fb_vd_split
 #define FB_CV_LOAD_S FB_VD_LOAD_T   /* a tensor */
 #define FB_CV_TO_TV(E, i) FB_TV_FROM_VD(E(i), E((i) + FB_VD_W))   /* float64: E(i) alone */

@@ -47,5 +47,6 @@
 #undef FB_CV_FMA
 #undef FB_CV_RELU_GRAD
 #undef FB_CV_BITS_GRAD
+#undef FB_CV_SPLIT
 #undef FB_MASK8
 #undef FB_CV_TO_TV

@@ -44,5 +44,6 @@
 #define FB_CV_FMA fb_vf_fma
 #define FB_CV_RELU_GRAD fb_vf_relu_grad
 #define FB_CV_BITS_GRAD fb_vf_bits_grad
+#define FB_CV_SPLIT fb_vf_split
 #define FB_MASK8 fb_mask8_f32   /* the fused backward's mask bits of 8 values (simd.h) */
 #define FB_CV_TO_TV(E, i) E(i)    /* E(o): the FB_CV at element offset o; one FB_TV */

@@ -452,11 +452,21 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
     return FN(make_coef)(q->mu, q->s, gr, q->c);
 }
 
+/* row_apply's forward or backward segment, tm, ts, tg, tc per channel (row_apply_fz's bych) */
+static void FN(chan_row_apply)(const S *xr, const S *gr, S *yr, int64_t w, const FB_C *tm,
+                               const FB_C *ts, const FB_C *tg, const FB_C *tc, int stream,
+                               const FN(row_src) *src)
+{
+    if (!gr) FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 0, 0, 0, 0, 0, 1);
+    else FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 1, 0, 0, 0, 0, 1);
+}
+
 /* Contiguous groups of short channel runs (mid == 1, inner < FB_SHORT_RUN: one group, or a
  * plan's block), n values in all, as row segments of FB_EBLK elements, each channel's
- * coefficients (q[group], chan_coef) repeated over its run (row_apply): the bits of run_apply and
- * run_grad_apply, without their costs per run (setup, unaligned ends taken one by one).  Segments
- * after the first start on y's 64-byte lines.  gb NULL: the forward. */
+ * coefficients (q[group], chan_coef) repeated over its run (row_apply; where a vector spans at
+ * most two runs, made per vector from per-channel arrays, chan_row_apply): the bits of run_apply
+ * and run_grad_apply, without their costs per run (setup, unaligned ends taken one by one).
+ * Segments after the first start on y's 64-byte lines.  gb NULL: the forward. */
 static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t n, int64_t inner,
                                         int64_t Cg, const FN(chan_rule) *q, int stream,
                                         FN(coef) *co, const int one)
@@ -464,7 +474,8 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
     enum { W = (int)(sizeof(FB_CV) / sizeof(FB_C)) };   /* whole vectors fill past a run's end */
     FB_C tm[FB_EBLK + W], ts[FB_EBLK + W], tg[FB_EBLK + W], tc[FB_EBLK + W];
     const int64_t lw = 64 / (int64_t)sizeof(S);
-    for (int64_t i = 0; one && i < (n < FB_EBLK ? n : FB_EBLK); i += W)
+    const int bych = inner >= W;
+    for (int64_t i = 0; one && !bych && i < (n < FB_EBLK ? n : FB_EBLK); i += W)
         FB_CV_STORE(tm + i, FB_CV_SET1((FB_C)q->mu));
     for (int64_t e0 = 0, e1; e0 < n; e0 = e1) {
         e1 = e0 + FB_EBLK - (e0 ? 0 : (int64_t)((uintptr_t)yb / sizeof(S)) % lw);
@@ -477,6 +488,12 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
             const FN(coef) cc = co[c - cA] = FN(chan_coef)(&q[qg], cg);
             if (++cg == Cg) cg = 0, qg++;
             exact |= cc.exact;
+            if (bych) {   /* and at c + 1, read by chan_cv's last vector */
+                tm[c - cA] = tm[c - cA + 1] = cc.tm, ts[c - cA] = ts[c - cA + 1] = cc.ts;
+                tg[c - cA] = tg[c - cA + 1] = cc.tg, tc[c - cA] = tc[c - cA + 1] = cc.tc;
+                e = b;
+                continue;
+            }
             const FB_CV mv = FB_CV_SET1(cc.tm), sv = FB_CV_SET1(cc.ts), cv = FB_CV_SET1(cc.tc);
             const FB_CV gv = FB_CV_SET1(cc.tg);
             for (int64_t i = e - e0; i < b - e0; i += W) {
@@ -497,8 +514,13 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
             continue;
         }
         const FN(row_src) src = {co, e0 - cA * inner, 0, e1 - e0, inner, NULL, NULL, NULL, NULL,
-                                 NULL, 0, NULL, NULL, NULL, 0};
-        FN(row_apply)(xb + e0, gb ? gb + e0 : NULL, yb + e0, e1 - e0, tm, ts, tg, tc, stream, &src);
+                                 NULL, 0, NULL, NULL, NULL, 0, ((1ull << 32) + inner - 1) / inner};
+        if (bych)
+            FN(chan_row_apply)(xb + e0, gb ? gb + e0 : NULL, yb + e0, e1 - e0, tm, ts, tg, tc,
+                               stream, &src);
+        else
+            FN(row_apply)(xb + e0, gb ? gb + e0 : NULL, yb + e0, e1 - e0, tm, ts, tg, tc, stream,
+                          &src);
     }
 }
 

@@ -566,7 +566,8 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
  * eg[place], ec[place] (those of make_coef).  Batch norm's fused arrays, indexed as the segment
  * (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it, relu_grad1) and
  * dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8), element j of the
- * segment at bit mb0 + j, read by the vector loop instead of ym. */
+ * segment at bit mb0 + j, read by the vector loop instead of ym.  cmag: ceil(2^32 / inner), for
+ * row_apply_fz's per-channel coefficient arrays (bych). */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, phase, period, inner;
@@ -577,6 +578,7 @@ typedef struct {
     S *dres;
     const unsigned char *mbits;
     int64_t mb0;
+    uint64_t cmag;
 } FN(row_src);
 
 /* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors), with the
@@ -602,26 +604,39 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
     }
 }
 
+/* The FB_CV of a per-channel coefficient array a at element o of a segment whose element 0 is
+ * element src->v0 of channel 0, each channel src->inner >= its width long: one channel's value,
+ * or where the vector reaches the next channel, both (a[c + 1] is read either way). */
+static FB_INLINE FB_CV FN(chan_cv)(const FB_C *a, const FN(row_src) *src, int64_t o)
+{
+    const uint64_t at = (uint64_t)(src->v0 + o), c = at * src->cmag >> 32;   /* at / inner */
+    return FB_CV_SPLIT(a[c], a[c + 1], (int64_t)((c + 1) * (uint64_t)src->inner - at));
+}
+
 /* One row segment: y = (x - tm) * ts + tc, or with dy: y = g * tg + ((x - tm) * ts + tc), the
- * coefficients per element, with batch norm's fused epilogues of src (constant flags: bwd for
- * the gradient, has_res, relu forward, has_y, has_dres backward; see run_apply_fz and
- * run_grad_apply_fz); non-temporal stores where `stream` and aligned.  yr may be xr or gr
- * itself (in place, elementwise), so those three are not restrict; the coefficients (scratch
- * of the kernel) are.  Values that are not finite in T are redone by row_redo (see apply1). */
+ * coefficients per element (bych: per channel, chan_cv), with batch norm's fused epilogues of src
+ * (constant flags: bwd for the gradient, has_res, relu forward, has_y, has_dres backward; see
+ * run_apply_fz and run_grad_apply_fz); non-temporal stores where `stream` and aligned.  yr may
+ * be xr or gr itself (in place, elementwise), so those three are not restrict; the coefficients
+ * (scratch of the kernel) are.  Values that are not finite in T are redone by row_redo (see
+ * apply1). */
 static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
                                        int64_t w, const FB_C *FB_RESTRICT tm,
                                        const FB_C *FB_RESTRICT ts, const FB_C *FB_RESTRICT tg,
                                        const FB_C *FB_RESTRICT tc, int stream,
                                        const FN(row_src) *src, const int bwd, const int has_res,
-                                       const int relu, const int has_y, const int has_dres)
+                                       const int relu, const int has_y, const int has_dres,
+                                       const int bych)
 {
     const S *res = src->res, *ym = src->ym;
     S *dres = src->dres;
     const unsigned char *mbits = src->mbits;
     const int64_t mb0 = src->mb0;
-#define FB_ROW_T(v) (FB_LD(xr[v]) - tm[v]) * ts[v] + tc[v]
-#define FB_ROW_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), FB_CV_LOAD(tm + (o))), \
-                                         FB_CV_LOAD(ts + (o))), FB_CV_LOAD(tc + (o)))
+#define FB_ROW_C1(a, v) (bych ? (a)[(src->v0 + (v)) / src->inner] : (a)[v])
+#define FB_ROW_C(a, o) (bych ? FN(chan_cv)((a), src, (o)) : FB_CV_LOAD((a) + (o)))
+#define FB_ROW_T(v) (FB_LD(xr[v]) - FB_ROW_C1(tm, v)) * FB_ROW_C1(ts, v) + FB_ROW_C1(tc, v)
+#define FB_ROW_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), FB_ROW_C(tm, o)),    \
+                                         FB_ROW_C(ts, o)), FB_ROW_C(tc, o))
 #define FB_ROW_V(v) FB_CV_TO_TV(FB_ROW_AT, v)
 /* has_y 2: ym's mask from mbits */
 #define FB_ROW_GV(v)                                                                             \
@@ -632,7 +647,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
     (has_y == 2 ? FB_CV_BITS_GRAD(FB_CV_LOAD_S(gr + (o)), fb_mask_at(mbits, mb0 + (o)))         \
      : has_y    ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(gr + (o)), FB_CV_LOAD_S(ym + (o)))               \
                 : FB_CV_LOAD_S(gr + (o)))
-#define FB_ROW_GAT(o) FB_CV_ADD(FB_CV_MUL(FB_ROW_GC(o), FB_CV_LOAD(tg + (o))), FB_ROW_AT(o))
+#define FB_ROW_GAT(o) FB_CV_ADD(FB_CV_MUL(FB_ROW_GC(o), FB_ROW_C(tg, o)), FB_ROW_AT(o))
 #define FB_ROW_G1(v) (has_y ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]))
 /* two vectors a step, one finiteness test (a pair with a non-finite value is redone) */
 #define FB_ROW_PUT2(STORE, v)                                                                    \
@@ -670,15 +685,18 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #define FB_ROW_GONE(v)                                                                           \
     do {                                                                                         \
         const T g_ = FB_ROW_G1(v);                                                               \
-        const T r_ = (T)(g_ * tg[v] + (FB_ROW_T(v)));                                            \
+        const T r_ = (T)(g_ * FB_ROW_C1(tg, v) + (FB_ROW_T(v)));                                 \
         if (isfinite(r_)) yr[v] = FB_ST(r_);                                                     \
         else FN(row_redo)(xr, gr, yr, (v), 1, src);                                              \
         if (has_dres) dres[v] = FB_ST(g_);                                                       \
     } while (0)
 #if FB_PARTS
+#define FB_ROW_PC(LD, a, v, sh, k)                                                               \
+    (bych ? FN(chan_cv)((a), src, (v) - (sh)) : LD((a) + (v), sh, k))
 #define FB_ROW_PAT(LD, v, sh, k)                                                                 \
-    FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(xr + (v), sh, k), LD(tm + (v), sh, k)), LD(ts + (v), sh, k)), \
-              LD(tc + (v), sh, k))
+    FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(xr + (v), sh, k), FB_ROW_PC(LD, tm, v, sh, k)),             \
+                        FB_ROW_PC(LD, ts, v, sh, k)),                                            \
+              FB_ROW_PC(LD, tc, v, sh, k))
 #define FB_ROW_PART(LD, ST, v, sh, k)                                                            \
     do {                                                                                         \
         const FB_TV t_ = FB_ROW_PAT(LD, v, sh, k);                                               \
@@ -695,7 +713,8 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
         const FB_TV g_ = has_y == 2 ? FB_TV_BITS_GRAD(gl_, fb_mask_at(mbits, mb0 + (v)) << (sh)) \
                          : has_y    ? FB_TV_RELU_GRAD(gl_, LD(ym + (v), sh, k))                  \
                                     : gl_;                                                       \
-        const FB_TV t_ = FB_CV_ADD(FB_CV_MUL(g_, LD(tg + (v), sh, k)), FB_ROW_PAT(LD, v, sh, k)); \
+        const FB_TV t_ =                                                                         \
+            FB_CV_ADD(FB_CV_MUL(g_, FB_ROW_PC(LD, tg, v, sh, k)), FB_ROW_PAT(LD, v, sh, k));     \
         if (FB_TV_FINITE(t_)) ST(yr + (v), t_, sh, k);                                           \
         else FN(row_redo)(xr, gr, yr, (v), (k), src);                                            \
         if (has_dres) FB_SV_STORE_PART(dres + (v), g_, sh, k);   /* dres is never streamed */    \
@@ -714,6 +733,9 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
 #undef FB_ROW_PART
 #undef FB_ROW_GPART
 #undef FB_ROW_PAT
+#undef FB_ROW_PC
+#undef FB_ROW_C
+#undef FB_ROW_C1
 #undef FB_ROW_T
 #undef FB_ROW_AT
 #undef FB_ROW_V
@@ -735,8 +757,9 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
                                     const FB_C *FB_RESTRICT tg, const FB_C *FB_RESTRICT tc, int stream,
                                     const FN(row_src) *src)
 {
-#define FB_ROW_FZ(bwd, has_res, relu, has_y, has_dres) \
-    FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, bwd, has_res, relu, has_y, has_dres)
+#define FB_ROW_FZ(bwd, has_res, relu, has_y, has_dres)                                          \
+    FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, bwd, has_res, relu, has_y,      \
+                     has_dres, 0)
     if (!gr) {
         if (src->res && src->relu) FB_ROW_FZ(0, 1, 1, 0, 0);
         else if (src->res) FB_ROW_FZ(0, 1, 0, 0, 0);

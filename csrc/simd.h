@@ -177,6 +177,32 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y)
     FB_IN_REG(dy);
     return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0}));
 }
+/* a in lanes [0, n), b in the others (n >= 1): the coefficients of a vector that runs from one
+ * channel into the next */
+static inline fb_vf fb_vf_split(float a, float b, int64_t n)
+{
+#if defined(__AVX512F__)
+    const __mmask16 m = n >= FB_VF_W ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    return (fb_vf)_mm512_mask_blend_ps(m, _mm512_set1_ps(b), _mm512_set1_ps(a));
+#else
+    fb_vfi lane;
+    for (int i = 0; i < FB_VF_W; i++) lane[i] = i;
+    const fb_vfi m = (fb_vfi)(lane < (fb_vfi){0} + (int32_t)(n < FB_VF_W ? n : FB_VF_W));
+    return (fb_vf)(((fb_vfi)fb_vf_set1(a) & m) | ((fb_vfi)fb_vf_set1(b) & ~m));
+#endif
+}
+static inline fb_vd fb_vd_split(double a, double b, int64_t n)
+{
+#if defined(__AVX512F__)
+    const __mmask8 m = n >= FB_VD_W ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1);
+    return (fb_vd)_mm512_mask_blend_pd(m, _mm512_set1_pd(b), _mm512_set1_pd(a));
+#else
+    fb_vdi lane;
+    for (int i = 0; i < FB_VD_W; i++) lane[i] = i;
+    const fb_vdi m = (fb_vdi)(lane < (fb_vdi){0} + (n < FB_VD_W ? n : FB_VD_W));
+    return (fb_vd)(((fb_vdi)fb_vd_set1(a) & m) | ((fb_vdi)fb_vd_set1(b) & ~m));
+#endif
+}
 /* The first n values (0 < n <= FB_VD_W) as doubles, the other lanes 0, nothing past them read;
  * a + b in lanes [0, n) and a elsewhere, exactly: a run's last lane round in vectors, whose lanes
  * scalar adds left in memory for a wide load to stall on (store forwarding). */
@@ -362,6 +388,8 @@ static inline fb_vf fb_vf_relu_grad(fb_vf dy, fb_vf y) { for (int i = 0; i < FB_
 static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = y.v[i] <= 0.0 ? 0.0 : dy.v[i]; return dy; }
 static inline fb_vf fb_vf_bits_grad(fb_vf dy, uint32_t m) { for (int i = 0; i < FB_VF_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0f; return dy; }
 static inline fb_vd fb_vd_bits_grad(fb_vd dy, uint32_t m) { for (int i = 0; i < FB_VD_W; i++) dy.v[i] = (m >> i) & 1 ? dy.v[i] : 0.0; return dy; }
+static inline fb_vf fb_vf_split(float a, float b, int64_t n) { fb_vf r; for (int i = 0; i < FB_VF_W; i++) r.v[i] = i < n ? a : b; return r; }
+static inline fb_vd fb_vd_split(double a, double b, int64_t n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? a : b; return r; }
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 static inline double fb_vd_total(fb_vd v) { return v.v[0] + v.v[1]; }

@@ -609,11 +609,17 @@ static void FN(forward_block)(const FN(fwd_ctx) *k, int64_t o, int64_t g0, int64
     /* the next block in memory (the next task's), prefetched by the statistics */
     const uintptr_t next =
         o + 1 < p->v.outer || g1 < p->v.G ? (uintptr_t)((g1 - g0) * p->L) * sizeof(S) : 0;
-    for (int64_t g = g0; g < g1; g++) {
-        const S *xb = k->x + o * p->per_outer + g * p->L;
-        sh[g - g0] = k->centered ? (double)FB_LD(xb[0]) : 0.0;
-        FN(run_totals)(xb, NULL, 0, p->L, sh[g - g0], &t1[g - g0], &t2[g - g0], next);
-    }
+    for (int64_t g = g0; g < g1; g++)
+        sh[g - g0] = k->centered ? (double)FB_LD(k->x[o * p->per_outer + g * p->L]) : 0.0;
+#ifdef FB_VD_LOAD_T_HEAD
+    if (p->L < FB_TOTALS_RUN)   /* run_totals' bits */
+        FN(runs_pair_totals)(k->x + o * p->per_outer + g0 * p->L, NULL, 0, p->L, g1 - g0, sh, t1,
+                             t2, next);
+    else
+#endif
+        for (int64_t g = g0; g < g1; g++)
+            FN(run_totals)(k->x + o * p->per_outer + g * p->L, NULL, 0, p->L, sh[g - g0],
+                           &t1[g - g0], &t2[g - g0], next);
     double mu[FB_BLOCK_GROUPS], r[FB_BLOCK_GROUPS];
     for (int64_t j = 0; j < g1 - g0; j++) {   /* a loop of its own, which vectorizes */
         double var;
@@ -1153,12 +1159,26 @@ static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_
         FN(chan1_grad_coefs)(k, o, g, t1, t2, pdg, pdb, first, &coef[0], &coef[2]);
         return FN(grad_rule)(k, o, g, coef[0], coef[2]);
     }
-    for (int64_t c = 0; c < Cg; c++) {
-        FN(chan_grad_totals)(k, xb, gb, c, mu, ahead, &t1, &t2);
-        const double w = k->gamma ? (double)k->gamma[c0 + c] : 1.0;
-        A += w * t1, B += w * t2;
-        FB_PART(pdb[c0 + c], t1);
-        FB_PART(pdg[c0 + c], t2 * r);
+    enum { NC = 32 };   /* channels whose totals are taken together */
+    double mus[NC], u1[NC], u2[NC];
+    for (int j = 0; j < NC; j++) mus[j] = mu;
+    for (int64_t c1 = 0; c1 < Cg; c1 += NC) {
+        const int64_t m = Cg - c1 < NC ? Cg - c1 : NC;
+#ifdef FB_VD_LOAD_T_HEAD
+        if (p->v.mid == 1 && p->v.inner < FB_TOTALS_RUN)   /* chan_grad_totals' bits */
+            FN(runs_pair_totals)(xb + c1 * p->v.inner, gb + c1 * p->v.inner, 1, p->v.inner, m,
+                                 mus, u1, u2, ahead);
+        else
+#endif
+            for (int64_t j = 0; j < m; j++)
+                FN(chan_grad_totals)(k, xb, gb, c1 + j, mu, ahead, &u1[j], &u2[j]);
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t c = c1 + j;
+            const double w = k->gamma ? (double)k->gamma[c0 + c] : 1.0;
+            A += w * u1[j], B += w * u2[j];
+            FB_PART(pdb[c0 + c], u1[j]);
+            FB_PART(pdg[c0 + c], u2[j] * r);
+        }
     }
     fb_grad_coefs(A, B, (double)p->n, r, 1.0, &unused, &unused, coef);
     return FN(grad_rule)(k, o, g, coef[0], coef[2]);
@@ -1194,14 +1214,21 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
     FN(chan_rule) q[FB_BLOCK_GROUPS];
     const S *gb = NULL;
     if (p->v.Cg == 1) {
-        double t1[FB_BLOCK_GROUPS], t2[FB_BLOCK_GROUPS];
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t off = o * p->per_outer + g * p->L;
-            const S *gg = FN(group_dy)(k, off);
-            if (g == g0) gb = gg;
-            const double mu = k->centered ? k->mean[o * p->v.G + g] : 0.0;
-            FN(chan_grad_totals)(k, k->x + off, gg, 0, mu, next, &t1[g - g0], &t2[g - g0]);
+        double t1[FB_BLOCK_GROUPS], t2[FB_BLOCK_GROUPS], mu[FB_BLOCK_GROUPS];
+        for (int64_t g = g0; g < g1; g++) {   /* group_dy's, but called only to mask */
+            const S *gg = k->gbuf ? FN(group_dy)(k, o * p->per_outer + g * p->L) : NULL;
+            if (g == g0) gb = k->gbuf ? gg : k->dy + o * p->per_outer + g0 * p->L;
+            mu[g - g0] = k->centered ? k->mean[o * p->v.G + g] : 0.0;
         }
+        const S *xb = k->x + o * p->per_outer + g0 * p->L;
+#ifdef FB_VD_LOAD_T_HEAD
+        if (p->L < FB_TOTALS_RUN)   /* chan_grad_totals' bits (one run a group: run_totals') */
+            FN(runs_pair_totals)(xb, gb, 1, p->L, g1 - g0, mu, t1, t2, next);
+        else
+#endif
+            for (int64_t j = 0; j < g1 - g0; j++)
+                FN(chan_grad_totals)(k, xb + j * p->L, gb + j * p->L, 0, mu[j], next, &t1[j],
+                                     &t2[j]);
         double s[FB_BLOCK_GROUPS], c[FB_BLOCK_GROUPS];
         for (int64_t j = 0; j < g1 - g0; j++)   /* a loop of its own, which vectorizes */
             FN(chan1_grad_coefs)(k, o, g0 + j, t1[j], t2[j], pdg, pdb, first, &s[j], &c[j]);

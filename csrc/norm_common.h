@@ -307,18 +307,21 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
 }
 
 #ifdef FB_VD_LOAD_T_HEAD
-/* pair_sums_fz over one run from zeroed lanes, then fb_lanes_total of each: the same additions
- * in the same order, so the same bits, with the lanes held in registers throughout (a short
- * run's lanes stored, reloaded and totalled cost more than its sums). */
-static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
-                                          const int has_q, int64_t n, double k, double *t1,
-                                          double *t2, uintptr_t next)
+/* pair_sums_fz over one run from zeroed lanes, then fb_lanes_total's levels of whole vectors:
+ * the same additions in the same order, with the lanes held in registers throughout (a short
+ * run's lanes stored, reloaded and totalled cost more than its sums); fb_vd_total of *a and *b
+ * gives fb_lanes_total's bits.  nv (a constant): the lanes' vectors a run reaches, FB_LANES /
+ * FB_VD_W or, for n <= nv FB_VD_W, a half or a quarter of them; the others would stay +0, and
+ * adding them is left out: a lane's sum is never -0 (it started +0), so adding +0 keeps it. */
+static FB_INLINE void FN(run_pair_lanes)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                         const int has_q, int64_t n, double k, fb_vd *pa,
+                                         fb_vd *pb, uintptr_t next, const int nv)
 {
     enum { NV = FB_LANES / FB_VD_W };
     const fb_vd kv = fb_vd_set1(k);
     fb_vd a[NV], b[NV];
-    for (int j = 0; j < NV; j++) a[j] = b[j] = fb_vd_set1(0.0);
-    const int64_t full = n - n % FB_LANES;
+    for (int j = 0; j < nv; j++) a[j] = b[j] = fb_vd_set1(0.0);
+    const int64_t full = nv == NV ? n - n % FB_LANES : 0;
     for (int64_t i = 0; i < full; i += FB_LANES) {
         FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
         if (has_q) FB_PREFETCH_SPAN((uintptr_t)(q + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
@@ -334,7 +337,7 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
         }
     }
     const int64_t rest = n - full;
-    for (int j = 0; j < NV; j++) {   /* the last round as pair_sums_fz's (c = 0: nothing read) */
+    for (int j = 0; j < nv; j++) {   /* the last round as pair_sums_fz's (c = 0: nothing read) */
         const int64_t i = j * FB_VD_W < rest ? full + j * FB_VD_W : 0;
         const int c = rest - j * FB_VD_W >= FB_VD_W ? FB_VD_W
                       : rest > j * FB_VD_W          ? (int)(rest - j * FB_VD_W)
@@ -344,10 +347,51 @@ static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RE
         a[j] = fb_vd_add_head(a[j], w, c);
         b[j] = fb_vd_add_head(b[j], fb_vd_mul(w, d), c);
     }
-    for (int h = NV / 2; h >= 1; h /= 2)   /* fb_lanes_total's levels of whole vectors */
+    for (int h = nv / 2; h >= 1; h /= 2)
         for (int j = 0; j < h; j++)
             a[j] = fb_vd_add(a[j], a[j + h]), b[j] = fb_vd_add(b[j], b[j + h]);
-    *t1 = fb_vd_total(a[0]), *t2 = fb_vd_total(b[0]);   /* and its levels within one */
+    *pa = a[0], *pb = b[0];
+}
+
+/* run_pair_lanes with the fewest vectors that hold a run of n values */
+#define FB_PAIR_LANES(x, q, has_q, n, k, pa, pb, next)                                          \
+    do {                                                                                         \
+        enum { NV_ = FB_LANES / FB_VD_W };                                                       \
+        if (NV_ >= 4 && (n) <= FB_LANES / 4)                                                     \
+            FN(run_pair_lanes)(x, q, has_q, n, k, pa, pb, next, NV_ >= 4 ? NV_ / 4 : NV_);       \
+        else if (NV_ >= 2 && (n) <= FB_LANES / 2)                                                \
+            FN(run_pair_lanes)(x, q, has_q, n, k, pa, pb, next, NV_ >= 2 ? NV_ / 2 : NV_);       \
+        else                                                                                     \
+            FN(run_pair_lanes)(x, q, has_q, n, k, pa, pb, next, NV_);                            \
+    } while (0)
+
+/* The two lane totals of one run (run_pair_lanes, then fb_vd_total: fb_lanes_total's bits). */
+static FB_INLINE void FN(run_pair_totals)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
+                                          const int has_q, int64_t n, double k, double *t1,
+                                          double *t2, uintptr_t next)
+{
+    fb_vd a, b;
+    FB_PAIR_LANES(x, q, has_q, n, k, &a, &b, next);
+    *t1 = fb_vd_total(a), *t2 = fb_vd_total(b);   /* and its levels within one */
+}
+
+/* run_pair_totals of m consecutive runs of n values (run j at x + j n and q + j n, shifted by
+ * k[j]) into t1[j] and t2[j], the same bits, FB_VD_W runs' last levels at once (fb_vd_totals). */
+static FB_INLINE void FN(runs_pair_totals)(const S *x, const S *q, const int has_q, int64_t n,
+                                           int64_t m, const double *k, double *t1, double *t2,
+                                           uintptr_t next)
+{
+    int64_t j = 0;
+    for (; j + FB_VD_W <= m; j += FB_VD_W) {
+        fb_vd a[FB_VD_W], b[FB_VD_W];
+        for (int i = 0; i < FB_VD_W; i++)
+            FB_PAIR_LANES(x + (j + i) * n, has_q ? q + (j + i) * n : NULL, has_q, n, k[j + i],
+                          &a[i], &b[i], next);
+        fb_vd_store_f64(t1 + j, fb_vd_totals(a)), fb_vd_store_f64(t2 + j, fb_vd_totals(b));
+    }
+    for (; j < m; j++)
+        FN(run_pair_totals)(x + j * n, has_q ? q + j * n : NULL, has_q, n, k[j], &t1[j], &t2[j],
+                            next);
 }
 #endif
 
@@ -779,6 +823,7 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
 #undef FB_ROW_FZ
 }
 
+#undef FB_PAIR_LANES
 #undef FN
 #undef T
 #undef S

@@ -232,6 +232,36 @@ static inline double fb_vd_total(fb_vd v)
     return v[0] + v[1];
 #endif
 }
+#if defined(__clang__)
+#define FB_VD_SHUF(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+#define FB_VD_SHUF(a, b, ...) __builtin_shuffle((a), (b), (fb_vdi){__VA_ARGS__})
+#endif
+/* fb_vd_total of FB_VD_W vectors at once, lane j that of v[j]: each level's additions as
+ * fb_vd_total's, the vectors' lanes paired by shuffles instead of extracted one by one. */
+static inline fb_vd fb_vd_totals(const fb_vd v[FB_VD_W])
+{
+#if FB_VD_W == 8
+    /* pairs of vectors a lane i + 4 to i, pairs of those i + 2 to i, then i + 1 to i: vectors
+     * p0..p7 come out in lanes p0 p2 p1 p3 p4 p6 p5 p7, so they go in in that order */
+    fb_vd u[4], w[2];
+    static const int in[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    for (int j = 0; j < 4; j++)
+        u[j] = FB_VD_SHUF(v[in[2 * j]], v[in[2 * j + 1]], 0, 1, 2, 3, 8, 9, 10, 11) +
+               FB_VD_SHUF(v[in[2 * j]], v[in[2 * j + 1]], 4, 5, 6, 7, 12, 13, 14, 15);
+    for (int j = 0; j < 2; j++)
+        w[j] = FB_VD_SHUF(u[2 * j], u[2 * j + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               FB_VD_SHUF(u[2 * j], u[2 * j + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    return FB_VD_SHUF(w[0], w[1], 0, 2, 4, 6, 8, 10, 12, 14) +
+           FB_VD_SHUF(w[0], w[1], 1, 3, 5, 7, 9, 11, 13, 15);
+#elif FB_VD_W == 4
+    const fb_vd u0 = FB_VD_SHUF(v[0], v[1], 0, 1, 4, 5) + FB_VD_SHUF(v[0], v[1], 2, 3, 6, 7);
+    const fb_vd u1 = FB_VD_SHUF(v[2], v[3], 0, 1, 4, 5) + FB_VD_SHUF(v[2], v[3], 2, 3, 6, 7);
+    return FB_VD_SHUF(u0, u1, 0, 2, 4, 6) + FB_VD_SHUF(u0, u1, 1, 3, 5, 7);
+#else
+    return FB_VD_SHUF(v[0], v[1], 0, 2) + FB_VD_SHUF(v[0], v[1], 1, 3);
+#endif
+}
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n)
 {
 #if defined(__AVX512F__)
@@ -393,6 +423,7 @@ static inline fb_vd fb_vd_split(double a, double b, int64_t n) { fb_vd r; for (i
 static inline fb_vd fb_vd_load_f32_head(const float *p, int n) { fb_vd r; for (int i = 0; i < FB_VD_W; i++) r.v[i] = i < n ? p[i] : 0.0; return r; }
 static inline fb_vd fb_vd_add_head(fb_vd a, fb_vd b, int n) { for (int i = 0; i < n; i++) a.v[i] += b.v[i]; return a; }
 static inline double fb_vd_total(fb_vd v) { return v.v[0] + v.v[1]; }
+static inline fb_vd fb_vd_totals(const fb_vd v[FB_VD_W]) { fb_vd r; for (int j = 0; j < FB_VD_W; j++) r.v[j] = fb_vd_total(v[j]); return r; }
 static inline fb_vf fb_vf_load_part(const float *p, int sh, int k) { fb_vf r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }
 static inline void fb_vf_store_part(float *p, fb_vf v, int sh, int k) { for (int i = 0; i < k; i++) p[i] = v.v[sh + i]; }
 static inline fb_vd fb_vd_load_f64_part(const double *p, int sh, int k) { fb_vd r = {{0}}; for (int i = 0; i < k; i++) r.v[sh + i] = p[i]; return r; }

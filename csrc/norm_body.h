@@ -457,8 +457,9 @@ static void FN(chan_row_apply)(const S *xr, const S *gr, S *yr, int64_t w, const
                                const FB_C *ts, const FB_C *tg, const FB_C *tc, int stream,
                                const FN(row_src) *src)
 {
-    if (!gr) FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 0, 0, 0, 0, 0, 1);
-    else FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 1, 0, 0, 0, 0, 1);
+    const uint64_t cmag = ((1ull << 32) + (uint64_t)src->inner - 1) / (uint64_t)src->inner;
+    if (!gr) FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 0, 0, 0, 0, 0, 1, cmag);
+    else FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 1, 0, 0, 0, 0, 1, cmag);
 }
 
 /* Contiguous groups of short channel runs (mid == 1, inner < FB_SHORT_RUN: one group, or a
@@ -514,7 +515,7 @@ static FB_INLINE void FN(short_runs_fz)(const S *xb, const S *gb, S *yb, int64_t
             continue;
         }
         const FN(row_src) src = {co, e0 - cA * inner, 0, e1 - e0, inner, NULL, NULL, NULL, NULL,
-                                 NULL, 0, NULL, NULL, NULL, 0, ((1ull << 32) + inner - 1) / inner};
+                                 NULL, 0, NULL, NULL, NULL, 0};
         if (bych)
             FN(chan_row_apply)(xb + e0, gb ? gb + e0 : NULL, yb + e0, e1 - e0, tm, ts, tg, tc,
                                stream, &src);
@@ -1159,26 +1160,31 @@ static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_
         FN(chan1_grad_coefs)(k, o, g, t1, t2, pdg, pdb, first, &coef[0], &coef[2]);
         return FN(grad_rule)(k, o, g, coef[0], coef[2]);
     }
-    enum { NC = 32 };   /* channels whose totals are taken together */
-    double mus[NC], u1[NC], u2[NC];
-    for (int j = 0; j < NC; j++) mus[j] = mu;
-    for (int64_t c1 = 0; c1 < Cg; c1 += NC) {
-        const int64_t m = Cg - c1 < NC ? Cg - c1 : NC;
 #ifdef FB_VD_LOAD_T_HEAD
-        if (p->v.mid == 1 && p->v.inner < FB_TOTALS_RUN)   /* chan_grad_totals' bits */
+    if (p->v.mid == 1 && p->v.inner < FB_TOTALS_RUN) {   /* chan_grad_totals' bits, 32 at once */
+        double mus[32], u1[32], u2[32];
+        for (int j = 0; j < 32; j++) mus[j] = mu;
+        for (int64_t c1 = 0; c1 < Cg; c1 += 32) {
+            const int64_t m = Cg - c1 < 32 ? Cg - c1 : 32;
             FN(runs_pair_totals)(xb + c1 * p->v.inner, gb + c1 * p->v.inner, 1, p->v.inner, m,
                                  mus, u1, u2, ahead);
-        else
-#endif
-            for (int64_t j = 0; j < m; j++)
-                FN(chan_grad_totals)(k, xb, gb, c1 + j, mu, ahead, &u1[j], &u2[j]);
-        for (int64_t j = 0; j < m; j++) {
-            const int64_t c = c1 + j;
-            const double w = k->gamma ? (double)k->gamma[c0 + c] : 1.0;
-            A += w * u1[j], B += w * u2[j];
-            FB_PART(pdb[c0 + c], u1[j]);
-            FB_PART(pdg[c0 + c], u2[j] * r);
+            for (int64_t j = 0; j < m; j++) {
+                const double w = k->gamma ? (double)k->gamma[c0 + c1 + j] : 1.0;
+                A += w * u1[j], B += w * u2[j];
+                FB_PART(pdb[c0 + c1 + j], u1[j]);
+                FB_PART(pdg[c0 + c1 + j], u2[j] * r);
+            }
         }
+        fb_grad_coefs(A, B, (double)p->n, r, 1.0, &unused, &unused, coef);
+        return FN(grad_rule)(k, o, g, coef[0], coef[2]);
+    }
+#endif
+    for (int64_t c = 0; c < Cg; c++) {
+        FN(chan_grad_totals)(k, xb, gb, c, mu, ahead, &t1, &t2);
+        const double w = k->gamma ? (double)k->gamma[c0 + c] : 1.0;
+        A += w * t1, B += w * t2;
+        FB_PART(pdb[c0 + c], t1);
+        FB_PART(pdg[c0 + c], t2 * r);
     }
     fb_grad_coefs(A, B, (double)p->n, r, 1.0, &unused, &unused, coef);
     return FN(grad_rule)(k, o, g, coef[0], coef[2]);

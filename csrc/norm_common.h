@@ -610,8 +610,7 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
  * eg[place], ec[place] (those of make_coef).  Batch norm's fused arrays, indexed as the segment
  * (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it, relu_grad1) and
  * dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8), element j of the
- * segment at bit mb0 + j, read by the vector loop instead of ym.  cmag: ceil(2^32 / inner), for
- * row_apply_fz's per-channel coefficient arrays (bych). */
+ * segment at bit mb0 + j, read by the vector loop instead of ym. */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, phase, period, inner;
@@ -622,7 +621,6 @@ typedef struct {
     S *dres;
     const unsigned char *mbits;
     int64_t mb0;
-    uint64_t cmag;
 } FN(row_src);
 
 /* Elements [v, v + n) of a row segment by apply1/grad1 (the rare non-finite vectors), with the
@@ -650,15 +648,17 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
 
 /* The FB_CV of a per-channel coefficient array a at element o of a segment whose element 0 is
  * element src->v0 of channel 0, each channel src->inner >= its width long: one channel's value,
- * or where the vector reaches the next channel, both (a[c + 1] is read either way). */
-static FB_INLINE FB_CV FN(chan_cv)(const FB_C *a, const FN(row_src) *src, int64_t o)
+ * or where the vector reaches the next channel, both (a[c + 1] is read either way).  cmag:
+ * ceil(2^32 / inner), exact for v0 + o < 2^32 / inner. */
+static FB_INLINE FB_CV FN(chan_cv)(const FB_C *a, const FN(row_src) *src, uint64_t cmag,
+                                   int64_t o)
 {
-    const uint64_t at = (uint64_t)(src->v0 + o), c = at * src->cmag >> 32;   /* at / inner */
+    const uint64_t at = (uint64_t)(src->v0 + o), c = at * cmag >> 32;   /* at / inner */
     return FB_CV_SPLIT(a[c], a[c + 1], (int64_t)((c + 1) * (uint64_t)src->inner - at));
 }
 
 /* One row segment: y = (x - tm) * ts + tc, or with dy: y = g * tg + ((x - tm) * ts + tc), the
- * coefficients per element (bych: per channel, chan_cv), with batch norm's fused epilogues of src
+ * coefficients per element (bych: per channel, chan_cv's), with batch norm's fused epilogues of src
  * (constant flags: bwd for the gradient, has_res, relu forward, has_y, has_dres backward; see
  * run_apply_fz and run_grad_apply_fz); non-temporal stores where `stream` and aligned.  yr may
  * be xr or gr itself (in place, elementwise), so those three are not restrict; the coefficients
@@ -670,14 +670,14 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
                                        const FB_C *FB_RESTRICT tc, int stream,
                                        const FN(row_src) *src, const int bwd, const int has_res,
                                        const int relu, const int has_y, const int has_dres,
-                                       const int bych)
+                                       const int bych, uint64_t cmag)
 {
     const S *res = src->res, *ym = src->ym;
     S *dres = src->dres;
     const unsigned char *mbits = src->mbits;
     const int64_t mb0 = src->mb0;
 #define FB_ROW_C1(a, v) (bych ? (a)[(src->v0 + (v)) / src->inner] : (a)[v])
-#define FB_ROW_C(a, o) (bych ? FN(chan_cv)((a), src, (o)) : FB_CV_LOAD((a) + (o)))
+#define FB_ROW_C(a, o) (bych ? FN(chan_cv)((a), src, cmag, (o)) : FB_CV_LOAD((a) + (o)))
 #define FB_ROW_T(v) (FB_LD(xr[v]) - FB_ROW_C1(tm, v)) * FB_ROW_C1(ts, v) + FB_ROW_C1(tc, v)
 #define FB_ROW_AT(o) FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(FB_CV_LOAD_S(xr + (o)), FB_ROW_C(tm, o)),    \
                                          FB_ROW_C(ts, o)), FB_ROW_C(tc, o))
@@ -736,7 +736,7 @@ static FB_INLINE void FN(row_apply_fz)(const S *xr, const S *gr, S *yr,
     } while (0)
 #if FB_PARTS
 #define FB_ROW_PC(LD, a, v, sh, k)                                                               \
-    (bych ? FN(chan_cv)((a), src, (v) - (sh)) : LD((a) + (v), sh, k))
+    (bych ? FN(chan_cv)((a), src, cmag, (v) - (sh)) : LD((a) + (v), sh, k))
 #define FB_ROW_PAT(LD, v, sh, k)                                                                 \
     FB_CV_ADD(FB_CV_MUL(FB_CV_SUB(LD(xr + (v), sh, k), FB_ROW_PC(LD, tm, v, sh, k)),             \
                         FB_ROW_PC(LD, ts, v, sh, k)),                                            \
@@ -803,7 +803,7 @@ static FB_INLINE void FN(row_apply)(const S *xr, const S *gr, S *yr,
 {
 #define FB_ROW_FZ(bwd, has_res, relu, has_y, has_dres)                                          \
     FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, bwd, has_res, relu, has_y,      \
-                     has_dres, 0)
+                     has_dres, 0, 0)
     if (!gr) {
         if (src->res && src->relu) FB_ROW_FZ(0, 1, 1, 0, 0);
         else if (src->res) FB_ROW_FZ(0, 1, 0, 0, 0);

@@ -27,9 +27,9 @@
  * blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at most
  * FB_BLOCK_SMALL values in both passes, the forward's also up to FB_BLOCK_GROUP values where the
  * runs have FB_SLAB_MIN values or more.  Elsewhere a group's runs under FB_SHORT_RUN values are
- * applied together (short_runs). */
+ * applied together (short_runs: one aligned stream for a group's several channels). */
 #define FB_BLOCK_MIN_RUN 8
-#define FB_SHORT_RUN 128
+#define FB_SHORT_RUN 256
 #define FB_BLOCK_SMALL 128
 #define FB_BLOCK_GROUP 1024
 #define FB_GROUP_BLOCK 16384

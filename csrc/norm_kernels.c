@@ -25,13 +25,14 @@
 #define FB_CHUNK_ELEMS 262144   /* elements of a task's samples (outer indices) at least        */
 /* Contiguous groups (mid == 1) of channel runs of FB_BLOCK_MIN_RUN values or more are taken in
  * blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at most
- * FB_BLOCK_SMALL values in both passes, the forward's also up to FB_BLOCK_GROUP values where the
- * runs have FB_SLAB_MIN values or more.  Elsewhere a group's runs under FB_SHORT_RUN values are
+ * FB_BLOCK_SMALL values in both passes, and where the runs have FB_SLAB_MIN values or more, up to
+ * FB_BLOCK_GROUP values (forward) and FB_BWD_BLOCK_GROUP (backward).  Elsewhere a group's runs under FB_SHORT_RUN values are
  * applied together (short_runs: one aligned stream for a group's several channels). */
 #define FB_BLOCK_MIN_RUN 8
 #define FB_SHORT_RUN 256
 #define FB_BLOCK_SMALL 128
 #define FB_BLOCK_GROUP 1024
+#define FB_BWD_BLOCK_GROUP 512
 #define FB_GROUP_BLOCK 16384
 #define FB_BLOCK_GROUPS 256
 #define FB_BLOCK_RUN 64         /* a block's runs of this many values or more: applied run by run */
@@ -92,7 +93,7 @@ static fb_norm_plan fb_norm_plan_make(const fb_norm_view *v)
     p.blocked = v->mid == 1 && v->inner >= FB_BLOCK_MIN_RUN && p.L > 0 &&
                 p.L <= (v->inner < FB_SLAB_MIN ? FB_BLOCK_SMALL : FB_BLOCK_GROUP);
     p.elementwise = v->inner < FB_SLAB_MIN && !p.blocked;
-    p.bwd_blocked = p.blocked && p.L <= FB_BLOCK_SMALL;
+    p.bwd_blocked = p.blocked && p.L <= FB_BWD_BLOCK_GROUP;
     p.GB = p.blocked ? FB_GROUP_BLOCK / p.L : 1;
     if (p.GB > FB_BLOCK_GROUPS) p.GB = FB_BLOCK_GROUPS;
     if (p.GB > v->G) p.GB = v->G > 0 ? v->G : 1;

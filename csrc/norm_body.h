@@ -1221,11 +1221,11 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
     const S *gb = NULL;
     if (p->v.Cg == 1) {
         double t1[FB_BLOCK_GROUPS], t2[FB_BLOCK_GROUPS], mu[FB_BLOCK_GROUPS];
-        for (int64_t g = g0; g < g1; g++) {   /* group_dy's, but called only to mask */
-            const S *gg = k->gbuf ? FN(group_dy)(k, o * p->per_outer + g * p->L) : NULL;
-            if (g == g0) gb = k->gbuf ? gg : k->dy + o * p->per_outer + g0 * p->L;
+        for (int64_t g = g0; g < g1; g++) {
+            if (k->gbuf) FN(group_dy)(k, o * p->per_outer + g * p->L);   /* masks dy into gbuf */
             mu[g - g0] = k->centered ? k->mean[o * p->v.G + g] : 0.0;
         }
+        gb = (k->gbuf ? k->gbuf : k->dy) + o * p->per_outer + g0 * p->L;   /* group_dy's */
         const S *xb = k->x + o * p->per_outer + g0 * p->L;
 #ifdef FB_VD_LOAD_T_HEAD
         if (p->L < FB_TOTALS_RUN)   /* chan_grad_totals' bits (one run a group: run_totals') */

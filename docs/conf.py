@@ -25,7 +25,7 @@ extensions = [
     "numpydoc",
 ]
 # The performance report is Markdown (written by the benchmark), read by the directive below.
-exclude_patterns = ["_build", "_templates", "benchmark-report.md"]
+exclude_patterns = ["_build", "_templates", "benchmark-report*.md"]
 templates_path = ["_templates"]
 html_theme = "alabaster"
 html_title = f"fastbn {release}"

@@ -1161,11 +1161,12 @@ static FN(chan_rule) FN(group_grad_rule)(const FN(bwd_ctx) *k, int64_t o, int64_
         return FN(grad_rule)(k, o, g, coef[0], coef[2]);
     }
 #ifdef FB_VD_LOAD_T_HEAD
-    if (p->v.mid == 1 && p->v.inner < FB_TOTALS_RUN) {   /* chan_grad_totals' bits, 32 at once */
-        double mus[32], u1[32], u2[32];
-        for (int j = 0; j < 32; j++) mus[j] = mu;
-        for (int64_t c1 = 0; c1 < Cg; c1 += 32) {
-            const int64_t m = Cg - c1 < 32 ? Cg - c1 : 32;
+    if (p->v.mid == 1 && p->v.inner < FB_TOTALS_RUN) {   /* chan_grad_totals' bits */
+        enum { NC = 32 };   /* channels whose totals are taken together */
+        double mus[NC], u1[NC], u2[NC];
+        for (int j = 0; j < NC; j++) mus[j] = mu;
+        for (int64_t c1 = 0; c1 < Cg; c1 += NC) {
+            const int64_t m = Cg - c1 < NC ? Cg - c1 : NC;
             FN(runs_pair_totals)(xb + c1 * p->v.inner, gb + c1 * p->v.inner, 1, p->v.inner, m,
                                  mus, u1, u2, ahead);
             for (int64_t j = 0; j < m; j++) {

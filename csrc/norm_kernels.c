@@ -26,8 +26,9 @@
 /* Contiguous groups (mid == 1) of channel runs of FB_BLOCK_MIN_RUN values or more are taken in
  * blocks of at most FB_GROUP_BLOCK values and FB_BLOCK_GROUPS groups: groups of at most
  * FB_BLOCK_SMALL values in both passes, and where the runs have FB_SLAB_MIN values or more, up to
- * FB_BLOCK_GROUP values (forward) and FB_BWD_BLOCK_GROUP (backward).  Elsewhere a group's runs under FB_SHORT_RUN values are
- * applied together (short_runs: one aligned stream for a group's several channels). */
+ * FB_BLOCK_GROUP values (forward) and FB_BWD_BLOCK_GROUP (backward).  Elsewhere a group's runs
+ * under FB_SHORT_RUN values are applied together (short_runs: one aligned stream for a group's
+ * several channels). */
 #define FB_BLOCK_MIN_RUN 8
 #define FB_SHORT_RUN 256
 #define FB_BLOCK_SMALL 128

@@ -42,9 +42,9 @@
 #define FB_COLS_MIN_MID 16      /* elementwise groups of this many runs take the columns layout */
 #define FB_COLS_ROWS 1024       /* columns layout: rows per shifted-sum segment of a column      */
 #define FB_COLS_SPAN 1024       /* columns layout: elements per apply call (whole rows, >= one)  */
-/* layer / RMS norm backward: samples whose gradient sums share one pass (two where 32 vector
- * registers hold both samples' lanes) */
-#define FB_GRAD_ROWS (FB_VD_W >= 8 ? 2 : 1)
+/* layer / RMS norm backward: samples whose gradient sums share one pass (two with AVX-512 and
+ * AVX2, whose 16 registers do not hold both samples' lanes but the pairs measured faster) */
+#define FB_GRAD_ROWS (FB_VD_W >= 4 ? 2 : 1)
 /* layer / RMS norm backward, rows taken in pairs: the sums prefetch FB_GRAD_AHEAD bytes ahead,
  * rows of FB_PF_L2_ROW bytes or more twice that, or the next pair where it is further but at
  * most FB_GRAD_PAIR_AHEAD bytes on; their apply the next pair's rows; into L2 */

@@ -118,6 +118,28 @@ def test_sync_on_one_rank_is_batch_norm_bitwise(rng, shape, axis, dtype, affine)
                    fastbn.batch_norm_backward(dy, x, fused.mean, fused.invstd, g, axis=axis))
 
 
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("shape, axis", LAYOUT_PARAMS[:3], ids=LAYOUT_IDS[:3])
+def test_sync_of_half_tensors_on_one_rank_is_batch_norm_bitwise(rng, shape, axis, half):
+    # float16 / bfloat16 shards: per-channel arrays float32, as batch norm takes and returns them
+    dtype = np.dtype(half) if half == "float16" else pytest.importorskip("ml_dtypes").bfloat16
+    comm = ThreadComm.group(1)[0]
+    C = shape[axis]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    g, b = rng.standard_normal(C).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    rm2, rv2 = rm.copy(), rv.copy()
+    fused = fastbn.batch_norm_train(x, g, b, axis=axis, running_mean=rm, running_var=rv)
+    sync = sync_batch_norm_train(x, g, b, comm=comm, axis=axis, running_mean=rm2, running_var=rv2)
+    assert [a.dtype for a in sync] == [np.dtype(dtype), np.float32, np.float32]
+    assert_bitwise(sync, fused)
+    assert_bitwise((rm2, rv2), (rm, rv))
+    grads = sync_batch_norm_backward(dy, x, sync.mean, sync.invstd, g, comm=comm, axis=axis)
+    assert [a.dtype for a in grads] == [np.dtype(dtype), np.float32, np.float32]
+    assert_bitwise(grads, fastbn.batch_norm_backward(dy, x, fused.mean, fused.invstd, g, axis=axis))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sync_on_comm_self_is_batch_norm_bitwise(rng, dtype):
     MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py not installed (pip install mpi4py mpich)")
@@ -450,6 +472,8 @@ TRAIN_MISMATCHES = {
                  "x: rank 2 has 5 channels, rank 0 has 3"),
     "dtype": ({1: (x_nchw(np.float32), 1)}, TypeError,
               "x: rank 1 has dtype float32, rank 0 has float64"),
+    "half-dtype": ({3: (x_nchw(np.float16), 1)}, TypeError,
+                   "x: rank 3 has dtype float16, rank 0 has float64"),
     "axis": ({1: (x_nchw(shape=(2, 4, 5, 3)), -1)}, ValueError,
              "axis: rank 1 has channel axis 3 of a 4-d x, rank 0 has axis 1 of a 4-d x"),
     "ndim": ({3: (x_nchw(shape=(6, 3)), 1)}, ValueError,
@@ -466,7 +490,8 @@ def test_a_rank_that_disagrees_makes_every_rank_raise_and_nothing_is_written(kin
         x, axis = odd.get(r, (x_nchw(), 1))
         C = x.shape[axis]
         out = np.full_like(x, 7.0)
-        rm, rv = np.full(C, 7.0, x.dtype), np.full(C, 7.0, x.dtype)
+        pdtype = np.float32 if x.dtype == np.float16 else x.dtype   # a half x's are float32
+        rm, rv = np.full(C, 7.0, pdtype), np.full(C, 7.0, pdtype)
         written.append((out, rm, rv))
         sync_batch_norm_train(x, comm=comm, axis=axis, out=out, running_mean=rm, running_var=rv)
 

@@ -394,7 +394,8 @@ cdef inline int _params_type(int t) noexcept:
 cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint contiguous,
                         bint writeable):
     """a is a plain 1-d ndarray of type t, native byte order and length C (or None when
-    optional)."""
+    optional); one that is written has distinct elements (a zero stride: the slow path's
+    ValueError)."""
     if a is None:
         return optional
     if type(a) is not cnp.ndarray:
@@ -404,7 +405,8 @@ cdef bint _plain_vector(object a, int t, Py_ssize_t C, bint optional, bint conti
             and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_NDIM(arr) == 1
             and cnp.PyArray_DIM(arr, 0) == C
             and (not contiguous or cnp.PyArray_IS_C_CONTIGUOUS(arr))
-            and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
+            and (not writeable or (cnp.PyArray_ISWRITEABLE(arr)
+                                   and (C <= 1 or cnp.PyArray_STRIDE(arr, 0) != 0))))
 
 
 cdef bint _plain_shaped(object a, int nd, const cnp.npy_intp *dims, int t):

@@ -15,10 +15,11 @@ from fastbn._util import byte_extent, extent_overlaps, same_view  # noqa: F401 (
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BATCH_LAYOUT = " (batch, channels, ...)"   # what batch norm's x holds, for input_array's message
 _TooHardError = getattr(np, "exceptions", np).TooHardError
+MAX_DIM = int(np.iinfo(np.intp).max)   # the largest length NumPy can give an axis
 
 
-def integer(value, name, minimum=None):
-    """``value`` as a Python int (bools rejected), at least ``minimum``."""
+def integer(value, name, minimum=None, maximum=None):
+    """``value`` as a Python int (bools rejected), at least ``minimum``, at most ``maximum``."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an integer, got a bool")
     try:
@@ -27,6 +28,8 @@ def integer(value, name, minimum=None):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an integer <= {maximum}, got {value}")
     return value
 
 
@@ -45,10 +48,18 @@ def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     return value
 
 
+def not_masked(a, name):
+    """Raise TypeError for a masked array: the kernels would read its data and ignore its mask."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name}: expected an ndarray, got a masked array (its mask would be "
+                        "ignored; pass a.filled(value) or a.data)")
+
+
 def float_array(a, name, half=False):
     """``a`` as a float32 or float64 ndarray (or, with ``half``, float16 or bfloat16); other
     dtypes are a TypeError, never cast.  bfloat16 without ml_dtypes: a TypeError saying so."""
     expected = _half.EXPECTED if half else "float32 or float64"
+    not_masked(a, name)
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
@@ -91,12 +102,13 @@ def normalize_axis(axis, ndim, name="axis"):
     return axis % ndim
 
 
-def vector(v, name, length, dtype, *, inplace=False):
+def vector(v, name, length, dtype, *, inplace=False, of="x"):
     """A 1-d array of ``length`` elements of ``dtype``.
 
     Array-likes that are not ndarrays are converted, unless ``inplace`` (a buffer that is updated
     in place must be an ndarray and writeable).  An ndarray of another dtype is a TypeError.
     """
+    not_masked(v, name)
     if not isinstance(v, np.ndarray):
         if inplace:
             raise TypeError(f"{name}: expected a writeable numpy array (it is updated in place), "
@@ -105,17 +117,20 @@ def vector(v, name, length, dtype, *, inplace=False):
             v = np.asarray(v, dtype=dtype)
         except (ValueError, TypeError) as e:
             raise TypeError(f"{name}: expected a 1-d array of {length} numbers ({e})") from None
-    same_dtype(v, name, dtype)
+    same_dtype(v, name, dtype, of)
     if v.shape != (length,):
         raise ValueError(f"{name}: expected shape ({length},) (one value per channel), got {v.shape}")
     if inplace and not v.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array (it is updated in place), "
                          "got a read-only one")
+    if inplace:
+        distinct_elements(v, name)
     return v
 
 
 def output(out, name, shape, dtype):
     """Check a caller-provided output array."""
+    not_masked(out, name)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
@@ -124,7 +139,41 @@ def output(out, name, shape, dtype):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array, got a read-only one")
+    distinct_elements(out, name)
     return out
+
+
+# the largest array whose element offsets distinct_elements lists to decide exactly
+_EXACT_OVERLAP_ELEMENTS = 1 << 22
+
+
+def distinct_elements(a, name):
+    """Raise ValueError if two elements of ``a`` (an array that will be written) share a byte,
+    as a zero stride makes them (``as_strided``): each would receive several results.
+
+    Strides sorted by size, each spanning the dimensions below it, prove the elements apart;
+    other layouts are decided by listing their byte offsets (up to 2**22 elements; beyond,
+    such an interleaving is rejected)."""
+    if a.size <= 1 or a.flags.c_contiguous or a.flags.f_contiguous:
+        return
+    dims = sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1)
+    reach = a.itemsize   # bytes spanned by the dimensions taken so far
+    for s, n in dims:
+        if s < reach:
+            break
+        reach = s * (n - 1) + reach
+    else:
+        return
+    if a.size <= _EXACT_OVERLAP_ELEMENTS:
+        offsets = np.zeros(1, np.int64)
+        for s, n in dims:
+            offsets = (offsets[:, None] + s * np.arange(n, dtype=np.int64)).reshape(-1)
+        offsets.sort()
+        if np.all(np.diff(offsets) >= a.itemsize):
+            return
+    raise ValueError(f"{name}: its elements overlap in memory (a zero or too small stride: "
+                     f"strides {a.strides} for shape {a.shape}), so one element would receive "
+                     "several results; expected an array whose elements are distinct")
 
 
 def no_overlap(written, others):
@@ -191,7 +240,7 @@ def float_array_any_order(a, name, half=False):
 
     Returns the ndarray as given (not converted), so that overlap checks see the caller's memory.
     """
-    if isinstance(a, np.ndarray) and native_dtype(a.dtype) in FLOAT_DTYPES:
+    if type(a) is np.ndarray and native_dtype(a.dtype) in FLOAT_DTYPES:
         return a
     return float_array(a, name, half)
 

@@ -49,6 +49,9 @@ def _nd(a):
     return a if isinstance(a, np.ndarray) else None
 
 
+_MAX_COUNT = 2.0 ** 53   # counts are float64 here and int64 in C: every whole one up to here
+
+
 def _count(count, name, C, minimum):
     """``count`` (a number, or one per channel, all equal, as :func:`merge_stats` returns it)
     as a Python float: a whole number >= ``minimum``."""
@@ -66,8 +69,8 @@ def _count(count, name, C, minimum):
     if not np.all(a == n):
         raise ValueError(f"{name}: expected the same count for every channel, got {a.min():g} "
                          f"to {a.max():g}")
-    if not (np.isfinite(n) and n == np.floor(n) and n >= minimum):
-        raise ValueError(f"{name}: expected a whole number >= {minimum}, got {n!r}")
+    if not (np.isfinite(n) and n == np.floor(n) and minimum <= n <= _MAX_COUNT):
+        raise ValueError(f"{name}: expected a whole number >= {minimum} and <= 2**53, got {n!r}")
     return n
 
 
@@ -312,10 +315,10 @@ def update_running_stats(running_mean, running_var, count, mean, m2, *, momentum
     dtype, C = first.dtype, first.shape[0]
     rm = rv = None
     if running_mean is not None:
-        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True)
+        rm = v.vector(running_mean, "running_mean", C, dtype, inplace=True, of=name)
     if running_var is not None:
         v.require_native(running_var, "running_var")
-        rv = v.vector(running_var, "running_var", C, dtype, inplace=True)
+        rv = v.vector(running_var, "running_var", C, dtype, inplace=True, of=name)
         if rm is not None and np.shares_memory(rm, rv):
             raise ValueError("running_var: must not share memory with running_mean")
     n = _count(count, "count", C, 2)

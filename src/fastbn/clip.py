@@ -44,7 +44,10 @@ def _elements(grads, name):
 
 def _flat(a):
     """(1-d single-stride array over a's elements in C order, in native byte order, whether it
-    is a copy).  A byte-swapped array is always copied: the kernels read native floats only."""
+    is a copy).  A byte-swapped array is always copied: the kernels read native floats only.
+    A subclass is taken as a plain view of its memory (np.matrix stays 2-d when reshaped)."""
+    if type(a) is not np.ndarray:
+        a = a.view(np.ndarray)
     if not a.dtype.isnative:
         return np.ascontiguousarray(a, dtype=v.native_dtype(a.dtype)).reshape(-1), True
     if a.flags.c_contiguous and a.flags.aligned:   # the kernels read elements as T: aligned
@@ -64,6 +67,7 @@ def _prepare(grads, name, inplace):
     items = _elements(grads, name)
     arrays = []
     for label, a in items:
+        v.not_masked(a, label)
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{label}: expected a numpy ndarray, got {type(a).__name__}")
         native = v.native_dtype(a.dtype)
@@ -72,6 +76,8 @@ def _prepare(grads, name, inplace):
         if inplace and not a.flags.writeable:
             raise ValueError(f"{label}: expected a writeable array (it is updated in place), "
                              "got a read-only one")
+        if inplace:
+            v.distinct_elements(a, label)
         arrays.append(a)
     if inplace:
         v.disjoint([(label, a) for (label, _), a in zip(items, arrays)])
@@ -357,6 +363,7 @@ def clip_by_norm(grad, max_norm, *, out=None):
 
 
 def _check_out(out, grad, dtype):
+    v.not_masked(out, "out")
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a numpy ndarray, got {type(out).__name__}")
     if v.native_dtype(out.dtype) != dtype:
@@ -365,5 +372,6 @@ def _check_out(out, grad, dtype):
         raise ValueError(f"out: expected shape {grad.shape} (the shape of grad), got {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out: expected a writeable array, got a read-only one")
+    v.distinct_elements(out, "out")
     if not v.same_view(out, grad):
         v.no_overlap([("out", out)], [("grad", grad)])

@@ -78,8 +78,16 @@ _NAME_WORDS = 2
 _HEADER = 6 + _NAME_WORDS
 _CALLS = {"sync_batch_norm_train": 1, "sync_batch_norm_backward": 2}
 _CALL_NAMES = {code: name for name, code in _CALLS.items()}
-_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
-_DTYPE_NAMES = {code: dt.name for dt, code in _DTYPES.items()}
+_DTYPE_NAMES = {1: "float32", 2: "float64", 3: "float16", 4: "bfloat16"}
+
+
+def _dtype_code(dtype):
+    """The header's code of a validated dtype of x (native byte order)."""
+    if dtype == np.float32:
+        return 1
+    if dtype == np.float64:
+        return 2
+    return 3 if dtype == np.float16 else 4   # the other half type: bfloat16
 _ERRORS = {TypeError: 1, ValueError: 2}   # any other exception: 3, a RuntimeError elsewhere
 _ERROR_TYPES = {1: TypeError, 2: ValueError, 3: RuntimeError}
 
@@ -107,7 +115,7 @@ def _agree(comm, call, error=None, C=0, dtype=None, axis=0, ndim=0):
     if error is not None:
         header = _error_header(call, error)
     else:
-        header = np.array([0, _CALLS[call], C, _DTYPES[np.dtype(dtype)], axis, ndim]
+        header = np.array([0, _CALLS[call], C, _dtype_code(dtype), axis, ndim]
                           + [0] * _NAME_WORDS, np.int64)
     gathered = _allgather(comm, header, np.int64)
     if error is not None:
@@ -151,10 +159,10 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
 
     Parameters
     ----------
-    x : ndarray of float32 or float64, ndim >= 2
+    x : ndarray of float32, float64, float16 or bfloat16, ndim >= 2
         The local shard (any strides, either byte order; may have 0 rows).
     gamma, beta : array_like, shape (C,), optional
-        Scale and shift (dtype of ``x``), the same on every process.
+        Scale and shift (dtype of ``x``; float32 for the half types), the same on every process.
     comm : mpi4py.MPI.Comm
         The processes that share the batch (keyword only, required).
     axis : int, default 1
@@ -226,7 +234,8 @@ def sync_batch_norm_train(x, gamma=None, beta=None, *, comm, axis=1, eps=1e-5, r
     if (rm is not None or rv is not None) and C:
         stats = np.stack([mean, m2 / n, invstd])
         _update_running(rm, rv, stats, int(n), momentum, who="sync_batch_norm_train")
-    return BatchNormResult(y, mean.astype(dtype), invstd.astype(dtype))
+    pdtype = v.param_dtype(dtype)
+    return BatchNormResult(y, mean.astype(pdtype), invstd.astype(pdtype))
 
 
 def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, out=None):
@@ -234,9 +243,9 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
 
     Parameters
     ----------
-    dy, x : ndarray of float32 or float64
+    dy, x : ndarray of float32, float64, float16 or bfloat16
         This process's shard of the output gradient and of the forward's input (same shape and
-        dtype; may have 0 rows).
+        dtype; may have 0 rows).  The per-channel arrays of the half types are float32.
     mean, invstd : array_like, shape (C,)
         As returned by :func:`sync_batch_norm_train` (the global statistics).
     gamma : array_like, shape (C,), optional
@@ -280,7 +289,7 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
     _check_comm(comm)
     try:   # checked here, raised after the header exchange (on every rank)
         x, dy, axis, dtype, outer, C, inner, m, s = _parts._grad_inputs(dy, x, mean, invstd, axis)
-        g = v.optional_vector_any_order(gamma, "gamma", C, dtype)
+        g = v.optional_vector_any_order(gamma, "gamma", C, v.param_dtype(dtype))
         if out is not None:
             v.output_any_order(out, "out", x.shape, dtype)
         in_place = out is not None and v.same_view(out, dy)
@@ -303,7 +312,8 @@ def sync_batch_norm_backward(dy, x, mean, invstd, gamma=None, *, comm, axis=1, o
         raise ValueError(f"x: expected a non-empty batch over all processes, got local shape "
                          f"{x.shape} and 0 values per channel in total")
     dx = _parts._grad_apply(dy, x, dtype, outer, C, inner, m, s, g, sdy, sdxmu, n, out)
-    return BatchNormGrads(dx, (sdxmu * s).astype(dtype), sdy.astype(dtype))
+    pdtype = v.param_dtype(dtype)
+    return BatchNormGrads(dx, (sdxmu * s).astype(pdtype), sdy.astype(pdtype))
 
 
 class SyncBatchNorm(BatchNorm):

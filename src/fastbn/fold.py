@@ -18,7 +18,11 @@ __all__ = ["fold_batch_norm"]
 
 def _floating(a, name):
     """``a`` as an ndarray of a floating dtype (float16/32/64 or bfloat16); an array-like of
-    numbers is converted to float64; another dtype is a TypeError."""
+    numbers is converted to float64; another dtype is a TypeError.  A subclass (np.matrix,
+    whose * is a matrix product) as a plain view; a masked array is a TypeError."""
+    v.not_masked(a, name)
+    if type(a) is not np.ndarray and isinstance(a, np.ndarray):
+        a = a.view(np.ndarray)
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a, dtype=np.float64)

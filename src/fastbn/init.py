@@ -159,15 +159,17 @@ def _target(shape, dtype, out):
 
 def _deliver(buf, out):
     if out is not None and buf is not out:
-        np.copyto(out, buf)
+        if not v.same_view(buf, out):
+            np.copyto(out, buf)
         return out
     return buf
 
 
 def _buffer(shape, dtype, out):
-    """Where the kernel writes: ``out`` itself if it is C-contiguous and native, else a new array."""
+    """Where the kernel writes: ``out`` itself if it is C-contiguous and native (a subclass, such
+    as np.matrix, as a plain view of it), else a new array."""
     if out is not None and v.kernel_ready(out):
-        return out
+        return out if type(out) is np.ndarray else out.view(np.ndarray)
     return np.empty(shape, dtype=dtype)
 
 
@@ -419,8 +421,8 @@ def normal(shape, mean=0.0, std=1.0, *, dtype=np.float32, rng=None, out=None):
     """Normal N(mean, std**2), by the Box-Muller transform computed in ``dtype``.
 
     The radius uses 32 (float32) or 53 (float64) random bits, so values reach 6.66 (float32,
-    float16, bfloat16) or 8.57 (float64) standard deviations; for the half types that reach must
-    stay within the dtype's range.
+    float16, bfloat16) or 8.57 (float64) standard deviations; that reach from ``mean`` must stay
+    within the dtype's range (else a ValueError).
 
     Examples
     --------
@@ -437,14 +439,17 @@ def normal(shape, mean=0.0, std=1.0, *, dtype=np.float32, rng=None, out=None):
         raise ValueError(f"mean: expected a finite number, got {mean!r}")
     if not (0.0 <= std < math.inf):
         raise ValueError(f"std: expected a finite number >= 0, got {std!r}")
-    if dtype not in v.FLOAT_DTYPES and not _finite_in(abs(mean) + _REACH32 * std, dtype):
-        raise ValueError(f"std: values up to {_REACH32} std from the mean overflow {dtype} "
+    reach = _REACH64 if dtype == np.float64 else _REACH32
+    if not _finite_in(abs(mean) + reach * std, dtype):
+        raise ValueError(f"std: values up to {reach} std from the mean overflow {dtype} "
                          f"(mean={mean!r}, std={std!r})")
     return _fill("normal", (mean, std), shape, dtype, rng, out)
 
 
-# The largest |z| of the float32 Box-Muller stream, sqrt(-2 log 2^-32) = 6.6604 (rounded up).
+# The largest |z| of the float32 Box-Muller stream, sqrt(-2 log 2^-32) = 6.6604 (rounded up),
+# and of the float64 one, sqrt(-2 log 2^-53) = 8.5712
 _REACH32 = 6.67
+_REACH64 = 8.58
 
 
 def _phi_parts(a, b):

@@ -123,7 +123,7 @@ class BatchNorm:
 
     def __init__(self, num_features, *, axis=1, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=np.float32, relu=False):
-        self.num_features = v.integer(num_features, "num_features", minimum=1)
+        self.num_features = v.integer(num_features, "num_features", minimum=1, maximum=v.MAX_DIM)
         self.axis = v.integer(axis, "axis")
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.momentum = None if momentum is None else v.real(momentum, "momentum", lo=0.0, hi=1.0)
@@ -481,7 +481,7 @@ def _layer_dtype(dtype):
 def _shape(value, name):
     """``value`` (an int or a sequence of ints, each >= 1) as a tuple."""
     items = value if isinstance(value, (tuple, list)) else (value,)
-    shape = tuple(v.integer(d, name, minimum=1) for d in items)
+    shape = tuple(v.integer(d, name, minimum=1, maximum=v.MAX_DIM) for d in items)
     if not shape:
         raise ValueError(f"{name}: expected at least one dimension, got ()")
     return shape
@@ -731,8 +731,8 @@ class GroupNorm(_NormLayer):
 
     def __init__(self, num_groups, num_channels, *, axis=1, eps=1e-5, affine=True,
                  dtype=np.float32, relu=False):
-        self.num_groups = v.integer(num_groups, "num_groups", minimum=1)
-        self.num_channels = v.integer(num_channels, "num_channels", minimum=1)
+        self.num_groups = v.integer(num_groups, "num_groups", minimum=1, maximum=v.MAX_DIM)
+        self.num_channels = v.integer(num_channels, "num_channels", minimum=1, maximum=v.MAX_DIM)
         if self.num_channels % self.num_groups:
             raise ValueError(f"num_groups: expected a divisor of num_channels "
                              f"{self.num_channels}, got {self.num_groups}")
@@ -807,7 +807,7 @@ class InstanceNorm(GroupNorm):
 
     def __init__(self, num_features, *, axis=1, eps=1e-5, affine=False, dtype=np.float32,
                  relu=False):
-        self.num_features = v.integer(num_features, "num_features", minimum=1)
+        self.num_features = v.integer(num_features, "num_features", minimum=1, maximum=v.MAX_DIM)
         self._init_common(axis, eps, affine, dtype, self.num_features, relu)
 
     def _channels(self):

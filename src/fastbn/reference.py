@@ -878,12 +878,17 @@ def _half_twin(fn):
                     None)
         if half is None:
             return fn(*args, **kw)
-        out = kw.pop("out", None)
+        out, dres = kw.pop("out", None), kw.pop("dresidual", None)
 
         def up(a):
             return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == half else a
 
-        res = fn(*map(up, args), **{k: up(a) for k, a in kw.items()})
+        kw = {k: up(a) for k, a in kw.items()}
+        if dres is not None:   # the masked dy: values of dy or zeros, exact in the half dtype
+            kw["dresidual"] = np.empty(dres.shape, np.float64)
+        res = fn(*map(up, args), **kw)
+        if dres is not None:
+            dres[...] = kw["dresidual"].astype(half)
         if isinstance(res, np.ndarray):
             res = res.astype(half)
             first = res

@@ -200,6 +200,16 @@ def test_a_count_beyond_float64_integers_is_named(count):
     assert (rm == SENTINEL).all()
 
 
+def test_shard_counts_beyond_float64_integers_are_named():
+    # Chan's merge of such counts loses the counts' own digits (and gave m2 = NaN at 1e300)
+    with pytest.raises(ValueError, match="^counts: expected whole numbers >= 0 and <= 2\\*\\*53"):
+        fastbn.merge_stats(np.full((2, 1), 1e300), np.ones((2, 1)), np.ones((2, 1)))
+    count, mean, m2 = fastbn.merge_stats(np.full((2, 1), 2.0**52), np.array([[1.0], [3.0]]),
+                                         np.ones((2, 1)))
+    assert count[0] == 2.0**53 and mean[0] == 2.0
+    assert m2[0] == pytest.approx(2.0 + 2.0**53, rel=1e-15)   # 2 + 2**53: two roundings apart
+
+
 def test_a_layer_size_beyond_any_array_is_named():
     with pytest.raises(ValueError, match="^num_features: expected an integer <="):
         fastbn.BatchNorm(2**70)

@@ -155,7 +155,7 @@ def merge_stats(counts, means, m2s):
     ----------
     counts, means, m2s : array_like, shape (shards, C)
         As returned by :func:`batch_norm_stats`, one row per shard (converted to float64).
-        ``counts`` are whole numbers >= 0.
+        ``counts`` are whole numbers >= 0 (and at most 2**53, float64's last exact one).
 
     Returns
     -------
@@ -182,8 +182,8 @@ def merge_stats(counts, means, m2s):
     counts = _shard_array(counts, "counts")
     means = _shard_array(means, "means", counts.shape)
     m2s = _shard_array(m2s, "m2s", counts.shape)
-    if not np.all((counts >= 0) & (counts == np.floor(counts)) & np.isfinite(counts)):
-        raise ValueError("counts: expected whole numbers >= 0")
+    if not np.all((counts >= 0) & (counts == np.floor(counts)) & (counts <= _MAX_COUNT)):
+        raise ValueError("counts: expected whole numbers >= 0 and <= 2**53")
     n, mean, m2 = (np.zeros(counts.shape[1]) for _ in range(3))
     with np.errstate(invalid="ignore", divide="ignore"):   # the skipped lanes only
         for nk, mk, qk in zip(counts, means, m2s):

@@ -49,7 +49,8 @@ def _ln_stats():
 
 # (id, argument named in the error, call given the self-overlapping array)
 OVERLAPPING = [
-    ("bn-train-out", "out", lambda a: fastbn.batch_norm_train(X, out=a), lambda: rows_alias(X.shape)),
+    ("bn-train-out", "out", lambda a: fastbn.batch_norm_train(X, out=a),
+     lambda: rows_alias(X.shape)),
     ("bn-train-running_mean", "running_mean",
      lambda a: fastbn.batch_norm_train(X, running_mean=a), lambda: zero_stride(3)),
     ("bn-train-running_var", "running_var",
@@ -134,6 +135,13 @@ def test_a_masked_array_is_a_type_error_naming_it(name, call):
     with pytest.raises(TypeError, match="^" + re.escape(name) + ": expected an ndarray, got a "
                                         "masked array"):
         call()
+
+
+def test_a_byte_swapped_memmap_is_read_as_a_plain_array(tmp_path):
+    mm = np.memmap(tmp_path / "x", dtype=">f4", mode="w+", shape=X.shape)
+    mm[...] = X
+    for got, want in zip(fastbn.batch_norm_train(mm), fastbn.batch_norm_train(X)):
+        assert type(got) is np.ndarray and got.tobytes() == want.tobytes()
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")

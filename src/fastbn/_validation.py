@@ -240,7 +240,8 @@ def float_array_any_order(a, name, half=False):
 
     Returns the ndarray as given (not converted), so that overlap checks see the caller's memory.
     """
-    if type(a) is np.ndarray and native_dtype(a.dtype) in FLOAT_DTYPES:
+    if isinstance(a, np.ndarray) and native_dtype(a.dtype) in FLOAT_DTYPES:
+        not_masked(a, name)
         return a
     return float_array(a, name, half)
 

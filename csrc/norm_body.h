@@ -589,7 +589,7 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
                 const S *xc = xr + c * inner;   /* yc may be xc (in place) */
                 S *yc = yr + c * inner;
                 for (int64_t i = 0; i < inner; i++)
-                    yc[i] = FB_ST64(((double)FB_LD(xc[i]) - mu) * sc + b);
+                    yc[i] = FB_ST64(fb_nan1(((double)FB_LD(xc[i]) - mu) * sc + b));
             }
         }
     }
@@ -778,7 +778,7 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
         S *yr = ys + m * V;
         for (int64_t v = 0; v < V; v++) {
             const double t = ((double)FB_LD(xr[v]) - em[v]) * es[v] + ec[v];
-            yr[v] = FB_ST64(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t);
+            yr[v] = FB_ST64(fb_nan1(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t));
         }
     }
 }
@@ -1085,8 +1085,8 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
             for (int64_t m = 0; m < mid; m++)
                 for (int64_t e = e0; e < e0 + w; e++) {
                     const int64_t at = m * stride + e;
-                    db[at] = FB_ST64((double)FB_LD(gb[at]) * tgd[e - e0] +
-                                 (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2]));
+                    db[at] = FB_ST64(fb_nan1((double)FB_LD(gb[at]) * tgd[e - e0] +
+                                         (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2])));
                 }
             continue;
         }

@@ -384,3 +384,28 @@ def test_float32_short_channel_runs_redo_each_value_with_its_own_channel():
     dx = fastbn.group_norm_backward(dy, x, mean, invstd, 2, gamma)[0]
     assert np.all(np.isfinite(dx))
     check_backward_bound(norm, dy, x, dx, gamma, kw, 1e-5, (mean, invstd))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("L", [1, 2, 3, 7, 8, 9])
+def test_every_nan_of_y_and_dx_is_the_positive_quiet_nan(dtype, L, isa):
+    """Whatever made it: a NaN input of either sign, or an infinity in a group, whose statistics
+    are then NaN and whose channel's gamma is negative (short runs take the float64 formula)."""
+    quiet = np.array(np.nan, dtype).tobytes()
+    for bad in (np.inf, -np.inf, np.nan, -np.nan):
+        x = np.ones((2, 3, L), dtype) * np.arange(1, L + 1, dtype=dtype)
+        x[0, 1, 0] = bad
+        g = np.array([1.0, -1.0, -2.0], np.float32 if dtype == np.float16 else dtype)
+        dy = np.ones_like(x)
+        outs = []
+        for fwd, bwd in ((lambda: fastbn.instance_norm(x, g),
+                          lambda m, s: fastbn.instance_norm_backward(dy, x, m, s, g)),
+                         (lambda: fastbn.group_norm(x, 1, g),
+                          lambda m, s: fastbn.group_norm_backward(dy, x, m, s, 1, g))):
+            y, m, s = fwd()
+            outs += [y, m, s, *bwd(m, s)]
+        ln = fastbn.layer_norm(x.reshape(6, L), g[0] * np.ones(L, g.dtype))
+        outs += [ln[0], fastbn.rms_norm(x.reshape(6, L), -np.ones(L, g.dtype))[0]]
+        assert any(np.isnan(a).any() for a in outs)
+        for a in outs:
+            assert {v.tobytes() for v in a[np.isnan(a)]} <= {np.array(np.nan, a.dtype).tobytes()}

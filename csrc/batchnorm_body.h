@@ -42,39 +42,6 @@
 #define T FB_T
 #define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
-/* ---- statistics finish: far from zero, a second pass -------------------------------------- */
-
-/* Merging parts (Chan) adds delta^2 * w for delta = (part mean) - (running mean), and each of
- * those means was rounded to float64: an absolute error of ~u |mean| in delta, which is a relative
- * error of ~4u |mean| / sd in M2 (2.5e-9 for mean 1e4, sd 1e-3).  Where that could pass 1e-13
- * (|mean| / sd > ~56) the channel is read once more with the merged mean as the shift: x - k is
- * then exact (within a factor 2 of k), mean += S1/n, M2 = S2 - S1^2/n, summed in blocks of FB_SEG
- * values -- (FB_SEG + n/FB_SEG) u relative at worst.  Data near zero never take it, so their bits
- * are unchanged; a constant channel far from zero does (its variance 0 stays exact). */
-static int FN(needs_refine)(double mean, double m2, double n)
-{
-    return isfinite(mean) && isfinite(m2) && 16.0 * 0x1p-53 * fabs(mean) > 1e-13 * sqrt(m2 / n);
-}
-
-/* The channel is `rows` runs of `inner` values, `stride` apart. */
-static void FN(refine_stats)(const S *x, int64_t rows, int64_t stride, int64_t inner,
-                             double *mean, double *m2)
-{
-    const double k = *mean, n = (double)rows * (double)inner;
-    double s1 = 0.0, s2 = 0.0, b1 = 0.0, b2 = 0.0;
-    int64_t in_block = 0;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < inner; i++) {
-            const double d = (double)FB_LD(x[r * stride + i]) - k;
-            b1 += d, b2 += d * d;
-            if (++in_block == FB_SEG) s1 += b1, s2 += b2, b1 = b2 = 0.0, in_block = 0;
-        }
-    s1 += b1, s2 += b2;
-    *mean = k + s1 / n;
-    const double q = s2 - s1 * (s1 / n);
-    *m2 = q < 0.0 ? 0.0 : q;
-}
-
 /* ---- slab path: one task per channel, its data cache-resident between the two passes ------ */
 
 typedef struct {

@@ -355,8 +355,9 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
                                         int centered, uintptr_t next, double *mean, double *var)
 {
     double n = 0.0, mu = 0.0, m2 = 0.0, sq = 0.0;
-    int64_t m = 0, p = 0;
+    int64_t m = 0, p = 0, parts = 0;
     while (m < mid) {
+        parts++;
         const double k = centered ? (double)FB_LD(base[m * stride + p]) : 0.0;
         int64_t count = 0;
         double t1, t2;
@@ -384,6 +385,8 @@ static FB_INLINE void FN(group_moments)(const S *base, int64_t mid, int64_t L, i
             n += (double)count;
         }
     }
+    if (centered && parts > 1 && FN(needs_refine)(mu, m2, n))   /* far from zero: batch norm's */
+        FN(refine_stats)(base, mid, stride, L, &mu, &m2);
     *mean = centered ? mu : 0.0;
     *var = (centered ? m2 : sq) / n;
 }
@@ -882,6 +885,8 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
                 if (k->centered) fb_chan_merge(&nn, &mu, &m2, n, cm[v], cq[v]);
                 else sq += cq[v], nn += n;
             }
+            if (k->centered && FN(needs_refine)(mu, m2, nn))   /* far from zero: batch norm's */
+                FN(refine_stats)(xs + g * L, mid, V, L, &mu, &m2);
             const double var = (k->centered ? m2 : sq) / nn, r = 1.0 / sqrt(var + k->eps);
             k->mean[o * G + g] = k->centered ? fb_nan1(mu) : 0.0, k->invstd[o * G + g] = fb_nan1(r);
             exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,

@@ -24,6 +24,9 @@ Specification:
 - a row of layer norm or RMS norm (with gamma, with or without beta) normalized alone gives the
   bits it gets among many rows (the per-task float64 gamma/beta path), forward and backward,
   for row lengths that do and do not fill whole lane rounds.
+- float64 statistics of groups of several segments (more than 4096 values, or channels-last
+  group norm's columns) far from zero keep float64's precision: the variance within 1e-12 of
+  the exact one, the mean within 2 ulps (batch norm's second pass with the merged mean as shift).
 - where an intermediate of the float32 elementwise pass overflows -- (x - mean) * s forward,
   dy * g backward -- but the result is representable, every path (whole-channel runs, the
   columns layout, per-element coefficients) gives that finite result, within the documented
@@ -409,3 +412,31 @@ def test_every_nan_of_y_and_dx_is_the_positive_quiet_nan(dtype, L, isa):
         assert any(np.isnan(a).any() for a in outs)
         for a in outs:
             assert {v.tobytes() for v in a[np.isnan(a)]} <= {np.array(np.nan, a.dtype).tobytes()}
+
+
+# (id, call returning invstd, shape, the values of group i)
+MULTI_SEGMENT = [
+    ("layer", lambda x: fastbn.layer_norm(x, eps=1e-300), (2, 8195), lambda x, i: x[i]),
+    ("group-NCHW", lambda x: fastbn.group_norm(x, 2, eps=1e-300), (2, 4, 3000),
+     lambda x, i: x[i // 2, i % 2 * 2:i % 2 * 2 + 2]),
+    ("group-NHWC", lambda x: fastbn.group_norm(x, 2, axis=-1, eps=1e-300), (2, 1100, 4),
+     lambda x, i: x[i // 2, :, i % 2 * 2:i % 2 * 2 + 2]),
+    ("instance", lambda x: fastbn.instance_norm(x, eps=1e-300), (1, 2, 9000), lambda x, i: x[0, i]),
+]
+
+
+@pytest.mark.parametrize("loc, sd", [(1e12, 1.0), (1e4, 1e-3), (-3e8, 0.5), (3.0, 1.0)])
+@pytest.mark.parametrize("call, shape, group", [c[1:] for c in MULTI_SEGMENT],
+                         ids=[c[0] for c in MULTI_SEGMENT])
+def test_float64_variance_far_from_zero_over_several_segments(call, shape, group, loc, sd, threads):
+    """Was 1e-7 relative at mean / sd = 1e12 and 1e-4 at 1e15: each segment's rounded mean
+    entered Chan's merge."""
+    from fractions import Fraction
+    x = np.random.default_rng(0).standard_normal(shape) * sd + loc
+    _, mean, invstd = call(x)
+    for i in range(2):
+        vals = [Fraction(float(a)) for a in group(x, i).ravel()]
+        m = sum(vals) / len(vals)
+        exact = float(sum((a - m) ** 2 for a in vals) / len(vals))
+        assert abs(1.0 / float(invstd.flat[i]) ** 2 / exact - 1) <= 1e-12
+        assert abs(float(mean.flat[i]) - float(m)) <= 2.0 ** -52 * abs(float(m))

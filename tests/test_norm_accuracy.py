@@ -425,10 +425,10 @@ MULTI_SEGMENT = [
 ]
 
 
-@pytest.mark.parametrize("loc, sd", [(1e12, 1.0), (1e4, 1e-3), (-3e8, 0.5), (3.0, 1.0)])
+@pytest.mark.parametrize("loc, sd", [(1e12, 1.0), (-3e8, 0.5)])
 @pytest.mark.parametrize("call, shape, group", [c[1:] for c in MULTI_SEGMENT],
                          ids=[c[0] for c in MULTI_SEGMENT])
-def test_float64_variance_far_from_zero_over_several_segments(call, shape, group, loc, sd, threads):
+def test_float64_variance_far_from_zero_over_several_segments(call, shape, group, loc, sd):
     """Was 1e-7 relative at mean / sd = 1e12 and 1e-4 at 1e15: each segment's rounded mean
     entered Chan's merge."""
     from fractions import Fraction

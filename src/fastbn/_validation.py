@@ -55,6 +55,12 @@ def not_masked(a, name):
                         "ignored; pass a.filled(value) or a.data)")
 
 
+def plain(a):
+    """An ndarray subclass (np.matrix, whose ``*`` is a matrix product and whose reshape stays
+    2-d) as a plain ndarray view of the same memory; anything else as given."""
+    return a.view(np.ndarray) if isinstance(a, np.ndarray) and type(a) is not np.ndarray else a
+
+
 def float_array(a, name, half=False):
     """``a`` as a float32 or float64 ndarray (or, with ``half``, float16 or bfloat16); other
     dtypes are a TypeError, never cast.  bfloat16 without ml_dtypes: a TypeError saying so."""

@@ -46,8 +46,7 @@ def _flat(a):
     """(1-d single-stride array over a's elements in C order, in native byte order, whether it
     is a copy).  A byte-swapped array is always copied: the kernels read native floats only.
     A subclass is taken as a plain view of its memory (np.matrix stays 2-d when reshaped)."""
-    if type(a) is not np.ndarray:
-        a = a.view(np.ndarray)
+    a = v.plain(a)
     if not a.dtype.isnative:
         return np.ascontiguousarray(a, dtype=v.native_dtype(a.dtype)).reshape(-1), True
     if a.flags.c_contiguous and a.flags.aligned:   # the kernels read elements as T: aligned

@@ -21,8 +21,7 @@ def _floating(a, name):
     numbers is converted to float64; another dtype is a TypeError.  A subclass (np.matrix,
     whose * is a matrix product) as a plain view; a masked array is a TypeError."""
     v.not_masked(a, name)
-    if type(a) is not np.ndarray and isinstance(a, np.ndarray):
-        a = a.view(np.ndarray)
+    a = v.plain(a)
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a, dtype=np.float64)

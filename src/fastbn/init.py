@@ -169,7 +169,7 @@ def _buffer(shape, dtype, out):
     """Where the kernel writes: ``out`` itself if it is C-contiguous and native (a subclass, such
     as np.matrix, as a plain view of it), else a new array."""
     if out is not None and v.kernel_ready(out):
-        return out if type(out) is np.ndarray else out.view(np.ndarray)
+        return v.plain(out)
     return np.empty(shape, dtype=dtype)
 
 

@@ -27,6 +27,9 @@ Specification:
 - float64 statistics of groups of several segments (more than 4096 values, or channels-last
   group norm's columns) far from zero keep float64's precision: the variance within 1e-12 of
   the exact one, the mean within 2 ulps (batch norm's second pass with the merged mean as shift).
+- every NaN that group, instance, layer and RMS norm store (y, mean, invstd, dx, dgamma,
+  dbeta), from a NaN input of either sign or an infinity in a group, is the positive quiet NaN,
+  over groups of 1 to 9 values (the short ones take the float64 formula) and negative gamma.
 - where an intermediate of the float32 elementwise pass overflows -- (x - mean) * s forward,
   dy * g backward -- but the result is representable, every path (whole-channel runs, the
   columns layout, per-element coefficients) gives that finite result, within the documented
@@ -394,7 +397,6 @@ def test_float32_short_channel_runs_redo_each_value_with_its_own_channel():
 def test_every_nan_of_y_and_dx_is_the_positive_quiet_nan(dtype, L, isa):
     """Whatever made it: a NaN input of either sign, or an infinity in a group, whose statistics
     are then NaN and whose channel's gamma is negative (short runs take the float64 formula)."""
-    quiet = np.array(np.nan, dtype).tobytes()
     for bad in (np.inf, -np.inf, np.nan, -np.nan):
         x = np.ones((2, 3, L), dtype) * np.arange(1, L + 1, dtype=dtype)
         x[0, 1, 0] = bad

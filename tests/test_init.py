@@ -391,6 +391,7 @@ def test_bad_shapes(fn):
     raises(TypeError, "shape", fn, (3, 2.5))
     raises(TypeError, "shape", fn, "abc")
     raises(TypeError, "shape", fn, (3, True))
+    raises(ValueError, "shape", fn, (2**40, 2**40))      # more bytes than an array can hold
 
 
 @pytest.mark.parametrize("fn", [init.zeros, init.uniform, init.normal, init.truncated_normal,

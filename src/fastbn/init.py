@@ -149,6 +149,9 @@ def _seed_words(rng):
 def _target(shape, dtype, out):
     """Validated (shape, dtype, out); ``out`` must match exactly, in either byte order."""
     shape, dtype = _shape(shape), _dtype(dtype)
+    if math.prod(shape) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"shape: {shape} of {dtype} exceeds the largest array size "
+                         f"({np.iinfo(np.intp).max} bytes)")
     if out is not None:
         # A byte-swapped out ('>f4' here) holds values of dtype: accepted, and filled through a
         # native buffer (_buffer), since the kernels write native floats only.

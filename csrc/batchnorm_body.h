@@ -118,11 +118,12 @@ static void FN(seg_step)(FN(seg_cursor) *g, int64_t budget)
 }
 
 /* Where channel c + 1's slab lies from c's (bytes), for the first pass to prefetch on one thread
- * where a second pass follows; 0 otherwise. */
+ * where a second pass follows and fb_first_prefetch (cpu.h); 0 otherwise. */
 static uintptr_t FN(slab_next)(const FN(slab_ctx) *k, int64_t c)
 {
     const int second_pass = !k->m2 && !k->sums_only;
-    return k->pf_first && second_pass && c + 1 < k->C ? (uintptr_t)k->inner * sizeof(S) : 0;
+    return k->pf_first && fb_first_prefetch && second_pass && c + 1 < k->C
+               ? (uintptr_t)k->inner * sizeof(S) : 0;
 }
 
 static void FN(slab_train_task)(void *vctx, int64_t c)

@@ -13,6 +13,14 @@
 int fb_alias_reverse = 0;
 int fb_narrow_sums = 0;
 int fb_grad_prefetch = 1;
+int fb_first_prefetch = 1;
+
+/* AMD family 19h models of Zen 3 (Zen 4 is 10h-1Fh, 60h-7Fh, A0h-AFh). */
+static int fb_is_zen3(unsigned family, unsigned model)
+{
+    return family == 0x19 && (model <= 0x0f || (model >= 0x20 && model <= 0x2f) ||
+                              (model >= 0x40 && model <= 0x5f));
+}
 
 #if defined(FB_DETECT_GNU)
 __attribute__((constructor)) static void fb_cpu_probe(void)
@@ -24,7 +32,10 @@ __attribute__((constructor)) static void fb_cpu_probe(void)
     unsigned a, b, c, d;
     if (__builtin_cpu_is("amd") && __get_cpuid(1, &a, &b, &c, &d)) {
         const unsigned base = (a >> 8) & 0xf;
-        fb_grad_prefetch = (base == 0xf ? base + ((a >> 20) & 0xff) : base) != 0x1a;
+        const unsigned family = base == 0xf ? base + ((a >> 20) & 0xff) : base;
+        const unsigned model = ((a >> 4) & 0xf) | (base == 0xf ? ((a >> 16) & 0xf) << 4 : 0);
+        fb_grad_prefetch = family != 0x1a;
+        fb_first_prefetch = !fb_is_zen3(family, model);
     }
 }
 #endif

@@ -27,6 +27,12 @@ extern int fb_narrow_sums;
  * loads; prefetching changes no bit (docs/performance.rst). */
 extern int fb_grad_prefetch;
 
+/* 1 where, on one thread, the first pass over a channel-first channel or group (batch norm's
+ * slabs, group and instance norm's groups) also prefetches the next one into L2: 0 on AMD Zen 3,
+ * where it made every measured case slower, 1 elsewhere (Zen 4: faster).  Set when the module
+ * loads; prefetching changes no bit (docs/performance.rst). */
+extern int fb_first_prefetch;
+
 /* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the
  * kernels files to define PREFIX_table_scalar (and _avx2, _avx512 on x86), and defines the table
  * in use, `static const TYPE *PREFIX`, with PREFIX_set_isa(isa) (0, or -1 if isa cannot run

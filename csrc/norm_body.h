@@ -410,7 +410,8 @@ typedef struct {
     double *mean, *invstd;
     const S *res;   /* the fused epilogue: residual (or NULL) and relu */
     int relu;
-    int pf_first;   /* one thread: whole-channel runs prefetch the next group in the statistics */
+    int pf_first;   /* one thread (and fb_first_prefetch): whole-channel runs prefetch the next
+                     * group in the statistics */
 } FN(fwd_ctx);
 
 /* Group (o, g)'s results from its mean mu and variance: r = 1 / sqrt(var + eps), both stored in
@@ -998,7 +999,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int nt = fb_threads_for(total, n_threads);
     void *placed = FN(params_placed)(&p, y, stream, &gamma, &beta);
     FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
-                     nt == 1};
+                     nt == 1 && fb_first_prefetch};
     fb_parallel_for(p.n_fwd_tasks, nt, FN(forward_task), &k);
     free(placed);
     return FB_OK;
@@ -1016,7 +1017,7 @@ typedef struct {
     int centered, stream;
     const S *ym;   /* the fused forward's output (or NULL) */
     S *gbuf;       /* the masked dy, written per group before its first read (or NULL) */
-    int pf_first;  /* one thread: the sums prefetch the next group too */
+    int pf_first;  /* one thread (and fb_first_prefetch): the sums prefetch the next group too */
 } FN(bwd_ctx);
 
 /* Partial per-channel sums: the chunk's first group assigns, the others add (so that one group
@@ -1450,7 +1451,8 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     void *placed = p.columns ? NULL : FN(params_placed)(&p, dx, stream, &gamma, &unused_beta);
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
     const int nt = fb_threads_for(total, n_threads);
-    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf, nt == 1};
+    FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf,
+                     nt == 1 && fb_first_prefetch};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
                       scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf, 0};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),

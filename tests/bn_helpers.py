@@ -210,7 +210,7 @@ def strided_variants(x):
 
 
 def x86_cpu():
-    """This CPU's (vendor_id, cpu family) from /proc/cpuinfo, for the per-CPU choices of
+    """This CPU's (vendor_id, cpu family, model) from /proc/cpuinfo, for the per-CPU choices of
     csrc/cpu.c; skips where there is none or where qemu-user emulates an older CPU (its
     /proc/cpuinfo describes the host)."""
     try:
@@ -224,4 +224,4 @@ def x86_cpu():
         pytest.skip("not an x86 /proc/cpuinfo")
     if "avx2" in info.get("flags", "").split() and "avx2" not in _config.available_isas():
         pytest.skip("an emulated CPU (qemu-user): /proc/cpuinfo describes the host")
-    return info["vendor_id"], int(info["cpu family"])
+    return info["vendor_id"], int(info["cpu family"]), int(info.get("model", "-1"))

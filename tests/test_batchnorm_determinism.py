@@ -5,9 +5,10 @@ layout paths, every result (y, mean, invstd, running statistics, inference y, dx
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
 (each equal to the scalar path's bits, also with +-inf and NaN among the inputs: NaNs' signs and
 payloads included), the AVX-512 path with its statistics sums in either vector width, and the
-rows layouts' gradient apply with its L2 prefetch or without.  Both are chosen per CPU: half-width
-sums on AMD family 19h (Zen 4), full elsewhere; no prefetch on AMD family 1Ah (Zen 5), prefetch
-elsewhere.
+rows layouts' gradient apply with its L2 prefetch or without, and the channels-first first pass
+on one thread with its prefetch of the next channel or group or without.  All are chosen per CPU:
+half-width sums on AMD family 19h (Zen 4), full elsewhere; no gradient prefetch on AMD family 1Ah
+(Zen 5), prefetch elsewhere; no first-pass prefetch on AMD Zen 3, prefetch elsewhere.
 """
 import numpy as np
 import pytest
@@ -180,11 +181,66 @@ def test_the_gradient_apply_gives_the_same_bits_with_its_prefetch_or_without(
 def test_the_gradient_prefetch_is_chosen_per_cpu_family():
     """Off where the hardware prefetcher alone was measured faster (AMD family 1Ah: Zen 5), on
     elsewhere (it was measured faster on Zen 4)."""
-    vendor, family = x86_cpu()
+    vendor, family, _ = x86_cpu()
     assert _norm.get_grad_prefetch() == (not (vendor == "AuthenticAMD" and family == 0x1A))
+
+
+@pytest.fixture
+def first_prefetch_chosen():
+    chosen = _norm.get_first_prefetch()
+    yield chosen
+    _norm.set_first_prefetch(chosen)
+
+
+def _channels_first(x, gamma, beta, dy):
+    """Batch norm's training and backward and group and instance norm's forward and backward on
+    channels-first data (axis 1), one thread: every output."""
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, beta)
+    out = [y, mean, invstd, *fastbn.batch_norm_backward(dy, x, mean, invstd, gamma)]
+    for g in (4, None):
+        if g is None:
+            y, gm, gr = fastbn.instance_norm(x, gamma, beta)
+            grads = fastbn.instance_norm_backward(dy, x, gm, gr, gamma)
+        else:
+            y, gm, gr = fastbn.group_norm(x, g, gamma, beta)
+            grads = fastbn.group_norm_backward(dy, x, gm, gr, g, gamma)
+        out += [y, gm, gr, *grads]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [BIG[0][0], BIG[4][0]], ids=[BIG_IDS[0], BIG_IDS[4]])
+def test_the_first_pass_gives_the_same_bits_with_its_prefetch_or_without(
+        shape, dtype, isa, first_prefetch_chosen):
+    """On one thread the first pass over a channel (batch norm's slabs) or a group (group and
+    instance norm, channels first) prefetches the next one or leaves it to the hardware
+    (csrc/cpu.h's fb_first_prefetch, chosen per CPU): either way, the scalar path's bits."""
+    args = _inputs(shape, 1, dtype)
+    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
+    try:
+        fastbn.set_num_threads(1)
+        _config.set_isa("scalar")
+        want = _channels_first(*args)
+        _config.set_isa(saved_isa)
+        for on in (True, False):
+            _norm.set_first_prefetch(on)
+            for got, w in zip(_channels_first(*args), want):
+                assert got.tobytes() == w.tobytes(), f"first-pass prefetch {on}"
+    finally:
+        _config.set_isa(saved_isa)
+        fastbn.set_num_threads(saved_n)
+
+
+def test_the_first_pass_prefetch_is_chosen_per_cpu_model():
+    """Off where it was measured slower in every case (AMD family 19h, the Zen 3 models 00h-0Fh,
+    20h-2Fh, 40h-5Fh), on elsewhere (it was measured faster on Zen 4)."""
+    vendor, family, model = x86_cpu()
+    zen3 = (vendor == "AuthenticAMD" and family == 0x19
+            and (model <= 0x0F or 0x20 <= model <= 0x2F or 0x40 <= model <= 0x5F))
+    assert _norm.get_first_prefetch() == (not zen3)
 
 
 def test_the_statistics_width_is_chosen_per_cpu_family():
     """Half-width sums where they were measured to help (AMD family 19h: Zen 4), full elsewhere."""
-    vendor, family = x86_cpu()
+    vendor, family, _ = x86_cpu()
     assert _norm.get_narrow_sums() == (vendor == "AuthenticAMD" and family == 0x19)

@@ -168,7 +168,7 @@ def test_pairs_redone_element_by_element_among_held_ones_give_the_same_bits(fami
 
 def test_the_order_is_chosen_per_cpu_family():
     """Reversed where it was measured to help (AMD family 17h: Zen 1 and 2), forward elsewhere."""
-    vendor, family = x86_cpu()
+    vendor, family, _ = x86_cpu()
     assert _norm.get_alias_reverse() == (vendor == "AuthenticAMD" and family == 0x17)
 
 

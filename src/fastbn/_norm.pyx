@@ -37,6 +37,7 @@ cdef extern from "cpu.h":
     int fb_alias_reverse
     int fb_narrow_sums
     int fb_grad_prefetch
+    int fb_first_prefetch
 
 ISA_NAMES = ("scalar", "avx2", "avx512")
 
@@ -85,6 +86,18 @@ def set_grad_prefetch(bint on):
 
 def get_grad_prefetch():
     return bool(fb_grad_prefetch)
+
+
+def set_first_prefetch(bint on):
+    """Whether, on one thread, the first pass over a channel-first channel or group also
+    prefetches the next one (csrc/cpu.h's fb_first_prefetch; chosen per CPU when the module
+    loads).  For the tests: prefetching changes no bit.  Not for use while kernels run."""
+    global fb_first_prefetch
+    fb_first_prefetch = on
+
+
+def get_first_prefetch():
+    return bool(fb_first_prefetch)
 
 
 cdef void *_data(object a, int typenum, Py_ssize_t size, str name) except? NULL:

@@ -15,6 +15,7 @@ int fb_narrow_sums = 0;
 int fb_grad_prefetch = 1;
 int fb_first_prefetch = 1;
 
+#if defined(FB_DETECT_GNU)
 /* AMD family 19h models of Zen 3 (Zen 4 is 10h-1Fh, 60h-7Fh, A0h-AFh). */
 static int fb_is_zen3(unsigned family, unsigned model)
 {
@@ -22,7 +23,6 @@ static int fb_is_zen3(unsigned family, unsigned model)
                               (model >= 0x40 && model <= 0x5f));
 }
 
-#if defined(FB_DETECT_GNU)
 __attribute__((constructor)) static void fb_cpu_probe(void)
 {
     __builtin_cpu_init();

@@ -466,6 +466,12 @@ static void FN(chan_row_apply)(const S *xr, const S *gr, S *yr, int64_t w, const
     else FN(row_apply_fz)(xr, gr, yr, w, tm, ts, tg, tc, stream, src, 1, 0, 0, 0, 0, 1, cmag);
 }
 
+/* run_apply_fused without the epilogue (norm_common.h): a run's y = (x - m) s + c */
+static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream, const S *pf)
+{
+    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 0, 0);
+}
+
 /* Contiguous groups of short channel runs (mid == 1, inner < FB_SHORT_RUN: one group, or a
  * plan's block), n values in all, as row segments of FB_EBLK elements, each channel's
  * coefficients (q[group], chan_coef) repeated over its run (row_apply; where a vector spans at

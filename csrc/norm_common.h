@@ -526,11 +526,6 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 #undef FB_APPLY_AT
 }
 
-static void FN(run_apply)(const S *x, S *y, int64_t n, const FN(coef) *co, int stream, const S *pf)
-{
-    FN(run_apply_fz)(x, y, n, co, stream, NULL, 0, 0, pf, 0, 0);
-}
-
 /* run_apply with batch norm's epilogue (res may be NULL): one branch per run, each case its own
  * instantiation, so the unfused loop is run_apply's. */
 static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coef) *co,

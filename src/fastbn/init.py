@@ -7,7 +7,8 @@ tanh/sigmoid) or of ReLU outputs (He) from layer to layer.
 
 Random values come from a counter-based generator in C (Philox4x32-10, see
 ``fastbn._random``): a value depends only on the seed and its position (C order), so results are
-the same for any thread count, any instruction set, and with or without ``out``.  float32 and
+the same for any thread count, any instruction set, and with or without ``out``; ``orthogonal``
+excepted, whose QR is NumPy's LAPACK (see there).  float32 and
 float64 are generated natively; float16 and bfloat16 (``ml_dtypes.bfloat16``, an optional
 dependency) are the float32 values of the same stream rounded once (to nearest even), except
 that the truncated normal clamps to its interval's ends rounded inwards in the half type, so that
@@ -726,7 +727,9 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     columns multiplied by the signs of diag(R) (so the law is uniform over orthogonal
     matrices), then rounded once from float64 to ``dtype`` (float16 and bfloat16 too: their
     columns are then orthonormal only to within the dtype's rounding, about 2**-11 and 2**-8
-    relative).
+    relative).  The QR is ``numpy.linalg.qr`` (LAPACK, as PyTorch's), so unlike the other
+    initializers its last bits are not fastbn's to fix: they can change with the BLAS library,
+    the CPU's kernels it picks, and its own thread count (``OPENBLAS_NUM_THREADS``).
 
     Examples
     --------

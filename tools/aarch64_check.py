@@ -3,9 +3,9 @@
     python tools/aarch64_check.py [--work DIR] [-- PYTEST_ARGS...]
 
 On a Debian or Ubuntu x86-64 host, as root: it installs the cross compiler and qemu-user with
-apt, and puts the rest in DIR (default /tmp/fastbn-aarch64), not on the system: the
-distribution's arm64 Python runtime unpacked (``dpkg -x``) and aarch64 wheels of NumPy and the
-test requirements from PyPI.  The modules build as setup.py builds them on a non-x86 machine
+apt and adds arm64 to dpkg's architectures (for ``apt-get download``); the rest goes to DIR
+(default /tmp/fastbn-aarch64): the distribution's arm64 Python runtime unpacked (``dpkg -x``),
+aarch64 wheels of NumPy and the test requirements from PyPI.  The modules build as setup.py builds them on a non-x86 machine
 (its MODULES; the kernels' scalar path only, the same flags), and the tests run in two qemu
 processes, each on every other test (FASTBN_SHARD).  Default selection: .ci/run's qemu step's,
 read from that file.  Before them, tools/result_digests.py runs on both machines: every result's
@@ -98,7 +98,13 @@ def install_wheels(work, pyver):
 
 def build(work, sysroot, site, pyver):
     modules, common, directives = setup_py_assignments()
-    from Cython.Build import cythonize   # the host's Cython: the generated C is portable
+    try:   # the host's Cython (the generated C is portable), or one fetched for this run
+        from Cython.Build import cythonize
+    except ImportError:
+        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", work / "cython",
+             "Cython>=3.0"])
+        sys.path.insert(0, str(work / "cython"))
+        from Cython.Build import cythonize
     pkg, objdir = work / "pkg", work / "obj"
     run(["rm", "-rf", pkg, objdir])
     pkg.mkdir(parents=True)

@@ -2,14 +2,14 @@
 
     python tools/aarch64_check.py [--work DIR] [-- PYTEST_ARGS...]
 
-On a Debian or Ubuntu x86-64 host, as root: it installs the cross compiler and qemu-user with
-apt and adds arm64 to dpkg's architectures (for ``apt-get download``); the rest goes to DIR
-(default /tmp/fastbn-aarch64): the distribution's arm64 Python runtime unpacked (``dpkg -x``),
-aarch64 wheels of NumPy and the test requirements from PyPI.  The modules build as setup.py builds them on a non-x86 machine
-(its MODULES; the kernels' scalar path only, the same flags), and the tests run in two qemu
-processes, each on every other test (FASTBN_SHARD).  Default selection: .ci/run's qemu step's,
-read from that file.  Before them, tools/result_digests.py runs on both machines: every result's
-bits must agree but orthogonal's (LAPACK's QR).  Exits with pytest's status.
+On a Debian or Ubuntu x86-64 host, as root: it installs the cross compiler and qemu-user with apt
+and adds arm64 to dpkg's architectures (for ``apt-get download``); the rest goes to DIR (default
+/tmp/fastbn-aarch64): the distribution's arm64 Python runtime unpacked (``dpkg -x``), aarch64
+wheels of NumPy and the test requirements from PyPI. The modules build as setup.py builds them on a
+non-x86 machine (its MODULES; the kernels' scalar path only, the same flags), and the tests run in
+two qemu processes, each on every other test (FASTBN_SHARD). Default selection: .ci/run's qemu
+step's, read from that file. Before them, tools/result_digests.py runs on both machines: every
+result's bits must agree but orthogonal's (LAPACK's QR). Exits with pytest's status.
 """
 import argparse
 import ast
@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,6 @@ def build(work, sysroot, site, pyver):
            "-I" + str(sysroot / f"usr/include/python{pyver}"), "-I" + str(sysroot / "usr/include")]
     base = gcc_flags() + ["-fPIC", "-pthread", "-DNDEBUG", "-fwrapv", "-Wall"]
     suffix = f".cpython-{pyver.replace('.', '')}-aarch64-linux-gnu.so"
-    procs = []
     for name, pyx, sources, isa_sources in modules:
         mod = name.rsplit(".", 1)[1]
         cythonize([str(pkg / "fastbn" / Path(pyx).name)], compiler_directives=directives,
@@ -125,18 +125,10 @@ def build(work, sysroot, site, pyver):
         jobs += [(ROOT / s, []) for s in sources + common]
         jobs += [(pkg / "fastbn" / (mod + ".c"), ["-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",
                                                   "-Wno-unused-function"])]
-        objs = []
-        for i, (src, extra) in enumerate(jobs):
-            obj = objdir / f"{mod}-{i}.o"
-            objs.append(obj)
-            procs.append(subprocess.Popen([CC, *base, *extra, *inc, "-c", src, "-o", obj]))
-            if len(procs) >= (os.cpu_count() or 1):
-                if procs.pop(0).wait():
-                    sys.exit("compilation failed")
-        for p in procs:
-            if p.wait():
-                sys.exit("compilation failed")
-        procs = []
+        objs = [objdir / f"{mod}-{i}.o" for i in range(len(jobs))]
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:   # one compiler run per core
+            list(pool.map(lambda job, obj: subprocess.run(
+                [CC, *base, *job[1], *inc, "-c", job[0], "-o", obj], check=True), jobs, objs))
         run([CC, "-shared", "-pthread", *objs, "-lm", "-o", pkg / "fastbn" / (mod + suffix)])
     return pkg
 
@@ -167,15 +159,10 @@ def main():
                       f'export FASTBN_AARCH64_PYTHON="{python}"\n'
                       f'exec qemu-aarch64 -L "{sysroot}" "{sysroot}/usr/bin/python{pyver}" "$@"\n')
     python.chmod(0o755)
-    env = dict(os.environ)
     rundir = work / "run"
     run(["rm", "-rf", rundir])
     rundir.mkdir()
-    run(["cp", "-r", ROOT / "tests", rundir / "tests"])
-    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    (rundir / "pytest.ini").write_text("[pytest]\naddopts = -ra\ndoctest_optionflags = "
-                                       + " ".join(ini["doctest_optionflags"]) + "\nmarkers =\n"
-                                       + "".join(f"    {m}\n" for m in ini["markers"]))
+    run(["cp", "-r", ROOT / "tests", ROOT / "pyproject.toml", rundir])   # pytest's settings too
     if a.pytest_args:
         args = a.pytest_args
     else:
@@ -183,19 +170,19 @@ def main():
         args = ["-k", k, *[f"--ignore=tests/test_{f}.py" for f in ignored],
                 "tests", "--pyargs", "fastbn", "--doctest-modules"]
     run([python, "-c", "import fastbn, platform; print(platform.machine()); fastbn.show_config()"],
-        env=env, cwd=rundir)
+        cwd=rundir)
     # The same corpus of calls hashed here and there: every result but orthogonal's (LAPACK's QR)
     # must have the same bits.
     here, there = (dict(line.split() for line in subprocess.run(
-        cmd, env=e, cwd=rundir, check=True, capture_output=True, text=True).stdout.splitlines())
-        for cmd, e in (([sys.executable, ROOT / "tools/result_digests.py"], os.environ),
-                       ([python, ROOT / "tools/result_digests.py"], env)))
+        [py, ROOT / "tools/result_digests.py"], cwd=rundir, check=True, capture_output=True,
+        text=True).stdout.splitlines()) for py in (sys.executable, python))
     differ = sorted(k for k in here if here[k] != there.get(k))
     print(f"{len(here)} result digests, differing on aarch64: {differ or 'none'}")
     if [k for k in differ if not k.startswith("init_orthogonal")]:
         sys.exit("aarch64 gives other bits than x86-64")
     shards = [subprocess.Popen([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-                               env=dict(env, FASTBN_SHARD=f"{i}/2"), cwd=rundir) for i in range(2)]
+                               env=dict(os.environ, FASTBN_SHARD=f"{i}/2"), cwd=rundir)
+              for i in range(2)]
     sys.exit(max(p.wait() for p in shards))
 
 

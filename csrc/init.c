@@ -31,3 +31,8 @@ fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0, const 
 {
     return fb_init->words(out, n_blocks, block0, seed);
 }
+
+fb_status fb_init_orthogonal_f64(double *a, int64_t m, int64_t n, int n_threads)
+{
+    return fb_init->orthogonal_f64(a, m, n, n_threads);
+}

@@ -70,6 +70,12 @@ FB_INIT_DECLARE_HALF(bf16)
  * vectorized lanes function of the current ISA path): out[4*b + j] = word j of block block0 + b. */
 fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0, const uint32_t seed[4]);
 
+/* The orthogonal initializer's matrix: a (m x n, m >= n >= 1, by rows) is replaced by the Q of
+ * its QR, each column k multiplied by the sign of R's diagonal entry k (+1 where it is 0), from
+ * a blocked Householder QR in float64 with every operation in a fixed order (qr_body.h): the same
+ * bits for any thread count and ISA path.  FB_EINVAL (m < n or n < 1) or FB_ENOMEM: a untouched. */
+fb_status fb_init_orthogonal_f64(double *a, int64_t m, int64_t n, int n_threads);
+
 /* Choose the instruction-set path (FB_ISA_*); returns 0, or -1 if it cannot run here. */
 int fb_init_set_isa(int isa);
 int fb_init_get_isa(void);
@@ -82,6 +88,7 @@ typedef struct {
     fb_status (*eval_f32)(int, const float *, float *, int64_t);
     fb_status (*eval_f64)(int, const double *, double *, int64_t);
     fb_status (*words)(uint32_t *, int64_t, uint64_t, const uint32_t *);
+    fb_status (*orthogonal_f64)(double *, int64_t, int64_t, int);
 } fb_init_table;
 
 extern const fb_init_table fb_init_table_scalar;

@@ -8,6 +8,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "half.h"
@@ -236,6 +237,8 @@ static fb_status words(uint32_t *out, int64_t n_blocks, uint64_t block0, const u
     return FB_OK;
 }
 
+#include "qr_body.h"
+
 const fb_init_table FB_CAT(fb_init_table, FB_ISA_SUFFIX) = {
-    fill_f32, fill_f64, fill_f16, fill_bf16, eval_f32, eval_f64, words,
+    fill_f32, fill_f64, fill_f16, fill_bf16, eval_f32, eval_f64, words, qr_orthogonal,
 };

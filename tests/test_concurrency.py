@@ -53,7 +53,7 @@ ones4, zeros4 = np.ones(4, np.float32), np.zeros(4, np.float32)
 rows_ln = rng.standard_normal((N // 256 + 1, 256)).astype(np.float32)   # layer/RMS rows of 256
 dy_ln = rng.standard_normal(rows_ln.shape).astype(np.float32)
 grads = [rng.standard_normal(N), rng.standard_normal((N // 8, 4)).astype(np.float32)]
-INITS = [n for n in fastbn.init.__all__ if n not in ("compute_fans", "calculate_gain", "orthogonal")]
+INITS = [n for n in fastbn.init.__all__ if n not in ("compute_fans", "calculate_gain")]
 
 
 def calls():
@@ -101,6 +101,8 @@ def calls():
         f = getattr(fastbn.init, n)
         if n == "constant":
             out["init.constant"] = lambda f=f: (f((N // 2, 2), 0.5),)
+        elif n == "orthogonal":          # blocks of reflectors past the first: threaded updates
+            out["init.orthogonal"] = lambda f=f: (f((600, 200), rng=7, dtype=np.float64),)
         else:
             out["init." + n] = lambda f=f: (f((N // 2, 2), rng=7),)
     return out

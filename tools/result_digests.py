@@ -5,8 +5,7 @@
 Every kernel family forward and backward (batch norm plain and fused, layer, RMS, group and
 instance norm), in float16, float32 and float64; the clipping functions; every initializer law;
 and three larger calls on two threads.  Used by tools/aarch64_check.py to compare aarch64 with
-the x86-64 it runs on; ``init_orthogonal_*`` take their QR from NumPy's LAPACK, whose last bits
-are not fastbn's (docs/accuracy.rst).
+the x86-64 it runs on.
 """
 import hashlib
 

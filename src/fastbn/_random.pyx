@@ -54,6 +54,7 @@ cdef extern from "init.h":
     fb_status fb_init_eval_f64(int fn, const double *x, double *y, int64_t n) nogil
     fb_status fb_init_words(uint32_t *out, int64_t n_blocks, uint64_t block0,
                             const uint32_t *seed) nogil
+    fb_status fb_init_orthogonal_f64(double *a, int64_t m, int64_t n, int n_threads) nogil
     int fb_init_set_isa(int isa) nogil
     int fb_init_get_isa() nogil
 
@@ -117,6 +118,17 @@ def fill_half(uint16_t[::1] out, str kind, str law, const uint32_t[::1] seed, pa
             st = fb_init_fill_bf16(&out[0], n, code, &seed[0], p, n_threads)
         else:
             st = fb_init_fill_f16(&out[0], n, code, &seed[0], p, n_threads)
+    check_status(st)
+
+
+def orthogonal_q(double[:, ::1] a, int n_threads):
+    """Replace ``a`` (m x n, m >= n >= 1) by the Q of its QR, column k times the sign of R[k, k]
+    (+1 where 0): a blocked Householder QR whose bits depend on nothing but ``a``."""
+    if a.shape[0] < a.shape[1] or a.shape[1] < 1:
+        raise ValueError("a: expected m >= n >= 1")
+    cdef fb_status st
+    with nogil:
+        st = fb_init_orthogonal_f64(&a[0, 0], a.shape[0], a.shape[1], n_threads)
     check_status(st)
 
 

@@ -7,14 +7,13 @@ tanh/sigmoid) or of ReLU outputs (He) from layer to layer.
 
 Random values come from a counter-based generator in C (Philox4x32-10, see
 ``fastbn._random``): a value depends only on the seed and its position (C order), so results are
-the same for any thread count, any instruction set, and with or without ``out``; ``orthogonal``
-excepted, whose QR is NumPy's LAPACK (see there).  float32 and
+the same for any thread count, any instruction set, and with or without ``out``.  float32 and
 float64 are generated natively; float16 and bfloat16 (``ml_dtypes.bfloat16``, an optional
 dependency) are the float32 values of the same stream rounded once (to nearest even), except
 that the truncated normal clamps to its interval's ends rounded inwards in the half type, so that
-rounding cannot leave the interval; ``orthogonal`` rounds its float64 matrix once to any dtype.  ``rng`` may be None (fresh OS entropy), an int seed, or a
-``numpy.random.Generator`` (Scientific Python SPEC 7), which is advanced by one draw of two
-64-bit words per call.
+rounding cannot leave the interval; ``orthogonal`` rounds its float64 matrix once to any dtype.
+``rng`` may be None (fresh OS entropy), an int seed, or a ``numpy.random.Generator`` (Scientific
+Python SPEC 7), which is advanced by one draw of two 64-bit words per call.
 
 Shapes follow the ``x @ W`` convention by default: (in, out) for dense layers and
 (kh, kw, in, out) for convolutions (``in_axis=-2, out_axis=-1``); PyTorch's (out, in, kh, kw) is
@@ -727,9 +726,9 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     columns multiplied by the signs of diag(R) (so the law is uniform over orthogonal
     matrices), then rounded once from float64 to ``dtype`` (float16 and bfloat16 too: their
     columns are then orthonormal only to within the dtype's rounding, about 2**-11 and 2**-8
-    relative).  The QR is ``numpy.linalg.qr`` (LAPACK, as PyTorch's), so unlike the other
-    initializers its last bits are not fastbn's to fix: they can change with the BLAS library,
-    the CPU's kernels it picks, and its own thread count (``OPENBLAS_NUM_THREADS``).
+    relative).  The QR is fastbn's own, LAPACK's blocked Householder algorithm with its
+    operations in a fixed order, so the bits are the same for any thread count and CPU
+    (``numpy.linalg.qr``'s, which PyTorch's ``orthogonal_`` takes, are not).
 
     Examples
     --------
@@ -749,10 +748,8 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     rows = math.prod(shape) // cols if cols else math.prod(d for k, d in enumerate(shape) if k != o)
     if rows == 0 or cols == 0:
         raise ValueError(f"shape: orthogonal needs non-empty dimensions, got {shape}")
-    g = normal((max(rows, cols), min(rows, cols)), dtype=np.float64, rng=rng)
-    q, r = np.linalg.qr(g)
-    d = np.sign(np.diagonal(r))
-    q *= np.where(d == 0, 1.0, d)
+    q = normal((max(rows, cols), min(rows, cols)), dtype=np.float64, rng=rng)
+    _random.orthogonal_q(q, _config.get_num_threads())    # Q diag(sign(diag(R))), in place
     m = q if rows >= cols else q.T                         # (rows, cols)
     moved = [d for k, d in enumerate(shape) if k != o] + [cols]
     w = np.moveaxis((m * gain).reshape(moved), -1, o)

@@ -97,13 +97,14 @@ def cases(quick=False, torch=False):
          None),
         ("init orthogonal", lambda: init.orthogonal(ortho, rng=rng),
          lambda: np.linalg.qr(rng.standard_normal(ortho))[0].astype(np.float32),
-         "np qr(standard_normal)", None),
+         "np qr(standard_normal)", ("orthogonal_", {})),
     ]
     result = []
     for kernel, fast, base, base_label, torch_spec in rows:
         t = None
         if torch and torch_spec is not None:
-            t = _torch_fn(torch_spec[0], shape, **torch_spec[1])
+            t = _torch_fn(torch_spec[0], ortho if kernel == "init orthogonal" else shape,
+                          **torch_spec[1])
         in_label = f"({ortho[0]},{ortho[1]}) f32" if kernel == "init orthogonal" else label
         notes = (f"baseline: {parts} calls on n/{parts} values"
                  if "truncnorm" in base_label and not quick else "")

@@ -114,14 +114,13 @@ static inline void qr_sub_vu2(double *c, double *d, const double *v, int64_t ld,
 /* One block of reflectors (those of columns k0 .. k0+b-1, rows k0 .. m-1) in the two layouts
  * the block products read, zero above each reflector's unit diagonal and beyond b. */
 typedef struct {
-    const double *at;
-    int64_t m, n, k0, len;    /* len = m - k0 rows */
+    double *at;               /* the matrix by columns; the block products update its columns */
+    int64_t m, k0, len;       /* len = m - k0 rows */
     int b, trans;             /* trans: apply I - V T^T V^T (Q^T, factorizing), else I - V T V^T */
     double *vr;               /* by panels of QR_RB reflectors, each len x QR_RB by rows */
     double *vc;               /* QR_NB x len, by reflectors */
     double t[QR_NB * QR_NB];  /* T, upper triangular: t[s*QR_NB + r] */
-    double *cols;             /* the columns updated: column j at cols + j*m, from row k0 */
-    int64_t j0, nj;
+    int64_t j0, nj;           /* the columns updated */
 } qr_block;
 
 static void qr_block_load(qr_block *q, const double *tau)
@@ -197,7 +196,7 @@ static void qr_block_task(void *ctx, int64_t task)
          j += QR_JB) {
         double *c[QR_JB];
         int nc = 0;
-        for (; nc < QR_JB && j + nc < j1; nc++) c[nc] = q->cols + (j + nc) * q->m + q->k0;
+        for (; nc < QR_JB && j + nc < j1; nc++) c[nc] = q->at + (j + nc) * q->m + q->k0;
         qr_block_apply_cols(q, c, nc);
     }
 }
@@ -210,6 +209,19 @@ static void qr_block_run(qr_block *q, int64_t j0, int64_t nj, int n_threads)
     /* threads pay off from about 2^19 multiply-adds (as for the other kernels' elements) */
     if (q->len * nj * q->b < FB_PAR_MIN_ELEMS) n_threads = 1;
     fb_parallel_for(tasks, n_threads, qr_block_task, q);
+}
+
+/* dst (cols x rows) = src (rows x cols)^T, by tiles; row i of src times sign[i] unless NULL */
+static void qr_transpose(const double *src, int64_t rows, int64_t cols, double *dst,
+                         const double *sign)
+{
+    for (int64_t i0 = 0; i0 < rows; i0 += 64)
+        for (int64_t j0 = 0; j0 < cols; j0 += 64)
+            for (int64_t i = i0; i < i0 + 64 && i < rows; i++) {
+                const double s = sign ? sign[i] : 1.0;
+                for (int64_t j = j0; j < j0 + 64 && j < cols; j++)
+                    dst[j * rows + i] = src[i * cols + j] * s;
+            }
 }
 
 /* Q (m x n, m >= n >= 1, by rows, overwriting a) of the QR of a, its column k multiplied by the
@@ -230,14 +242,9 @@ static fb_status qr_orthogonal(double *a, int64_t m, int64_t n, int n_threads)
         free(at), free(vr), free(vc), free(tau), free(sgn), free(q);
         return FB_ENOMEM;
     }
-    for (int64_t i0 = 0; i0 < m; i0 += 64)           /* at = a^T, by tiles */
-        for (int64_t j0 = 0; j0 < n; j0 += 64)
-            for (int64_t i = i0; i < i0 + 64 && i < m; i++)
-                for (int64_t j = j0; j < j0 + 64 && j < n; j++) at[j * m + i] = a[i * n + j];
+    qr_transpose(a, m, n, at, NULL);
     q->at = at;
-    q->cols = at;
     q->m = m;
-    q->n = n;
     q->vr = vr;
     q->vc = vc;
     /* dgeqrf: factor each block of columns (dgeqr2), then update the columns to its right */
@@ -290,11 +297,7 @@ static fb_status qr_orthogonal(double *a, int64_t m, int64_t n, int n_threads)
             memset(at + k * m, 0, (size_t)k * sizeof(double));
         }
     }
-    for (int64_t i0 = 0; i0 < m; i0 += 64)           /* a = Q diag(sgn), by rows */
-        for (int64_t j0 = 0; j0 < n; j0 += 64)
-            for (int64_t i = i0; i < i0 + 64 && i < m; i++)
-                for (int64_t j = j0; j < j0 + 64 && j < n; j++)
-                    a[i * n + j] = at[j * m + i] * sgn[j];
+    qr_transpose(at, n, m, a, sgn);                   /* a = Q diag(sgn) */
     free(at), free(vr), free(vc), free(tau), free(sgn), free(q);
     return FB_OK;
 }

@@ -128,11 +128,14 @@ def ld(a):
 
 def unjudged(r64, rld):
     """Where the float64 reference overflowed inside (its own (x - mean)**2, n * dy, ...): the
-    same formulas in np.longdouble (x86-64: 15-bit exponent) disagree on NaN or finiteness.
+    same formulas in np.longdouble (x86-64: 15-bit exponent) disagree on NaN or finiteness; or
+    underflowed inside: 0 where np.longdouble gives a normal float64 (batch norm's dx as
+    invstd / n * (...) with invstd 5e-324 and gamma 1.8e308: 0 against 1.1e-16).
     The float64 reference cannot judge fastbn there."""
     r64, rld = np.asarray(r64, np.float64), np.asarray(rld).astype(np.float64)
     big = np.abs(np.asarray(rld, np.longdouble)) > np.finfo(np.float64).max
-    return (np.isfinite(r64) != np.isfinite(rld)) | (np.isnan(r64) != np.isnan(rld)) | big
+    lost = (r64 == 0) & (np.abs(rld) >= np.finfo(np.float64).tiny)
+    return (np.isfinite(r64) != np.isfinite(rld)) | (np.isnan(r64) != np.isnan(rld)) | big | lost
 
 
 # ---- comparison -----------------------------------------------------------------------------

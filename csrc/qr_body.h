@@ -201,13 +201,21 @@ static void qr_block_task(void *ctx, int64_t task)
     }
 }
 
-static void qr_block_run(qr_block *q, int64_t j0, int64_t nj, int n_threads)
+/* Apply the block of reflectors of columns k0 .. k0+b-1 (trans: its Q^T) to the columns right
+ * of it, split among the threads. */
+static void qr_block_update(qr_block *q, int64_t k0, int b, int64_t n, int trans,
+                            const double *tau, int n_threads)
 {
-    q->j0 = j0;
-    q->nj = nj;
-    const int64_t tasks = (nj + QR_TASK_COLS - 1) / QR_TASK_COLS;
+    q->k0 = k0;
+    q->len = q->m - k0;
+    q->b = b;
+    q->trans = trans;
+    qr_block_load(q, tau + k0);
+    q->j0 = k0 + b;
+    q->nj = n - k0 - b;
+    const int64_t tasks = (q->nj + QR_TASK_COLS - 1) / QR_TASK_COLS;
     /* threads pay off from about 2^19 multiply-adds (as for the other kernels' elements) */
-    if (q->len * nj * q->b < FB_PAR_MIN_ELEMS) n_threads = 1;
+    if (q->len * q->nj * b < FB_PAR_MIN_ELEMS) n_threads = 1;
     fb_parallel_for(tasks, n_threads, qr_block_task, q);
 }
 
@@ -267,27 +275,13 @@ static fb_status qr_orthogonal(double *a, int64_t m, int64_t n, int n_threads)
             sgn[k] = beta < 0.0 ? -1.0 : 1.0;
             for (int64_t j = k + 1; j < k0 + b; j++) qr_reflect(x, t, at + j * m + k, len);
         }
-        if (k0 + b < n) {
-            q->k0 = k0;
-            q->len = m - k0;
-            q->b = b;
-            q->trans = 1;
-            qr_block_load(q, tau + k0);
-            qr_block_run(q, k0 + b, n - k0 - b, n_threads);
-        }
+        if (k0 + b < n) qr_block_update(q, k0, b, n, 1, tau, n_threads);
     }
     /* dorgqr: from the last block to the first, update the columns to its right, then turn the
      * block's own columns into Q's (dorg2r), zero above row k0 */
     for (int64_t k0 = (n - 1) / QR_NB * QR_NB; k0 >= 0; k0 -= QR_NB) {
         const int b = (int)(n - k0 < QR_NB ? n - k0 : QR_NB);
-        if (k0 + b < n) {
-            q->k0 = k0;
-            q->len = m - k0;
-            q->b = b;
-            q->trans = 0;
-            qr_block_load(q, tau + k0);
-            qr_block_run(q, k0 + b, n - k0 - b, n_threads);
-        }
+        if (k0 + b < n) qr_block_update(q, k0, b, n, 0, tau, n_threads);
         for (int64_t k = k0 + b - 1; k >= k0; k--) {
             double *x = at + k * m + k;
             const int64_t len = m - k;

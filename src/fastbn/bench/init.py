@@ -101,13 +101,13 @@ def cases(quick=False, torch=False):
     ]
     result = []
     for kernel, fast, base, base_label, torch_spec in rows:
+        own = kernel == "init orthogonal"   # a matrix of its own shape, no copy to compare with
         t = None
         if torch and torch_spec is not None:
-            t = _torch_fn(torch_spec[0], ortho if kernel == "init orthogonal" else shape,
-                          **torch_spec[1])
-        in_label = f"({ortho[0]},{ortho[1]}) f32" if kernel == "init orthogonal" else label
+            t = _torch_fn(torch_spec[0], ortho if own else shape, **torch_spec[1])
+        in_label = f"({ortho[0]},{ortho[1]}) f32" if own else label
         notes = (f"baseline: {parts} calls on n/{parts} values"
                  if "truncnorm" in base_label and not quick else "")
         result.append(Case(kernel, in_label, fast, base, base_label, torch=t,
-                           copy_of=None if kernel == "init orthogonal" else out, notes=notes))
+                           copy_of=None if own else out, notes=notes))
     return result

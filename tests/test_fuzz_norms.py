@@ -452,11 +452,12 @@ def make_backward_case(name):
                 t1, t2, t3, ms = _fin(dy64 * g), _fin(d * s), _fin(c), _fin(m * s)
                 sw, swd = geo.group_reduce(np.sum, _fin(w)), geo.group_reduce(np.sum, _fin(w * d))
                 acc = 1e-12 * (t1 + t2 + t3 + ms + _fin(r) * (sw + _fin(d) * _fin(r) ** 2 * swd) / n)
-                # gradual underflow: the float64 products gamma dy and gamma dy (x - mean) of the
-                # sums A, B round absolutely (half a float64 subnormal each), which s = -r^3 B / n
-                # and c = -r A / n scale
+                # gradual underflow: the float64 products w = gamma dy and w (x - mean) of the sums
+                # A, B round absolutely (half a float64 subnormal each; w's error enters B times
+                # |x - mean|), which s = -r^3 B / n and c = -r A / n scale
                 t64 = float(np.finfo(np.float64).smallest_subnormal)
-                sum_under = t64 * (_fin(r) ** 3 * geo.group_reduce(np.mean, _fin(d)) * _fin(d) + _fin(r))
+                sum_under = t64 * (_fin(r) ** 3 * (geo.group_reduce(np.mean, _fin(d)) + 1) * _fin(d)
+                                   + _fin(r))
                 tol = 8 * u * (t1 + t2 + t3) + 4 * u * u * ms + acc + np.nan_to_num(sum_under) \
                     + TINY[dtype] * (_fin(dy64) + _fin(d) + 1) + 1e-12 * _fin(r64[0])
                 skip = unjudged(r64[0], rld[0]) | _grad_unjudged(geo, dy64, x64, mean, r, g, s, c, dtype)
@@ -519,6 +520,22 @@ def test_backward_coefficient_underflow():
     bound = 8 * 2.0 ** -53 * (np.abs(dy) * r + np.abs(exact - dy * r))   # |dy g| + |x s|
     assert np.all(np.abs(dx - exact) <= bound), (dx, exact, bound)       # was 5.9e-117
 
+
+
+def test_backward_sum_products_underflow():
+    # Found by the fuzzing (the checker's model, fixed): with dy = 2.2e-309 and x - mean = -6.1e-5,
+    # each product dy (x - mean) of the sum B is subnormal and rounds absolutely; s = -r^3 B / n
+    # (r = 9.1e7) scales that to 1.2e-304 in dx (1.8e-11 relative), which the checker's underflow
+    # term had left out (it had w = gamma dy's rounding alone).  The bound with it holds.
+    x = (np.random.default_rng(0).standard_normal((16, 1)) * 1e-6)
+    dy = np.full((16, 1), 2.225073858507203e-309)
+    mean, invstd = np.array([6.103515625e-05]), np.array([90638135.0])
+    dx = fastbn.layer_norm_backward(dy, x, mean, invstd, axis=0)[0]
+    exact = exact_of(reference.layer_norm_backward(ld(dy), ld(x), ld(mean), ld(invstd), axis=0)[0])
+    d, r, t64 = np.abs(x - mean[0]), invstd[0], float(np.finfo(np.float64).smallest_subnormal)
+    err = np.abs(dx - exact)
+    assert err.max() > 2.0 ** -53 * np.abs(exact).max()         # not float64 rounding alone
+    assert np.all(err <= t64 * (r ** 3 * (d.mean() + 1) * d + r) + 8 * 2.0 ** -53 * np.abs(exact))
 
 
 # Found by the fuzzing (fixed): a float32 scale gamma * invstd beyond FLT_MAX rounded to inf and

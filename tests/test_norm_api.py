@@ -10,8 +10,12 @@ Specification:
   other array receives bitwise the returned result; non-contiguous, Fortran-ordered and
   byte-swapped inputs give bitwise the results of their C-contiguous native copies;
 - the layers LayerNorm, RMSNorm, GroupNorm, InstanceNorm give the functions' results, store
-  dgamma/dbeta and pair them in parameters().
+  dgamma/dbeta and pair them in parameters(); LayerNorm(bias=False) has gamma alone (PyTorch's
+  bias=False), says so in its repr and keeps it through a pickle;
+- rms_norm(eps=None), its reference twin and RMSNorm(eps=None) use the machine epsilon of x's
+  dtype (PyTorch's default): 2**-23 float32, 2**-52 float64, 2**-10 float16, 2**-7 bfloat16.
 """
+import pickle
 import warnings
 
 import numpy as np
@@ -124,6 +128,8 @@ def test_layers_give_the_functions_results_and_pair_their_gradients():
     dy = rng.standard_normal(x.shape).astype(np.float32)
     layers = [(fastbn.LayerNorm((4, 5)), lambda g, b: fastbn.layer_norm(x, g, b, axis=(1, 2)),
                lambda s, g: fastbn.layer_norm_backward(dy, x, *s, g, axis=(1, 2))),
+              (fastbn.LayerNorm(5, bias=False), lambda g, b: fastbn.layer_norm(x, g),
+               lambda s, g: fastbn.layer_norm_backward(dy, x, *s, g)),
               (fastbn.RMSNorm(5), lambda g, b: fastbn.rms_norm(x, g),
                lambda s, g: fastbn.rms_norm_backward(dy, x, *s, g)),
               (fastbn.GroupNorm(2, 4), lambda g, b: fastbn.group_norm(x, 2, g, b),
@@ -151,6 +157,44 @@ def test_layers_give_the_functions_results_and_pair_their_gradients():
         fastbn.GroupNorm(3, 4)
     with pytest.raises(RuntimeError):
         fastbn.LayerNorm(5).backward(dy)
+
+
+def test_layer_norm_without_bias_learns_gamma_alone():
+    ln = fastbn.LayerNorm((2, 3), bias=False)
+    assert ln.beta is None and ln.gamma.shape == (2, 3) and ln.bias is False
+    assert repr(ln) == ("LayerNorm((2, 3), eps=1e-05, elementwise_affine=True, bias=False, "
+                        "dtype='float32')")
+    assert "bias" not in repr(fastbn.LayerNorm(3)) and "bias" not in repr(fastbn.RMSNorm(3))
+    x = np.random.default_rng(2).normal(1.0, 2.0, (4, 2, 3)).astype(np.float32)
+    back = pickle.loads(pickle.dumps(ln))
+    assert back.beta is None and back(x).tobytes() == ln(x).tobytes()
+    assert ln.backward(np.ones_like(x)).shape == x.shape and ln.dbeta is None
+    old = fastbn.LayerNorm(3).__getstate__()   # a pickle from before bias=
+    del old["bias"]
+    restored = fastbn.LayerNorm.__new__(fastbn.LayerNorm)
+    restored.__setstate__(old)
+    assert restored.bias is True and restored.beta is not None
+    with pytest.raises(TypeError, match="^bias:"):
+        fastbn.LayerNorm(3, bias=1)
+
+
+@pytest.mark.parametrize("dtype, eps", [("float32", 2.0 ** -23), ("float64", 2.0 ** -52),
+                                        ("float16", 2.0 ** -10), ("bfloat16", 2.0 ** -7)])
+def test_rms_norm_eps_none_is_the_machine_epsilon_of_x(dtype, eps):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    # values of order 1e-2: mean(x**2) ~ 1e-4, where each of these eps moves invrms
+    x = (np.random.default_rng(3).standard_normal((4, 6)) * 1e-2).astype(dtype)
+    want = fastbn.rms_norm(x, eps=eps)
+    got = fastbn.rms_norm(x, eps=None)
+    assert all(g.tobytes() == w.tobytes() for g, w in zip(got, want))
+    assert fastbn.rms_norm(x, eps=None)[1].tobytes() != fastbn.rms_norm(x, eps=1e-6)[1].tobytes()
+    ref = fastbn.reference.rms_norm(x, eps=None)
+    assert all(r.tobytes() == w.tobytes()
+               for r, w in zip(ref, fastbn.reference.rms_norm(x, eps=eps)))
+    layer = fastbn.RMSNorm(6, eps=None, dtype=dtype)
+    assert layer.eps is None and "eps=None" in repr(layer)
+    assert layer(x).tobytes() == fastbn.rms_norm(x, layer.gamma, eps=eps)[0].tobytes()
 
 
 def test_an_empty_batch_gives_empty_results_and_zero_parameter_gradients():

@@ -219,6 +219,9 @@ def norm_layers(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(ln(x32))  # T: NDArray[np.float32]
     reveal_type(ln.backward(x32))  # T: NDArray[np.float32]
     reveal_type(ln.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]
+    reveal_type(fastbn.LayerNorm(4, bias=False, dtype=np.float64))  # T: fastbn.LayerNorm[np.float64]
+    reveal_type(fastbn.RMSNorm(4, eps=None).eps)  # T: float | None
+    reveal_type(fastbn.rms_norm(x32, eps=None)[1])  # T: NDArray[np.float32]
     rms = fastbn.RMSNorm(4, dtype=np.float64)
     reveal_type(rms(x64))  # T: NDArray[np.float64]
     gn = fastbn.GroupNorm(2, 4, axis=-1, affine=False, dtype="float64")

@@ -48,6 +48,19 @@ def real(value, name, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     return value
 
 
+def machine_eps(x):
+    """The machine epsilon of x's dtype (2**-23 float32, 2**-52 float64, 2**-10 float16, 2**-7
+    bfloat16): PyTorch's ``eps=None`` of RMS norm.  For an x that is not a float array, 1.0:
+    x's own check rejects it afterwards."""
+    try:
+        dtype = x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
+    except (ValueError, TypeError):
+        return 1.0
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).eps)
+    return 2.0 ** -7 if _half.named_bfloat16(dtype) else 1.0
+
+
 def not_masked(a, name):
     """Raise TypeError for a masked array: the kernels would read its data and ignore its mask."""
     if isinstance(a, np.ma.MaskedArray):

@@ -577,6 +577,9 @@ class LayerNorm(_NormLayer):
     eps : float > 0, default 1e-5
     elementwise_affine : bool, default True
         Learn ``gamma`` (ones) and ``beta`` (zeros) of ``normalized_shape``; else both None.
+    bias : bool, default True
+        With ``elementwise_affine``, learn ``beta`` too; ``bias=False`` scales only (``beta``
+        None), as PyTorch's ``LayerNorm(..., bias=False)``.
     dtype : float32, float64, float16 or bfloat16, default float32
         The activations' dtype; the parameters are float32 for float16 and bfloat16.
     relu : bool, default False
@@ -616,15 +619,18 @@ class LayerNorm(_NormLayer):
     True
     """
 
-    def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True, dtype=np.float32,
-                 relu=False):
+    _has_bias = True   # RMSNorm: no beta whatever bias says
+
+    def __init__(self, normalized_shape, *, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=np.float32, relu=False):
         self.normalized_shape = _shape(normalized_shape, "normalized_shape")
         self.eps = v.real(eps, "eps", lo=0.0, lo_open=True)
         self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine")
+        self.bias = _flag(bias, "bias")
         self.dtype = _layer_dtype(dtype)
-        affine = self.elementwise_affine
-        self.gamma = np.ones(self.normalized_shape, v.param_dtype(self.dtype)) if affine else None
-        self.beta = np.zeros(self.normalized_shape, v.param_dtype(self.dtype)) if affine else None
+        affine, pdt = self.elementwise_affine, v.param_dtype(self.dtype)
+        self.gamma = np.ones(self.normalized_shape, pdt) if affine else None
+        self.beta = np.zeros(self.normalized_shape, pdt) if affine and self.bias else None
         self.dgamma = self.dbeta = None
         self._cache = None
         self._init_fused(relu)
@@ -647,9 +653,15 @@ class LayerNorm(_NormLayer):
         return _nm.layer_norm_backward(dy, x, *stats, self.gamma, axis=self._axes(), y=y,
                                        dresidual=dres)
 
+    def __setstate__(self, state):
+        # Pickles of layers older than bias=: a beta exactly where the layer is affine.
+        state.setdefault("bias", self._has_bias)
+        super().__setstate__(state)
+
     def __repr__(self):
+        bias = ", bias=False" if self._has_bias and not self.bias else ""   # only when set
         return (f"LayerNorm({self.normalized_shape}, eps={self.eps!r}, "
-                f"elementwise_affine={self.elementwise_affine}, dtype='{self.dtype.name}'"
+                f"elementwise_affine={self.elementwise_affine}{bias}, dtype='{self.dtype.name}'"
                 f"{self._relu_repr()})")
 
 
@@ -660,7 +672,8 @@ class RMSNorm(LayerNorm):
     ----------
     normalized_shape : int or tuple of ints
         The shape of the trailing axes normalized over.
-    eps : float > 0, default 1e-6
+    eps : float > 0 or None, default 1e-6
+        None: the machine epsilon of each input's dtype (PyTorch's ``RMSNorm`` default).
     elementwise_affine : bool, default True
         Learn ``gamma`` (ones); there is no ``beta`` (always None).
     dtype : float32, float64, float16 or bfloat16, default float32
@@ -679,11 +692,14 @@ class RMSNorm(LayerNorm):
     (array([0.8485, 1.1314], dtype=float32), True)
     """
 
+    _has_bias = False
+
     def __init__(self, normalized_shape, *, eps=1e-6, elementwise_affine=True, dtype=np.float32,
                  relu=False):
-        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine,
-                         dtype=dtype, relu=relu)
-        self.beta = None
+        super().__init__(normalized_shape, eps=1.0 if eps is None else eps, bias=False,
+                         elementwise_affine=elementwise_affine, dtype=dtype, relu=relu)
+        if eps is None:   # rms_norm's None: x's machine epsilon at each call
+            self.eps = None
 
     def _forward(self, x, residual):
         return _nm.rms_norm(x, self.gamma, axis=self._axes(), eps=self.eps, relu=self.relu,

@@ -89,6 +89,7 @@ class LayerNorm(Generic[_FloatT]):
     eps: float
     normalized_shape: tuple[int, ...]
     elementwise_affine: bool
+    bias: bool
     gamma: NDArray[_FloatT] | None
     beta: NDArray[_FloatT] | None
     dgamma: NDArray[_FloatT] | None
@@ -103,6 +104,7 @@ class LayerNorm(Generic[_FloatT]):
         *,
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
+        bias: bool = True,
         dtype: _Float32Codes = ...,
         relu: bool = False,
     ) -> None: ...
@@ -113,6 +115,7 @@ class LayerNorm(Generic[_FloatT]):
         *,
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
+        bias: bool = True,
         dtype: _Float64Codes,
         relu: bool = False,
     ) -> None: ...
@@ -123,6 +126,7 @@ class LayerNorm(Generic[_FloatT]):
         *,
         eps: _Real = 1e-05,
         elementwise_affine: bool = True,
+        bias: bool = True,
         dtype: DTypeLike,
         relu: bool = False,
     ) -> None: ...
@@ -136,7 +140,7 @@ class LayerNorm(Generic[_FloatT]):
 
 class RMSNorm(Generic[_FloatT]):
     dtype: np.dtype[_FloatT]
-    eps: float
+    eps: float | None
     normalized_shape: tuple[int, ...]
     elementwise_affine: bool
     gamma: NDArray[_FloatT] | None
@@ -151,7 +155,7 @@ class RMSNorm(Generic[_FloatT]):
         self: RMSNorm[np.float32],
         normalized_shape: SupportsIndex | Sequence[SupportsIndex],
         *,
-        eps: _Real = 1e-06,
+        eps: _Real | None = 1e-06,
         elementwise_affine: bool = True,
         dtype: _Float32Codes = ...,
         relu: bool = False,
@@ -161,7 +165,7 @@ class RMSNorm(Generic[_FloatT]):
         self: RMSNorm[np.float64],
         normalized_shape: SupportsIndex | Sequence[SupportsIndex],
         *,
-        eps: _Real = 1e-06,
+        eps: _Real | None = 1e-06,
         elementwise_affine: bool = True,
         dtype: _Float64Codes,
         relu: bool = False,
@@ -171,7 +175,7 @@ class RMSNorm(Generic[_FloatT]):
         self: RMSNorm[np.floating[Any]],
         normalized_shape: SupportsIndex | Sequence[SupportsIndex],
         *,
-        eps: _Real = 1e-06,
+        eps: _Real | None = 1e-06,
         elementwise_affine: bool = True,
         dtype: DTypeLike,
         relu: bool = False,

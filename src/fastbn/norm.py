@@ -357,7 +357,9 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual
         Scale of the shape of the normalized axes, dtype of ``x``; None means 1.
     axis : int or tuple of ints, default -1
         The normalized axes, as in :func:`layer_norm`.
-    eps : float > 0, default 1e-6
+    eps : float > 0 or None, default 1e-6
+        None: the machine epsilon of x's dtype (``np.finfo(x.dtype).eps``; 2**-7 for bfloat16),
+        PyTorch's default for ``rms_norm``.
     out : ndarray, optional
         Where to write ``y``; ``out=x`` exactly normalizes in place.
     relu : bool, default False
@@ -397,6 +399,8 @@ def rms_norm(x, gamma=None, *, axis=-1, eps=1e-6, out=None, relu=False, residual
     array([[0.      , 0.131371],
            [0.      , 0.414214]])
     """
+    if eps is None:
+        eps = v.machine_eps(x)
     if relu is False and residual is None:   # the plain case, in Cython
         plain = _norm.trailing_forward_plain(x, gamma, None, axis, eps, False,
                                              _config.get_num_threads(), out)

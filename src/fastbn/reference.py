@@ -912,3 +912,19 @@ for _name in ("batch_norm_train", "batch_norm_infer", "batch_norm_backward", "ba
               "instance_norm_backward"):
     globals()[_name] = _half_twin(globals()[_name])
 del _name
+
+
+def _eps_none_twin(fn):
+    """``fn`` with ``eps=None`` read as the machine epsilon of x's own dtype (before the half
+    twin widens x): ``ml_dtypes.finfo`` for bfloat16, ``np.finfo`` otherwise."""
+    @functools.wraps(fn)
+    def twin(x, *args, eps=1e-6, **kw):
+        if eps is None:
+            x = np.asarray(x)
+            info = np.finfo if x.dtype.kind == "f" else __import__("ml_dtypes").finfo
+            eps = float(info(x.dtype).eps)
+        return fn(x, *args, eps=eps, **kw)
+    return twin
+
+
+rms_norm = _eps_none_twin(rms_norm)

@@ -221,6 +221,8 @@ def norm_layers(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(ln.parameters())  # T: list[tuple[NDArray[np.float32], NDArray[np.float32] | None]]
     reveal_type(fastbn.LayerNorm(4, bias=False, dtype=np.float64))  # T: fastbn.LayerNorm[np.float64]
     reveal_type(fastbn.RMSNorm(4, eps=None).eps)  # T: float | None
+    reveal_type(ln.state_dict())  # T: dict[str, NDArray[Any]]
+    reveal_type(ln.load_state_dict(ln.state_dict()).missing_keys)  # T: list[str]
     reveal_type(fastbn.rms_norm(x32, eps=None)[1])  # T: NDArray[np.float32]
     rms = fastbn.RMSNorm(4, dtype=np.float64)
     reveal_type(rms(x64))  # T: NDArray[np.float64]

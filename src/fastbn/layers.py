@@ -1,4 +1,7 @@
 """Layers for NumPy networks built on the fastbn kernels."""
+from collections import namedtuple
+from collections.abc import Mapping
+
 import numpy as np
 
 from fastbn import _half
@@ -31,7 +34,106 @@ def _layer_array(a, name, dtype, whose):
     return v.to_native(a)
 
 
-class BatchNorm:
+# PyTorch's state_dict names of the layers' arrays (key -> attribute), in PyTorch's order.
+_STATE_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
+                "running_var": "running_var", "num_batches_tracked": "num_batches_tracked"}
+_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class _StateDict:
+    """state_dict / load_state_dict under PyTorch's names, for every layer."""
+
+    def state_dict(self):
+        """The layer's arrays under PyTorch's names: ``weight`` (gamma), ``bias`` (beta),
+        ``running_mean``, ``running_var``, ``num_batches_tracked`` -- those the layer has.
+
+        The arrays are the layer's own, as PyTorch's ``state_dict`` shares its tensors: copy
+        them to keep a snapshot.  ``num_batches_tracked`` is a 0-d int64 array (a copy).
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> sorted(fastbn.BatchNorm(3).state_dict())
+        ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+        >>> fastbn.LayerNorm(4, bias=False).state_dict()
+        {'weight': array([1., 1., 1., 1.], dtype=float32)}
+        """
+        out = {}
+        for key, attr in _STATE_NAMES.items():
+            value = getattr(self, attr, None)
+            if value is not None:
+                out[key] = np.array(value, np.int64) if key == "num_batches_tracked" else value
+        return out
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy ``state_dict`` (PyTorch's names, as :meth:`state_dict`) into the layer's arrays.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            Values of the layer's shapes (a PyTorch module's ``state_dict()`` converted with
+            ``{k: t.numpy() for k, t in sd.items()}``, or CPU tensors as they are); cast to the
+            layer's dtypes (``same_kind``: float64 into float32 rounds).
+        strict : bool, default True
+            Every key of :meth:`state_dict` present and no other; else missing keys are left
+            as they are and unexpected ones ignored.
+
+        Returns
+        -------
+        IncompatibleKeys
+            ``(missing_keys, unexpected_keys)``, as PyTorch's.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For a bad value (named by its key) or, with ``strict``, missing or unexpected keys;
+            nothing is written then.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> bn.load_state_dict({"weight": [2.0, 3.0], "bias": [0.0, 1.0], "running_mean": [1, 1],
+        ...                     "running_var": [4.0, 4.0], "num_batches_tracked": 10})
+        IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+        >>> bn.gamma, bn.num_batches_tracked
+        (array([2., 3.], dtype=float32), 10)
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
+        strict = _flag(strict, "strict")
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        values = {}
+        for key in (k for k in own if k in state_dict):   # every value checked before any write
+            name = f"state_dict[{key!r}]"
+            try:
+                a = np.asarray(state_dict[key])
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise TypeError(f"{name}: expected an array ({e})") from None
+            if key == "num_batches_tracked":
+                if a.shape != () or a.dtype.kind not in "iu":
+                    raise TypeError(f"{name}: expected an integer, got {a.dtype} of shape "
+                                    f"{a.shape}")
+                values[key] = v.integer(int(a), name, minimum=0)
+                continue
+            if a.dtype.kind not in "fiu" and not v.is_half(a.dtype):
+                raise TypeError(f"{name}: expected real numbers, got dtype {a.dtype}")
+            if a.shape != own[key].shape:
+                raise ValueError(f"{name}: expected shape {own[key].shape}, got {a.shape}")
+            values[key] = a.astype(own[key].dtype)
+        for key, a in values.items():
+            if key == "num_batches_tracked":
+                self.num_batches_tracked = a
+            else:
+                own[key][...] = a
+        return _IncompatibleKeys(missing, unexpected)
+
+
+class BatchNorm(_StateDict):
     """Batch normalization layer for NumPy networks (PyTorch's ``BatchNorm*d`` semantics).
 
     A new layer is in training mode: calling it normalizes with the statistics of the batch and
@@ -487,7 +589,7 @@ def _shape(value, name):
     return shape
 
 
-class _NormLayer:
+class _NormLayer(_StateDict):
     """What the layers on the normalization core share: forward saves what backward needs,
     backward stores the parameters' gradients, parameters() pairs them.  A subclass sets gamma,
     beta (or None), dtype, relu (_init_fused), and defines _check(x),

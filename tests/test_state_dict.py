@@ -10,7 +10,8 @@ Specification:
 - with ``strict`` (the default) a missing or unexpected key is a ValueError; without, they are
   returned as ``(missing_keys, unexpected_keys)`` and the rest is loaded;
 - a bad value (wrong shape, not real numbers, a count that is not a non-negative integer) is an
-  error naming ``state_dict[key]``, and a call that fails writes nothing.
+  error naming ``state_dict[key]``, and a call that fails writes nothing;
+- ``reset_parameters()`` gives every layer the state of a new one, in place.
 """
 import numpy as np
 import pytest
@@ -142,3 +143,13 @@ def test_a_bad_value_is_named_and_nothing_is_written(change, error, match):
         bn.load_state_dict([("weight", np.ones(3))])
     with pytest.raises(TypeError, match="^strict:"):
         bn.load_state_dict(sd, strict=1)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_reset_parameters_gives_a_new_layers_state_in_place(name):
+    layer, new = _trained(LAYERS[name], 2), LAYERS[name]()
+    arrays = layer.state_dict()
+    layer.reset_parameters()
+    for key, a in layer.state_dict().items():
+        assert np.asarray(a).tobytes() == np.asarray(new.state_dict()[key]).tobytes(), key
+        assert key == "num_batches_tracked" or a is arrays[key]

@@ -652,6 +652,23 @@ class _NormLayer(_StateDict):
         pairs = [(self.gamma, self.dgamma)] if self.gamma is not None else []
         return pairs + ([(self.beta, self.dbeta)] if self.beta is not None else [])
 
+    def reset_parameters(self):
+        """Set ``gamma`` to ones and ``beta`` to zeros (those the layer has), in place.
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> ln = fastbn.LayerNorm(2)
+        >>> ln.gamma[:] = 3.0
+        >>> ln.reset_parameters()
+        >>> ln.gamma, ln.beta
+        (array([1., 1.], dtype=float32), array([0., 0.], dtype=float32))
+        """
+        if self.gamma is not None:
+            self.gamma[...] = 1
+        if self.beta is not None:
+            self.beta[...] = 0
+
     def __getstate__(self):
         state = self.__dict__.copy()   # the saved input (and output) is not state
         state["_cache"] = state["_fused"] = None

@@ -11,7 +11,8 @@ Specification:
   returned as ``(missing_keys, unexpected_keys)`` and the rest is loaded;
 - a bad value (wrong shape, not real numbers, a count that is not a non-negative integer) is an
   error naming ``state_dict[key]``, and a call that fails writes nothing;
-- ``reset_parameters()`` gives every layer the state of a new one, in place.
+- ``reset_parameters()`` gives every layer the state of a new one, in place; every layer has
+  PyTorch's ``train(mode)`` / ``eval()`` (returning the layer) and ``training`` flag.
 """
 import numpy as np
 import pytest
@@ -153,3 +154,12 @@ def test_reset_parameters_gives_a_new_layers_state_in_place(name):
     for key, a in layer.state_dict().items():
         assert np.asarray(a).tobytes() == np.asarray(new.state_dict()[key]).tobytes(), key
         assert key == "num_batches_tracked" or a is arrays[key]
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_every_layer_has_the_mode_switch(name):
+    layer = LAYERS[name]()
+    assert layer.training is True and layer.eval() is layer and layer.training is False
+    assert layer.train() is layer and layer.training is True
+    with pytest.raises(TypeError, match="^mode:"):
+        layer.train("yes")

@@ -600,6 +600,24 @@ class _NormLayer(_StateDict):
         self.relu = _flag(relu, "relu")
         self.dresidual = None
         self._fused = None
+        self.training = True
+
+    def train(self, mode=True):
+        """Set ``training`` to ``mode`` and return the layer.  A flag for code that switches
+        every layer's mode: these layers compute the same in both, as PyTorch's do.
+
+        Examples
+        --------
+        >>> import fastbn
+        >>> fastbn.LayerNorm(4).eval().training
+        False
+        """
+        self.training = _flag(mode, "mode")
+        return self
+
+    def eval(self):
+        """``train(False)``."""
+        return self.train(False)
 
     def forward(self, x, *, residual=None):
         """Normalize ``x``; keep it (and its statistics) for :meth:`backward`.
@@ -675,8 +693,9 @@ class _NormLayer(_StateDict):
         return state
 
     def __setstate__(self, state):
-        # Pickles of layers older than the fused ReLU / residual lack these: no ReLU.
+        # Pickles of layers older than the fused ReLU / residual (or the mode) lack these.
         state.setdefault("relu", False)
+        state.setdefault("training", True)
         state.setdefault("dresidual", None)
         self.__dict__.update(state)
         self._cache = self._fused = None

@@ -65,7 +65,7 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
      * zero sum: the other order (moments.h's) keeps them, and a zero sum gives s = 0 */
     if ((fabs(w) < DBL_MIN || isinf(w)) && g != 0.0)
         coef[0] = sdyx == 0.0 ? copysign(0.0, -g) * (sdyx / count)
-                              : -(g * invstd) * (invstd * (sdyx / count));
+                              : fb_grad_scale(g, invstd, sdyx, count);
     coef[1] = g;
     coef[2] = -g * (sdy / count);
     coef[3] = invstd * (sdyx / count);

@@ -8,6 +8,9 @@
 #ifndef FASTBN_MOMENTS_H
 #define FASTBN_MOMENTS_H
 
+#include <float.h>
+#include <math.h>
+
 #include "fastbn.h"
 #include "parallel.h"
 #include "simd.h"
@@ -65,6 +68,27 @@ static inline void fb_seg_moments(int centered, double k, double count, double t
     *var = (centered ? sm2 : 0.0 + t2) / count;
 }
 
+/* -(a b c d) for finite, non-zero factors, with the exponents added apart from the mantissas'
+ * product: no intermediate underflow or overflow (for invstd far beyond 1e-103 or 1e102). */
+static inline double fb_neg_prod4(double a, double b, double c, double d)
+{
+    int ea, eb, ec, ed;
+    const double m = ((frexp(a, &ea) * frexp(b, &eb)) * frexp(c, &ec)) * frexp(d, &ed);
+    return -ldexp(m, ea + eb + ec + ed);
+}
+
+/* s = -g invstd^2 sdyx / count as moments.h orders it, and where that product leaves the normal
+ * range with finite non-zero factors (an intermediate under- or overflowed), fb_neg_prod4's. */
+static inline double fb_grad_scale(double g, double invstd, double sdyx, double count)
+{
+    const double q = sdyx / count, s = -(g * invstd) * (invstd * q);
+    const int factors_ok = g != 0.0 && invstd != 0.0 && q != 0.0 && isfinite(g) &&
+                           isfinite(invstd) && isfinite(q);
+    if (factors_ok && !(fabs(s) >= DBL_MIN && fabs(s) <= DBL_MAX))
+        return fb_neg_prod4(g, invstd, invstd, q);
+    return s;
+}
+
 /* Backward coefficients of one group from sdy = sum(gamma dy), sdyx = sum(gamma dy (x - mean)):
  * dbeta, dgamma (for a group of one channel), and dx = dy * g + ((x - mean) * s + c) as
  * coef = {s, g, c}. */
@@ -74,8 +98,8 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
     const double g = gamma * invstd;
     *dbeta = sdy;
     *dgamma = sdyx * invstd;
-    coef[0] = -(g * invstd) * (invstd * (sdyx / count));   /* not g*invstd*invstd: subnormal
-                                                               for invstd < ~1e-103 */
+    coef[0] = fb_grad_scale(g, invstd, sdyx, count);   /* not g*invstd*invstd: subnormal for
+                                                          invstd < ~1e-103 */
     coef[1] = g;
     coef[2] = -g * (sdy / count);
 }

@@ -180,7 +180,10 @@ def ulp_tol(exp, dtype, rel=1e-12, extra=0.0):
     e = np.where(np.isfinite(e), e, 0.0)
     with np.errstate(over="ignore"):
         sp = np.spacing(e.astype(dtype)).astype(np.float64)
-    return np.where(np.isfinite(sp), sp, 0) * (1 if dtype == np.float32 else 4) + rel * e + extra
+    # the top binade's ulp where the spacing of the dtype's max (or of a value that rounds to
+    # it) overflows: one ulp there is 2**104 in float32, not 0
+    top = float(np.spacing(np.nextafter(np.finfo(dtype).max, 0, dtype=dtype)))
+    return np.where(np.isfinite(sp), sp, top) * (1 if dtype == np.float32 else 4) + rel * e + extra
 
 
 def assert_named_error(exc, fn):
@@ -1011,6 +1014,15 @@ def run_case(make, data):
 
 F32MAX = float(np.finfo(np.float32).max)
 SLAB_AND_ROWS = [((2, 3, 80), 1, "slab"), ((40, 3), 1, "rows"), ((5, 2, 3), 1, "rows-inner3")]
+
+
+def test_the_checkers_ulp_at_the_top_binade():
+    # Found by a long run: rms_norm_backward's float32 dgamma = FLT_MAX * 77 / 77 rounds to FLT_MAX
+    # (the exact 3.40282346e38 is within half an ulp of it), but the checker's ulp there was 0
+    # (np.spacing(FLT_MAX) overflows), so the correctly rounded result failed.
+    f32max = float(np.finfo(np.float32).max)
+    assert ulp_tol(np.array([f32max - 1e30]), np.float32)[0] == 2.0 ** 104 + 1e-12 * (f32max - 1e30)
+    assert ulp_tol(np.array([1.0]), np.float32)[0] == 2.0 ** -23 + 1e-12
 
 
 def test_backward_intermediate_overflow():

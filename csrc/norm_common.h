@@ -160,6 +160,7 @@ static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
 {
     const double y = ((double)x - co->m) * co->s + co->c;
     if (isfinite(y)) return (T)y;
+    if (!isfinite((double)x)) return (T)fb_nan1(y);   /* x's own inf or NaN: nothing to scale */
     const double z =
         (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64;
     return (T)fb_nan1(z);
@@ -179,6 +180,7 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
 {
     const double y = (double)dy * co->g + (((double)x - co->m) * co->s + co->c);
     if (isfinite(y)) return (T)y;
+    if (!isfinite((double)dy) || !isfinite((double)x)) return (T)fb_nan1(y);
     if (!co->factored) {   /* the plain formula, scaled */
         const double xs =
             ((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K);
@@ -188,9 +190,13 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
     const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
     if (isfinite(r)) return (T)r;
-    const double z = co->g * FB_K * (((double)dy * FB_K - co->mdy * FB_K) -
-                                     FN(xq)((double)x * FB_K - co->m * FB_K, x, co)) * 0x1p64;
-    return (T)fb_nan1(z);
+    const double a = ((double)dy * FB_K - co->mdy * FB_K) -
+                     FN(xq)((double)x * FB_K - co->m * FB_K, x, co);
+    /* g = 0 (gamma 0): the exact dx is 0 for finite inputs however far the bracket overflows */
+    if (co->g == 0.0 && isfinite(co->m) && isfinite(co->mdy) && isfinite(co->q) &&
+        isfinite(co->inv))
+        return (T)(copysign(0.0, co->g) * (a < 0.0 ? -1.0 : 1.0));
+    return (T)fb_nan1(co->g * FB_K * a * 0x1p64);
 }
 #undef FB_K
 

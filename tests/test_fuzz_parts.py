@@ -40,7 +40,8 @@ is accepted and a finite one is judged all the same: never a finite wrong value.
   NaN there does not reach the result.
 * ``batch_norm_apply``: y within the documented forward bound (tests/bn_helpers.py); where
   ``gamma * invstd`` itself passes float64's range (float64 gamma near its max), non-finite
-  accepted (its float64 coefficient is inf, as batch_norm_train's), and for an infinite mean
+  accepted (its float64 coefficient is inf, as batch_norm_train's; an infinite x whose scale
+  rounds to 0 in float64 gives NaN, inf * 0), and for an infinite mean
   NaN or the twin's infinity (the kernel splits the mean as ``T(mean)`` plus the rest: inf -
   inf, as batch_norm_infer's for an infinite running mean); given the statistics of ``x``
   itself, bit for bit ``batch_norm_train``'s y (documented).
@@ -335,8 +336,11 @@ def case_batch_norm_apply(data):
             # float64 coefficient is inf, y not finite (as batch_norm_train's and _infer's);
             # an infinite mean: y not finite, NaN or the twin's infinity (the kernel splits
             # the mean as (T)mean + the rest, inf - inf, as batch_norm_infer's)
+            # and an infinite x times a scale that rounds to 0 in float64 (|gamma invstd| below
+            # half its smallest subnormal): NaN, inf * 0
             judge(y, exp, tol, dtype, "y",
-                  may_overflow=(np.abs(sc) > LDMAX64) | np.isinf(_ch(m64, nd, ax)))
+                  may_overflow=(np.abs(sc) > LDMAX64) | np.isinf(_ch(m64, nd, ax))
+                  | ((np.asarray(sc, np.float64) == 0) & (sc != 0) & np.isinf(ld(x_in))))
             if own:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -698,3 +702,23 @@ def test_bfloat16_cast_rounds_once():
     v = np.array([1 + 2.0 ** -8 + 2.0 ** -30, -(1 + 2.0 ** -8 + 2.0 ** -30)])
     assert np.array_equal(cast(v, HALVES[1]).astype(np.float64), [1 + 2.0 ** -7, -1 - 2.0 ** -7])
     assert cast(v, np.float32).astype(HALVES[1])[0] == 1.0      # what twice would give
+
+
+# ---- found by long runs (FASTBN_FUZZ=long), fixed ------------------------------------------
+
+def test_infinite_x_with_a_subnormal_scale_stays_infinite():
+    # y = (x - mean) s + c with s = gamma invstd = 1.3e-321: inf for x = inf, which the float64
+    # redo (every factor times 2^-32, for an overflow inside) turned into NaN (s 2^-32 = 0)
+    y = fastbn.batch_norm_apply(np.array([[np.inf], [1.0]]), np.array([0.1257]),
+                                np.array([0.1257]), np.array([1e-320]), np.array([0.5]))
+    assert y[0, 0] == np.inf and y[1, 0] == 0.5
+
+
+def test_zero_gamma_gradient_with_an_overflowing_bracket():
+    # gamma = -0: dx = 0 exactly, where the factored form's bracket dy - mdy - xhat q overflows
+    # float64 even scaled by 2^-32 (x - mean = 2 DBL_MAX, xhat q ~ 8e317): was 0 * inf = NaN
+    big = float(np.finfo(np.float64).max)
+    dx = fastbn.batch_norm_backward_apply(np.array([[0.125]]), np.array([[big]]), np.array([-big]),
+                                          np.array([0.125]), np.array([-0.0]), np.array([0.125]),
+                                          np.array([1.7e10]), 1)
+    assert dx[0, 0] == 0.0

@@ -34,8 +34,12 @@ position (check_values).  Not judged: positions where the float64 reference and 
 reference in np.longdouble disagree on NaN/finiteness (the reference overflowed inside), groups
 of finite float64 data whose sums of squares overflow float64 (|x| beyond ~1e154: documented in
 csrc/norm.h), positions where a coefficient underflows in the dtype (the bound of csrc/norm.h
-has no underflow term yet), and positions whose coefficient is beyond float64's range itself
-(float64 gamma near its maximum times invstd > 1: 0 * inf, as in batch norm).  An intermediate of the dtype's elementwise pass that
+has no underflow term yet), positions whose coefficient is beyond float64's range itself
+(float64 gamma near its maximum times invstd > 1: 0 * inf, as in batch norm), and the dx of
+groups of finite inputs whose float64 backward sums (of |dy (x - mean)|) overflow.  Gradual
+underflow elsewhere is modelled as docs/accuracy.rst states it: each product of the backward's
+sums, a subnormal xhat that gamma scales (layer and RMS norm, channels-last group and instance
+norm), and the subnormal squares of float64 data within ~1e-154 of its mean.  An intermediate of the dtype's elementwise pass that
 overflows is judged: a vector whose result is not finite is redone in float64, as batch norm's
 (csrc/norm_common.h); coefficients that round to inf in the dtype take the float64 formula (the
 tests at the end).

@@ -28,6 +28,7 @@ LAYERS = {
     "RMSNorm": lambda: fastbn.RMSNorm(4),
     "GroupNorm": lambda: fastbn.GroupNorm(3, 3),
     "InstanceNorm affine": lambda: fastbn.InstanceNorm(3, affine=True),
+    "InstanceNorm tracked": lambda: fastbn.InstanceNorm(3, track_running_stats=True),
 }
 # torch's modules with the same state (None: no torch counterpart of that configuration)
 TORCH = {
@@ -39,6 +40,7 @@ TORCH = {
     "RMSNorm": lambda nn: nn.RMSNorm(4),
     "GroupNorm": lambda nn: nn.GroupNorm(3, 3),
     "InstanceNorm affine": lambda nn: nn.InstanceNorm2d(3, affine=True),
+    "InstanceNorm tracked": lambda nn: nn.InstanceNorm2d(3, track_running_stats=True),
 }
 X = np.random.default_rng(0).normal(1.0, 2.0, (2, 3, 3, 4)).astype(np.float32)
 
@@ -67,8 +69,7 @@ def test_a_loaded_state_computes_what_the_saved_layer_does(name):
     for key, a in dst.state_dict().items():
         assert np.asarray(a).tobytes() == np.asarray(sd[key]).tobytes(), key
     for layer in (src, dst):
-        if isinstance(layer, fastbn.BatchNorm):
-            layer.eval()
+        layer.eval()
     assert dst(X).tobytes() == src(X).tobytes()
 
 
@@ -90,8 +91,7 @@ def test_a_torch_state_gives_torchs_output(name):
     layer = LAYERS[name]()
     layer.load_state_dict(module.state_dict())     # tensors as they are
     module.eval()
-    if isinstance(layer, fastbn.BatchNorm):
-        layer.eval()
+    layer.eval()
     with torch.no_grad():
         want = module(torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(layer(X), want, rtol=2e-6, atol=2e-6)

@@ -231,6 +231,9 @@ def norm_layers(x32: NDArray[np.float32], x64: NDArray[np.float64]) -> None:
     reveal_type(gn.backward(x64))  # T: NDArray[np.float64]
     inorm = fastbn.InstanceNorm(4, affine=True)
     reveal_type(inorm(x32))  # T: NDArray[np.float32]
+    tracked = fastbn.InstanceNorm(4, momentum=None, track_running_stats=True, dtype=np.float64)
+    reveal_type(tracked.running_var)  # T: NDArray[np.float64] | None
+    tracked.reset_running_stats()
 
 
 def batch_norm_parts(x32: NDArray[np.float32], x64: NDArray[np.float64],

@@ -6,7 +6,9 @@ import numpy as np
 
 from fastbn import _half
 from fastbn import _validation as v
-from fastbn.batchnorm import batch_norm_backward, batch_norm_infer, batch_norm_train
+from fastbn.batchnorm import (_update_running, batch_norm_backward, batch_norm_infer,
+                              batch_norm_train)
+from fastbn.batchnorm_parts import batch_norm_stats
 from fastbn import norm as _nm
 
 __all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
@@ -32,6 +34,26 @@ def _layer_array(a, name, dtype, whose):
     if v.native_dtype(a.dtype) != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} ({whose}), got {a.dtype}")
     return v.to_native(a)
+
+
+def _running_backward(layer, dy, x, y, dres):
+    """(dx, dgamma, dbeta) of a forward with the layer's running statistics: constants, so the
+    layer is affine in x (BatchNorm's and a tracking InstanceNorm's evaluation mode)."""
+    if y is not None:   # through the ReLU: threshold_backward(dy, y, 0)
+        dy = np.where(y <= 0, layer.dtype.type(0), dy)
+    if dres is not None:
+        np.copyto(dres, dy)
+    axis = layer.axis % x.ndim
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    axes = tuple(i for i in range(x.ndim) if i != axis)
+    invstd = 1.0 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
+    xhat = (x - layer.running_mean.reshape(shape)) * invstd.reshape(shape)
+    scale = invstd if layer.gamma is None else layer.gamma * invstd   # float64
+    dx = (dy * scale.reshape(shape)).astype(layer.dtype)
+    dgamma = (dy * xhat).sum(axis=axes).astype(v.param_dtype(layer.dtype))
+    dbeta = dy.sum(axis=axes, dtype=np.float64).astype(v.param_dtype(layer.dtype))
+    return dx, dgamma, dbeta
 
 
 # PyTorch's state_dict names of the layers' arrays (key -> attribute), in PyTorch's order.
@@ -133,7 +155,37 @@ class _StateDict:
         return _IncompatibleKeys(missing, unexpected)
 
 
-class BatchNorm(_StateDict):
+class _Running:
+    """The running statistics' reset and weight, for BatchNorm and InstanceNorm."""
+
+    def reset_running_stats(self):
+        """Set ``running_mean`` to zeros, ``running_var`` to ones and the counter to 0.
+
+        The buffers are overwritten in place (references to them stay valid); nothing happens
+        when the layer does not track running statistics.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> bn = fastbn.BatchNorm(2)
+        >>> _ = bn(np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32))
+        >>> bn.reset_running_stats()
+        >>> bn.running_mean, bn.running_var, bn.num_batches_tracked
+        (array([0., 0.], dtype=float32), array([1., 1.], dtype=float32), 0)
+        """
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked = 0
+
+    def _momentum(self):
+        # this training step's weight; momentum None: the cumulative average, 1 / count
+        if self.momentum is None:
+            return 1.0 / (self.num_batches_tracked + 1)
+        return self.momentum
+
+
+class BatchNorm(_Running, _StateDict):
     """Batch normalization layer for NumPy networks (PyTorch's ``BatchNorm*d`` semantics).
 
     A new layer is in training mode: calling it normalizes with the statistics of the batch and
@@ -285,26 +337,6 @@ class BatchNorm(_StateDict):
 
     # ---- state --------------------------------------------------------------------------------
 
-    def reset_running_stats(self):
-        """Set ``running_mean`` to zeros, ``running_var`` to ones and the counter to 0.
-
-        The buffers are overwritten in place (references to them stay valid); nothing happens
-        when the layer does not track running statistics.
-
-        Examples
-        --------
-        >>> import numpy as np, fastbn
-        >>> bn = fastbn.BatchNorm(2)
-        >>> _ = bn(np.array([[0.0, 10.0], [2.0, 30.0]], dtype=np.float32))
-        >>> bn.reset_running_stats()
-        >>> bn.running_mean, bn.running_var, bn.num_batches_tracked
-        (array([0., 0.], dtype=float32), array([1., 1.], dtype=float32), 0)
-        """
-        if self.track_running_stats:
-            self.running_mean[...] = 0
-            self.running_var[...] = 1
-            self.num_batches_tracked = 0
-
     def reset_parameters(self):
         """Reset the running statistics and set ``gamma`` to ones and ``beta`` to zeros.
 
@@ -427,12 +459,9 @@ class BatchNorm(_StateDict):
                                  f"got {residual.shape}")
         if training or self.running_mean is None:
             update = training and self.track_running_stats
-            momentum = self.momentum
-            if update and momentum is None:    # cumulative average: this batch weighs 1/count
-                momentum = 1.0 / (self.num_batches_tracked + 1)
             y, mean, invstd = self._batch_forward(
                 x, self.running_mean if update else None, self.running_var if update else None,
-                0.0 if momentum is None else momentum, residual)
+                self._momentum() if update else 0.0, residual)
             if update:     # as PyTorch: every training forward counts, whatever the momentum
                 self.num_batches_tracked += 1
             kind = "batch"
@@ -510,21 +539,8 @@ class BatchNorm(_StateDict):
         dres = v.empty_aligned_like(x, x.dtype, away=(dy, x, y)) if has_residual else None
         if kind == "batch":
             dx, dgamma, dbeta = self._batch_backward(dy, x, mean, invstd, y, dres)
-        else:  # the running statistics are constants: the layer is affine in x
-            if y is not None:   # through the ReLU: threshold_backward(dy, y, 0)
-                dy = np.where(y <= 0, self.dtype.type(0), dy)
-            if dres is not None:
-                np.copyto(dres, dy)
-            axis = self.axis % x.ndim
-            shape = [1] * x.ndim
-            shape[axis] = -1
-            axes = tuple(i for i in range(x.ndim) if i != axis)
-            invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
-            xhat = (x - self.running_mean.reshape(shape)) * invstd.reshape(shape)
-            scale = invstd if self.gamma is None else self.gamma * invstd   # float64
-            dx = (dy * scale.reshape(shape)).astype(self.dtype)
-            dgamma = (dy * xhat).sum(axis=axes).astype(v.param_dtype(self.dtype))
-            dbeta = dy.sum(axis=axes, dtype=np.float64).astype(v.param_dtype(self.dtype))
+        else:
+            dx, dgamma, dbeta = _running_backward(self, dy, x, y, dres)
         if self.gamma is not None:
             self.dgamma, self.dbeta = dgamma, dbeta
         self.dresidual = dres
@@ -604,7 +620,8 @@ class _NormLayer(_StateDict):
 
     def train(self, mode=True):
         """Set ``training`` to ``mode`` and return the layer.  A flag for code that switches
-        every layer's mode: these layers compute the same in both, as PyTorch's do.
+        every layer's mode: these layers compute the same in both, as PyTorch's do, except an
+        :class:`InstanceNorm` with ``track_running_stats``.
 
         Examples
         --------
@@ -929,8 +946,14 @@ class GroupNorm(_NormLayer):
                 f"{self._relu_repr()})")
 
 
-class InstanceNorm(GroupNorm):
-    """Instance normalization (PyTorch's ``InstanceNorm*d`` without running statistics).
+class InstanceNorm(_Running, GroupNorm):
+    """Instance normalization (PyTorch's ``InstanceNorm*d``), channels along ``axis``.
+
+    Each sample's channel is normalized with its own statistics.  With
+    ``track_running_stats`` the layer also keeps running statistics, as PyTorch's: training
+    forwards update them from the batch (the average over the samples of each channel's mean
+    and unbiased variance), and in evaluation mode it normalizes every sample with them, as
+    batch norm's inference does.
 
     Parameters
     ----------
@@ -939,12 +962,28 @@ class InstanceNorm(GroupNorm):
     axis : int, default 1
         The channel axis; not 0.
     eps : float > 0, default 1e-5
+    momentum : float in [0, 1] or None, default 0.1
+        Weight of the new batch in the running statistics, as :class:`BatchNorm`'s (None: the
+        cumulative average, weight ``1 / num_batches_tracked``).
     affine : bool, default False
         Learn per-channel ``gamma`` and ``beta`` (PyTorch's default: no).
+    track_running_stats : bool, default False
+        Keep ``running_mean`` (zeros) and ``running_var`` (ones) and use them in evaluation
+        mode (PyTorch's default: no; then both modes compute the same).
     dtype : float32, float64, float16 or bfloat16, default float32
-        The activations' dtype; the parameters are float32 for float16 and bfloat16.
+        The activations' dtype; the parameters and buffers are float32 for float16 and
+        bfloat16.
     relu : bool, default False
         A ReLU after the normalization (and the residual add), as :class:`LayerNorm`'s.
+
+    Attributes
+    ----------
+    running_mean, running_var : ndarray or None
+        Shape (C,), updated in place by training forwards (None when not tracked).
+    num_batches_tracked : int or None
+        Training forwards that updated them.  PyTorch's ``InstanceNorm*d`` leaves its counter
+        at 0 and treats ``momentum=None`` as 0 (no update); this layer counts, as
+        :class:`BatchNorm` does, so that None means the cumulative average here too.
 
     Examples
     --------
@@ -957,24 +996,97 @@ class InstanceNorm(GroupNorm):
     >>> _ = inorm.backward(np.ones_like(x))
     >>> inorm.dbeta
     array([2., 2.], dtype=float32)
+
+    With running statistics (momentum 0.5: half the batch's per-channel mean 2 and 20 and
+    unbiased variance 2 and 200):
+
+    >>> tracked = fastbn.InstanceNorm(2, momentum=0.5, track_running_stats=True)
+    >>> _ = tracked(x)
+    >>> tracked.running_mean, tracked.running_var
+    (array([ 1., 10.], dtype=float32), array([  1.5, 100.5], dtype=float32))
+    >>> tracked.eval()(x).round(2)             # (x - running_mean) / sqrt(running_var + eps)
+    array([[[0.  , 1.63],
+            [0.  , 2.  ]]], dtype=float32)
     """
 
-    def __init__(self, num_features, *, axis=1, eps=1e-5, affine=False, dtype=np.float32,
-                 relu=False):
+    def __init__(self, num_features, *, axis=1, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype=np.float32, relu=False):
         self.num_features = v.integer(num_features, "num_features", minimum=1, maximum=v.MAX_DIM)
+        self.momentum = None if momentum is None else v.real(momentum, "momentum", lo=0.0, hi=1.0)
+        self.track_running_stats = _flag(track_running_stats, "track_running_stats")
         self._init_common(axis, eps, affine, dtype, self.num_features, relu)
+        pdtype, C, tracked = v.param_dtype(self.dtype), self.num_features, self.track_running_stats
+        self.running_mean = np.zeros(C, pdtype) if tracked else None
+        self.running_var = np.ones(C, pdtype) if tracked else None
+        self.num_batches_tracked = 0 if tracked else None
 
     def _channels(self):
         return self.num_features
 
+    def reset_parameters(self):
+        """Reset the running statistics (if tracked) and set ``gamma`` to ones and ``beta`` to
+        zeros (if affine), in place.
+
+        Examples
+        --------
+        >>> import numpy as np, fastbn
+        >>> inorm = fastbn.InstanceNorm(1, track_running_stats=True)
+        >>> _ = inorm(np.array([[[1.0, 3.0]]], dtype=np.float32))
+        >>> inorm.num_batches_tracked
+        1
+        >>> inorm.reset_parameters()
+        >>> inorm.running_mean, inorm.running_var, inorm.num_batches_tracked
+        (array([0.], dtype=float32), array([1.], dtype=float32), 0)
+        """
+        self.reset_running_stats()
+        super().reset_parameters()
+
     def _forward(self, x, residual):
-        return _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
-                                 relu=self.relu, residual=residual)
+        if self.track_running_stats and not self.training:
+            return batch_norm_infer(x, self.running_mean, self.running_var, self.gamma, self.beta,
+                                    axis=self.axis, eps=self.eps, relu=self.relu,
+                                    residual=residual), None
+        update = self.track_running_stats   # and training
+        axis = self.axis % x.ndim
+        n = x.size // max(x.shape[0] * x.shape[axis], 1)   # values per instance
+        if update and (n < 2 or x.shape[0] == 0):
+            raise ValueError(f"x: expected at least one sample and more than 1 value per instance "
+                             f"to update the running statistics, got shape {x.shape}")
+        y, mean, invstd = _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis,
+                                            eps=self.eps, relu=self.relu, residual=residual)
+        if update:
+            self._update_running(x, axis, n)
+        return y, mean, invstd
+
+    def _update_running(self, x, axis, n):
+        # per channel: the samples' means and biased variances averaged in float64, in order
+        mean, m2 = np.zeros(self.num_features), np.zeros(self.num_features)
+        for i in range(x.shape[0]):
+            _, mu, q = batch_norm_stats(x[i:i + 1], axis=axis)
+            mean += mu
+            m2 += q
+        N = x.shape[0]
+        stats = np.stack([mean / N, m2 / (N * n), np.zeros_like(mean)])
+        _update_running(self.running_mean, self.running_var, stats, n, self._momentum(),
+                        who="InstanceNorm", stacklevel=5)
+        self.num_batches_tracked += 1
 
     def _backward(self, dy, x, stats, y, dres):
+        if len(stats) == 1:   # the forward used the running statistics (stats [None])
+            return _running_backward(self, dy, x, y, dres)
         return _nm.instance_norm_backward(dy, x, *stats, self.gamma, axis=self.axis, y=y,
                                           dresidual=dres)
 
+    def __setstate__(self, state):
+        # Pickles of layers older than the running statistics lack these.
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            state.setdefault(key, None)
+        state.setdefault("momentum", 0.1)
+        state.setdefault("track_running_stats", False)
+        super().__setstate__(state)
+
     def __repr__(self):
+        tracked = (f", momentum={self.momentum!r}, track_running_stats=True"
+                   if self.track_running_stats else "")
         return (f"InstanceNorm({self.num_features}, axis={self.axis}, eps={self.eps!r}, "
-                f"affine={self.affine}, dtype='{self.dtype.name}'{self._relu_repr()})")
+                f"affine={self.affine}{tracked}, dtype='{self.dtype.name}'{self._relu_repr()})")

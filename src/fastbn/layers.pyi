@@ -262,6 +262,11 @@ class InstanceNorm(_NormLayer[_FloatT]):
     dbeta: NDArray[_FloatT] | None
     relu: bool
     dresidual: NDArray[_FloatT] | None
+    momentum: float | None
+    track_running_stats: bool
+    running_mean: NDArray[_FloatT] | None
+    running_var: NDArray[_FloatT] | None
+    num_batches_tracked: int | None
 
     @overload
     def __init__(
@@ -270,7 +275,9 @@ class InstanceNorm(_NormLayer[_FloatT]):
         *,
         axis: SupportsIndex = 1,
         eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
         affine: bool = False,
+        track_running_stats: bool = False,
         dtype: _Float32Codes = ...,
         relu: bool = False,
     ) -> None: ...
@@ -281,7 +288,9 @@ class InstanceNorm(_NormLayer[_FloatT]):
         *,
         axis: SupportsIndex = 1,
         eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
         affine: bool = False,
+        track_running_stats: bool = False,
         dtype: _Float64Codes,
         relu: bool = False,
     ) -> None: ...
@@ -292,8 +301,10 @@ class InstanceNorm(_NormLayer[_FloatT]):
         *,
         axis: SupportsIndex = 1,
         eps: _Real = 1e-05,
+        momentum: _Real | None = 0.1,
         affine: bool = False,
+        track_running_stats: bool = False,
         dtype: DTypeLike,
         relu: bool = False,
     ) -> None: ...
-
+    def reset_running_stats(self) -> None: ...

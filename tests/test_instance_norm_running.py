@@ -17,6 +17,7 @@ Specification:
   in both modes.
 """
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -152,6 +153,13 @@ def test_non_finite_statistics_leave_their_channel_with_a_warning():
     np.testing.assert_allclose(layer.running_mean[:2], 0.5 * mean, rtol=1e-14)
     np.testing.assert_allclose(layer.running_var[:2], 0.5 + 0.5 * var, rtol=1e-14)
     assert layer.running_mean[2] == 0.0 and layer.running_var[2] == 1.0
+    before = layer.running_mean.tobytes() + layer.running_var.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # the warning raised: nothing changes
+        with pytest.raises(RuntimeWarning):
+            layer(x)
+    assert layer.running_mean.tobytes() + layer.running_var.tobytes() == before
+    assert layer.num_batches_tracked == 1
 
 
 def test_without_tracking_there_are_no_buffers_and_both_modes_agree():

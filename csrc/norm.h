@@ -14,6 +14,8 @@
  * Forward: per group mean and invstd = 1/sqrt(var + eps) (centered), or mean = 0 and
  * invstd = 1/sqrt(mean(x^2) + eps) (RMS, not centered), in float64; then
  * y = (x - mean) * invstd * gamma[ch] + beta[ch] (gamma, beta per channel, may be NULL).
+ * centered | FB_NORM_VAR: the same, but the invstd array receives var (running statistics need
+ * the variance itself, which 1/invstd^2 - eps does not give exactly where var << eps).
  * Backward: dx through the group statistics, and dgamma[ch] = sum(dy * xhat),
  * dbeta[ch] = sum(dy) over every group (float64; dbeta may be NULL).
  *
@@ -50,5 +52,7 @@
  * declared from the one kernel list, kernels.def; the instruction set is chosen for the whole
  * family by fb_kernels_set_isa. */
 #include "kernels.h"
+
+#define FB_NORM_VAR 2   /* a forward's `centered` bit: store var in invstd's place */
 
 #endif /* FASTBN_NORM_H */

@@ -412,6 +412,7 @@ typedef struct {
     int relu;
     int pf_first;   /* one thread (and fb_first_prefetch): whole-channel runs prefetch the next
                      * group in the statistics */
+    int var_out;    /* FB_NORM_VAR: the invstd array receives the variance */
 } FN(fwd_ctx);
 
 /* Group (o, g)'s results from its mean mu and variance: r = 1 / sqrt(var + eps), both stored in
@@ -420,7 +421,8 @@ static FB_INLINE double FN(store_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
                                         double var)
 {
     const double r = 1.0 / sqrt(var + k->eps);
-    k->mean[o * k->p->v.G + g] = fb_nan1(mu), k->invstd[o * k->p->v.G + g] = fb_nan1(r);
+    k->mean[o * k->p->v.G + g] = fb_nan1(mu);
+    k->invstd[o * k->p->v.G + g] = fb_nan1(k->var_out ? var : r);
     return r;
 }
 
@@ -705,6 +707,7 @@ typedef struct {
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
     S *gbuf;                             /* backward: the masked dy (or NULL: dy as given) */
     int pf_next;                         /* forward, one thread: the sums prefetch the next sample */
+    int var_out;                         /* forward: FB_NORM_VAR, as fwd_ctx's */
 } FN(cols_ctx);
 
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
@@ -895,7 +898,8 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
             if (k->centered && FN(needs_refine)(mu, m2, nn))   /* far from zero: batch norm's */
                 FN(refine_stats)(xs + g * L, mid, V, L, &mu, &m2);
             const double var = (k->centered ? m2 : sq) / nn, r = 1.0 / sqrt(var + k->eps);
-            k->mean[o * G + g] = k->centered ? fb_nan1(mu) : 0.0, k->invstd[o * G + g] = fb_nan1(r);
+            k->mean[o * G + g] = k->centered ? fb_nan1(mu) : 0.0;
+            k->invstd[o * G + g] = fb_nan1(k->var_out ? var : r);
             exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,
                                     tc, sh, s1, eg, s2);
         }
@@ -984,6 +988,8 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const fb_norm_plan p = fb_norm_plan_make(v);
     if (v->outer == 0 || v->G == 0) return FB_OK;
     if (p.n == 0) return FB_EINVAL;
+    const int var_out = (centered & FB_NORM_VAR) != 0;
+    centered &= ~FB_NORM_VAR;
     const int64_t total = v->outer * p.per_outer;
     /* fused: the epilogue rereads the outputs from cache, so the apply does not stream them */
     const int stream = !residual && !relu && fb_stream_output(total * (int64_t)sizeof(S));
@@ -997,7 +1003,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
         const int nt = fb_threads_for(total, n_threads);
         FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
                           stream, NULL, NULL, mean, invstd, dw, FN(line_up)(tw), residual, relu,
-                          NULL, NULL, nt == 1};
+                          NULL, NULL, nt == 1, var_out};
         fb_parallel_for(p.n_tasks, nt, FN(cols_forward_task), &c);
         free(dw), free(tw);
         return FB_OK;
@@ -1005,7 +1011,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int nt = fb_threads_for(total, n_threads);
     void *placed = FN(params_placed)(&p, y, stream, &gamma, &beta);
     FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
-                     nt == 1 && fb_first_prefetch};
+                     nt == 1 && fb_first_prefetch, var_out};
     fb_parallel_for(p.n_fwd_tasks, nt, FN(forward_task), &k);
     free(placed);
     return FB_OK;

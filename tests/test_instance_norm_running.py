@@ -52,6 +52,33 @@ def test_training_forwards_update_the_buffers_as_the_formula(dtype):
     assert layer.running_mean.dtype == layer.running_var.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("axis", [1, -1])
+def test_tracking_changes_no_output_bit(dtype, axis):
+    x = np.moveaxis(X, 1, axis).astype(dtype)
+    x[0, 0, 0, 0], x[1, 1, 1, 1], x[2, 2, 2, 2] = np.nan, np.inf, 3e4   # odd instances too
+    got = []
+    for tracked in (False, True):
+        layer = fastbn.InstanceNorm(3, axis=axis, affine=True, track_running_stats=tracked,
+                                    dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            y = layer(x)
+        dx = layer.backward(np.ones_like(x))     # through the saved mean and invstd
+        got.append(y.tobytes() + dx.tobytes() + layer.dgamma.tobytes() + layer.dbeta.tobytes())
+    assert got[0] == got[1]
+
+
+def test_a_variance_far_below_eps_is_kept_to_float64_rounding():
+    # the kernel's variance itself, not 1 / invstd^2 - eps (which loses it beside eps = 1e-5)
+    layer = fastbn.InstanceNorm(3, momentum=1.0, track_running_stats=True, dtype=np.float64)
+    x = 1.0 + 1e-7 * X
+    layer(x)
+    mean, var = _batch(x)
+    np.testing.assert_allclose(layer.running_var, var, rtol=1e-13)
+    assert np.all(layer.running_var < 1e-12)
+
+
 def test_channels_last_and_momentum_none_the_cumulative_average():
     layer = fastbn.InstanceNorm(3, axis=-1, momentum=None, track_running_stats=True,
                                 dtype=np.float64)

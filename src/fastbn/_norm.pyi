@@ -21,6 +21,7 @@ def norm_forward(
     x: np.ndarray, y: np.ndarray, view: Tuple[int, int, int, int, int], gamma: Optional[np.ndarray],
     beta: Optional[np.ndarray], eps: float, centered: bool, mean: np.ndarray, invstd: np.ndarray,
     n_threads: int, residual: Optional[np.ndarray] = None, relu: bool = False,
+    var_out: bool = False,
 ) -> None: ...
 def norm_backward(
     dy: np.ndarray, x: np.ndarray, dx: np.ndarray, view: Tuple[int, int, int, int, int],

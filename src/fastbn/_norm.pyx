@@ -33,6 +33,9 @@ cdef extern from "kernels.h":
 
 include "_kernels_decl.pxi"
 
+cdef extern from "norm.h":
+    int FB_NORM_VAR
+
 cdef extern from "cpu.h":
     int fb_alias_reverse
     int fb_narrow_sums
@@ -154,10 +157,11 @@ cdef inline int _param_type(int kind, int t) noexcept:
 
 
 def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double eps, bint centered,
-            cnp.ndarray mean, cnp.ndarray invstd, int n_threads, residual=None, bint relu=False):
+            cnp.ndarray mean, cnp.ndarray invstd, int n_threads, residual=None, bint relu=False,
+            bint var_out=False):
     """Statistics per group and the affine step, then y = relu(y + residual) where asked; see
     fb_norm_forward_* in csrc/norm.h.  mean, invstd: float64, one per group (outer * G), written;
-    residual (or None): x's dtype and size."""
+    residual (or None): x's dtype and size; var_out: invstd receives the variance instead."""
     cdef fb_norm_view v
     _view(view, &v)
     cdef int k = _kind(x)
@@ -170,23 +174,24 @@ def norm_forward(cnp.ndarray x, cnp.ndarray y, tuple view, gamma, beta, double e
     cdef double *pm = <double *>_data(mean, cnp.NPY_FLOAT64, v.outer * v.G, "mean")
     cdef double *ps = <double *>_data(invstd, cnp.NPY_FLOAT64, v.outer * v.G, "invstd")
     cdef void *pr = _data(residual, t, n, "residual")
+    cdef int mode = (1 if centered else 0) | (FB_NORM_VAR if var_out else 0)
     cdef fb_status st
     with nogil:
         if k == K_F32:
             st = fb_norm_forward_f32(<const float *>px, <float *>py, &v, <const float *>pg,
-                                     <const float *>pb, eps, centered, pm, ps,
+                                     <const float *>pb, eps, mode, pm, ps,
                                      <const float *>pr, relu, n_threads)
         elif k == K_F64:
             st = fb_norm_forward_f64(<const double *>px, <double *>py, &v, <const double *>pg,
-                                     <const double *>pb, eps, centered, pm, ps,
+                                     <const double *>pb, eps, mode, pm, ps,
                                      <const double *>pr, relu, n_threads)
         elif k == K_F16:
             st = fb_norm_forward_f16(<const uint16_t *>px, <uint16_t *>py, &v, <const float *>pg,
-                                     <const float *>pb, eps, centered, pm, ps,
+                                     <const float *>pb, eps, mode, pm, ps,
                                      <const uint16_t *>pr, relu, n_threads)
         else:
             st = fb_norm_forward_bf16(<const uint16_t *>px, <uint16_t *>py, &v,
-                                      <const float *>pg, <const float *>pb, eps, centered, pm, ps,
+                                      <const float *>pg, <const float *>pb, eps, mode, pm, ps,
                                       <const uint16_t *>pr, relu, n_threads)
     check_status(st)
 

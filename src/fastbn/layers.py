@@ -8,7 +8,6 @@ from fastbn import _half
 from fastbn import _validation as v
 from fastbn.batchnorm import (_update_running, batch_norm_backward, batch_norm_infer,
                               batch_norm_train)
-from fastbn.batchnorm_parts import batch_norm_stats
 from fastbn import norm as _nm
 
 __all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
@@ -1046,30 +1045,21 @@ class InstanceNorm(_Running, GroupNorm):
             return batch_norm_infer(x, self.running_mean, self.running_var, self.gamma, self.beta,
                                     axis=self.axis, eps=self.eps, relu=self.relu,
                                     residual=residual), None
-        update = self.track_running_stats   # and training
-        axis = self.axis % x.ndim
-        n = x.size // max(x.shape[0] * x.shape[axis], 1)   # values per instance
-        if update and (n < 2 or x.shape[0] == 0):
+        if not self.track_running_stats:
+            return _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps,
+                                     relu=self.relu, residual=residual)
+        n = x.size // max(x.shape[0] * x.shape[self.axis], 1)   # values per instance
+        if n < 2 or x.shape[0] == 0:
             raise ValueError(f"x: expected at least one sample and more than 1 value per instance "
                              f"to update the running statistics, got shape {x.shape}")
-        y, mean, invstd = _nm.instance_norm(x, self.gamma, self.beta, axis=self.axis,
-                                            eps=self.eps, relu=self.relu, residual=residual)
-        if update:
-            self._update_running(x, axis, n)
-        return y, mean, invstd
-
-    def _update_running(self, x, axis, n):
-        # per channel: the samples' means and biased variances averaged in float64, in order
-        mean, m2 = np.zeros(self.num_features), np.zeros(self.num_features)
-        for i in range(x.shape[0]):
-            _, mu, q = batch_norm_stats(x[i:i + 1], axis=axis)
-            mean += mu
-            m2 += q
-        N = x.shape[0]
-        stats = np.stack([mean / N, m2 / (N * n), np.zeros_like(mean)])
+        y, mean, invstd, mean64, var64 = _nm._instance_norm_var(
+            x, self.gamma, self.beta, self.axis, self.eps, self.relu, residual)
+        # per channel: the samples' float64 means and (biased) variances averaged, in order
+        stats = np.stack([mean64.mean(axis=0), var64.mean(axis=0), np.zeros(mean64.shape[1])])
         _update_running(self.running_mean, self.running_var, stats, n, self._momentum(),
                         who="InstanceNorm", stacklevel=5)
         self.num_batches_tracked += 1
+        return y, mean, invstd
 
     def _backward(self, dy, x, stats, y, dres):
         if len(stats) == 1:   # the forward used the running statistics (stats [None])

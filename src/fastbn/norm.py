@@ -114,10 +114,10 @@ def _stat(a, name, plan):
                    "as the forward pass returns it")
 
 
-def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None):
+def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None, var_out=False):
     """Validate the rest of a forward call, then run it: (y, mean, invstd) in x's dtype (mean,
     invstd float32 for a half x); y = relu(norm(x) + residual) where asked (batch norm's fused
-    epilogue)."""
+    epilogue).  var_out: also the float64 mean and variance, (y, mean, invstd, mean64, var64)."""
     pdtype = v.param_dtype(plan.dtype)
     g = _param(gamma, "gamma", plan)
     b = _param(beta, "beta", plan)
@@ -137,10 +137,15 @@ def _forward(x, plan, gamma, beta, eps, out, centered, relu=False, residual=None
     if x.size:
         _norm.norm_forward(xk, buf, plan.view, v.kernel_array(g, pdtype),
                            v.kernel_array(b, pdtype), eps, centered, mean, invstd,
-                           _config.get_num_threads(), resk, relu)
+                           _config.get_num_threads(), resk, relu, var_out)
     y = v.deliver(buf, target, plan.perm)
-    return (y, mean.reshape(plan.stat_shape).astype(pdtype),
-            invstd.reshape(plan.stat_shape).astype(pdtype))
+    if var_out:   # the kernel stored var in invstd's place; invstd as the kernel computes it
+        var, invstd = invstd, 1.0 / np.sqrt(invstd + eps)
+    result = (y, mean.reshape(plan.stat_shape).astype(pdtype),
+              invstd.reshape(plan.stat_shape).astype(pdtype))
+    if var_out:
+        return result + (mean.reshape(plan.stat_shape), var.reshape(plan.stat_shape))
+    return result
 
 
 def _backward(dy, x, plan, mean, invstd, gamma, out, centered, y=None, dresidual=None):
@@ -682,6 +687,13 @@ def instance_norm(x, gamma=None, beta=None, *, axis=1, eps=1e-5, out=None, relu=
             return plain
     x, plan = _group_plan(x, None, axis, instance=True)
     return _forward(x, plan, gamma, beta, eps, out, True, relu, residual)
+
+
+def _instance_norm_var(x, gamma, beta, axis, eps, relu, residual):
+    """instance_norm's (y, mean, invstd), bitwise, and its float64 mean and variance, (N, C)
+    each (InstanceNorm's running statistics)."""
+    x, plan = _group_plan(x, None, axis, instance=True)
+    return _forward(x, plan, gamma, beta, eps, None, True, relu, residual, var_out=True)
 
 
 def instance_norm_backward(dy, x, mean, invstd, gamma=None, *, axis=1, out=None, y=None,

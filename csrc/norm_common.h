@@ -149,9 +149,11 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[6])
 }
 
 /* The float64 formulas, rounded to T once.  Where one overflows inside (float64 data: dy * g or
- * x - m beyond DBL_MAX though the result is not), it is evaluated again with every factor scaled
- * by 2^-32 and the result by 2^64 (powers of two: exact but for underflow, whose absolute error,
- * ~2^-1000, is nothing beside the overflowing terms).  A result that is not finite either way is
+ * x - m beyond DBL_MAX though the result is not), it is evaluated again in units of 2^32: x, m,
+ * dy, c and the larger factor of dy * g scaled by 2^-32, the result by 2^32 (powers of two: exact
+ * but for underflow, whose absolute error, ~2^-1042, is nothing beside the overflowing terms).
+ * The scales s and g stay whole (a subnormal gamma invstd keeps its digits), and a zero s makes
+ * (x - m) s an exact zero however far x - m overflows.  A result that is not finite either way is
  * +-inf where the exact value overflows, and NaN from NaN inputs: always the one quiet NaN
  * (moments.h's fb_nan1), whose sign and payload would otherwise depend on the order in which
  * each build's compiler put the operands of a commutative operation that are both NaN. */
@@ -161,9 +163,8 @@ static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
     const double y = ((double)x - co->m) * co->s + co->c;
     if (isfinite(y)) return (T)y;
     if (!isfinite((double)x)) return (T)fb_nan1(y);   /* x's own inf or NaN: nothing to scale */
-    const double z =
-        (((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K)) * 0x1p64;
-    return (T)fb_nan1(z);
+    const double h = ((double)x * FB_K - co->m * FB_K) * co->s;   /* (x - m) s 2^-32 */
+    return (T)fb_nan1(co->s == 0.0 ? h + co->c : (h + co->c * FB_K) * 0x1p32);
 }
 
 /* The factored form's xhat term (d * inv) * q, d = x - m (scaled): 0 for q == 0 where d * inv
@@ -181,11 +182,15 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     const double y = (double)dy * co->g + (((double)x - co->m) * co->s + co->c);
     if (isfinite(y)) return (T)y;
     if (!isfinite((double)dy) || !isfinite((double)x)) return (T)fb_nan1(y);
-    if (!co->factored) {   /* the plain formula, scaled */
-        const double xs =
-            ((double)x * FB_K - co->m * FB_K) * (co->s * FB_K) + co->c * (FB_K * FB_K);
-        const double z = ((double)dy * FB_K * (co->g * FB_K) + xs) * 0x1p64;
-        return (T)fb_nan1(z);
+    if (!co->factored) {   /* the plain formula, (x - m) s exact 0 for s = 0; else scaled */
+        const double h = ((double)x * FB_K - co->m * FB_K) * co->s;   /* (x - m) s 2^-32 */
+        if (co->s == 0.0) {   /* h is (x - m) s, an exact signed zero */
+            const double y0 = (double)dy * co->g + (h + co->c);
+            if (isfinite(y0)) return (T)y0;
+        }
+        const double p = fabs((double)dy) >= fabs(co->g) ? (double)dy * FB_K * co->g
+                                                         : (double)dy * (co->g * FB_K);
+        return (T)fb_nan1((p + (h + co->c * FB_K)) * 0x1p32);
     }
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
     const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
@@ -196,7 +201,7 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     if (co->g == 0.0 && isfinite(co->m) && isfinite(co->mdy) && isfinite(co->q) &&
         isfinite(co->inv))
         return (T)(copysign(0.0, co->g) * (a < 0.0 ? -1.0 : 1.0));
-    return (T)fb_nan1(co->g * FB_K * a * 0x1p64);
+    return (T)fb_nan1(co->g * a * 0x1p32);
 }
 #undef FB_K
 

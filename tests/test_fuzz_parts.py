@@ -722,3 +722,16 @@ def test_zero_gamma_gradient_with_an_overflowing_bracket():
                                           np.array([0.125]), np.array([-0.0]), np.array([0.125]),
                                           np.array([1.7e10]), 1)
     assert dx[0, 0] == 0.0
+
+
+def test_subnormal_scale_with_an_overflowing_centre():
+    # x - mean = 2 DBL_MAX with s = gamma invstd = 5e-324: y = (x - mean) s = 1.8e-15 and
+    # dx = g (dy - xhat sum_dy_xhat / n) = -1.8e-15, which the float64 redo (every factor times
+    # 2^-32, s and g too) gave as 0: s 2^-32 underflowed.  Now s and g stay whole.
+    big = float(np.finfo(np.float64).max)
+    x, mean, invstd, gamma = np.array([[big]]), np.array([-big]), np.array([1.0]), np.array([5e-324])
+    y = fastbn.batch_norm_apply(x, mean, invstd, gamma)
+    assert y[0, 0] == big * 5e-324 * 2                    # 2^-49 (1 - 2^-53), exactly
+    dx = fastbn.batch_norm_backward_apply(np.array([[0.125]]), x, mean, invstd, gamma,
+                                          np.array([0.0]), np.array([1.0]), 1)
+    assert dx[0, 0] == -big * 5e-324 * 2                  # the 0.125 g is below its ulp

@@ -236,3 +236,29 @@ def test_scale_beyond_float64_raises_naming_gamma():
         fastbn.fold_batch_norm(w, None, np.array([0.125], np.float32),
                                np.array([0.13], np.float32), np.array([np.finfo(np.float64).max]),
                                axis=0)
+
+
+DBL_MAX = float(np.finfo(np.float64).max)
+
+
+def test_bias_minus_mean_beyond_float64_folds_exactly():
+    """bias = DBL_MAX, running_mean = -DBL_MAX: bias - mean overflows float64 though the folded
+    bias does not (found by a long run of tests/test_fuzz_parts.py: inf, with a warning); now
+    halved and doubled back, within float64 rounding; a zero scale gives beta exactly."""
+    args = (np.array([DBL_MAX, DBL_MAX]), np.array([-DBL_MAX, -DBL_MAX]), np.array([0.25, 1.0]),
+            np.array([0.125, 0.0]), np.array([0.5, 5e-324]))
+    w, b = fastbn.fold_batch_norm(np.ones((2, 3)), *args, eps=1e-300)
+    assert b[0] == DBL_MAX / 2      # (2 DBL_MAX) 0.125 / sqrt(0.25) + 0.5, rounded
+    assert b[1] == 5e-324
+    with pytest.raises(ValueError, match=r"^bias: a folded bias value \(8\.98\d*e\+307\) "
+                                         r"overflows float32; fold into a wider dtype"):
+        fastbn.fold_batch_norm(np.ones((2, 3), np.float32), *args, eps=1e-300)
+
+
+def test_a_fold_beyond_float64_raises_naming_the_output():
+    # weight DBL_MAX times a scale of 10: beyond float64 (was inf, silently)
+    with pytest.raises(ValueError, match=r"^weight: a folded weight value \(beyond float64's "
+                                         r"range\) overflows float64$"):
+        fastbn.fold_batch_norm(np.array([[DBL_MAX]]), None, [0.0], [0.01], eps=1e-300)
+    with pytest.raises(ValueError, match=r"^bias: .*beyond float64's range"):
+        fastbn.fold_batch_norm(np.ones((1, 1)), [DBL_MAX], [-DBL_MAX], [0.01], eps=1e-300)

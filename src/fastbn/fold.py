@@ -126,13 +126,32 @@ def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=No
                          f"channel {c} ({g[c]!r} / sqrt({var[c] + eps!r}))")
     shape = [1] * weight.ndim
     shape[axis] = C
-    w64 = weight.astype(np.float64) * s.reshape(shape)
-    b64 = (b - mean) * s + t
+    w = weight.astype(np.float64)
     with np.errstate(over="ignore"):
+        w64 = w * s.reshape(shape)
+        b64 = _shift_scale(b, mean, s, t)
         w_out, b_out = w64.astype(dtype), b64.astype(dtype)
-    for name, exact, rounded in (("weight", w64, w_out), ("bias", b64, b_out)):
-        bad = np.isfinite(exact) & ~np.isfinite(rounded.astype(np.float64))
+    finite = (np.isfinite(w) & np.isfinite(s).reshape(shape),
+              np.isfinite(b) & np.isfinite(mean) & np.isfinite(s) & np.isfinite(t))
+    for name, exact, rounded, ok in zip(("weight", "bias"), (w64, b64), (w_out, b_out), finite):
+        bad = ok & ~np.isfinite(rounded.astype(np.float64))   # finite inputs, not finite out
         if np.any(bad):
-            raise ValueError(f"{name}: a folded {name} value ({exact[bad].flat[0]!r}) overflows "
-                             f"{dtype}; fold into a wider dtype")
+            value = float(exact[bad].flat[0])
+            what = repr(value) if math.isfinite(value) else "beyond float64's range"
+            hint = "; fold into a wider dtype" if dtype.itemsize < 8 else ""
+            raise ValueError(f"{name}: a folded {name} value ({what}) overflows {dtype}{hint}")
     return w_out, b_out
+
+
+def _shift_scale(b, mean, s, t):
+    """(b - mean) * s + t in float64; where b - mean alone overflows (b and mean of opposite
+    signs near the float64 limit), that term halved and the sum doubled back, and where s is 0
+    it is an exact 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = (b - mean) * s + t
+        redo = ~np.isfinite(out) & np.isfinite(b) & np.isfinite(mean) & np.isfinite(s) \
+            & np.isfinite(t)
+        if np.any(redo):
+            h = (b[redo] * 0.5 - mean[redo] * 0.5) * s[redo]    # (b - mean) s / 2
+            out[redo] = np.where(s[redo] == 0, h + t[redo], (h + t[redo] * 0.5) * 2)
+    return out

@@ -59,7 +59,7 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
     *dbeta = fb_nan1(sdy);
     *dgamma = fb_nan1(sdyx * invstd);
     const double w = -g * invstd * invstd;
-    coef[0] = w * (sdyx / count);
+    coef[0] = fb_times_mean(w, sdyx, count);
     /* w below the normal range (invstd < ~1e-103: float64 data of scale 1e103 and up) lost the
      * xhat term's digits, or all of it; w beyond it (invstd > ~1e102) made s inf, or NaN for a
      * zero sum: the other order (moments.h's) keeps them, and a zero sum gives s = 0 */
@@ -67,8 +67,8 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
         coef[0] = sdyx == 0.0 ? copysign(0.0, -g) * (sdyx / count)
                               : fb_grad_scale(g, invstd, sdyx, count);
     coef[1] = g;
-    coef[2] = -g * (sdy / count);
-    coef[3] = invstd * (sdyx / count);
+    coef[2] = -fb_times_mean(g, sdy, count);
+    coef[3] = fb_times_mean(invstd, sdyx, count);
     coef[4] = sdy / count;
     coef[5] = invstd;
 }

@@ -68,24 +68,41 @@ static inline void fb_seg_moments(int centered, double k, double count, double t
     *var = (centered ? sm2 : 0.0 + t2) / count;
 }
 
-/* -(a b c d) for finite, non-zero factors, with the exponents added apart from the mantissas'
- * product: no intermediate underflow or overflow (for invstd far beyond 1e-103 or 1e102). */
-static inline double fb_neg_prod4(double a, double b, double c, double d)
+/* -(a b c d / n) for finite, non-zero factors and n >= 1, with the exponents added apart from
+ * the mantissas': no intermediate underflow or overflow (for invstd far beyond 1e-103 or 1e102,
+ * or d / n below the normal range). */
+static inline double fb_neg_prod4(double a, double b, double c, double d, double n)
 {
-    int ea, eb, ec, ed;
-    const double m = ((frexp(a, &ea) * frexp(b, &eb)) * frexp(c, &ec)) * frexp(d, &ed);
-    return -ldexp(m, ea + eb + ec + ed);
+    int ea, eb, ec, ed, en;
+    const double m =
+        (((frexp(a, &ea) * frexp(b, &eb)) * frexp(c, &ec)) * frexp(d, &ed)) / frexp(n, &en);
+    return -ldexp(m, ea + eb + ec + ed - en);
 }
 
-/* s = -g invstd^2 sdyx / count as moments.h orders it, and where that product leaves the normal
- * range with finite non-zero factors (an intermediate under- or overflowed), fb_neg_prod4's. */
+/* a * (sum / count); where that mean is below the normal range for a non-zero sum (its digits
+ * lost to underflow), (a * sum) / count if finite.  The same bits everywhere else. */
+static inline double fb_times_mean(double a, double sum, double count)
+{
+    const double m = sum / count;
+    if (fabs(m) < DBL_MIN && sum != 0.0) {
+        const double t = a * sum;
+        if (isfinite(t)) return t / count;
+    }
+    return a * m;
+}
+
+/* s = -g invstd^2 sdyx / count as moments.h orders it, and where that product or sdyx / count
+ * leaves the normal range with finite non-zero factors (an intermediate under- or overflowed),
+ * fb_neg_prod4's; a zero sdyx gives a zero s however large g invstd^2 (batch norm's rule). */
 static inline double fb_grad_scale(double g, double invstd, double sdyx, double count)
 {
     const double q = sdyx / count, s = -(g * invstd) * (invstd * q);
-    const int factors_ok = g != 0.0 && invstd != 0.0 && q != 0.0 && isfinite(g) &&
-                           isfinite(invstd) && isfinite(q);
-    if (factors_ok && !(fabs(s) >= DBL_MIN && fabs(s) <= DBL_MAX))
-        return fb_neg_prod4(g, invstd, invstd, q);
+    const int factors_ok = g != 0.0 && invstd != 0.0 && sdyx != 0.0 && isfinite(g) &&
+                           isfinite(invstd) && isfinite(sdyx);
+    if (factors_ok && !(fabs(s) >= DBL_MIN && fabs(s) <= DBL_MAX && fabs(q) >= DBL_MIN))
+        return fb_neg_prod4(g, invstd, invstd, sdyx, count);
+    if (isnan(s) && sdyx == 0.0 && isfinite(g) && isfinite(invstd))   /* inf * 0: s is 0 */
+        return copysign(0.0, -g) * (sdyx / count);
     return s;
 }
 
@@ -101,7 +118,7 @@ static inline void fb_grad_coefs(double sdy, double sdyx, double count, double i
     coef[0] = fb_grad_scale(g, invstd, sdyx, count);   /* not g*invstd*invstd: subnormal for
                                                           invstd < ~1e-103 */
     coef[1] = g;
-    coef[2] = -g * (sdy / count);
+    coef[2] = -fb_times_mean(g, sdy, count);
 }
 
 /* Threads for a call on n_elems elements: one below the pool's threshold (parallel.h). */

@@ -641,3 +641,36 @@ def test_group_norm_refuses_num_groups_none(call):
     a bad argument must be refused, naming it."""
     with pytest.raises(TypeError, match=r"^num_groups: expected an integer, got NoneType"):
         call(np.ones((2, 3, 4)))
+
+
+def test_constant_groups_with_a_tiny_eps_have_a_finite_gradient():
+    # Found reviewing a fuzzing fix (fixed): constant rows with eps = 5e-324 have invstd 4.5e161,
+    # so g invstd^2 overflows, and their zero sum(dy (x - mean)) made s = inf * 0 = NaN: dx NaN
+    # where it is invstd (dy - mean(dy)).  A zero sum gives s = 0, as batch norm's.
+    x = np.full((2, 3), 7.0)
+    dy = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
+    _, mean, invstd = fastbn.layer_norm(x, eps=5e-324)
+    exact = invstd[:, None] * (dy - dy.mean(axis=1, keepdims=True))
+    for dx in (fastbn.layer_norm_backward(dy, x, mean, invstd)[0],
+               fastbn.group_norm_backward(dy[..., None], x[..., None], mean[:, None],
+                                          invstd[:, None], 1)[0][..., 0],
+               fastbn.instance_norm_backward(dy[:, None], x[:, None], mean[:, None],
+                                             invstd[:, None])[0][:, 0]):
+        np.testing.assert_allclose(dx, exact, rtol=1e-15)     # was NaN
+
+
+def test_backward_mean_below_the_normal_range():
+    # Found by a long run of test_fuzz_parts (fixed): c = -g (sum(dy) / n) with sum(dy) = 5e-324
+    # and n = 2: the mean rounded to 0 (half the smallest subnormal, to even) and dx was twice
+    # the exact 2.5e-324 g; where that mean is subnormal, c = -(g sum(dy)) / n.
+    dy, x = np.array([[5e-324, 0.0]]), np.zeros((1, 2))
+    g = 1e300
+    exact = g * 5e-324 / 2                                         # 2.47e-24, exactly
+    for dx in (fastbn.layer_norm_backward(dy, x, np.zeros(1), np.array([g]))[0][0],
+               fastbn.batch_norm_backward(dy.T, x.T, np.zeros(1), np.array([g]), axis=1).dx[:, 0]):
+        assert dx.tolist() == [exact, -exact]                      # was [2 exact, 0] or NaN
+    dx = fastbn.batch_norm_backward_apply(np.array([[5e-324]]), np.array([[0.0]]),
+                                          np.array([-0.0], np.float32),
+                                          np.array([3.4028235e38], np.float32), np.array([1.0]),
+                                          np.array([5e-324]), np.array([0.0]), 2, axis=0)
+    assert dx[0, 0] == float(np.float32(3.4028235e38)) * 5e-324 / 2   # was twice that

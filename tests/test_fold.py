@@ -262,3 +262,12 @@ def test_a_fold_beyond_float64_raises_naming_the_output():
         fastbn.fold_batch_norm(np.array([[DBL_MAX]]), None, [0.0], [0.01], eps=1e-300)
     with pytest.raises(ValueError, match=r"^bias: .*beyond float64's range"):
         fastbn.fold_batch_norm(np.ones((1, 1)), [DBL_MAX], [-DBL_MAX], [0.01], eps=1e-300)
+
+
+def test_running_var_plus_eps_beyond_float64():
+    # Found by a long run of test_fuzz_parts (fixed): running_var = DBL_MAX, eps = 1e300 made
+    # var + eps inf and the scale 0, folding the weight to 0 where it is 9.4e-156; that sum is
+    # now taken over 4 (sqrt(d / 4) * 2 is exactly sqrt(d))
+    w, b = fastbn.fold_batch_norm(np.array([0.125]), None, [0.0], [DBL_MAX], eps=1e300)
+    exact = 0.125 / np.sqrt(np.longdouble(DBL_MAX) + np.longdouble(1e300))
+    assert abs(w[0] - exact) <= 2 ** -52 * exact

@@ -118,7 +118,9 @@ def fold_batch_norm(weight, bias, running_mean, running_var, gamma=None, beta=No
         c = int(np.flatnonzero(var < 0)[0])
         raise ValueError(f"running_var: expected values >= 0, got {var[c]!r} at channel {c}")
     with np.errstate(over="ignore"):
-        s = g / np.sqrt(var + eps)
+        d = var + eps    # beyond float64 (var near its max): sqrt(d / 4) * 2, exactly sqrt(d)
+        s = g / np.where(np.isinf(d) & np.isfinite(var), np.sqrt(var * 0.25 + eps * 0.25) * 2,
+                         np.sqrt(d))
     over = ~np.isfinite(s) & np.isfinite(g) & np.isfinite(var)
     if np.any(over):   # 0 * inf would fold a zero weight to NaN
         c = int(np.flatnonzero(over)[0])

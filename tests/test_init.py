@@ -457,15 +457,38 @@ def test_bad_dtype_and_out(fn):
     raises(ValueError, "rng", fn, (4, 4), rng=-1)
 
 
-def test_zero_fan():
-    raises(ValueError, "shape", init.glorot_uniform, (0, 0))
-    raises(ValueError, "shape", init.he_uniform, (0, 5))
-    raises(ValueError, "shape", init.he_normal, (5, 0), mode="fan_out")
-    raises(ValueError, "shape", init.lecun_uniform, (0, 5))
-    raises(ValueError, "shape", init.lecun_normal, (3, 3, 0, 4))
-    raises(ValueError, "shape", init.variance_scaling, (4, 0), mode="fan_out")
+EMPTY_WEIGHTS = [(init.glorot_uniform, (0, 0), {}), (init.he_uniform, (0, 5), {}),
+                 (init.he_normal, (5, 0), {"mode": "fan_out"}), (init.lecun_uniform, (0, 5), {}),
+                 (init.lecun_normal, (3, 3, 0, 4), {}), (init.glorot_normal, (0,), {}),
+                 (init.variance_scaling, (4, 0), {"mode": "fan_out"}),
+                 (init.orthogonal, (0, 5), {}), (init.orthogonal, (3, 3, 4, 0), {}),
+                 (init.zeros, (0, 5), {}), (init.truncated_normal, (2, 0, 3), {})]
+
+
+@pytest.mark.parametrize("fn, shape, kw", EMPTY_WEIGHTS,
+                         ids=[f"{f.__name__}{s}" for f, s, _ in EMPTY_WEIGHTS])
+def test_empty_weight_is_an_empty_array(fn, shape, kw):
+    """A zero-sized weight (a fan of 0) is no error: an empty array, as PyTorch's initializers
+    and Keras' give; out is returned untouched, and a Generator advances as on any call."""
+    w = fn(shape, **kw, dtype=np.float64, rng=3)
+    assert w.shape == shape and w.dtype == np.float64
+    out = np.empty(shape, np.float32)
+    assert fn(shape, **kw, rng=3, out=out) is out
+    g_empty, g_full = np.random.default_rng(9), np.random.default_rng(9)
+    fn(shape, **kw, rng=g_empty)
+    fn(tuple(d or 2 for d in shape), **kw, rng=g_full)
+    assert g_empty.bit_generator.state == g_full.bit_generator.state
+    raises(ValueError, "out", fn, shape, **kw, out=np.empty((1,) + shape, np.float32))
+    raises(TypeError, "dtype", fn, shape, **kw, dtype=np.int32)
+
+
+def test_empty_weight_arguments_still_checked():
+    raises(ValueError, "gain", init.glorot_uniform, (0, 5), gain=-1.0)
+    raises(ValueError, "mode", init.he_normal, (0, 5), mode="fan_sideways")
+    raises(ValueError, "out_axis", init.orthogonal, (0, 5), out_axis=2)
+    raises(ValueError, "shape", init.orthogonal, (0,))          # 2 dimensions, as PyTorch asks
     raises(ValueError, "shape", init.compute_fans, ())
-    assert init.zeros((0, 5)).shape == (0, 5)      # an empty array itself is fine
+    assert init.compute_fans((0, 5)) == (0, 5)
 
 
 def test_bad_parameters():

@@ -15,6 +15,9 @@ rounding cannot leave the interval; ``orthogonal`` rounds its float64 matrix onc
 ``rng`` may be None (fresh OS entropy), an int seed, or a ``numpy.random.Generator`` (Scientific
 Python SPEC 7), which is advanced by one draw of two 64-bit words per call.
 
+A shape with a zero dimension gives an empty array (and leaves ``out`` as it is), as PyTorch's
+and Keras' initializers do; its arguments are still checked, and a Generator still advanced.
+
 Shapes follow the ``x @ W`` convention by default: (in, out) for dense layers and
 (kh, kw, in, out) for convolutions (``in_axis=-2, out_axis=-1``); PyTorch's (out, in, kh, kw) is
 ``in_axis=1, out_axis=0``.
@@ -237,9 +240,9 @@ def compute_fans(shape, *, in_axis=-2, out_axis=-1):
 def _fan(shape, mode, in_axis, out_axis):
     fan_in, fan_out = compute_fans(shape, in_axis=in_axis, out_axis=out_axis)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
-    if fan == 0:
-        raise ValueError(f"shape: {mode} of shape {shape} is 0 (a zero-sized weight has no scale)")
-    return fan
+    # A fan of 0 means an empty weight: nothing is drawn, so any scale does (Keras takes
+    # max(1, fan); PyTorch's initializers return an empty tensor as it is).
+    return fan if fan else 1
 
 
 _GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_transpose1d": 1.0,
@@ -746,8 +749,8 @@ def orthogonal(shape, gain=1.0, *, out_axis=-1, dtype=np.float32, rng=None, out=
     o = v.normalize_axis(out_axis, len(shape), "out_axis")
     cols = shape[o]
     rows = math.prod(shape) // cols if cols else math.prod(d for k, d in enumerate(shape) if k != o)
-    if rows == 0 or cols == 0:
-        raise ValueError(f"shape: orthogonal needs non-empty dimensions, got {shape}")
+    if rows == 0 or cols == 0:   # an empty weight (PyTorch's orthogonal_ returns it as it is)
+        return normal(shape, dtype=dtype, rng=rng, out=out)
     q = normal((max(rows, cols), min(rows, cols)), dtype=np.float64, rng=rng)
     _random.orthogonal_q(q, _config.get_num_threads())    # Q diag(sign(diag(R))), in place
     m = q if rows >= cols else q.T                         # (rows, cols)

@@ -477,8 +477,12 @@ def make_backward_case(name):
                 t64 = float(np.finfo(np.float64).smallest_subnormal)
                 sum_under = t64 * (_fin(r) ** 3 * (geo.group_reduce(np.mean, _fin(d)) + 1) * _fin(d)
                                    + _fin(r))
+                # the two-step paths round gamma dy to the dtype, then scale it by invstd: a
+                # subnormal gamma dy's underflow error times |invstd| (accuracy.rst's e |invstd|)
+                two_step = not grouped or geo.axis == len(shape) - 1
                 tol = 8 * u * (t1 + t2 + t3) + 4 * u * u * ms + acc + np.nan_to_num(sum_under) \
-                    + TINY[dtype] * (_fin(dy64) + _fin(d) + 1) + 1e-12 * _fin(r64[0])
+                    + TINY[dtype] * (_fin(dy64) + _fin(d) + 1 + two_step * _fin(r)) \
+                    + 1e-12 * _fin(r64[0])
                 # a group of finite inputs whose float64 sum of |dy (x - mean)| (gamma dy (x - mean)
                 # where gamma is per element) overflows: the kernel's statistics overflow, as the
                 # forward's beyond ~1e154 (docs/accuracy.rst); dx is inf or NaN there
@@ -576,6 +580,21 @@ def test_forward_two_step_xhat_underflow():
     err = float(np.abs(y - exact)[0, 0])
     assert err > 0.05 * abs(float(exact[0, 0]))                 # the underflow, not rounding
     assert err <= e * gamma[0] / 2 + 4 * 2.0 ** -53 * abs(float(exact[0, 0]))
+
+
+def test_backward_two_step_dy_gamma_underflow():
+    # Found by a long run (the checker's model, fixed): channels-last instance norm's float32
+    # backward rounds gamma dy first: 1.4e-45 * 0.1257 = 1.8e-46 rounds to 0, and invstd =
+    # 2.7e11 scales that error to 4.8e-35 in dx, where the exact dx is 0 (one value a group: dy
+    # minus its mean).  That is docs/accuracy.rst's e |invstd| term, which the backward checker
+    # had left out (its 4096 FLT_MIN floor, 4.81482945e-35, missed by one float32 rounding).
+    dy, x = np.array([[2.0 ** -149]], np.float32), np.zeros((1, 1), np.float32)
+    mean, invstd = np.array([[-0.0]], np.float32), np.array([[2.7328176e11]], np.float32)
+    gamma = np.array([0.12573022], np.float32)
+    assert np.float32(dy[0, 0] * gamma[0]) == 0              # the first step underflows
+    dx = fastbn.instance_norm_backward(dy, x, mean, invstd, gamma, axis=1)[0]
+    e = float(np.finfo(np.float32).smallest_subnormal)
+    assert 4096 * float(np.finfo(np.float32).tiny) < abs(float(dx[0, 0])) <= e * float(invstd[0, 0])
 
 
 def test_statistics_of_subnormal_squares():

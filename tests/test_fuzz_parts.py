@@ -510,8 +510,9 @@ def case_batch_norm_backward_reduce(data):
             under = TINY[F64] * (s_dy + n * fin(ld(i64)))
             over = (s_dyx > LDMAX64) | channel_reduce(np.any, np.abs(d) > LDMAX64, ax)
             # an infinite invstd times a sum(dy (x - mean)) within that float64 sum's rounding
-            # (1e308-sized terms cancelling): its sign, or 0 (NaN), is rounding noise
-            noise = np.isinf(ld(i64)) & (np.abs(sdd) <= 1e-12 * s_dyx)
+            # (1e308-sized terms cancelling, or products below the subnormals, half a subnormal
+            # each): its sign, or 0 (NaN), is rounding noise
+            noise = np.isinf(ld(i64)) & (np.abs(sdd) <= 1e-12 * s_dyx + n * TINY[F64])
             judge(sum_dy_xhat, sdyx, rel * fin(sdyx) + 1e-12 * s_dyx * fin(ld(i64)) + under, F64,
                   "sum_dy_xhat", alt=factored, may_overflow=over | noise)
         event("batch_norm_backward_reduce ok")
@@ -739,3 +740,18 @@ def test_subnormal_scale_with_an_overflowing_centre():
     dx = fastbn.batch_norm_backward_apply(np.array([[0.125]]), x, mean, invstd, gamma,
                                           np.array([0.0]), np.array([1.0]), 1)
     assert dx[0, 0] == -big * 5e-324 * 2                  # the 0.125 g is below its ulp
+
+
+def test_the_checkers_infinite_invstd_times_an_underflowed_sum():
+    # Found by a long run (the checker's model, fixed): dy = 5e-324 times x - mean = 4.6e-9 is
+    # below float64's subnormals, so sum(dy (x - mean)) is 0 and sum_dy_xhat = 0 * inf = NaN
+    # where the exact product is +inf: within the underflow of the sum's products (half a
+    # subnormal each), the sign of an infinite invstd's product is noise, as the checker already
+    # accepted for 1e308-sized terms cancelling.
+    dy, x = np.array([[5e-324]]), np.array([[0.1257302210933933]])
+    mean, invstd = np.array([0.12573022], np.float32), np.array([np.inf], np.float32)
+    assert 0 < abs(ld(dy[0, 0]) * (ld(x[0, 0]) - ld(mean[0]))) < ld(TINY[F64]) / 2
+    with np.errstate(invalid="ignore"):
+        sum_dy, sum_dy_xhat = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=1)
+    assert sum_dy[0] == 5e-324 and np.isnan(sum_dy_xhat[0])
+

@@ -760,7 +760,6 @@ def test_the_checkers_infinite_invstd_times_an_underflowed_sum():
     assert sum_dy[0] == 5e-324 and np.isnan(sum_dy_xhat[0])
 
 
-
 def test_the_checkers_fold_bias_cancelling_beta():
     # Found by a long run (the checker's model, fixed): bias' = (b - mean) s + beta with
     # (0.1257 - 3) s = -2.87 and beta = 3 cancelling to 0.126: its float64 steps round at 2.87's

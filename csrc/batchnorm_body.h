@@ -161,8 +161,8 @@ static void FN(slab_train_task)(void *vctx, int64_t c)
     }
     const double var = m2 / n, invstd = 1.0 / sqrt(var + k->eps);
     k->mean[c] = fb_nan1(mu), k->var[c] = fb_nan1(var), k->invstd[c] = fb_nan1(invstd);
-    const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c] * invstd : invstd, 0.0,
-                                      k->beta ? (double)k->beta[c] : 0.0);
+    const FN(coef) co = FN(make_fwd_coef)(mu, k->gamma ? (double)k->gamma[c] : 1.0, invstd,
+                                          k->beta ? (double)k->beta[c] : 0.0);
     /* Second pass in reverse: the slabs read last are the surest to still be in cache.  It
      * prefetches the next channel's slabs, so that memory works while this one computes. */
     for (int64_t o = k->outer - 1; o >= 0; o--) {
@@ -667,8 +667,8 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
         f->mean[c] = fb_nan1(mu[c - c0]);
         f->var[c] = fb_nan1(m2[c - c0] / n);
         f->invstd[c] = fb_nan1(1.0 / sqrt(f->var[c] + f->eps));
-        coefs[c] = FN(make_coef)(f->mean[c], f->gamma ? (double)f->gamma[c] * f->invstd[c] : f->invstd[c],
-                                 0.0, f->beta ? (double)f->beta[c] : 0.0);
+        coefs[c] = FN(make_fwd_coef)(f->mean[c], f->gamma ? (double)f->gamma[c] : 1.0,
+                                     f->invstd[c], f->beta ? (double)f->beta[c] : 0.0);
     }
 }
 
@@ -781,8 +781,8 @@ static void FN(fill_coefs)(const FN(coef_src) *s, FN(coef) *coefs, int64_t C)
         const double invstd = s->kind == FB_COEF_RUNNING ? 1.0 / sqrt((double)s->rvar[c] + s->eps)
                                                          : s->invstd[c];
         const double mean = s->kind == FB_COEF_RUNNING ? (double)s->rmean[c] : s->mean[c];
-        coefs[c] = FN(make_coef)(mean, s->gamma ? (double)s->gamma[c] * invstd : invstd, 0.0,
-                                 s->beta ? (double)s->beta[c] : 0.0);
+        coefs[c] = FN(make_fwd_coef)(mean, s->gamma ? (double)s->gamma[c] : 1.0, invstd,
+                                     s->beta ? (double)s->beta[c] : 0.0);
     }
 }
 

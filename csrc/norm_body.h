@@ -80,7 +80,8 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
     const FB_C t = FB_CFMA1(x - co->tm, co->ts, co->tc);
     const FB_C y = FB_CFMA1(t, gm ? gm[e] : (FB_C)1, bt ? bt[e] : (FB_C)0);
     if (isfinite(y)) return (T)y;
-    const FN(coef) ce = FN(make_coef)(mu, gm ? (double)gm[e] * r : r, 0.0, bt ? (double)bt[e] : 0.0);
+    const FN(coef) ce = FN(make_fwd_coef)(mu, gm ? (double)gm[e] : 1.0, r,
+                                          bt ? (double)bt[e] : 0.0);
     return FN(apply1)(x, &ce);
 }
 
@@ -444,7 +445,7 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
 }
 
 /* Channel c's coefficients in a group, as the per-channel loops make them: forward
- * make_coef(mu, gamma r, 0, beta), backward make_coef(mu, s, gamma r, c) (several channels). */
+ * make_fwd_coef(mu, gamma, r, beta), backward make_coef(mu, s, gamma r, c) (several channels). */
 typedef struct {
     double mu, r, s, c;
     const T *gm, *bt;
@@ -453,9 +454,9 @@ typedef struct {
 
 static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
 {
-    const double gr = q->gm ? (double)q->gm[c] * q->r : q->r;
-    if (!q->bwd) return FN(make_coef)(q->mu, gr, 0.0, q->bt ? (double)q->bt[c] : 0.0);
-    return FN(make_coef)(q->mu, q->s, gr, q->c);
+    const double gm = q->gm ? (double)q->gm[c] : 1.0;
+    if (!q->bwd) return FN(make_fwd_coef)(q->mu, gm, q->r, q->bt ? (double)q->bt[c] : 0.0);
+    return FN(make_coef)(q->mu, q->s, gm * q->r, q->c);
 }
 
 /* row_apply's forward or backward segment, tm, ts, tg, tc per channel (row_apply_fz's bych) */
@@ -575,8 +576,8 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
         const S *next = FN(has_next_group)(p, o, g) ? xb + L : NULL;
         for (int64_t m = 0; m < mid; m++)
             for (int64_t c = 0; c < Cg; c++) {
-                const FN(coef) co = FN(make_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] * r : r,
-                                                  0.0, k->beta ? (double)k->beta[c0 + c] : 0.0);
+                const FN(coef) co = FN(make_fwd_coef)(mu, k->gamma ? (double)k->gamma[c0 + c] : 1.0,
+                                                      r, k->beta ? (double)k->beta[c0 + c] : 0.0);
                 FN(run_apply)(xb + m * stride + c * inner, yb + m * stride + c * inner, inner, &co,
                               k->stream, next ? next + c * inner : NULL);
             }
@@ -597,9 +598,15 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
                 continue;
             }
             for (int64_t c = 0; c < Cg; c++) {   /* a channel's run: a loop to vectorize */
-                const double sc = gm ? (double)gm[c] * r : r, b = bt ? (double)bt[c] : 0.0;
+                const double g = gm ? (double)gm[c] : 1.0, sc = g * r, b = bt ? (double)bt[c] : 0.0;
                 const S *xc = xr + c * inner;   /* yc may be xc (in place) */
                 S *yc = yr + c * inner;
+                if (isinf(sc) && isfinite(g) && isfinite(r)) {   /* make_fwd_coef's split scale */
+                    const FN(coef) cs = FN(make_fwd_coef)(mu, g, r, b);
+                    for (int64_t i = 0; i < inner; i++)
+                        yc[i] = FB_ST(FN(exact_apply1)(FB_LD(xc[i]), &cs));
+                    continue;
+                }
                 for (int64_t i = 0; i < inner; i++)
                     yc[i] = FB_ST64(fb_nan1(((double)FB_LD(xc[i]) - mu) * sc + b));
             }
@@ -711,7 +718,8 @@ typedef struct {
 } FN(cols_ctx);
 
 /* Spread one group's coefficients over its columns [v0, v0 + L); gamma per column's channel.
- * em, es, ec, eg receive the float64 formula; returns 1 if the group needs it. */
+ * em, es, ec, eg receive the float64 formula (forward: eg 0, or for make_fwd_coef's split scale
+ * es = r and eg = gamma); returns 1 if the group needs it. */
 static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double mu, double s,
                           double r, double c, int grad, FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc,
                           double *em, double *es, double *eg, double *ec)
@@ -726,10 +734,10 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
             tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (FB_C)(gm * r);
             em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
             if (isfinite(eg[v]) && !isfinite((double)tg[v])) exact = 1;   /* beyond T's range */
-        } else {      /* y = (x - m) (gamma r) + beta: make_coef per column */
-            const FN(coef) cc = FN(make_coef)(mu, gm * r, 0.0, k->beta ? (double)k->beta[ch] : 0.0);
+        } else {      /* y = (x - m) (gamma r) + beta: make_fwd_coef per column */
+            const FN(coef) cc = FN(make_fwd_coef)(mu, gm, r, k->beta ? (double)k->beta[ch] : 0.0);
             tm[v] = cc.tm, ts[v] = cc.ts, tc[v] = cc.tc;
-            em[v] = mu, es[v] = cc.s, ec[v] = cc.c;
+            em[v] = mu, es[v] = cc.split ? r : cc.s, eg[v] = cc.split ? gm : 0.0, ec[v] = cc.c;
             exact |= cc.exact;
         }
     }
@@ -790,7 +798,8 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
         const S *xr = xs + m * V, *gr = gs ? gs + m * V : NULL;
         S *yr = ys + m * V;
         for (int64_t v = 0; v < V; v++) {
-            const double t = ((double)FB_LD(xr[v]) - em[v]) * es[v] + ec[v];
+            const double d = (double)FB_LD(xr[v]) - em[v];
+            const double t = (!gr && eg[v] != 0.0 ? (d * es[v]) * eg[v] : d * es[v]) + ec[v];
             yr[v] = FB_ST64(fb_nan1(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t));
         }
     }

@@ -115,6 +115,7 @@ typedef struct {
     double m, s, g, c;   /* the float64 formula, used when `exact` */
     double q, mdy, inv;  /* backward: dx = g * ((dy - mdy) - ((x - m) * inv) * q), s or c beyond float64 */
     int factored;        /* q, mdy, inv are set (batch norm's make_grad_coef) */
+    int split;           /* make_fwd_coef's s = q inv beyond float64: y = ((x - m) inv) q + c */
     FB_C tm, ts, tg, tc; /* the same in FB_C, the mean split as tm + (m - tm), folded into tc */
     int exact;
 } FN(coef);
@@ -123,6 +124,7 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 {
     FN(coef) co;
     co.m = m, co.s = s, co.g = g, co.c = c, co.q = 0.0, co.mdy = 0.0, co.inv = 0.0, co.factored = 0;
+    co.split = 0;
     co.tm = (FB_C)m;
     co.ts = (FB_C)s;
     co.tg = (FB_C)g;
@@ -133,6 +135,17 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
     if (isfinite(s) && isfinite(g) && isfinite(c) &&
         !(isfinite(co.ts) && isfinite(co.tg) && isfinite(co.tc)))
         co.exact = 1;
+    return co;
+}
+
+/* Forward: y = (x - m) (gamma r) + c.  Where gamma r overflows float64 from finite factors
+ * (float64 gamma 1e308 over a standard deviation below 0.556), the channel takes the float64
+ * formula with the factors apart, so that x == m gives c, not 0 * inf = NaN. */
+static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
+{
+    FN(coef) co = FN(make_coef)(m, gamma * r, 0.0, c);
+    if (isinf(co.s) && isfinite(gamma) && isfinite(r))
+        co.q = gamma, co.inv = r, co.split = 1, co.exact = 1;
     return co;
 }
 
@@ -148,6 +161,12 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[6])
     return co;
 }
 
+/* d s, with make_fwd_coef's factors apart where s is split */
+static FB_INLINE double FN(times_s)(double d, const FN(coef) *co)
+{
+    return co->split ? (d * co->inv) * co->q : d * co->s;
+}
+
 /* The float64 formulas, rounded to T once.  Where one overflows inside (float64 data: dy * g or
  * x - m beyond DBL_MAX though the result is not), it is evaluated again in units of 2^32: x, m,
  * dy, c and the larger factor of dy * g scaled by 2^-32, the result by 2^32 (powers of two: exact
@@ -160,10 +179,10 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[6])
 #define FB_K 0x1p-32
 static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
 {
-    const double y = ((double)x - co->m) * co->s + co->c;
+    const double y = FN(times_s)((double)x - co->m, co) + co->c;
     if (isfinite(y)) return (T)y;
     if (!isfinite((double)x)) return (T)fb_nan1(y);   /* x's own inf or NaN: nothing to scale */
-    const double h = ((double)x * FB_K - co->m * FB_K) * co->s;   /* (x - m) s 2^-32 */
+    const double h = FN(times_s)((double)x * FB_K - co->m * FB_K, co);   /* (x - m) s 2^-32 */
     return (T)fb_nan1(co->s == 0.0 ? h + co->c : (h + co->c * FB_K) * 0x1p32);
 }
 
@@ -647,10 +666,11 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
  * of the segment is at place (phase + v) % period of its period (v if period is 0).  Batch norm
  * (coefs): that place is virtual channel v0 + place, real channel (v0 + place) / inner.  The
  * core's columns layout (coefs NULL): its float64 coefficients are em[place], es[place],
- * eg[place], ec[place] (those of make_coef).  Batch norm's fused arrays, indexed as the segment
- * (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it, relu_grad1) and
- * dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8), element j of the
- * segment at bit mb0 + j, read by the vector loop instead of ym. */
+ * eg[place], ec[place] (those of make_coef; in the forward an eg that is not 0 marks
+ * make_fwd_coef's split scale, es = r and eg = gamma).  Batch norm's fused arrays, indexed as
+ * the segment (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it,
+ * relu_grad1) and dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8),
+ * element j of the segment at bit mb0 + j, read by the vector loop instead of ym. */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, phase, period, inner;
@@ -678,8 +698,10 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
             t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
         } else {
             const int64_t q = src->period ? (src->phase + j) % src->period : j;
-            const FN(coef) co = FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0,
-                                              src->ec[q]);
+            const FN(coef) co =
+                gr || src->eg[q] == 0.0
+                    ? FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0, src->ec[q])
+                    : FN(make_fwd_coef)(src->em[q], src->eg[q], src->es[q], src->ec[q]);
             t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
         }
         yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));

@@ -34,6 +34,10 @@ Specification:
   dy * g backward -- but the result is representable, every path (whole-channel runs, the
   columns layout, per-element coefficients) gives that finite result, within the documented
   bound: the vector is redone in float64, as batch norm's.
+- where a float64 scale gamma invstd is beyond float64's range (gamma 1e308, invstd 2.83), every
+  forward path of batch norm (training, inference, apply; slabs and rows, fused ReLU) and of the
+  family (runs, short runs, columns, per-element coefficients) applies invstd and gamma as two
+  factors: x equal to the mean gives beta, not NaN, and x - mean = 0.5 the finite 1.41e308.
 """
 import numpy as np
 import pytest
@@ -442,3 +446,62 @@ def test_float64_variance_far_from_zero_over_several_segments(call, shape, group
         exact = float(sum((a - m) ** 2 for a in vals) / len(vals))
         assert abs(1.0 / float(invstd.flat[i]) ** 2 / exact - 1) <= 1e-12
         assert abs(float(mean.flat[i]) - float(m)) <= 2.0 ** -52 * abs(float(m))
+
+
+
+# (id, call(x, gamma, beta), x's shape, the pattern's axis, gamma's shape): each group holds
+# 0.5, 0, -0.5, 0 repeated along the pattern's axis (mean 0, variance 1/8: invstd 2.83);
+# gamma 1e308 and beta 2.5 (RMS norm: no beta) for every channel.
+def _bn(**kw):
+    return lambda x, g, b: fastbn.batch_norm_train(x, g, b, eps=1e-300, **kw)[0]
+
+
+def _family(fn, *args, **kw):
+    return lambda x, g, b: getattr(fastbn, fn)(x, *args, g, b, eps=1e-300, **kw)[0]
+
+
+SPLIT_SCALE_CASES = [
+    ("bn-slabs", _bn(), (2, 3, 8, 12), -1, 3),
+    ("bn-slabs-relu", _bn(relu=True), (2, 3, 8, 12), -1, 3),
+    ("bn-rows", _bn(), (8, 3), 0, 3),
+    ("bn-channels-last", _bn(axis=-1), (2, 4, 4, 3), 1, 3),
+    ("bn-infer", lambda x, g, b: fastbn.batch_norm_infer(x, np.zeros(3), np.full(3, 0.125), g, b,
+                                                         eps=1e-300), (2, 3, 8, 12), -1, 3),
+    ("bn-apply", lambda x, g, b: fastbn.batch_norm_apply(x, np.zeros(3), np.full(3, 8 ** 0.5), g,
+                                                         b), (8, 3), 0, 3),
+    ("gn-runs", _family("group_norm", 4), (2, 4, 64), -1, 4),
+    ("gn-short-runs", _family("group_norm", 2), (2, 4, 64), -1, 4),
+    ("gn-short-runs-small", _family("group_norm", 2), (2, 8, 16), -1, 8),
+    ("gn-per-element", _family("group_norm", 2), (2, 4, 4), 2, 4),
+    ("gn-columns", _family("group_norm", 2, axis=-1), (2, 16, 8), 1, 8),
+    ("gn-rows", _family("group_norm", 2, axis=-1), (2, 4, 8), 1, 8),
+    ("in", _family("instance_norm"), (2, 3, 8), -1, 3),
+    ("in-columns", _family("instance_norm", axis=-1), (2, 16, 2), 1, 2),
+    ("ln-rows", _family("layer_norm"), (2, 8), -1, 8),
+    ("ln-per-element", _family("layer_norm", axis=0), (8, 3), 0, 8),
+    ("rms-rows", lambda x, g, b: fastbn.rms_norm(x, g, eps=1e-300)[0], (2, 8), -1, 8),
+    ("rms-per-element", lambda x, g, b: fastbn.rms_norm(x, g, axis=0, eps=1e-300)[0], (8, 3), 0,
+     8),
+]
+
+
+@pytest.mark.parametrize("call, shape, axis, channels", [c[1:] for c in SPLIT_SCALE_CASES],
+                         ids=[c[0] for c in SPLIT_SCALE_CASES])
+def test_float64_scale_beyond_float64_keeps_its_two_factors(request, call, shape, axis, channels):
+    case = request.node.callspec.id
+    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[axis])
+    x = np.moveaxis(np.broadcast_to(pattern, np.delete(shape, axis).tolist() + [shape[axis]]),
+                    -1, axis).copy()
+    gamma, beta = np.full(channels, 1e308), np.full(channels, 2.5)
+    with np.errstate(over="ignore"):
+        assert np.isinf(1e308 * 8 ** 0.5)                    # gamma invstd overflows float64
+    y = call(x, gamma, beta)
+    c = 0.0 if case.startswith("rms") else 2.5
+    ld = np.longdouble
+    exact = x.astype(ld) * (1 / np.sqrt(ld(0.125) + ld(1e-300))) * ld(1e308) + ld(c)
+    if case.endswith("relu"):
+        exact = np.maximum(exact, 0)
+    assert np.max(np.abs(exact)) > 1.4e308 and np.all(np.isfinite(y)), y    # was +-inf and NaN
+    assert np.all(y[x == 0] == c)
+    u = 2.0 ** -53
+    assert np.all(np.abs(y - exact) <= 4 * u * np.abs(exact - c) + 2 * u * c)

@@ -197,7 +197,7 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
         k->dbeta[c] = fb_nan1(fb_lanes_total(sdy)), k->dgamma[c] = fb_nan1(fb_lanes_total(sdyx));
         return;
     }
-    double coef[6];
+    double coef[7];
     fb_bn_grad_coefs(fb_lanes_total(sdy), fb_lanes_total(sdyx), (double)k->outer * (double)inner, invstd,
                   k->gamma ? (double)k->gamma[c] : 1.0, &k->dbeta[c], &k->dgamma[c], coef);
     const FN(coef) gco = FN(make_grad_coef)(mu, coef);
@@ -622,7 +622,7 @@ static void FN(rows_finish_task)(void *vctx, int64_t task)
     FN(coef) *coefs = (FN(coef) *)k->coefs;
     if (k->backward) {
         for (int64_t c = c0; c < c1; c++) {
-            double sdy = 0.0, sdyx = 0.0, coef[6];
+            double sdy = 0.0, sdyx = 0.0, coef[7];
             for (int64_t i = 0; i < p->inner; i++)
                 for (int64_t ch = 0; ch < p->n_rchunks; ch++) {
                     sdy += k->r1[ch * p->V + c * p->inner + i];
@@ -772,7 +772,7 @@ static void FN(fill_coefs)(const FN(coef_src) *s, FN(coef) *coefs, int64_t C)
 {
     for (int64_t c = 0; c < C; c++) {
         if (s->kind == FB_COEF_SUMS) {
-            double coef[6], dbeta, dgamma;
+            double coef[7], dbeta, dgamma;
             fb_bn_grad_coefs(s->sum_dy[c], s->sum_dyx[c], s->count, s->invstd[c],
                              s->gamma ? (double)s->gamma[c] : 1.0, &dbeta, &dgamma, coef);
             coefs[c] = FN(make_grad_coef)(s->mean[c], coef);

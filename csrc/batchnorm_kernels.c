@@ -47,13 +47,14 @@
 #error "FB_SEG must hold whole lane rounds"
 #endif
 
-/* Batch norm's backward coefficients of one channel (moments.h's fb_grad_coefs and three more)
+/* Batch norm's backward coefficients of one channel (moments.h's fb_grad_coefs and four more)
  * from sdy = sum(dy), sdyx = sum(dy * (x - mean)):
  * dbeta, dgamma, and dx = dy * g + ((x - mean) * s + c) as coef = {s, g, c}; also q, mdy and
  * invstd of the same dx in factored form, g * ((dy - mdy) - ((x - mean) * invstd) * q), whose
- * factors stay finite where s or c overflow float64 (float64 dy near DBL_MAX, invstd > 1). */
+ * factors stay finite where s or c overflow float64 (float64 dy near DBL_MAX, invstd > 1), and
+ * gamma, g's factor with invstd where g itself overflows. */
 static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, double invstd,
-                                    double gamma, double *dbeta, double *dgamma, double coef[6])
+                                    double gamma, double *dbeta, double *dgamma, double coef[7])
 {
     const double g = gamma * invstd;
     *dbeta = fb_nan1(sdy);
@@ -71,6 +72,7 @@ static inline void fb_bn_grad_coefs(double sdy, double sdyx, double count, doubl
     coef[3] = fb_times_mean(invstd, sdyx, count);
     coef[4] = sdy / count;
     coef[5] = invstd;
+    coef[6] = gamma;
 }
 
 /* The rows path's tiling of an (R, V) matrix into (row chunk, column tile) tasks. */

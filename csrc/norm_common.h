@@ -115,7 +115,8 @@ typedef struct {
     double m, s, g, c;   /* the float64 formula, used when `exact` */
     double q, mdy, inv;  /* backward: dx = g * ((dy - mdy) - ((x - m) * inv) * q), s or c beyond float64 */
     int factored;        /* q, mdy, inv are set (batch norm's make_grad_coef) */
-    int split;           /* make_fwd_coef's s = q inv beyond float64: y = ((x - m) inv) q + c */
+    double gam;          /* split: the scale (forward s, batch norm's backward g) is gam * inv */
+    int split;           /* that product is beyond float64: the float64 path keeps its factors */
     FB_C tm, ts, tg, tc; /* the same in FB_C, the mean split as tm + (m - tm), folded into tc */
     int exact;
 } FN(coef);
@@ -124,7 +125,7 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 {
     FN(coef) co;
     co.m = m, co.s = s, co.g = g, co.c = c, co.q = 0.0, co.mdy = 0.0, co.inv = 0.0, co.factored = 0;
-    co.split = 0;
+    co.gam = 0.0, co.split = 0;
     co.tm = (FB_C)m;
     co.ts = (FB_C)s;
     co.tg = (FB_C)g;
@@ -145,26 +146,35 @@ static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
 {
     FN(coef) co = FN(make_coef)(m, gamma * r, 0.0, c);
     if (isinf(co.s) && isfinite(gamma) && isfinite(r))
-        co.q = gamma, co.inv = r, co.split = 1, co.exact = 1;
+        co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
     return co;
 }
 
-/* Backward: from fb_bn_grad_coefs's {s, g, c, q, mdy, invstd}.  A channel whose s or c overflows float64
- * while the factored form's g, q, mdy do not takes the float64 path (exact_grad1). */
-static inline FN(coef) FN(make_grad_coef)(double m, const double coef[6])
+/* Backward: from fb_bn_grad_coefs's {s, g, c, q, mdy, invstd, gamma}.  A channel whose s or c
+ * overflows float64 while the factored form's g, q, mdy do not takes the float64 path
+ * (exact_grad1); so does one whose g = gamma invstd overflows from finite factors, with
+ * dx = gamma (invstd ((dy - mdy) - ((x - m) inv) q)): 0 where dy is 0, not 0 * inf = NaN. */
+static inline FN(coef) FN(make_grad_coef)(double m, const double coef[7])
 {
     FN(coef) co = FN(make_coef)(m, coef[0], coef[1], coef[2]);
     co.q = coef[3], co.mdy = coef[4], co.inv = coef[5], co.factored = 1;
-    if (isfinite(co.g) && isfinite(co.q) && isfinite(co.mdy) && isfinite(co.inv) &&
-        !(isfinite(co.s) && isfinite(co.c)))
+    const int factors_ok = isfinite(co.q) && isfinite(co.mdy) && isfinite(co.inv);
+    if (factors_ok && isfinite(co.g) && !(isfinite(co.s) && isfinite(co.c)))
         co.exact = 1;
+    if (factors_ok && isinf(co.g) && isfinite(coef[6]))
+        co.gam = coef[6], co.split = 1, co.exact = 1;
     return co;
 }
 
-/* d s, with make_fwd_coef's factors apart where s is split */
+/* d s (forward) and b g (batch norm's factored backward), the factors apart where split */
 static FB_INLINE double FN(times_s)(double d, const FN(coef) *co)
 {
-    return co->split ? (d * co->inv) * co->q : d * co->s;
+    return co->split ? (d * co->inv) * co->gam : d * co->s;
+}
+
+static FB_INLINE double FN(times_g)(double b, const FN(coef) *co)
+{
+    return co->split ? co->gam * (co->inv * b) : co->g * b;
 }
 
 /* The float64 formulas, rounded to T once.  Where one overflows inside (float64 data: dy * g or
@@ -212,7 +222,7 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
         return (T)fb_nan1((p + (h + co->c * FB_K)) * 0x1p32);
     }
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
-    const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
+    const double r = FN(times_g)(((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co), co);
     if (isfinite(r)) return (T)r;
     const double a = ((double)dy * FB_K - co->mdy * FB_K) -
                      FN(xq)((double)x * FB_K - co->m * FB_K, x, co);
@@ -220,7 +230,7 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     if (co->g == 0.0 && isfinite(co->m) && isfinite(co->mdy) && isfinite(co->q) &&
         isfinite(co->inv))
         return (T)(copysign(0.0, co->g) * (a < 0.0 ? -1.0 : 1.0));
-    return (T)fb_nan1(co->g * a * 0x1p32);
+    return (T)fb_nan1(FN(times_g)(a, co) * 0x1p32);
 }
 #undef FB_K
 

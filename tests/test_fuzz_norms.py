@@ -331,7 +331,9 @@ def make_forward_case(name):
                 s = geo.stat(inv) * g
                 c = np.zeros(shape) if bv is None else geo.param(f64(bv))
                 # layer and RMS norm, and channels-last group and instance norm, apply xhat and
-                # gamma as two steps (docs/accuracy.rst: their e terms carry |gamma|)
+                # gamma as two steps (docs/accuracy.rst: their e terms carry |gamma|); the
+                # latter's columns layout (16 positions a sample and more) in one step, within
+                # the same (looser) bound
                 two_step = not grouped or geo.axis == len(shape) - 1
                 # a scale beyond float64 with the exact invstd (every path applies invstd and
                 # gamma apart there) is bounded in long double: the kernel's statistics are

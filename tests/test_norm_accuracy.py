@@ -37,7 +37,9 @@ Specification:
 - where a float64 scale gamma invstd is beyond float64's range (gamma 1e308, invstd 2.83), every
   forward path of batch norm (training, inference, apply; slabs and rows, fused ReLU) and of the
   family (runs, short runs, columns, per-element coefficients) applies invstd and gamma as two
-  factors: x equal to the mean gives beta, not NaN, and x - mean = 0.5 the finite 1.41e308.
+  factors: x equal to the mean gives beta, not NaN, and x - mean = 0.5 the finite 1.41e308; so
+  does batch norm's backward (slabs, rows, channels-last, the parts, fused with y): dx is 0
+  where dy is, and within the documented bound of the exact gradient for a dy of 1e-300.
 """
 import numpy as np
 import pytest
@@ -505,3 +507,58 @@ def test_float64_scale_beyond_float64_keeps_its_two_factors(request, call, shape
     assert np.all(y[x == 0] == c)
     u = 2.0 ** -53
     assert np.all(np.abs(y - exact) <= 4 * u * np.abs(exact - c) + 2 * u * c)
+
+
+def _bn_backward_parts(dy, x, mean, invstd, gamma, axis, y):
+    sum_dy, sum_dy_xhat = fastbn.batch_norm_backward_reduce(dy, x, mean, invstd, axis=axis)
+    count = x.size // x.shape[axis]
+    return fastbn.batch_norm_backward_apply(dy, x, mean, invstd, gamma, sum_dy, sum_dy_xhat, count,
+                                            axis=axis)
+
+
+def _bn_backward_fused(dy, x, mean, invstd, gamma, axis, y):
+    dres = np.empty_like(dy)
+    return fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis, y=y, dresidual=dres)[0]
+
+
+def _bn_backward(dy, x, mean, invstd, gamma, axis, y):
+    return fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=axis)[0]
+
+
+# (id, backward, x's shape, channel axis, pattern axis) over the forward cases' data
+BN_SPLIT_BACKWARD = [("slabs", _bn_backward, (2, 3, 8, 12), 1, -1),
+                     ("rows", _bn_backward, (8, 3), 1, 0),
+                     ("channels-last", _bn_backward, (2, 4, 4, 3), -1, 1),
+                     ("parts", _bn_backward_parts, (2, 3, 8, 12), 1, -1),
+                     ("fused", _bn_backward_fused, (2, 3, 8, 12), 1, -1)]
+
+
+@pytest.mark.parametrize("backward, shape, axis, pattern_axis", [c[1:] for c in BN_SPLIT_BACKWARD],
+                         ids=[c[0] for c in BN_SPLIT_BACKWARD])
+def test_float64_batch_norm_backward_whose_g_is_beyond_float64(backward, shape, axis,
+                                                               pattern_axis):
+    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[pattern_axis])
+    x = np.moveaxis(np.broadcast_to(pattern, np.delete(shape, pattern_axis).tolist()
+                                    + [shape[pattern_axis]]), -1, pattern_axis).copy()
+    gamma = np.full(3, 1e308)
+    fused = backward is _bn_backward_fused
+    y, mean, invstd = fastbn.batch_norm_train(x, gamma, np.full(3, 2.5), axis=axis, eps=1e-300,
+                                              relu=fused)[:3]
+    with np.errstate(over="ignore"):
+        assert np.all(np.isinf(gamma * invstd))                  # g = gamma invstd overflows
+    assert np.all(backward(np.zeros_like(x), x, mean, invstd, gamma, axis, y) == 0)   # was NaN
+    dy = np.random.default_rng(5).standard_normal(shape) * 1e-300
+    dx = backward(dy, x, mean, invstd, gamma, axis, y)
+    # the exact gradient at the given statistics, and its bound 8u (|dy g| + |(x - m) s| + |c|)
+    ld = np.longdouble
+    dym = np.where(y > 0, dy, 0.0).astype(ld) if fused else dy.astype(ld)
+    other = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    shape_c = [1] * x.ndim
+    shape_c[axis] = 3
+    g = (ld(1e308) * invstd.astype(ld)).reshape(shape_c)
+    xhat = (x.astype(ld) - mean.astype(ld).reshape(shape_c)) * invstd.astype(ld).reshape(shape_c)
+    m_dy, m_dyx = dym.mean(axis=other, keepdims=True), (dym * xhat).mean(axis=other, keepdims=True)
+    exact = g * (dym - m_dy - xhat * m_dyx)
+    tol = 8 * 2.0 ** -53 * (np.abs(dym * g) + np.abs(xhat * g * m_dyx) + np.abs(g * m_dy))
+    assert np.all(np.isfinite(dx)) and np.max(np.abs(exact)) > 1e7
+    assert np.all(np.abs(dx - exact) <= tol), np.max(np.abs(dx - exact) / tol)

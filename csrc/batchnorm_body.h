@@ -522,10 +522,10 @@ static void FN(rows_apply_task)(void *vctx, int64_t task)
                     const FN(coef) *co = &k->coefs[(v0 + (q + v) % w) / p->inner];
                     if (gr) {
                         const T g = ym ? FN(relu_grad1)(FB_LD(gr[v]), FB_LD(ym[v])) : FB_LD(gr[v]);
-                        yr[v] = FB_ST(FN(exact_grad1)(g, FB_LD(xr[v]), co));
+                        yr[v] = FB_ST(FN(exact_grad1_any)(g, FB_LD(xr[v]), co));
                         if (dres) dres[v] = FB_ST(g);
                     } else {
-                        yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(xr[v]), co), res, v,
+                        yr[v] = FB_ST(FN(fwd_epi1)(FN(exact_apply1_any)(FB_LD(xr[v]), co), res, v,
                                                    res != NULL, k->relu));
                     }
                 }

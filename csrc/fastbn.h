@@ -36,18 +36,21 @@ enum { FB_ISA_SCALAR = 0, FB_ISA_AVX2 = 1, FB_ISA_AVX512 = 2, FB_ISA_COUNT = 3 }
 
 /* FB_UNROLL: unroll the next loop completely (a fixed-count loop inside a loop the compiler
  * should vectorize, such as a polynomial's Horner steps: GCC does not vectorize a loop nest
- * with an inner loop left rolled). */
+ * with an inner loop left rolled).  FB_NOINLINE: a rare path kept out of the inlined hot ones. */
 #if defined(_MSC_VER)
 #define FB_RESTRICT __restrict
 #define FB_INLINE __forceinline
+#define FB_NOINLINE __declspec(noinline)
 #define FB_UNROLL
 #elif defined(__clang__)
 #define FB_RESTRICT __restrict__
 #define FB_INLINE inline __attribute__((always_inline))
+#define FB_NOINLINE __attribute__((noinline))
 #define FB_UNROLL _Pragma("unroll")
 #else
 #define FB_RESTRICT __restrict__
 #define FB_INLINE inline __attribute__((always_inline))
+#define FB_NOINLINE __attribute__((noinline))
 #define FB_UNROLL _Pragma("GCC unroll 64")
 #endif
 

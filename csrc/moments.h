@@ -79,6 +79,14 @@ static inline double fb_neg_prod4(double a, double b, double c, double d, double
     return -ldexp(m, ea + eb + ec + ed - en);
 }
 
+/* a (gamma r), as gamma (r a) where gamma r overflows float64 from finite factors: the norms'
+ * float64 formulas with the scale's two factors apart (0 for a = 0, not 0 * inf = NaN). */
+static inline double fb_times_split(double a, double gamma, double r)
+{
+    const double g = gamma * r;
+    return isinf(g) && isfinite(gamma) && isfinite(r) ? gamma * (r * a) : a * g;
+}
+
 /* a * (sum / count); where that mean is below the normal range for a non-zero sum (its digits
  * lost to underflow), (a * sum) / count if finite.  The same bits everywhere else. */
 static inline double fb_times_mean(double a, double sum, double count)

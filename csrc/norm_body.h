@@ -19,15 +19,16 @@
 #define T FB_T
 #define S FB_S   /* the tensors' storage type: read and written through FB_LD / FB_ST */
 
-/* One gradient output with its own g (float64; tg = (T)g) and the set's m, s, c: grad1, so the
- * T formula, or where that is not finite the float64 one. */
-static T FN(elem_grad1)(T dy, T x, double g, const FN(coef) *co)
+/* One gradient output with its own gamma (float64; tg = (T)(gamma r)) and the set's m, s, c,
+ * whose g is r (elem_grad_finish's): grad1, so the T formula, or where that is not finite the
+ * float64 one. */
+static T FN(elem_grad1)(T dy, T x, double gamma, const FN(coef) *co)
 {
-    const FN(coef) ce = FN(make_coef)(co->m, co->s, g, co->c);
-    return FN(grad1)(dy, x, &ce);
+    const FN(coef) ce = FN(make_bwd_coef)(co->m, co->s, gamma, co->g, co->c);
+    return ce.split ? FN(split_grad1)(dy, x, &ce) : FN(grad1)(dy, x, &ce);
 }
 
-/* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element (gd: the same in
+/* dx = dy * tg[i] + ((x - tm) * ts + tc): the gradient apply with g per element (gd: gamma in
  * float64, for the vectors redone by elem_grad1 where the T result is not finite). */
 static void FN(elem_grad_apply)(const S *dy, const S *x, S *dx, int64_t n,
                                 const FB_C *FB_RESTRICT tg, const double *FB_RESTRICT gd,
@@ -80,8 +81,7 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
     const FB_C t = FB_CFMA1(x - co->tm, co->ts, co->tc);
     const FB_C y = FB_CFMA1(t, gm ? gm[e] : (FB_C)1, bt ? bt[e] : (FB_C)0);
     if (isfinite(y)) return (T)y;
-    const FN(coef) ce = FN(make_fwd_coef)(mu, gm ? (double)gm[e] : 1.0, r,
-                                          bt ? (double)bt[e] : 0.0);
+    const FN(coef) ce = FN(make_coef)(mu, gm ? (double)gm[e] * r : r, 0.0, bt ? (double)bt[e] : 0.0);
     return FN(apply1)(x, &ce);
 }
 
@@ -218,13 +218,13 @@ static void FN(rows_grad_sums2)(const S *const *xr, const S *const *gr, int64_t 
 
 /* One gradient of a row with per-element gamma gm (NULL: ones, the same bits):
  * dx = fma(dy * gamma, tg, fma(x - tm, ts, tc)) with tg = (T)invstd; where that is not finite,
- * elem_grad1 with the element's g = gamma invstd. */
+ * elem_grad1 with the element's gamma. */
 static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *gm, int64_t e,
                                         double r)
 {
     const FB_C w = gm ? (FB_C)dy * gm[e] : (FB_C)dy;
     const T d = (T)FB_CFMA1(w, co->tg, FB_CFMA1(x - co->tm, co->ts, co->tc));
-    return isfinite(d) ? d : FN(elem_grad1)(dy, x, gm ? (double)gm[e] * r : r, co);
+    return isfinite(d) ? d : FN(elem_grad1)(dy, x, gm ? (double)gm[e] : 1.0, co);
 }
 
 /* row_grad_affine1 over a run: three operations a vector besides the subtraction, two vectors a
@@ -445,7 +445,7 @@ static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
 }
 
 /* Channel c's coefficients in a group, as the per-channel loops make them: forward
- * make_fwd_coef(mu, gamma, r, beta), backward make_coef(mu, s, gamma r, c) (several channels). */
+ * make_fwd_coef(mu, gamma, r, beta), backward make_bwd_coef(mu, s, gamma, r, c). */
 typedef struct {
     double mu, r, s, c;
     const T *gm, *bt;
@@ -456,7 +456,7 @@ static FB_INLINE FN(coef) FN(chan_coef)(const FN(chan_rule) *q, int64_t c)
 {
     const double gm = q->gm ? (double)q->gm[c] : 1.0;
     if (!q->bwd) return FN(make_fwd_coef)(q->mu, gm, q->r, q->bt ? (double)q->bt[c] : 0.0);
-    return FN(make_coef)(q->mu, q->s, gm * q->r, q->c);
+    return FN(make_bwd_coef)(q->mu, q->s, gm, q->r, q->c);
 }
 
 /* row_apply's forward or backward segment, tm, ts, tg, tc per channel (row_apply_fz's bych) */
@@ -604,7 +604,7 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
                 if (isinf(sc) && isfinite(g) && isfinite(r)) {   /* make_fwd_coef's split scale */
                     const FN(coef) cs = FN(make_fwd_coef)(mu, g, r, b);
                     for (int64_t i = 0; i < inner; i++)
-                        yc[i] = FB_ST(FN(exact_apply1)(FB_LD(xc[i]), &cs));
+                        yc[i] = FB_ST(FN(split_apply1)(FB_LD(xc[i]), &cs));
                     continue;
                 }
                 for (int64_t i = 0; i < inner; i++)
@@ -734,6 +734,7 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
             tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (FB_C)(gm * r);
             em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
             if (isfinite(eg[v]) && !isfinite((double)tg[v])) exact = 1;   /* beyond T's range */
+            if (isinf(eg[v]) && isfinite(gm) && isfinite(r)) exact = 1;   /* and float64's */
         } else {      /* y = (x - m) (gamma r) + beta: make_fwd_coef per column */
             const FN(coef) cc = FN(make_fwd_coef)(mu, gm, r, k->beta ? (double)k->beta[ch] : 0.0);
             tm[v] = cc.tm, ts[v] = cc.ts, tc[v] = cc.tc;
@@ -771,11 +772,12 @@ static FB_C *FN(cols_place)(FB_C *t0, const fb_norm_plan *p, int64_t h)
  * call takes the h elements before y's first line (fb_line_head), so that the later ones store
  * whole lines (and load them, from x with y's offset and from arrays placed by cols_place): no
  * line is shared by two calls (streamed, both would store it normally, read from memory first),
- * and no vector spans two lines. */
+ * and no vector spans two lines.  rg: the backward's invstd of the sample's groups (NULL
+ * forward), for the float64 formula's dy term. */
 static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs, S *ys, int64_t h,
                                 int exact, FB_C *tm, FB_C *ts, FB_C *tg, FB_C *tc,
                                 const double *em, const double *es, const double *eg,
-                                const double *ec)
+                                const double *ec, const double *rg)
 {
     const int64_t V = k->p->P, mid = k->p->v.mid, R = k->p->R, n = mid * V;
     if (!exact) {
@@ -799,8 +801,12 @@ static void FN(cols_apply_rows)(const FN(cols_ctx) *k, const S *xs, const S *gs,
         S *yr = ys + m * V;
         for (int64_t v = 0; v < V; v++) {
             const double d = (double)FB_LD(xr[v]) - em[v];
-            const double t = (!gr && eg[v] != 0.0 ? (d * es[v]) * eg[v] : d * es[v]) + ec[v];
-            yr[v] = FB_ST64(fb_nan1(gr ? (double)FB_LD(gr[v]) * eg[v] + t : t));
+            double t = (!gr && eg[v] != 0.0 ? (d * es[v]) * eg[v] : d * es[v]) + ec[v];
+            if (gr) {   /* dy eg[v], eg[v] = gamma r: those factors apart where it overflows */
+                const double gm = k->gamma ? (double)k->gamma[v / k->p->v.inner] : 1.0;
+                t = fb_times_split((double)FB_LD(gr[v]), gm, rg[v / k->p->L]) + t;
+            }
+            yr[v] = FB_ST64(fb_nan1(t));
         }
     }
 }
@@ -912,7 +918,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
             exact |= FN(cols_coefs)(k, g * L, L, k->centered ? mu : 0.0, r, r, 0.0, 0, tm, ts, NULL,
                                     tc, sh, s1, eg, s2);
         }
-        FN(cols_apply_rows)(k, xs, NULL, ys, h, exact, tm, ts, NULL, tc, sh, s1, eg, s2);
+        FN(cols_apply_rows)(k, xs, NULL, ys, h, exact, tm, ts, NULL, tc, sh, s1, eg, s2, NULL);
         if (k->res || k->relu)
             FN(epi_run)(k->y + o * p->per_outer, FB_AT(k->res, o * p->per_outer), p->per_outer,
                         k->relu);
@@ -960,7 +966,8 @@ static void FN(cols_backward_task)(void *vctx, int64_t ch)
             exact |= FN(cols_coefs)(k, g * L, L, mu, coef[0], r, coef[2], 1, tm, ts, tg, tc, vm, es,
                                     eg, ec);
         }
-        FN(cols_apply_rows)(k, xs, gs, ys, h, exact, tm, ts, tg, tc, vm, es, eg, ec);
+        FN(cols_apply_rows)(k, xs, gs, ys, h, exact, tm, ts, tg, tc, vm, es, eg, ec,
+                            k->invstd_in + o * G);
     }
     if (k->stream) fb_stream_fence();
 }
@@ -1103,21 +1110,20 @@ static void FN(elem_grad_finish)(const FN(bwd_ctx) *k, int64_t o, int64_t g, con
         return;
     }
     FB_C tg[FB_EBLK];
-    double tgd[FB_EBLK];   /* the same in float64, for the redone vectors */
+    double tgd[FB_EBLK];   /* gamma in float64, for the float64 formulas */
     for (int64_t e0 = 0; e0 < L; e0 += FB_EBLK) {
         const int64_t w = L - e0 < FB_EBLK ? L - e0 : FB_EBLK;
         FN(elem_gamma)(gm, e0, w, inner, tgd);
-        for (int64_t e = 0; e < w; e++) tgd[e] *= r;
         if (co.exact) {
             for (int64_t m = 0; m < mid; m++)
                 for (int64_t e = e0; e < e0 + w; e++) {
                     const int64_t at = m * stride + e;
-                    db[at] = FB_ST64(fb_nan1((double)FB_LD(gb[at]) * tgd[e - e0] +
+                    db[at] = FB_ST64(fb_nan1(fb_times_split((double)FB_LD(gb[at]), tgd[e - e0], r) +
                                          (((double)FB_LD(xb[at]) - mu) * coef[0] + coef[2])));
                 }
             continue;
         }
-        for (int64_t e = 0; e < w; e++) tg[e] = (FB_C)tgd[e];
+        for (int64_t e = 0; e < w; e++) tg[e] = (FB_C)(tgd[e] * r);
         for (int64_t m = 0; m < mid; m++)
             FN(elem_grad_apply)(gb + m * stride + e0, xb + m * stride + e0, db + m * stride + e0, w,
                                 tg, tgd, &co, k->stream);
@@ -1170,6 +1176,13 @@ static FB_INLINE void FN(chan1_grad_coefs)(const FN(bwd_ctx) *k, int64_t o, int6
     FB_PART(pdb[g], dbeta);
     FB_PART(pdg[g], dgamma);
     *s = coef[0], *c = coef[2];
+    const double gm = k->gamma ? (double)k->gamma[g] : 1.0;
+    if (isinf(gm * r) && isfinite(gm) && isfinite(r)) {
+        /* g = gamma r beyond float64 (s and c with it): those of gamma-weighted sums, as a group
+         * of several channels has, beside dy's term gamma (r dy) (make_bwd_coef) */
+        fb_grad_coefs(gm * t1, gm * t2, (double)k->p->n, r, 1.0, &dbeta, &dgamma, coef);
+        *s = coef[0], *c = coef[2];
+    }
 }
 
 /* Group (o, g)'s gradient sums over whole-channel runs (gb: its dy as group_dy gives it), their

@@ -150,6 +150,16 @@ static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
     return co;
 }
 
+/* The family's backward: dx = dy (gamma r) + ((x - m) s + c).  Where gamma r overflows float64
+ * from finite factors, the float64 formula takes dy's term as gamma (r dy) (times_g). */
+static inline FN(coef) FN(make_bwd_coef)(double m, double s, double gamma, double r, double c)
+{
+    FN(coef) co = FN(make_coef)(m, s, gamma * r, c);
+    if (isinf(co.g) && isfinite(gamma) && isfinite(r))
+        co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
+    return co;
+}
+
 /* Backward: from fb_bn_grad_coefs's {s, g, c, q, mdy, invstd, gamma}.  A channel whose s or c
  * overflows float64 while the factored form's g, q, mdy do not takes the float64 path
  * (exact_grad1); so does one whose g = gamma invstd overflows from finite factors, with
@@ -166,17 +176,6 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[7])
     return co;
 }
 
-/* d s (forward) and b g (batch norm's factored backward), the factors apart where split */
-static FB_INLINE double FN(times_s)(double d, const FN(coef) *co)
-{
-    return co->split ? (d * co->inv) * co->gam : d * co->s;
-}
-
-static FB_INLINE double FN(times_g)(double b, const FN(coef) *co)
-{
-    return co->split ? co->gam * (co->inv * b) : co->g * b;
-}
-
 /* The float64 formulas, rounded to T once.  Where one overflows inside (float64 data: dy * g or
  * x - m beyond DBL_MAX though the result is not), it is evaluated again in units of 2^32: x, m,
  * dy, c and the larger factor of dy * g scaled by 2^-32, the result by 2^32 (powers of two: exact
@@ -185,16 +184,12 @@ static FB_INLINE double FN(times_g)(double b, const FN(coef) *co)
  * (x - m) s an exact zero however far x - m overflows.  A result that is not finite either way is
  * +-inf where the exact value overflows, and NaN from NaN inputs: always the one quiet NaN
  * (moments.h's fb_nan1), whose sign and payload would otherwise depend on the order in which
- * each build's compiler put the operands of a commutative operation that are both NaN. */
+ * each build's compiler put the operands of a commutative operation that are both NaN.  A split
+ * channel (a scale gam * inv beyond float64; always `exact`) takes split_apply1 / split_grad1
+ * instead: the exact loops call exact_apply1_any / exact_grad1_any, out of line, and the
+ * vector loops' inlined redo paths (apply1, grad1) stay as they were (measured: a split test
+ * inlined there made channels-last group norm's backward 8-10 % slower). */
 #define FB_K 0x1p-32
-static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
-{
-    const double y = FN(times_s)((double)x - co->m, co) + co->c;
-    if (isfinite(y)) return (T)y;
-    if (!isfinite((double)x)) return (T)fb_nan1(y);   /* x's own inf or NaN: nothing to scale */
-    const double h = FN(times_s)((double)x * FB_K - co->m * FB_K, co);   /* (x - m) s 2^-32 */
-    return (T)fb_nan1(co->s == 0.0 ? h + co->c : (h + co->c * FB_K) * 0x1p32);
-}
 
 /* The factored form's xhat term (d * inv) * q, d = x - m (scaled): 0 for q == 0 where d * inv
  * overflowed from finite x, m, inv (inf * 0 would make it NaN). */
@@ -204,6 +199,49 @@ static FB_INLINE double FN(xq)(double d, T x, const FN(coef) *co)
     if (co->q == 0.0 && isinf(xh) && isfinite((double)x) && isfinite(co->m) && isfinite(co->inv))
         return copysign(0.0, xh) * co->q;
     return xh * co->q;
+}
+
+/* exact_apply1 with s = gam inv applied as ((x - m) inv) gam */
+static FB_NOINLINE T FN(split_apply1)(T x, const FN(coef) *co)
+{
+    const double y = (((double)x - co->m) * co->inv) * co->gam + co->c;
+    if (isfinite(y)) return (T)y;
+    if (!isfinite((double)x)) return (T)fb_nan1(y);
+    const double h = (((double)x * FB_K - co->m * FB_K) * co->inv) * co->gam;
+    return (T)fb_nan1((h + co->c * FB_K) * 0x1p32);
+}
+
+/* exact_grad1 with g = gam inv applied as gam (inv b): b = dy in the plain formula, the bracket
+ * in batch norm's factored one (whose plain formula is not finite: c = -g mean(dy) is not) */
+static FB_NOINLINE T FN(split_grad1)(T dy, T x, const FN(coef) *co)
+{
+    const double y = co->gam * (co->inv * (double)dy) + (((double)x - co->m) * co->s + co->c);
+    if (isfinite(y)) return (T)y;
+    if (!isfinite((double)dy) || !isfinite((double)x)) return (T)fb_nan1(y);
+    if (!co->factored) {
+        const double h = ((double)x * FB_K - co->m * FB_K) * co->s;
+        if (co->s == 0.0) {
+            const double y0 = co->gam * (co->inv * (double)dy) + (h + co->c);
+            if (isfinite(y0)) return (T)y0;
+        }
+        const double p = co->gam * (co->inv * ((double)dy * FB_K));
+        return (T)fb_nan1((p + (h + co->c * FB_K)) * 0x1p32);
+    }
+    const double r = co->gam * (co->inv * (((double)dy - co->mdy) -
+                                           FN(xq)((double)x - co->m, x, co)));
+    if (isfinite(r)) return (T)r;
+    const double a = ((double)dy * FB_K - co->mdy * FB_K) -
+                     FN(xq)((double)x * FB_K - co->m * FB_K, x, co);
+    return (T)fb_nan1(co->gam * (co->inv * a) * 0x1p32);
+}
+
+static FB_INLINE T FN(exact_apply1)(T x, const FN(coef) *co)
+{
+    const double y = ((double)x - co->m) * co->s + co->c;
+    if (isfinite(y)) return (T)y;
+    if (!isfinite((double)x)) return (T)fb_nan1(y);   /* x's own inf or NaN: nothing to scale */
+    const double h = ((double)x * FB_K - co->m * FB_K) * co->s;   /* (x - m) s 2^-32 */
+    return (T)fb_nan1(co->s == 0.0 ? h + co->c : (h + co->c * FB_K) * 0x1p32);
 }
 
 static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
@@ -222,7 +260,7 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
         return (T)fb_nan1((p + (h + co->c * FB_K)) * 0x1p32);
     }
     /* the factored form (s or c may be +-inf, g, q, mdy are not): the same error bound */
-    const double r = FN(times_g)(((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co), co);
+    const double r = co->g * (((double)dy - co->mdy) - FN(xq)((double)x - co->m, x, co));
     if (isfinite(r)) return (T)r;
     const double a = ((double)dy * FB_K - co->mdy * FB_K) -
                      FN(xq)((double)x * FB_K - co->m * FB_K, x, co);
@@ -230,7 +268,17 @@ static FB_INLINE T FN(exact_grad1)(T dy, T x, const FN(coef) *co)
     if (co->g == 0.0 && isfinite(co->m) && isfinite(co->mdy) && isfinite(co->q) &&
         isfinite(co->inv))
         return (T)(copysign(0.0, co->g) * (a < 0.0 ? -1.0 : 1.0));
-    return (T)fb_nan1(FN(times_g)(a, co) * 0x1p32);
+    return (T)fb_nan1(co->g * a * 0x1p32);
+}
+
+static FB_NOINLINE T FN(exact_apply1_any)(T x, const FN(coef) *co)
+{
+    return co->split ? FN(split_apply1)(x, co) : FN(exact_apply1)(x, co);
+}
+
+static FB_NOINLINE T FN(exact_grad1_any)(T dy, T x, const FN(coef) *co)
+{
+    return co->split ? FN(split_grad1)(dy, x, co) : FN(exact_grad1)(dy, x, co);
 }
 #undef FB_K
 
@@ -523,7 +571,7 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 {
     if (co->exact) {
         for (int64_t i = 0; i < n; i++)
-            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1)(FB_LD(x[i]), co), res, i, has_res, relu));
+            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1_any)(FB_LD(x[i]), co), res, i, has_res, relu));
         return;
     }
     const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
@@ -594,7 +642,7 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (has_dres) dres[j] = FB_ST(g1_);   /* dy or 0: exact */                               \
     } while (0)
     if (co->exact) {
-        for (int64_t i = 0; i < n; i++) FB_GRAD1(i, FN(exact_grad1)(g1_, FB_LD(x[i]), co));
+        for (int64_t i = 0; i < n; i++) FB_GRAD1(i, FN(exact_grad1_any)(g1_, FB_LD(x[i]), co));
         return;
     }
     const FB_CV m = FB_CV_SET1(co->tm), g = FB_CV_SET1(co->tg);
@@ -705,14 +753,15 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
         T t;
         if (src->coefs) {
             const FN(coef) *co = &src->coefs[(src->v0 + (src->phase + j) % src->period) / src->inner];
-            t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
+            t = co->split ? (gr ? FN(split_grad1)(g, x, co) : FN(split_apply1)(x, co))
+                          : (gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co));
         } else {
             const int64_t q = src->period ? (src->phase + j) % src->period : j;
             const FN(coef) co =
                 gr || src->eg[q] == 0.0
                     ? FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0, src->ec[q])
                     : FN(make_fwd_coef)(src->em[q], src->eg[q], src->es[q], src->ec[q]);
-            t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
+            t = co.split ? FN(split_apply1)(x, &co) : gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
         }
         yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));
     }

@@ -38,8 +38,10 @@ Specification:
   forward path of batch norm (training, inference, apply; slabs and rows, fused ReLU) and of the
   family (runs, short runs, columns, per-element coefficients) applies invstd and gamma as two
   factors: x equal to the mean gives beta, not NaN, and x - mean = 0.5 the finite 1.41e308; so
-  does batch norm's backward (slabs, rows, channels-last, the parts, fused with y): dx is 0
-  where dy is, and within the documented bound of the exact gradient for a dy of 1e-300.
+  does every backward (batch norm's slabs, rows, channels-last, parts and fused; the family's
+  blocked groups of one or several channels, whole-channel runs, per-element coefficients,
+  columns and rows): dx is 0 where dy is, and within the documented bound of the exact gradient
+  for a dy of 1e-300.
 """
 import numpy as np
 import pytest
@@ -562,3 +564,57 @@ def test_float64_batch_norm_backward_whose_g_is_beyond_float64(backward, shape, 
     tol = 8 * 2.0 ** -53 * (np.abs(dym * g) + np.abs(xhat * g * m_dyx) + np.abs(g * m_dy))
     assert np.all(np.isfinite(dx)) and np.max(np.abs(exact)) > 1e7
     assert np.all(np.abs(dx - exact) <= tol), np.max(np.abs(dx - exact) / tol)
+
+
+def _pattern(shape, axis):
+    """0.5, 0, -0.5, 0 repeated along axis (mean 0, variance 1/8 over any whole run of it)."""
+    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[axis])
+    return np.moveaxis(np.broadcast_to(pattern, np.delete(shape, axis).tolist() + [shape[axis]]),
+                       -1, axis).copy()
+
+
+# (id, norm, shape, kwargs, pattern axis): each path of the family's backward
+FAMILY_SPLIT_BACKWARD = [
+    ("gn-blocked-one-channel", "group_norm", (2, 4, 64), {"num_groups": 4}, -1),
+    ("gn-blocked", "group_norm", (2, 4, 64), {"num_groups": 2}, -1),
+    ("gn-runs-one-channel", "group_norm", (2, 2, 8192), {"num_groups": 2}, -1),
+    ("gn-runs", "group_norm", (2, 2, 8192), {"num_groups": 1}, -1),
+    ("gn-per-element", "group_norm", (2, 4, 4), {"num_groups": 2}, -1),
+    ("gn-columns", "group_norm", (2, 16, 8), {"num_groups": 2, "axis": -1}, 1),
+    ("gn-rows", "group_norm", (2, 4, 8), {"num_groups": 2, "axis": -1}, 1),
+    ("in", "instance_norm", (2, 3, 8), {}, -1),
+    ("in-columns", "instance_norm", (2, 16, 2), {"axis": -1}, 1),
+    ("ln-rows", "layer_norm", (2, 8), {}, -1),
+    ("rms-rows", "rms_norm", (2, 8), {}, -1),
+]
+
+
+@pytest.mark.parametrize("name, shape, kw, pattern_axis", [c[1:] for c in FAMILY_SPLIT_BACKWARD],
+                         ids=[c[0] for c in FAMILY_SPLIT_BACKWARD])
+def test_float64_family_backward_whose_g_is_beyond_float64(name, shape, kw, pattern_axis):
+    norm = next(n for n in NORMS if n.name == name)
+    x = _pattern(shape, pattern_axis)
+    ps = norm.param_shape(shape, kw)
+    gamma = np.full(ps, 1e308)
+    stats = norm.forward(norm.fb(), x, gamma, np.full(ps, 2.5), kw, eps=1e-300)[1:]
+    with np.errstate(over="ignore"):
+        assert np.all(np.isinf(1e308 * stats[-1]))               # g = gamma invstd overflows
+    zero = norm.backward(norm.fb(True), np.zeros_like(x), x, stats, gamma, kw)[0]
+    assert np.all(zero == 0), zero                                # was NaN (not layer and RMS)
+    dy = np.random.default_rng(6).standard_normal(shape) * 1e-300
+    dx = norm.backward(norm.fb(True), dy, x, stats, gamma, kw)[0]
+    ld = np.longdouble
+    exact = norm.backward(norm.ref(True), dy.astype(ld), x.astype(ld),
+                          [a.astype(ld) for a in stats], gamma.astype(ld), kw)[0]
+    # the bound 8u (|dy g| + |(x - m) s| + |c|), per group r (gamma dy - A - xhat B), and 1e-12
+    # of those terms for the float64 sums' rounding (norm_helpers.check_backward_bound's)
+    xg, dyg = norm.groups(x.astype(ld), kw)[0], norm.groups(dy.astype(ld), kw)[0] * ld(1e308)
+    r = stats[-1].astype(ld).reshape(-1, 1)
+    xhat = (xg - (stats[0].astype(ld).reshape(-1, 1) if norm.centered else 0)) * r
+    A = dyg.mean(axis=1, keepdims=True) if norm.centered else 0
+    B = (dyg * xhat).mean(axis=1, keepdims=True)
+    terms = np.abs(r * dyg) + np.abs(r * xhat * B) + np.abs(r * A)
+    tol = (8 * 2.0 ** -53 + 1e-12) * terms
+    err = np.abs(norm.groups(dx.astype(ld), kw)[0] - norm.groups(exact, kw)[0])
+    assert np.all(np.isfinite(dx)) and np.max(np.abs(exact)) > 1e7
+    assert np.all(err <= tol), np.max(err / tol)

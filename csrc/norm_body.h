@@ -1180,7 +1180,8 @@ static FB_INLINE void FN(chan1_grad_coefs)(const FN(bwd_ctx) *k, int64_t o, int6
     if (isinf(gm * r) && isfinite(gm) && isfinite(r)) {
         /* g = gamma r beyond float64 (s and c with it): those of gamma-weighted sums, as a group
          * of several channels has, beside dy's term gamma (r dy) (make_bwd_coef) */
-        fb_grad_coefs(gm * t1, gm * t2, (double)k->p->n, r, 1.0, &dbeta, &dgamma, coef);
+        double unused;
+        fb_grad_coefs(gm * t1, gm * t2, (double)k->p->n, r, 1.0, &unused, &unused, coef);
         *s = coef[0], *c = coef[2];
     }
 }

@@ -151,7 +151,7 @@ static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
 }
 
 /* The family's backward: dx = dy (gamma r) + ((x - m) s + c).  Where gamma r overflows float64
- * from finite factors, the float64 formula takes dy's term as gamma (r dy) (times_g). */
+ * from finite factors, the float64 formula takes dy's term as gamma (r dy) (split_grad1). */
 static inline FN(coef) FN(make_bwd_coef)(double m, double s, double gamma, double r, double c)
 {
     FN(coef) co = FN(make_coef)(m, s, gamma * r, c);
@@ -187,8 +187,8 @@ static inline FN(coef) FN(make_grad_coef)(double m, const double coef[7])
  * each build's compiler put the operands of a commutative operation that are both NaN.  A split
  * channel (a scale gam * inv beyond float64; always `exact`) takes split_apply1 / split_grad1
  * instead: the exact loops call exact_apply1_any / exact_grad1_any, out of line, and the
- * vector loops' inlined redo paths (apply1, grad1) stay as they were (measured: a split test
- * inlined there made channels-last group norm's backward 8-10 % slower). */
+ * vector loops' inlined redo paths (apply1, grad1) stay as they were (a test inlined there
+ * slowed those loops). */
 #define FB_K 0x1p-32
 
 /* The factored form's xhat term (d * inv) * q, d = x - m (scaled): 0 for q == 0 where d * inv
@@ -571,7 +571,8 @@ static FB_INLINE void FN(run_apply_fz)(const S *x, S *y, int64_t n, const FN(coe
 {
     if (co->exact) {
         for (int64_t i = 0; i < n; i++)
-            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1_any)(FB_LD(x[i]), co), res, i, has_res, relu));
+            y[i] = FB_ST(FN(fwd_epi1)(FN(exact_apply1_any)(FB_LD(x[i]), co), res, i, has_res,
+                                      relu));
         return;
     }
     const FB_CV m = FB_CV_SET1(co->tm), s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
@@ -761,7 +762,8 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
                 gr || src->eg[q] == 0.0
                     ? FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0, src->ec[q])
                     : FN(make_fwd_coef)(src->em[q], src->eg[q], src->es[q], src->ec[q]);
-            t = co.split ? FN(split_apply1)(x, &co) : gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
+            t = co.split ? FN(split_apply1)(x, &co)
+                         : (gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co));
         }
         yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));
     }

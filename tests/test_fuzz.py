@@ -521,7 +521,13 @@ def case_batch_norm_backward(data):
             # through the coefficients, by mean |dy| and |xhat| mean |dy xhat| of the channel
             g_under = channel_view(s_dy / max(n, 1), nd, ax) \
                 + fin(xhat) * channel_view(s_dyx / max(n, 1), nd, ax)
+            # and the float64 products dy (x - mean) of sum(dy (x - mean)) round absolutely (half
+            # a float64 subnormal each), which s = -g invstd^2 sum / n scales, times |x - mean|
+            t64 = float(np.finfo(np.float64).smallest_subnormal)
+            sum_under = t64 * channel_view(gi * fin(f64(iv)) ** 2, nd, ax) \
+                * fin(x64 - channel_view(mv, nd, ax))
             tol = np.nan_to_num(base, nan=0.0) + acc + 1e-12 * fin(f64(ref.dx)) \
+                + np.nan_to_num(sum_under) \
                 + TINY[dtype] * (fin(dy64) + g_under + fin(x64 - channel_view(mv, nd, ax)) + 1)
             # float64 data whose channel sums sum(dy), sum(dy * (x - mean)) overflow float64:
             # fastbn forms them (in float64), the reference does not; not judged (as in train)
@@ -1214,6 +1220,22 @@ def test_backward_bound_holds_for_a_subnormal_coefficient():
                                           axis=0).dx
     bound = backward_bound(f64(dy), f64(x), f64(mean), f64(invstd), f64(gamma), 0)
     assert 1e-8 < abs(float(dx[0, 0]) - float(exact[0, 0])) <= bound[0, 0]
+
+
+def test_backward_sum_products_underflow():
+    # Found by a long run (the checker's model, fixed): float64 dy = 5e-324 times x - mean =
+    # -0.1257 is below float64's subnormals and rounds to 0 in sum(dy (x - mean)); s = -g invstd^2
+    # sum / n (g = gamma invstd = 2.3e307) scales that half-subnormal error to 2.8e-20 in dx, the
+    # exact value, which the checker's underflow terms had left out (the norms' had it).
+    x, dy = np.array([[0.00012573022109339]]), np.array([[5e-324]])
+    mean, invstd = np.array([0.1257302210933933]), np.array([0.1257302210933933])
+    gamma = np.array([np.finfo(np.float64).max])
+    dx = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, axis=0).dx
+    exact = reference.batch_norm_backward(ld(dy), ld(x), ld(mean), ld(invstd), ld(gamma), axis=0).dx
+    err = abs(float(dx[0, 0]) - float(exact[0, 0]))
+    g = float(gamma[0] * invstd[0])
+    t64 = float(np.finfo(np.float64).smallest_subnormal)
+    assert err > 1e-20 and err <= t64 * g * invstd[0] ** 2 * abs(x[0, 0] - mean[0])
 
 
 def test_forward_bound_holds_for_a_subnormal_scale():

@@ -453,6 +453,13 @@ def test_float64_variance_far_from_zero_over_several_segments(call, shape, group
 
 
 
+def _pattern(shape, axis):
+    """0.5, 0, -0.5, 0 repeated along axis (mean 0, variance 1/8 over any whole run of it)."""
+    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[axis])
+    return np.moveaxis(np.broadcast_to(pattern, np.delete(shape, axis).tolist() + [shape[axis]]),
+                       -1, axis).copy()
+
+
 # (id, call(x, gamma, beta), x's shape, the pattern's axis, gamma's shape): each group holds
 # 0.5, 0, -0.5, 0 repeated along the pattern's axis (mean 0, variance 1/8: invstd 2.83);
 # gamma 1e308 and beta 2.5 (RMS norm: no beta) for every channel.
@@ -493,9 +500,7 @@ SPLIT_SCALE_CASES = [
                          ids=[c[0] for c in SPLIT_SCALE_CASES])
 def test_float64_scale_beyond_float64_keeps_its_two_factors(request, call, shape, axis, channels):
     case = request.node.callspec.id
-    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[axis])
-    x = np.moveaxis(np.broadcast_to(pattern, np.delete(shape, axis).tolist() + [shape[axis]]),
-                    -1, axis).copy()
+    x = _pattern(shape, axis)
     gamma, beta = np.full(channels, 1e308), np.full(channels, 2.5)
     with np.errstate(over="ignore"):
         assert np.isinf(1e308 * 8 ** 0.5)                    # gamma invstd overflows float64
@@ -539,9 +544,7 @@ BN_SPLIT_BACKWARD = [("slabs", _bn_backward, (2, 3, 8, 12), 1, -1),
                          ids=[c[0] for c in BN_SPLIT_BACKWARD])
 def test_float64_batch_norm_backward_whose_g_is_beyond_float64(backward, shape, axis,
                                                                pattern_axis):
-    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[pattern_axis])
-    x = np.moveaxis(np.broadcast_to(pattern, np.delete(shape, pattern_axis).tolist()
-                                    + [shape[pattern_axis]]), -1, pattern_axis).copy()
+    x = _pattern(shape, pattern_axis)
     gamma = np.full(3, 1e308)
     fused = backward is _bn_backward_fused
     y, mean, invstd = fastbn.batch_norm_train(x, gamma, np.full(3, 2.5), axis=axis, eps=1e-300,
@@ -564,13 +567,6 @@ def test_float64_batch_norm_backward_whose_g_is_beyond_float64(backward, shape, 
     tol = 8 * 2.0 ** -53 * (np.abs(dym * g) + np.abs(xhat * g * m_dyx) + np.abs(g * m_dy))
     assert np.all(np.isfinite(dx)) and np.max(np.abs(exact)) > 1e7
     assert np.all(np.abs(dx - exact) <= tol), np.max(np.abs(dx - exact) / tol)
-
-
-def _pattern(shape, axis):
-    """0.5, 0, -0.5, 0 repeated along axis (mean 0, variance 1/8 over any whole run of it)."""
-    pattern = np.resize([0.5, 0.0, -0.5, 0.0], shape[axis])
-    return np.moveaxis(np.broadcast_to(pattern, np.delete(shape, axis).tolist() + [shape[axis]]),
-                       -1, axis).copy()
 
 
 # (id, norm, shape, kwargs, pattern axis): each path of the family's backward

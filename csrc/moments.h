@@ -79,12 +79,17 @@ static inline double fb_neg_prod4(double a, double b, double c, double d, double
     return -ldexp(m, ea + eb + ec + ed - en);
 }
 
-/* a (gamma r), as gamma (r a) where gamma r overflows float64 from finite factors: the norms'
- * float64 formulas with the scale's two factors apart (0 for a = 0, not 0 * inf = NaN). */
+/* Whether the scale gamma r overflows float64 from finite factors: the norms' float64 formulas
+ * then apply the two factors apart (0 for a zero operand, not 0 * inf = NaN). */
+static inline int fb_split_overflows(double gamma, double r)
+{
+    return isinf(gamma * r) && isfinite(gamma) && isfinite(r);
+}
+
+/* a (gamma r), as gamma (r a) where fb_split_overflows */
 static inline double fb_times_split(double a, double gamma, double r)
 {
-    const double g = gamma * r;
-    return isinf(g) && isfinite(gamma) && isfinite(r) ? gamma * (r * a) : a * g;
+    return fb_split_overflows(gamma, r) ? gamma * (r * a) : a * (gamma * r);
 }
 
 /* a * (sum / count); where that mean is below the normal range for a non-zero sum (its digits

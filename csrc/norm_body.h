@@ -601,7 +601,7 @@ static FB_INLINE void FN(forward_apply)(const FN(fwd_ctx) *k, int64_t o, int64_t
                 const double g = gm ? (double)gm[c] : 1.0, sc = g * r, b = bt ? (double)bt[c] : 0.0;
                 const S *xc = xr + c * inner;   /* yc may be xc (in place) */
                 S *yc = yr + c * inner;
-                if (isinf(sc) && isfinite(g) && isfinite(r)) {   /* make_fwd_coef's split scale */
+                if (fb_split_overflows(g, r)) {   /* make_fwd_coef's split scale */
                     const FN(coef) cs = FN(make_fwd_coef)(mu, g, r, b);
                     for (int64_t i = 0; i < inner; i++)
                         yc[i] = FB_ST(FN(split_apply1)(FB_LD(xc[i]), &cs));
@@ -734,7 +734,7 @@ static int FN(cols_coefs)(const FN(cols_ctx) *k, int64_t v0, int64_t L, double m
             tm[v] = co.tm, ts[v] = co.ts, tc[v] = co.tc, tg[v] = (FB_C)(gm * r);
             em[v] = mu, es[v] = s, ec[v] = c, eg[v] = gm * r;
             if (isfinite(eg[v]) && !isfinite((double)tg[v])) exact = 1;   /* beyond T's range */
-            if (isinf(eg[v]) && isfinite(gm) && isfinite(r)) exact = 1;   /* and float64's */
+            if (fb_split_overflows(gm, r)) exact = 1;   /* and float64's */
         } else {      /* y = (x - m) (gamma r) + beta: make_fwd_coef per column */
             const FN(coef) cc = FN(make_fwd_coef)(mu, gm, r, k->beta ? (double)k->beta[ch] : 0.0);
             tm[v] = cc.tm, ts[v] = cc.ts, tc[v] = cc.tc;
@@ -1177,7 +1177,7 @@ static FB_INLINE void FN(chan1_grad_coefs)(const FN(bwd_ctx) *k, int64_t o, int6
     FB_PART(pdg[g], dgamma);
     *s = coef[0], *c = coef[2];
     const double gm = k->gamma ? (double)k->gamma[g] : 1.0;
-    if (isinf(gm * r) && isfinite(gm) && isfinite(r)) {
+    if (fb_split_overflows(gm, r)) {
         /* g = gamma r beyond float64 (s and c with it): those of gamma-weighted sums, as a group
          * of several channels has, beside dy's term gamma (r dy) (make_bwd_coef) */
         double unused;

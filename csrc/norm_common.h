@@ -145,8 +145,7 @@ static FN(coef) FN(make_coef)(double m, double s, double g, double c)
 static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
 {
     FN(coef) co = FN(make_coef)(m, gamma * r, 0.0, c);
-    if (isinf(co.s) && isfinite(gamma) && isfinite(r))
-        co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
+    if (fb_split_overflows(gamma, r)) co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
     return co;
 }
 
@@ -155,8 +154,7 @@ static FN(coef) FN(make_fwd_coef)(double m, double gamma, double r, double c)
 static inline FN(coef) FN(make_bwd_coef)(double m, double s, double gamma, double r, double c)
 {
     FN(coef) co = FN(make_coef)(m, s, gamma * r, c);
-    if (isinf(co.g) && isfinite(gamma) && isfinite(r))
-        co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
+    if (fb_split_overflows(gamma, r)) co.gam = gamma, co.inv = r, co.split = 1, co.exact = 1;
     return co;
 }
 
@@ -725,11 +723,11 @@ static inline void FN(run_grad_apply_fused)(const S *dy, const S *x, S *dx, int6
  * of the segment is at place (phase + v) % period of its period (v if period is 0).  Batch norm
  * (coefs): that place is virtual channel v0 + place, real channel (v0 + place) / inner.  The
  * core's columns layout (coefs NULL): its float64 coefficients are em[place], es[place],
- * eg[place], ec[place] (those of make_coef; in the forward an eg that is not 0 marks
- * make_fwd_coef's split scale, es = r and eg = gamma).  Batch norm's fused arrays, indexed as
- * the segment (NULL, 0: none): forward res, relu (fwd_epi1); backward ym (dy masked by it,
- * relu_grad1) and dres (receives the masked dy); mbits (or NULL): ym's mask as bits (mask8),
- * element j of the segment at bit mb0 + j, read by the vector loop instead of ym. */
+ * eg[place], ec[place] (those of make_coef; a split channel is `exact` and never comes here).
+ * Batch norm's fused arrays, indexed as the segment (NULL, 0: none): forward res, relu
+ * (fwd_epi1); backward ym (dy masked by it, relu_grad1) and dres (receives the masked dy); mbits
+ * (or NULL): ym's mask as bits (mask8), element j of the segment at bit mb0 + j, read by the
+ * vector loop instead of ym. */
 typedef struct {
     const FN(coef) *coefs;
     int64_t v0, phase, period, inner;
@@ -754,16 +752,12 @@ static void FN(row_redo)(const S *xr, const S *gr, S *yr, int64_t v, int64_t n, 
         T t;
         if (src->coefs) {
             const FN(coef) *co = &src->coefs[(src->v0 + (src->phase + j) % src->period) / src->inner];
-            t = co->split ? (gr ? FN(split_grad1)(g, x, co) : FN(split_apply1)(x, co))
-                          : (gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co));
+            t = gr ? FN(grad1)(g, x, co) : FN(apply1)(x, co);
         } else {
             const int64_t q = src->period ? (src->phase + j) % src->period : j;
-            const FN(coef) co =
-                gr || src->eg[q] == 0.0
-                    ? FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0, src->ec[q])
-                    : FN(make_fwd_coef)(src->em[q], src->eg[q], src->es[q], src->ec[q]);
-            t = co.split ? FN(split_apply1)(x, &co)
-                         : (gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co));
+            const FN(coef) co = FN(make_coef)(src->em[q], src->es[q], gr ? src->eg[q] : 0.0,
+                                              src->ec[q]);
+            t = gr ? FN(grad1)(g, x, &co) : FN(apply1)(x, &co);
         }
         yr[j] = FB_ST(gr ? t : FN(fwd_epi1)(t, src->res, j, src->res != NULL, src->relu));
     }

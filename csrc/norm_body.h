@@ -331,14 +331,50 @@ static void FN(mask_run)(const S *dy, const S *ym, S *g, int64_t n)
 
 /* ---- moments: one group's statistics ------------------------------------------------------ */
 
+#ifdef FB_VN_LOAD_T
+/* stat_sums_narrow from zeroed lanes, then fb_lanes_total of each, in registers (reading the
+ * lanes back from half-width stores stalls on store forwarding, once a row).  The partial last
+ * round adds +0 to the lanes it does not reach, which keeps them (a sum begun at +0 is not -0). */
+static FB_NOINLINE void FN(stat_totals_narrow)(const S *FB_RESTRICT x, int64_t n, double k,
+                                               double *t1, double *t2, uintptr_t next)
+{
+    enum { NV = FB_LANES / FB_VN_W };
+    fb_vn a[NV], b[NV];
+    for (int j = 0; j < NV; j++) a[j] = b[j] = fb_vn_set1(0.0);
+    FN(stat_lanes_narrow)(x, n, k, a, b, next);
+    const int64_t full = n - n % FB_LANES, rest = n - full;
+    for (int j = 0; j < NV && j * FB_VN_W < rest; j++) {
+        fb_vn d = fb_vn_set1(0.0);
+        for (int i = 0; i < FB_VN_W && j * FB_VN_W + i < rest; i++)
+            d[i] = (double)FB_LD(x[full + j * FB_VN_W + i]) - k;
+        a[j] = fb_vn_add(a[j], d);
+        b[j] = fb_vn_add(b[j], fb_vn_mul(d, d));
+    }
+    /* fb_lanes_total's levels: lane i + 16, i + 8 and i + 4 to lane i in vectors, then the last
+     * vector's i + 2 and i + 1 */
+    for (int h = NV / 2; h >= 1; h /= 2)
+        for (int j = 0; j < h; j++)
+            a[j] = fb_vn_add(a[j], a[j + h]), b[j] = fb_vn_add(b[j], b[j + h]);
+    *t1 = (a[0][0] + a[0][2]) + (a[0][1] + a[0][3]);
+    *t2 = (b[0][0] + b[0][2]) + (b[0][1] + b[0][3]);
+}
+#endif
+
 /* The two lane totals of one run of n <= FB_SEG values (run_pair_sums from zeroed lanes, then
- * fb_lanes_total of each); runs shorter than FB_TOTALS_RUN with the lanes in registers. */
+ * fb_lanes_total of each); runs shorter than FB_TOTALS_RUN, and the narrow sums, with the lanes
+ * in registers. */
 static FB_INLINE void FN(run_totals)(const S *x, const S *q, const int has_q, int64_t n, double k,
                                      double *t1, double *t2, uintptr_t next)
 {
 #ifdef FB_VD_LOAD_T_HEAD
     if (n < FB_TOTALS_RUN) {
         FN(run_pair_totals)(x, q, has_q, n, k, t1, t2, next);
+        return;
+    }
+#endif
+#ifdef FB_VN_LOAD_T
+    if (!has_q && fb_narrow_sums) {
+        FN(stat_totals_narrow)(x, n, k, t1, t2, next);
         return;
     }
 #endif

@@ -517,15 +517,14 @@ static FB_INLINE void FN(runs_pair_totals)(const S *x, const S *q, const int has
 
 #ifdef FB_VN_LOAD_T
 /* pair_sums_fz's statistics (no q) in half-width vectors, every lane in registers at once: the
- * same lanes, additions and order, so the same bits.  Where fb_narrow_sums (cpu.h). */
-static void FN(stat_sums_narrow)(const S *FB_RESTRICT x, int64_t n, double k, double s1[FB_LANES],
-                                 double s2[FB_LANES], uintptr_t next)
+ * same lanes, additions and order, so the same bits.  Where fb_narrow_sums (cpu.h).  The whole
+ * lane rounds of a run of n values, into the lanes a, b. */
+static FB_INLINE void FN(stat_lanes_narrow)(const S *FB_RESTRICT x, int64_t n, double k,
+                                            fb_vn a[FB_LANES / FB_VN_W],
+                                            fb_vn b[FB_LANES / FB_VN_W], uintptr_t next)
 {
     const fb_vn kv = fb_vn_set1(k);
     const int64_t full = n - n % FB_LANES;
-    fb_vn a[FB_LANES / FB_VN_W], b[FB_LANES / FB_VN_W];
-    for (int j = 0; j < FB_LANES / FB_VN_W; j++)
-        a[j] = fb_vn_load_f64(s1 + j * FB_VN_W), b[j] = fb_vn_load_f64(s2 + j * FB_VN_W);
     for (int64_t i = 0; i < full; i += FB_LANES) {
         FB_PREFETCH_SPAN((uintptr_t)(x + i) + FB_PF_AHEAD, FB_LANES * (int)sizeof(S));
         if (next) FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, FB_LANES * (int)sizeof(S));
@@ -535,9 +534,19 @@ static void FN(stat_sums_narrow)(const S *FB_RESTRICT x, int64_t n, double k, do
             b[j] = fb_vn_add_m(fb_vn_mul(d, d), b[j]);
         }
     }
+}
+
+/* stat_lanes_narrow added to the lanes s1, s2, and the partial last round */
+static void FN(stat_sums_narrow)(const S *FB_RESTRICT x, int64_t n, double k, double s1[FB_LANES],
+                                 double s2[FB_LANES], uintptr_t next)
+{
+    fb_vn a[FB_LANES / FB_VN_W], b[FB_LANES / FB_VN_W];
+    for (int j = 0; j < FB_LANES / FB_VN_W; j++)
+        a[j] = fb_vn_load_f64(s1 + j * FB_VN_W), b[j] = fb_vn_load_f64(s2 + j * FB_VN_W);
+    FN(stat_lanes_narrow)(x, n, k, a, b, next);
     for (int j = 0; j < FB_LANES / FB_VN_W; j++)
         fb_vn_store_f64(s1 + j * FB_VN_W, a[j]), fb_vn_store_f64(s2 + j * FB_VN_W, b[j]);
-    for (int64_t i = full, l = 0; i < n; i++, l++) {
+    for (int64_t i = n - n % FB_LANES, l = 0; i < n; i++, l++) {
         const double d = (double)FB_LD(x[i]) - k;
         s1[l] += d;
         s2[l] += d * d;

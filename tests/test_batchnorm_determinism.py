@@ -26,9 +26,13 @@ BIG = [((64, 32, 320), 1), ((32768, 24), 1), ((16384, 8, 5), 1), ((40, 32, 32, 1
 BIG_IDS = ["NCL-slab", "NC-rows", "NCL-rows-virtual", "NHWC", "NCHW-streamed-14x14"]
 
 
-def _inputs(shape, axis, dtype):
+def _inputs(shape, axis, dtype, values="near"):
+    """values "wide": x scaled by 2^-40 to 2^40, so that the float64 sums of float32 values round
+    (of values within a few binades of each other they are exact in any order)."""
     rng = np.random.default_rng(2024)
     x, gamma, beta = make_inputs(rng, shape, axis, dtype, offset=100.0)
+    if values == "wide":
+        x = (x * 2.0 ** rng.integers(-40, 40, x.shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     return x, gamma, beta, dy
 
@@ -61,11 +65,12 @@ def assert_same_bits(got, want):
         assert g.dtype == w.dtype and g.tobytes() == w.tobytes(), f"{name} differs"
 
 
+@pytest.mark.parametrize("values", ["near", "wide"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
-def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, threads, isa,
+def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, values, threads, isa,
                                                           sums_width):
-    args = _inputs(shape, axis, dtype)
+    args = _inputs(shape, axis, dtype, values)
     want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
     assert fastbn.get_num_threads() == threads and _config.get_isa() == isa
     assert_same_bits(run_all(*args, axis), want)

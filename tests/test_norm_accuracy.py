@@ -8,9 +8,11 @@ Specification:
 - every output of every norm, forward and backward, on inputs large enough to be split across
   threads, is bitwise the scalar path's on one thread, for 1 and 2 threads and every
   instruction-set path (the AVX-512 one with its statistics sums in either vector width), also
-  with +-inf and NaN among the inputs (NaNs' signs and payloads included); so is
+  with +-inf and NaN among the inputs (NaNs' signs and payloads included), and with values
+  spread over 2^-40 to 2^40 (where float64 sums of float32 values round); so is
   layer norm's and RMS norm's forward for row lengths that do and do not fill whole lane rounds
-  and statistics segments, rows taken in pairs (at most 3.5 KB) and one at a time.
+  and statistics segments, rows taken in pairs (at most 3.5 KB) and one at a time, and so are
+  their float64 statistics before rounding to float32 (mean and invstd, centered or not).
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
   not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
   whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
@@ -47,7 +49,7 @@ import numpy as np
 import pytest
 
 import fastbn
-from fastbn import _config
+from fastbn import _config, _norm
 from bn_helpers import with_dense_non_finite, with_non_finite
 from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
                           exact_forward_terms, make)
@@ -130,12 +132,22 @@ def _all_outputs(norm, x, gamma, beta, dy, kw):
     return list(fwd) + list(norm.backward(norm.fb(True), dy, x, fwd[1:], gamma, kw))
 
 
+def _wide(x, rng):
+    """x's values scaled by 2^-40 to 2^40: float64 sums of float32 values within a few binades of
+    each other are exact in any order, of these they round (so an order would show)."""
+    return (x * 2.0 ** rng.integers(-40, 40, x.shape)).astype(x.dtype)
+
+
+@pytest.mark.parametrize("values", ["near", "wide"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
-def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, threads, isa, sums_width):
+def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, values, threads, isa,
+                                                          sums_width):
     shape, kw = BIG[norm.name]
     rng = np.random.default_rng(7)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
+    if values == "wide":
+        x = _wide(x, rng)
     dy = rng.standard_normal(shape).astype(dtype)
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
@@ -223,6 +235,26 @@ def test_non_finite_inputs_give_the_scalar_bits_nan_included(norm, dtype, spread
 def test_row_norm_forward_gives_the_scalar_bits(rows, D, threads, isa, sums_width):
     x = (np.random.default_rng(rows * D).standard_normal((rows, D)) * 3.0 + 2.0).astype(np.float32)
     _assert_scalar_bits(lambda: list(fastbn.layer_norm(x)) + list(fastbn.rms_norm(x)))
+
+
+@pytest.mark.parametrize("D", [256, 257, 700, 1001])
+@pytest.mark.parametrize("centered", [True, False])
+def test_row_statistics_in_float64_are_the_scalar_bits(D, centered, threads, isa, sums_width):
+    """The float64 mean and invstd of float32 rows, as the kernel computes them before they are
+    rounded to float32 (where another order of the lanes' additions would rarely show): the
+    scalar path's bits, for rows with and without a partial last lane round, one with +-inf and
+    NaN, the values spread wide (_wide)."""
+    rng = np.random.default_rng(D)
+    x = _wide(rng.standard_normal((40, D)).astype(np.float32), rng)
+    x.view(np.uint32)[0, D - 1] = 0xFFC00003
+    x[1, D - 1], x[2, 0] = np.inf, -np.inf
+
+    def stats():
+        mean, invstd = np.empty(40), np.empty(40)
+        _norm.norm_forward(x, np.empty_like(x), (40, 1, 1, D, 1), None, None, 1e-5, centered,
+                           mean, invstd, fastbn.get_num_threads())
+        return [mean, invstd]
+    _assert_scalar_bits(stats)
 
 
 @pytest.mark.parametrize("rows, D", [(7, 37), (8, 37), (301, 1001), (64, 768)])

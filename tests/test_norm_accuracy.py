@@ -11,8 +11,9 @@ Specification:
   with +-inf and NaN among the inputs (NaNs' signs and payloads included), and with values
   spread over 2^-40 to 2^40 (where float64 sums of float32 values round); so is
   layer norm's and RMS norm's forward for row lengths that do and do not fill whole lane rounds
-  and statistics segments, rows taken in pairs (at most 3.5 KB) and one at a time, and so are
-  their float64 statistics before rounding to float32 (mean and invstd, centered or not).
+  and statistics segments, rows taken in pairs (at most 3.5 KB) and one at a time; and so are
+  the float64 statistics of float32 groups before rounding to float32 (mean and invstd, centered
+  or not) on every statistics path: rows, channel runs, blocks, runs of 4 values, columns.
 - so is layer norm's and RMS norm's backward (dx, dgamma, dbeta) for row lengths that do and do
   not fill whole lane rounds, odd and even numbers of rows, with and without gamma, and a column
   whose dy is -0 in every row (dbeta there stays -0); so is channels-last group norm's (the
@@ -237,22 +238,39 @@ def test_row_norm_forward_gives_the_scalar_bits(rows, D, threads, isa, sums_widt
     _assert_scalar_bits(lambda: list(fastbn.layer_norm(x)) + list(fastbn.rms_norm(x)))
 
 
-@pytest.mark.parametrize("D", [256, 257, 700, 1001])
+# (outer, mid, G, Cg, inner) views of each statistics path (csrc/norm_kernels.c's plan)
+STATS_VIEWS = {
+    "rows of 37": (40, 1, 1, 37, 1),            # lanes in registers (under FB_TOTALS_RUN)
+    "rows of 256": (40, 1, 1, 256, 1),          # whole lane rounds (narrow: totals in registers)
+    "rows of 257": (40, 1, 1, 257, 1),          # and a partial last round
+    "rows of 700": (40, 1, 1, 700, 1),
+    "rows of 1001": (40, 1, 1, 1001, 1),
+    "rows of 5000": (6, 1, 1, 5000, 1),         # two segments, Chan-merged
+    "channel runs": (3, 1, 4, 2, 3000),         # group norm NCHW: runs of 3000, two segments
+    "blocks": (3, 1, 16, 2, 300),               # a sample's groups a block at a time
+    "runs of 4": (3, 1, 8, 4, 4),               # per-element coefficients, not blocked
+    "columns": (2, 2100, 4, 8, 1),              # channels-last: 1024-row segments of columns
+    "columns, one channel a group": (2, 1500, 16, 1, 1),
+}
+
+
+@pytest.mark.parametrize("view", list(STATS_VIEWS.values()), ids=list(STATS_VIEWS))
 @pytest.mark.parametrize("centered", [True, False])
-def test_row_statistics_in_float64_are_the_scalar_bits(D, centered, threads, isa, sums_width):
-    """The float64 mean and invstd of float32 rows, as the kernel computes them before they are
-    rounded to float32 (where another order of the lanes' additions would rarely show): the
-    scalar path's bits, for rows with and without a partial last lane round, one with +-inf and
-    NaN, the values spread wide (_wide)."""
-    rng = np.random.default_rng(D)
-    x = _wide(rng.standard_normal((40, D)).astype(np.float32), rng)
-    x.view(np.uint32)[0, D - 1] = 0xFFC00003
-    x[1, D - 1], x[2, 0] = np.inf, -np.inf
+def test_statistics_in_float64_are_the_scalar_bits(view, centered, threads, isa, sums_width):
+    """The float64 mean and invstd of float32 groups, as the kernel computes them before they are
+    rounded to float32 (where another order of the additions would rarely show): the scalar
+    path's bits on every statistics path, the values spread wide (_wide), a NaN and +-inf among
+    them."""
+    rng = np.random.default_rng(sum(view))
+    x = _wide(rng.standard_normal(int(np.prod(view))).astype(np.float32), rng)
+    x.view(np.uint32)[-1] = 0xFFC00003
+    x[view[-1] * 3], x[1] = np.inf, -np.inf
+    n = view[0] * view[2]
 
     def stats():
-        mean, invstd = np.empty(40), np.empty(40)
-        _norm.norm_forward(x, np.empty_like(x), (40, 1, 1, D, 1), None, None, 1e-5, centered,
-                           mean, invstd, fastbn.get_num_threads())
+        mean, invstd = np.empty(n), np.empty(n)
+        _norm.norm_forward(x, np.empty_like(x), view, None, None, 1e-5, centered, mean, invstd,
+                           fastbn.get_num_threads())
         return [mean, invstd]
     _assert_scalar_bits(stats)
 

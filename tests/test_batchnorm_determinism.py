@@ -4,8 +4,9 @@ Specification: on inputs large enough to be split across threads (>= 65536 eleme
 layout paths, every result (y, mean, invstd, running statistics, inference y, dx, dgamma, dbeta)
 is bitwise identical from run to run, for 1 and 2 threads, and on every instruction-set path
 (each equal to the scalar path's bits, also with +-inf and NaN among the inputs: NaNs' signs and
-payloads included), the AVX-512 path with its statistics sums in either vector width, and the
-rows layouts' gradient apply with its L2 prefetch or without, and the channels-first first pass
+payloads included, and with values spread over 2^-40..2^40; so are the float64 statistics before
+their rounding to float32), the AVX-512 path with its statistics sums in either vector width, and
+the rows layouts' gradient apply with its L2 prefetch or without, and the channels-first first pass
 on one thread with its prefetch of the next channel or group or without.  All are chosen per CPU:
 half-width sums on AMD family 19h (Zen 4), full elsewhere; no gradient prefetch on AMD family 1Ah
 (Zen 5), prefetch elsewhere; no first-pass prefetch on AMD Zen 3, prefetch elsewhere.
@@ -49,11 +50,16 @@ def run_all(x, gamma, beta, dy, axis):
 
 
 def scalar_one_thread(args, axis):
+    return scalar_one_thread_of(lambda: run_all(*args, axis))
+
+
+def scalar_one_thread_of(outputs):
+    """outputs() on the scalar path on one thread, the settings restored afterwards"""
     saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
     try:
         _config.set_isa("scalar")
         fastbn.set_num_threads(1)
-        return run_all(*args, axis)
+        return outputs()
     finally:
         _config.set_isa(saved_isa)
         fastbn.set_num_threads(saved_n)
@@ -74,6 +80,27 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, va
     want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
     assert fastbn.get_num_threads() == threads and _config.get_isa() == isa
     assert_same_bits(run_all(*args, axis), want)
+
+
+@pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
+def test_float64_statistics_give_the_scalar_bits(shape, axis, threads, isa, sums_width):
+    """The training forward's float64 mean, var and invstd of float32 data, before they are
+    rounded to float32 (where another order of the additions would rarely show), values spread
+    over 2^-40..2^40 (_inputs' "wide"), a NaN and +-inf among them: the scalar path's bits."""
+    x = _inputs(shape, axis, np.float32, "wide")[0]
+    x.reshape(-1).view(np.uint32)[-1] = 0xFFC00003
+    x.reshape(-1)[1], x.reshape(-1)[7] = np.inf, -np.inf
+    ax = axis % x.ndim
+    outer, C = int(np.prod(shape[:ax])), shape[ax]
+    inner = int(np.prod(shape[ax + 1:]))
+
+    def stats():
+        st = np.empty((3, C))
+        _norm.train(x, np.empty_like(x), outer, C, inner, None, None, 1e-5, st,
+                    fastbn.get_num_threads())
+        return st
+    want = scalar_one_thread_of(stats)
+    assert stats().tobytes() == want.tobytes()
 
 
 @pytest.mark.filterwarnings("ignore:.*non-finite batch statistics:RuntimeWarning")

@@ -71,6 +71,12 @@ def make_inputs(rng, shape, axis, dtype, *, offset=3.0, scale=2.0):
     return x, gamma, beta
 
 
+def spread_wide(x, rng):
+    """x's values scaled by 2^-40 to 2^40: float64 sums of float32 values within a few binades of
+    each other are exact in any order, of these they round (so another order would show)."""
+    return (x * 2.0 ** rng.integers(-40, 40, x.shape)).astype(x.dtype)
+
+
 def with_non_finite(a, seed):
     """a, in place, with +-inf and NaN of both signs at 8 scattered places: whole channels' or
     groups' statistics, and every output that depends on them, turn NaN."""

@@ -16,7 +16,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
-from bn_helpers import make_inputs, with_non_finite, x86_cpu
+from bn_helpers import make_inputs, spread_wide, with_non_finite, x86_cpu
 
 # Above the size where kernels start threads (csrc/parallel.h: FB_PAR_MIN_ELEMS = 2^19 elements).
 # The last is streamed (outputs of 4 MiB and more) in runs of 196 values: each run's ends lie
@@ -28,12 +28,11 @@ BIG_IDS = ["NCL-slab", "NC-rows", "NCL-rows-virtual", "NHWC", "NCHW-streamed-14x
 
 
 def _inputs(shape, axis, dtype, values="near"):
-    """values "wide": x scaled by 2^-40 to 2^40, so that the float64 sums of float32 values round
-    (of values within a few binades of each other they are exact in any order)."""
+    """values "wide": x spread over 2^-40..2^40 (spread_wide), where float64 sums round"""
     rng = np.random.default_rng(2024)
     x, gamma, beta = make_inputs(rng, shape, axis, dtype, offset=100.0)
     if values == "wide":
-        x = (x * 2.0 ** rng.integers(-40, 40, x.shape)).astype(dtype)
+        x = spread_wide(x, rng)
     dy = rng.standard_normal(shape).astype(dtype)
     return x, gamma, beta, dy
 
@@ -74,8 +73,8 @@ def assert_same_bits(got, want):
 @pytest.mark.parametrize("values", ["near", "wide"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, axis", BIG, ids=BIG_IDS)
-def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, values, threads, isa,
-                                                          sums_width):
+def test_every_thread_count_and_isa_gives_the_scalar_bits(shape, axis, dtype, values, threads,
+                                                          isa, sums_width):
     args = _inputs(shape, axis, dtype, values)
     want = scalar_one_thread(args, axis)   # restores the fixtures' settings afterwards
     assert fastbn.get_num_threads() == threads and _config.get_isa() == isa

@@ -51,7 +51,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
-from bn_helpers import with_dense_non_finite, with_non_finite
+from bn_helpers import spread_wide, with_dense_non_finite, with_non_finite
 from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
                           exact_forward_terms, make)
 
@@ -133,12 +133,6 @@ def _all_outputs(norm, x, gamma, beta, dy, kw):
     return list(fwd) + list(norm.backward(norm.fb(True), dy, x, fwd[1:], gamma, kw))
 
 
-def _wide(x, rng):
-    """x's values scaled by 2^-40 to 2^40: float64 sums of float32 values within a few binades of
-    each other are exact in any order, of these they round (so an order would show)."""
-    return (x * 2.0 ** rng.integers(-40, 40, x.shape)).astype(x.dtype)
-
-
 @pytest.mark.parametrize("values", ["near", "wide"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm", NORMS, ids=NORM_IDS)
@@ -148,7 +142,7 @@ def test_every_thread_count_and_isa_gives_the_scalar_bits(norm, dtype, values, t
     rng = np.random.default_rng(7)
     x, gamma, beta = make(norm, shape, kw, dtype, rng, loc=50.0)
     if values == "wide":
-        x = _wide(x, rng)
+        x = spread_wide(x, rng)
     dy = rng.standard_normal(shape).astype(dtype)
     _assert_scalar_bits(lambda: _all_outputs(norm, x, gamma, beta, dy, kw))
 
@@ -259,10 +253,10 @@ STATS_VIEWS = {
 def test_statistics_in_float64_are_the_scalar_bits(view, centered, threads, isa, sums_width):
     """The float64 mean and invstd of float32 groups, as the kernel computes them before they are
     rounded to float32 (where another order of the additions would rarely show): the scalar
-    path's bits on every statistics path, the values spread wide (_wide), a NaN and +-inf among
-    them."""
+    path's bits on every statistics path, the values spread wide (spread_wide), a NaN and +-inf
+    among them."""
     rng = np.random.default_rng(sum(view))
-    x = _wide(rng.standard_normal(int(np.prod(view))).astype(np.float32), rng)
+    x = spread_wide(rng.standard_normal(int(np.prod(view))).astype(np.float32), rng)
     x.view(np.uint32)[-1] = 0xFFC00003
     x[view[-1] * 3], x[1] = np.inf, -np.inf
     n = view[0] * view[2]

@@ -355,8 +355,7 @@ static FB_NOINLINE void FN(stat_totals_narrow)(const S *FB_RESTRICT x, int64_t n
     for (int h = NV / 2; h >= 1; h /= 2)
         for (int j = 0; j < h; j++)
             a[j] = fb_vn_add(a[j], a[j + h]), b[j] = fb_vn_add(b[j], b[j + h]);
-    *t1 = (a[0][0] + a[0][2]) + (a[0][1] + a[0][3]);
-    *t2 = (b[0][0] + b[0][2]) + (b[0][1] + b[0][3]);
+    *t1 = fb_vn_total(a[0]), *t2 = fb_vn_total(b[0]);
 }
 #endif
 

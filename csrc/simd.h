@@ -95,6 +95,8 @@ static inline fb_vn fb_vn_add_m(fb_vn a, fb_vn b)   /* fb_vd_add_m's */
 static inline fb_vn fb_vn_load_f64(const double *p) { fb_vn v; memcpy(&v, p, sizeof v); return v; }
 static inline void fb_vn_store_f64(double *p, fb_vn v) { memcpy(p, &v, sizeof v); }
 static inline fb_vn fb_vn_load_f32(const float *p) { return (fb_vn)_mm256_cvtps_pd(_mm_loadu_ps(p)); }
+/* fb_vd_total's levels within a half-width vector: (lane 0 + 2) + (lane 1 + 3) */
+static inline double fb_vn_total(fb_vn v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 #endif
 /* 1 if every element is finite (v - v is 0 there, NaN at +-inf and NaN): the elementwise passes
  * redo the rare vectors whose float result overflowed inside (csrc/batchnorm_body.h). */

@@ -71,6 +71,18 @@ def make_inputs(rng, shape, axis, dtype, *, offset=3.0, scale=2.0):
     return x, gamma, beta
 
 
+def scalar_one_thread_of(outputs):
+    """outputs() on the scalar path on one thread, the settings restored afterwards"""
+    saved_isa, saved_n = _config.get_isa(), _config.get_num_threads()
+    try:
+        _config.set_isa("scalar")
+        _config.set_num_threads(1)
+        return outputs()
+    finally:
+        _config.set_isa(saved_isa)
+        _config.set_num_threads(saved_n)
+
+
 def spread_wide(x, rng):
     """x's values scaled by 2^-40 to 2^40: float64 sums of float32 values within a few binades of
     each other are exact in any order, of these they round (so another order would show)."""

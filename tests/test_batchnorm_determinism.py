@@ -16,7 +16,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
-from bn_helpers import make_inputs, spread_wide, with_non_finite, x86_cpu
+from bn_helpers import make_inputs, scalar_one_thread_of, spread_wide, with_non_finite, x86_cpu
 
 # Above the size where kernels start threads (csrc/parallel.h: FB_PAR_MIN_ELEMS = 2^19 elements).
 # The last is streamed (outputs of 4 MiB and more) in runs of 196 values: each run's ends lie
@@ -50,18 +50,6 @@ def run_all(x, gamma, beta, dy, axis):
 
 def scalar_one_thread(args, axis):
     return scalar_one_thread_of(lambda: run_all(*args, axis))
-
-
-def scalar_one_thread_of(outputs):
-    """outputs() on the scalar path on one thread, the settings restored afterwards"""
-    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
-    try:
-        _config.set_isa("scalar")
-        fastbn.set_num_threads(1)
-        return outputs()
-    finally:
-        _config.set_isa(saved_isa)
-        fastbn.set_num_threads(saved_n)
 
 
 def assert_same_bits(got, want):

@@ -51,7 +51,7 @@ import pytest
 
 import fastbn
 from fastbn import _config, _norm
-from bn_helpers import spread_wide, with_dense_non_finite, with_non_finite
+from bn_helpers import scalar_one_thread_of, spread_wide, with_dense_non_finite, with_non_finite
 from norm_helpers import (NORMS, NORM_IDS, check_backward_bound, check_forward_bound,
                           exact_forward_terms, make)
 
@@ -113,14 +113,7 @@ BIG = {"layer_norm": ((1024, 640), {}), "rms_norm": ((96, 80, 70), {"axis": (1, 
 def _assert_scalar_bits(outputs):
     """outputs() gives, on this thread count and instruction set, the bits it gives on the scalar
     path on one thread; returns the scalar path's outputs."""
-    saved_isa, saved_n = _config.get_isa(), fastbn.get_num_threads()
-    try:
-        _config.set_isa("scalar")
-        fastbn.set_num_threads(1)
-        want = outputs()
-    finally:
-        _config.set_isa(saved_isa)
-        fastbn.set_num_threads(saved_n)
+    want = scalar_one_thread_of(outputs)
     got = outputs()
     assert len(got) == len(want)
     for g, w in zip(got, want):

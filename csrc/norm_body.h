@@ -87,8 +87,9 @@ static FB_INLINE T FN(row_affine1)(T x, const FN(coef) *co, const T *gm, const T
 
 /* One row of per-element coefficients (layer / RMS norm, inner == 1), as row_affine1: two
  * multiply-adds a vector, two vectors a step with one finiteness test, gamma and beta present or
- * not as constant flags (no test in the loop).  Streamed when `stream`; pf, if not NULL, is a
- * later row (FB_FWD_ROWS_AHEAD on), prefetched into L2 while this one runs. */
+ * not as constant flags (no test in the loop).  Streamed when `stream`, the ends in masked
+ * vectors where FB_ROW_ENDS; pf, if not NULL, is a later row (FB_FWD_ROWS_AHEAD on), prefetched
+ * into L2 while this one runs. */
 static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(coef) *co,
                                         const T *gm, const T *bt, double mu, double r,
                                         const S *pf, int stream, const int has_g, const int has_b)
@@ -121,7 +122,7 @@ static FB_INLINE void FN(row_affine_fz)(const S *xr, S *yr, int64_t n, const FN(
 #else
 #define FB_RA_PART FB_NO_PART
 #endif
-    FB_RUN_LOOP_P(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RA_PART, FB_PARTS, 0,
+    FB_RUN_LOOP_P(stream, yr, n, FB_RA_ONE, FB_RA_STORE2, FB_RA_PART, FB_PARTS, FB_ROW_ENDS,
                   FB_RUN_PLACE(yr, xr, gm, bt), 1);
 #undef FB_RA_PART
 #undef FB_RA_ONE
@@ -230,8 +231,9 @@ static FB_INLINE T FN(row_grad_affine1)(T dy, T x, const FN(coef) *co, const T *
 /* row_grad_affine1 over a run: three operations a vector besides the subtraction, two vectors a
  * step with one finiteness test, gamma present or not as a constant flag (as row_affine).
  * Streamed when `stream`, last element first where dx lies just above an input modulo 4 KB
- * (FB_RUN_PLACE_REV); pfx, pfg (or NULL): a later run's x and dy, prefetched (into L2 alone
- * where pf_l2). */
+ * (FB_RUN_PLACE_REV), the unaligned ends element by element (masked vectors measured no
+ * faster here); pfx, pfg (or NULL): a later run's x and dy, prefetched (into L2 alone where
+ * pf_l2). */
 static FB_INLINE void FN(row_grad_affine_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                              const FN(coef) *co, const T *gm, double r,
                                              const S *pfx, const S *pfg, int pf_l2, int stream,

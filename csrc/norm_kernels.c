@@ -56,6 +56,9 @@
 /* layer / RMS norm forward: rows of at most this many bytes are taken in pairs (4 KB rows lost) */
 #define FB_PAIR_ROW_BYTES 3584
 #define FB_PF_L2_ROW 2048
+/* layer / RMS norm forward: a row's unaligned ends in masked vectors, not element by element:
+ * with AVX-512 (AVX2's masked stores measured mixed) */
+#define FB_ROW_ENDS (FB_VBYTES == 64)
 
 #if FB_SEG % FB_LANES != 0
 #error "FB_SEG must hold whole lane rounds"

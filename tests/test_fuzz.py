@@ -142,8 +142,9 @@ def unjudged(r64, rld):
 
 def check_values(got, exp, tol, dtype, what, skip=None):
     """``got`` (of ``dtype``) against the float64 ``exp``: NaN exactly where ``exp`` is NaN, the
-    same infinities, finite values within ``tol`` (elementwise), values beyond the dtype's range
-    rounded to +-max or +-inf.  ``skip``: a boolean mask of positions not compared."""
+    same infinities, finite values within ``tol`` (elementwise), and +-max or +-inf where the
+    interval ``exp +- tol`` reaches beyond the dtype's range on that side.  ``skip``: a boolean
+    mask of positions not compared."""
     got = np.asarray(got)
     assert got.dtype.newbyteorder("=") == dtype, (what, got.dtype, dtype)
     exp = np.asarray(exp, dtype=np.float64)
@@ -164,11 +165,13 @@ def check_values(got, exp, tol, dtype, what, skip=None):
     inf_e = np.isinf(exp) & keep
     assert np.array_equal(g[inf_e], exp[inf_e]), f"{what}: infinities differ"
     fin = np.isfinite(exp) & keep
-    # beyond the dtype's range (allowing for the error bound): +-max or +-inf of that sign
-    over = fin & (np.abs(exp) + np.nan_to_num(tol, posinf=0) > dmax)
-    ok_over = (np.sign(g) == np.sign(exp)) & (np.abs(g) >= dmax * (1 - 4 * U[dtype]))
+    # +max or +inf where a value within the bound lies beyond the dtype's range above (exp + tol
+    # > max), -max or -inf where one lies below: the dtype's rounding of such a value
+    t = np.nan_to_num(tol, posinf=0)
+    top = np.abs(g) >= dmax * (1 - 4 * U[dtype])
+    ok_over = ((exp + t > dmax) & (g > 0) & top) | ((exp - t < -dmax) & (g < 0) & top)
     within = np.abs(g - exp) <= tol
-    bad = fin & ~(within | (over & ok_over))
+    bad = fin & ~(within | ok_over)
     assert not bad.any(), (f"{what}: {bad.sum()} of {bad.size} values off, e.g. got "
                            f"{g[bad][:4]} expected {exp[bad][:4]} tolerance {tol[bad][:4]}")
 

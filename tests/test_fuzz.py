@@ -140,6 +140,16 @@ def unjudged(r64, rld):
 
 # ---- comparison -----------------------------------------------------------------------------
 
+def rounded_beyond_range(g, exp, tol, dtype):
+    """Where ``g`` (a result of ``dtype``, widened) is +max or +inf and the interval ``exp +- tol``
+    reaches above the dtype's range, or -max or -inf and it reaches below: the dtype's rounding of
+    a value within the bound."""
+    dmax = float(np.finfo(dtype).max)
+    top = np.abs(g) >= dmax * (1 - 4 * U[dtype])
+    with np.errstate(invalid="ignore", over="ignore"):   # an infinite exp: judged elsewhere
+        return top & (((exp + tol > dmax) & (g > 0)) | ((exp - tol < -dmax) & (g < 0)))
+
+
 def check_values(got, exp, tol, dtype, what, skip=None):
     """``got`` (of ``dtype``) against the float64 ``exp``: NaN exactly where ``exp`` is NaN, the
     same infinities, finite values within ``tol`` (elementwise), and +-max or +-inf where the
@@ -158,20 +168,14 @@ def check_values(got, exp, tol, dtype, what, skip=None):
                           exp.shape)
     keep = np.ones(exp.shape, bool) if skip is None else ~np.broadcast_to(skip, exp.shape)
     keep = keep & ~np.isnan(tol) & ~np.isposinf(tol)  # the bound itself overflows float64: not judged
-    dmax = float(np.finfo(dtype).max)
     nan_e, nan_g = np.isnan(exp), np.isnan(g)
     bad = keep & (nan_e != nan_g)
     assert not bad.any(), f"{what}: NaN at other positions: got {g[bad][:5]}, expected {exp[bad][:5]}"
     inf_e = np.isinf(exp) & keep
     assert np.array_equal(g[inf_e], exp[inf_e]), f"{what}: infinities differ"
     fin = np.isfinite(exp) & keep
-    # +max or +inf where a value within the bound lies beyond the dtype's range above (exp + tol
-    # > max), -max or -inf where one lies below: the dtype's rounding of such a value
-    t = np.nan_to_num(tol, posinf=0)
-    top = np.abs(g) >= dmax * (1 - 4 * U[dtype])
-    ok_over = ((exp + t > dmax) & (g > 0) & top) | ((exp - t < -dmax) & (g < 0) & top)
     within = np.abs(g - exp) <= tol
-    bad = fin & ~(within | ok_over)
+    bad = fin & ~(within | rounded_beyond_range(g, exp, tol, dtype))
     assert not bad.any(), (f"{what}: {bad.sum()} of {bad.size} values off, e.g. got "
                            f"{g[bad][:4]} expected {exp[bad][:4]} tolerance {tol[bad][:4]}")
 

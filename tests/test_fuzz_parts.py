@@ -97,7 +97,7 @@ from hypothesis import strategies as st
 import fastbn
 from fastbn import reference
 from strategies import FLOATS, Stores, place, shapes, values
-from test_fuzz import (EPS, FUZZ, TINY, U, _vec, _writes,
+from test_fuzz import (EPS, FUZZ, TINY, U, _vec, _writes, rounded_beyond_range,
                        any_values, case_clip_by_norm, case_clip_grad_norm, case_clip_grad_value,
                        case_global_norm, cast, channel_reduce, check_values,
                        draw_layout, draw_x_and_out, exact_stats, f64, is_bfloat16, ld, run_case,
@@ -123,8 +123,9 @@ def judge(got, exp, tol, dtype, what, *, alt=None, may_overflow=None):
     (x86-64: a 15-bit exponent, so nothing overflows inside for float32/float64 data), element
     by element: NaN where ``exp`` is NaN, its infinities, finite values within ``tol`` (computed
     in np.longdouble too, plus 4096 smallest normals of ``dtype``: gradual underflow), values
-    beyond ``dtype``'s range (allowing for ``tol``) +-max or +-inf of their sign; where ``tol``
-    itself passes the range (``got`` is rounding noise of terms beyond it), +-inf of either sign.
+    beyond ``dtype``'s range within ``tol`` +-max or +-inf on that side (test_fuzz's
+    rounded_beyond_range; where ``tol`` itself passes the range, ``got`` is rounding noise of
+    terms beyond it, of either sign).
 
     ``alt``: a second exact evaluation of the same definition, which differs from ``exp`` only
     by IEEE's 0 * inf (an undefined value; e.g. xhat = (x - mean) * inf at x == mean): matching
@@ -139,15 +140,11 @@ def judge(got, exp, tol, dtype, what, *, alt=None, may_overflow=None):
     with np.errstate(all="ignore"):
         tol = np.broadcast_to(np.nan_to_num(np.asarray(tol, LD), nan=0.0, posinf=np.inf), g.shape) \
             + 4096 * LD(np.finfo(dtype).tiny)
-        dmax = LD(np.finfo(dtype).max)
 
         def matches(e):
             fin = np.isfinite(e)
-            near = fin & (np.abs(e) + tol > dmax)
-            big = (np.abs(g) >= dmax * LD(1 - 4 * U[dtype])) & ((np.sign(g) == np.sign(e))
-                                                              | (tol > dmax))
             return (np.isnan(e) & np.isnan(g)) | (np.isinf(e) & (g == e)) \
-                | (fin & (np.abs(g - e) <= tol)) | (near & big)
+                | (fin & ((np.abs(g - e) <= tol) | rounded_beyond_range(g, e, tol, dtype)))
 
         ok = matches(exp)
         if alt is not None:

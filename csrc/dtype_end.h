@@ -19,6 +19,7 @@
 #undef FB_TV_BITS_GRAD
 #undef FB_VD_LOAD_T
 #undef FB_VD_LOAD_T_HEAD
+#undef FB_VD_LOAD_RG
 #undef FB_VD_STORE_T
 #undef FB_VN_LOAD_T
 #undef FB_TV_FROM_VD

@@ -74,6 +74,10 @@ static inline void fb_prefetch_end_w(const void *end)
 #else
 #define FB_PARTS 0
 #endif
+/* dy masked by y (relu_grad1), widened: the dtype's own form, else both loaded and masked */
+#ifndef FB_VD_LOAD_RG
+#define FB_VD_LOAD_RG(q, y) fb_vd_relu_grad(FB_VD_LOAD_T(q), FB_VD_LOAD_T(y))
+#endif
 
 /* ---- statistics finish: far from zero, a second pass (batch norm's and the core's) -------- */
 
@@ -391,9 +395,9 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
             }
             for (int j = 0; j < FB_NVG; j++) {
                 const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(x + i + g + j * FB_VD_W), kv);
-                const fb_vd qv = has_q ? FB_VD_LOAD_T(q + i + g + j * FB_VD_W) : d;
-                const fb_vd w =
-                    has_y ? fb_vd_relu_grad(qv, FB_VD_LOAD_T(ym + i + g + j * FB_VD_W)) : qv;
+                const int64_t at = i + g + j * FB_VD_W;
+                const fb_vd qv = has_q ? FB_VD_LOAD_T(q + at) : d;
+                const fb_vd w = has_y ? FB_VD_LOAD_RG(q + at, ym + at) : qv;
                 /* the conversions and d take the adders: half of the statistics' sums, and all
                  * of the gradient's (two conversions), go to the multiply-add unit instead */
                 a[j] = has_q || (j & 1) ? fb_vd_add_m(a[j], w) : fb_vd_add(a[j], w);
@@ -635,7 +639,7 @@ static inline void FN(run_apply_fused)(const S *x, S *y, int64_t n, const FN(coe
 
 /* dx = g * tg + ((x - m) * s + c) over a run, g = dy, or with ym (has_y) dy masked by the fused
  * forward's output (relu_grad1); with dres (has_dres) g is stored there too.  `stream` as in
- * run_apply; pfx, pfg (or NULL): the next run's x and dy, prefetched into L2.  dx may be dy
+ * run_apply; pfx, pfg (or NULL): the next run's x and dy (and y), prefetched into L2.  dx may be dy
  * itself (in place, elementwise), so no pointer is restrict. */
 static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int64_t n,
                                             const FN(coef) *co, int stream, const S *ym,
@@ -655,6 +659,8 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
     }
     const FB_CV m = FB_CV_SET1(co->tm), g = FB_CV_SET1(co->tg);
     const FB_CV s = FB_CV_SET1(co->ts), c = FB_CV_SET1(co->tc);
+    /* the next run's y, prefetched with its x and dy: ym shares x's offsets (batch norm's slabs) */
+    const S *pfy = has_y && pfx ? ym + (pfx - x) : NULL;
 #define FB_GV(i) (has_y ? FB_TV_RELU_GRAD(FB_SV_LOAD(dy + (i)), FB_SV_LOAD(ym + (i)))         \
                         : FB_SV_LOAD(dy + (i)))
 #define FB_GC(o) (has_y ? FB_CV_RELU_GRAD(FB_CV_LOAD_S(dy + (o)), FB_CV_LOAD_S(ym + (o)))     \
@@ -667,6 +673,7 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (pfx) {                                                                               \
             FB_PREFETCH_SPAN_L2(pfx + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
             FB_PREFETCH_SPAN_L2(pfg + (i), 2 * FB_TV_W * (int)sizeof(S));                       \
+            if (has_y) FB_PREFETCH_SPAN_L2(pfy + (i), 2 * FB_TV_W * (int)sizeof(S));            \
         }                                                                                        \
         const FB_TV g0_ = FB_GV(i), g1_ = FB_GV((i) + FB_TV_W);                                  \
         const FB_TV r0_ = FB_CV_TO_TV(FB_GRAD_AT, i), r1_ = FB_CV_TO_TV(FB_GRAD_AT, (i) + FB_TV_W); \
@@ -682,6 +689,7 @@ static FB_INLINE void FN(run_grad_apply_fz)(const S *dy, const S *x, S *dx, int6
         if (pfx) {                                                                               \
             FB_PREFETCH_SPAN_L2(pfx + (i), (k) * (int)sizeof(S));                                \
             FB_PREFETCH_SPAN_L2(pfg + (i), (k) * (int)sizeof(S));                                \
+            if (has_y) FB_PREFETCH_SPAN_L2(pfy + (i), (k) * (int)sizeof(S));                     \
         }                                                                                        \
         const FB_TV dy_ = LD(dy + (i), sh, k);                                                   \
         const FB_TV g_ = has_y ? FB_TV_RELU_GRAD(dy_, LD(ym + (i), sh, k)) : dy_;                \

@@ -180,6 +180,19 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y)
     FB_IN_REG(dy);
     return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0}));
 }
+/* fb_vd_relu_grad of FB_VD_W floats, widened.  AVX-512: y compared as float (the same answer)
+ * and dy converted under the mask, zeroing the others (+0, as the AND): two of five operations */
+static inline fb_vd fb_vd_load_f32_rg(const float *dy, const float *y)
+{
+#if defined(__AVX512F__)
+    __m256 d = _mm256_loadu_ps(dy);
+    FB_IN_REG(d);
+    const __mmask8 k = _mm256_cmp_ps_mask(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_NLE_UQ);
+    return (fb_vd)_mm512_maskz_cvtps_pd(k, d);
+#else
+    return fb_vd_relu_grad(fb_vd_load_f32(dy), fb_vd_load_f32(y));
+#endif
+}
 /* a in lanes [0, n), b in the others (n >= 1): the coefficients of a vector that runs from one
  * channel into the next */
 static inline fb_vf fb_vf_split(float a, float b, int64_t n)

@@ -218,6 +218,20 @@ def test_mask_is_threshold_backward_at_zero_minus_zero_and_nan(rng, shape, dtype
     assert_bitwise(dres, want.numpy())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(72, 3), (72, 8), (4, 3, 72)], ids=["rows", "rows-bits", "slab"])
+def test_sums_see_dy_where_y_is_positive_or_nan(rng, shape, dtype, isa):
+    # dy finite here, so that dgamma, dbeta and dx show each value the sums took or left out
+    x, gamma, _ = make_inputs(rng, shape, 1, dtype)
+    _, mean, invstd = fastbn.batch_norm_train(x, gamma)
+    y = np.resize(np.array(MASK_Y, dtype), shape)
+    dy = rng.standard_normal(shape).astype(dtype)
+    got = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, y=y)
+    masked = np.where(~(y <= 0), dy, dtype(0))
+    for a, b in zip(got, fastbn.batch_norm_backward(masked, x, mean, invstd, gamma)):
+        assert_bitwise(a, b)
+
+
 def test_relu_matches_torch_relu_at_nan_and_negative_values():
     torch = pytest.importorskip("torch")
     x = np.array([[1.0, 10.0], [3.0, 30.0]] * 4, np.float32)

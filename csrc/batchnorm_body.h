@@ -186,10 +186,9 @@ static void FN(slab_backward_task)(void *vctx, int64_t c)
         for (int64_t s = 0; s < inner; s += FB_SEG) {
             const int64_t at = o * stride + c * inner + s;
             const int64_t len = inner - s < FB_SEG ? inner - s : FB_SEG;
-            /* dy masked by the fused forward's y: its own instantiation, and the next channel
-             * left to the elementwise pass (three slabs of two channels overflowed L2) */
+            /* dy masked by the fused forward's y: its own instantiation */
             if (k->ym)
-                FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx, 0);
+                FN(pair_sums_fz)(k->x + at, k->dy + at, 1, k->ym + at, 1, len, mu, sdy, sdyx, next);
             else
                 FN(run_pair_sums)(k->x + at, k->dy + at, 1, len, mu, sdy, sdyx, next);
         }

@@ -359,7 +359,7 @@ static FB_INLINE FB_TV FN(fwd_epi_part)(FB_TV t, const S *res, int64_t j, int sh
  * the run (which callers keep L1-sized); the order of the additions within a lane is the same
  * whatever FB_LG is, so every instruction set gives the same bits.  next (bytes, or 0): where the
  * next group's or channel's run lies from this one, prefetched into L2 as this one is read, so
- * that memory works while the sums compute from cache (x and q only: with ym, callers pass 0). */
+ * that memory works while the sums compute from cache (x, q and ym). */
 static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTRICT q,
                                        const int has_q, const S *FB_RESTRICT ym, const int has_y,
                                        int64_t n, double k, double s1[FB_LANES],
@@ -381,6 +381,7 @@ static FB_INLINE void FN(pair_sums_fz)(const S *FB_RESTRICT x, const S *FB_RESTR
                     const int span = FB_LANES * (int)sizeof(S);
                     FB_PREFETCH_SPAN_L2((uintptr_t)(x + i) + next, span);
                     if (has_q) FB_PREFETCH_SPAN_L2((uintptr_t)(q + i) + next, span);
+                    if (has_y) FB_PREFETCH_SPAN_L2((uintptr_t)(ym + i) + next, span);
                 }
             }
             /* With several passes, the first touches only the first FB_LG values of each lane

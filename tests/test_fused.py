@@ -197,15 +197,22 @@ def test_backward_through_the_mask_as_bits_is_the_masked_backward(rng, shape, ax
 
 
 MASK_Y = [0.0, -0.0, np.nan, 1e-30, -1e-30, np.inf, -np.inf, 1.0, -1.0]
+MASK_SHAPES = pytest.mark.parametrize("shape", [(72, 3), (72, 8), (4, 3, 72)],
+                                      ids=["rows", "rows-bits", "slab"])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(72, 3), (72, 8), (4, 3, 72)], ids=["rows", "rows-bits", "slab"])
-def test_mask_is_threshold_backward_at_zero_minus_zero_and_nan(rng, shape, dtype, isa):
+def mask_inputs(rng, shape, dtype):
+    """x, gamma and x's batch statistics; y cycling through MASK_Y; dy finite."""
     x, gamma, _ = make_inputs(rng, shape, 1, dtype)
     _, mean, invstd = fastbn.batch_norm_train(x, gamma)
     y = np.resize(np.array(MASK_Y, dtype), shape)
-    dy = rng.standard_normal(shape).astype(dtype)
+    return x, gamma, mean, invstd, y, rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@MASK_SHAPES
+def test_mask_is_threshold_backward_at_zero_minus_zero_and_nan(rng, shape, dtype, isa):
+    x, gamma, mean, invstd, y, dy = mask_inputs(rng, shape, dtype)
     dy.flat[1::5] = np.nan    # masked away where y <= 0: the mask replaces, it does not multiply
     dres = np.empty(shape, dtype)
     got = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, y=y, dresidual=dres)
@@ -219,13 +226,10 @@ def test_mask_is_threshold_backward_at_zero_minus_zero_and_nan(rng, shape, dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(72, 3), (72, 8), (4, 3, 72)], ids=["rows", "rows-bits", "slab"])
+@MASK_SHAPES
 def test_sums_see_dy_where_y_is_positive_or_nan(rng, shape, dtype, isa):
     # dy finite here, so that dgamma, dbeta and dx show each value the sums took or left out
-    x, gamma, _ = make_inputs(rng, shape, 1, dtype)
-    _, mean, invstd = fastbn.batch_norm_train(x, gamma)
-    y = np.resize(np.array(MASK_Y, dtype), shape)
-    dy = rng.standard_normal(shape).astype(dtype)
+    x, gamma, mean, invstd, y, dy = mask_inputs(rng, shape, dtype)
     got = fastbn.batch_norm_backward(dy, x, mean, invstd, gamma, y=y)
     masked = np.where(~(y <= 0), dy, dtype(0))
     for a, b in zip(got, fastbn.batch_norm_backward(masked, x, mean, invstd, gamma)):

@@ -181,7 +181,7 @@ static inline fb_vd fb_vd_relu_grad(fb_vd dy, fb_vd y)
     return (fb_vd)((fb_vdi)dy & ~(fb_vdi)(y <= (fb_vd){0}));
 }
 /* fb_vd_relu_grad of FB_VD_W floats, widened.  AVX-512: y compared as float (the same answer)
- * and dy converted under the mask, zeroing the others (+0, as the AND): two of five operations */
+ * and dy converted under the mask, the others +0 (as the AND): no conversion of y, no AND */
 static inline fb_vd fb_vd_load_f32_rg(const float *dy, const float *y)
 {
 #if defined(__AVX512F__)

@@ -391,6 +391,15 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
 #else
 #define FB_MASK_PUT(e, p) ((void)0)
 #endif
+    /* AVX-512 float32: the byte is the mask dy is converted under, stored as it is loaded */
+#ifdef FB_VD_LOAD_RGB
+#define FB_GVDB(p, at, e) \
+    (has_y == 2 ? FB_VD_LOAD_RGB((p) + (at), ya + (at), &k->mbits[(e) >> 3]) : FB_GVD(p, at))
+#define FB_PUT_BITS 0
+#else
+#define FB_GVDB(p, at, e) FB_GVD(p, at)
+#define FB_PUT_BITS (has_y == 2)
+#endif
     if (i + FB_ROWS_AT_ONCE <= r1) {
         const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
         const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
@@ -404,10 +413,10 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
             const fb_vd m = fb_vd_load_f64(vm + v);
             fb_vd g[FB_ROWS_AT_ONCE], e[FB_ROWS_AT_ONCE];
             for (int j = 0; j < FB_ROWS_AT_ONCE; j++) {
-                g[j] = FB_GVD(ga, j * V + v);
+                g[j] = FB_GVDB(ga, j * V + v, (i + j) * V + v0 + v);
                 e[j] = fb_vd_mul(g[j], fb_vd_sub(FB_VD_LOAD_T(xa + j * V + v), m));
             }
-            if (has_y == 2 && (v & 7) == 0)
+            if (FB_PUT_BITS && (v & 7) == 0)
                 for (int j = 0; j < FB_ROWS_AT_ONCE; j++)
                     FB_MASK_PUT((i + j) * V + v0 + v, ya + j * V + v);
             const fb_vd t1 = fb_vd_add(fb_vd_add(g[0], g[1]), fb_vd_add(g[2], g[3]));
@@ -432,8 +441,8 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
     int64_t v = 0;
     for (; v + FB_VD_W <= w; v += FB_VD_W) {
-        if (has_y == 2 && (v & 7) == 0) FB_MASK_PUT(i * V + v0 + v, ya + v);
-        const fb_vd g = FB_GVD(gr, v);
+        if (FB_PUT_BITS && (v & 7) == 0) FB_MASK_PUT(i * V + v0 + v, ya + v);
+        const fb_vd g = FB_GVDB(gr, v, i * V + v0 + v);
         const fb_vd d = fb_vd_sub(FB_VD_LOAD_T(xr + v), fb_vd_load_f64(vm + v));
         fb_vd_store_f64(sdy + v, fb_vd_add(fb_vd_load_f64(sdy + v), g));
         fb_vd_store_f64(sdyx + v, fb_vd_add(fb_vd_load_f64(sdyx + v), fb_vd_mul(g, d)));
@@ -447,6 +456,8 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
 #undef FB_GVD
 #undef FB_G1D
 #undef FB_MASK_PUT
+#undef FB_GVDB
+#undef FB_PUT_BITS
 }
 
 /* rows_grad_step_fz, with dy masked where the fused forward's y is given (and its mask written

@@ -20,6 +20,7 @@
 #undef FB_VD_LOAD_T
 #undef FB_VD_LOAD_T_HEAD
 #undef FB_VD_LOAD_RG
+#undef FB_VD_LOAD_RGB
 #undef FB_VD_STORE_T
 #undef FB_VN_LOAD_T
 #undef FB_TV_FROM_VD

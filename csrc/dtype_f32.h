@@ -14,6 +14,9 @@
 #define FB_VD_LOAD_T fb_vd_load_f32
 #define FB_VD_LOAD_T_HEAD fb_vd_load_f32_head
 #define FB_VD_LOAD_RG fb_vd_load_f32_rg
+#if defined(__AVX512F__)
+#define FB_VD_LOAD_RGB fb_vd_load_f32_rgb   /* and the mask byte: FB_VD_W is 8 */
+#endif
 #define FB_VD_STORE_T fb_vd_store_f32
 #ifdef FB_VN_W
 #define FB_VN_LOAD_T fb_vn_load_f32   /* the narrow statistics' sums (norm_common.h) */

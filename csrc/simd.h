@@ -193,6 +193,18 @@ static inline fb_vd fb_vd_load_f32_rg(const float *dy, const float *y)
     return fb_vd_relu_grad(fb_vd_load_f32(dy), fb_vd_load_f32(y));
 #endif
 }
+#if defined(__AVX512F__)
+/* fb_vd_load_f32_rg, also storing y's mask as the byte *bits (fb_mask8_f32's): the compare's
+ * mask itself, where the unfused loads took a second compare and a movemask */
+static inline fb_vd fb_vd_load_f32_rgb(const float *dy, const float *y, unsigned char *bits)
+{
+    __m256 d = _mm256_loadu_ps(dy);
+    FB_IN_REG(d);
+    const __mmask8 k = _mm256_cmp_ps_mask(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_NLE_UQ);
+    *bits = (unsigned char)k;
+    return (fb_vd)_mm512_maskz_cvtps_pd(k, d);
+}
+#endif
 /* a in lanes [0, n), b in the others (n >= 1): the coefficients of a vector that runs from one
  * channel into the next */
 static inline fb_vf fb_vf_split(float a, float b, int64_t n)

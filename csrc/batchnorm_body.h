@@ -260,12 +260,13 @@ typedef struct {
 /* Rows i..i+3 are read four at a time, four streams that the hardware prefetcher alone follows
  * slowly: four rows ahead (columns from `at` on), the next four or, for short rows, those
  * FB_PF_ROWS_AHEAD bytes on, to be prefetched into L2 while these are read (into L1 was
- * slower); NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
-static FB_INLINE const S *FN(rows_pf_next)(const FN(rows_ctx) *k, const S *at, int64_t i)
+ * slower), `far` times as far; NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
+static FB_INLINE const S *FN(rows_pf_next)(const FN(rows_ctx) *k, const S *at, int64_t i, int far)
 {
     const int64_t row = k->p.V * (int64_t)sizeof(S);
-    const int64_t ahead = row * FB_ROWS_AT_ONCE >= FB_PF_ROWS_AHEAD ? FB_ROWS_AT_ONCE
-                                                                      : FB_PF_ROWS_AHEAD / row;
+    const int64_t rows = row * FB_ROWS_AT_ONCE >= FB_PF_ROWS_AHEAD ? FB_ROWS_AT_ONCE
+                                                                     : FB_PF_ROWS_AHEAD / row;
+    const int64_t ahead = far * rows;
     const int wide = row >= FB_PF_ROW_BYTES;
     return wide && at && i + FB_ROWS_AT_ONCE + ahead <= k->p.R ? at + ahead * k->p.V : NULL;
 }
@@ -302,7 +303,7 @@ static int FN(rows_acc_step)(const FN(rows_ctx) *k, FN(rows_acc) *ac)
     if (i + FB_ROWS_AT_ONCE <= ac->r1) {
         const S *FB_RESTRICT a = k->x + i * V + ac->v0, *FB_RESTRICT b = a + V, *FB_RESTRICT c = b + V,
                 *FB_RESTRICT d = c + V;
-        const S *nx = FN(rows_pf_next)(k, a, i);
+        const S *nx = FN(rows_pf_next)(k, a, i, 1);
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             FB_ROWS_PF(nx, V, v);
@@ -403,8 +404,10 @@ static FB_INLINE int64_t FN(rows_grad_step_fz)(const FN(rows_ctx) *k, int64_t i,
     if (i + FB_ROWS_AT_ONCE <= r1) {
         const S *FB_RESTRICT xa = k->x + i * V + v0, *FB_RESTRICT ga = k->dy + i * V + v0;
         const S *FB_RESTRICT ya = has_y ? k->ym + i * V + v0 : NULL;
-        const S *nx = FN(rows_pf_next)(k, xa, i), *ng = FN(rows_pf_next)(k, ga, i);
-        const S *ny = FN(rows_pf_next)(k, ya, i);
+        /* two or three streams of the same rows, prefetched further than the statistics' one */
+        const S *nx = FN(rows_pf_next)(k, xa, i, FB_PF_GRAD_FAR);
+        const S *ng = FN(rows_pf_next)(k, ga, i, FB_PF_GRAD_FAR);
+        const S *ny = FN(rows_pf_next)(k, ya, i, FB_PF_GRAD_FAR);
         int64_t v = 0;
         for (; v + FB_VD_W <= w; v += FB_VD_W) {
             FB_ROWS_PF(nx, V, v);

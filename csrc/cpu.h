@@ -28,9 +28,10 @@ extern int fb_narrow_sums;
 extern int fb_grad_prefetch;
 
 /* 1 where, on one thread, the first pass over a channel-first channel or group (batch norm's
- * slabs, group and instance norm's groups) also prefetches the next one into L2: 0 on AMD Zen 3,
- * where it was slower in 53 of 54 measured cases, 1 elsewhere (Zen 4: faster).  Set when the
- * module loads; prefetching changes no bit (docs/performance.rst). */
+ * slabs, group and instance norm's groups) also prefetches the next one into L2 (on more threads,
+ * group and instance norm's the group the thread takes next): 0 on AMD Zen 3, where it was slower
+ * in 53 of 54 measured cases, 1 elsewhere (Zen 4: faster).  Set when the module loads;
+ * prefetching changes no bit (docs/performance.rst). */
 extern int fb_first_prefetch;
 
 /* Instruction-set dispatch of one kernel family PREFIX with table type TYPE: expects the

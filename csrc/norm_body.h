@@ -438,6 +438,22 @@ static inline int FN(has_next_group)(const fb_norm_plan *p, int64_t o, int64_t g
     return p->v.mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
 }
 
+/* On nt > 1 threads, where the group this thread takes after (o, g) of task `task` (samples up
+ * to o1, nb blocks of gb groups a chunk) starts, in bytes from (o, g)'s: sample o + 1's in the
+ * same task, else the first of the task nt on, as the tasks are taken in turn; 0 where there is
+ * none, it lies behind, or runs are not contiguous (mid > 1).  One thread: 0. */
+static inline uintptr_t FN(own_next)(const fb_norm_plan *p, int nt, int64_t task,
+                                     int64_t n_tasks, int64_t nb, int64_t gb, int64_t o,
+                                     int64_t g, int64_t o1)
+{
+    if (nt < 2 || !fb_first_prefetch || p->v.mid != 1) return 0;
+    if (o + 1 < o1) return (uintptr_t)p->per_outer * sizeof(S);
+    const int64_t t = task + nt;
+    if (t >= n_tasks) return 0;
+    const int64_t d = (t / nb * p->OC - o) * p->per_outer + (t % nb * gb - g) * p->L;
+    return d > 0 ? (uintptr_t)d * sizeof(S) : 0;
+}
+
 typedef struct {
     const fb_norm_plan *p;
     const S *x;
@@ -451,6 +467,7 @@ typedef struct {
     int pf_first;   /* one thread (and fb_first_prefetch): whole-channel runs prefetch the next
                      * group in the statistics */
     int var_out;    /* FB_NORM_VAR: the invstd array receives the variance */
+    int nt;         /* the threads the tasks run on */
 } FN(fwd_ctx);
 
 /* Group (o, g)'s results from its mean mu and variance: r = 1 / sqrt(var + eps), both stored in
@@ -465,18 +482,19 @@ static FB_INLINE double FN(store_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t
 }
 
 /* Group (o, g)'s statistics (store_stats): the mean mu and r.
- * row: the group is one contiguous row (mid == 1, inner == 1), a constant. */
+ * row: the group is one contiguous row (mid == 1, inner == 1), a constant; own: own_next's. */
 static FB_INLINE void FN(forward_stats)(const FN(fwd_ctx) *k, int64_t o, int64_t g, const int row,
-                                        double *mu, double *r)
+                                        uintptr_t own, double *mu, double *r)
 {
     const fb_norm_plan *p = k->p;
     const S *xb = k->x + o * p->per_outer + g * p->L;
     double var;
     /* the next group (contiguous when mid == 1): prefetched during the apply, and during the
      * statistics too for rows (layer / RMS norm: a thread's run of rows goes on there) and for
-     * whole-channel runs on one thread (where the next group is this thread's) */
+     * whole-channel runs on one thread (where the next group is this thread's); on more
+     * threads, whole-channel runs prefetch the group this thread takes next (own) */
     const int stats_next = FN(has_next_group)(p, o, g) && (p->elementwise || k->pf_first);
-    const uintptr_t next = stats_next ? (uintptr_t)p->L * sizeof(S) : 0;
+    const uintptr_t next = own ? own : stats_next ? (uintptr_t)p->L * sizeof(S) : 0;
     FN(group_moments)(xb, row ? 1 : p->v.mid, p->L, p->stride, k->centered, next, mu, &var);
     *r = FN(store_stats)(k, o, g, *mu, var);
 }
@@ -721,11 +739,14 @@ static void FN(forward_task)(void *vctx, int64_t task)
     double mu[2], r[2];
     int64_t o = o0;
     for (; pairs && o + 1 < o1; o += 2) {
-        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, &mu[q], &r[q]);
+        for (int q = 0; q < 2; q++) FN(forward_stats)(k, o + q, g, 1, 0, &mu[q], &r[q]);
         for (int q = 0; q < 2; q++) FN(forward_apply)(k, o + q, g, 1, mu[q], r[q]);
     }
     for (; o < o1; o++) {
-        FN(forward_stats)(k, o, g, 0, &mu[0], &r[0]);
+        const uintptr_t own = p->elementwise ? 0
+                              : FN(own_next)(p, k->nt, task, p->n_fwd_tasks, p->n_blocks, p->GB,
+                                             o, g, o1);
+        FN(forward_stats)(k, o, g, 0, own, &mu[0], &r[0]);
         FN(forward_apply)(k, o, g, 0, mu[0], r[0]);
     }
     if (k->stream) fb_stream_fence();
@@ -1064,7 +1085,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
     const int nt = fb_threads_for(total, n_threads);
     void *placed = FN(params_placed)(&p, y, stream, &gamma, &beta);
     FN(fwd_ctx) k = {&p, x, y, gamma, beta, eps, centered, stream, mean, invstd, residual, relu,
-                     nt == 1 && fb_first_prefetch, var_out};
+                     nt == 1 && fb_first_prefetch, var_out, nt};
     fb_parallel_for(p.n_fwd_tasks, nt, FN(forward_task), &k);
     free(placed);
     return FB_OK;
@@ -1083,6 +1104,7 @@ typedef struct {
     const S *ym;   /* the fused forward's output (or NULL) */
     S *gbuf;       /* the masked dy, written per group before its first read (or NULL) */
     int pf_first;  /* one thread (and fb_first_prefetch): the sums prefetch the next group too */
+    int nt;        /* the threads the tasks run on */
 } FN(bwd_ctx);
 
 /* Partial per-channel sums: the chunk's first group assigns, the others add (so that one group
@@ -1340,17 +1362,19 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
 }
 
 /* gd: the group's gamma in float64 when inner == 1 (or NULL). */
+/* own: own_next's (whole-channel runs). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
-                               double *pdb, int first, const double *gd)
+                               double *pdb, int first, const double *gd, uintptr_t own)
 {
     const fb_norm_plan *p = k->p;
     const int64_t mid = p->v.mid, Cg = p->v.Cg, inner = p->v.inner, L = p->L, stride = p->stride;
     const int64_t off = o * p->per_outer + g * L;
     const S *xb = k->x + off, *gb = FN(group_dy)(k, off);
     if (!p->elementwise) {
-        /* the next group's x and dy (contiguous when mid == 1), prefetched on one thread */
+        /* the next group's x and dy (contiguous when mid == 1) prefetched on one thread, on
+         * more the group this thread takes next */
         const uintptr_t ahead =
-            FN(has_next_group)(p, o, g) && k->pf_first ? (uintptr_t)L * sizeof(S) : 0;
+            own ? own : FN(has_next_group)(p, o, g) && k->pf_first ? (uintptr_t)L * sizeof(S) : 0;
         const FN(chan_rule) q = FN(group_grad_rule)(k, o, g, gb, pdg, pdb, first, ahead);
         if (mid == 1 && Cg > 1 && inner < FB_SHORT_RUN)
             FN(short_runs)(xb, gb, k->dx + off, L, inner, Cg, &q, k->stream);
@@ -1466,7 +1490,9 @@ static void FN(backward_task)(void *vctx, int64_t task)
         if (FB_GRAD_ROWS == 2 && gd && p->v.mid == 1 && o + 1 < o1)
             FN(backward_rows2)(k, o, g, pdg, pdb, o == o0, gd), o++;
         else
-            FN(backward_group)(k, o, g, pdg, pdb, o == o0, gd);
+            FN(backward_group)(k, o, g, pdg, pdb, o == o0, gd,
+                               p->elementwise ? 0
+                               : FN(own_next)(p, k->nt, task, p->n_tasks, p->v.G, 1, o, g, o1));
     }
     free(gd);
     if (k->stream) fb_stream_fence();
@@ -1524,7 +1550,7 @@ static fb_status FN(backward)(const S *dy, const S *x, S *dx, const fb_norm_view
     const fb_norm_merge mg = {&p, scratch, scratch + nP, dgamma, dbeta};
     const int nt = fb_threads_for(total, n_threads);
     FN(bwd_ctx) k = {mg, &p, dy, x, dx, mean, invstd, gamma, centered, stream, y, gbuf,
-                     nt == 1 && fb_first_prefetch};
+                     nt == 1 && fb_first_prefetch, nt};
     FN(cols_ctx) c = {mg, &p, x, dy, dx, gamma, NULL, 0.0, centered, stream, mean, invstd, NULL, NULL,
                       scratch + 2 * nP, tw ? FN(line_up)(tw) : NULL, NULL, 0, y, gbuf, 0};
     const fb_phase phase = {p.n_tasks, p.columns ? FN(cols_backward_task) : FN(backward_task),

@@ -93,8 +93,9 @@ def get_grad_prefetch():
 
 def set_first_prefetch(bint on):
     """Whether, on one thread, the first pass over a channel-first channel or group also
-    prefetches the next one (csrc/cpu.h's fb_first_prefetch; chosen per CPU when the module
-    loads).  For the tests: prefetching changes no bit.  Not for use while kernels run."""
+    prefetches the next one (on more threads, group and instance norm's the group the thread takes
+    next; csrc/cpu.h's fb_first_prefetch, chosen per CPU when the module loads).  For the tests:
+    prefetching changes no bit.  Not for use while kernels run."""
     global fb_first_prefetch
     fb_first_prefetch = on
 

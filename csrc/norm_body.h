@@ -771,7 +771,7 @@ typedef struct {
     int relu;
     const S *ym;                         /* backward: the fused forward's output (or NULL) */
     S *gbuf;                             /* backward: the masked dy (or NULL: dy as given) */
-    int pf_next;                         /* forward, one thread: the sums prefetch the next sample */
+    int nt;                              /* forward: the threads the tasks run on */
     int var_out;                         /* forward: FB_NORM_VAR, as fwd_ctx's */
 } FN(cols_ctx);
 
@@ -934,11 +934,13 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
         const int64_t h = fb_line_head(ys, sizeof(S), p->per_outer);
         FB_C *tm = FN(cols_place)(k->tw + ch * 4 * RS, p, h), *ts = tm + RS, *tc = ts + RS;
         /* Each column: shifted sums over segments of FB_COLS_ROWS rows, Chan-merged in order
-         * (the merge weights depend on the counts alone: one step for every column).  On one
-         * thread they prefetch the next sample, so that memory works while this one is applied
+         * (the merge weights depend on the counts alone: one step for every column).  They
+         * prefetch the sample this thread takes next (the task's next, or the first of the task
+         * nt on: the tasks are taken in turn), so that memory works while this one is applied
          * from cache (a sample is more than L2 holds, but less than L3). */
+        const int64_t nx = o + 1 < o1 ? o + 1 : (ch + k->nt) * p->OC;
         const uintptr_t next =
-            k->pf_next && o + 1 < p->v.outer ? (uintptr_t)p->per_outer * sizeof(S) : 0;
+            nx < p->v.outer ? (uintptr_t)((nx - o) * p->per_outer) * sizeof(S) : 0;
         double n = 0.0;
         for (int64_t r0 = 0; r0 < mid; r0 += FB_COLS_ROWS) {
             const int64_t r1 = r0 + FB_COLS_ROWS < mid ? r0 + FB_COLS_ROWS : mid;
@@ -1077,7 +1079,7 @@ static fb_status FN(forward)(const S *x, S *y, const fb_norm_view *v, const T *g
         const int nt = fb_threads_for(total, n_threads);
         FN(cols_ctx) c = {{&p, NULL, NULL, NULL, NULL}, &p, x, NULL, y, gamma, beta, eps, centered,
                           stream, NULL, NULL, mean, invstd, dw, FN(line_up)(tw), residual, relu,
-                          NULL, NULL, nt == 1, var_out};
+                          NULL, NULL, nt, var_out};
         fb_parallel_for(p.n_tasks, nt, FN(cols_forward_task), &c);
         free(dw), free(tw);
         return FB_OK;

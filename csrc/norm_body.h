@@ -1363,8 +1363,8 @@ static void FN(backward_block)(const FN(bwd_ctx) *k, int64_t o, int64_t g0, int6
                    k->stream);
 }
 
-/* gd: the group's gamma in float64 when inner == 1 (or NULL). */
-/* own: own_next's (whole-channel runs). */
+/* gd: the group's gamma in float64 when inner == 1 (or NULL); own: own_next's (whole-channel
+ * runs). */
 static void FN(backward_group)(const FN(bwd_ctx) *k, int64_t o, int64_t g, double *pdg,
                                double *pdb, int first, const double *gd, uintptr_t own)
 {

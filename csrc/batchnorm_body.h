@@ -260,13 +260,15 @@ typedef struct {
 /* Rows i..i+3 are read four at a time, four streams that the hardware prefetcher alone follows
  * slowly: four rows ahead (columns from `at` on), the next four or, for short rows, those
  * FB_PF_ROWS_AHEAD bytes on, to be prefetched into L2 while these are read (into L1 was
- * slower), `far` times as far; NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
+ * slower); `far` times as far, up to `far` FB_PF_ROWS_AHEAD bytes (a stream's lead stays small
+ * beside any L2); NULL for rows under FB_PF_ROW_BYTES, or past the last row. */
 static FB_INLINE const S *FN(rows_pf_next)(const FN(rows_ctx) *k, const S *at, int64_t i, int far)
 {
     const int64_t row = k->p.V * (int64_t)sizeof(S);
     const int64_t rows = row * FB_ROWS_AT_ONCE >= FB_PF_ROWS_AHEAD ? FB_ROWS_AT_ONCE
                                                                      : FB_PF_ROWS_AHEAD / row;
-    const int64_t ahead = far * rows;
+    const int64_t capped = far * FB_PF_ROWS_AHEAD / row;
+    const int64_t ahead = capped > far * rows ? far * rows : capped < rows ? rows : capped;
     const int wide = row >= FB_PF_ROW_BYTES;
     return wide && at && i + FB_ROWS_AT_ONCE + ahead <= k->p.R ? at + ahead * k->p.V : NULL;
 }

@@ -38,7 +38,7 @@
  * rows were prefetched 1 KB ahead, 1.2-1.4x slower statistics from memory) */
 #define FB_PF_ROW_BYTES 256
 #define FB_PF_ROWS_AHEAD 4096
-#define FB_PF_GRAD_FAR 3         /* rows path: the backward sums prefetch 3x as far ahead      */
+#define FB_PF_GRAD_FAR 3         /* rows path: the backward sums prefetch up to 3x as far      */
 #define FB_CHUNK_ELEMS 262144   /* elements per task                                          */
 #define FB_CHUNK_ROWS_MAX 1024  /* rows path: rows per segment at most                        */
 #define FB_RUN 1024             /* rows path: narrow rows are applied in runs of this many    */

@@ -17,6 +17,9 @@ int fb_alias_reverse = 0;
 #define FB_NARROW 0
 #endif
 int fb_narrow_sums = FB_NARROW;
+/* cpu.c's prefetch switches (csrc/cpu.h), on as cpu.c sets them outside Zen 3 and Zen 5 */
+int fb_first_prefetch = 1;
+int fb_grad_prefetch = 1;
 
 /* Each pass's time in the last call (ms). */
 double k_phase[8];

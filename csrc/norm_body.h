@@ -438,20 +438,29 @@ static inline int FN(has_next_group)(const fb_norm_plan *p, int64_t o, int64_t g
     return p->v.mid == 1 && (g + 1 < p->v.G || o + 1 < p->v.outer);
 }
 
-/* On nt > 1 threads, where the group this thread takes after (o, g) of task `task` (samples up
- * to o1, nb blocks of gb groups a chunk) starts, in bytes from (o, g)'s: sample o + 1's in the
- * same task, else the first of the task nt on, as the tasks are taken in turn; 0 where there is
- * none, it lies behind, or runs are not contiguous (mid > 1).  One thread: 0. */
-static inline uintptr_t FN(own_next)(const fb_norm_plan *p, int nt, int64_t task,
-                                     int64_t n_tasks, int64_t nb, int64_t gb, int64_t o,
-                                     int64_t g, int64_t o1)
+/* Where the group a thread takes after (o, g) of task `task` (samples up to o1, nb blocks of gb
+ * groups a chunk) starts, in bytes from (o, g)'s: sample o + 1's in the same task, else the first
+ * of the task nt on, as nt threads take the tasks in turn; 0 where there is none or it lies
+ * behind. */
+static inline uintptr_t FN(next_taken)(const fb_norm_plan *p, int nt, int64_t task,
+                                       int64_t n_tasks, int64_t nb, int64_t gb, int64_t o,
+                                       int64_t g, int64_t o1)
 {
-    if (nt < 2 || !fb_first_prefetch || p->v.mid != 1) return 0;
     if (o + 1 < o1) return (uintptr_t)p->per_outer * sizeof(S);
     const int64_t t = task + nt;
     if (t >= n_tasks) return 0;
     const int64_t d = (t / nb * p->OC - o) * p->per_outer + (t % nb * gb - g) * p->L;
     return d > 0 ? (uintptr_t)d * sizeof(S) : 0;
+}
+
+/* The channel-first groups' prefetch on nt > 1 threads: next_taken where runs are contiguous
+ * (mid == 1) and fb_first_prefetch; 0 otherwise (one thread prefetches the next group). */
+static inline uintptr_t FN(own_next)(const fb_norm_plan *p, int nt, int64_t task,
+                                     int64_t n_tasks, int64_t nb, int64_t gb, int64_t o,
+                                     int64_t g, int64_t o1)
+{
+    if (nt < 2 || !fb_first_prefetch || p->v.mid != 1) return 0;
+    return FN(next_taken)(p, nt, task, n_tasks, nb, gb, o, g, o1);
 }
 
 typedef struct {
@@ -938,9 +947,7 @@ static void FN(cols_forward_task)(void *vctx, int64_t ch)
          * prefetch the sample this thread takes next (the task's next, or the first of the task
          * nt on: the tasks are taken in turn), so that memory works while this one is applied
          * from cache (a sample is more than L2 holds, but less than L3). */
-        const int64_t nx = o + 1 < o1 ? o + 1 : (ch + k->nt) * p->OC;
-        const uintptr_t next =
-            nx < p->v.outer ? (uintptr_t)((nx - o) * p->per_outer) * sizeof(S) : 0;
+        const uintptr_t next = FN(next_taken)(p, k->nt, ch, p->n_tasks, 1, 0, o, 0, o1);
         double n = 0.0;
         for (int64_t r0 = 0; r0 < mid; r0 += FB_COLS_ROWS) {
             const int64_t r1 = r0 + FB_COLS_ROWS < mid ? r0 + FB_COLS_ROWS : mid;
